@@ -1,0 +1,98 @@
+//! The deterministic `eventid`: 32 lower-case hex characters, the first 128 bits of a
+//! BLAKE3 hash of (agent host id, source identity, position). The same line read twice
+//! — after a restart, a replay or a retry — gets the same id, and the collector uses the
+//! id as the document key, so a resent event never becomes a second document.
+//!
+//! Each part is length-prefixed before hashing so that no two different triples can
+//! feed the hash the same bytes (`("ab", "c")` and `("a", "bc")` differ).
+
+/// Length of an event id in hex characters.
+pub const EVENT_ID_LEN: usize = 32;
+
+/// The id of the event at `position` (a byte offset or a journal cursor) of the source
+/// `source_identity` (a file fingerprint or `journald`), read by the host `host_id`.
+pub fn event_id(host_id: &str, source_identity: &str, position: &str) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for part in [host_id, source_identity, position] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let hash = hasher.finalize();
+    let mut out = String::with_capacity(EVENT_ID_LEN);
+    for byte in &hash.as_bytes()[..EVENT_ID_LEN / 2] {
+        out.push(hex_digit(byte >> 4));
+        out.push(hex_digit(byte & 0x0f));
+    }
+    out
+}
+
+/// [`event_id`] for a byte offset, the position of a line in a file.
+pub fn event_id_at_offset(host_id: &str, source_identity: &str, offset: u64) -> String {
+    let mut buf = [0u8; 20];
+    event_id(host_id, source_identity, format_u64(offset, &mut buf))
+}
+
+/// Whether `text` has the shape of an id this crate makes.
+pub fn is_event_id(text: &str) -> bool {
+    text.len() == EVENT_ID_LEN && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn hex_digit(nibble: u8) -> char {
+    char::from(b"0123456789abcdef"[usize::from(nibble & 0x0f)])
+}
+
+fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_inputs_give_the_same_id() {
+        let a = event_id_at_offset("host-1", "file:64769:1234:abcd", 4096);
+        let b = event_id_at_offset("host-1", "file:64769:1234:abcd", 4096);
+        assert_eq!(a, b);
+        assert!(is_event_id(&a), "{a}");
+    }
+
+    #[test]
+    fn any_part_changing_changes_the_id() {
+        let base = event_id("host-1", "file:1:2:3", "10");
+        assert_ne!(base, event_id("host-2", "file:1:2:3", "10"));
+        assert_ne!(base, event_id("host-1", "file:1:2:4", "10"));
+        assert_ne!(base, event_id("host-1", "file:1:2:3", "11"));
+        // Length prefixes keep shifted boundaries apart.
+        assert_ne!(event_id("ab", "c", "1"), event_id("a", "bc", "1"));
+    }
+
+    #[test]
+    fn offset_form_matches_text_form() {
+        assert_eq!(
+            event_id_at_offset("h", "s", 0),
+            event_id("h", "s", "0")
+        );
+        assert_eq!(
+            event_id_at_offset("h", "s", u64::MAX),
+            event_id("h", "s", &u64::MAX.to_string())
+        );
+    }
+
+    #[test]
+    fn id_shape_is_checked() {
+        assert!(!is_event_id("ABCDEF0123456789abcdef0123456789"));
+        assert!(!is_event_id("abc"));
+        assert!(is_event_id("0123456789abcdef0123456789abcdef"));
+    }
+}

@@ -1,0 +1,293 @@
+//! Timestamps: reading every shape shippers send (ISO 8601 in its common spellings,
+//! epoch seconds, milliseconds, microseconds or nanoseconds, as numbers or strings) and
+//! writing them as MozDef does: `YYYY-MM-DDTHH:MM:SS[.ffffff]+HH:MM`, microseconds only
+//! when non-zero (Python's `isoformat`), `+00:00` rather than `Z` in UTC.
+
+use std::fmt::Write as _;
+
+use chrono::{Datelike, DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use serde_json::Value;
+use thiserror::Error;
+
+/// A timestamp that could not be read; the text is what was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unreadable timestamp {text:?}")]
+pub struct TimeError {
+    pub text: String,
+}
+
+/// Writes an instant in UTC the way `utctimestamp` and `receivedtimestamp` hold it.
+pub fn format_utc(at: DateTime<Utc>) -> String {
+    format_fixed(&at.fixed_offset())
+}
+
+/// Writes an instant with its own offset, the way `timestamp` holds it.
+pub fn format_fixed(at: &DateTime<FixedOffset>) -> String {
+    let mut out = String::with_capacity(32);
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{}", at.format("%Y-%m-%dT%H:%M:%S"));
+    let micros = at.nanosecond() / 1_000;
+    if micros != 0 {
+        let _ = write!(out, ".{micros:06}");
+    }
+    let _ = write!(out, "{}", at.format("%:z"));
+    out
+}
+
+/// Reads a timestamp from a JSON value: a string (ISO 8601 or digits) or a number
+/// (epoch seconds, milliseconds, microseconds or nanoseconds, told apart by size).
+pub fn parse_value(value: &Value) -> Result<DateTime<FixedOffset>, TimeError> {
+    match value {
+        Value::String(s) => parse_str(s),
+        Value::Number(n) => {
+            let parsed = if let Some(i) = n.as_i64() {
+                from_epoch_i128(i as i128)
+            } else if let Some(u) = n.as_u64() {
+                from_epoch_i128(u as i128)
+            } else {
+                n.as_f64().and_then(from_epoch_f64)
+            };
+            parsed.ok_or_else(|| TimeError {
+                text: n.to_string(),
+            })
+        }
+        other => Err(TimeError {
+            text: other.to_string(),
+        }),
+    }
+}
+
+/// Reads a timestamp from text: ISO 8601 / RFC 3339 (with `T` or a space, any fraction,
+/// `Z`, `+hh:mm`, `+hhmm` or `+hh`; no offset means UTC), RFC 2822, a bare date, or epoch
+/// digits.
+pub fn parse_str(text: &str) -> Result<DateTime<FixedOffset>, TimeError> {
+    let trimmed = text.trim();
+    let err = || TimeError {
+        text: text.to_string(),
+    };
+    if trimmed.is_empty() {
+        return Err(err());
+    }
+    let numeric = trimmed
+        .strip_prefix('-')
+        .unwrap_or(trimmed)
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.');
+    if numeric {
+        let parsed = if trimmed.contains('.') {
+            trimmed.parse::<f64>().ok().and_then(from_epoch_f64)
+        } else {
+            trimmed.parse::<i128>().ok().and_then(from_epoch_i128)
+        };
+        return parsed.ok_or_else(err);
+    }
+    parse_iso(trimmed)
+        .or_else(|| DateTime::parse_from_rfc2822(trimmed).ok())
+        .filter(in_range)
+        .ok_or_else(err)
+}
+
+/// Years MozDef's format can write with four digits.
+fn in_range(at: &DateTime<FixedOffset>) -> bool {
+    (0..=9999).contains(&at.naive_utc().year())
+}
+
+fn parse_iso(text: &str) -> Option<DateTime<FixedOffset>> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at);
+    }
+    let normalized: String = text.replacen(' ', "T", 1);
+    let (body, offset) = split_offset(&normalized)?;
+    let naive = parse_naive(body)?;
+    offset.from_local_datetime(&naive).single()
+}
+
+/// Splits `2026-11-22T09:14:03.12+0100` into the local part and its offset (UTC when
+/// the text has none).
+fn split_offset(text: &str) -> Option<(&str, FixedOffset)> {
+    let utc = FixedOffset::east_opt(0)?;
+    if let Some(body) = text.strip_suffix('Z').or_else(|| text.strip_suffix('z')) {
+        return Some((body, utc));
+    }
+    if let Some(body) = text.strip_suffix("UTC").or_else(|| text.strip_suffix("GMT")) {
+        return Some((body.trim_end(), utc));
+    }
+    // The offset starts at the last '+' or '-' after the time's 'T'.
+    let t = match text.find('T') {
+        Some(t) => t,
+        None => return Some((text, utc)),
+    };
+    let tail = &text[t..];
+    let sign_at = match tail.rfind(['+', '-']) {
+        Some(i) => t + i,
+        None => return Some((text, utc)),
+    };
+    let (body, zone) = text.split_at(sign_at);
+    let sign = if zone.starts_with('-') { -1 } else { 1 };
+    let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (hours, minutes) = match digits.len() {
+        2 => (digits.parse::<i32>().ok()?, 0),
+        4 => (digits[..2].parse::<i32>().ok()?, digits[2..].parse::<i32>().ok()?),
+        _ => return None,
+    };
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let offset = FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))?;
+    Some((body.trim_end(), offset))
+}
+
+fn parse_naive(text: &str) -> Option<NaiveDateTime> {
+    const FORMATS: [&str; 4] = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y/%m/%dT%H:%M:%S%.f",
+        "%Y%m%dT%H%M%S%.f",
+    ];
+    for format in FORMATS {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(naive);
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+}
+
+/// Epoch integers: seconds below 10^11 (year 5138), then milliseconds below 10^14,
+/// microseconds below 10^17, nanoseconds above.
+fn from_epoch_i128(n: i128) -> Option<DateTime<FixedOffset>> {
+    let magnitude = n.unsigned_abs();
+    let nanos: i128 = if magnitude < 100_000_000_000 {
+        n * 1_000_000_000
+    } else if magnitude < 100_000_000_000_000 {
+        n * 1_000_000
+    } else if magnitude < 100_000_000_000_000_000 {
+        n * 1_000
+    } else {
+        n
+    };
+    let secs = i64::try_from(nanos.div_euclid(1_000_000_000)).ok()?;
+    let sub = u32::try_from(nanos.rem_euclid(1_000_000_000)).ok()?;
+    Utc.timestamp_opt(secs, sub)
+        .single()
+        .map(|at| at.fixed_offset())
+        .filter(in_range)
+}
+
+fn from_epoch_f64(n: f64) -> Option<DateTime<FixedOffset>> {
+    if !n.is_finite() {
+        return None;
+    }
+    let magnitude = n.abs();
+    let scale = if magnitude < 1e11 {
+        1.0
+    } else if magnitude < 1e14 {
+        1e-3
+    } else if magnitude < 1e17 {
+        1e-6
+    } else {
+        1e-9
+    };
+    let secs = n * scale;
+    let whole = secs.floor();
+    let frac = ((secs - whole) * 1e6).round() as u32 * 1_000;
+    if whole.abs() > 1e12 {
+        return None;
+    }
+    Utc.timestamp_opt(whole as i64, frac.min(999_999_000))
+        .single()
+        .map(|at| at.fixed_offset())
+        .filter(in_range)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn utc(value: Value) -> Result<String, TimeError> {
+        parse_value(&value).map(|at| format_utc(at.with_timezone(&Utc)))
+    }
+
+    #[test]
+    fn formats_as_mozdef_does() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 8, 14, 3).unwrap();
+        assert_eq!(format_utc(at), "2026-11-22T08:14:03+00:00");
+        let at = at + chrono::Duration::microseconds(120_000);
+        assert_eq!(format_utc(at), "2026-11-22T08:14:03.120000+00:00");
+        let plus_one = FixedOffset::east_opt(3600).unwrap();
+        assert_eq!(
+            format_fixed(&at.with_timezone(&plus_one)),
+            "2026-11-22T09:14:03.120000+01:00"
+        );
+        // Nanoseconds are cut to microseconds, never rounded up into the next second.
+        let at = Utc.timestamp_opt(1, 999_999_999).unwrap();
+        assert_eq!(format_utc(at), "1970-01-01T00:00:01.999999+00:00");
+    }
+
+    #[test]
+    fn reads_every_supported_shape() {
+        let want = "2026-11-22T08:14:03+00:00";
+        let want_frac = "2026-11-22T08:14:03.120000+00:00";
+        let cases: Vec<(Value, &str)> = vec![
+            (json!("2026-11-22T08:14:03Z"), want),
+            (json!("2026-11-22T08:14:03+00:00"), want),
+            (json!("2026-11-22T09:14:03+01:00"), want),
+            (json!("2026-11-22T09:14:03+0100"), want),
+            (json!("2026-11-22T09:14:03+01"), want),
+            (json!("2026-11-22T03:14:03-05:00"), want),
+            (json!("2026-11-22 08:14:03"), want),
+            (json!("2026-11-22T08:14:03"), want),
+            (json!("2026-11-22 08:14:03 UTC"), want),
+            (json!("2026-11-22T08:14:03.12Z"), want_frac),
+            (json!("2026-11-22T08:14:03.120000789Z"), want_frac),
+            (json!("2026-11-22 09:14:03.12+01:00"), want_frac),
+            (json!("Sun, 22 Nov 2026 08:14:03 +0000"), want),
+            (json!(1_795_335_243), want),
+            (json!("1795335243"), want),
+            (json!(1_795_335_243.12), want_frac),
+            (json!(1_795_335_243_120_i64), want_frac),
+            (json!("1795335243120"), want_frac),
+            (json!(1_795_335_243_120_000_i64), want_frac),
+            (json!(1_795_335_243_120_000_000_i64), want_frac),
+            (json!("1795335243120000000"), want_frac),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(utc(input.clone()).as_deref(), Ok(expected), "input {input}");
+        }
+        assert_eq!(
+            utc(json!("2026-11-22")).as_deref(),
+            Ok("2026-11-22T00:00:00+00:00")
+        );
+    }
+
+    #[test]
+    fn keeps_the_offset_it_was_given() {
+        let at = parse_str("2026-11-22T09:14:03.120000+01:00").unwrap();
+        assert_eq!(format_fixed(&at), "2026-11-22T09:14:03.120000+01:00");
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_time() {
+        for input in [
+            json!("yesterday"),
+            json!(""),
+            json!("2026-13-45T00:00:00Z"),
+            json!("Feb 30 25:61:00"),
+            json!("2026-11-22T08:14:03+25:00"),
+            json!(true),
+            json!(null),
+            json!({"a": 1}),
+            json!(f64::MAX),
+            json!("99999999999999999999999999999"),
+            json!("1.2.3"),
+        ] {
+            assert!(utc(input.clone()).is_err(), "input {input} should not parse");
+        }
+    }
+}
