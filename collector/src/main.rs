@@ -1,1 +1,183 @@
-fn main(){}
+//! `picket-collector`: parse the command line, load the config, start logging, run.
+//! Exit codes: 0 ok, 1 runtime failure, 78 bad configuration (`EX_CONFIG`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use picket_collector::client::{self, RemoteSearch};
+use picket_collector::config::ConfigFile;
+use tracing_subscriber::EnvFilter;
+
+const EX_CONFIG: u8 = 78;
+
+/// Picket collector: receives MozDef events over HTTP, stores them, answers searches.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML, `[collector]` table).
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "/etc/picket/collector.toml",
+        env = "PICKET_COLLECTOR_CONFIG"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the collector until SIGTERM or Ctrl-C.
+    Serve,
+    /// Check the configuration and exit: 0 when good, 78 naming the bad key when not.
+    Validate,
+    /// Search stored events through a running collector, newest first.
+    ///
+    /// Example: picket-collector search 'details.username:root AND category:authentication' --since 1h
+    Search {
+        /// Query string: `field:value`, `details.field:value`, AND / OR / NOT, quotes
+        /// for phrases; terms are ANDed when no operator is given. Empty or `*` matches
+        /// everything.
+        #[arg(default_value = "*")]
+        query: String,
+        /// Only events newer than this long ago (`15m`, `1h`, `7d`).
+        #[arg(long, conflicts_with = "from")]
+        since: Option<String>,
+        /// Only events at or after this time (ISO 8601, epoch, `now-1h`).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only events at or before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Most events to show.
+        #[arg(long, default_value_t = 20)]
+        size: usize,
+        /// Collector URL; default: from the config's `collector.http.listen`, else
+        /// http://127.0.0.1:8080.
+        #[arg(long)]
+        url: Option<String>,
+        /// Print each event as one JSON line instead of a readable line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Every TLS client in this process uses ring; installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::Serve => serve(&cli.config),
+        Command::Validate => match load(&cli.config) {
+            Ok(_) => {
+                println!("{}: configuration is valid", cli.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Search {
+            query,
+            since,
+            from,
+            to,
+            size,
+            url,
+            json,
+        } => {
+            let base_url = url.unwrap_or_else(|| default_url(&cli.config));
+            let request = RemoteSearch {
+                base_url,
+                query,
+                from: since.or(from),
+                to,
+                size,
+            };
+            match runtime().and_then(|rt| rt.block_on(search(&request, json))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<picket_collector::config::Settings, ExitCode> {
+    let built = ConfigFile::load(path).and_then(|file| file.collector.build(path));
+    built.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EX_CONFIG)
+    })
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
+    let settings = match load(path) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let result = runtime().and_then(|rt| {
+        rt.block_on(picket_collector::run(
+            settings,
+            picket_collector::shutdown_signal(),
+        ))
+        .context("collector failed")
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The collector's own address from its config, with a wildcard turned into loopback.
+fn default_url(path: &std::path::Path) -> String {
+    let listen = ConfigFile::load(path).ok().and_then(|file| {
+        file.collector
+            .http
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .ok()
+    });
+    match listen {
+        Some(mut address) => {
+            if address.ip().is_unspecified() {
+                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{address}")
+        }
+        None => "http://127.0.0.1:8080".to_string(),
+    }
+}
+
+async fn search(request: &RemoteSearch, json: bool) -> anyhow::Result<()> {
+    let (total, hits) = client::search(request).await?;
+    for hit in &hits {
+        if json {
+            println!("{hit}");
+        } else {
+            println!("{}", client::format_line(hit));
+        }
+    }
+    eprintln!("{} of {} matching events shown", hits.len(), total);
+    Ok(())
+}

@@ -117,7 +117,9 @@ mod tests {
             .collect();
         let mut last = 0;
         for key in keys {
-            let at = text.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("{key}"));
+            let at = text
+                .find(&format!("\"{key}\":"))
+                .unwrap_or_else(|| panic!("{key}"));
             assert!(at >= last, "{key} out of order in {text}");
             last = at;
         }
@@ -143,9 +145,6 @@ mod tests {
     #[test]
     fn utc_reads_back() {
         let event = sample();
-        assert_eq!(
-            event.utc().map(|t| t.timestamp()),
-            Some(1_795_335_243)
-        );
+        assert_eq!(event.utc().map(|t| t.timestamp()), Some(1_795_335_243));
     }
 }

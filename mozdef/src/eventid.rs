@@ -79,10 +79,7 @@ mod tests {
 
     #[test]
     fn offset_form_matches_text_form() {
-        assert_eq!(
-            event_id_at_offset("h", "s", 0),
-            event_id("h", "s", "0")
-        );
+        assert_eq!(event_id_at_offset("h", "s", 0), event_id("h", "s", "0"));
         assert_eq!(
             event_id_at_offset("h", "s", u64::MAX),
             event_id("h", "s", &u64::MAX.to_string())

@@ -303,7 +303,11 @@ fn typed_by_suffix(name: &str, value: Value) -> Value {
             return Value::from(n);
         }
     } else if name.ends_with("_float") {
-        if let Some(n) = text.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+        if let Some(n) = text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+        {
             return Value::Number(n);
         }
     }
@@ -401,16 +405,41 @@ mod tests {
             ("level", json!("warn"), "severity", json!("WARNING")),
             ("priority", json!("err"), "severity", json!("ERROR")),
             ("severityvalue", json!(3), "severity", json!("ERROR")),
-            ("syslogseverity", json!("notice"), "severity", json!("NOTICE")),
+            (
+                "syslogseverity",
+                json!("notice"),
+                "severity",
+                json!("NOTICE"),
+            ),
             ("severity", json!("loud"), "severity", json!("LOUD")),
             ("severity", json!("critical"), "severity", json!("CRITICAL")),
-            ("eventtime", json!(1_795_335_243), "utctimestamp", json!("2026-11-22T08:14:03+00:00")),
-            ("date", json!("2026-11-22T09:14:03+01:00"), "timestamp", json!("2026-11-22T09:14:03+01:00")),
-            ("utctimestamp", json!("2026-11-22T08:14:03Z"), "utctimestamp", json!("2026-11-22T08:14:03+00:00")),
+            (
+                "eventtime",
+                json!(1_795_335_243),
+                "utctimestamp",
+                json!("2026-11-22T08:14:03+00:00"),
+            ),
+            (
+                "date",
+                json!("2026-11-22T09:14:03+01:00"),
+                "timestamp",
+                json!("2026-11-22T09:14:03+01:00"),
+            ),
+            (
+                "utctimestamp",
+                json!("2026-11-22T08:14:03Z"),
+                "utctimestamp",
+                json!("2026-11-22T08:14:03+00:00"),
+            ),
             ("payload", json!("p"), "summary", json!("p")),
             ("tags", json!("one"), "tags", json!(["one"])),
             ("tags", json!(["a", "b"]), "tags", json!(["a", "b"])),
-            ("source", json!("/var/log/secure"), "source", json!("/var/log/secure")),
+            (
+                "source",
+                json!("/var/log/secure"),
+                "source",
+                json!("/var/log/secure"),
+            ),
         ];
         for (key, value, field, expected) in cases {
             let event = run(json!({ key: value }));
@@ -421,7 +450,9 @@ mod tests {
 
     #[test]
     fn canonical_names_win_and_losers_are_kept_in_details() {
-        let event = run(json!({"message": "from message", "summary": "from summary", "host": "a", "hostname": "b"}));
+        let event = run(
+            json!({"message": "from message", "summary": "from summary", "host": "a", "hostname": "b"}),
+        );
         assert_eq!(event.summary, "from summary");
         assert_eq!(event.hostname, "b");
         assert_eq!(event.details["message"], json!("from message"));
@@ -479,14 +510,20 @@ mod tests {
         assert!(event.details.is_empty());
         assert_eq!(event.utctimestamp, "2026-11-24T12:00:00+00:00");
         assert_eq!(event.timestamp, "2026-11-24T12:00:00+00:00");
-        assert_eq!(event.receivedtimestamp.as_deref(), Some("2026-11-24T12:00:00+00:00"));
+        assert_eq!(
+            event.receivedtimestamp.as_deref(),
+            Some("2026-11-24T12:00:00+00:00")
+        );
         assert!(crate::eventid::is_event_id(&event.eventid));
     }
 
     #[test]
     fn received_timestamp_is_always_the_collectors() {
         let event = run(json!({"receivedtimestamp": "1999-01-01T00:00:00Z"}));
-        assert_eq!(event.receivedtimestamp.as_deref(), Some("2026-11-24T12:00:00+00:00"));
+        assert_eq!(
+            event.receivedtimestamp.as_deref(),
+            Some("2026-11-24T12:00:00+00:00")
+        );
         assert!(!event.details.contains_key("receivedtimestamp"));
     }
 
@@ -532,7 +569,10 @@ mod tests {
         let untimed = json!({"summary": "alive"});
         let a = normalize(untimed.clone(), received()).unwrap();
         let b = normalize(untimed, received() + chrono::Duration::minutes(1)).unwrap();
-        assert_ne!(a.eventid, b.eventid, "untimed events a minute apart stay apart");
+        assert_ne!(
+            a.eventid, b.eventid,
+            "untimed events a minute apart stay apart"
+        );
 
         let event = run(json!({"eventid": "has space"}));
         assert!(crate::eventid::is_event_id(&event.eventid));

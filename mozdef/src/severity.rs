@@ -124,7 +124,11 @@ mod tests {
             (9, "ALERT"),
         ];
         for (pri, name) in cases {
-            assert_eq!(Severity::from_pri(pri).map(Severity::as_str), Some(name), "pri {pri}");
+            assert_eq!(
+                Severity::from_pri(pri).map(Severity::as_str),
+                Some(name),
+                "pri {pri}"
+            );
         }
         assert_eq!(Severity::from_pri(192), None);
         assert_eq!(Severity::from_pri(999), None);
@@ -151,7 +155,11 @@ mod tests {
             ("", None),
         ];
         for (text, want) in cases {
-            assert_eq!(Severity::from_cef(text).map(Severity::as_str), want, "cef {text:?}");
+            assert_eq!(
+                Severity::from_cef(text).map(Severity::as_str),
+                want,
+                "cef {text:?}"
+            );
         }
     }
 
@@ -169,12 +177,19 @@ mod tests {
             ("loud", None),
         ];
         for (text, want) in cases {
-            assert_eq!(Severity::from_name(text).map(Severity::as_str), want, "name {text:?}");
+            assert_eq!(
+                Severity::from_name(text).map(Severity::as_str),
+                want,
+                "name {text:?}"
+            );
         }
     }
 
     #[test]
     fn serializes_as_capitalised_name() {
-        assert_eq!(serde_json::to_string(&Severity::Warning).unwrap(), "\"WARNING\"");
+        assert_eq!(
+            serde_json::to_string(&Severity::Warning).unwrap(),
+            "\"WARNING\""
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use chrono::{Datelike, DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -109,7 +109,10 @@ fn split_offset(text: &str) -> Option<(&str, FixedOffset)> {
     if let Some(body) = text.strip_suffix('Z').or_else(|| text.strip_suffix('z')) {
         return Some((body, utc));
     }
-    if let Some(body) = text.strip_suffix("UTC").or_else(|| text.strip_suffix("GMT")) {
+    if let Some(body) = text
+        .strip_suffix("UTC")
+        .or_else(|| text.strip_suffix("GMT"))
+    {
         return Some((body.trim_end(), utc));
     }
     // The offset starts at the last '+' or '-' after the time's 'T'.
@@ -130,7 +133,10 @@ fn split_offset(text: &str) -> Option<(&str, FixedOffset)> {
     }
     let (hours, minutes) = match digits.len() {
         2 => (digits.parse::<i32>().ok()?, 0),
-        4 => (digits[..2].parse::<i32>().ok()?, digits[2..].parse::<i32>().ok()?),
+        4 => (
+            digits[..2].parse::<i32>().ok()?,
+            digits[2..].parse::<i32>().ok()?,
+        ),
         _ => return None,
     };
     if hours > 23 || minutes > 59 {
@@ -287,7 +293,10 @@ mod tests {
             json!("99999999999999999999999999999"),
             json!("1.2.3"),
         ] {
-            assert!(utc(input.clone()).is_err(), "input {input} should not parse");
+            assert!(
+                utc(input.clone()).is_err(),
+                "input {input} should not parse"
+            );
         }
     }
 }

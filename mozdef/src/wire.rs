@@ -43,8 +43,8 @@ pub fn split_body(body: &[u8], max_item_bytes: usize) -> Result<Vec<Item>, BodyE
     }
     match serde_json::from_slice::<&RawValue>(trimmed) {
         Ok(raw) if trimmed.first() == Some(&b'[') => {
-            let items: Vec<&RawValue> = serde_json::from_str(raw.get())
-                .map_err(|e| BodyError::NotJson(e.to_string()))?;
+            let items: Vec<&RawValue> =
+                serde_json::from_str(raw.get()).map_err(|e| BodyError::NotJson(e.to_string()))?;
             Ok(items
                 .into_iter()
                 .enumerate()
@@ -66,7 +66,10 @@ pub fn split_body(body: &[u8], max_item_bytes: usize) -> Result<Vec<Item>, BodyE
                 .enumerate()
                 .map(|(i, line)| (i, read_item(line, max_item_bytes)))
                 .collect();
-            if items.iter().all(|(_, item)| matches!(item, Err(ItemError::NotJson(_)))) {
+            if items
+                .iter()
+                .all(|(_, item)| matches!(item, Err(ItemError::NotJson(_))))
+            {
                 return Err(BodyError::NotJson(format!("line 1: {whole}")));
             }
             Ok(items)
@@ -91,7 +94,10 @@ mod tests {
     use super::*;
 
     fn values(items: &[Item]) -> Vec<Option<Value>> {
-        items.iter().map(|(_, r)| r.as_ref().ok().cloned()).collect()
+        items
+            .iter()
+            .map(|(_, r)| r.as_ref().ok().cloned())
+            .collect()
     }
 
     #[test]
@@ -126,16 +132,28 @@ mod tests {
         let body = format!("[{{\"a\":1}},{big}]");
         let items = split_body(body.as_bytes(), 50).unwrap();
         assert_eq!(items[0].1, Ok(json!({"a": 1})));
-        assert!(matches!(items[1], (1, Err(ItemError::TooLarge { limit: 50, .. }))));
+        assert!(matches!(
+            items[1],
+            (1, Err(ItemError::TooLarge { limit: 50, .. }))
+        ));
     }
 
     #[test]
     fn what_is_not_json_is_refused_whole() {
         assert_eq!(split_body(b"", 10), Err(BodyError::Empty));
         assert_eq!(split_body(b" \n\t", 10), Err(BodyError::Empty));
-        assert!(matches!(split_body(b"hello", 10), Err(BodyError::NotJson(_))));
-        assert!(matches!(split_body(b"{\"a\":", 10), Err(BodyError::NotJson(_))));
-        assert!(matches!(split_body(b"foo\nbar\n", 10), Err(BodyError::NotJson(_))));
+        assert!(matches!(
+            split_body(b"hello", 10),
+            Err(BodyError::NotJson(_))
+        ));
+        assert!(matches!(
+            split_body(b"{\"a\":", 10),
+            Err(BodyError::NotJson(_))
+        ));
+        assert!(matches!(
+            split_body(b"foo\nbar\n", 10),
+            Err(BodyError::NotJson(_))
+        ));
         assert!(matches!(split_body(b"[1,", 10), Err(BodyError::NotJson(_))));
     }
 

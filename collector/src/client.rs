@@ -1,0 +1,116 @@
+//! The client side of `picket-collector search`: asks a running collector's
+//! `GET /api/events` and prints what it answers.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+use thiserror::Error;
+
+/// Why a search through a running collector failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("cannot reach the collector at {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("the collector refused the search: {0}")]
+    Refused(String),
+    #[error("the collector answered something that is not a search result: {0}")]
+    BadAnswer(String),
+}
+
+/// One search, as the command line gives it.
+#[derive(Debug, Clone)]
+pub struct RemoteSearch {
+    pub base_url: String,
+    pub query: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub size: usize,
+}
+
+/// Runs the search; returns (total, hits).
+pub async fn search(request: &RemoteSearch) -> Result<(u64, Vec<Value>), ClientError> {
+    let url = format!("{}/api/events", request.base_url.trim_end_matches('/'));
+    let mut params: Vec<(&str, String)> = vec![
+        ("q", request.query.clone()),
+        ("size", request.size.to_string()),
+    ];
+    if let Some(from) = &request.from {
+        params.push(("from", from.clone()));
+    }
+    if let Some(to) = &request.to {
+        params.push(("to", to.clone()));
+    }
+    let client = reqwest::Client::new();
+    let unreachable = |source| ClientError::Unreachable {
+        url: url.clone(),
+        source,
+    };
+    let response = client
+        .get(&url)
+        .query(&params)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+    if !status.is_success() {
+        let message = body["error"]
+            .as_str()
+            .unwrap_or("no reason given")
+            .to_string();
+        return Err(ClientError::Refused(format!("{status}: {message}")));
+    }
+    let total = body["total"]
+        .as_u64()
+        .ok_or_else(|| ClientError::BadAnswer("no total".into()))?;
+    let hits = match body.get("hits") {
+        Some(Value::Array(hits)) => hits.clone(),
+        _ => return Err(ClientError::BadAnswer("no hits".into())),
+    };
+    Ok((total, hits))
+}
+
+/// One event as one readable line: time, host, program[pid], category, summary.
+pub fn format_line(event: &Value) -> String {
+    let text = |key: &str| event[key].as_str().unwrap_or("-").to_string();
+    let mut line = String::new();
+    let _ = write!(
+        line,
+        "{} {} {}[{}] {} {}: {}",
+        text("utctimestamp"),
+        text("hostname"),
+        text("processname"),
+        event["processid"].as_i64().unwrap_or(0),
+        text("severity"),
+        text("category"),
+        text("summary"),
+    );
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_line_shows_the_fields_an_operator_scans() {
+        let event = json!({
+            "utctimestamp": "2026-11-22T08:14:03+00:00",
+            "hostname": "web1",
+            "processname": "sshd",
+            "processid": 42,
+            "severity": "INFO",
+            "category": "authentication",
+            "summary": "Accepted publickey for alice",
+        });
+        assert_eq!(
+            format_line(&event),
+            "2026-11-22T08:14:03+00:00 web1 sshd[42] INFO authentication: Accepted publickey for alice"
+        );
+    }
+}

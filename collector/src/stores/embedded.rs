@@ -1,0 +1,596 @@
+//! The embedded store: tantivy indices under `<data_dir>/events/`, one per UTC day.
+//!
+//! ## On disk
+//!
+//! `<data_dir>/events/YYYYMMDD/` is a tantivy index holding the events whose
+//! `utctimestamp` falls on that day. Each document has the event's full JSON in the
+//! stored field `_source` (what searches return) and these indexed fields:
+//!
+//! | field | kind |
+//! |---|---|
+//! | `eventid`, `hostname`, `processname`, `severity`, `category`, `source`, `tags` | exact keyword (raw), fast |
+//! | `summary` | full text (lower-cased words) |
+//! | `processid` | i64, fast |
+//! | `utctimestamp`, `receivedtimestamp` | date (µs), fast |
+//! | `details` | JSON: strings exact, numbers and booleans typed; `a.b` keys are paths |
+//!
+//! ## Invariants
+//!
+//! - `eventid` is unique within a day: storing an event deletes any document with the
+//!   same id in that day's index before adding it, in the same commit. An event resent
+//!   by an agent has the same id and the same time, so it lands on the same day and
+//!   replaces the earlier copy. (An event whose time could not be read is filed under
+//!   its reception day; a resend of it on another day is the one case that can make a
+//!   second copy.)
+//! - [`EmbeddedStore::store`] returns only after a commit that holds the events: a
+//!   caller may acknowledge them then. One writer thread owns every index writer and
+//!   groups requests: it commits as soon as the previous commit is
+//!   `commit_interval` old, with everything that arrived meanwhile.
+//!
+//! ## Recovery
+//!
+//! tantivy writes segments then atomically replaces `meta.json`; a crash before the
+//! commit loses only what no caller was told was stored. On open, a day's leftover
+//! lock and uncommitted files are cleaned up by tantivy itself.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use mozdef::Event;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
+use tantivy::query_grammar::{UserInputAst, UserInputLeaf};
+use tantivy::schema::document::Value as _;
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions,
+    NumericOptions, STORED, STRING, Schema, TEXT, TextFieldIndexing,
+};
+use tantivy::tokenizer::TokenizerManager;
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
+};
+use thiserror::Error;
+use tokio::sync::oneshot;
+use tracing::{debug, error, info, warn};
+
+use super::{SearchRequest, SearchResult};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot open index {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: tantivy::TantivyError,
+    },
+    #[error("cannot create directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("index write failed: {0}")]
+    Write(tantivy::TantivyError),
+    #[error("search failed: {0}")]
+    Search(tantivy::TantivyError),
+    #[error("invalid query: {0}")]
+    BadQuery(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+/// Daily indices kept open for writing at once; older ones are closed after a commit.
+const OPEN_WRITERS: usize = 3;
+
+/// The embedded store. Cheap to share behind an `Arc`.
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    root: PathBuf,
+    schema: Schema,
+    fields: Fields,
+    days: RwLock<BTreeMap<u32, Arc<Day>>>,
+}
+
+struct Day {
+    index: Index,
+    reader: IndexReader,
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    eventid: Field,
+    utctimestamp: Field,
+    receivedtimestamp: Field,
+    hostname: Field,
+    processname: Field,
+    processid: Field,
+    severity: Field,
+    summary: Field,
+    category: Field,
+    source: Field,
+    tags: Field,
+    details: Field,
+    source_json: Field,
+}
+
+struct WriteRequest {
+    events: Vec<Event>,
+    done: oneshot::Sender<Result<usize, String>>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store under `data_dir` and starts its writer thread.
+    pub fn open(
+        data_dir: &Path,
+        commit_interval: Duration,
+        writer_memory_bytes: usize,
+    ) -> Result<EmbeddedStore, StoreError> {
+        let root = data_dir.join("events");
+        std::fs::create_dir_all(&root).map_err(|source| StoreError::CreateDir {
+            path: root.clone(),
+            source,
+        })?;
+        let (schema, fields) = schema();
+        let shared = Arc::new(Shared {
+            root,
+            schema,
+            fields,
+            days: RwLock::new(BTreeMap::new()),
+        });
+        let (tx, rx) = mpsc::channel();
+        let thread_shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("embedded-store-writer".into())
+            .spawn(move || writer_loop(thread_shared, rx, commit_interval, writer_memory_bytes))
+            .map_err(|source| StoreError::CreateDir {
+                path: shared.root.clone(),
+                source,
+            })?;
+        info!(path = %shared.root.display(), "Embedded store opened.");
+        Ok(EmbeddedStore {
+            shared,
+            requests: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Stores `events` and returns once they are committed (how many were written).
+    pub async fn store(&self, events: Vec<Event>) -> Result<usize, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let (done, wait) = oneshot::channel();
+        {
+            let guard = self.requests.lock().map_err(|_| StoreError::Closed)?;
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender
+                .send(WriteRequest { events, done })
+                .map_err(|_| StoreError::Closed)?;
+        }
+        match wait.await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(message)) => Err(StoreError::Write(tantivy::TantivyError::InternalError(
+                message,
+            ))),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Runs a search (blocking: call it from a blocking thread).
+    pub fn search(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
+        self.shared.search(request)
+    }
+
+    /// Stops accepting writes, commits what is pending and stops the writer thread.
+    pub fn close(&self) {
+        if let Ok(mut guard) = self.requests.lock() {
+            guard.take();
+        }
+        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                error!("Embedded store writer thread panicked.");
+            }
+        }
+        info!("Embedded store closed.");
+    }
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let keyword = STRING | FAST;
+    let date = DateOptions::from(INDEXED)
+        .set_fast()
+        .set_precision(DateTimePrecision::Microseconds);
+    let json = JsonObjectOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("raw")
+                .set_index_option(IndexRecordOption::Basic),
+        )
+        .set_expand_dots_enabled()
+        .set_fast("raw");
+    let fields = Fields {
+        eventid: builder.add_text_field("eventid", STRING),
+        utctimestamp: builder.add_date_field("utctimestamp", date.clone()),
+        receivedtimestamp: builder.add_date_field("receivedtimestamp", date),
+        hostname: builder.add_text_field("hostname", keyword.clone()),
+        processname: builder.add_text_field("processname", keyword.clone()),
+        processid: builder.add_i64_field(
+            "processid",
+            NumericOptions::default().set_indexed().set_fast(),
+        ),
+        severity: builder.add_text_field("severity", keyword.clone()),
+        summary: builder.add_text_field("summary", TEXT),
+        category: builder.add_text_field("category", keyword.clone()),
+        source: builder.add_text_field("source", keyword.clone()),
+        tags: builder.add_text_field("tags", keyword),
+        details: builder.add_json_field("details", json),
+        source_json: builder.add_text_field("_source", STORED),
+    };
+    (builder.build(), fields)
+}
+
+/// `20261124` for 2026-11-24.
+fn day_key(date: NaiveDate) -> u32 {
+    (date.year().max(0) as u32) * 10_000 + date.month() * 100 + date.day()
+}
+
+fn tantivy_time(at: DateTime<Utc>) -> tantivy::DateTime {
+    tantivy::DateTime::from_timestamp_micros(at.timestamp_micros())
+}
+
+impl Shared {
+    /// The day an event is filed under: its `utctimestamp`'s, else its reception's.
+    fn event_day(event: &Event) -> (u32, DateTime<Utc>) {
+        let at = event
+            .utc()
+            .or_else(|| {
+                event
+                    .receivedtimestamp
+                    .as_deref()
+                    .and_then(|t| mozdef::time::parse_str(t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+            })
+            .unwrap_or_else(Utc::now);
+        (day_key(at.date_naive()), at)
+    }
+
+    fn day_path(&self, key: u32) -> PathBuf {
+        self.root.join(format!("{key:08}"))
+    }
+
+    /// The open day `key`, opening (and, when `create`, creating) its index.
+    fn day(&self, key: u32, create: bool) -> Result<Option<Arc<Day>>, StoreError> {
+        if let Some(day) = self.days.read().ok().and_then(|d| d.get(&key).cloned()) {
+            return Ok(Some(day));
+        }
+        let path = self.day_path(key);
+        if !create && !path.join("meta.json").exists() {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateDir {
+            path: path.clone(),
+            source,
+        })?;
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let directory =
+            MmapDirectory::open(&path).map_err(|e| open_err(tantivy::TantivyError::from(e)))?;
+        let index = Index::open_or_create(directory, self.schema.clone()).map_err(open_err)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(open_err)?;
+        let day = Arc::new(Day { index, reader });
+        let mut days = self.days.write().map_err(|_| StoreError::Closed)?;
+        Ok(Some(Arc::clone(days.entry(key).or_insert(day))))
+    }
+
+    fn document(&self, event: &Event, at: DateTime<Utc>) -> TantivyDocument {
+        let f = &self.fields;
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.eventid, &event.eventid);
+        doc.add_date(f.utctimestamp, tantivy_time(at));
+        if let Some(received) = event
+            .receivedtimestamp
+            .as_deref()
+            .and_then(|t| mozdef::time::parse_str(t).ok())
+        {
+            doc.add_date(
+                f.receivedtimestamp,
+                tantivy_time(received.with_timezone(&Utc)),
+            );
+        }
+        doc.add_text(f.hostname, &event.hostname);
+        doc.add_text(f.processname, &event.processname);
+        doc.add_i64(f.processid, event.processid);
+        doc.add_text(f.severity, &event.severity);
+        doc.add_text(f.summary, &event.summary);
+        doc.add_text(f.category, &event.category);
+        doc.add_text(f.source, &event.source);
+        for tag in &event.tags {
+            doc.add_text(f.tags, tag);
+        }
+        doc.add_field_value(
+            f.details,
+            &tantivy::schema::OwnedValue::from(event.details.clone()),
+        );
+        doc.add_text(
+            f.source_json,
+            serde_json::to_string(event).unwrap_or_default(),
+        );
+        doc
+    }
+
+    fn search(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
+        let f = &self.fields;
+        let mut parser = QueryParser::new(
+            self.schema.clone(),
+            vec![f.summary, f.hostname, f.processname, f.category, f.tags],
+            TokenizerManager::default(),
+        );
+        parser.set_conjunction_by_default();
+        let text = request.query.trim();
+        let matcher: Box<dyn Query> = if text.is_empty() || text == "*" {
+            Box::new(AllQuery)
+        } else {
+            let ast = tantivy::query_grammar::parse_query(text)
+                .map_err(|_| StoreError::BadQuery(format!("cannot parse {text:?}")))?;
+            parser
+                .build_query_from_user_input_ast(lift_negations(ast))
+                .map_err(|e| StoreError::BadQuery(e.to_string()))?
+        };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, matcher)];
+        if request.from.is_some() || request.to.is_some() {
+            let bound = |t: Option<DateTime<Utc>>| match t {
+                Some(t) => Bound::Included(Term::from_field_date(f.utctimestamp, tantivy_time(t))),
+                None => Bound::Unbounded,
+            };
+            clauses.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(bound(request.from), bound(request.to))),
+            ));
+        }
+        let query = BooleanQuery::new(clauses);
+        let days = self.days_between(request.from, request.to)?;
+        let size = request.size.max(1);
+
+        let mut total = 0;
+        let mut found: Vec<(i64, usize, DocAddress)> = Vec::new();
+        for (i, day) in days.iter().enumerate() {
+            let searcher = day.reader.searcher();
+            let top = TopDocs::with_limit(size)
+                .order_by_fast_field::<tantivy::DateTime>("utctimestamp", Order::Desc);
+            let (count, docs) = searcher
+                .search(&query, &(Count, top))
+                .map_err(StoreError::Search)?;
+            total += count;
+            for (at, address) in docs {
+                let micros = at.map(|t| t.into_timestamp_micros()).unwrap_or(i64::MIN);
+                found.push((micros, i, address));
+            }
+        }
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.truncate(size);
+
+        let mut hits = Vec::with_capacity(found.len());
+        for (_, i, address) in found {
+            let searcher = days[i].reader.searcher();
+            let doc: TantivyDocument = searcher.doc(address).map_err(StoreError::Search)?;
+            let source = doc
+                .get_first(f.source_json)
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            match serde_json::from_str(&source) {
+                Ok(value) => hits.push(value),
+                Err(e) => warn!(error = %e, "Stored event is not JSON; skipped."),
+            }
+        }
+        Ok(SearchResult { total, hits })
+    }
+
+    /// Day indices that exist on disk and may hold events between `from` and `to`,
+    /// newest first.
+    fn days_between(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Arc<Day>>, StoreError> {
+        let low = from.map(|t| day_key(t.date_naive())).unwrap_or(0);
+        let high = to.map(|t| day_key(t.date_naive())).unwrap_or(u32::MAX);
+        let mut keys: Vec<u32> = std::fs::read_dir(&self.root)
+            .map_err(|source| StoreError::CreateDir {
+                path: self.root.clone(),
+                source,
+            })?
+            .filter_map(|entry| entry.ok())
+            .filter_map(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+            })
+            .filter(|key| (low..=high).contains(key))
+            .collect();
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        let mut days = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(day) = self.day(key, false)? {
+                days.push(day);
+            }
+        }
+        Ok(days)
+    }
+}
+
+/// Makes `a AND NOT b` mean what Lucene users expect. tantivy's grammar reads it as
+/// `+a +(-b)`, and a clause holding only negations matches nothing; Lucene reads it as
+/// `+a -b`. Purely negative clauses under a required parent are lifted into it, and a
+/// query that is only negations matches everything else (`NOT category:session`).
+fn lift_negations(ast: UserInputAst) -> UserInputAst {
+    let UserInputAst::Clause(items) = ast else {
+        return ast;
+    };
+    let only_negations = |ast: &UserInputAst| match ast {
+        UserInputAst::Clause(inner) => {
+            !inner.is_empty() && inner.iter().all(|(o, _)| *o == Some(Occur::MustNot))
+        }
+        _ => false,
+    };
+    let mut lifted = Vec::with_capacity(items.len());
+    for (occur, child) in items {
+        let child = lift_negations(child);
+        if occur != Some(Occur::Should) && only_negations(&child) {
+            if let UserInputAst::Clause(inner) = child {
+                lifted.extend(inner);
+            }
+        } else {
+            lifted.push((occur, child));
+        }
+    }
+    if !lifted.is_empty() && lifted.iter().all(|(o, _)| *o == Some(Occur::MustNot)) {
+        lifted.push((
+            Some(Occur::Must),
+            UserInputAst::Leaf(Box::new(UserInputLeaf::All)),
+        ));
+    }
+    UserInputAst::Clause(lifted)
+}
+
+/// The writer thread: groups requests, writes, commits, answers.
+fn writer_loop(
+    shared: Arc<Shared>,
+    requests: mpsc::Receiver<WriteRequest>,
+    commit_interval: Duration,
+    writer_memory_bytes: usize,
+) {
+    let mut writers: HashMap<u32, IndexWriter> = HashMap::new();
+    let mut recent: VecDeque<u32> = VecDeque::new();
+    let mut last_commit = Instant::now() - commit_interval;
+    let mut open = true;
+    while open {
+        let first = match requests.recv() {
+            Ok(request) => request,
+            Err(_) => break,
+        };
+        let mut batch = vec![first];
+        let deadline = last_commit + commit_interval;
+        loop {
+            let now = Instant::now();
+            let wait = deadline.saturating_duration_since(now);
+            match requests.recv_timeout(wait) {
+                Ok(request) => batch.push(request),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        let result = write_batch(
+            &shared,
+            &mut writers,
+            &mut recent,
+            &batch,
+            writer_memory_bytes,
+        );
+        last_commit = Instant::now();
+        let events: usize = batch.iter().map(|r| r.events.len()).sum();
+        match &result {
+            Ok(()) => debug!(requests = batch.len(), events, "Committed."),
+            Err(e) => {
+                error!(error = %e, requests = batch.len(), events, "Commit failed; the senders are told to retry.")
+            }
+        }
+        for request in batch {
+            let answer = match &result {
+                Ok(()) => Ok(request.events.len()),
+                Err(e) => Err(e.to_string()),
+            };
+            // A sender that gave up waiting is not an error here.
+            let _ = request.done.send(answer);
+        }
+    }
+    for (key, writer) in writers {
+        if let Err(e) = writer.wait_merging_threads() {
+            warn!(day = key, error = %e, "Index merge did not finish cleanly.");
+        }
+    }
+}
+
+fn write_batch(
+    shared: &Shared,
+    writers: &mut HashMap<u32, IndexWriter>,
+    recent: &mut VecDeque<u32>,
+    batch: &[WriteRequest],
+    writer_memory_bytes: usize,
+) -> Result<(), StoreError> {
+    let mut touched: Vec<u32> = Vec::new();
+    for request in batch {
+        for event in &request.events {
+            let (key, at) = Shared::event_day(event);
+            if !writers.contains_key(&key) {
+                let day = shared.day(key, true)?.ok_or(StoreError::Closed)?;
+                let writer = day
+                    .index
+                    .writer_with_num_threads(1, writer_memory_bytes)
+                    .map_err(|source| StoreError::Open {
+                        path: shared.day_path(key),
+                        source,
+                    })?;
+                writers.insert(key, writer);
+            }
+            let Some(writer) = writers.get_mut(&key) else {
+                continue;
+            };
+            writer.delete_term(Term::from_field_text(shared.fields.eventid, &event.eventid));
+            writer
+                .add_document(shared.document(event, at))
+                .map_err(StoreError::Write)?;
+            if !touched.contains(&key) {
+                touched.push(key);
+            }
+        }
+    }
+    for key in &touched {
+        if let Some(writer) = writers.get_mut(key) {
+            if let Err(e) = writer.commit() {
+                // Leave the writer clean for the next batch.
+                let _ = writer.rollback();
+                return Err(StoreError::Write(e));
+            }
+        }
+        if let Some(day) = shared.day(*key, false)? {
+            day.reader.reload().map_err(StoreError::Write)?;
+        }
+        recent.retain(|k| k != key);
+        recent.push_front(*key);
+    }
+    while recent.len() > OPEN_WRITERS {
+        if let Some(old) = recent.pop_back() {
+            if let Some(writer) = writers.remove(&old) {
+                drop(writer);
+                debug!(day = old, "Closed the writer of an older day.");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

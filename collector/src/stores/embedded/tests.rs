@@ -1,0 +1,231 @@
+use std::time::Duration;
+
+use mozdef::Event;
+use serde_json::json;
+
+use super::*;
+
+fn event(id: &str, utc: &str, username: &str, category: &str, summary: &str) -> Event {
+    let at = mozdef::time::parse_str(utc).unwrap();
+    let mut event = Event {
+        eventid: id.to_string(),
+        timestamp: String::new(),
+        utctimestamp: String::new(),
+        receivedtimestamp: Some("2026-11-24T12:00:00+00:00".into()),
+        hostname: "web1.example.com".into(),
+        processname: "sshd".into(),
+        processid: 42,
+        severity: "INFO".into(),
+        summary: summary.into(),
+        category: category.into(),
+        source: "/var/log/auth.log".into(),
+        tags: vec!["sshd".into()],
+        details:
+            json!({"program": "sshd", "username": username, "success": false, "sourceport": 2222})
+                .as_object()
+                .cloned()
+                .unwrap(),
+    };
+    event.set_time(&at);
+    event
+}
+
+fn id(n: u32) -> String {
+    format!("{n:032x}")
+}
+
+fn open(dir: &Path) -> EmbeddedStore {
+    EmbeddedStore::open(dir, Duration::from_millis(10), 15_000_000).unwrap()
+}
+
+fn search(store: &EmbeddedStore, query: &str) -> SearchResult {
+    store
+        .search(&SearchRequest {
+            query: query.into(),
+            from: None,
+            to: None,
+            size: 100,
+        })
+        .unwrap()
+}
+
+fn ids(result: &SearchResult) -> Vec<String> {
+    result
+        .hits
+        .iter()
+        .map(|h| h["eventid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn stored_events_are_found_by_field_and_detail_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let events = vec![
+        event(
+            &id(1),
+            "2026-11-22T08:00:00Z",
+            "root",
+            "authentication",
+            "Failed password for root",
+        ),
+        event(
+            &id(2),
+            "2026-11-22T09:00:00Z",
+            "alice",
+            "authentication",
+            "Accepted publickey for alice",
+        ),
+        event(
+            &id(3),
+            "2026-11-23T10:00:00Z",
+            "root",
+            "session",
+            "session opened for user root",
+        ),
+        event(
+            &id(4),
+            "2026-11-23T11:00:00Z",
+            "root",
+            "authentication",
+            "Failed password for root",
+        ),
+    ];
+    assert_eq!(store.store(events).await.unwrap(), 4);
+
+    let result = search(&store, "details.username:root AND category:authentication");
+    assert_eq!(result.total, 2);
+    assert_eq!(ids(&result), vec![id(4), id(1)], "newest first across days");
+
+    assert_eq!(search(&store, "*").total, 4);
+    assert_eq!(search(&store, "").total, 4);
+    assert_eq!(
+        search(&store, "summary:accepted").total,
+        1,
+        "summary is full text"
+    );
+    assert_eq!(search(&store, "details.success:false").total, 4);
+    assert_eq!(search(&store, "details.sourceport:2222").total, 4);
+    assert_eq!(search(&store, "processid:42").total, 4);
+    assert_eq!(
+        search(&store, "category:session OR details.username:alice").total,
+        2
+    );
+    assert_eq!(
+        search(&store, "details.username:root AND NOT category:session").total,
+        2
+    );
+    assert_eq!(
+        search(&store, "details.username:root -category:session").total,
+        2
+    );
+    assert_eq!(search(&store, "NOT category:session").total, 3);
+    assert_eq!(search(&store, "hostname:\"web1.example.com\"").total, 4);
+    assert_eq!(search(&store, "hostname:web1.example.com").total, 4);
+    assert_eq!(search(&store, "details.username:nobody").total, 0);
+
+    // The whole event comes back as it was stored.
+    let hit = &search(&store, "category:session").hits[0];
+    assert_eq!(hit["utctimestamp"], json!("2026-11-23T10:00:00+00:00"));
+    assert_eq!(hit["details"]["sourceport"], json!(2222));
+    store.close();
+}
+
+#[tokio::test]
+async fn time_range_limits_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .store(vec![
+            event(&id(1), "2026-11-21T23:59:59Z", "a", "x", "s"),
+            event(&id(2), "2026-11-22T00:00:00Z", "a", "x", "s"),
+            event(&id(3), "2026-11-22T12:00:00Z", "a", "x", "s"),
+            event(&id(4), "2026-11-23T00:00:01Z", "a", "x", "s"),
+        ])
+        .await
+        .unwrap();
+    let t = |s: &str| Some(mozdef::time::parse_str(s).unwrap().with_timezone(&Utc));
+    let result = store
+        .search(&SearchRequest {
+            query: "*".into(),
+            from: t("2026-11-22T00:00:00Z"),
+            to: t("2026-11-22T23:59:59Z"),
+            size: 10,
+        })
+        .unwrap();
+    assert_eq!(ids(&result), vec![id(3), id(2)]);
+    store.close();
+}
+
+#[tokio::test]
+async fn a_resent_event_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let first = event(
+        &id(7),
+        "2026-11-22T08:00:00Z",
+        "root",
+        "authentication",
+        "first copy",
+    );
+    let mut again = first.clone();
+    again.summary = "second copy".into();
+    store
+        .store(vec![first.clone(), first.clone()])
+        .await
+        .unwrap();
+    store.store(vec![again]).await.unwrap();
+    let result = search(&store, "*");
+    assert_eq!(result.total, 1);
+    assert_eq!(result.hits[0]["summary"], json!("second copy"));
+    store.close();
+
+    // Reopened from disk, still once.
+    let store = open(dir.path());
+    store.store(vec![first]).await.unwrap();
+    assert_eq!(search(&store, "*").total, 1);
+    store.close();
+}
+
+#[tokio::test]
+async fn a_bad_query_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .store(vec![event(&id(1), "2026-11-22T08:00:00Z", "a", "x", "s")])
+        .await
+        .unwrap();
+    for query in ["nosuchfield:x", "category:(", "AND AND"] {
+        let err = store
+            .search(&SearchRequest {
+                query: query.into(),
+                from: None,
+                to: None,
+                size: 10,
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::BadQuery(_)), "{query}: {err}");
+    }
+    store.close();
+}
+
+#[tokio::test]
+async fn events_are_searchable_after_reopen_and_writes_after_close_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .store(vec![event(&id(1), "2026-11-22T08:00:00Z", "a", "x", "s")])
+        .await
+        .unwrap();
+    store.close();
+    assert!(matches!(
+        store
+            .store(vec![event(&id(2), "2026-11-22T08:00:00Z", "a", "x", "s")])
+            .await,
+        Err(StoreError::Closed)
+    ));
+    let store = open(dir.path());
+    assert_eq!(search(&store, "*").total, 1);
+    assert!(dir.path().join("events/20261122/meta.json").exists());
+    store.close();
+}
