@@ -1,1 +1,201 @@
-fn main() {}
+//! `picket-agent`: parse the command line, load the config, start logging, run.
+//! Exit codes: 0 ok, 1 runtime failure, 78 bad configuration (`EX_CONFIG`).
+
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use picket_agent::config::{ConfigFile, Settings};
+use picket_agent::host::{self, HostIdentity};
+use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
+use tracing_subscriber::EnvFilter;
+
+const EX_CONFIG: u8 = 78;
+
+/// Picket agent: follows auth and syslog files, turns each line into a MozDef event and
+/// ships it to a Picket (or MozDef) collector.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML, `[agent]` table).
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "/etc/picket/agent.toml",
+        env = "PICKET_AGENT_CONFIG"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Follow the configured files and ship events until SIGTERM or Ctrl-C.
+    Run,
+    /// Check the configuration and exit: 0 when good, 78 naming the bad key when not.
+    Validate,
+    /// Show what lines become: each line of stdin (or of FILES) as one event, NDJSON on
+    /// stdout, in order. Needs no config.
+    Parse {
+        /// Files to read instead of stdin.
+        files: Vec<PathBuf>,
+        /// Host name for lines that name none (default: this host's FQDN); also the
+        /// host id in event ids, so output is the same on every machine.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Zone of lines without one: IANA name, UTC, or local.
+        #[arg(long, default_value = "local")]
+        timezone: String,
+        /// The clock to infer years against and to time header-less lines (RFC 3339).
+        #[arg(long)]
+        now: Option<String>,
+        /// The events' `source` (default: the file's path, or `stdin`).
+        #[arg(long)]
+        source: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::Run => {
+            let settings = match load(&cli.config) {
+                Ok(settings) => settings,
+                Err(code) => return code,
+            };
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")
+                .and_then(|rt| {
+                    rt.block_on(picket_agent::run(settings, picket_agent::shutdown_signal()))
+                        .context("agent failed")
+                });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Validate => match load(&cli.config) {
+            Ok(_) => {
+                println!("{}: configuration is valid", cli.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Parse {
+            files,
+            hostname,
+            timezone,
+            now,
+            source,
+        } => match parse(&files, hostname, &timezone, now, source) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn load(path: &Path) -> Result<Settings, ExitCode> {
+    let built = ConfigFile::load(path).and_then(|file| file.agent.build(path));
+    built.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EX_CONFIG)
+    })
+}
+
+fn parse(
+    files: &[PathBuf],
+    hostname: Option<String>,
+    timezone: &str,
+    now: Option<String>,
+    source: Option<String>,
+) -> anyhow::Result<()> {
+    let zone = TimeZoneChoice::parse(timezone).map_err(anyhow::Error::msg)?;
+    let read_at: DateTime<Utc> = match now {
+        Some(text) => DateTime::parse_from_rfc3339(&text)
+            .with_context(|| format!("--now {text:?} is not an RFC 3339 time"))?
+            .with_timezone(&Utc),
+        None => Utc::now(),
+    };
+    let host = match hostname {
+        Some(name) => HostIdentity::named(&name),
+        None => host::identity(None, None),
+    };
+    let parser = LineParser::new(host, zone);
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
+    if files.is_empty() {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read stdin")?;
+        inputs.push((source.clone().unwrap_or_else(|| "stdin".into()), bytes));
+    } else {
+        for file in files {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let name = source
+                .clone()
+                .unwrap_or_else(|| file.to_string_lossy().into_owned());
+            inputs.push((name, bytes));
+        }
+    }
+    let mut line = Vec::with_capacity(4096);
+    for (name, bytes) in inputs {
+        let identity = format!("parse:{name}");
+        let mut offset = 0u64;
+        for raw in bytes.split_inclusive(|b| *b == b'\n') {
+            let start = offset;
+            offset += raw.len() as u64;
+            let text = raw.strip_suffix(b"\n").unwrap_or(raw);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            if text.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            let event = parser.parse(
+                text,
+                &LineContext {
+                    source: &name,
+                    source_identity: &identity,
+                    offset: start,
+                    read_at,
+                },
+            );
+            line.clear();
+            event.write_json_line(&mut line);
+            if let Err(e) = out.write_all(&line) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(());
+                }
+                return Err(e).context("cannot write to stdout");
+            }
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to stdout")
+        }
+        _ => Ok(()),
+    }
+}

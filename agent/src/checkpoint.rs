@@ -1,0 +1,200 @@
+//! Read positions, so a restarted agent resumes where it stopped.
+//!
+//! ## On disk
+//!
+//! `<data_dir>/checkpoints.json`: `{"version": 1, "files": {KEY: {"path", "offset",
+//! "updated"}}}`, where KEY is a file's identity (`dev:inode:fingerprint`, see
+//! [`FileIdentity`]) and `offset` the byte after the last line whose event the
+//! collector acknowledged.
+//!
+//! ## Invariants and recovery
+//!
+//! - An offset is written only after the events before it were delivered, so a crash
+//!   re-reads (and the deterministic event id makes the re-read a no-op at the
+//!   collector), never skips.
+//! - The file is replaced atomically: written to a temporary file, fsynced, renamed over
+//!   the old one, and the directory fsynced. A crash leaves the old or the new file,
+//!   never a torn one. An unreadable file is moved aside (`.corrupt`) with an error
+//!   log, and reading starts over as for files never seen.
+//! - Entries not updated for 30 days are pruned.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tracing::{error, info};
+
+/// Why checkpoints could not be read or written.
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    #[error("cannot write checkpoints to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create state directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What tells one file from another: device and inode, plus a hash of its first line
+/// (up to 1 KiB), so a reused inode or a file recreated with other content is new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub fingerprint: u64,
+}
+
+impl FileIdentity {
+    /// The checkpoint key.
+    pub fn key(&self) -> String {
+        format!("{}:{}:{:016x}", self.dev, self.ino, self.fingerprint)
+    }
+
+    /// The source identity that goes into event ids.
+    pub fn source_identity(&self) -> String {
+        format!("file:{}", self.key())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    path: String,
+    offset: u64,
+    updated: DateTime<Utc>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    files: BTreeMap<String, Entry>,
+}
+
+/// The checkpoints of every file the agent reads.
+#[derive(Debug)]
+pub struct CheckpointStore {
+    path: PathBuf,
+    entries: BTreeMap<String, Entry>,
+}
+
+const FILE_NAME: &str = "checkpoints.json";
+const KEEP_DAYS: i64 = 30;
+
+impl CheckpointStore {
+    /// Loads `<dir>/checkpoints.json`, creating `dir` when missing.
+    pub fn load(dir: &Path) -> Result<CheckpointStore, CheckpointError> {
+        fs::create_dir_all(dir).map_err(|source| CheckpointError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let entries = match fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
+                Ok(on_disk) => on_disk.files,
+                Err(e) => {
+                    let aside = path.with_extension("json.corrupt");
+                    error!(path = %path.display(), error = %e, aside = %aside.display(), "Checkpoints unreadable; moved aside, files are read as never seen.");
+                    let _ = fs::rename(&path, &aside);
+                    BTreeMap::new()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => {
+                error!(path = %path.display(), error = %e, "Checkpoints unreadable; files are read as never seen.");
+                BTreeMap::new()
+            }
+        };
+        if !entries.is_empty() {
+            info!(path = %path.display(), files = entries.len(), "Checkpoints loaded.");
+        }
+        Ok(CheckpointStore { path, entries })
+    }
+
+    /// The saved offset of `identity`, if any.
+    pub fn offset(&self, identity: &FileIdentity) -> Option<u64> {
+        self.entries.get(&identity.key()).map(|e| e.offset)
+    }
+
+    /// Records that everything before `offset` of `identity` was delivered.
+    pub fn set(&mut self, identity: &FileIdentity, path: &str, offset: u64) {
+        let entry = self.entries.entry(identity.key()).or_insert_with(|| Entry {
+            path: path.to_string(),
+            offset: 0,
+            updated: Utc::now(),
+        });
+        entry.offset = entry.offset.max(offset);
+        entry.path.clear();
+        entry.path.push_str(path);
+        entry.updated = Utc::now();
+    }
+
+    /// Writes the checkpoints atomically (see the module doc).
+    pub fn save(&mut self) -> Result<(), CheckpointError> {
+        let cutoff = Utc::now() - Duration::days(KEEP_DAYS);
+        self.entries.retain(|_, e| e.updated >= cutoff);
+        let on_disk = OnDisk {
+            version: 1,
+            files: self.entries.clone(),
+        };
+        let write_err = |source| CheckpointError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let bytes = serde_json::to_vec_pretty(&on_disk).map_err(|e| write_err(e.into()))?;
+        let temp = self.path.with_extension("json.tmp");
+        let mut file = File::create(&temp).map_err(write_err)?;
+        file.write_all(&bytes).map_err(write_err)?;
+        file.sync_all().map_err(write_err)?;
+        drop(file);
+        fs::rename(&temp, &self.path).map_err(write_err)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(write_err)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> FileIdentity {
+        FileIdentity {
+            dev: 1,
+            ino: n,
+            fingerprint: 0xabc,
+        }
+    }
+
+    #[test]
+    fn offsets_survive_a_reload_and_never_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = CheckpointStore::load(dir.path()).unwrap();
+        assert_eq!(store.offset(&id(1)), None);
+        store.set(&id(1), "/var/log/auth.log", 100);
+        store.set(&id(1), "/var/log/auth.log", 50);
+        store.save().unwrap();
+        let store = CheckpointStore::load(dir.path()).unwrap();
+        assert_eq!(store.offset(&id(1)), Some(100));
+        assert_eq!(store.offset(&id(2)), None);
+        assert!(!dir.path().join("checkpoints.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_corrupt_file_is_moved_aside_and_reading_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("checkpoints.json"), b"{not json").unwrap();
+        let store = CheckpointStore::load(dir.path()).unwrap();
+        assert_eq!(store.offset(&id(1)), None);
+        assert!(dir.path().join("checkpoints.json.corrupt").exists());
+    }
+}

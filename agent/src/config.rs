@@ -1,0 +1,376 @@
+//! The agent's configuration: the `[agent]` table of the config file, mirrored by
+//! `config.example.toml`. Raw values are read with serde (unknown keys are errors) and
+//! checked by [`AgentConfig::build`] into [`Settings`] that later code does not
+//! re-check.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::host::{self, HostIdentity};
+use crate::parsers::TimeZoneChoice;
+
+/// Why a configuration could not be used. The binary exits with 78 (`EX_CONFIG`).
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}: key {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// The whole file; the collector's table may sit beside ours and is ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The agent's settings.
+    #[serde(default)]
+    pub agent: AgentConfig,
+    /// The collector's settings, read by `picket-collector`.
+    #[serde(default)]
+    pub collector: Option<toml::Value>,
+}
+
+/// `[agent]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Host name for lines that name none (default: this host's FQDN).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Stable host id, an input of every event id (default: /etc/machine-id).
+    #[serde(default)]
+    pub host_id: Option<String>,
+    /// Where read positions are kept.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Zone of lines without one: an IANA name, `UTC` or `local`.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// `[agent.inputs]`.
+    #[serde(default)]
+    pub inputs: InputsConfig,
+    /// `[agent.shippers]`.
+    #[serde(default)]
+    pub shippers: ShippersConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/picket-agent")
+}
+fn default_timezone() -> String {
+    "local".to_string()
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            hostname: None,
+            host_id: None,
+            data_dir: default_data_dir(),
+            timezone: default_timezone(),
+            inputs: InputsConfig::default(),
+            shippers: ShippersConfig::default(),
+        }
+    }
+}
+
+/// `[agent.inputs]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputsConfig {
+    /// `[agent.inputs.file]`.
+    #[serde(default)]
+    pub file: FileInputConfig,
+}
+
+/// Where to start in a file never read before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    Beginning,
+    End,
+}
+
+/// `[agent.inputs.file]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileInputConfig {
+    /// Files to follow; missing ones are picked up when they appear.
+    #[serde(default = "default_paths")]
+    pub paths: Vec<PathBuf>,
+    /// `beginning` or `end`, for files never read before.
+    #[serde(default = "default_start_at")]
+    pub start_at: StartAt,
+    /// How often to look for new lines, in milliseconds.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Longest line kept whole, in bytes.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+}
+
+fn default_paths() -> Vec<PathBuf> {
+    vec![
+        PathBuf::from("/var/log/auth.log"),
+        PathBuf::from("/var/log/secure"),
+    ]
+}
+fn default_start_at() -> StartAt {
+    StartAt::End
+}
+fn default_poll_interval_ms() -> u64 {
+    250
+}
+fn default_max_line_bytes() -> usize {
+    64 * 1024
+}
+
+impl Default for FileInputConfig {
+    fn default() -> Self {
+        FileInputConfig {
+            paths: default_paths(),
+            start_at: default_start_at(),
+            poll_interval_ms: default_poll_interval_ms(),
+            max_line_bytes: default_max_line_bytes(),
+        }
+    }
+}
+
+/// `[agent.shippers]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShippersConfig {
+    /// `[agent.shippers.http]`.
+    #[serde(default)]
+    pub http: HttpShipperConfig,
+}
+
+/// `[agent.shippers.http]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpShipperConfig {
+    /// The collector's ingest URL.
+    #[serde(default = "default_url")]
+    pub url: String,
+    /// Most events per request.
+    #[serde(default = "default_batch_max_events")]
+    pub batch_max_events: usize,
+    /// Longest an event waits for its batch to fill, in milliseconds.
+    #[serde(default = "default_batch_max_wait_ms")]
+    pub batch_max_wait_ms: u64,
+    /// Longest wait for one request, in seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_url() -> String {
+    "http://127.0.0.1:8080/events".to_string()
+}
+fn default_batch_max_events() -> usize {
+    1000
+}
+fn default_batch_max_wait_ms() -> u64 {
+    1000
+}
+fn default_timeout_secs() -> u64 {
+    30
+}
+
+impl Default for HttpShipperConfig {
+    fn default() -> Self {
+        HttpShipperConfig {
+            url: default_url(),
+            batch_max_events: default_batch_max_events(),
+            batch_max_wait_ms: default_batch_max_wait_ms(),
+            timeout_secs: default_timeout_secs(),
+        }
+    }
+}
+
+/// The checked configuration the agent runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: HostIdentity,
+    pub data_dir: PathBuf,
+    pub timezone: TimeZoneChoice,
+    pub paths: Vec<PathBuf>,
+    pub start_at: StartAt,
+    pub poll_interval: Duration,
+    pub max_line_bytes: usize,
+    pub url: reqwest::Url,
+    pub batch_max_events: usize,
+    pub batch_max_wait: Duration,
+    pub timeout: Duration,
+}
+
+impl ConfigFile {
+    /// Reads and parses a config file (syntax and key names only).
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+impl AgentConfig {
+    /// Checks every value and resolves the host's identity; `path` names the file in
+    /// errors.
+    pub fn build(&self, path: &Path) -> Result<Settings, ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        let timezone =
+            TimeZoneChoice::parse(&self.timezone).map_err(|e| invalid("agent.timezone", e))?;
+        let file = &self.inputs.file;
+        if file.paths.is_empty() {
+            return Err(invalid(
+                "agent.inputs.file.paths",
+                "must name at least one file".into(),
+            ));
+        }
+        if let Some(p) = file.paths.iter().find(|p| !p.is_absolute()) {
+            return Err(invalid(
+                "agent.inputs.file.paths",
+                format!("{} is not an absolute path", p.display()),
+            ));
+        }
+        if !(10..=60_000).contains(&file.poll_interval_ms) {
+            return Err(invalid(
+                "agent.inputs.file.poll_interval_ms",
+                "must be between 10 and 60000".into(),
+            ));
+        }
+        if !(256..=64 * 1024 * 1024).contains(&file.max_line_bytes) {
+            return Err(invalid(
+                "agent.inputs.file.max_line_bytes",
+                "must be between 256 and 67108864".into(),
+            ));
+        }
+        let http = &self.shippers.http;
+        let url = reqwest::Url::parse(&http.url)
+            .map_err(|e| invalid("agent.shippers.http.url", format!("{:?}: {e}", http.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(
+                "agent.shippers.http.url",
+                "must be an http:// or https:// URL".into(),
+            ));
+        }
+        if !(1..=100_000).contains(&http.batch_max_events) {
+            return Err(invalid(
+                "agent.shippers.http.batch_max_events",
+                "must be between 1 and 100000".into(),
+            ));
+        }
+        if http.timeout_secs == 0 {
+            return Err(invalid(
+                "agent.shippers.http.timeout_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("agent.data_dir", "must not be empty".into()));
+        }
+        if self
+            .hostname
+            .as_deref()
+            .is_some_and(|h| h.trim().is_empty())
+        {
+            return Err(invalid(
+                "agent.hostname",
+                "must not be empty when set".into(),
+            ));
+        }
+        let host = host::identity(self.hostname.as_deref(), self.host_id.as_deref());
+        Ok(Settings {
+            host,
+            data_dir: self.data_dir.clone(),
+            timezone,
+            paths: file.paths.clone(),
+            start_at: file.start_at,
+            poll_interval: Duration::from_millis(file.poll_interval_ms),
+            max_line_bytes: file.max_line_bytes,
+            url,
+            batch_max_events: http.batch_max_events,
+            batch_max_wait: Duration::from_millis(http.batch_max_wait_ms),
+            timeout: Duration::from_secs(http.timeout_secs),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_builds() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.toml");
+        let file = ConfigFile::load(&path).unwrap();
+        assert!(file.collector.is_some());
+        let settings = file.agent.build(&path).unwrap();
+        assert_eq!(settings.start_at, StartAt::End);
+        assert_eq!(settings.url.as_str(), "http://127.0.0.1:8080/events");
+    }
+
+    #[test]
+    fn a_typo_is_refused_with_its_name() {
+        let err = toml::from_str::<ConfigFile>("[agent.inputs.file]\npath = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("path"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[agent]\ntimezone = \"Mars/Olympus\"\n", "agent.timezone"),
+            (
+                "[agent.inputs.file]\npaths = [\"relative.log\"]\n",
+                "agent.inputs.file.paths",
+            ),
+            (
+                "[agent.inputs.file]\npaths = []\n",
+                "agent.inputs.file.paths",
+            ),
+            (
+                "[agent.shippers.http]\nurl = \"ftp://x/\"\n",
+                "agent.shippers.http.url",
+            ),
+            (
+                "[agent.shippers.http]\nurl = \"not a url\"\n",
+                "agent.shippers.http.url",
+            ),
+            (
+                "[agent.inputs.file]\npoll_interval_ms = 0\n",
+                "agent.inputs.file.poll_interval_ms",
+            ),
+        ];
+        for (text, key) in cases {
+            let file: ConfigFile = toml::from_str(text).unwrap();
+            let err = file
+                .agent
+                .build(Path::new("a.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+}

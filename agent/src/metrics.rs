@@ -1,0 +1,42 @@
+//! The agent's counters, in one place. Every line dropped, cut, retried or refused is
+//! counted here and logged where it happens; the totals are logged at shutdown.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing::info;
+
+/// Counters shared by the input and the shipper.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Lines read and turned into events.
+    pub lines_read: AtomicU64,
+    /// Lines longer than `max_line_bytes`, kept cut.
+    pub lines_truncated: AtomicU64,
+    /// Files found replaced under their path.
+    pub rotations: AtomicU64,
+    /// Files found shorter than the read position.
+    pub truncations: AtomicU64,
+    /// Events the collector acknowledged.
+    pub events_shipped: AtomicU64,
+    /// Events the collector refused (logged with the reason); not retried.
+    pub events_rejected: AtomicU64,
+    /// Requests that failed and were retried.
+    pub retries: AtomicU64,
+}
+
+impl Metrics {
+    /// Logs the totals at INFO.
+    pub fn log_totals(&self) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        info!(
+            lines_read = get(&self.lines_read),
+            lines_truncated = get(&self.lines_truncated),
+            rotations = get(&self.rotations),
+            truncations = get(&self.truncations),
+            events_shipped = get(&self.events_shipped),
+            events_rejected = get(&self.events_rejected),
+            retries = get(&self.retries),
+            "Agent totals."
+        );
+    }
+}

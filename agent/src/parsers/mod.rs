@@ -1,0 +1,255 @@
+//! Turning one log line into one [`Event`].
+//!
+//! [`LineParser::parse`] reads the syslog header with `syslog_loose` (RFC 3164 and
+//! RFC 5424, optional PRI) and applies the contract's rules that are ours: the year of
+//! a line that has none (the year that puts it closest to the agent's clock, never more
+//! than a day ahead), the zone of a line that has none (the input's `timezone`),
+//! host names that mean this host, `sshd-session` and `prog(module)` tags, and
+//! `message repeated N times: [ X ]`. A line with no header keeps the whole line as
+//! summary and is timed when it was read. Every line gives an event; nothing here can
+//! fail or panic on input.
+//!
+//! Program-specific parsers (sshd, sudo, su, account, CEF, JSON) hang off this module
+//! as they are written; until one recognises a line it is a `syslog` event.
+
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use mozdef::fields::{self, CATEGORY_SYSLOG, PROCESSNAME_UNKNOWN};
+use mozdef::{Event, Severity, eventid};
+use serde_json::{Map, Value};
+use syslog_loose::{IncompleteDate, ProcId, Variant};
+
+use crate::host::HostIdentity;
+
+/// Id of the fallback parser, written into `tags`.
+pub const SYSLOG_PARSER: &str = "syslog";
+
+/// The zone lines without one are read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeZoneChoice(pub Tz);
+
+impl TimeZoneChoice {
+    /// `local` (this host's zone, UTC when it cannot be told), `UTC`, or an IANA name.
+    pub fn parse(text: &str) -> Result<TimeZoneChoice, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("local") {
+            let name = iana_time_zone::get_timezone().unwrap_or_else(|_| "UTC".to_string());
+            return Ok(TimeZoneChoice(name.parse::<Tz>().unwrap_or(Tz::UTC)));
+        }
+        text.parse::<Tz>()
+            .map(TimeZoneChoice)
+            .map_err(|_| format!("{text:?} is not a time zone (use an IANA name such as Europe/Berlin, UTC, or local)"))
+    }
+}
+
+/// Where a line came from and when it was read.
+#[derive(Debug, Clone, Copy)]
+pub struct LineContext<'a> {
+    /// The event's `source`: the file path.
+    pub source: &'a str,
+    /// The source's identity for event ids (file fingerprint).
+    pub source_identity: &'a str,
+    /// Byte offset of the line's start.
+    pub offset: u64,
+    /// The agent's clock when the line was read.
+    pub read_at: DateTime<Utc>,
+}
+
+/// Parses lines into events for one host and zone.
+#[derive(Debug, Clone)]
+pub struct LineParser {
+    host: HostIdentity,
+    timezone: Tz,
+}
+
+impl LineParser {
+    pub fn new(host: HostIdentity, timezone: TimeZoneChoice) -> LineParser {
+        LineParser {
+            host,
+            timezone: timezone.0,
+        }
+    }
+
+    /// One line (without its newline) → one event.
+    pub fn parse(&self, line: &[u8], context: &LineContext<'_>) -> Event {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        let now_local = context.read_at.with_timezone(&self.timezone).naive_local();
+        let utc =
+            FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("zero is a valid offset"));
+        let message = syslog_loose::parse_message_with_year_tz(
+            text,
+            move |date| year_for(date, now_local),
+            Some(utc),
+            Variant::Either,
+        );
+
+        let mut details = Map::new();
+        let mut event = Event {
+            eventid: eventid::event_id_at_offset(
+                &self.host.host_id,
+                context.source_identity,
+                context.offset,
+            ),
+            timestamp: String::new(),
+            utctimestamp: String::new(),
+            receivedtimestamp: None,
+            hostname: String::new(),
+            processname: PROCESSNAME_UNKNOWN.to_string(),
+            processid: 0,
+            severity: message
+                .severity
+                .and_then(|s| Severity::from_syslog_code(s as u8))
+                .unwrap_or(Severity::Info)
+                .as_str()
+                .to_string(),
+            summary: String::new(),
+            category: CATEGORY_SYSLOG.to_string(),
+            source: context.source.to_string(),
+            tags: vec![SYSLOG_PARSER.to_string()],
+            details: Map::new(),
+        };
+
+        let headed = match message.timestamp {
+            Some(stamp) => {
+                event.set_time(&self.localize(text, stamp));
+                true
+            }
+            None => false,
+        };
+        if headed {
+            event.hostname = self.host.resolve(message.hostname).to_string();
+            if let Some(app) = message.appname {
+                event.processname = program_name(app).to_string();
+            }
+            event.processid = match message.procid {
+                Some(ProcId::PID(pid)) => i64::from(pid),
+                Some(ProcId::Name(name)) => name.trim().parse().unwrap_or(0),
+                None => 0,
+            };
+            let (summary, repeats) = unwrap_repeated(message.msg);
+            if let Some(n) = repeats {
+                details.insert(fields::details::REPEATCOUNT.into(), Value::from(n));
+            }
+            event.set_summary(summary);
+            if !message.structured_data.is_empty() {
+                let mut data = Map::new();
+                for element in &message.structured_data {
+                    let params: Map<String, Value> = element
+                        .params()
+                        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                        .collect();
+                    data.insert(element.id.to_string(), Value::Object(params));
+                }
+                details.insert(fields::details::STRUCTUREDDATA.into(), Value::Object(data));
+            }
+        } else {
+            let read = context.read_at.with_timezone(&self.timezone).fixed_offset();
+            event.set_time(&read);
+            event.hostname = self.host.fqdn.clone();
+            event.set_summary(text);
+        }
+        details.insert(
+            fields::details::PROGRAM.into(),
+            Value::String(event.processname.clone()),
+        );
+        // `set_summary` may have flagged a cut.
+        if event.details.contains_key(fields::details::TRUNCATED) {
+            details.insert(fields::details::TRUNCATED.into(), Value::Bool(true));
+        }
+        event.details = details;
+        event
+    }
+
+    /// A zone-less RFC 3164 stamp was read as if in UTC; reinterpret its wall-clock
+    /// time in our zone. Stamps that carry an offset (RFC 3339, RFC 5424) are kept.
+    fn localize(&self, text: &str, stamp: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
+        if !starts_with_month(text) {
+            return stamp;
+        }
+        let naive = stamp.naive_utc();
+        match self.timezone.from_local_datetime(&naive) {
+            chrono::LocalResult::Single(at) => at.fixed_offset(),
+            chrono::LocalResult::Ambiguous(first, _) => first.fixed_offset(),
+            // A wall-clock time skipped by a DST change: read it with the offset in
+            // force an hour earlier.
+            chrono::LocalResult::None => {
+                let before = naive - Duration::hours(1);
+                let offset = self
+                    .timezone
+                    .offset_from_local_datetime(&before)
+                    .earliest()
+                    .map(|o| chrono::Offset::fix(&o))
+                    .unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+                offset.from_local_datetime(&naive).single().unwrap_or(stamp)
+            }
+        }
+    }
+}
+
+/// Whether the header's stamp (after an optional `<PRI>`) is RFC 3164's `Mmm dd`.
+fn starts_with_month(text: &str) -> bool {
+    let rest = text.trim_start();
+    let rest = match rest.strip_prefix('<') {
+        Some(after) => after.split_once('>').map(|(_, r)| r).unwrap_or(after),
+        None => rest,
+    };
+    rest.as_bytes()
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic())
+}
+
+/// The program from a syslog tag: `sshd-session` is sshd, `sshd(pam_unix)` is sshd.
+fn program_name(tag: &str) -> &str {
+    let name = tag.split('(').next().unwrap_or(tag).trim();
+    match name {
+        "" => PROCESSNAME_UNKNOWN,
+        "sshd-session" | "sshd-auth" => "sshd",
+        other => other,
+    }
+}
+
+/// `message repeated 3 times: [ Failed password … ]` → (`Failed password …`, 3).
+fn unwrap_repeated(message: &str) -> (&str, Option<u64>) {
+    let trimmed = message.trim();
+    let Some(rest) = trimmed.strip_prefix("message repeated ") else {
+        return (message, None);
+    };
+    let Some((count, rest)) = rest.split_once(" times: [") else {
+        return (message, None);
+    };
+    let Ok(count) = count.trim().parse::<u64>() else {
+        return (message, None);
+    };
+    let inner = rest.strip_suffix(']').unwrap_or(rest).trim();
+    (inner, Some(count))
+}
+
+/// The year for a stamp without one: of last year, this year and next year, the one
+/// whose date is closest to `now` without being more than a day ahead of it. A
+/// 29 February looks back to the nearest leap year.
+fn year_for(date: IncompleteDate, now: NaiveDateTime) -> i32 {
+    let (month, day, hour, minute, second) = date;
+    let this_year = now.year();
+    let limit = now + Duration::days(1);
+    let candidate = |year: i32| {
+        NaiveDate::from_ymd_opt(year, month, day)
+            .and_then(|d| d.and_hms_opt(hour.min(23), minute.min(59), second.min(59)))
+    };
+    let best = [this_year - 1, this_year, this_year + 1]
+        .into_iter()
+        .filter_map(|year| candidate(year).map(|at| (year, at)))
+        .filter(|(_, at)| *at <= limit)
+        .min_by_key(|(_, at)| (now - *at).num_seconds().abs());
+    if let Some((year, _)) = best {
+        return year;
+    }
+    // Only 29 February gets here: the latest leap year not in the future.
+    (this_year - 8..=this_year)
+        .rev()
+        .find(|year| candidate(*year).is_some_and(|at| at <= limit))
+        .unwrap_or(this_year)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+use chrono::TimeZone;
+use serde_json::json;
+
+use super::*;
+
+fn parser(zone: &str) -> LineParser {
+    LineParser::new(
+        HostIdentity {
+            fqdn: "agent1.example.com".into(),
+            short_name: "agent1".into(),
+            host_id: "host-id".into(),
+        },
+        TimeZoneChoice::parse(zone).unwrap(),
+    )
+}
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn parse_at(zone: &str, line: &str, now: &str) -> Event {
+    let context = LineContext {
+        source: "/var/log/auth.log",
+        source_identity: "file:1:2:3",
+        offset: 100,
+        read_at: at(now),
+    };
+    parser(zone).parse(line.as_bytes(), &context)
+}
+
+#[test]
+fn year_is_the_closest_to_the_clock_never_more_than_a_day_ahead() {
+    let now = |s: &str| at(s).naive_utc();
+    // (month, day, hour) read at `now` → year
+    let cases = [
+        ((12, 31, 23), "2027-01-01T00:10:00Z", 2026),
+        ((1, 1, 0), "2026-12-31T23:50:00Z", 2027),
+        ((11, 25, 11), "2026-11-24T12:00:00Z", 2026),
+        ((11, 26, 12), "2026-11-24T12:00:00Z", 2025),
+        ((6, 1, 0), "2026-11-24T12:00:00Z", 2026),
+        ((3, 1, 0), "2026-01-15T00:00:00Z", 2025),
+        ((1, 16, 0), "2026-01-15T00:00:00Z", 2026),
+        ((1, 16, 1), "2026-01-15T00:00:00Z", 2025),
+        ((8, 1, 0), "2026-01-15T00:00:00Z", 2025),
+        ((2, 29, 12), "2026-11-24T12:00:00Z", 2024),
+        ((2, 29, 12), "2028-03-01T12:00:00Z", 2028),
+    ];
+    for ((month, day, hour), clock, want) in cases {
+        assert_eq!(
+            year_for((month, day, hour, 0, 0), now(clock)),
+            want,
+            "{month}-{day} {hour}h read at {clock}"
+        );
+    }
+}
+
+#[test]
+fn programs_are_named_as_the_contract_says() {
+    assert_eq!(program_name("sshd"), "sshd");
+    assert_eq!(program_name("sshd-session"), "sshd");
+    assert_eq!(program_name("sshd(pam_unix)"), "sshd");
+    assert_eq!(program_name("CRON"), "CRON");
+    assert_eq!(program_name(""), "unknown");
+}
+
+#[test]
+fn repeated_messages_unwrap_to_their_text_and_count() {
+    assert_eq!(
+        unwrap_repeated("message repeated 3 times: [ Failed password for root ]"),
+        ("Failed password for root", Some(3))
+    );
+    assert_eq!(unwrap_repeated("message repeated x times: [ y ]").1, None);
+    assert_eq!(unwrap_repeated("plain").0, "plain");
+}
+
+#[test]
+fn zone_less_stamps_are_read_in_the_configured_zone_with_dst() {
+    let summer = parse_at(
+        "Europe/Berlin",
+        "Jul  1 10:00:00 web1 app: x",
+        "2026-07-01T12:00:00Z",
+    );
+    assert_eq!(summer.timestamp, "2026-07-01T10:00:00+02:00");
+    assert_eq!(summer.utctimestamp, "2026-07-01T08:00:00+00:00");
+    let winter = parse_at(
+        "Europe/Berlin",
+        "Nov 22 10:00:00 web1 app: x",
+        "2026-11-24T12:00:00Z",
+    );
+    assert_eq!(winter.timestamp, "2026-11-22T10:00:00+01:00");
+    // 02:30 on the spring-forward night does not exist in Berlin.
+    let gap = parse_at(
+        "Europe/Berlin",
+        "Mar 29 02:30:00 web1 app: x",
+        "2026-03-29T12:00:00Z",
+    );
+    assert_eq!(gap.utctimestamp, "2026-03-29T01:30:00+00:00");
+    // A stamp with an offset keeps it, whatever the zone.
+    let precise = parse_at(
+        "Europe/Berlin",
+        "2026-11-22T09:14:03.123456-05:00 web1 sudo: x",
+        "2026-11-24T12:00:00Z",
+    );
+    assert_eq!(precise.timestamp, "2026-11-22T09:14:03.123456-05:00");
+    assert_eq!(precise.utctimestamp, "2026-11-22T14:14:03.123456+00:00");
+}
+
+#[test]
+fn a_line_without_header_is_whole_and_timed_when_read() {
+    let event = parse_at("UTC", "just some words", "2026-11-24T12:00:00Z");
+    assert_eq!(event.summary, "just some words");
+    assert_eq!(event.utctimestamp, "2026-11-24T12:00:00+00:00");
+    assert_eq!(event.hostname, "agent1.example.com");
+    assert_eq!(event.processname, "unknown");
+    assert_eq!(event.category, "syslog");
+    assert_eq!(event.details["program"], json!("unknown"));
+}
+
+#[test]
+fn event_ids_follow_host_source_and_offset() {
+    let p = parser("UTC");
+    let read_at = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+    let context = |offset| LineContext {
+        source: "/x",
+        source_identity: "file:1:2:3",
+        offset,
+        read_at,
+    };
+    let a = p.parse(b"Nov 22 10:00:00 h p: same", &context(0));
+    let b = p.parse(b"Nov 22 10:00:00 h p: same", &context(0));
+    let c = p.parse(b"Nov 22 10:00:00 h p: same", &context(25));
+    assert_eq!(a.eventid, b.eventid);
+    assert_ne!(a.eventid, c.eventid);
+    assert_eq!(
+        a.eventid,
+        mozdef::eventid::event_id_at_offset("host-id", "file:1:2:3", 0)
+    );
+}
+
+#[test]
+fn hostile_input_still_gives_an_event() {
+    let mut inputs: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"<999>Nov 22 09:14:03 web1 x: pri".to_vec(),
+        b"Feb 30 25:61:00 host prog: bad date".to_vec(),
+        b"\0\0\0 nul bytes".to_vec(),
+        b"\xff\xfe invalid utf-8 \xc3".to_vec(),
+        b"<13>1 - - - - - -".to_vec(),
+        b"<".to_vec(),
+        b"Nov".to_vec(),
+        b"message repeated 5 times: [".to_vec(),
+    ];
+    inputs.push(vec![b'a'; 1024 * 1024]);
+    for input in inputs {
+        let event = parser("UTC").parse(
+            &input,
+            &LineContext {
+                source: "/x",
+                source_identity: "s",
+                offset: 0,
+                read_at: Utc::now(),
+            },
+        );
+        assert!(event.summary.len() <= 4096);
+        assert!(!event.utctimestamp.is_empty());
+        assert!(mozdef::eventid::is_event_id(&event.eventid));
+    }
+}
