@@ -1,1 +1,262 @@
+//! Real files in a temporary directory, rotated the way logrotate does it.
 
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::host::HostIdentity;
+use crate::parsers::TimeZoneChoice;
+
+struct Running {
+    rx: mpsc::Receiver<Vec<ReadEvent>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+    metrics: Arc<Metrics>,
+    pending: Vec<ReadEvent>,
+}
+
+fn start(paths: &[&Path], start_at: StartAt, max_line_bytes: usize, state: &Path) -> Running {
+    let checkpoints = Arc::new(Mutex::new(CheckpointStore::load(state).unwrap()));
+    let metrics = Arc::new(Metrics::default());
+    let input = FileInput {
+        paths: paths.iter().map(|p| p.to_path_buf()).collect(),
+        start_at,
+        poll_interval: Duration::from_millis(20),
+        max_line_bytes,
+        parser: LineParser::new(
+            HostIdentity::named("test.example.com"),
+            TimeZoneChoice::parse("UTC").unwrap(),
+        ),
+        checkpoints,
+        metrics: Arc::clone(&metrics),
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread_stop = Arc::clone(&stop);
+    let handle = std::thread::spawn(move || input.run(tx, thread_stop));
+    Running {
+        rx,
+        stop,
+        handle: Some(handle),
+        metrics,
+        pending: Vec::new(),
+    }
+}
+
+impl Running {
+    /// The next `n` events, failing after 10 s.
+    fn take(&mut self, n: usize) -> Vec<ReadEvent> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.pending.len() < n {
+            match self.rx.try_recv() {
+                Ok(chunk) => self.pending.extend(chunk),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(_) => panic!(
+                    "wanted {n} events, got {}: {:?}",
+                    self.pending.len(),
+                    summaries(&self.pending)
+                ),
+            }
+        }
+        self.pending.drain(..n).collect()
+    }
+
+    /// Asserts nothing more arrives for a while.
+    fn quiet(&mut self) {
+        std::thread::sleep(Duration::from_millis(200));
+        while let Ok(chunk) = self.rx.try_recv() {
+            self.pending.extend(chunk);
+        }
+        assert!(
+            self.pending.is_empty(),
+            "unexpected events: {:?}",
+            summaries(&self.pending)
+        );
+    }
+
+    fn stop(mut self) -> Arc<Metrics> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            handle.join().unwrap();
+        }
+        Arc::clone(&self.metrics)
+    }
+}
+
+fn summaries(events: &[ReadEvent]) -> Vec<String> {
+    events.iter().map(|e| e.event.summary.clone()).collect()
+}
+
+fn append(path: &Path, text: &[u8]) {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(text).unwrap();
+}
+
+#[test]
+fn appended_lines_arrive_once_and_a_partial_line_waits_for_its_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    append(&log, b"first\nsecond\nthird-part");
+    let mut input = start(&[&log], StartAt::Beginning, 1024, &dir.path().join("state"));
+    assert_eq!(summaries(&input.take(2)), ["first", "second"]);
+    input.quiet();
+    append(&log, b"-done\n\n  \nfourth\n");
+    let events = input.take(2);
+    assert_eq!(summaries(&events), ["third-part-done", "fourth"]);
+    // Offsets point at line starts, and the checkpoint position after each line.
+    assert_eq!(
+        events[0].next_offset,
+        "first\nsecond\nthird-part-done\n".len() as u64
+    );
+    input.quiet();
+    input.stop();
+}
+
+#[test]
+fn start_at_end_skips_what_was_there_but_not_files_that_appear_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.log");
+    let later = dir.path().join("later.log");
+    append(&old, b"old line\npartial");
+    let mut input = start(
+        &[&old, &later],
+        StartAt::End,
+        1024,
+        &dir.path().join("state"),
+    );
+    input.quiet();
+    append(&old, b" tail\nnew line\n");
+    assert_eq!(summaries(&input.take(2)), ["partial tail", "new line"]);
+    append(&later, b"appeared\n");
+    assert_eq!(summaries(&input.take(1)), ["appeared"]);
+    input.stop();
+}
+
+#[test]
+fn rename_rotation_reads_the_old_file_to_its_end_then_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    append(&log, b"one\ntwo\n");
+    let mut input = start(&[&log], StartAt::Beginning, 1024, &dir.path().join("state"));
+    assert_eq!(summaries(&input.take(2)), ["one", "two"]);
+    // logrotate `create`: rename, then a new file under the old name.
+    fs::rename(&log, dir.path().join("auth.log.1")).unwrap();
+    append(&log, b"three\nfour\n");
+    let events = input.take(2);
+    assert_eq!(summaries(&events), ["three", "four"]);
+    assert_ne!(events[0].identity.ino, 0);
+    input.quiet();
+    let metrics = input.stop();
+    assert_eq!(metrics.rotations.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn copytruncate_is_detected_and_the_file_read_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    append(&log, b"before one\nbefore two\n");
+    let mut input = start(&[&log], StartAt::Beginning, 1024, &dir.path().join("state"));
+    let before = input.take(2);
+    OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    append(&log, b"after\n");
+    let after = input.take(1);
+    assert_eq!(summaries(&after), ["after"]);
+    assert_ne!(
+        after[0].event.eventid, before[0].event.eventid,
+        "new content, new ids"
+    );
+    input.quiet();
+    let metrics = input.stop();
+    assert_eq!(metrics.truncations.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_long_line_is_cut_and_flagged_and_the_next_line_is_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("big.log");
+    let mut text = vec![b'x'; 10 * 1024 * 1024];
+    text.extend_from_slice(b"\nnormal\n");
+    append(&log, &text);
+    let mut input = start(&[&log], StartAt::Beginning, 1000, &dir.path().join("state"));
+    let events = input.take(2);
+    assert_eq!(events[0].event.summary.len(), 1000);
+    assert_eq!(events[0].event.details["truncated"], Value::Bool(true));
+    assert_eq!(events[1].event.summary, "normal");
+    assert!(!events[1].event.details.contains_key("truncated"));
+    let metrics = input.stop();
+    assert_eq!(metrics.lines_truncated.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn invalid_utf8_is_replaced_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bytes.log");
+    append(&log, b"bad \xff\xfe bytes\n");
+    let mut input = start(&[&log], StartAt::Beginning, 1024, &dir.path().join("state"));
+    assert_eq!(summaries(&input.take(1)), ["bad \u{fffd}\u{fffd} bytes"]);
+    input.stop();
+}
+
+#[test]
+fn a_checkpointed_file_resumes_after_its_last_delivered_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("auth.log");
+    append(&log, b"one\ntwo\n");
+    let mut input = start(&[&log], StartAt::Beginning, 1024, &state);
+    let events = input.take(2);
+    input.stop();
+    // What the shipper does once the collector has the first line.
+    let mut store = CheckpointStore::load(&state).unwrap();
+    store.set(&events[0].identity, "auth.log", events[0].next_offset);
+    store.save().unwrap();
+
+    append(&log, b"three\n");
+    let mut input = start(&[&log], StartAt::Beginning, 1024, &state);
+    let again = input.take(2);
+    assert_eq!(summaries(&again), ["two", "three"]);
+    assert_eq!(
+        again[0].event.eventid, events[1].event.eventid,
+        "a re-read line keeps its id"
+    );
+    input.quiet();
+    input.stop();
+}
+
+#[test]
+fn a_recreated_file_with_other_content_is_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("auth.log");
+    append(&log, b"original first line\n");
+    let mut input = start(&[&log], StartAt::Beginning, 1024, &state);
+    let first = input.take(1);
+    input.stop();
+    let mut store = CheckpointStore::load(&state).unwrap();
+    store.set(&first[0].identity, "auth.log", first[0].next_offset);
+    store.save().unwrap();
+
+    fs::remove_file(&log).unwrap();
+    append(&log, b"replacement\n");
+    let mut input = start(&[&log], StartAt::End, 1024, &state);
+    // Not the checkpointed file; present at start, so `end` applies.
+    input.quiet();
+    append(&log, b"more\n");
+    assert_eq!(summaries(&input.take(1)), ["more"]);
+    input.stop();
+}
