@@ -7,7 +7,7 @@
 //! - [`inputs::file`]: following files (its own thread).
 //! - [`shippers::http`]: NDJSON batches to the collector.
 //! - [`checkpoint`]: read positions on disk.
-//! - [`metrics`]: counters.
+//! - [`metrics`]: the counters.
 //!
 //! [`run`] wires them: input thread → bounded channel → batches → shipper → checkpoints.
 //! `main.rs` parses the command line and calls it.

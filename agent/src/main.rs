@@ -1,6 +1,7 @@
 //! `picket-agent`: parse the command line, load the config, start logging, run.
 //! Exit codes: 0 ok, 1 runtime failure, 78 bad configuration (`EX_CONFIG`).
 
+use std::io::IsTerminal as _;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {

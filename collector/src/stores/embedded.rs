@@ -33,6 +33,7 @@
 //! commit loses only what no caller was told was stored. On open, a day's leftover
 //! lock and uncommitted files are cleaned up by tantivy itself.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -385,7 +386,7 @@ impl Shared {
                 found.push((micros, i, address));
             }
         }
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|hit| std::cmp::Reverse(hit.0));
         found.truncate(size);
 
         let mut hits = Vec::with_capacity(found.len());
@@ -541,10 +542,41 @@ fn write_batch(
     writer_memory_bytes: usize,
 ) -> Result<(), StoreError> {
     let mut touched: Vec<u32> = Vec::new();
-    for request in batch {
-        for event in &request.events {
-            let (key, at) = Shared::event_day(event);
-            if !writers.contains_key(&key) {
+    let written = add_and_commit(shared, writers, &mut touched, batch, writer_memory_bytes);
+    if written.is_err() {
+        // Nothing of a failed batch may ride along with the next one's commit.
+        for key in &touched {
+            if let Some(writer) = writers.get_mut(key) {
+                let _ = writer.rollback();
+            }
+        }
+    }
+    for key in &touched {
+        recent.retain(|k| k != key);
+        recent.push_front(*key);
+    }
+    while recent.len() > OPEN_WRITERS {
+        if let Some(old) = recent.pop_back() {
+            if writers.remove(&old).is_some() {
+                debug!(day = old, "Closed the writer of an older day.");
+            }
+        }
+    }
+    written
+}
+
+fn add_and_commit(
+    shared: &Shared,
+    writers: &mut HashMap<u32, IndexWriter>,
+    touched: &mut Vec<u32>,
+    batch: &[WriteRequest],
+    writer_memory_bytes: usize,
+) -> Result<(), StoreError> {
+    for event in batch.iter().flat_map(|request| &request.events) {
+        let (key, at) = Shared::event_day(event);
+        let writer = match writers.entry(key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
                 let day = shared.day(key, true)?.ok_or(StoreError::Closed)?;
                 let writer = day
                     .index
@@ -553,40 +585,23 @@ fn write_batch(
                         path: shared.day_path(key),
                         source,
                     })?;
-                writers.insert(key, writer);
+                entry.insert(writer)
             }
-            let Some(writer) = writers.get_mut(&key) else {
-                continue;
-            };
-            writer.delete_term(Term::from_field_text(shared.fields.eventid, &event.eventid));
-            writer
-                .add_document(shared.document(event, at))
-                .map_err(StoreError::Write)?;
-            if !touched.contains(&key) {
-                touched.push(key);
-            }
+        };
+        if !touched.contains(&key) {
+            touched.push(key);
         }
+        writer.delete_term(Term::from_field_text(shared.fields.eventid, &event.eventid));
+        writer
+            .add_document(shared.document(event, at))
+            .map_err(StoreError::Write)?;
     }
-    for key in &touched {
+    for key in touched.iter() {
         if let Some(writer) = writers.get_mut(key) {
-            if let Err(e) = writer.commit() {
-                // Leave the writer clean for the next batch.
-                let _ = writer.rollback();
-                return Err(StoreError::Write(e));
-            }
+            writer.commit().map_err(StoreError::Write)?;
         }
         if let Some(day) = shared.day(*key, false)? {
             day.reader.reload().map_err(StoreError::Write)?;
-        }
-        recent.retain(|k| k != key);
-        recent.push_front(*key);
-    }
-    while recent.len() > OPEN_WRITERS {
-        if let Some(old) = recent.pop_back() {
-            if let Some(writer) = writers.remove(&old) {
-                drop(writer);
-                debug!(day = old, "Closed the writer of an older day.");
-            }
         }
     }
     Ok(())
