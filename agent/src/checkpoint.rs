@@ -122,6 +122,12 @@ impl CheckpointStore {
         self.entries.get(&identity.key()).map(|e| e.offset)
     }
 
+    /// Whether some file was already read under `path` (then a new file there is a
+    /// rotation, read from its start, not a file never seen).
+    pub fn knows_path(&self, path: &str) -> bool {
+        self.entries.values().any(|e| e.path == path)
+    }
+
     /// Records that everything before `offset` of `identity` was delivered.
     pub fn set(&mut self, identity: &FileIdentity, path: &str, offset: u64) {
         let entry = self.entries.entry(identity.key()).or_insert_with(|| Entry {

@@ -133,8 +133,17 @@ pub fn normalize(value: Value, received: DateTime<Utc>) -> Result<Event, Normali
         Value::Bool(_) => return Err(NormalizeError::NotAnObject("boolean")),
         Value::Null => return Err(NormalizeError::NotAnObject("null")),
     };
-    // The content id is computed over what was sent, before any rewriting.
-    let content = Value::Object(object.clone()).to_string();
+    // The content id is computed over what was sent, before any rewriting, and only
+    // when the event brings no id of its own (agents always do).
+    let brings_id = object.iter().any(|(key, value)| {
+        key.trim_start_matches('@').eq_ignore_ascii_case("eventid")
+            && value.as_str().is_some_and(plausible_id)
+    });
+    let content = if brings_id {
+        String::new()
+    } else {
+        Value::Object(object.clone()).to_string()
+    };
 
     let mut eventid = Slot::new();
     let mut time_slot = Slot::new();

@@ -97,6 +97,8 @@ struct Followed {
     started: bool,
     /// Whether "waiting for the file" was logged, to log it once.
     reported_missing: bool,
+    /// Read buffer, kept between polls.
+    buffer: Vec<u8>,
 }
 
 struct OpenFile {
@@ -104,6 +106,8 @@ struct OpenFile {
     dev: u64,
     ino: u64,
     identity: Option<FileIdentity>,
+    /// `identity`'s source identity for event ids, computed once.
+    source_identity: String,
     /// Next byte to read (the file's position).
     read_offset: u64,
     /// Where the line being assembled starts.
@@ -122,6 +126,7 @@ impl Followed {
             open: None,
             started: false,
             reported_missing: false,
+            buffer: vec![0u8; 64 * 1024],
         }
     }
 
@@ -175,24 +180,21 @@ impl Followed {
             dev: meta.dev(),
             ino: meta.ino(),
             identity: None,
+            source_identity: String::new(),
             read_offset: 0,
             line_start: 0,
             pending: Vec::new(),
             overflow: false,
             file,
         };
-        open.identity = fingerprint(&open.file).map(|fingerprint| FileIdentity {
-            dev: open.dev,
-            ino: open.ino,
-            fingerprint,
-        });
-        let saved = open.identity.and_then(|identity| {
-            input
-                .checkpoints
-                .lock()
-                .ok()
-                .and_then(|c| c.offset(&identity))
-        });
+        open.learn_identity();
+        let (saved, known_path) = match input.checkpoints.lock() {
+            Ok(store) => (
+                open.identity.and_then(|identity| store.offset(&identity)),
+                store.knows_path(&self.path_text),
+            ),
+            Err(_) => (None, false),
+        };
         let start = match saved {
             Some(offset) if offset <= meta.len() => {
                 info!(path = %self.path.display(), offset, "Resuming the file from its checkpoint.");
@@ -202,7 +204,9 @@ impl Followed {
                 warn!(path = %self.path.display(), offset, len = meta.len(), "File is shorter than its checkpoint; reading from the start.");
                 0
             }
-            None if first_look && input.start_at == StartAt::End => {
+            // `end` is for files never seen: a new file under a path already read is a
+            // rotation that happened while the agent was stopped.
+            None if first_look && input.start_at == StartAt::End && !known_path => {
                 let end = last_line_end(&open.file, meta.len(), input.max_line_bytes);
                 info!(path = %self.path.display(), offset = end, "Reading new lines from the end of the file.");
                 end
@@ -229,10 +233,10 @@ impl Followed {
         let Some(open) = self.open.as_mut() else {
             return Ok(0);
         };
-        let mut buffer = vec![0u8; 64 * 1024];
+        let buffer = &mut self.buffer;
         let mut total = 0;
         while total < READ_BUDGET {
-            let n = open.file.read(&mut buffer)?;
+            let n = open.file.read(buffer)?;
             if n == 0 {
                 break;
             }
@@ -243,11 +247,7 @@ impl Followed {
                 open.append(&buffer[from..end], input.max_line_bytes);
                 open.read_offset += (end + 1 - from) as u64;
                 if open.identity.is_none() {
-                    open.identity = fingerprint(&open.file).map(|fingerprint| FileIdentity {
-                        dev: open.dev,
-                        ino: open.ino,
-                        fingerprint,
-                    });
+                    open.learn_identity();
                 }
                 if let Some(identity) = open.identity {
                     if let Some(event) = open.take_line(&self.path_text, identity, input) {
@@ -307,6 +307,19 @@ impl Followed {
 }
 
 impl OpenFile {
+    /// Fingerprints the file, once its first line (or first KiB) is there.
+    fn learn_identity(&mut self) {
+        self.identity = fingerprint(&self.file).map(|fingerprint| FileIdentity {
+            dev: self.dev,
+            ino: self.ino,
+            fingerprint,
+        });
+        self.source_identity = self
+            .identity
+            .map(|identity| identity.source_identity())
+            .unwrap_or_default();
+    }
+
     /// Adds bytes to the line being assembled, never past `max` bytes.
     fn append(&mut self, bytes: &[u8], max: usize) {
         let room = max.saturating_sub(self.pending.len());
@@ -330,12 +343,11 @@ impl OpenFile {
             return None;
         }
         input.metrics.lines_read.fetch_add(1, Ordering::Relaxed);
-        let source_identity = identity.source_identity();
         let mut event = input.parser.parse(
             &line,
             &LineContext {
                 source: path,
-                source_identity: &source_identity,
+                source_identity: &self.source_identity,
                 offset: self.line_start,
                 read_at: Utc::now(),
             },

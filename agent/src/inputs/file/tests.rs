@@ -260,3 +260,29 @@ fn a_recreated_file_with_other_content_is_new() {
     assert_eq!(summaries(&input.take(1)), ["more"]);
     input.stop();
 }
+
+#[test]
+fn a_file_rotated_while_the_agent_was_stopped_is_read_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("auth.log");
+    append(&log, b"before the stop\n");
+    let mut input = start(&[&log], StartAt::Beginning, 1024, &state);
+    let first = input.take(1);
+    input.stop();
+    let mut store = CheckpointStore::load(&state).unwrap();
+    store.set(
+        &first[0].identity,
+        &log.to_string_lossy(),
+        first[0].next_offset,
+    );
+    store.save().unwrap();
+
+    fs::rename(&log, dir.path().join("auth.log.1")).unwrap();
+    append(&log, b"written while stopped\n");
+    // `end` is for files never seen; this path was read before, so this is a rotation.
+    let mut input = start(&[&log], StartAt::End, 1024, &state);
+    assert_eq!(summaries(&input.take(1)), ["written while stopped"]);
+    input.quiet();
+    input.stop();
+}
