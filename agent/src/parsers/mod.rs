@@ -9,8 +9,12 @@
 //! summary and is timed when it was read. Every line gives an event; nothing here can
 //! fail or panic on input.
 //!
-//! Program-specific parsers (sshd, sudo, su, account, CEF, JSON) hang off this module
-//! as they are written; until one recognises a line it is a `syslog` event.
+//! Then [`LineParser`] hands the message to one parser: CEF when it starts with `CEF:`,
+//! JSON when it is an object, else by program (`sshd`, `sudo`, `su`, the account
+//! programs). A message no parser recognises is a `syslog` event. Each parser owns one
+//! table of `../shared/spec/EVENTS.md`.
+
+use std::borrow::Cow;
 
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -21,8 +25,23 @@ use syslog_loose::{IncompleteDate, ProcId, Variant};
 
 use crate::host::HostIdentity;
 
+mod account;
+mod cef;
+mod common;
+mod json;
+mod sshd;
+mod su;
+mod sudo;
+
 /// Id of the fallback parser, written into `tags`.
 pub const SYSLOG_PARSER: &str = "syslog";
+
+/// `details` a line keeps when no program parser recognises it.
+const KEPT_ON_FALLBACK: [&str; 3] = [
+    fields::details::REPEATCOUNT,
+    fields::details::STRUCTUREDDATA,
+    fields::details::TRUNCATED,
+];
 
 /// The zone lines without one are read in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,21 +136,27 @@ impl LineParser {
             }
             None => false,
         };
+        let mut body: Cow<'_, str> = Cow::Borrowed(text);
         if headed {
             event.hostname = self.host.resolve(message.hostname).to_string();
-            if let Some(app) = message.appname {
-                event.processname = program_name(app).to_string();
+            // `host CEF:0|…` reads as a program named CEF; it is the CEF text.
+            if message.appname == Some("CEF") {
+                body = Cow::Owned(format!("CEF:{}", message.msg));
+            } else {
+                if let Some(app) = message.appname {
+                    event.processname = program_name(app).to_string();
+                }
+                event.processid = match message.procid {
+                    Some(ProcId::PID(pid)) => i64::from(pid),
+                    Some(ProcId::Name(name)) => name.trim().parse().unwrap_or(0),
+                    None => 0,
+                };
+                let (summary, repeats) = unwrap_repeated(message.msg);
+                if let Some(n) = repeats {
+                    details.insert(fields::details::REPEATCOUNT.into(), Value::from(n));
+                }
+                body = Cow::Borrowed(summary);
             }
-            event.processid = match message.procid {
-                Some(ProcId::PID(pid)) => i64::from(pid),
-                Some(ProcId::Name(name)) => name.trim().parse().unwrap_or(0),
-                None => 0,
-            };
-            let (summary, repeats) = unwrap_repeated(message.msg);
-            if let Some(n) = repeats {
-                details.insert(fields::details::REPEATCOUNT.into(), Value::from(n));
-            }
-            event.set_summary(summary);
             if !message.structured_data.is_empty() {
                 let mut data = Map::new();
                 for element in &message.structured_data {
@@ -147,18 +172,55 @@ impl LineParser {
             let read = context.read_at.with_timezone(&self.timezone).fixed_offset();
             event.set_time(&read);
             event.hostname = self.host.fqdn.clone();
-            event.set_summary(text);
         }
-        details.insert(
+        event.details = details;
+        event.set_summary(&body);
+        let parser = self.dispatch(&body, &mut event);
+        event.tags[0].clear();
+        event.tags[0].push_str(parser);
+        if parser == SYSLOG_PARSER {
+            event.category.clear();
+            event.category.push_str(CATEGORY_SYSLOG);
+        }
+        event.details.insert(
             fields::details::PROGRAM.into(),
             Value::String(event.processname.clone()),
         );
-        // `set_summary` may have flagged a cut.
-        if event.details.contains_key(fields::details::TRUNCATED) {
-            details.insert(fields::details::TRUNCATED.into(), Value::Bool(true));
-        }
-        event.details = details;
         event
+    }
+
+    /// Hands the message to the parser that knows it; returns that parser's id, or
+    /// `syslog` when none recognised it. CEF and JSON are told by the message, the
+    /// others by the program.
+    fn dispatch(&self, message: &str, event: &mut Event) -> &'static str {
+        if let Some(text) = cef::detect(message) {
+            if cef::parse(text, event, self.timezone) {
+                return cef::ID;
+            }
+            return SYSLOG_PARSER;
+        }
+        if json::looks_like_json(message) && json::parse(message, event) {
+            return json::ID;
+        }
+        let recognised = match event.processname.as_str() {
+            "sshd" => sshd::parse(message, event).then_some(sshd::ID),
+            "sudo" => sudo::parse(message, event).then_some(sudo::ID),
+            "su" => su::parse(message, event).then_some(su::ID),
+            program if account::PROGRAMS.contains(&program) => {
+                account::parse(message, event).then_some(account::ID)
+            }
+            _ => None,
+        };
+        match recognised {
+            Some(id) => id,
+            None => {
+                // A parser may have set fields before giving up on a shape.
+                event
+                    .details
+                    .retain(|k, _| KEPT_ON_FALLBACK.contains(&k.as_str()));
+                SYSLOG_PARSER
+            }
+        }
     }
 
     /// A zone-less RFC 3164 stamp was read as if in UTC; reinterpret its wall-clock

@@ -1,0 +1,380 @@
+//! CEF (the contract's CEF section): `CEF:Version|Vendor|Product|Version|Signature
+//! ID|Name|Severity|Extension`, with `\|` and `\\` escaped in the header and
+//! `key=value` extension pairs whose values run to the space before the next `key=`
+//! (`\=`, `\\`, `\n`, `\r` escaped; an unescaped `=` inside a value is tolerated when
+//! no word directly before it looks like a key).
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
+use mozdef::{Event, Severity};
+
+use super::common::{set, set_source, set_text};
+
+/// Parser id, written into `tags`.
+pub const ID: &str = "cef";
+
+/// The CEF text of a message: the message itself when it starts with `CEF:`.
+pub fn detect(message: &str) -> Option<&str> {
+    let text = message.trim_start();
+    text.starts_with("CEF:").then_some(text)
+}
+
+/// Reads CEF `text` into `event`; false when the header is incomplete.
+pub fn parse(text: &str, event: &mut Event, zone: Tz) -> bool {
+    let Some(body) = text.strip_prefix("CEF:") else {
+        return false;
+    };
+    let Some((header, extension)) = split_header(body) else {
+        return false;
+    };
+    let [
+        version,
+        vendor,
+        product,
+        device_version,
+        signature,
+        name,
+        severity,
+    ] = header;
+    set_text(event, "cefversion", &version);
+    set_text(event, "devicevendor", &vendor);
+    set_text(event, "deviceproduct", &product);
+    set_text(event, "deviceversion", &device_version);
+    set_text(event, "signatureid", &signature);
+    set_text(event, "name", &name);
+    set_text(event, "cefseverity", &severity);
+    if let Some(level) = Severity::from_cef(&severity) {
+        event.severity = level.as_str().to_string();
+    }
+    event.set_summary(&name);
+
+    let pairs = parse_extension(extension);
+    let label = |key: &str| {
+        let wanted = format!("{key}Label");
+        pairs
+            .iter()
+            .find(|(k, _)| *k == wanted)
+            .map(|(_, v)| v.to_lowercase())
+    };
+    let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+    let mut time: Option<DateTime<FixedOffset>> = None;
+    let mut category_hint: Option<String> = None;
+    for (key, value) in &pairs {
+        if let Some(base) = key.strip_suffix("Label") {
+            if keys.contains(&base) {
+                continue;
+            }
+        }
+        let name = match label(key) {
+            Some(label) if label == "requestclientapplication" || label == "useragent" => {
+                "useragent".to_string()
+            }
+            Some(label) => label,
+            None => renamed(key),
+        };
+        match name.as_str() {
+            "sourceipaddress" | "destinationipaddress" => {
+                if name == "sourceipaddress" {
+                    set_source(event, value);
+                } else {
+                    set(
+                        event,
+                        &name,
+                        super::common::ip_address(value).unwrap_or_else(|| value.clone()),
+                    );
+                }
+            }
+            "sourceport" | "destinationport" => match value.trim().parse::<i64>() {
+                Ok(port) => set(event, &name, port),
+                Err(_) => set(event, &name, value.as_str()),
+            },
+            "outcome" => match outcome(value) {
+                Some(success) => set(event, "success", success),
+                None => set(event, "outcome", value.as_str()),
+            },
+            _ => set(event, &name, value.as_str()),
+        }
+        if (*key == "rt" || (*key == "end" && time.is_none())) && !value.trim().is_empty() {
+            if let Some(at) = cef_time(value, zone) {
+                if *key == "rt" || time.is_none() {
+                    time = Some(at);
+                }
+            }
+        }
+        if *key == "cat" {
+            category_hint = Some(value.trim().to_lowercase()).filter(|c| !c.is_empty());
+        }
+    }
+    if let Some(at) = time {
+        event.set_time(&at);
+    }
+    event.category = category(&name)
+        .map(str::to_string)
+        .or(category_hint)
+        .unwrap_or_else(|| "cef".to_string());
+    true
+}
+
+fn category(name: &str) -> Option<&'static str> {
+    let name = name.trim();
+    let is = |s: &str| name.eq_ignore_ascii_case(s);
+    if is("Access Control Violation") || is("Access Denied") {
+        Some("authorization")
+    } else if is("Account Locked") || is("Admin Account Locked") {
+        Some("account lock")
+    } else if is("New Privileged Account") {
+        Some("account change")
+    } else if is("Admin Account Pass Reset") || is("Admin Account Pass Change") {
+        Some("password change")
+    } else {
+        None
+    }
+}
+
+/// The MozDef name of an extension key.
+fn renamed(key: &str) -> String {
+    match key {
+        "src" => "sourceipaddress",
+        "dst" => "destinationipaddress",
+        "spt" => "sourceport",
+        "dpt" => "destinationport",
+        "suser" => "username",
+        "duser" => "targetuser",
+        "shost" => "sourcehostname",
+        "dhost" => "destinationhostname",
+        "request" => "destinationuri",
+        "requestMethod" => "requestmethod",
+        "requestClientApplication" => "useragent",
+        "act" => "action",
+        "msg" => "message",
+        other => return other.to_lowercase(),
+    }
+    .to_string()
+}
+
+fn outcome(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "success" | "succeeded" | "allowed" | "allow" => Some(true),
+        "failure" | "failed" | "denied" | "deny" => Some(false),
+        _ => None,
+    }
+}
+
+/// The seven header fields (unescaped) and the raw extension.
+fn split_header(body: &str) -> Option<([String; 7], &str)> {
+    let mut fields: Vec<String> = Vec::with_capacity(7);
+    let mut current = String::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, next @ ('|' | '\\'))) => current.push(next),
+                Some((_, other)) => {
+                    current.push('\\');
+                    current.push(other);
+                }
+                None => current.push('\\'),
+            },
+            '|' => {
+                fields.push(std::mem::take(&mut current).trim().to_string());
+                if fields.len() == 7 {
+                    let extension = &body[i + 1..];
+                    let header: [String; 7] = fields.try_into().ok()?;
+                    return Some((header, extension));
+                }
+            }
+            other => current.push(other),
+        }
+    }
+    // A header with seven fields and no extension (no final pipe).
+    if fields.len() == 6 {
+        fields.push(current.trim().to_string());
+        let header: [String; 7] = fields.try_into().ok()?;
+        return Some((header, ""));
+    }
+    None
+}
+
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-'
+}
+
+/// `key=value` pairs in order, values unescaped.
+pub fn parse_extension(extension: &str) -> Vec<(&str, String)> {
+    let bytes = extension.as_bytes();
+    let mut keys: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let at_word = i == 0 || bytes[i - 1] == b' ';
+        if at_word && is_key_byte(bytes[i]) {
+            let mut j = i;
+            while j < bytes.len() && is_key_byte(bytes[j]) {
+                j += 1;
+            }
+            if j < bytes.len() && bytes[j] == b'=' {
+                keys.push((i, j));
+                i = j + 1;
+                continue;
+            }
+            i = j;
+            continue;
+        }
+        i += 1;
+    }
+    let mut pairs = Vec::with_capacity(keys.len());
+    for (n, &(start, eq)) in keys.iter().enumerate() {
+        let end = keys
+            .get(n + 1)
+            .map(|&(next, _)| next)
+            .unwrap_or(bytes.len());
+        // Keys and values start and end at ASCII bytes, so these are char boundaries.
+        let raw = extension
+            .get(eq + 1..end)
+            .unwrap_or("")
+            .trim_end_matches(' ');
+        let key = extension.get(start..eq).unwrap_or("");
+        pairs.push((key, unescape(raw)));
+    }
+    pairs
+}
+
+fn unescape(raw: &str) -> String {
+    if !raw.contains('\\') {
+        return raw.to_string();
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other @ ('=' | '\\' | '|')) => out.push(other),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// `rt`/`end`: epoch milliseconds, or `MMM dd yyyy HH:mm:ss[.SSS] [zone]`.
+fn cef_time(value: &str, zone: Tz) -> Option<DateTime<FixedOffset>> {
+    let value = value.trim();
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        let millis: i64 = value.parse().ok()?;
+        return chrono::Utc
+            .timestamp_millis_opt(millis)
+            .single()
+            .map(|t| t.fixed_offset());
+    }
+    let mut words: Vec<&str> = value.split_whitespace().collect();
+    let zone_word = match words.last() {
+        Some(last) if words.len() == 5 => Some(*last),
+        _ => None,
+    };
+    if zone_word.is_some() {
+        words.pop();
+    }
+    let text = words.join(" ");
+    let naive = NaiveDateTime::parse_from_str(&text, "%b %d %Y %H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(&text, "%b %d %Y %H:%M:%S"))
+        .ok()?;
+    let offset = match zone_word {
+        Some("UTC" | "GMT" | "Z" | "UT") => FixedOffset::east_opt(0)?,
+        Some(word) if word.starts_with('+') || word.starts_with('-') => {
+            let digits: String = word[1..].chars().filter(|c| *c != ':').collect();
+            let hours: i32 = digits.get(..2)?.parse().ok()?;
+            let minutes: i32 = digits.get(2..4).unwrap_or("0").parse().ok()?;
+            let sign = if word.starts_with('-') { -1 } else { 1 };
+            FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))?
+        }
+        Some(word) => match word.parse::<Tz>() {
+            Ok(tz) => {
+                return tz
+                    .from_local_datetime(&naive)
+                    .earliest()
+                    .map(|t| t.fixed_offset());
+            }
+            Err(_) => {
+                return zone
+                    .from_local_datetime(&naive)
+                    .earliest()
+                    .map(|t| t.fixed_offset());
+            }
+        },
+        None => {
+            return zone
+                .from_local_datetime(&naive)
+                .earliest()
+                .map(|t| t.fixed_offset());
+        }
+    };
+    offset.from_local_datetime(&naive).single()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_values_run_to_the_next_key() {
+        let pairs = parse_extension(
+            r"src=10.0.0.1 msg=a message with spaces and a=b inside act=blocked x\=y=1 path=C:\\dir cs1Label=Rule Name cs1=r1",
+        );
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("src"), Some("10.0.0.1"));
+        assert_eq!(get("msg"), Some("a message with spaces and"));
+        assert_eq!(get("a"), Some("b inside"));
+        assert_eq!(get("act"), Some("blocked x=y=1"));
+        assert_eq!(get("path"), Some(r"C:\dir"));
+        assert_eq!(get("cs1Label"), Some("Rule Name"));
+        assert_eq!(get("cs1"), Some("r1"));
+    }
+
+    #[test]
+    fn header_escapes_are_undone() {
+        let (header, ext) =
+            split_header(r"0|Sec\|urity|threat\\manager|1.0|100|worm|10|src=1").unwrap();
+        assert_eq!(header[1], "Sec|urity");
+        assert_eq!(header[2], r"threat\manager");
+        assert_eq!(header[6], "10");
+        assert_eq!(ext, "src=1");
+        assert!(split_header("0|a|b|c").is_none());
+        let (header, ext) = split_header("0|a|b|c|d|e|5").unwrap();
+        assert_eq!((header[6].as_str(), ext), ("5", ""));
+    }
+
+    #[test]
+    fn times_are_read_in_both_shapes() {
+        let utc: Tz = "UTC".parse().unwrap();
+        let t = |s| cef_time(s, utc).map(|t| mozdef::time::format_fixed(&t));
+        assert_eq!(
+            t("1795335243000").as_deref(),
+            Some("2026-11-22T08:14:03+00:00")
+        );
+        assert_eq!(
+            t("Nov 22 2026 08:14:03").as_deref(),
+            Some("2026-11-22T08:14:03+00:00")
+        );
+        assert_eq!(
+            t("Nov 22 2026 08:14:03.120 UTC").as_deref(),
+            Some("2026-11-22T08:14:03.120000+00:00")
+        );
+        assert_eq!(
+            t("Nov 22 2026 09:14:03 +0100").as_deref(),
+            Some("2026-11-22T09:14:03+01:00")
+        );
+        assert_eq!(t("soon"), None);
+    }
+}

@@ -1,0 +1,173 @@
+//! Pieces every program parser uses: setting details, reading addresses the way the
+//! contract writes them, PAM's `key=value` lists and session lines.
+
+use std::net::IpAddr;
+
+use mozdef::Event;
+use serde_json::Value;
+
+/// Sets `details.<key>`.
+pub fn set(event: &mut Event, key: &str, value: impl Into<Value>) {
+    event.details.insert(key.to_string(), value.into());
+}
+
+/// Sets `details.<key>` to a string, unless it is empty.
+pub fn set_text(event: &mut Event, key: &str, value: &str) {
+    let value = value.trim();
+    if !value.is_empty() {
+        set(event, key, value);
+    }
+}
+
+/// Sets `details.<key>` to an integer when `text` is one.
+pub fn set_int(event: &mut Event, key: &str, text: &str) {
+    if let Ok(n) = text.trim().parse::<i64>() {
+        set(event, key, n);
+    }
+}
+
+/// Sets `category`, `details.action` and, when given, `details.success`.
+pub fn outcome(event: &mut Event, category: &str, action: &str, success: Option<bool>) {
+    event.category.clear();
+    event.category.push_str(category);
+    set(event, "action", action);
+    if let Some(success) = success {
+        set(event, "success", success);
+    }
+}
+
+/// An address as the contract writes it: `::ffff:1.2.3.4` → `1.2.3.4`, zone ids
+/// (`fe80::1%lo`) dropped, brackets removed. `None` when the text is no address.
+pub fn ip_address(text: &str) -> Option<String> {
+    let text = text.trim().trim_start_matches('[').trim_end_matches(']');
+    let bare = text.split('%').next().unwrap_or(text);
+    match bare.parse::<IpAddr>().ok()? {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Some(v4.to_string()),
+            None => Some(v6.to_string()),
+        },
+        IpAddr::V4(v4) => Some(v4.to_string()),
+    }
+}
+
+/// Sets `details.sourceipaddress` for an address, `details.sourcehostname` for a name.
+pub fn set_source(event: &mut Event, text: &str) {
+    let text = text.trim();
+    if text.is_empty() {
+        return;
+    }
+    match ip_address(text) {
+        Some(ip) => set(event, "sourceipaddress", ip),
+        None => set(event, "sourcehostname", text),
+    }
+}
+
+/// The value of `key=` in a PAM message (`logname= uid=1000 … rhost=1.2.3.4  user=bob`);
+/// `None` when absent or empty.
+pub fn pam_value<'a>(message: &'a str, key: &str) -> Option<&'a str> {
+    let mut rest = message;
+    while let Some(at) = rest.find(key) {
+        let before_ok =
+            at == 0 || rest.as_bytes()[at - 1] == b' ' || rest.as_bytes()[at - 1] == b';';
+        let after = &rest[at + key.len()..];
+        if before_ok && after.starts_with('=') {
+            let value = after[1..].split(' ').next().unwrap_or("");
+            return (!value.is_empty()).then_some(value);
+        }
+        rest = &rest[at + key.len()..];
+    }
+    None
+}
+
+/// `alice(uid=1000)` → `alice`.
+pub fn strip_uid(user: &str) -> &str {
+    user.split('(').next().unwrap_or(user).trim()
+}
+
+/// A PAM session line, `session opened for user <target>[(uid=…)] [by <user>(uid=…)]`
+/// or `session closed for user <target>`: (opened, target, by-user).
+pub fn pam_session(message: &str) -> Option<(bool, &str, Option<&str>)> {
+    let at = message
+        .find("session opened for user ")
+        .map(|i| (true, i + 24))
+        .or_else(|| {
+            message
+                .find("session closed for user ")
+                .map(|i| (false, i + 24))
+        })?;
+    let (opened, start) = at;
+    let rest = &message[start..];
+    let (target, by) = match rest.split_once(" by ") {
+        Some((target, by)) => (target, Some(by)),
+        None => (rest, None),
+    };
+    let target = strip_uid(target);
+    let by = by.map(strip_uid).filter(|b| !b.is_empty());
+    Some((opened, target, by))
+}
+
+/// Applies a PAM session line the way the contract says for sudo and su: username is
+/// the `by` user when named, else the session's user; targetuser is the session's user.
+pub fn session(event: &mut Event, message: &str) -> bool {
+    let Some((opened, target, by)) = pam_session(message) else {
+        return false;
+    };
+    let action = if opened {
+        "session_open"
+    } else {
+        "session_close"
+    };
+    outcome(event, "session", action, None);
+    set_text(event, "username", by.unwrap_or(target));
+    set_text(event, "targetuser", target);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_the_contract_says() {
+        assert_eq!(ip_address("1.2.3.4").as_deref(), Some("1.2.3.4"));
+        assert_eq!(ip_address("::ffff:1.2.3.4").as_deref(), Some("1.2.3.4"));
+        assert_eq!(ip_address("fe80::1%lo").as_deref(), Some("fe80::1"));
+        assert_eq!(ip_address("[2001:db8::1]").as_deref(), Some("2001:db8::1"));
+        assert_eq!(
+            ip_address("2001:DB8:0:0::1").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(ip_address("scanner.example.com"), None);
+        assert_eq!(ip_address(""), None);
+    }
+
+    #[test]
+    fn pam_values_are_found_by_whole_key() {
+        let m = "authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=10.0.0.1  user=root";
+        assert_eq!(pam_value(m, "rhost"), Some("10.0.0.1"));
+        assert_eq!(pam_value(m, "user"), Some("root"));
+        assert_eq!(pam_value(m, "ruser"), None);
+        assert_eq!(pam_value(m, "logname"), None);
+        assert_eq!(pam_value(m, "uid"), Some("0"));
+        assert_eq!(pam_value(m, "missing"), None);
+    }
+
+    #[test]
+    fn pam_sessions_name_target_and_actor() {
+        assert_eq!(
+            pam_session(
+                "pam_unix(sudo:session): session opened for user root(uid=0) by alice(uid=1000)"
+            ),
+            Some((true, "root", Some("alice")))
+        );
+        assert_eq!(
+            pam_session("pam_unix(sshd:session): session opened for user bob by (uid=0)"),
+            Some((true, "bob", None))
+        );
+        assert_eq!(
+            pam_session("pam_unix(su:session): session closed for user root"),
+            Some((false, "root", None))
+        );
+        assert_eq!(pam_session("nothing here"), None);
+    }
+}

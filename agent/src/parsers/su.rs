@@ -1,0 +1,56 @@
+//! su lines (the contract's su table).
+
+use std::sync::LazyLock;
+
+use mozdef::Event;
+use regex::Regex;
+
+use super::common::{outcome, pam_value, session, set_text};
+
+/// Parser id, written into `tags`.
+pub const ID: &str = "su";
+
+static TO: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(FAILED SU )?\(to (\S+)\) (\S+) on (\S+)")
+        .unwrap_or_else(|e| unreachable!("bad su pattern: {e}"))
+});
+static FOR_BY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(Successful|FAILED) su for (\S+) by (\S+)")
+        .unwrap_or_else(|e| unreachable!("bad su pattern: {e}"))
+});
+
+/// Reads an su message into `event`; false when it is none of the known shapes.
+pub fn parse(message: &str, event: &mut Event) -> bool {
+    let message = message.trim();
+    if let Some(c) = TO.captures(message) {
+        outcome(event, "authentication", "su", Some(c.get(1).is_none()));
+        set_text(event, "username", &c[3]);
+        set_text(event, "targetuser", &c[2]);
+        set_text(event, "tty", &c[4]);
+        return true;
+    }
+    if let Some(c) = FOR_BY.captures(message) {
+        outcome(event, "authentication", "su", Some(&c[1] == "Successful"));
+        set_text(event, "username", &c[3]);
+        set_text(event, "targetuser", &c[2]);
+        return true;
+    }
+    if message.starts_with("pam_unix(su:auth): authentication failure;")
+        || message.starts_with("pam_unix(su-l:auth): authentication failure;")
+    {
+        outcome(event, "authentication", "su", Some(false));
+        if let Some(user) = pam_value(message, "ruser").or_else(|| pam_value(message, "logname")) {
+            set_text(event, "username", user);
+        }
+        if let Some(target) = pam_value(message, "user") {
+            set_text(event, "targetuser", target);
+        }
+        return true;
+    }
+    if message.starts_with("pam_unix(su:session):")
+        || message.starts_with("pam_unix(su-l:session):")
+    {
+        return session(event, message);
+    }
+    false
+}
