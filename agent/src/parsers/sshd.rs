@@ -16,26 +16,11 @@ fn regex(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| unreachable!("bad sshd pattern: {e}"))
 }
 
-static ACCEPTED: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"^Accepted (\S+) for (.*?) from (\S+) port (\d+)(?: [^\s:]+)?(?:: (\S+) (\S+))?")
-});
-static FAILED: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^Failed (\S+) for (invalid user )?(.*?) from (\S+) port (\d+)"));
 static INVALID: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^(?i:invalid|illegal) user (.*?) from (\S+?)(?: port (\d+))?\s*$"));
 static MAX_ATTEMPTS: LazyLock<Regex> = LazyLock::new(|| {
     regex(
         r"^error: maximum authentication attempts exceeded for (invalid user )?(.*?) from (\S+) port (\d+)",
-    )
-});
-static CLOSED: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
-        r"^Connection (?:closed|reset) by (?:(authenticating|invalid) user (.*?) )?(\S+) port (\d+)",
-    )
-});
-static DISCONNECTED: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
-        r"^Disconnected from (?:(?:user|invalid user|authenticating user) (.*?) )?(\S+) port (\d+)",
     )
 });
 static RECEIVED_DISCONNECT: LazyLock<Regex> =
@@ -87,32 +72,79 @@ fn login(event: &mut Event, success: bool, user: &str, address: &str, port: Opti
     }
 }
 
+/// `<method> for <user> from <address> port <port><tail>`, read from the right so a
+/// user name holding ` from ` cannot forge the address: (method, user, address, port,
+/// tail).
+fn login_parts(rest: &str) -> Option<(&str, &str, &str, &str, &str)> {
+    let (method, rest) = rest.split_once(" for ")?;
+    let (user, rest) = rest.rsplit_once(" from ")?;
+    let (address, rest) = rest.split_once(" port ")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || method.contains(' ') || address.contains(' ') {
+        return None;
+    }
+    Some((method, user, address, &rest[..digits], &rest[digits..]))
+}
+
 fn accepted(message: &str, event: &mut Event) -> bool {
-    let Some(c) = ACCEPTED.captures(message) else {
+    let Some((method, user, address, port, tail)) =
+        message.strip_prefix("Accepted ").and_then(login_parts)
+    else {
         return false;
     };
-    login(event, true, &c[2], &c[3], Some(&c[4]));
-    set_text(event, "authmethod", &c[1]);
-    if let (Some(kind), Some(print)) = (c.get(5), c.get(6)) {
-        set(
-            event,
-            "keyfingerprint",
-            format!("{} {}", kind.as_str(), print.as_str()),
-        );
+    login(event, true, user, address, Some(port));
+    set_text(event, "authmethod", method);
+    // ` ssh2: RSA SHA256:…`
+    if let Some((_, key)) = tail.split_once(": ") {
+        let mut words = key.split_whitespace();
+        if let (Some(kind), Some(print)) = (words.next(), words.next()) {
+            set(event, "keyfingerprint", format!("{kind} {print}"));
+        }
     }
     true
 }
 
 fn failed(message: &str, event: &mut Event) -> bool {
-    let Some(c) = FAILED.captures(message) else {
+    let Some((method, user, address, port, _)) =
+        message.strip_prefix("Failed ").and_then(login_parts)
+    else {
         return false;
     };
-    login(event, false, &c[3], &c[4], Some(&c[5]));
-    set_text(event, "authmethod", &c[1]);
-    if c.get(2).is_some() {
+    let (invalid, user) = match user.strip_prefix("invalid user ") {
+        Some(user) => (true, user),
+        None => (false, user),
+    };
+    login(event, false, user, address, Some(port));
+    set_text(event, "authmethod", method);
+    if invalid {
         set(event, "invaliduser", true);
     }
     true
+}
+
+/// `[<kind> user <user> ]<address> port <port>[ …]`, read from the right: (kind, user,
+/// address, port). `kind` is the word before ` user`, when there is one.
+fn peer_parts(rest: &str) -> Option<(Option<&str>, Option<&str>, &str, &str)> {
+    let (before, after) = rest.rsplit_once(" port ")?;
+    let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let port = &after[..digits];
+    let (who, address) = match before.rsplit_once(' ') {
+        Some((who, address)) => (Some(who), address),
+        None => (None, before),
+    };
+    let (kind, user) = match who {
+        None => (None, None),
+        Some(who) => {
+            let (kind, user) = who
+                .split_once(" user ")
+                .or_else(|| who.strip_prefix("user ").map(|user| ("", user)))?;
+            (Some(kind), Some(user))
+        }
+    };
+    Some((kind, user, address, port))
 }
 
 fn invalid(message: &str, event: &mut Event) -> bool {
@@ -136,35 +168,44 @@ fn max_attempts(message: &str, event: &mut Event) -> bool {
 }
 
 fn connection_closed(message: &str, event: &mut Event) -> bool {
-    let Some(c) = CLOSED.captures(message) else {
+    let Some(rest) = message
+        .strip_prefix("Connection closed by ")
+        .or_else(|| message.strip_prefix("Connection reset by "))
+    else {
         return false;
     };
-    match c.get(2) {
+    let Some((kind, user, address, port)) = peer_parts(rest) else {
+        return false;
+    };
+    match user {
         Some(user) => {
-            login(event, false, user.as_str(), &c[3], Some(&c[4]));
-            if c.get(1).is_some_and(|m| m.as_str() == "invalid") {
+            login(event, false, user, address, Some(port));
+            if kind == Some("invalid") {
                 set(event, "invaliduser", true);
             }
         }
         None => {
             outcome(event, "session", "disconnect", None);
-            set_source(event, &c[3]);
-            set_int(event, "sourceport", &c[4]);
+            set_source(event, address);
+            set_int(event, "sourceport", port);
         }
     }
     true
 }
 
 fn disconnected(message: &str, event: &mut Event) -> bool {
-    let Some(c) = DISCONNECTED.captures(message) else {
+    let Some((_, user, address, port)) = message
+        .strip_prefix("Disconnected from ")
+        .and_then(peer_parts)
+    else {
         return false;
     };
     outcome(event, "session", "disconnect", None);
-    if let Some(user) = c.get(1) {
-        set_text(event, "username", user.as_str());
+    if let Some(user) = user {
+        set_text(event, "username", user);
     }
-    set_source(event, &c[2]);
-    set_int(event, "sourceport", &c[3]);
+    set_source(event, address);
+    set_int(event, "sourceport", port);
     true
 }
 
@@ -219,4 +260,30 @@ fn session_line(message: &str, event: &mut Event) -> bool {
     // sshd sessions name only the user logged in.
     event.details.remove("targetuser");
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_name_cannot_forge_the_source_address() {
+        let message = "Failed password for invalid user x from 1.1.1.1 port 1 from 203.0.113.9 port 2222 ssh2";
+        let (_, user, address, port, _) = login_parts(&message["Failed ".len()..]).unwrap();
+        assert_eq!((user, address, port), ("invalid user x from 1.1.1.1 port 1", "203.0.113.9", "2222"));
+    }
+
+    #[test]
+    fn peers_are_read_with_and_without_a_user() {
+        assert_eq!(
+            peer_parts("authenticating user root 1.2.3.4 port 22 [preauth]"),
+            Some((Some("authenticating"), Some("root"), "1.2.3.4", "22"))
+        );
+        assert_eq!(
+            peer_parts("user alice 2001:db8::1 port 22"),
+            Some((Some(""), Some("alice"), "2001:db8::1", "22"))
+        );
+        assert_eq!(peer_parts("1.2.3.4 port 22 [preauth]"), Some((None, None, "1.2.3.4", "22")));
+        assert_eq!(peer_parts("1.2.3.4 port x"), None);
+    }
 }

@@ -1,0 +1,86 @@
+//! `cargo bench -p picket-agent --bench parse`: lines per second for parse + serialize
+//! on one core, over the standard workload (`../shared/bench/gen_authlog.py`, seed 42:
+//! 40% sshd, 25% sudo, 10% CEF, 25% other syslog). Set `PICKET_BENCH_INPUT` to a log
+//! file to measure another mix, `PICKET_BENCH_LINES` to change the generated size.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use chrono::Utc;
+use picket_agent::host::HostIdentity;
+use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
+
+fn workload() -> PathBuf {
+    if let Ok(path) = std::env::var("PICKET_BENCH_INPUT") {
+        return PathBuf::from(path);
+    }
+    let lines = std::env::var("PICKET_BENCH_LINES").unwrap_or_else(|_| "200000".into());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = root.join(format!("target/bench-authlog-{lines}.log"));
+    if !out.exists() {
+        let generator = root.join("../shared/bench/gen_authlog.py");
+        let status = Command::new("python3")
+            .arg(&generator)
+            .args(["-n", &lines, "--seed", "42", "-o"])
+            .arg(&out)
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "{} failed", generator.display());
+    }
+    out
+}
+
+fn main() {
+    let path = workload();
+    let text = std::fs::read(&path).expect("workload readable");
+    let lines: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let parser = LineParser::new(
+        HostIdentity::named("bench.example.com"),
+        TimeZoneChoice::parse("UTC").expect("UTC is a zone"),
+    );
+    let read_at = Utc::now();
+    let mut out = Vec::with_capacity(64 * 1024 * 1024);
+    let mut best = f64::MAX;
+    let mut tags: std::collections::BTreeMap<String, usize> = Default::default();
+    for round in 0..5 {
+        out.clear();
+        let started = Instant::now();
+        let mut offset = 0u64;
+        for line in &lines {
+            let event = parser.parse(
+                line,
+                &LineContext {
+                    source: "/var/log/auth.log",
+                    source_identity: "file:1:2:3",
+                    offset,
+                    read_at,
+                },
+            );
+            offset += line.len() as u64 + 1;
+            event.write_json_line(&mut out);
+            if round == 0 {
+                *tags.entry(event.tags[0].clone()).or_default() += 1;
+            }
+        }
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    let per_second = lines.len() as f64 / best;
+    println!(
+        "parse+serialize: {} lines ({:.1} MiB) from {}",
+        lines.len(),
+        text.len() as f64 / 1048576.0,
+        path.display()
+    );
+    println!(
+        "best of 5: {:.3} s = {:.0} lines/s = {:.1} MiB/s in, {:.2} µs/line (one core)",
+        best,
+        per_second,
+        text.len() as f64 / 1048576.0 / best,
+        best * 1e6 / lines.len() as f64
+    );
+    println!("parsers: {tags:?}");
+}
