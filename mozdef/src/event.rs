@@ -67,12 +67,143 @@ impl Event {
             .map(|at| at.with_timezone(&Utc))
     }
 
-    /// Appends the event as one line of NDJSON (with its `\n`).
+    /// Appends the event as one line of NDJSON (with its `\n`), exactly as serde would
+    /// write it. Hand-written because it runs once per event on the agent's hot path:
+    /// strings are copied in runs between the bytes that need escaping.
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        // Serializing this struct into a Vec cannot fail: every key is a string and
-        // every value is plain JSON.
-        if serde_json::to_writer(&mut *out, self).is_ok() {
-            out.push(b'\n');
+        out.extend_from_slice(b"{\"eventid\":");
+        json::string(out, &self.eventid);
+        out.extend_from_slice(b",\"timestamp\":");
+        json::string(out, &self.timestamp);
+        out.extend_from_slice(b",\"utctimestamp\":");
+        json::string(out, &self.utctimestamp);
+        if let Some(received) = &self.receivedtimestamp {
+            out.extend_from_slice(b",\"receivedtimestamp\":");
+            json::string(out, received);
+        }
+        out.extend_from_slice(b",\"hostname\":");
+        json::string(out, &self.hostname);
+        out.extend_from_slice(b",\"processname\":");
+        json::string(out, &self.processname);
+        out.extend_from_slice(b",\"processid\":");
+        out.extend_from_slice(self.processid.to_string().as_bytes());
+        out.extend_from_slice(b",\"severity\":");
+        json::string(out, &self.severity);
+        out.extend_from_slice(b",\"summary\":");
+        json::string(out, &self.summary);
+        out.extend_from_slice(b",\"category\":");
+        json::string(out, &self.category);
+        out.extend_from_slice(b",\"source\":");
+        json::string(out, &self.source);
+        out.extend_from_slice(b",\"tags\":[");
+        for (i, tag) in self.tags.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json::string(out, tag);
+        }
+        out.extend_from_slice(b"],\"details\":");
+        json::object(out, &self.details);
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// A JSON writer for the hot path; output is byte-for-byte what `serde_json` writes.
+mod json {
+    use serde_json::{Map, Value};
+
+    /// Whether a byte must be escaped inside a JSON string.
+    const fn needs_escape(byte: u8) -> bool {
+        byte < 0x20 || byte == b'"' || byte == b'\\'
+    }
+
+    /// Whether any of the eight bytes in `word` must be escaped (SWAR: a byte below
+    /// 0x20, a quote or a backslash).
+    const fn word_needs_escape(word: u64) -> bool {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+        let quote = word ^ (ONES * b'"' as u64);
+        let quote = quote.wrapping_sub(ONES) & !quote;
+        let backslash = word ^ (ONES * b'\\' as u64);
+        let backslash = backslash.wrapping_sub(ONES) & !backslash;
+        (below_space | quote | backslash) & HIGHS != 0
+    }
+
+    pub fn string(out: &mut Vec<u8>, text: &str) {
+        out.push(b'"');
+        let bytes = text.as_bytes();
+        let mut start = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            // Eight bytes at a time while none needs escaping (the common case).
+            if let Some(chunk) = bytes.get(i..i + 8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                if !word_needs_escape(u64::from_le_bytes(word)) {
+                    i += 8;
+                    continue;
+                }
+            }
+            let byte = bytes[i];
+            i += 1;
+            if !needs_escape(byte) {
+                continue;
+            }
+            let i = i - 1;
+            out.extend_from_slice(&bytes[start..i]);
+            match byte {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                0x08 => out.extend_from_slice(b"\\b"),
+                0x0c => out.extend_from_slice(b"\\f"),
+                other => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(other >> 4)]);
+                    out.push(HEX[usize::from(other & 0x0f)]);
+                }
+            }
+            start = i + 1;
+        }
+        out.extend_from_slice(&bytes[start..]);
+        out.push(b'"');
+    }
+
+    pub fn object(out: &mut Vec<u8>, map: &Map<String, Value>) {
+        out.push(b'{');
+        for (i, (key, value)) in map.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(out, key);
+            out.push(b':');
+            self::value(out, value);
+        }
+        out.push(b'}');
+    }
+
+    pub fn value(out: &mut Vec<u8>, value: &Value) {
+        match value {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Value::String(s) => string(out, s),
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self::value(out, item);
+                }
+                out.push(b']');
+            }
+            Value::Object(map) => object(out, map),
         }
     }
 }
@@ -125,6 +256,41 @@ mod tests {
         }
         let back: Event = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn the_hand_written_line_is_what_serde_writes() {
+        let mut event = sample();
+        event.summary = "quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7} é 😀 \u{7f}".into();
+        event.receivedtimestamp = Some("2026-11-24T12:00:00+00:00".into());
+        event.processid = -7;
+        event.tags = vec![];
+        event.details.insert("nested".into(), json!({"a": [1, 2.5, -3, true, null, "x\"y"], "b": {}}));
+        event.details.insert("big".into(), json!(u64::MAX));
+        event.details.insert("float".into(), json!(1e-7));
+        let mut line = Vec::new();
+        event.write_json_line(&mut line);
+        let mut want = serde_json::to_vec(&event).unwrap();
+        want.push(b'\n');
+        assert_eq!(String::from_utf8(line).unwrap(), String::from_utf8(want).unwrap());
+    }
+
+    #[test]
+    fn escapes_are_found_at_every_position_of_a_word() {
+        for special in ['"', '\\', '\n', '\u{1}', '\u{1f}'] {
+            for at in 0..20 {
+                let mut event = sample();
+                let mut text: String = "abcdefghijklmnopqrstuvwxyz".chars().take(20).collect();
+                text.insert(at, special);
+                text.push_str("é😀");
+                event.summary = text;
+                let mut line = Vec::new();
+                event.write_json_line(&mut line);
+                let mut want = serde_json::to_vec(&event).unwrap();
+                want.push(b'\n');
+                assert_eq!(line, want, "{special:?} at {at}");
+            }
+        }
     }
 
     #[test]
