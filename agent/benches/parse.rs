@@ -11,6 +11,10 @@ use chrono::Utc;
 use picket_agent::host::HostIdentity;
 use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
 
+// The allocator the agent binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn workload() -> PathBuf {
     if let Ok(path) = std::env::var("PICKET_BENCH_INPUT") {
         return PathBuf::from(path);

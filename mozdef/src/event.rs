@@ -261,18 +261,25 @@ mod tests {
     #[test]
     fn the_hand_written_line_is_what_serde_writes() {
         let mut event = sample();
-        event.summary = "quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7} é 😀 \u{7f}".into();
+        event.summary =
+            "quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7} é 😀 \u{7f}".into();
         event.receivedtimestamp = Some("2026-11-24T12:00:00+00:00".into());
         event.processid = -7;
         event.tags = vec![];
-        event.details.insert("nested".into(), json!({"a": [1, 2.5, -3, true, null, "x\"y"], "b": {}}));
+        event.details.insert(
+            "nested".into(),
+            json!({"a": [1, 2.5, -3, true, null, "x\"y"], "b": {}}),
+        );
         event.details.insert("big".into(), json!(u64::MAX));
         event.details.insert("float".into(), json!(1e-7));
         let mut line = Vec::new();
         event.write_json_line(&mut line);
         let mut want = serde_json::to_vec(&event).unwrap();
         want.push(b'\n');
-        assert_eq!(String::from_utf8(line).unwrap(), String::from_utf8(want).unwrap());
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
     }
 
     #[test]

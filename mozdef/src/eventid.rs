@@ -1,5 +1,7 @@
-//! The deterministic `eventid`: 32 lower-case hex characters, the first 128 bits of a
-//! BLAKE3 hash of (agent host id, source identity, position). The same line read twice
+//! The deterministic `eventid`: 32 lower-case hex characters, the 128-bit XXH3 hash of
+//! (agent host id, source identity, position). The inputs are the agent's own (no log
+//! text is hashed), so a fast non-cryptographic hash is enough: nobody who writes log
+//! lines can steer an id. The same line read twice
 //! — after a restart, a replay or a retry — gets the same id, and the collector uses the
 //! id as the document key, so a resent event never becomes a second document.
 //!
@@ -12,14 +14,14 @@ pub const EVENT_ID_LEN: usize = 32;
 /// The id of the event at `position` (a byte offset or a journal cursor) of the source
 /// `source_identity` (a file fingerprint or `journald`), read by the host `host_id`.
 pub fn event_id(host_id: &str, source_identity: &str, position: &str) -> String {
-    let mut hasher = blake3::Hasher::new();
+    let mut input = Vec::with_capacity(24 + host_id.len() + source_identity.len() + position.len());
     for part in [host_id, source_identity, position] {
-        hasher.update(&(part.len() as u64).to_le_bytes());
-        hasher.update(part.as_bytes());
+        input.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        input.extend_from_slice(part.as_bytes());
     }
-    let hash = hasher.finalize();
+    let hash = xxhash_rust::xxh3::xxh3_128(&input).to_be_bytes();
     let mut out = String::with_capacity(EVENT_ID_LEN);
-    for byte in &hash.as_bytes()[..EVENT_ID_LEN / 2] {
+    for byte in &hash {
         out.push(hex_digit(byte >> 4));
         out.push(hex_digit(byte & 0x0f));
     }

@@ -91,7 +91,11 @@ impl LineParser {
 
     /// One line (without its newline) → one event.
     pub fn parse(&self, line: &[u8], context: &LineContext<'_>) -> Event {
-        let text = String::from_utf8_lossy(line);
+        // Valid UTF-8 (nearly every line) is borrowed; only bad bytes cost a copy.
+        let text = match std::str::from_utf8(line) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(line),
+        };
         let text = text.trim_end_matches(['\n', '\r']);
         let now_local = context.read_at.with_timezone(&self.timezone).naive_local();
         let utc =

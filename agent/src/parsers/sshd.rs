@@ -270,7 +270,10 @@ mod tests {
     fn a_user_name_cannot_forge_the_source_address() {
         let message = "Failed password for invalid user x from 1.1.1.1 port 1 from 203.0.113.9 port 2222 ssh2";
         let (_, user, address, port, _) = login_parts(&message["Failed ".len()..]).unwrap();
-        assert_eq!((user, address, port), ("invalid user x from 1.1.1.1 port 1", "203.0.113.9", "2222"));
+        assert_eq!(
+            (user, address, port),
+            ("invalid user x from 1.1.1.1 port 1", "203.0.113.9", "2222")
+        );
     }
 
     #[test]
@@ -283,7 +286,10 @@ mod tests {
             peer_parts("user alice 2001:db8::1 port 22"),
             Some((Some(""), Some("alice"), "2001:db8::1", "22"))
         );
-        assert_eq!(peer_parts("1.2.3.4 port 22 [preauth]"), Some((None, None, "1.2.3.4", "22")));
+        assert_eq!(
+            peer_parts("1.2.3.4 port 22 [preauth]"),
+            Some((None, None, "1.2.3.4", "22"))
+        );
         assert_eq!(peer_parts("1.2.3.4 port x"), None);
     }
 }
