@@ -16,7 +16,134 @@ pub const ID: &str = "cef";
 /// The CEF text of a message: the message itself when it starts with `CEF:`.
 pub fn detect(message: &str) -> Option<&str> {
     let text = message.trim_start();
-    text.starts_with("CEF:").then_some(text)
+    (text.starts_with("CEF:") && version_follows(&text[4..])).then_some(text)
+}
+
+/// Where `CEF:<version>|` starts in a whole line (at its start or after a space), for
+/// CEF behind prefixes that are not syslog headers (`<epoch ms> host CEF:0|…`,
+/// `May 02 15:27:43.000 UTC host CEF:0|…`).
+pub fn find(line: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = line[from..].find("CEF:") {
+        let at = from + at;
+        let after_space = at == 0 || line.as_bytes()[at - 1].is_ascii_whitespace();
+        if after_space && version_follows(&line[at + 4..]) {
+            return Some(at);
+        }
+        from = at + 4;
+    }
+    None
+}
+
+fn version_follows(rest: &str) -> bool {
+    let rest = rest.trim_start();
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && rest.as_bytes().get(digits) == Some(&b'|')
+}
+
+/// What a prefix before `CEF:` says: its time and host (`<epoch ms> host`,
+/// `MMM dd [yyyy] HH:mm:ss[.SSS] [zone] host`, with an optional `<PRI>` and an optional
+/// `tag:` after the host). `None` when the prefix is none of these.
+pub struct Prefix<'a> {
+    pub time: DateTime<FixedOffset>,
+    pub host: &'a str,
+    pub pri: Option<u32>,
+    pub tag: Option<&'a str>,
+}
+
+/// Reads a prefix; `year` resolves a date written without one.
+pub fn prefix<'a>(
+    prefix: &'a str,
+    zone: Tz,
+    year: impl Fn(u32, u32, u32, u32, u32) -> i32,
+) -> Option<Prefix<'a>> {
+    let mut rest = prefix.trim();
+    let mut pri = None;
+    if let Some(after) = rest.strip_prefix('<') {
+        let (number, tail) = after.split_once('>')?;
+        pri = number.parse().ok();
+        rest = tail.trim_start();
+    }
+    let mut words: Vec<&str> = rest.split_whitespace().collect();
+    let mut tag = None;
+    if words.last().is_some_and(|w| w.ends_with(':')) {
+        tag = words.pop().map(|w| w.trim_end_matches(':'));
+    }
+    let host = words.pop()?;
+    if words.is_empty() {
+        return None;
+    }
+    let time =
+        if words.len() == 1 && words[0].len() >= 12 && words[0].bytes().all(|b| b.is_ascii_digit())
+        {
+            let millis: i64 = words[0].parse().ok()?;
+            chrono::Utc
+                .timestamp_millis_opt(millis)
+                .single()?
+                .fixed_offset()
+        } else {
+            let zone_word = words
+                .last()
+                .filter(|w| {
+                    matches!(**w, "UTC" | "GMT" | "Z") || w.starts_with('+') || w.starts_with('-')
+                })
+                .copied();
+            if zone_word.is_some() {
+                words.pop();
+            }
+            let mut text = words.join(" ");
+            if words.len() == 3 {
+                // No year: `May 02 15:27:43[.000]`.
+                let probe =
+                    NaiveDateTime::parse_from_str(&format!("2000 {text}"), "%Y %b %d %H:%M:%S%.f")
+                        .ok()?;
+                use chrono::{Datelike, Timelike};
+                let y = year(
+                    probe.month(),
+                    probe.day(),
+                    probe.hour(),
+                    probe.minute(),
+                    probe.second(),
+                );
+                text = format!("{y} {text}");
+                let naive = NaiveDateTime::parse_from_str(&text, "%Y %b %d %H:%M:%S%.f").ok()?;
+                with_zone(naive, zone_word, zone)?
+            } else {
+                let naive = NaiveDateTime::parse_from_str(&text, "%b %d %Y %H:%M:%S%.f").ok()?;
+                with_zone(naive, zone_word, zone)?
+            }
+        };
+    Some(Prefix {
+        time,
+        host,
+        pri,
+        tag,
+    })
+}
+
+fn with_zone(
+    naive: NaiveDateTime,
+    zone_word: Option<&str>,
+    zone: Tz,
+) -> Option<DateTime<FixedOffset>> {
+    match zone_word {
+        Some("UTC" | "GMT" | "Z") => FixedOffset::east_opt(0)?
+            .from_local_datetime(&naive)
+            .single(),
+        Some(word) => {
+            let digits: String = word[1..].chars().filter(|c| *c != ':').collect();
+            let hours: i32 = digits.get(..2)?.parse().ok()?;
+            let minutes: i32 = digits.get(2..4).unwrap_or("0").parse().ok()?;
+            let sign = if word.starts_with('-') { -1 } else { 1 };
+            FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))?
+                .from_local_datetime(&naive)
+                .single()
+        }
+        None => zone
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|t| t.fixed_offset()),
+    }
 }
 
 /// Reads CEF `text` into `event`; false when the header is incomplete.

@@ -100,12 +100,34 @@ impl LineParser {
         let now_local = context.read_at.with_timezone(&self.timezone).naive_local();
         let utc =
             FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("zero is a valid offset"));
-        let message = syslog_loose::parse_message_with_year_tz(
+        let mut message = syslog_loose::parse_message_with_year_tz(
             text,
             move |date| year_for(date, now_local),
             Some(utc),
             Variant::Either,
         );
+        // An ISO 8601 stamp without an offset (`2019-06-14T10:40:20.912134 host …`) is
+        // local time: give it the zone's offset and read the line again.
+        let zoned: String;
+        if message.timestamp.is_none() {
+            if let Some(rewritten) = self.zone_iso_stamp(text) {
+                zoned = rewritten;
+                message = syslog_loose::parse_message_with_year_tz(
+                    &zoned,
+                    move |date| year_for(date, now_local),
+                    Some(utc),
+                    Variant::Either,
+                );
+            }
+        }
+        // `Feb  9 21:20:08  sshd[8317]: …`: an empty host field leaves the tag unread.
+        if message.timestamp.is_some() && message.appname.is_none() && message.hostname.is_none() {
+            if let Some((tag, pid, rest)) = split_tag(message.msg) {
+                message.appname = Some(tag);
+                message.procid = pid.map(ProcId::Name);
+                message.msg = rest;
+            }
+        }
 
         let mut details = Map::new();
         let mut event = Event {
@@ -133,6 +155,32 @@ impl LineParser {
             details: Map::new(),
         };
 
+        // CEF behind a prefix that is no syslog header (epoch ms, dates with a year or
+        // milliseconds): read the prefix ourselves.
+        if let Some(at) = cef::find(text).filter(|at| *at > 0) {
+            let year = |month, day, hour, minute, second| {
+                year_for((month, day, hour, minute, second), now_local)
+            };
+            if let Some(prefix) = cef::prefix(&text[..at], self.timezone, year) {
+                event.set_time(&prefix.time);
+                event.hostname = self.host.resolve(Some(prefix.host)).to_string();
+                if let Some(level) = prefix.pri.and_then(Severity::from_pri) {
+                    event.severity = level.as_str().to_string();
+                }
+                if let Some(tag) = prefix.tag {
+                    let (name, pid) = match tag.split_once('[') {
+                        Some((name, pid)) => (name, pid.trim_end_matches(']').parse().unwrap_or(0)),
+                        None => (tag, 0),
+                    };
+                    event.processname = program_name(name).to_string();
+                    event.processid = pid;
+                }
+                let body = &text[at..];
+                event.details = details;
+                event.set_summary(body);
+                return self.finish(body, event);
+            }
+        }
         let headed = match message.timestamp {
             Some(stamp) => {
                 event.set_time(&self.localize(text, stamp));
@@ -179,7 +227,12 @@ impl LineParser {
         }
         event.details = details;
         event.set_summary(&body);
-        let parser = self.dispatch(&body, &mut event);
+        self.finish(&body, event)
+    }
+
+    /// Runs the parser for `body` and completes the event (tag, category, program).
+    fn finish(&self, body: &str, mut event: Event) -> Event {
+        let parser = self.dispatch(body, &mut event);
         event.tags[0].clear();
         event.tags[0].push_str(parser);
         if parser == SYSLOG_PARSER {
@@ -227,6 +280,31 @@ impl LineParser {
         }
     }
 
+    /// `2019-06-14T10:40:20.912134 rest` (no offset) → the same line with the stamp
+    /// written with this zone's offset; `None` for any other line.
+    fn zone_iso_stamp(&self, text: &str) -> Option<String> {
+        let start = text.find(|c: char| c.is_ascii_digit())?;
+        if start > 0 && !text[..start].trim_end().ends_with('>') && !text[..start].trim().is_empty()
+        {
+            return None;
+        }
+        let (stamp, rest) = text[start..].split_once(' ')?;
+        if stamp.len() < 19 || stamp.as_bytes().get(10) != Some(&b'T') {
+            return None;
+        }
+        let naive = NaiveDateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+        let at = self
+            .timezone
+            .from_local_datetime(&naive)
+            .earliest()?
+            .fixed_offset();
+        Some(format!(
+            "{}{} {rest}",
+            &text[..start],
+            at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+        ))
+    }
+
     /// A zone-less RFC 3164 stamp was read as if in UTC; reinterpret its wall-clock
     /// time in our zone. Stamps that carry an offset (RFC 3339, RFC 5424) are kept.
     fn localize(&self, text: &str, stamp: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
@@ -251,6 +329,20 @@ impl LineParser {
             }
         }
     }
+}
+
+/// `sshd[8317]: rest` → (`sshd`, `8317`, `rest`); `prog: rest` → (`prog`, none, `rest`).
+fn split_tag(message: &str) -> Option<(&str, Option<&str>, &str)> {
+    let (tag, rest) = message.split_once(": ")?;
+    let (name, pid) = match tag.split_once('[') {
+        Some((name, pid)) => (name, Some(pid.strip_suffix(']')?)),
+        None => (tag, None),
+    };
+    let valid = !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'(' | b')')
+        });
+    valid.then_some((name, pid, rest))
 }
 
 /// Whether the header's stamp (after an optional `<PRI>`) is RFC 3164's `Mmm dd`.

@@ -32,6 +32,20 @@ static NEGOTIATE: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^Unable to negotiate with (\S+?)(?: port (\d+))?:"));
 static BANNER: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^banner exchange: Connection from (\S+?)(?: port (\d+))?:"));
+static NOT_ALLOWED: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^User (\S+) from (\S+) not allowed because "));
+static ROOT_REFUSED: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^ROOT LOGIN REFUSED FROM (\S+?)(?: port (\d+))?(?:\s|$)"));
+static TIMEOUT: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"^fatal: Timeout before authentication for (\S+?)(?: port (\d+))?(?:\s|$)")
+});
+static DISPATCH_FATAL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"^ssh_dispatch_run_fatal: Connection from (?:\S+ user \S+ )?(\S+?)(?: port (\d+))?:")
+});
+static MAGIC: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^Magic value check failed .* from (\S+?)(?: port (\d+))?(?:\s|$)"));
+static REFUSED_CONNECT: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^refused connect from (?:\S+ )?\(?(?:\S*@)?([0-9A-Fa-f:.]+)\)?\s*$"));
 static PAM_MORE: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^PAM (\d+) more authentication failures?;"));
 
@@ -48,6 +62,12 @@ pub fn parse(message: &str, event: &mut Event) -> bool {
         "Disconnected" => disconnected(message, event),
         "Received" => received_disconnect(message, event),
         "PAM" => pam_more(message, event),
+        "User" => not_allowed(message, event),
+        "ROOT" => root_refused(message, event),
+        "fatal:" => probe(&TIMEOUT, message, event),
+        "ssh_dispatch_run_fatal:" => probe(&DISPATCH_FATAL, message, event),
+        "Magic" => probe(&MAGIC, message, event),
+        "refused" => refused_connect(message, event),
         "Did" => probe(&NO_IDENTIFICATION, message, event),
         "Unable" => probe(&NEGOTIATE, message, event),
         "banner" => probe(&BANNER, message, event),
@@ -230,6 +250,35 @@ fn probe(pattern: &Regex, message: &str, event: &mut Event) -> bool {
     if let Some(port) = c.get(2) {
         set_int(event, "sourceport", port.as_str());
     }
+    true
+}
+
+/// `User <user> from <address> not allowed because …` (AllowUsers, DenyUsers, shell):
+/// beyond the contract's table, a refused login.
+fn not_allowed(message: &str, event: &mut Event) -> bool {
+    let Some(c) = NOT_ALLOWED.captures(message) else {
+        return false;
+    };
+    login(event, false, &c[1], &c[2], None);
+    true
+}
+
+/// `ROOT LOGIN REFUSED FROM <address>`: beyond the contract's table, a refused login.
+fn root_refused(message: &str, event: &mut Event) -> bool {
+    let Some(c) = ROOT_REFUSED.captures(message) else {
+        return false;
+    };
+    login(event, false, "root", &c[1], c.get(2).map(|m| m.as_str()));
+    true
+}
+
+/// tcp_wrappers' `refused connect from <name> (<address>)`: beyond the table, a probe.
+fn refused_connect(message: &str, event: &mut Event) -> bool {
+    let Some(c) = REFUSED_CONNECT.captures(message) else {
+        return false;
+    };
+    outcome(event, "connection", "probe", None);
+    set_source(event, &c[1]);
     true
 }
 
