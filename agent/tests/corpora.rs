@@ -531,3 +531,65 @@ fn netty_codec_syslog_corpus() {
     }
     tally.report("netty-codec-syslog");
 }
+
+/// SSHGuard's attack table: for each sshd line it calls an attack (service 100), the
+/// attacker's address. Lines without a syslog header get one (`… sshd[1]: `), since
+/// sshguard reads bare messages. Only lines whose shape the contract (or our documented
+/// additions) names are scored; the others are listed as outside the contract.
+#[test]
+fn sshguard_attack_corpus() {
+    let Some(file) = corpus("sshguard/tests.txt") else {
+        return;
+    };
+    let text = std::fs::read_to_string(file).unwrap();
+    let parser = parser();
+    let mut tally = Tally::default();
+    let mut outside = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let expectation = regex::Regex::new(r"^(\d+) (\S+) ([46]) (\d+)$").unwrap();
+    let mut i = 0;
+    while i + 1 < lines.len() {
+        let input = lines[i];
+        if input.is_empty()
+            || input.starts_with('#')
+            || input == "M"
+            || expectation.is_match(input)
+            || input == "*"
+        {
+            i += 1;
+            continue;
+        }
+        let want = lines[i + 1];
+        i += 2;
+        let Some(c) = expectation.captures(want) else {
+            continue; // `*`: not an attack.
+        };
+        if &c[1] != "100" {
+            continue; // Not sshd.
+        }
+        let line = if input.contains("sshd[") || input.contains("sshd:") {
+            input.to_string()
+        } else {
+            format!("Nov 22 09:14:03 host sshd[1]: {input}")
+        };
+        let event = parse(&parser, &line);
+        if event["tags"][0] == "syslog" {
+            outside.push(input.to_string());
+            continue;
+        }
+        tally.check(
+            input,
+            "details.sourceipaddress",
+            &c[2],
+            ours(&event, "details.sourceipaddress"),
+        );
+    }
+    println!(
+        "sshguard: {} attack lines outside the contract's shapes (syslog events):",
+        outside.len()
+    );
+    for line in &outside {
+        println!("  outside {line}");
+    }
+    tally.report("sshguard");
+}

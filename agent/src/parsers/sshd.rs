@@ -24,14 +24,14 @@ static MAX_ATTEMPTS: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 static RECEIVED_DISCONNECT: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^Received disconnect from (\S+?)(?: port (\d+))?:"));
+    LazyLock::new(|| regex(r"^Received disconnect from (\S+)(?: port (\d+))?"));
 static NO_IDENTIFICATION: LazyLock<Regex> = LazyLock::new(|| {
     regex(r"^Did not receive identification string from (\S+?)(?: port (\d+))?\s*$")
 });
 static NEGOTIATE: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^Unable to negotiate with (\S+?)(?: port (\d+))?:"));
+    LazyLock::new(|| regex(r"^Unable to negotiate with (\S+)(?: port (\d+))?"));
 static BANNER: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^banner exchange: Connection from (\S+?)(?: port (\d+))?:"));
+    LazyLock::new(|| regex(r"^banner exchange: Connection from (\S+)(?: port (\d+))?"));
 static NOT_ALLOWED: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^User (\S+) from (\S+) not allowed because "));
 static ROOT_REFUSED: LazyLock<Regex> =
@@ -40,7 +40,7 @@ static TIMEOUT: LazyLock<Regex> = LazyLock::new(|| {
     regex(r"^fatal: Timeout before authentication for (\S+?)(?: port (\d+))?(?:\s|$)")
 });
 static DISPATCH_FATAL: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"^ssh_dispatch_run_fatal: Connection from (?:\S+ user \S+ )?(\S+?)(?: port (\d+))?:")
+    regex(r"^ssh_dispatch_run_fatal: Connection from (?:\S+ user \S+ )?(\S+)(?: port (\d+))?")
 });
 static MAGIC: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^Magic value check failed .* from (\S+?)(?: port (\d+))?(?:\s|$)"));
@@ -195,7 +195,14 @@ fn connection_closed(message: &str, event: &mut Event) -> bool {
         return false;
     };
     let Some((kind, user, address, port)) = peer_parts(rest) else {
-        return false;
+        // `Connection closed by <address> [preauth]`, no port.
+        let address = rest.split_whitespace().next().unwrap_or("");
+        if super::common::ip_address(address).is_none() {
+            return false;
+        }
+        outcome(event, "session", "disconnect", None);
+        set_source(event, address);
+        return true;
     };
     match user {
         Some(user) => {
@@ -234,7 +241,7 @@ fn received_disconnect(message: &str, event: &mut Event) -> bool {
         return false;
     };
     outcome(event, "session", "disconnect", None);
-    set_source(event, &c[1]);
+    set_source(event, c[1].trim_end_matches(':'));
     if let Some(port) = c.get(2) {
         set_int(event, "sourceport", port.as_str());
     }
@@ -246,7 +253,8 @@ fn probe(pattern: &Regex, message: &str, event: &mut Event) -> bool {
         return false;
     };
     outcome(event, "connection", "probe", None);
-    set_source(event, &c[1]);
+    // `from 2001:db8::1: reason`: the colon ends the message's clause, not the address.
+    set_source(event, c[1].trim_end_matches(':'));
     if let Some(port) = c.get(2) {
         set_int(event, "sourceport", port.as_str());
     }
