@@ -4,7 +4,10 @@
 //! (`\=`, `\\`, `\n`, `\r` escaped; an unescaped `=` inside a value is tolerated when
 //! no word directly before it looks like a key).
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
+use memchr::memmem;
 use chrono_tz::Tz;
 use mozdef::{Event, Severity};
 
@@ -23,16 +26,12 @@ pub fn detect(message: &str) -> Option<&str> {
 /// CEF behind prefixes that are not syslog headers (`<epoch ms> host CEF:0|…`,
 /// `May 02 15:27:43.000 UTC host CEF:0|…`).
 pub fn find(line: &str) -> Option<usize> {
-    let mut from = 0;
-    while let Some(at) = line[from..].find("CEF:") {
-        let at = from + at;
-        let after_space = at == 0 || line.as_bytes()[at - 1].is_ascii_whitespace();
-        if after_space && version_follows(&line[at + 4..]) {
-            return Some(at);
-        }
-        from = at + 4;
-    }
-    None
+    static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("CEF:"));
+    let bytes = line.as_bytes();
+    FINDER.find_iter(bytes).find(|&at| {
+        let after_space = at == 0 || bytes[at - 1].is_ascii_whitespace();
+        after_space && version_follows(&line[at + 4..])
+    })
 }
 
 fn version_follows(rest: &str) -> bool {

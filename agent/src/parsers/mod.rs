@@ -100,35 +100,6 @@ impl LineParser {
         let now_local = context.read_at.with_timezone(&self.timezone).naive_local();
         let utc =
             FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("zero is a valid offset"));
-        let mut message = syslog_loose::parse_message_with_year_tz(
-            text,
-            move |date| year_for(date, now_local),
-            Some(utc),
-            Variant::Either,
-        );
-        // An ISO 8601 stamp without an offset (`2019-06-14T10:40:20.912134 host …`) is
-        // local time: give it the zone's offset and read the line again.
-        let zoned: String;
-        if message.timestamp.is_none() {
-            if let Some(rewritten) = self.zone_iso_stamp(text) {
-                zoned = rewritten;
-                message = syslog_loose::parse_message_with_year_tz(
-                    &zoned,
-                    move |date| year_for(date, now_local),
-                    Some(utc),
-                    Variant::Either,
-                );
-            }
-        }
-        // `Feb  9 21:20:08  sshd[8317]: …`: an empty host field leaves the tag unread.
-        if message.timestamp.is_some() && message.appname.is_none() && message.hostname.is_none() {
-            if let Some((tag, pid, rest)) = split_tag(message.msg) {
-                message.appname = Some(tag);
-                message.procid = pid.map(ProcId::Name);
-                message.msg = rest;
-            }
-        }
-
         let mut details = Map::new();
         let mut event = Event {
             eventid: eventid::event_id_at_offset(
@@ -142,12 +113,7 @@ impl LineParser {
             hostname: String::new(),
             processname: PROCESSNAME_UNKNOWN.to_string(),
             processid: 0,
-            severity: message
-                .severity
-                .and_then(|s| Severity::from_syslog_code(s as u8))
-                .unwrap_or(Severity::Info)
-                .as_str()
-                .to_string(),
+            severity: Severity::Info.as_str().to_string(),
             summary: String::new(),
             category: CATEGORY_SYSLOG.to_string(),
             source: context.source.to_string(),
@@ -180,6 +146,41 @@ impl LineParser {
                 event.set_summary(body);
                 return self.finish(body, event);
             }
+        }
+        let mut message = syslog_loose::parse_message_with_year_tz(
+            text,
+            move |date| year_for(date, now_local),
+            Some(utc),
+            Variant::Either,
+        );
+        // An ISO 8601 stamp without an offset (`2019-06-14T10:40:20.912134 host …`) is
+        // local time: give it the zone's offset and read the line again.
+        let zoned: String;
+        if message.timestamp.is_none() {
+            if let Some(rewritten) = self.zone_iso_stamp(text) {
+                zoned = rewritten;
+                message = syslog_loose::parse_message_with_year_tz(
+                    &zoned,
+                    move |date| year_for(date, now_local),
+                    Some(utc),
+                    Variant::Either,
+                );
+            }
+        }
+        // `Feb  9 21:20:08  sshd[8317]: …`: an empty host field leaves the tag unread.
+        if message.timestamp.is_some() && message.appname.is_none() && message.hostname.is_none() {
+            if let Some((tag, pid, rest)) = split_tag(message.msg) {
+                message.appname = Some(tag);
+                message.procid = pid.map(ProcId::Name);
+                message.msg = rest;
+            }
+        }
+
+        if let Some(level) = message
+            .severity
+            .and_then(|s| Severity::from_syslog_code(s as u8))
+        {
+            event.severity = level.as_str().to_string();
         }
         let headed = match message.timestamp {
             Some(stamp) => {
