@@ -63,6 +63,10 @@ enum Command {
         /// The events' `source` (default: the file's path, or `stdin`).
         #[arg(long)]
         source: Option<String>,
+        /// Before each event, print `{"explain": …}`: the line number, the parser that
+        /// took the line, or why it fell to `syslog`.
+        #[arg(long)]
+        explain: bool,
     },
 }
 
@@ -112,7 +116,8 @@ fn main() -> ExitCode {
             timezone,
             now,
             source,
-        } => match parse(&files, hostname, &timezone, now, source) {
+            explain,
+        } => match parse(&files, hostname, &timezone, now, source, explain) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -136,6 +141,7 @@ fn parse(
     timezone: &str,
     now: Option<String>,
     source: Option<String>,
+    explain: bool,
 ) -> anyhow::Result<()> {
     let zone = TimeZoneChoice::parse(timezone).map_err(anyhow::Error::msg)?;
     let read_at: DateTime<Utc> = match now {
@@ -172,7 +178,7 @@ fn parse(
     for (name, bytes) in inputs {
         let identity = format!("parse:{name}");
         let mut offset = 0u64;
-        for raw in bytes.split_inclusive(|b| *b == b'\n') {
+        for (number, raw) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
             let start = offset;
             offset += raw.len() as u64;
             let text = raw.strip_suffix(b"\n").unwrap_or(raw);
@@ -190,6 +196,16 @@ fn parse(
                 },
             );
             line.clear();
+            if explain {
+                let why = serde_json::json!({"explain": {
+                    "source": &name,
+                    "line": number + 1,
+                    "parser": event.tags.first(),
+                    "why": picket_agent::parsers::explain(&event, read_at),
+                }});
+                line.extend_from_slice(why.to_string().as_bytes());
+                line.push(b'\n');
+            }
             event.write_json_line(&mut line);
             if let Err(e) = out.write_all(&line) {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {

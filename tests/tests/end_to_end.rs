@@ -272,3 +272,51 @@ fn validate_exits_78_naming_the_bad_key() {
         );
     }
 }
+
+#[test]
+fn parse_explains_which_parser_took_each_line() {
+    let mut child = Command::new(binary("picket-agent"))
+        .args([
+            "parse",
+            "--explain",
+            "--hostname",
+            "h.example.com",
+            "--timezone",
+            "UTC",
+            "--now",
+            "2026-11-24T12:00:00Z",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Nov 22 09:14:03 web1 sshd[1]: Accepted password for bob from 192.0.2.1 port 22 ssh2\nNov 22 09:14:03 web1 sshd[1]: Server listening on :: port 22.\nCEF:0|a|b\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6, "an explanation before each event");
+    assert_eq!(lines[0]["explain"]["parser"], "sshd");
+    assert_eq!(lines[1]["details"]["username"], "bob");
+    assert_eq!(lines[2]["explain"]["parser"], "syslog");
+    assert!(
+        lines[2]["explain"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("no shape")
+    );
+    assert!(
+        lines[4]["explain"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("7 |-separated fields")
+    );
+}

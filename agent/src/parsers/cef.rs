@@ -7,8 +7,8 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
-use memchr::memmem;
 use chrono_tz::Tz;
+use memchr::memmem;
 use mozdef::{Event, Severity};
 
 use super::common::{set, set_source, set_text};
@@ -26,7 +26,8 @@ pub fn detect(message: &str) -> Option<&str> {
 /// CEF behind prefixes that are not syslog headers (`<epoch ms> host CEF:0|…`,
 /// `May 02 15:27:43.000 UTC host CEF:0|…`).
 pub fn find(line: &str) -> Option<usize> {
-    static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("CEF:"));
+    static FINDER: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new("CEF:"));
     let bytes = line.as_bytes();
     FINDER.find_iter(bytes).find(|&at| {
         let after_space = at == 0 || bytes[at - 1].is_ascii_whitespace();

@@ -332,6 +332,48 @@ impl LineParser {
     }
 }
 
+/// Why `event` came out as it did, for `picket-agent parse --explain`: which parser
+/// took the line, or why none did.
+pub fn explain(event: &Event, read_at: DateTime<Utc>) -> String {
+    let parser = event
+        .tags
+        .first()
+        .map(String::as_str)
+        .unwrap_or(SYSLOG_PARSER);
+    if parser != SYSLOG_PARSER {
+        let action = event
+            .details
+            .get("action")
+            .and_then(Value::as_str)
+            .map(|a| format!(", action {a}"))
+            .unwrap_or_default();
+        return format!(
+            "parser {parser} recognised the line: category {}{action}",
+            event.category
+        );
+    }
+    let read_time = mozdef::time::format_utc(read_at);
+    let program = event.processname.as_str();
+    if event.summary.trim_start().starts_with("CEF:") {
+        return "starts with CEF: but the header does not have its 7 |-separated fields".into();
+    }
+    if event.utctimestamp == read_time && program == PROCESSNAME_UNKNOWN {
+        return "no syslog header (no timestamp found): the whole line is the summary, timed when it was read".into();
+    }
+    let known = matches!(program, "sshd" | "sudo" | "su") || account::PROGRAMS.contains(&program);
+    if known {
+        let first = event.summary.split_whitespace().next().unwrap_or("");
+        return format!(
+            "program {program} has a parser, but no shape of its table in EVENTS.md matches this message (it starts with {first:?})"
+        );
+    }
+    if program == PROCESSNAME_UNKNOWN {
+        return "the header names no program, and the message is neither CEF nor a JSON object"
+            .into();
+    }
+    format!("no parser for program {program:?}; the message is neither CEF nor a JSON object")
+}
+
 /// `sshd[8317]: rest` → (`sshd`, `8317`, `rest`); `prog: rest` → (`prog`, none, `rest`).
 fn split_tag(message: &str) -> Option<(&str, Option<&str>, &str)> {
     let (tag, rest) = message.split_once(": ")?;
