@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 use memchr::memmem;
 use mozdef::{Event, Severity};
@@ -91,27 +91,24 @@ pub fn prefix<'a>(
             if zone_word.is_some() {
                 words.pop();
             }
-            let mut text = words.join(" ");
-            if words.len() == 3 {
+            let naive = match words.as_slice() {
                 // No year: `May 02 15:27:43[.000]`.
-                let probe =
-                    NaiveDateTime::parse_from_str(&format!("2000 {text}"), "%Y %b %d %H:%M:%S%.f")
-                        .ok()?;
-                use chrono::{Datelike, Timelike};
-                let y = year(
-                    probe.month(),
-                    probe.day(),
-                    probe.hour(),
-                    probe.minute(),
-                    probe.second(),
-                );
-                text = format!("{y} {text}");
-                let naive = NaiveDateTime::parse_from_str(&text, "%Y %b %d %H:%M:%S%.f").ok()?;
-                with_zone(naive, zone_word, zone)?
-            } else {
-                let naive = NaiveDateTime::parse_from_str(&text, "%b %d %Y %H:%M:%S%.f").ok()?;
-                with_zone(naive, zone_word, zone)?
-            }
+                [month, day, clock] => {
+                    let (month, day) = (month_number(month)?, day.parse::<u32>().ok()?);
+                    let (hour, minute, second, nanos) = clock_parts(clock)?;
+                    let y = year(month, day, hour, minute, second);
+                    NaiveDate::from_ymd_opt(y, month, day)?
+                        .and_hms_nano_opt(hour, minute, second, nanos)?
+                }
+                [month, day, year_word, clock] => {
+                    let (month, day) = (month_number(month)?, day.parse::<u32>().ok()?);
+                    let (hour, minute, second, nanos) = clock_parts(clock)?;
+                    NaiveDate::from_ymd_opt(year_word.parse().ok()?, month, day)?
+                        .and_hms_nano_opt(hour, minute, second, nanos)?
+                }
+                _ => return None,
+            };
+            with_zone(naive, zone_word, zone)?
         };
     Some(Prefix {
         time,
@@ -119,6 +116,44 @@ pub fn prefix<'a>(
         pri,
         tag,
     })
+}
+
+/// `Jan` … `Dec` (any case) → 1 … 12.
+fn month_number(word: &str) -> Option<u32> {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    MONTHS
+        .iter()
+        .position(|m| m.eq_ignore_ascii_case(word))
+        .map(|i| i as u32 + 1)
+}
+
+/// `15:27:43` or `15:27:43.120` → (hour, minute, second, nanoseconds).
+fn clock_parts(clock: &str) -> Option<(u32, u32, u32, u32)> {
+    let (hms, fraction) = match clock.split_once('.') {
+        Some((hms, fraction)) => (hms, Some(fraction)),
+        None => (clock, None),
+    };
+    let mut parts = hms.split(':');
+    let hour = parts.next()?.parse().ok()?;
+    let minute = parts.next()?.parse().ok()?;
+    let second = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let nanos = match fraction {
+        Some(digits)
+            if !digits.is_empty()
+                && digits.len() <= 9
+                && digits.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32)
+        }
+        Some(_) => return None,
+        None => 0,
+    };
+    Some((hour, minute, second, nanos))
 }
 
 fn with_zone(
