@@ -128,6 +128,13 @@ impl CheckpointStore {
         self.entries.values().any(|e| e.path == path)
     }
 
+    /// Drops the entries whose path `keep` refuses; returns how many.
+    pub fn prune(&mut self, keep: impl Fn(&str) -> bool) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| keep(&e.path));
+        before - self.entries.len()
+    }
+
     /// Records that everything before `offset` of `identity` was delivered.
     pub fn set(&mut self, identity: &FileIdentity, path: &str, offset: u64) {
         let entry = self.entries.entry(identity.key()).or_insert_with(|| Entry {

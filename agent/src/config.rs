@@ -10,6 +10,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::host::{self, HostIdentity};
+use crate::inputs::file::discover::Discovery;
 use crate::parsers::TimeZoneChoice;
 
 /// Why a configuration could not be used. The binary exits with 78 (`EX_CONFIG`).
@@ -107,15 +108,34 @@ pub enum StartAt {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileInputConfig {
-    /// Files to follow; missing ones are picked up when they appear.
+    /// Files to follow, globs allowed; files that appear later are picked up.
     #[serde(default = "default_paths")]
     pub paths: Vec<PathBuf>,
+    /// Globs of files not to follow, though `paths` match them.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Whether gzip-rotated files (`*.gz`) that `paths` match are read.
+    #[serde(default)]
+    pub read_gzip: bool,
     /// `beginning` or `end`, for files never read before.
     #[serde(default = "default_start_at")]
     pub start_at: StartAt,
-    /// How often to look for new lines, in milliseconds.
+    /// How often to look for new lines when no change notification comes, in
+    /// milliseconds (with inotify working, at most once a second).
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
+    /// How often to expand `paths` again for new files, in milliseconds (created files
+    /// are also found at once when inotify reports them).
+    #[serde(default = "default_scan_interval_ms")]
+    pub scan_interval_ms: u64,
+    /// How long a rotated-away or deleted file is still read after its last new byte,
+    /// in seconds (writers append until they reopen).
+    #[serde(default = "default_rotated_idle_secs")]
+    pub rotated_idle_secs: u64,
+    /// How long a last line without its newline waits before it is sent as it is, in
+    /// milliseconds.
+    #[serde(default = "default_partial_line_flush_ms")]
+    pub partial_line_flush_ms: u64,
     /// Longest line kept whole, in bytes.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
@@ -133,6 +153,15 @@ fn default_start_at() -> StartAt {
 fn default_poll_interval_ms() -> u64 {
     250
 }
+fn default_scan_interval_ms() -> u64 {
+    10_000
+}
+fn default_rotated_idle_secs() -> u64 {
+    5
+}
+fn default_partial_line_flush_ms() -> u64 {
+    5_000
+}
 fn default_max_line_bytes() -> usize {
     64 * 1024
 }
@@ -141,8 +170,13 @@ impl Default for FileInputConfig {
     fn default() -> Self {
         FileInputConfig {
             paths: default_paths(),
+            exclude: Vec::new(),
+            read_gzip: false,
             start_at: default_start_at(),
             poll_interval_ms: default_poll_interval_ms(),
+            scan_interval_ms: default_scan_interval_ms(),
+            rotated_idle_secs: default_rotated_idle_secs(),
+            partial_line_flush_ms: default_partial_line_flush_ms(),
             max_line_bytes: default_max_line_bytes(),
         }
     }
@@ -205,9 +239,13 @@ pub struct Settings {
     pub host: HostIdentity,
     pub data_dir: PathBuf,
     pub timezone: TimeZoneChoice,
+    pub discovery: Discovery,
     pub paths: Vec<PathBuf>,
     pub start_at: StartAt,
     pub poll_interval: Duration,
+    pub scan_interval: Duration,
+    pub rotated_idle: Duration,
+    pub partial_flush: Duration,
     pub max_line_bytes: usize,
     pub url: reqwest::Url,
     pub batch_max_events: usize,
@@ -251,6 +289,14 @@ impl AgentConfig {
             return Err(invalid(
                 "agent.inputs.file.paths",
                 format!("{} is not an absolute path", p.display()),
+            ));
+        }
+        let discovery = Discovery::build(&file.paths, &file.exclude, file.read_gzip)
+            .map_err(|e| invalid("agent.inputs.file.paths", e))?;
+        if file.scan_interval_ms < 100 {
+            return Err(invalid(
+                "agent.inputs.file.scan_interval_ms",
+                "must be at least 100".into(),
             ));
         }
         if !(10..=60_000).contains(&file.poll_interval_ms) {
@@ -304,9 +350,13 @@ impl AgentConfig {
             host,
             data_dir: self.data_dir.clone(),
             timezone,
+            discovery,
             paths: file.paths.clone(),
             start_at: file.start_at,
             poll_interval: Duration::from_millis(file.poll_interval_ms),
+            scan_interval: Duration::from_millis(file.scan_interval_ms),
+            rotated_idle: Duration::from_secs(file.rotated_idle_secs),
+            partial_flush: Duration::from_millis(file.partial_line_flush_ms),
             max_line_bytes: file.max_line_bytes,
             url,
             batch_max_events: http.batch_max_events,

@@ -12,7 +12,7 @@ pub struct Metrics {
     pub lines_read: AtomicU64,
     /// Lines longer than `max_line_bytes`, kept cut.
     pub lines_truncated: AtomicU64,
-    /// Files found replaced under their path.
+    /// Files that left their path: renamed away (rotated) or deleted.
     pub rotations: AtomicU64,
     /// Files found shorter than the read position.
     pub truncations: AtomicU64,

@@ -1,37 +1,46 @@
-//! The file input: follows the configured files by polling them every
-//! `poll_interval`, reading new bytes, cutting them into lines and parsing each line
-//! into an event.
+//! The file input: follows every file the configured `paths` (globs allowed) match,
+//! reading new bytes, cutting them into lines and parsing each line into an event.
 //!
-//! What it handles now:
-//! - a file that does not exist yet is picked up when it appears (read from its start);
+//! How it finds and follows files:
+//! - the patterns are expanded at start and again every `scan_interval` and whenever
+//!   the watched directories report a file created, removed or renamed ([`discover`]);
+//!   a file found after start is read from its start;
+//! - new bytes are looked for when the kernel reports a change (inotify through
+//!   `notify`) and, as a safety net, every `poll_interval` (every second at least when
+//!   notify works), so an idle agent does not busy-poll;
 //! - resume from a checkpoint when the file's identity (device, inode, first-line hash)
 //!   matches and the file is at least that long; otherwise `start_at` for files present
-//!   at start-up (`end` starts after the last complete line);
-//! - rename rotation: once the old file is read to its end and the path names another
-//!   file, the new one is read from its start;
+//!   at start-up (`end` starts after the last complete line), unless the path was read
+//!   before (then the file is a rotation and is read from its start);
+//! - rename rotation: once the path names another file, the new one is read from its
+//!   start while the old one keeps being read until it has been idle for
+//!   `rotated_idle` (the writer may append until it reopens), then it is released;
 //! - copytruncate: a file shorter than the read position is read again from its start
 //!   (it has a new identity, so its lines get new event ids), counted and logged;
 //! - a line longer than `max_line_bytes` keeps its first `max_line_bytes` bytes and is
 //!   flagged `details.truncated`; the rest is skipped without being buffered;
 //! - invalid UTF-8 is replaced, blank lines are skipped, a partial last line waits for
-//!   its newline.
-//!
-//! The fuller tailer (globs, notify wake-ups, grace for writers still appending to a
-//! rotated file, gzip, idle flush of partial lines) grows here.
+//!   its newline and is flushed as a line once it has been idle for `partial_flush`;
+//! - a file deleted (or matched no more) is released once read to its end, and its
+//!   checkpoint pruned once the path is gone.
 
+pub mod discover;
+
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use self::discover::Discovery;
 use super::ReadEvent;
 use crate::checkpoint::{CheckpointStore, FileIdentity};
 use crate::config::StartAt;
@@ -47,33 +56,79 @@ const READ_BUDGET: usize = 4 * 1024 * 1024;
 
 /// The file input, ready to run on its own thread.
 pub struct FileInput {
-    pub paths: Vec<PathBuf>,
+    pub discovery: Discovery,
+    /// The literal (glob-free) paths, to say once which are missing.
+    pub literal_paths: Vec<PathBuf>,
     pub start_at: StartAt,
     pub poll_interval: Duration,
+    pub scan_interval: Duration,
+    pub rotated_idle: Duration,
+    pub partial_flush: Duration,
     pub max_line_bytes: usize,
     pub parser: LineParser,
     pub checkpoints: Arc<Mutex<CheckpointStore>>,
     pub metrics: Arc<Metrics>,
 }
 
+/// A rotated-away or deleted file still being read to its end.
+struct Draining {
+    path_text: Arc<str>,
+    open: OpenFile,
+}
+
 impl FileInput {
     /// Follows the files until `stop` is set or the shipper goes away.
     pub fn run(self, out: mpsc::Sender<Vec<ReadEvent>>, stop: Arc<AtomicBool>) {
-        let mut followed: Vec<Followed> = self
-            .paths
-            .iter()
-            .map(|path| Followed::new(path.clone()))
-            .collect();
-        info!(files = followed.len(), "File input started.");
+        let (wake_tx, wake_rx) = std::sync::mpsc::channel::<bool>();
+        let watcher = watch(&self.discovery.watch_dirs(), wake_tx);
+        let idle_wait = if watcher.is_some() {
+            self.poll_interval.max(Duration::from_secs(1))
+        } else {
+            self.poll_interval
+        };
+        for path in &self.literal_paths {
+            if !path.exists() {
+                info!(path = %path.display(), "Waiting for the file to appear.");
+            }
+        }
+        let mut followed: BTreeMap<PathBuf, Followed> = BTreeMap::new();
+        let mut draining: Vec<Draining> = Vec::new();
+        let mut buffer = vec![0u8; 64 * 1024];
         let mut chunk: Vec<ReadEvent> = Vec::with_capacity(CHUNK_EVENTS);
+        let mut last_scan: Option<Instant> = None;
+        let mut rescan = true;
+        info!(watching = watcher.is_some(), "File input started.");
         while !stop.load(Ordering::Relaxed) {
+            if rescan || last_scan.is_none_or(|t| t.elapsed() >= self.scan_interval) {
+                self.rescan(&mut followed, &mut draining, last_scan.is_none());
+                last_scan = Some(Instant::now());
+                rescan = false;
+            }
             let mut progressed = false;
-            for file in &mut followed {
-                progressed |= file.poll(&self, &mut chunk, &out);
+            for file in followed.values_mut() {
+                progressed |= file.poll(&self, &mut buffer, &mut chunk, &out, &mut draining);
                 if out.is_closed() {
                     return;
                 }
             }
+            draining.retain_mut(|d| {
+                let read = match read_new(&mut d.open, &d.path_text, &mut buffer, &self, &mut chunk, &out) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        warn!(path = %d.path_text, error = %e, "Read of a rotated file failed; released.");
+                        return false;
+                    }
+                };
+                progressed |= read > 0;
+                if read == 0 {
+                    d.open.flush_if_idle(&d.path_text, &self, &mut chunk);
+                }
+                let done = read == 0 && d.open.last_data.elapsed() >= self.rotated_idle;
+                if done {
+                    info!(path = %d.path_text, "Finished reading a rotated or deleted file; released.");
+                }
+                !done
+            });
             if !chunk.is_empty() {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_EVENTS));
                 if out.blocking_send(full).is_err() {
@@ -81,11 +136,114 @@ impl FileInput {
                 }
             }
             if !progressed {
-                std::thread::sleep(self.poll_interval);
+                // Sleep until the kernel says something changed, or the poll interval.
+                if let Ok(structural) = wake_rx.recv_timeout(idle_wait) {
+                    rescan |= structural;
+                    while let Ok(more) = wake_rx.try_recv() {
+                        rescan |= more;
+                    }
+                }
             }
         }
+        drop(watcher);
         info!("File input stopped.");
     }
+
+    /// Expands the patterns: follows new files, lets go of files no longer matched,
+    /// prunes checkpoints of paths that are gone.
+    fn rescan(
+        &self,
+        followed: &mut BTreeMap<PathBuf, Followed>,
+        draining: &mut Vec<Draining>,
+        first: bool,
+    ) {
+        let found = self.discovery.scan();
+        let found_set: HashSet<&PathBuf> = found.iter().collect();
+        // Files matched no more (deleted, renamed away): read what is left, then release.
+        let gone: Vec<PathBuf> = followed
+            .keys()
+            .filter(|p| !found_set.contains(p))
+            .cloned()
+            .collect();
+        for path in gone {
+            if let Some(mut file) = followed.remove(&path) {
+                if let Some(open) = file.open.take() {
+                    self.metrics.rotations.fetch_add(1, Ordering::Relaxed);
+                    info!(path = %path.display(), "File renamed away or deleted; reading it until it goes quiet.");
+                    draining.push(Draining {
+                        path_text: Arc::clone(&file.path_text),
+                        open,
+                    });
+                }
+            }
+        }
+        let in_use: HashSet<(u64, u64)> = followed
+            .values()
+            .filter_map(|f| f.open.as_ref().map(|o| (o.dev, o.ino)))
+            .chain(draining.iter().map(|d| (d.open.dev, d.open.ino)))
+            .collect();
+        for path in found {
+            if followed.contains_key(&path) {
+                continue;
+            }
+            // A rotated file found under its new name is still being read under its old.
+            let busy = std::fs::metadata(&path)
+                .map(|m| in_use.contains(&(m.dev(), m.ino())))
+                .unwrap_or(false);
+            if busy {
+                continue;
+            }
+            let mut file = Followed::new(path.clone());
+            file.started = !first;
+            followed.insert(path, file);
+        }
+        // Checkpoints of paths that no longer exist are of no use.
+        if let Ok(mut store) = self.checkpoints.lock() {
+            let pruned = store.prune(|path| Path::new(path).exists());
+            if pruned > 0 {
+                debug!(pruned, "Pruned checkpoints of files that are gone.");
+            }
+        }
+    }
+}
+
+/// Watches `dirs` for changes; each event says whether files came or went (`true`) or
+/// only changed. `None` (poll only) when watching is not possible.
+fn watch(
+    dirs: &[PathBuf],
+    wake: std::sync::mpsc::Sender<bool>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let handler = move |event: notify::Result<notify::Event>| {
+        let structural = match &event {
+            Ok(e) => {
+                matches!(e.kind, EventKind::Create(_) | EventKind::Remove(_))
+                    || matches!(
+                        e.kind,
+                        EventKind::Modify(notify::event::ModifyKind::Name(_))
+                    )
+            }
+            Err(_) => true,
+        };
+        let _ = wake.send(structural);
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(watcher) => watcher,
+        Err(e) => {
+            warn!(error = %e, "Cannot watch for file changes; polling instead.");
+            return None;
+        }
+    };
+    let mut watching = 0;
+    for dir in dirs {
+        match watcher.watch(dir, RecursiveMode::Recursive) {
+            Ok(()) => watching += 1,
+            Err(e) => {
+                debug!(dir = %dir.display(), error = %e, "Cannot watch the directory; polling it.")
+            }
+        }
+    }
+    (watching > 0).then_some(watcher)
 }
 
 /// One configured path and the file currently open under it.
@@ -95,10 +253,8 @@ struct Followed {
     open: Option<OpenFile>,
     /// Whether the path was already looked at once (files found later are new).
     started: bool,
-    /// Whether "waiting for the file" was logged, to log it once.
-    reported_missing: bool,
-    /// Read buffer, kept between polls.
-    buffer: Vec<u8>,
+    /// Whether "cannot open" was logged, to log it once.
+    reported_error: bool,
 }
 
 struct OpenFile {
@@ -115,6 +271,8 @@ struct OpenFile {
     pending: Vec<u8>,
     /// The line being assembled passed `max_line_bytes`; its rest is skipped.
     overflow: bool,
+    /// When bytes last arrived.
+    last_data: Instant,
 }
 
 impl Followed {
@@ -125,8 +283,7 @@ impl Followed {
             path_text,
             open: None,
             started: false,
-            reported_missing: false,
-            buffer: vec![0u8; 64 * 1024],
+            reported_error: false,
         }
     }
 
@@ -134,8 +291,10 @@ impl Followed {
     fn poll(
         &mut self,
         input: &FileInput,
+        buffer: &mut [u8],
         chunk: &mut Vec<ReadEvent>,
         out: &mpsc::Sender<Vec<ReadEvent>>,
+        draining: &mut Vec<Draining>,
     ) -> bool {
         if self.open.is_none() {
             let first_look = !self.started;
@@ -145,7 +304,10 @@ impl Followed {
                 return false;
             }
         }
-        let read = match self.read_new(input, chunk, out) {
+        let Some(open) = self.open.as_mut() else {
+            return false;
+        };
+        let read = match read_new(open, &self.path_text, buffer, input, chunk, out) {
             Ok(n) => n,
             Err(e) => {
                 warn!(path = %self.path.display(), error = %e, "Read failed; the file will be reopened.");
@@ -154,7 +316,8 @@ impl Followed {
             }
         };
         if read == 0 {
-            self.check_rotation(input);
+            open.flush_if_idle(&self.path_text, input, chunk);
+            self.check_rotation(input, draining);
         }
         read > 0
     }
@@ -163,18 +326,14 @@ impl Followed {
         let file = match File::open(&self.path) {
             Ok(file) => file,
             Err(e) => {
-                if !self.reported_missing {
-                    if e.kind() == io::ErrorKind::NotFound {
-                        info!(path = %self.path.display(), "Waiting for the file to appear.");
-                    } else {
-                        warn!(path = %self.path.display(), error = %e, "Cannot open the file; will retry.");
-                    }
-                    self.reported_missing = true;
+                if !self.reported_error && e.kind() != io::ErrorKind::NotFound {
+                    warn!(path = %self.path.display(), error = %e, "Cannot open the file; will retry.");
+                    self.reported_error = true;
                 }
                 return None;
             }
         };
-        self.reported_missing = false;
+        self.reported_error = false;
         let meta = file.metadata().ok()?;
         let mut open = OpenFile {
             dev: meta.dev(),
@@ -185,6 +344,7 @@ impl Followed {
             line_start: 0,
             pending: Vec::new(),
             overflow: false,
+            last_data: Instant::now(),
             file,
         };
         open.learn_identity();
@@ -224,53 +384,8 @@ impl Followed {
         Some(open)
     }
 
-    fn read_new(
-        &mut self,
-        input: &FileInput,
-        chunk: &mut Vec<ReadEvent>,
-        out: &mpsc::Sender<Vec<ReadEvent>>,
-    ) -> io::Result<usize> {
-        let Some(open) = self.open.as_mut() else {
-            return Ok(0);
-        };
-        let buffer = &mut self.buffer;
-        let mut total = 0;
-        while total < READ_BUDGET {
-            let n = open.file.read(buffer)?;
-            if n == 0 {
-                break;
-            }
-            total += n;
-            let mut from = 0;
-            while let Some(newline) = buffer[from..n].iter().position(|b| *b == b'\n') {
-                let end = from + newline;
-                open.append(&buffer[from..end], input.max_line_bytes);
-                open.read_offset += (end + 1 - from) as u64;
-                if open.identity.is_none() {
-                    open.learn_identity();
-                }
-                if let Some(identity) = open.identity {
-                    if let Some(event) = open.take_line(&self.path_text, identity, input) {
-                        chunk.push(event);
-                    }
-                }
-                open.line_start = open.read_offset;
-                from = end + 1;
-                if chunk.len() >= CHUNK_EVENTS {
-                    let full = std::mem::replace(chunk, Vec::with_capacity(CHUNK_EVENTS));
-                    if out.blocking_send(full).is_err() {
-                        return Ok(total);
-                    }
-                }
-            }
-            open.append(&buffer[from..n], input.max_line_bytes);
-            open.read_offset += (n - from) as u64;
-        }
-        Ok(total)
-    }
-
     /// At the end of the open file: has the path been truncated, replaced or removed?
-    fn check_rotation(&mut self, input: &FileInput) {
+    fn check_rotation(&mut self, input: &FileInput, draining: &mut Vec<Draining>) {
         let Some(open) = self.open.as_mut() else {
             return;
         };
@@ -292,12 +407,23 @@ impl Followed {
             }
             Ok(_) => {
                 input.metrics.rotations.fetch_add(1, Ordering::Relaxed);
-                info!(path = %self.path.display(), "File rotated; reading the new file from its start.");
-                self.open = self.try_open(input, false);
+                info!(path = %self.path.display(), "File rotated; reading the new file from its start and the old one until it goes quiet.");
+                let new = self.try_open(input, false);
+                if let Some(old) = std::mem::replace(&mut self.open, new) {
+                    draining.push(Draining {
+                        path_text: Arc::clone(&self.path_text),
+                        open: old,
+                    });
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                info!(path = %self.path.display(), "File removed after it was read to its end; released.");
-                self.open = None;
+                // Renamed away or deleted: keep reading until it goes quiet.
+                if let Some(old) = self.open.take() {
+                    draining.push(Draining {
+                        path_text: Arc::clone(&self.path_text),
+                        open: old,
+                    });
+                }
             }
             Err(e) => {
                 debug!(path = %self.path.display(), error = %e, "Cannot stat the file.");
@@ -306,7 +432,78 @@ impl Followed {
     }
 }
 
+/// Reads what `open` has new (at most [`READ_BUDGET`] bytes), sending events as
+/// chunks fill.
+fn read_new(
+    open: &mut OpenFile,
+    path_text: &Arc<str>,
+    buffer: &mut [u8],
+    input: &FileInput,
+    chunk: &mut Vec<ReadEvent>,
+    out: &mpsc::Sender<Vec<ReadEvent>>,
+) -> io::Result<usize> {
+    let mut total = 0;
+    while total < READ_BUDGET {
+        let n = open.file.read(buffer)?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+        open.last_data = Instant::now();
+        let mut from = 0;
+        while let Some(newline) = buffer[from..n].iter().position(|b| *b == b'\n') {
+            let end = from + newline;
+            open.append(&buffer[from..end], input.max_line_bytes);
+            open.read_offset += (end + 1 - from) as u64;
+            if open.identity.is_none() {
+                open.learn_identity();
+            }
+            if let Some(identity) = open.identity {
+                if let Some(event) = open.take_line(path_text, identity, input) {
+                    chunk.push(event);
+                }
+            }
+            open.line_start = open.read_offset;
+            from = end + 1;
+            if chunk.len() >= CHUNK_EVENTS {
+                let full = std::mem::replace(chunk, Vec::with_capacity(CHUNK_EVENTS));
+                if out.blocking_send(full).is_err() {
+                    return Ok(total);
+                }
+            }
+        }
+        open.append(&buffer[from..n], input.max_line_bytes);
+        open.read_offset += (n - from) as u64;
+    }
+    Ok(total)
+}
+
 impl OpenFile {
+    /// A partial last line idle for `partial_flush` is a line: the writer is not going
+    /// to finish it soon, and holding it would hold its event back.
+    fn flush_if_idle(
+        &mut self,
+        path_text: &Arc<str>,
+        input: &FileInput,
+        chunk: &mut Vec<ReadEvent>,
+    ) {
+        if self.pending.is_empty() || self.last_data.elapsed() < input.partial_flush {
+            return;
+        }
+        if self.identity.is_none() {
+            self.learn_identity();
+        }
+        let Some(identity) = self.identity else {
+            // The file's only bytes are this partial line, too short to fingerprint.
+            return;
+        };
+        debug!(path = %path_text, offset = self.line_start, "Partial line idle; sending it as a line.");
+        if let Some(event) = self.take_line(path_text, identity, input) {
+            chunk.push(event);
+        }
+        self.line_start = self.read_offset;
+    }
+
     /// Fingerprints the file, once its first line (or first KiB) is there.
     fn learn_identity(&mut self) {
         self.identity = fingerprint(&self.file).map(|fingerprint| FileIdentity {

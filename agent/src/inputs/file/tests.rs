@@ -2,7 +2,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,10 +21,15 @@ struct Running {
 fn start(paths: &[&Path], start_at: StartAt, max_line_bytes: usize, state: &Path) -> Running {
     let checkpoints = Arc::new(Mutex::new(CheckpointStore::load(state).unwrap()));
     let metrics = Arc::new(Metrics::default());
+    let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
     let input = FileInput {
-        paths: paths.iter().map(|p| p.to_path_buf()).collect(),
+        discovery: Discovery::build(&paths, &[], false).unwrap(),
+        literal_paths: paths,
         start_at,
         poll_interval: Duration::from_millis(20),
+        scan_interval: Duration::from_millis(100),
+        rotated_idle: Duration::from_millis(300),
+        partial_flush: Duration::from_millis(400),
         max_line_bytes,
         parser: LineParser::new(
             HostIdentity::named("test.example.com"),
@@ -223,7 +228,11 @@ fn a_checkpointed_file_resumes_after_its_last_delivered_line() {
     input.stop();
     // What the shipper does once the collector has the first line.
     let mut store = CheckpointStore::load(&state).unwrap();
-    store.set(&events[0].identity, "auth.log", events[0].next_offset);
+    store.set(
+        &events[0].identity,
+        &log.to_string_lossy(),
+        events[0].next_offset,
+    );
     store.save().unwrap();
 
     append(&log, b"three\n");
@@ -248,16 +257,23 @@ fn a_recreated_file_with_other_content_is_new() {
     let first = input.take(1);
     input.stop();
     let mut store = CheckpointStore::load(&state).unwrap();
-    store.set(&first[0].identity, "auth.log", first[0].next_offset);
+    store.set(
+        &first[0].identity,
+        &log.to_string_lossy(),
+        first[0].next_offset,
+    );
     store.save().unwrap();
 
     fs::remove_file(&log).unwrap();
     append(&log, b"replacement\n");
+    // Not the checkpointed file (other first line, maybe the same inode); the path was
+    // read before, so this is a new file written since, read from its start despite
+    // `end`, with ids of its own.
     let mut input = start(&[&log], StartAt::End, 1024, &state);
-    // Not the checkpointed file; present at start, so `end` applies.
+    let replaced = input.take(1);
+    assert_eq!(summaries(&replaced), ["replacement"]);
+    assert_ne!(replaced[0].event.eventid, first[0].event.eventid);
     input.quiet();
-    append(&log, b"more\n");
-    assert_eq!(summaries(&input.take(1)), ["more"]);
     input.stop();
 }
 
@@ -283,6 +299,134 @@ fn a_file_rotated_while_the_agent_was_stopped_is_read_from_its_start() {
     // `end` is for files never seen; this path was read before, so this is a rotation.
     let mut input = start(&[&log], StartAt::End, 1024, &state);
     assert_eq!(summaries(&input.take(1)), ["written while stopped"]);
+    input.quiet();
+    input.stop();
+}
+
+fn start_glob(pattern: &Path, state: &Path) -> Running {
+    start(&[pattern], StartAt::Beginning, 1024, state)
+}
+
+#[test]
+fn a_glob_follows_200_files_and_ones_created_later() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..200 {
+        append(
+            &dir.path().join(format!("app{i:03}.log")),
+            format!("file {i} line 1\n").as_bytes(),
+        );
+    }
+    append(&dir.path().join("ignored.txt"), b"not matched\n");
+    append(&dir.path().join("old.log.gz"), b"not read by default\n");
+    let mut input = start_glob(&dir.path().join("*.log"), &dir.path().join("state"));
+    let mut seen: Vec<String> = summaries(&input.take(200));
+    seen.sort();
+    assert_eq!(seen.first().map(String::as_str), Some("file 0 line 1"));
+    assert_eq!(seen.len(), 200);
+    input.quiet();
+    // A file that appears later is found and read from its start.
+    append(&dir.path().join("zz-new.log"), b"late file\n");
+    assert_eq!(summaries(&input.take(1)), ["late file"]);
+    for i in (0..200).step_by(50) {
+        append(
+            &dir.path().join(format!("app{i:03}.log")),
+            format!("file {i} line 2\n").as_bytes(),
+        );
+    }
+    let mut more = summaries(&input.take(4));
+    more.sort();
+    assert_eq!(
+        more,
+        [
+            "file 0 line 2",
+            "file 100 line 2",
+            "file 150 line 2",
+            "file 50 line 2"
+        ]
+    );
+    input.quiet();
+    input.stop();
+}
+
+#[test]
+fn lines_written_to_a_rotated_file_before_the_writer_reopens_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    let rotated = dir.path().join("auth.log.1");
+    append(&log, b"before\n");
+    let mut input = start(&[&log], StartAt::Beginning, 1024, &dir.path().join("state"));
+    assert_eq!(summaries(&input.take(1)), ["before"]);
+    // logrotate renames and creates; the writer still holds the old file open.
+    let mut writer = OpenOptions::new().append(true).open(&log).unwrap();
+    fs::rename(&log, &rotated).unwrap();
+    append(&log, b"new file\n");
+    std::thread::sleep(Duration::from_millis(100));
+    writer.write_all(b"late write to the old file\n").unwrap();
+    drop(writer);
+    let mut got = summaries(&input.take(2));
+    got.sort();
+    assert_eq!(got, ["late write to the old file", "new file"]);
+    input.quiet();
+    input.stop();
+}
+
+#[test]
+fn an_idle_partial_line_is_sent_as_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, b"whole\nno newline yet");
+    let mut input = start(&[&log], StartAt::Beginning, 1024, &dir.path().join("state"));
+    let events = input.take(2);
+    assert_eq!(summaries(&events), ["whole", "no newline yet"]);
+    assert_eq!(events[1].next_offset, "whole\nno newline yet".len() as u64);
+    append(&log, b"\nnext\n");
+    assert_eq!(summaries(&input.take(1)), ["next"]);
+    input.quiet();
+    input.stop();
+}
+
+#[test]
+fn a_deleted_file_is_read_to_its_end_and_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gone.log");
+    append(&log, b"first\n");
+    let mut input = start_glob(&dir.path().join("*.log"), &dir.path().join("state"));
+    assert_eq!(summaries(&input.take(1)), ["first"]);
+    let mut writer = OpenOptions::new().append(true).open(&log).unwrap();
+    fs::remove_file(&log).unwrap();
+    writer.write_all(b"written after unlink\n").unwrap();
+    drop(writer);
+    assert_eq!(summaries(&input.take(1)), ["written after unlink"]);
+    input.quiet();
+    input.stop();
+}
+
+#[test]
+fn inode_reuse_with_other_content_is_a_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("auth.log");
+    append(&log, b"first generation\n");
+    let mut input = start(&[&log], StartAt::Beginning, 1024, &state);
+    let first = input.take(1);
+    input.stop();
+    let mut store = CheckpointStore::load(&state).unwrap();
+    store.set(
+        &first[0].identity,
+        &log.to_string_lossy(),
+        first[0].next_offset,
+    );
+    store.save().unwrap();
+    // Same path, and on most filesystems the same inode number, other first line.
+    fs::remove_file(&log).unwrap();
+    append(&log, b"second generation, longer than the first one\n");
+    let mut input = start(&[&log], StartAt::Beginning, 1024, &state);
+    let second = input.take(1);
+    assert_eq!(
+        summaries(&second),
+        ["second generation, longer than the first one"]
+    );
+    assert_ne!(second[0].identity, first[0].identity);
     input.quiet();
     input.stop();
 }
