@@ -3,7 +3,7 @@
 //! ## On disk
 //!
 //! `<data_dir>/checkpoints.json`: `{"version": 1, "files": {KEY: {"path", "offset",
-//! "updated"}}}`, where KEY is a file's identity (`dev:inode:fingerprint`, see
+//! "updated"}}, "journald": CURSOR}`, where KEY is a file's identity (`dev:inode:fingerprint`, see
 //! [`FileIdentity`]) and `offset` the byte after the last line whose event the
 //! collector acknowledged.
 //!
@@ -75,6 +75,9 @@ struct Entry {
 struct OnDisk {
     version: u32,
     files: BTreeMap<String, Entry>,
+    /// The cursor of the last journal entry delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    journald: Option<String>,
 }
 
 /// The checkpoints of every file the agent reads.
@@ -82,6 +85,7 @@ struct OnDisk {
 pub struct CheckpointStore {
     path: PathBuf,
     entries: BTreeMap<String, Entry>,
+    journal_cursor: Option<String>,
 }
 
 const FILE_NAME: &str = "checkpoints.json";
@@ -95,26 +99,30 @@ impl CheckpointStore {
             source,
         })?;
         let path = dir.join(FILE_NAME);
-        let entries = match fs::read(&path) {
+        let (entries, journal_cursor) = match fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
-                Ok(on_disk) => on_disk.files,
+                Ok(on_disk) => (on_disk.files, on_disk.journald),
                 Err(e) => {
                     let aside = path.with_extension("json.corrupt");
                     error!(path = %path.display(), error = %e, aside = %aside.display(), "Checkpoints unreadable; moved aside, files are read as never seen.");
                     let _ = fs::rename(&path, &aside);
-                    BTreeMap::new()
+                    (BTreeMap::new(), None)
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), None),
             Err(e) => {
                 error!(path = %path.display(), error = %e, "Checkpoints unreadable; files are read as never seen.");
-                BTreeMap::new()
+                (BTreeMap::new(), None)
             }
         };
         if !entries.is_empty() {
             info!(path = %path.display(), files = entries.len(), "Checkpoints loaded.");
         }
-        Ok(CheckpointStore { path, entries })
+        Ok(CheckpointStore {
+            path,
+            entries,
+            journal_cursor,
+        })
     }
 
     /// The saved offset of `identity`, if any.
@@ -126,6 +134,16 @@ impl CheckpointStore {
     /// rotation, read from its start, not a file never seen).
     pub fn knows_path(&self, path: &str) -> bool {
         self.entries.values().any(|e| e.path == path)
+    }
+
+    /// The cursor of the last journal entry delivered.
+    pub fn journal_cursor(&self) -> Option<&str> {
+        self.journal_cursor.as_deref()
+    }
+
+    /// Records that the journal was delivered up to `cursor`.
+    pub fn set_journal_cursor(&mut self, cursor: &str) {
+        self.journal_cursor = Some(cursor.to_string());
     }
 
     /// Drops the entries whose path `keep` refuses; returns how many.
@@ -155,6 +173,7 @@ impl CheckpointStore {
         let on_disk = OnDisk {
             version: 1,
             files: self.entries.clone(),
+            journald: self.journal_cursor.clone(),
         };
         let write_err = |source| CheckpointError::Write {
             path: self.path.clone(),

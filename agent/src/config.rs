@@ -94,6 +94,92 @@ pub struct InputsConfig {
     /// `[agent.inputs.file]`.
     #[serde(default)]
     pub file: FileInputConfig,
+    /// `[agent.inputs.journald]`.
+    #[serde(default)]
+    pub journald: JournaldInputConfig,
+}
+
+/// Whether the journal is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournaldMode {
+    /// Read the journal when none of the file input's `paths` names an existing file
+    /// at start (a host without rsyslog).
+    Auto,
+    On,
+    Off,
+}
+
+/// `[agent.inputs.journald]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournaldInputConfig {
+    /// `auto`, `on` or `off`.
+    #[serde(default = "default_journald_mode")]
+    pub mode: JournaldMode,
+    /// The journalctl program.
+    #[serde(default = "default_journalctl")]
+    pub journalctl: PathBuf,
+    /// Journal directories to read instead of the system journal.
+    #[serde(default)]
+    pub directories: Vec<PathBuf>,
+    /// Journal files to read instead of the system journal.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// Syslog facilities whose entries are read (4 auth, 10 authpriv).
+    #[serde(default = "default_facilities")]
+    pub facilities: Vec<u8>,
+    /// Programs (`SYSLOG_IDENTIFIER`) whose entries are read, whatever their facility.
+    #[serde(default = "default_identifiers")]
+    pub identifiers: Vec<String>,
+    /// Where to start without a checkpoint: `end` (new entries) or `beginning`.
+    #[serde(default = "default_start_at")]
+    pub start_at: StartAt,
+}
+
+fn default_journald_mode() -> JournaldMode {
+    JournaldMode::Auto
+}
+fn default_journalctl() -> PathBuf {
+    PathBuf::from("journalctl")
+}
+fn default_facilities() -> Vec<u8> {
+    vec![4, 10]
+}
+fn default_identifiers() -> Vec<String> {
+    [
+        "sshd",
+        "sshd-session",
+        "sudo",
+        "su",
+        "useradd",
+        "userdel",
+        "usermod",
+        "groupadd",
+        "groupdel",
+        "groupmod",
+        "gpasswd",
+        "passwd",
+        "chpasswd",
+        "chage",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl Default for JournaldInputConfig {
+    fn default() -> Self {
+        JournaldInputConfig {
+            mode: default_journald_mode(),
+            journalctl: default_journalctl(),
+            directories: Vec::new(),
+            files: Vec::new(),
+            facilities: default_facilities(),
+            identifiers: default_identifiers(),
+            start_at: default_start_at(),
+        }
+    }
 }
 
 /// Where to start in a file never read before.
@@ -233,6 +319,17 @@ impl Default for HttpShipperConfig {
     }
 }
 
+/// The checked journald settings.
+#[derive(Debug, Clone)]
+pub struct JournaldSettings {
+    pub journalctl: PathBuf,
+    pub directories: Vec<PathBuf>,
+    pub files: Vec<PathBuf>,
+    pub facilities: Vec<u8>,
+    pub identifiers: Vec<String>,
+    pub start_at: StartAt,
+}
+
 /// The checked configuration the agent runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -247,6 +344,9 @@ pub struct Settings {
     pub rotated_idle: Duration,
     pub partial_flush: Duration,
     pub max_line_bytes: usize,
+    /// The journal is read (mode `on`, or `auto` on a host whose log files are
+    /// missing).
+    pub journald: Option<JournaldSettings>,
     pub url: reqwest::Url,
     pub batch_max_events: usize,
     pub batch_max_wait: Duration,
@@ -345,11 +445,32 @@ impl AgentConfig {
                 "must not be empty when set".into(),
             ));
         }
+        let journald_config = &self.inputs.journald;
+        if let Some(f) = journald_config.facilities.iter().find(|f| **f > 23) {
+            return Err(invalid(
+                "agent.inputs.journald.facilities",
+                format!("{f} is not a syslog facility (0 to 23)"),
+            ));
+        }
+        let journald_on = match journald_config.mode {
+            JournaldMode::On => true,
+            JournaldMode::Off => false,
+            JournaldMode::Auto => discovery.scan().is_empty(),
+        };
+        let journald = journald_on.then(|| JournaldSettings {
+            journalctl: journald_config.journalctl.clone(),
+            directories: journald_config.directories.clone(),
+            files: journald_config.files.clone(),
+            facilities: journald_config.facilities.clone(),
+            identifiers: journald_config.identifiers.clone(),
+            start_at: journald_config.start_at,
+        });
         let host = host::identity(self.hostname.as_deref(), self.host_id.as_deref());
         Ok(Settings {
             host,
             data_dir: self.data_dir.clone(),
             timezone,
+            journald,
             discovery,
             paths: file.paths.clone(),
             start_at: file.start_at,

@@ -35,6 +35,7 @@ use crate::checkpoint::{CheckpointError, CheckpointStore, FileIdentity};
 use crate::config::Settings;
 use crate::inputs::ReadEvent;
 use crate::inputs::file::FileInput;
+use crate::inputs::journald::JournaldInput;
 use crate::metrics::Metrics;
 use crate::parsers::LineParser;
 use crate::shippers::Outcome;
@@ -87,11 +88,36 @@ pub async fn run(
         checkpoints: Arc::clone(&checkpoints),
         metrics: Arc::clone(&metrics),
     };
+    let mut input_threads = Vec::new();
+    if let Some(journal) = &settings.journald {
+        let journald = JournaldInput {
+            journalctl: journal.journalctl.clone(),
+            directories: journal.directories.clone(),
+            files: journal.files.clone(),
+            facilities: journal.facilities.clone(),
+            identifiers: journal.identifiers.clone(),
+            start_at: journal.start_at,
+            parser: LineParser::new(settings.host.clone(), settings.timezone),
+            checkpoints: Arc::clone(&checkpoints),
+            metrics: Arc::clone(&metrics),
+        };
+        let journald_tx = events_tx.clone();
+        let journald_stop = Arc::clone(&stop_input);
+        input_threads.push(
+            std::thread::Builder::new()
+                .name("journald-input".into())
+                .spawn(move || journald.run(journald_tx, journald_stop))
+                .map_err(RunError::Thread)?,
+        );
+        info!("Reading the journal (journald input on).");
+    }
     let input_stop = Arc::clone(&stop_input);
-    let input_thread = std::thread::Builder::new()
-        .name("file-input".into())
-        .spawn(move || input.run(events_tx, input_stop))
-        .map_err(RunError::Thread)?;
+    input_threads.push(
+        std::thread::Builder::new()
+            .name("file-input".into())
+            .spawn(move || input.run(events_tx, input_stop))
+            .map_err(RunError::Thread)?,
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -121,11 +147,14 @@ pub async fn run(
 
     pipeline.stop_input.store(true, Ordering::Relaxed);
     drop(pipeline);
-    if tokio::task::spawn_blocking(move || input_thread.join())
-        .await
-        .is_err()
-    {
-        error!("File input thread did not stop cleanly.");
+    let joined = tokio::task::spawn_blocking(move || {
+        input_threads
+            .into_iter()
+            .all(|thread| thread.join().is_ok())
+    })
+    .await;
+    if !matches!(joined, Ok(true)) {
+        error!("An input thread did not stop cleanly.");
     }
     metrics.log_totals();
     info!("Agent stopped.");
@@ -302,7 +331,13 @@ impl Pipeline {
     /// Records the end of every delivered line and saves the checkpoints.
     async fn checkpoint(&self, batch: &[ReadEvent]) {
         let mut ends: HashMap<FileIdentity, (&str, u64)> = HashMap::new();
+        let mut cursor: Option<String> = None;
         for read in batch {
+            if let Some(at) = &read.cursor {
+                // Journal entries arrive in order: the last one is the furthest.
+                cursor = Some(at.to_string());
+                continue;
+            }
             let end = ends.entry(read.identity).or_insert((&read.path, 0));
             end.1 = end.1.max(read.next_offset);
         }
@@ -317,6 +352,9 @@ impl Pipeline {
                 .map_err(|_| "checkpoint lock poisoned".to_string())?;
             for (identity, path, offset) in &updates {
                 store.set(identity, path, *offset);
+            }
+            if let Some(cursor) = &cursor {
+                store.set_journal_cursor(cursor);
             }
             store.save().map_err(|e| e.to_string())
         })

@@ -10,6 +10,9 @@ use tracing::info;
 pub struct Metrics {
     /// Lines read and turned into events.
     pub lines_read: AtomicU64,
+    /// Input records that could not be read at all (a journal line that is not JSON),
+    /// logged and skipped.
+    pub parse_failures: AtomicU64,
     /// Lines longer than `max_line_bytes`, kept cut.
     pub lines_truncated: AtomicU64,
     /// Files that left their path: renamed away (rotated) or deleted.
@@ -31,6 +34,7 @@ impl Metrics {
         info!(
             lines_read = get(&self.lines_read),
             lines_truncated = get(&self.lines_truncated),
+            parse_failures = get(&self.parse_failures),
             rotations = get(&self.rotations),
             truncations = get(&self.truncations),
             events_shipped = get(&self.events_shipped),

@@ -566,6 +566,7 @@ impl OpenFile {
             identity,
             path: Arc::clone(path),
             next_offset: self.read_offset,
+            cursor: None,
         })
     }
 }

@@ -61,6 +61,17 @@ impl TimeZoneChoice {
     }
 }
 
+/// A record whose header fields are given (the journal's): when, where, who.
+#[derive(Debug, Clone)]
+pub struct Structured<'a> {
+    pub time: DateTime<Utc>,
+    pub hostname: Option<&'a str>,
+    pub program: Option<&'a str>,
+    pub pid: i64,
+    pub severity: Option<Severity>,
+    pub message: &'a str,
+}
+
 /// Where a line came from and when it was read.
 #[derive(Debug, Clone, Copy)]
 pub struct LineContext<'a> {
@@ -101,25 +112,14 @@ impl LineParser {
         let utc =
             FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("zero is a valid offset"));
         let mut details = Map::new();
-        let mut event = Event {
-            eventid: eventid::event_id_at_offset(
+        let mut event = self.blank(
+            eventid::event_id_at_offset(
                 &self.host.host_id,
                 context.source_identity,
                 context.offset,
             ),
-            timestamp: String::new(),
-            utctimestamp: String::new(),
-            receivedtimestamp: None,
-            hostname: String::new(),
-            processname: PROCESSNAME_UNKNOWN.to_string(),
-            processid: 0,
-            severity: Severity::Info.as_str().to_string(),
-            summary: String::new(),
-            category: CATEGORY_SYSLOG.to_string(),
-            source: context.source.to_string(),
-            tags: vec![SYSLOG_PARSER.to_string()],
-            details: Map::new(),
-        };
+            context.source,
+        );
 
         // CEF behind a prefix that is no syslog header (epoch ms, dates with a year or
         // milliseconds): read the prefix ourselves.
@@ -229,6 +229,57 @@ impl LineParser {
         event.details = details;
         event.set_summary(&body);
         self.finish(&body, event)
+    }
+
+    /// A record whose header is given as fields rather than text (a journal entry):
+    /// the same parsers, the same rules, `position` (the journal cursor) in the id.
+    pub fn parse_structured(
+        &self,
+        record: &Structured<'_>,
+        source: &str,
+        source_identity: &str,
+        position: &str,
+    ) -> Event {
+        let mut event = self.blank(
+            eventid::event_id(&self.host.host_id, source_identity, position),
+            source,
+        );
+        event.set_time(&record.time.with_timezone(&self.timezone).fixed_offset());
+        event.hostname = self.host.resolve(record.hostname).to_string();
+        if let Some(program) = record.program {
+            event.processname = program_name(program).to_string();
+        }
+        event.processid = record.pid;
+        if let Some(level) = record.severity {
+            event.severity = level.as_str().to_string();
+        }
+        let (summary, repeats) = unwrap_repeated(record.message);
+        if let Some(n) = repeats {
+            event
+                .details
+                .insert(fields::details::REPEATCOUNT.into(), Value::from(n));
+        }
+        event.set_summary(summary);
+        self.finish(summary, event)
+    }
+
+    /// An event with nothing read yet: unknown program, INFO, `syslog`.
+    fn blank(&self, eventid: String, source: &str) -> Event {
+        Event {
+            eventid,
+            timestamp: String::new(),
+            utctimestamp: String::new(),
+            receivedtimestamp: None,
+            hostname: String::new(),
+            processname: PROCESSNAME_UNKNOWN.to_string(),
+            processid: 0,
+            severity: Severity::Info.as_str().to_string(),
+            summary: String::new(),
+            category: CATEGORY_SYSLOG.to_string(),
+            source: source.to_string(),
+            tags: vec![SYSLOG_PARSER.to_string()],
+            details: Map::new(),
+        }
     }
 
     /// Runs the parser for `body` and completes the event (tag, category, program).
