@@ -273,18 +273,41 @@ pub struct Agent {
 impl Agent {
     /// Writes the agent's config under `dir` and starts it.
     pub fn start(dir: &Path, paths: &[&Path], events_url: &str) -> Agent {
+        Agent::start_with(dir, paths, events_url, "")
+    }
+
+    /// Like [`Agent::start`], with more `[agent.inputs.file]` keys (TOML lines).
+    pub fn start_with(dir: &Path, paths: &[&Path], events_url: &str, file_input: &str) -> Agent {
         fs::create_dir_all(dir).expect("agent dir");
         let config = dir.join("agent.toml");
         let paths: Vec<String> = paths
             .iter()
             .map(|p| format!("{:?}", p.display().to_string()))
             .collect();
+        let data = dir.join("state").display().to_string();
+        let paths = paths.join(", ");
         fs::write(
             &config,
             format!(
-                "[agent]\nhostname = \"agent.test.example\"\nhost_id = \"test-host\"\ndata_dir = {data:?}\ntimezone = \"UTC\"\n\n[agent.inputs.file]\npaths = [{paths}]\nstart_at = \"beginning\"\npoll_interval_ms = 50\n\n[agent.shippers.http]\nurl = {events_url:?}\nbatch_max_wait_ms = 100\n",
-                data = dir.join("state").display().to_string(),
-                paths = paths.join(", "),
+                r#"[agent]
+hostname = "agent.test.example"
+host_id = "test-host"
+data_dir = {data:?}
+timezone = "UTC"
+
+[agent.inputs.file]
+paths = [{paths}]
+start_at = "beginning"
+poll_interval_ms = 50
+{file_input}
+
+[agent.inputs.journald]
+mode = "off"
+
+[agent.shippers.http]
+url = {events_url:?}
+batch_max_wait_ms = 100
+"#
             ),
         )
         .expect("agent config");
@@ -304,5 +327,102 @@ impl Agent {
         ));
         let service = Service::spawn("agent", command, log);
         Agent { service, config }
+    }
+}
+
+/// An HTTP endpoint that accepts NDJSON batches as the collector does and counts every
+/// event it receives, duplicates included: the raw deliveries an agent made.
+pub struct CountingSink {
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl CountingSink {
+    /// Listens on a loopback port it picks.
+    pub fn start() -> CountingSink {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let url = format!("http://{}/events", listener.local_addr().expect("bound"));
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = std::sync::Arc::clone(&received);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let store = std::sync::Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let Ok(mut writer) = stream.try_clone() else {
+                        return;
+                    };
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        let mut length = 0usize;
+                        let mut line = String::new();
+                        // Request line and headers.
+                        loop {
+                            line.clear();
+                            match reader.read_line(&mut line) {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                            let trimmed = line.trim_end();
+                            if trimmed.is_empty() {
+                                break;
+                            }
+                            if let Some((name, value)) = trimmed.split_once(':') {
+                                if name.eq_ignore_ascii_case("content-length") {
+                                    length = value.trim().parse().unwrap_or(0);
+                                }
+                            }
+                        }
+                        let mut body = vec![0u8; length];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let events: Vec<Value> = body
+                            .split(|b| *b == b'\n')
+                            .filter(|l| !l.is_empty())
+                            .filter_map(|l| serde_json::from_slice(l).ok())
+                            .collect();
+                        let n = events.len();
+                        store.lock().expect("sink lock").extend(events);
+                        let answer = format!("{{\"received\":{n},\"stored\":{n},\"rejected\":[]}}");
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                            answer.len()
+                        );
+                        if writer.write_all(response.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        CountingSink { url, received }
+    }
+
+    /// Every event received so far, in arrival order.
+    pub fn events(&self) -> Vec<Value> {
+        self.received.lock().expect("sink lock").clone()
+    }
+
+    /// (raw deliveries, distinct event ids).
+    pub fn counts(&self) -> (usize, usize) {
+        let events = self.events();
+        let ids: std::collections::BTreeSet<String> = events
+            .iter()
+            .filter_map(|e| e["eventid"].as_str().map(str::to_string))
+            .collect();
+        (events.len(), ids.len())
+    }
+
+    /// Waits until `distinct` distinct events arrived (or `timeout`); returns the counts.
+    pub fn wait_for(&self, distinct: usize, timeout: Duration) -> (usize, usize) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let counts = self.counts();
+            if counts.1 >= distinct || Instant::now() >= deadline {
+                return counts;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
