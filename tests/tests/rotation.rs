@@ -18,7 +18,11 @@ fn line(n: usize) -> String {
 }
 
 fn write_lines(path: &Path, from: usize, to: usize) {
-    let mut file = OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     for n in from..to {
         file.write_all(line(n).as_bytes()).unwrap();
     }
@@ -43,7 +47,12 @@ fn rename_rotation_while_the_writer_keeps_appending_loses_and_repeats_nothing() 
     let sink = CountingSink::start();
     let log = dir.path().join("auth.log");
     write_lines(&log, 0, 1);
-    let agent = Agent::start_with(&dir.path().join("agent"), &[&log], &sink.url, "rotated_idle_secs = 2");
+    let agent = Agent::start_with(
+        &dir.path().join("agent"),
+        &[&log],
+        &sink.url,
+        "rotated_idle_secs = 2",
+    );
     let mut writer = OpenOptions::new().append(true).open(&log).unwrap();
     for n in 1..500 {
         writer.write_all(line(n).as_bytes()).unwrap();
@@ -62,7 +71,12 @@ fn rename_rotation_while_the_writer_keeps_appending_loses_and_repeats_nothing() 
     write_lines(&log, 600, 1000);
     let (raw, distinct) = sink.wait_for(1000, WAIT);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(markers(&sink), all(1000), "agent log:\n{}", agent.service.log());
+    assert_eq!(
+        markers(&sink),
+        all(1000),
+        "agent log:\n{}",
+        agent.service.log()
+    );
     assert_eq!((raw, distinct), (1000, 1000));
     assert_eq!(sink.counts(), (1000, 1000));
 }
@@ -74,13 +88,28 @@ fn copytruncate_loses_and_repeats_nothing() {
     let log = dir.path().join("auth.log");
     write_lines(&log, 0, 300);
     let agent = Agent::start(&dir.path().join("agent"), &[&log], &sink.url);
-    assert_eq!(sink.wait_for(300, WAIT).1, 300, "agent log:\n{}", agent.service.log());
+    assert_eq!(
+        sink.wait_for(300, WAIT).1,
+        300,
+        "agent log:\n{}",
+        agent.service.log()
+    );
     fs::copy(&log, dir.path().join("auth.log.1")).unwrap();
-    OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     write_lines(&log, 300, 500);
     sink.wait_for(500, WAIT);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(markers(&sink), all(500), "agent log:\n{}", agent.service.log());
+    assert_eq!(
+        markers(&sink),
+        all(500),
+        "agent log:\n{}",
+        agent.service.log()
+    );
     assert_eq!(sink.counts(), (500, 500));
 }
 
@@ -103,7 +132,12 @@ fn rotation_while_the_agent_is_stopped_loses_and_repeats_nothing() {
     let agent = Agent::start_with_config(&agent_dir, agent.config.clone());
     sink.wait_for(400, WAIT);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(markers(&sink), all(400), "agent log:\n{}", agent.service.log());
+    assert_eq!(
+        markers(&sink),
+        all(400),
+        "agent log:\n{}",
+        agent.service.log()
+    );
     assert_eq!(sink.counts(), (400, 400));
 }
 
@@ -119,7 +153,12 @@ fn a_file_deleted_and_recreated_under_its_name_loses_and_repeats_nothing() {
     write_lines(&log, 100, 150);
     sink.wait_for(150, WAIT);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(markers(&sink), all(150), "agent log:\n{}", agent.service.log());
+    assert_eq!(
+        markers(&sink),
+        all(150),
+        "agent log:\n{}",
+        agent.service.log()
+    );
     assert_eq!(sink.counts(), (150, 150));
 }
 
@@ -142,6 +181,8 @@ fn sigkill_mid_file_then_restart_delivers_every_line_with_bounded_repeats() {
     // At least once: what was sent but not yet checkpointed when the agent died is sent
     // again, with the same ids. That is at most the batches in flight.
     let repeats = raw - distinct;
-    println!("SIGKILL after {before_kill} events: {raw} deliveries, {distinct} distinct, {repeats} repeated");
+    println!(
+        "SIGKILL after {before_kill} events: {raw} deliveries, {distinct} distinct, {repeats} repeated"
+    );
     assert!(repeats <= 2_000, "{repeats} repeated deliveries");
 }

@@ -259,6 +259,8 @@ struct Followed {
 
 struct OpenFile {
     file: File,
+    /// For a gzip file (`read_gzip`): the decompressed stream; offsets count its bytes.
+    gzip: Option<flate2::read::GzDecoder<File>>,
     dev: u64,
     ino: u64,
     identity: Option<FileIdentity>,
@@ -345,8 +347,13 @@ impl Followed {
             pending: Vec::new(),
             overflow: false,
             last_data: Instant::now(),
+            gzip: None,
             file,
         };
+        if self.path.extension().is_some_and(|e| e == "gz") {
+            // Rotated and compressed: it will not grow; read it whole through gunzip.
+            open.gzip = open.file.try_clone().ok().map(flate2::read::GzDecoder::new);
+        }
         open.learn_identity();
         let (saved, known_path) = match input.checkpoints.lock() {
             Ok(store) => (
@@ -376,8 +383,16 @@ impl Followed {
                 0
             }
         };
-        if start > 0 && open.file.seek(SeekFrom::Start(start)).is_err() {
-            return None;
+        if start > 0 {
+            let skipped = match open.gzip.as_mut() {
+                // A gzip stream cannot seek: read past what was delivered.
+                Some(gzip) => io::copy(&mut Read::by_ref(gzip).take(start), &mut io::sink())
+                    .is_ok_and(|n| n == start),
+                None => open.file.seek(SeekFrom::Start(start)).is_ok(),
+            };
+            if !skipped {
+                return None;
+            }
         }
         open.read_offset = start;
         open.line_start = start;
@@ -391,7 +406,8 @@ impl Followed {
         };
         match std::fs::metadata(&self.path) {
             Ok(meta) if meta.dev() == open.dev && meta.ino() == open.ino => {
-                if meta.len() < open.read_offset {
+                // A gzip file's offsets count decompressed bytes; it is not truncated.
+                if open.gzip.is_none() && meta.len() < open.read_offset {
                     input.metrics.truncations.fetch_add(1, Ordering::Relaxed);
                     warn!(path = %self.path.display(), offset = open.read_offset, len = meta.len(), "File truncated; reading from the start.");
                     if open.file.seek(SeekFrom::Start(0)).is_ok() {
@@ -444,7 +460,10 @@ fn read_new(
 ) -> io::Result<usize> {
     let mut total = 0;
     while total < READ_BUDGET {
-        let n = open.file.read(buffer)?;
+        let n = match open.gzip.as_mut() {
+            Some(gzip) => gzip.read(buffer)?,
+            None => open.file.read(buffer)?,
+        };
         if n == 0 {
             break;
         }
@@ -506,11 +525,12 @@ impl OpenFile {
 
     /// Fingerprints the file, once its first line (or first KiB) is there.
     fn learn_identity(&mut self) {
-        self.identity = fingerprint(&self.file).map(|fingerprint| FileIdentity {
-            dev: self.dev,
-            ino: self.ino,
-            fingerprint,
-        });
+        self.identity =
+            fingerprint(&self.file, self.gzip.is_some()).map(|fingerprint| FileIdentity {
+                dev: self.dev,
+                ino: self.ino,
+                fingerprint,
+            });
         self.source_identity = self
             .identity
             .map(|identity| identity.source_identity())
@@ -571,8 +591,9 @@ impl OpenFile {
     }
 }
 
-/// Hash of the file's first line (or first 1 KiB), once it is complete; FNV-1a.
-fn fingerprint(file: &File) -> Option<u64> {
+/// Hash of the file's first line (or first 1 KiB), once it is complete; FNV-1a. A
+/// compressed file (`whole`) never changes: its first bytes, whatever they are.
+fn fingerprint(file: &File, whole: bool) -> Option<u64> {
     let mut head = [0u8; FINGERPRINT_BYTES];
     let mut filled = 0;
     while filled < head.len() {
@@ -584,6 +605,7 @@ fn fingerprint(file: &File) -> Option<u64> {
     }
     let head = &head[..filled];
     let end = match head.iter().position(|b| *b == b'\n') {
+        _ if whole && filled > 0 => filled,
         Some(newline) => newline + 1,
         None if filled == FINGERPRINT_BYTES => filled,
         None => return None,

@@ -430,3 +430,73 @@ fn inode_reuse_with_other_content_is_a_new_file() {
     input.quiet();
     input.stop();
 }
+
+#[test]
+fn gzip_rotated_files_are_skipped_by_default_and_read_whole_when_asked() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("auth.log.2.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    encoder
+        .write_all(b"compressed one\ncompressed two\n")
+        .unwrap();
+    encoder.finish().unwrap();
+    append(&dir.path().join("auth.log"), b"plain\n");
+    let pattern = dir.path().join("auth.log*");
+
+    let mut input = start(
+        &[&pattern],
+        StartAt::Beginning,
+        1024,
+        &dir.path().join("state-a"),
+    );
+    assert_eq!(summaries(&input.take(1)), ["plain"]);
+    input.quiet();
+    input.stop();
+
+    let paths = vec![pattern.clone()];
+    let checkpoints = Arc::new(Mutex::new(
+        CheckpointStore::load(&dir.path().join("state-b")).unwrap(),
+    ));
+    let metrics = Arc::new(Metrics::default());
+    let input = FileInput {
+        discovery: Discovery::build(&paths, &[], true).unwrap(),
+        literal_paths: Vec::new(),
+        start_at: StartAt::Beginning,
+        poll_interval: Duration::from_millis(20),
+        scan_interval: Duration::from_millis(100),
+        rotated_idle: Duration::from_millis(300),
+        partial_flush: Duration::from_millis(400),
+        max_line_bytes: 1024,
+        parser: LineParser::new(
+            HostIdentity::named("test.example.com"),
+            TimeZoneChoice::parse("UTC").unwrap(),
+        ),
+        checkpoints,
+        metrics: Arc::clone(&metrics),
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread_stop = Arc::clone(&stop);
+    let handle = std::thread::spawn(move || input.run(tx, thread_stop));
+    let mut running = Running {
+        rx,
+        stop,
+        handle: Some(handle),
+        metrics,
+        pending: Vec::new(),
+    };
+    let mut got = summaries(&running.take(3));
+    got.sort();
+    assert_eq!(got, ["compressed one", "compressed two", "plain"]);
+    running.quiet();
+    let metrics = running.stop();
+    assert_eq!(
+        metrics.truncations.load(Ordering::Relaxed),
+        0,
+        "a .gz file is never 'truncated'"
+    );
+}
