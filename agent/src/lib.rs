@@ -91,12 +91,7 @@ pub async fn run(
     let mut input_threads = Vec::new();
     if let Some(journal) = &settings.journald {
         let journald = JournaldInput {
-            journalctl: journal.journalctl.clone(),
-            directories: journal.directories.clone(),
-            files: journal.files.clone(),
-            facilities: journal.facilities.clone(),
-            identifiers: journal.identifiers.clone(),
-            start_at: journal.start_at,
+            settings: journal.clone(),
             parser: LineParser::new(settings.host.clone(), settings.timezone),
             checkpoints: Arc::clone(&checkpoints),
             metrics: Arc::clone(&metrics),

@@ -14,7 +14,6 @@
 //!   read, so nothing is read twice and nothing skipped.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use super::ReadEvent;
 use crate::checkpoint::{CheckpointStore, FileIdentity};
-use crate::config::StartAt;
+use crate::config::{JournaldSettings, StartAt};
 use crate::metrics::Metrics;
 use crate::parsers::{LineParser, Structured};
 
@@ -37,17 +36,8 @@ pub const SOURCE: &str = "journald";
 
 /// The journald input, ready to run on its own thread.
 pub struct JournaldInput {
-    /// The `journalctl` binary.
-    pub journalctl: PathBuf,
-    /// Read these journal directories instead of the system journal (`--directory`).
-    pub directories: Vec<PathBuf>,
-    /// Read these journal files instead of the system journal (`--file`).
-    pub files: Vec<PathBuf>,
-    /// Entries with one of these facilities (4 auth, 10 authpriv)…
-    pub facilities: Vec<u8>,
-    /// …or one of these identifiers are read.
-    pub identifiers: Vec<String>,
-    pub start_at: StartAt,
+    /// What to read and from where (`[agent.inputs.journald]`, checked).
+    pub settings: JournaldSettings,
     pub parser: LineParser,
     pub checkpoints: Arc<Mutex<CheckpointStore>>,
     pub metrics: Arc<Metrics>,
@@ -63,33 +53,35 @@ impl JournaldInput {
             "--output=json".into(),
             "--no-pager".into(),
         ];
-        for dir in &self.directories {
+        for dir in &self.settings.directories {
             args.push(format!("--directory={}", dir.display()));
         }
-        for file in &self.files {
+        for file in &self.settings.files {
             args.push(format!("--file={}", file.display()));
         }
-        match (cursor, self.start_at) {
+        match (cursor, self.settings.start_at) {
             (Some(cursor), _) => args.push(format!("--after-cursor={cursor}")),
             (None, StartAt::End) => args.push("--since=now".into()),
             (None, StartAt::Beginning) => {}
         }
         // `F=a F=b` is an OR of one field; `+` ORs groups.
         let mut first = true;
-        if !self.facilities.is_empty() {
+        if !self.settings.facilities.is_empty() {
             first = false;
             args.extend(
-                self.facilities
+                self.settings
+                    .facilities
                     .iter()
                     .map(|f| format!("SYSLOG_FACILITY={f}")),
             );
         }
-        if !self.identifiers.is_empty() {
+        if !self.settings.identifiers.is_empty() {
             if !first {
                 args.push("+".into());
             }
             args.extend(
-                self.identifiers
+                self.settings
+                    .identifiers
                     .iter()
                     .map(|i| format!("SYSLOG_IDENTIFIER={i}")),
             );
@@ -107,7 +99,7 @@ impl JournaldInput {
         info!(resume = cursor.is_some(), "Journald input started.");
         while !stop.load(Ordering::Relaxed) && !out.is_closed() {
             let args = self.arguments(cursor.as_deref());
-            let mut child = match Command::new(&self.journalctl)
+            let mut child = match Command::new(&self.settings.journalctl)
                 .args(&args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -116,7 +108,7 @@ impl JournaldInput {
             {
                 Ok(child) => child,
                 Err(e) => {
-                    warn!(journalctl = %self.journalctl.display(), error = %e, "Cannot start journalctl; retrying in 5 s.");
+                    warn!(journalctl = %self.settings.journalctl.display(), error = %e, "Cannot start journalctl; retrying in 5 s.");
                     sleep_unless_stopped(&stop, Duration::from_secs(5));
                     continue;
                 }

@@ -19,11 +19,21 @@ struct Running {
 }
 
 fn start(paths: &[&Path], start_at: StartAt, max_line_bytes: usize, state: &Path) -> Running {
+    start_reading(paths, false, start_at, max_line_bytes, state)
+}
+
+fn start_reading(
+    paths: &[&Path],
+    read_gzip: bool,
+    start_at: StartAt,
+    max_line_bytes: usize,
+    state: &Path,
+) -> Running {
     let checkpoints = Arc::new(Mutex::new(CheckpointStore::load(state).unwrap()));
     let metrics = Arc::new(Metrics::default());
     let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
     let input = FileInput {
-        discovery: Discovery::build(&paths, &[], false).unwrap(),
+        discovery: Discovery::build(&paths, &[], read_gzip).unwrap(),
         literal_paths: paths,
         start_at,
         poll_interval: Duration::from_millis(20),
@@ -457,38 +467,13 @@ fn gzip_rotated_files_are_skipped_by_default_and_read_whole_when_asked() {
     input.quiet();
     input.stop();
 
-    let paths = vec![pattern.clone()];
-    let checkpoints = Arc::new(Mutex::new(
-        CheckpointStore::load(&dir.path().join("state-b")).unwrap(),
-    ));
-    let metrics = Arc::new(Metrics::default());
-    let input = FileInput {
-        discovery: Discovery::build(&paths, &[], true).unwrap(),
-        literal_paths: Vec::new(),
-        start_at: StartAt::Beginning,
-        poll_interval: Duration::from_millis(20),
-        scan_interval: Duration::from_millis(100),
-        rotated_idle: Duration::from_millis(300),
-        partial_flush: Duration::from_millis(400),
-        max_line_bytes: 1024,
-        parser: LineParser::new(
-            HostIdentity::named("test.example.com"),
-            TimeZoneChoice::parse("UTC").unwrap(),
-        ),
-        checkpoints,
-        metrics: Arc::clone(&metrics),
-    };
-    let (tx, rx) = mpsc::channel(64);
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread_stop = Arc::clone(&stop);
-    let handle = std::thread::spawn(move || input.run(tx, thread_stop));
-    let mut running = Running {
-        rx,
-        stop,
-        handle: Some(handle),
-        metrics,
-        pending: Vec::new(),
-    };
+    let mut running = start_reading(
+        &[&pattern],
+        true,
+        StartAt::Beginning,
+        1024,
+        &dir.path().join("state-b"),
+    );
     let mut got = summaries(&running.take(3));
     got.sort();
     assert_eq!(got, ["compressed one", "compressed two", "plain"]);

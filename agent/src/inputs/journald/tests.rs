@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::time::Instant;
 
+use std::path::PathBuf;
+
 use super::*;
 use crate::host::HostIdentity;
 use crate::parsers::TimeZoneChoice;
@@ -41,12 +43,14 @@ fn journal(dir: &Path, entries: &[(&str, u8, &str)]) -> PathBuf {
 fn input(file: &Path, state: &Path) -> (JournaldInput, Arc<Mutex<CheckpointStore>>) {
     let checkpoints = Arc::new(Mutex::new(CheckpointStore::load(state).unwrap()));
     let input = JournaldInput {
-        journalctl: PathBuf::from("journalctl"),
-        directories: Vec::new(),
-        files: vec![file.to_path_buf()],
-        facilities: vec![4, 10],
-        identifiers: vec!["sshd".into(), "sudo".into()],
-        start_at: StartAt::Beginning,
+        settings: JournaldSettings {
+            journalctl: PathBuf::from("journalctl"),
+            directories: Vec::new(),
+            files: vec![file.to_path_buf()],
+            facilities: vec![4, 10],
+            identifiers: vec!["sshd".into(), "sudo".into()],
+            start_at: StartAt::Beginning,
+        },
         parser: LineParser::new(
             HostIdentity::named("agent.example.com"),
             TimeZoneChoice::parse("UTC").unwrap(),
@@ -164,8 +168,8 @@ fn journal_entries_become_events_and_resume_after_their_cursor() {
 fn arguments_filter_by_facility_or_identifier_and_resume() {
     let dir = tempfile::tempdir().unwrap();
     let (mut reader, _) = input(&dir.path().join("x.journal"), dir.path());
-    reader.files.clear();
-    reader.start_at = StartAt::End;
+    reader.settings.files.clear();
+    reader.settings.start_at = StartAt::End;
     assert_eq!(
         reader.arguments(None),
         [
