@@ -4,7 +4,8 @@
 //!
 //! Where a corpus and the event contract disagree, the contract wins: those fields are
 //! translated or skipped here, each with the reason next to it. A corpus that is not
-//! present (a checkout without `../shared`) skips its test with a message.
+//! present (a checkout without `../shared`) skips its test with a message, except
+//! under CI (`CI` set), where it fails.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,11 +22,17 @@ fn corpus(relative: &str) -> Option<PathBuf> {
         .join("../../shared/corpus")
         .join(relative);
     if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("corpus {} not found; skipped", path.display());
-        None
+        return Some(path);
     }
+    // CI always has shared/ beside the checkout: a missing corpus there is a failure,
+    // not a reason to pass.
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "corpus {} not found (CI expects ../shared beside the checkout)",
+        path.display()
+    );
+    eprintln!("corpus {} not found; skipped", path.display());
+    None
 }
 
 fn parser() -> LineParser {
