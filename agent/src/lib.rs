@@ -7,11 +7,13 @@
 //! - [`inputs::file`]: following files (its own thread).
 //! - [`shippers::http`]: NDJSON batches to the collector.
 //! - [`checkpoint`]: read positions on disk.
+//! - [`buffer`]: the disk buffer (segment log), not yet between inputs and shippers.
 //! - [`metrics`]: the counters.
 //!
 //! [`run`] wires them: input thread → bounded channel → batches → shipper → checkpoints.
 //! `main.rs` parses the command line and calls it.
 
+pub mod buffer;
 pub mod checkpoint;
 pub mod config;
 pub mod host;

@@ -1,0 +1,369 @@
+//! The disk buffer: a segment log that holds events between the inputs and the
+//! shipper, so nothing read is lost while the collector is down or the agent restarts.
+//! (Built and tested here; wiring it between the inputs and the shippers is the rest
+//! of the delivery issue.)
+//!
+//! ## On disk
+//!
+//! `<dir>/<seq>.seg` (`seq` zero-padded to 20 digits, increasing), each a run of records
+//!
+//! ```text
+//! [payload length: u32 LE][CRC-32 of the payload: u32 LE][payload]
+//! ```
+//!
+//! and `<dir>/ack`: 16 bytes, the segment and byte offset of the first record not yet
+//! acknowledged (written to `ack.tmp`, fsynced, renamed over `ack`, directory fsynced).
+//!
+//! ## Invariants
+//!
+//! - Records are appended, never changed. The writer appends to the newest segment and
+//!   starts a new one once it holds `segment_max_bytes`.
+//! - What [`DiskBuffer::sync`] returned for is on disk (fdatasync); callers group
+//!   commits (every ~100 ms or N records) and advance input checkpoints only then.
+//! - A segment is deleted once every record in it is acknowledged.
+//! - Reads start at the acknowledged position after a restart: what was read but not
+//!   acknowledged is read again (at least once; event ids make it idempotent).
+//!
+//! ## Recovery
+//!
+//! On open every segment from the acknowledged position is scanned. The first record
+//! whose header or payload runs past the end of its segment (a torn write) or whose
+//! CRC does not match (corruption) ends the log: its segment is truncated there and
+//! any later segments are removed. Everything before it is kept. What was cut is
+//! reported (and logged at ERROR by the caller: those events are lost).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Bytes of a record header.
+const HEADER: u64 = 8;
+/// The largest record accepted (an event is far smaller).
+pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why the buffer failed.
+#[derive(Debug, Error)]
+pub enum BufferError {
+    #[error("disk buffer I/O on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("record of {0} bytes is larger than the buffer accepts")]
+    TooLarge(usize),
+}
+
+/// A position in the log: a segment and a byte offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// What recovery found on open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Records kept, not yet acknowledged.
+    pub records: u64,
+    /// Bytes cut from the end of the log (torn or corrupt), and whether a CRC failed.
+    pub cut_bytes: u64,
+    pub corrupt: bool,
+}
+
+/// The buffer. One writer and one reader, both in this value.
+pub struct DiskBuffer {
+    dir: PathBuf,
+    segment_max_bytes: u64,
+    max_bytes: u64,
+    /// Segments on disk, oldest first.
+    segments: Vec<u64>,
+    writer: BufWriter<File>,
+    write_at: Position,
+    read_at: Position,
+    acked: Position,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BufferError + '_ {
+    move |source| BufferError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("{segment:020}.seg"))
+}
+
+impl DiskBuffer {
+    /// Opens (or creates) the buffer in `dir`, recovering as the module doc says.
+    pub fn open(
+        dir: &Path,
+        segment_max_bytes: u64,
+        max_bytes: u64,
+    ) -> Result<(DiskBuffer, Recovery), BufferError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut segments: Vec<u64> = fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.strip_suffix(".seg").and_then(|n| n.parse().ok())
+            })
+            .collect();
+        segments.sort_unstable();
+        let ack_path = dir.join("ack");
+        let mut acked = match fs::read(&ack_path) {
+            Ok(bytes) if bytes.len() == 16 => Position {
+                segment: u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default()),
+                offset: u64::from_le_bytes(bytes[8..].try_into().unwrap_or_default()),
+            },
+            _ => Position {
+                segment: segments.first().copied().unwrap_or(0),
+                offset: 0,
+            },
+        };
+        // Segments wholly before the ack point are acknowledged garbage.
+        for segment in segments.iter().filter(|s| **s < acked.segment) {
+            let _ = fs::remove_file(segment_path(dir, *segment));
+        }
+        segments.retain(|s| *s >= acked.segment);
+        if segments.first().is_some_and(|s| *s > acked.segment) {
+            acked = Position {
+                segment: segments[0],
+                offset: 0,
+            };
+        }
+
+        let mut recovery = Recovery::default();
+        let mut end = acked;
+        let mut cut_from: Option<usize> = None;
+        for (i, segment) in segments.iter().enumerate() {
+            let path = segment_path(dir, *segment);
+            let start = if *segment == acked.segment {
+                acked.offset
+            } else {
+                0
+            };
+            let (records, good_end, len, corrupt) = scan(&path, start)?;
+            recovery.records += records;
+            end = Position {
+                segment: *segment,
+                offset: good_end,
+            };
+            if good_end < len {
+                recovery.cut_bytes += len - good_end;
+                recovery.corrupt |= corrupt;
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                file.set_len(good_end).map_err(io_err(&path))?;
+                file.sync_all().map_err(io_err(&path))?;
+                cut_from = Some(i + 1);
+                break;
+            }
+        }
+        if let Some(first_dropped) = cut_from {
+            for segment in segments.drain(first_dropped..) {
+                let path = segment_path(dir, segment);
+                recovery.cut_bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let _ = fs::remove_file(&path);
+            }
+        }
+        if segments.is_empty() {
+            segments.push(acked.segment);
+            end = Position {
+                segment: acked.segment,
+                offset: 0,
+            };
+        }
+        let tail = segment_path(dir, end.segment);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&tail)
+            .map_err(io_err(&tail))?;
+        let buffer = DiskBuffer {
+            dir: dir.to_path_buf(),
+            segment_max_bytes,
+            max_bytes,
+            segments,
+            writer: BufWriter::with_capacity(256 * 1024, file),
+            write_at: end,
+            read_at: acked,
+            acked,
+        };
+        Ok((buffer, recovery))
+    }
+
+    /// Appends one record (buffered; durable after [`DiskBuffer::sync`]).
+    pub fn append(&mut self, payload: &[u8]) -> Result<Position, BufferError> {
+        if payload.len() > MAX_RECORD_BYTES {
+            return Err(BufferError::TooLarge(payload.len()));
+        }
+        if self.write_at.offset >= self.segment_max_bytes {
+            self.roll()?;
+        }
+        let path = segment_path(&self.dir, self.write_at.segment);
+        let mut header = [0u8; HEADER as usize];
+        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        self.writer.write_all(&header).map_err(io_err(&path))?;
+        self.writer.write_all(payload).map_err(io_err(&path))?;
+        self.write_at.offset += HEADER + payload.len() as u64;
+        Ok(self.write_at)
+    }
+
+    /// Flushes and fdatasyncs the newest segment: everything appended is durable.
+    pub fn sync(&mut self) -> Result<(), BufferError> {
+        let path = segment_path(&self.dir, self.write_at.segment);
+        self.writer.flush().map_err(io_err(&path))?;
+        self.writer.get_ref().sync_data().map_err(io_err(&path))
+    }
+
+    fn roll(&mut self) -> Result<(), BufferError> {
+        self.sync()?;
+        let next = self.write_at.segment + 1;
+        let path = segment_path(&self.dir, next);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        self.writer = BufWriter::with_capacity(256 * 1024, file);
+        self.segments.push(next);
+        self.write_at = Position {
+            segment: next,
+            offset: 0,
+        };
+        Ok(())
+    }
+
+    /// Up to `max` records after the reader's position, each with the position just
+    /// after it (what to acknowledge once it is delivered).
+    pub fn read(&mut self, max: usize) -> Result<Vec<(Position, Vec<u8>)>, BufferError> {
+        let path = segment_path(&self.dir, self.write_at.segment);
+        self.writer.flush().map_err(io_err(&path))?;
+        let mut out = Vec::new();
+        while out.len() < max && self.read_at < self.write_at {
+            let path = segment_path(&self.dir, self.read_at.segment);
+            let segment_end = if self.read_at.segment == self.write_at.segment {
+                self.write_at.offset
+            } else {
+                fs::metadata(&path).map_err(io_err(&path))?.len()
+            };
+            if self.read_at.offset >= segment_end {
+                match self.segments.iter().find(|s| **s > self.read_at.segment) {
+                    Some(next) => {
+                        self.read_at = Position {
+                            segment: *next,
+                            offset: 0,
+                        };
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            let mut file = File::open(&path).map_err(io_err(&path))?;
+            file.seek(SeekFrom::Start(self.read_at.offset))
+                .map_err(io_err(&path))?;
+            let mut reader = io::BufReader::new(file);
+            while out.len() < max && self.read_at.offset < segment_end {
+                let mut header = [0u8; HEADER as usize];
+                reader.read_exact(&mut header).map_err(io_err(&path))?;
+                let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+                let mut payload = vec![0u8; len];
+                reader.read_exact(&mut payload).map_err(io_err(&path))?;
+                self.read_at.offset += HEADER + len as u64;
+                out.push((self.read_at, payload));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Acknowledges everything before `upto` (a position [`DiskBuffer::read`] gave):
+    /// persists the ack point and deletes segments left wholly behind it.
+    pub fn ack(&mut self, upto: Position) -> Result<(), BufferError> {
+        if upto <= self.acked {
+            return Ok(());
+        }
+        self.acked = upto;
+        let tmp = self.dir.join("ack.tmp");
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&upto.segment.to_le_bytes());
+        bytes[8..].copy_from_slice(&upto.offset.to_le_bytes());
+        let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+        file.write_all(&bytes).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        let ack = self.dir.join("ack");
+        fs::rename(&tmp, &ack).map_err(io_err(&ack))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))?;
+        let done: Vec<u64> = self
+            .segments
+            .iter()
+            .copied()
+            .filter(|s| *s < upto.segment)
+            .collect();
+        for segment in done {
+            let path = segment_path(&self.dir, segment);
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+        self.segments.retain(|s| *s >= upto.segment);
+        Ok(())
+    }
+
+    /// Bytes on disk not yet acknowledged.
+    pub fn unacked_bytes(&self) -> u64 {
+        let mut total = 0;
+        for segment in &self.segments {
+            let len = if *segment == self.write_at.segment {
+                self.write_at.offset
+            } else {
+                fs::metadata(segment_path(&self.dir, *segment))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+            };
+            let from = if *segment == self.acked.segment {
+                self.acked.offset
+            } else {
+                0
+            };
+            total += len.saturating_sub(from);
+        }
+        total
+    }
+
+    /// Whether the buffer holds `max_bytes` or more: inputs pause.
+    pub fn is_full(&self) -> bool {
+        self.unacked_bytes() >= self.max_bytes
+    }
+}
+
+/// Scans records from `start`: (records, end of the last good record, file length,
+/// whether a CRC failed).
+fn scan(path: &Path, start: u64) -> Result<(u64, u64, u64, bool), BufferError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let len = bytes.len() as u64;
+    let mut at = start.min(len) as usize;
+    let mut records = 0;
+    loop {
+        let Some(header) = bytes.get(at..at + HEADER as usize) else {
+            return Ok((records, at as u64, len, false));
+        };
+        let size = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let body_start = at + HEADER as usize;
+        let Some(payload) = bytes.get(body_start..body_start + size) else {
+            return Ok((records, at as u64, len, false));
+        };
+        if crc32fast::hash(payload) != crc {
+            return Ok((records, at as u64, len, true));
+        }
+        records += 1;
+        at = body_start + size;
+    }
+}
+
+#[cfg(test)]
+mod tests;

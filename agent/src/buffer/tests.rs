@@ -1,0 +1,142 @@
+//! Real files: torn writes, corrupt records, restarts, segment rolls, a full buffer.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+
+use super::*;
+
+fn payloads(buffer: &mut DiskBuffer, max: usize) -> (Vec<String>, Option<Position>) {
+    let records = buffer.read(max).unwrap();
+    let last = records.last().map(|(p, _)| *p);
+    (
+        records
+            .into_iter()
+            .map(|(_, p)| String::from_utf8(p).unwrap())
+            .collect(),
+        last,
+    )
+}
+
+fn fill(buffer: &mut DiskBuffer, from: usize, to: usize) {
+    for i in from..to {
+        buffer.append(format!("event {i}").as_bytes()).unwrap();
+    }
+    buffer.sync().unwrap();
+}
+
+fn names(from: usize, to: usize) -> Vec<String> {
+    (from..to).map(|i| format!("event {i}")).collect()
+}
+
+#[test]
+fn records_come_back_in_order_and_unacknowledged_ones_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut buffer, recovery) = DiskBuffer::open(dir.path(), 1 << 20, 1 << 30).unwrap();
+    assert_eq!(recovery, Recovery::default());
+    fill(&mut buffer, 0, 10);
+    let (read, _) = payloads(&mut buffer, 4);
+    assert_eq!(read, names(0, 4));
+    let (read, last) = payloads(&mut buffer, 3);
+    assert_eq!(read, names(4, 7));
+    buffer.ack(last.unwrap()).unwrap();
+    drop(buffer);
+
+    let (mut buffer, recovery) = DiskBuffer::open(dir.path(), 1 << 20, 1 << 30).unwrap();
+    assert_eq!(recovery.records, 3, "7 acknowledged, 3 left");
+    let (read, _) = payloads(&mut buffer, 100);
+    assert_eq!(read, names(7, 10));
+    fill(&mut buffer, 10, 12);
+    let (read, _) = payloads(&mut buffer, 100);
+    assert_eq!(read, names(10, 12));
+}
+
+#[test]
+fn a_torn_write_at_the_tail_is_cut_and_everything_before_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut buffer, _) = DiskBuffer::open(dir.path(), 1 << 20, 1 << 30).unwrap();
+    fill(&mut buffer, 0, 3);
+    drop(buffer);
+    let segment = segment_path(dir.path(), 0);
+    let good = fs::metadata(&segment).unwrap().len();
+    // A crash in the middle of a record: a header promising 100 bytes, 10 written.
+    let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
+    file.write_all(&100u32.to_le_bytes()).unwrap();
+    file.write_all(&0u32.to_le_bytes()).unwrap();
+    file.write_all(b"0123456789").unwrap();
+    drop(file);
+
+    let (mut buffer, recovery) = DiskBuffer::open(dir.path(), 1 << 20, 1 << 30).unwrap();
+    assert_eq!(recovery.records, 3);
+    assert_eq!(recovery.cut_bytes, 18);
+    assert!(!recovery.corrupt);
+    assert_eq!(fs::metadata(&segment).unwrap().len(), good);
+    fill(&mut buffer, 3, 4);
+    let (read, _) = payloads(&mut buffer, 100);
+    assert_eq!(read, names(0, 4), "appends continue after the cut");
+}
+
+#[test]
+fn a_corrupt_record_ends_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut buffer, _) = DiskBuffer::open(dir.path(), 1 << 20, 1 << 30).unwrap();
+    fill(&mut buffer, 0, 5);
+    drop(buffer);
+    let segment = segment_path(dir.path(), 0);
+    let mut bytes = fs::read(&segment).unwrap();
+    // Flip a payload byte of the third record (each is 8 + 7 bytes).
+    bytes[2 * 15 + 8 + 2] ^= 0xff;
+    fs::write(&segment, &bytes).unwrap();
+
+    let (mut buffer, recovery) = DiskBuffer::open(dir.path(), 1 << 20, 1 << 30).unwrap();
+    assert_eq!(recovery.records, 2);
+    assert!(recovery.corrupt);
+    assert_eq!(recovery.cut_bytes, 3 * 15);
+    let (read, _) = payloads(&mut buffer, 100);
+    assert_eq!(read, names(0, 2));
+}
+
+#[test]
+fn segments_roll_and_are_deleted_once_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut buffer, _) = DiskBuffer::open(dir.path(), 100, 1 << 30).unwrap();
+    fill(&mut buffer, 0, 40);
+    let count = |dir: &Path| {
+        fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+            .count()
+    };
+    let before = count(dir.path());
+    assert!(before >= 5, "{before} segments");
+    let (read, last) = payloads(&mut buffer, 1000);
+    assert_eq!(read, names(0, 40));
+    buffer.ack(last.unwrap()).unwrap();
+    assert_eq!(
+        count(dir.path()),
+        1,
+        "only the segment being written remains"
+    );
+    assert_eq!(buffer.unacked_bytes(), 0);
+    drop(buffer);
+    let (mut buffer, recovery) = DiskBuffer::open(dir.path(), 100, 1 << 30).unwrap();
+    assert_eq!(recovery.records, 0);
+    assert!(payloads(&mut buffer, 10).0.is_empty());
+}
+
+#[test]
+fn the_buffer_is_full_at_max_bytes_until_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut buffer, _) = DiskBuffer::open(dir.path(), 1 << 20, 150).unwrap();
+    fill(&mut buffer, 0, 9);
+    assert!(!buffer.is_full(), "{} bytes", buffer.unacked_bytes());
+    fill(&mut buffer, 9, 11);
+    assert!(buffer.is_full(), "{} bytes", buffer.unacked_bytes());
+    let (_, last) = payloads(&mut buffer, 5);
+    buffer.ack(last.unwrap()).unwrap();
+    assert!(!buffer.is_full());
+    assert!(matches!(
+        buffer.append(&vec![0u8; MAX_RECORD_BYTES + 1]),
+        Err(BufferError::TooLarge(_))
+    ));
+}
