@@ -1,7 +1,7 @@
 //! The disk buffer: a segment log that holds events between the inputs and the
 //! shipper, so nothing read is lost while the collector is down or the agent restarts.
-//! (Built and tested here; wiring it between the inputs and the shippers is the rest
-//! of the delivery issue.)
+//! `lib.rs` runs it: the buffer stage appends and fsyncs, the ship stage reads durable
+//! records and acknowledges them after a 2xx.
 //!
 //! ## On disk
 //!
@@ -78,6 +78,9 @@ pub struct DiskBuffer {
     segments: Vec<u64>,
     writer: BufWriter<File>,
     write_at: Position,
+    /// What the last [`DiskBuffer::sync`] made durable; readers stop there, so nothing
+    /// is shipped before it is on disk (and the inputs' checkpoints have moved past it).
+    durable: Position,
     read_at: Position,
     acked: Position,
 }
@@ -189,6 +192,7 @@ impl DiskBuffer {
             segments,
             writer: BufWriter::with_capacity(256 * 1024, file),
             write_at: end,
+            durable: end,
             read_at: acked,
             acked,
         };
@@ -217,7 +221,9 @@ impl DiskBuffer {
     pub fn sync(&mut self) -> Result<(), BufferError> {
         let path = segment_path(&self.dir, self.write_at.segment);
         self.writer.flush().map_err(io_err(&path))?;
-        self.writer.get_ref().sync_data().map_err(io_err(&path))
+        self.writer.get_ref().sync_data().map_err(io_err(&path))?;
+        self.durable = self.write_at;
+        Ok(())
     }
 
     fn roll(&mut self) -> Result<(), BufferError> {
@@ -238,16 +244,14 @@ impl DiskBuffer {
         Ok(())
     }
 
-    /// Up to `max` records after the reader's position, each with the position just
-    /// after it (what to acknowledge once it is delivered).
+    /// Up to `max` durable records after the reader's position, each with the
+    /// position just after it (what to acknowledge once it is delivered).
     pub fn read(&mut self, max: usize) -> Result<Vec<(Position, Vec<u8>)>, BufferError> {
-        let path = segment_path(&self.dir, self.write_at.segment);
-        self.writer.flush().map_err(io_err(&path))?;
         let mut out = Vec::new();
-        while out.len() < max && self.read_at < self.write_at {
+        while out.len() < max && self.read_at < self.durable {
             let path = segment_path(&self.dir, self.read_at.segment);
-            let segment_end = if self.read_at.segment == self.write_at.segment {
-                self.write_at.offset
+            let segment_end = if self.read_at.segment == self.durable.segment {
+                self.durable.offset
             } else {
                 fs::metadata(&path).map_err(io_err(&path))?.len()
             };

@@ -3,15 +3,15 @@
 //! ## On disk
 //!
 //! `<data_dir>/checkpoints.json`: `{"version": 1, "files": {KEY: {"path", "offset",
-//! "updated"}}, "journald": CURSOR}`, where KEY is a file's identity (`dev:inode:fingerprint`, see
-//! [`FileIdentity`]) and `offset` the byte after the last line whose event the
-//! collector acknowledged.
+//! "updated"}}, "journald": CURSOR}`, where KEY is a file's identity
+//! (`dev:inode:fingerprint`, see [`FileIdentity`]) and `offset` the byte after the last
+//! line whose event is fsynced in the disk buffer.
 //!
 //! ## Invariants and recovery
 //!
-//! - An offset is written only after the events before it were delivered, so a crash
-//!   re-reads (and the deterministic event id makes the re-read a no-op at the
-//!   collector), never skips.
+//! - An offset is written only after the events before it are durable in the disk
+//!   buffer, so a crash re-reads (and the deterministic event id makes the re-read a
+//!   no-op at the collector), never skips.
 //! - The file is replaced atomically: written to a temporary file, fsynced, renamed over
 //!   the old one, and the directory fsynced. A crash leaves the old or the new file,
 //!   never a torn one. An unreadable file is moved aside (`.corrupt`) with an error

@@ -62,9 +62,73 @@ pub struct AgentConfig {
     /// `[agent.inputs]`.
     #[serde(default)]
     pub inputs: InputsConfig,
+    /// `[agent.buffer]`.
+    #[serde(default)]
+    pub buffer: BufferConfig,
     /// `[agent.shippers]`.
     #[serde(default)]
     pub shippers: ShippersConfig,
+}
+
+/// What the buffer does when it reaches `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Inputs wait (keeping their positions) until the collector takes events.
+    Block,
+    /// New events are dropped, counted and logged.
+    DropNewest,
+}
+
+/// `[agent.buffer]`: the disk buffer between inputs and shippers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Most bytes of undelivered events kept on disk.
+    #[serde(default = "default_buffer_max_bytes")]
+    pub max_bytes: u64,
+    /// Size of one segment file, in bytes.
+    #[serde(default = "default_segment_max_bytes")]
+    pub segment_max_bytes: u64,
+    /// Longest time between two fsyncs while events arrive, in milliseconds.
+    #[serde(default = "default_sync_interval_ms")]
+    pub sync_interval_ms: u64,
+    /// `block` or `drop_newest`.
+    #[serde(default = "default_when_full")]
+    pub when_full: WhenFull,
+}
+
+fn default_buffer_max_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_segment_max_bytes() -> u64 {
+    8 * 1024 * 1024
+}
+fn default_sync_interval_ms() -> u64 {
+    100
+}
+fn default_when_full() -> WhenFull {
+    WhenFull::Block
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            max_bytes: default_buffer_max_bytes(),
+            segment_max_bytes: default_segment_max_bytes(),
+            sync_interval_ms: default_sync_interval_ms(),
+            when_full: default_when_full(),
+        }
+    }
+}
+
+/// The checked buffer settings.
+#[derive(Debug, Clone)]
+pub struct BufferSettings {
+    pub max_bytes: u64,
+    pub segment_max_bytes: u64,
+    pub sync_interval: Duration,
+    pub drop_newest: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -82,6 +146,7 @@ impl Default for AgentConfig {
             data_dir: default_data_dir(),
             timezone: default_timezone(),
             inputs: InputsConfig::default(),
+            buffer: BufferConfig::default(),
             shippers: ShippersConfig::default(),
         }
     }
@@ -347,6 +412,7 @@ pub struct Settings {
     /// The journal is read (mode `on`, or `auto` on a host whose log files are
     /// missing).
     pub journald: Option<JournaldSettings>,
+    pub buffer: BufferSettings,
     pub url: reqwest::Url,
     pub batch_max_events: usize,
     pub batch_max_wait: Duration,
@@ -465,12 +531,32 @@ impl AgentConfig {
             identifiers: journald_config.identifiers.clone(),
             start_at: journald_config.start_at,
         });
+        let buffer = &self.buffer;
+        if buffer.segment_max_bytes < 4096 || buffer.segment_max_bytes > buffer.max_bytes {
+            return Err(invalid(
+                "agent.buffer.segment_max_bytes",
+                "must be at least 4096 and at most max_bytes".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&buffer.sync_interval_ms) {
+            return Err(invalid(
+                "agent.buffer.sync_interval_ms",
+                "must be between 1 and 10000".into(),
+            ));
+        }
+        let buffer = BufferSettings {
+            max_bytes: buffer.max_bytes,
+            segment_max_bytes: buffer.segment_max_bytes,
+            sync_interval: Duration::from_millis(buffer.sync_interval_ms),
+            drop_newest: buffer.when_full == WhenFull::DropNewest,
+        };
         let host = host::identity(self.hostname.as_deref(), self.host_id.as_deref());
         Ok(Settings {
             host,
             data_dir: self.data_dir.clone(),
             timezone,
             journald,
+            buffer,
             discovery,
             paths: file.paths.clone(),
             start_at: file.start_at,

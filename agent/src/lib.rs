@@ -7,10 +7,11 @@
 //! - [`inputs::file`]: following files (its own thread).
 //! - [`shippers::http`]: NDJSON batches to the collector.
 //! - [`checkpoint`]: read positions on disk.
-//! - [`buffer`]: the disk buffer (segment log), not yet between inputs and shippers.
+//! - [`buffer`]: the disk buffer (segment log).
 //! - [`metrics`]: the counters.
 //!
-//! [`run`] wires them: input thread → bounded channel → batches → shipper → checkpoints.
+//! [`run`] wires them: input threads → bounded channel → buffer stage (append, group
+//! fsync, then input checkpoints) → disk buffer → ship stage (batch, send, acknowledge).
 //! `main.rs` parses the command line and calls it.
 
 pub mod buffer;
@@ -22,7 +23,7 @@ pub mod metrics;
 pub mod parsers;
 pub mod shippers;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use crate::buffer::{BufferError, DiskBuffer};
 use crate::checkpoint::{CheckpointError, CheckpointStore, FileIdentity};
 use crate::config::Settings;
 use crate::inputs::ReadEvent;
@@ -55,13 +57,15 @@ pub enum RunError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Shipper(#[from] HttpShipperError),
-    #[error("cannot start the file input thread: {0}")]
+    #[error("cannot start an input thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Buffer(#[from] BufferError),
 }
 
-/// Runs the agent until `shutdown` resolves, then stops reading, tries for
-/// [`DRAIN_TIMEOUT`] to deliver what was read, saves checkpoints and returns. What was
-/// not delivered is read again at the next start.
+/// Runs the agent until `shutdown` resolves, then stops reading, fsyncs what was read
+/// into the disk buffer, tries for [`DRAIN_TIMEOUT`] to deliver it and returns. What
+/// was not delivered stays in the buffer for the next start.
 pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -128,19 +132,56 @@ pub async fn run(
         "Agent started."
     );
 
+    let (disk, recovery) = DiskBuffer::open(
+        &settings.data_dir.join("buffer"),
+        settings.buffer.segment_max_bytes,
+        settings.buffer.max_bytes,
+    )?;
+    if recovery.corrupt {
+        metrics
+            .buffer_bytes_lost
+            .fetch_add(recovery.cut_bytes, Ordering::Relaxed);
+        error!(
+            bytes = recovery.cut_bytes,
+            "Disk buffer had a corrupt record; it and what followed are lost."
+        );
+    } else if recovery.cut_bytes > 0 {
+        // A write cut by a crash was never fsynced, so the checkpoints of its lines did
+        // not move: the inputs read them again.
+        warn!(
+            bytes = recovery.cut_bytes,
+            "Disk buffer had a torn tail from a crash; cut it (its lines are read again)."
+        );
+    }
+    if recovery.records > 0 {
+        info!(
+            events = recovery.records,
+            "Disk buffer holds undelivered events; shipping them first."
+        );
+    }
+    let disk = Arc::new(Mutex::new(disk));
+    let synced = Arc::new(tokio::sync::Notify::new());
+    let writer = tokio::spawn(buffer_stage(
+        events_rx,
+        Arc::clone(&disk),
+        Arc::clone(&checkpoints),
+        Arc::clone(&synced),
+        settings.buffer.clone(),
+        Arc::clone(&metrics),
+        stop_rx.clone(),
+    ));
     let mut pipeline = Pipeline {
         shipper,
-        checkpoints,
+        disk,
+        synced,
         metrics: Arc::clone(&metrics),
-        events: events_rx,
-        buffer: VecDeque::new(),
         stop_rx,
         stop_input,
         drain_deadline: None,
         batch_max_events: settings.batch_max_events,
-        batch_max_wait: settings.batch_max_wait,
+        writer_done: false,
     };
-    pipeline.run().await;
+    pipeline.run(writer).await;
 
     pipeline.stop_input.store(true, Ordering::Relaxed);
     drop(pipeline);
@@ -158,33 +199,206 @@ pub async fn run(
     Ok(())
 }
 
+/// Settings of the disk buffer (`[agent.buffer]`, checked).
+pub use crate::config::BufferSettings;
+
+/// The buffer stage: appends what the inputs read to the disk buffer, fsyncs in
+/// groups (every `sync_interval` or 5,000 events), then advances the inputs'
+/// checkpoints and wakes the shipper. While the buffer is full it stops taking from the
+/// inputs (they block, keeping their positions) or, with `when_full = "drop_newest"`,
+/// drops what arrives (counted, logged).
+async fn buffer_stage(
+    mut events: mpsc::Receiver<Vec<ReadEvent>>,
+    disk: Arc<Mutex<DiskBuffer>>,
+    checkpoints: Arc<Mutex<CheckpointStore>>,
+    synced: Arc<tokio::sync::Notify>,
+    settings: BufferSettings,
+    metrics: Arc<Metrics>,
+    stop_rx: watch::Receiver<bool>,
+) {
+    let mut positions = Positions::default();
+    let mut unsynced = 0usize;
+    let mut last_sync = Instant::now();
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        let received = match tokio::time::timeout(settings.sync_interval, events.recv()).await {
+            Ok(Some(chunk)) => Some(chunk),
+            Ok(None) => break,
+            Err(_) => None,
+        };
+        if let Some(chunk) = received {
+            let full = disk.lock().map(|d| d.is_full()).unwrap_or(false);
+            if full && settings.drop_newest {
+                metrics
+                    .events_dropped
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                error!(
+                    events = chunk.len(),
+                    "Disk buffer full; dropping the newest events (when_full = drop_newest)."
+                );
+                // Their lines are passed: the positions move on.
+                positions.take(&chunk);
+            } else {
+                if full {
+                    warn!("Disk buffer full; inputs wait until the collector takes events.");
+                    while disk.lock().map(|d| d.is_full()).unwrap_or(false) && !*stop_rx.borrow() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                let appended = tokio::task::block_in_place(|| {
+                    let mut disk = disk
+                        .lock()
+                        .map_err(|_| "buffer lock poisoned".to_string())?;
+                    for read in &chunk {
+                        line.clear();
+                        read.event.write_json_line(&mut line);
+                        disk.append(&line).map_err(|e| e.to_string())?;
+                    }
+                    Ok::<(), String>(())
+                });
+                if let Err(e) = appended {
+                    error!(error = %e, events = chunk.len(), "Cannot write to the disk buffer; these events are read again after a restart.");
+                    continue;
+                }
+                unsynced += chunk.len();
+                positions.take(&chunk);
+            }
+        }
+        if unsynced > 0 && (last_sync.elapsed() >= settings.sync_interval || unsynced >= 5_000) {
+            commit(&disk, &checkpoints, &mut positions, &metrics);
+            unsynced = 0;
+            last_sync = Instant::now();
+            synced.notify_one();
+        }
+    }
+    commit(&disk, &checkpoints, &mut positions, &metrics);
+    synced.notify_one();
+}
+
+/// fsyncs the buffer, then moves the inputs' checkpoints to what it now holds.
+fn commit(
+    disk: &Mutex<DiskBuffer>,
+    checkpoints: &Mutex<CheckpointStore>,
+    positions: &mut Positions,
+    metrics: &Metrics,
+) {
+    tokio::task::block_in_place(|| {
+        let synced = disk
+            .lock()
+            .map_err(|_| "buffer lock poisoned".to_string())
+            .and_then(|mut d| d.sync().map_err(|e| e.to_string()));
+        if let Err(e) = synced {
+            error!(error = %e, "Cannot fsync the disk buffer; checkpoints stay where they were.");
+            return;
+        }
+        metrics.buffer_syncs.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut store) = checkpoints.lock() else {
+            return;
+        };
+        for (identity, (path, offset)) in positions.files.drain() {
+            store.set(&identity, &path, offset);
+        }
+        if let Some(cursor) = positions.cursor.take() {
+            store.set_journal_cursor(&cursor);
+        }
+        if let Err(e) = store.save() {
+            error!(error = %e, "Cannot save checkpoints; lines may be read again after a restart.");
+        }
+    });
+}
+
+/// Input positions reached by events now in the buffer.
+#[derive(Default)]
+struct Positions {
+    files: HashMap<FileIdentity, (String, u64)>,
+    cursor: Option<String>,
+}
+
+impl Positions {
+    fn take(&mut self, chunk: &[ReadEvent]) {
+        for read in chunk {
+            if let Some(cursor) = &read.cursor {
+                self.cursor = Some(cursor.to_string());
+                continue;
+            }
+            let end = self
+                .files
+                .entry(read.identity)
+                .or_insert_with(|| (read.path.to_string(), 0));
+            end.1 = end.1.max(read.next_offset);
+        }
+    }
+}
+
+/// The ship stage: reads batches from the disk buffer, sends them, acknowledges them
+/// in the buffer after a 2xx.
 struct Pipeline {
     shipper: HttpShipper,
-    checkpoints: Arc<Mutex<CheckpointStore>>,
+    disk: Arc<Mutex<DiskBuffer>>,
+    synced: Arc<tokio::sync::Notify>,
     metrics: Arc<Metrics>,
-    events: mpsc::Receiver<Vec<ReadEvent>>,
-    buffer: VecDeque<ReadEvent>,
     stop_rx: watch::Receiver<bool>,
     stop_input: Arc<AtomicBool>,
     drain_deadline: Option<Instant>,
     batch_max_events: usize,
-    batch_max_wait: Duration,
+    writer_done: bool,
 }
 
 impl Pipeline {
-    async fn run(&mut self) {
-        while let Some(batch) = self.next_batch().await {
+    async fn run(&mut self, mut writer: tokio::task::JoinHandle<()>) {
+        loop {
+            let batch = tokio::task::block_in_place(|| {
+                self.disk
+                    .lock()
+                    .map_err(|_| "buffer lock poisoned".to_string())
+                    .and_then(|mut d| d.read(self.batch_max_events).map_err(|e| e.to_string()))
+            });
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    error!(error = %e, "Cannot read the disk buffer.");
+                    Vec::new()
+                }
+            };
             if batch.is_empty() {
+                if self.writer_done {
+                    return;
+                }
+                tokio::select! {
+                    _ = self.synced.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    done = &mut writer => {
+                        let _ = done;
+                        self.writer_done = true;
+                    }
+                    changed = self.stop_rx.changed(), if !self.stopping() => {
+                        if changed.is_err() || *self.stop_rx.borrow() {
+                            self.begin_stop();
+                        }
+                    }
+                }
                 continue;
             }
-            if !self.ship(&batch).await {
+            let last = batch.last().map(|(position, _)| *position);
+            let records: Vec<Vec<u8>> = batch.into_iter().map(|(_, record)| record).collect();
+            if !self.ship(&records).await {
                 warn!(
-                    events = batch.len(),
-                    "Stopping before the collector took every event; they will be read again at the next start."
+                    events = records.len(),
+                    "Stopping before the collector took every event; they stay in the disk buffer."
                 );
                 return;
             }
-            self.checkpoint(&batch).await;
+            if let Some(last) = last {
+                let acked = tokio::task::block_in_place(|| {
+                    self.disk
+                        .lock()
+                        .map_err(|_| "buffer lock poisoned".to_string())
+                        .and_then(|mut d| d.ack(last).map_err(|e| e.to_string()))
+                });
+                if let Err(e) = acked {
+                    error!(error = %e, "Cannot record the delivery in the disk buffer; events may be sent again.");
+                }
+            }
         }
     }
 
@@ -203,57 +417,15 @@ impl Pipeline {
         }
     }
 
-    /// Waits for the next batch: up to `batch_max_events`, sent once full or
-    /// `batch_max_wait` after its first event. `None` once the input has stopped and
-    /// everything it sent was taken.
-    async fn next_batch(&mut self) -> Option<Vec<ReadEvent>> {
-        if self.buffer.is_empty() {
-            tokio::select! {
-                chunk = self.events.recv() => match chunk {
-                    Some(chunk) => self.buffer.extend(chunk),
-                    None => return None,
-                },
-                changed = self.stop_rx.changed(), if !self.stopping() => {
-                    if changed.is_err() || *self.stop_rx.borrow() {
-                        self.begin_stop();
-                    }
-                    return Some(Vec::new());
-                }
-            }
-        }
-        let wait = if self.stopping() {
-            Duration::ZERO
-        } else {
-            self.batch_max_wait
-        };
-        let deadline = Instant::now() + wait;
-        while self.buffer.len() < self.batch_max_events {
-            tokio::select! {
-                chunk = self.events.recv() => match chunk {
-                    Some(chunk) => self.buffer.extend(chunk),
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
-                changed = self.stop_rx.changed(), if !self.stopping() => {
-                    if changed.is_err() || *self.stop_rx.borrow() {
-                        self.begin_stop();
-                    }
-                }
-            }
-        }
-        let take = self.buffer.len().min(self.batch_max_events);
-        Some(self.buffer.drain(..take).collect())
-    }
-
-    /// Delivers `batch`, retrying what may pass and splitting what is too large.
+    /// Delivers `records`, retrying what may pass and splitting what is too large.
     /// Returns false only when stopping ran out of time.
-    async fn ship(&mut self, batch: &[ReadEvent]) -> bool {
-        let mut work: Vec<&[ReadEvent]> = vec![batch];
+    async fn ship(&mut self, records: &[Vec<u8>]) -> bool {
+        let mut work: Vec<&[Vec<u8>]> = vec![records];
         let mut attempt: u32 = 0;
         while let Some(part) = work.pop() {
             loop {
-                let events: Vec<&mozdef::Event> = part.iter().map(|r| &r.event).collect();
-                match self.shipper.send(&events).await {
+                let body: Vec<u8> = part.concat();
+                match self.shipper.send_body(body).await {
                     Outcome::Delivered { rejected } => {
                         let refused = rejected.len() as u64;
                         for (position, reason) in &rejected {
@@ -323,46 +495,6 @@ impl Pipeline {
         }
         self.drain_deadline
             .is_none_or(|deadline| Instant::now() < deadline)
-    }
-
-    /// Records the end of every delivered line and saves the checkpoints.
-    async fn checkpoint(&self, batch: &[ReadEvent]) {
-        let mut ends: HashMap<FileIdentity, (&str, u64)> = HashMap::new();
-        let mut cursor: Option<String> = None;
-        for read in batch {
-            if let Some(at) = &read.cursor {
-                // Journal entries arrive in order: the last one is the furthest.
-                cursor = Some(at.to_string());
-                continue;
-            }
-            let end = ends.entry(read.identity).or_insert((&read.path, 0));
-            end.1 = end.1.max(read.next_offset);
-        }
-        let updates: Vec<(FileIdentity, String, u64)> = ends
-            .into_iter()
-            .map(|(identity, (path, offset))| (identity, path.to_string(), offset))
-            .collect();
-        let checkpoints = Arc::clone(&self.checkpoints);
-        let saved = tokio::task::spawn_blocking(move || {
-            let mut store = checkpoints
-                .lock()
-                .map_err(|_| "checkpoint lock poisoned".to_string())?;
-            for (identity, path, offset) in &updates {
-                store.set(identity, path, *offset);
-            }
-            if let Some(cursor) = &cursor {
-                store.set_journal_cursor(cursor);
-            }
-            store.save().map_err(|e| e.to_string())
-        })
-        .await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                error!(error = %e, "Cannot save checkpoints; lines may be read again after a restart.")
-            }
-            Err(e) => error!(error = %e, "Checkpoint task failed."),
-        }
     }
 }
 

@@ -23,6 +23,12 @@ pub struct Metrics {
     pub events_shipped: AtomicU64,
     /// Events the collector refused (logged with the reason); not retried.
     pub events_rejected: AtomicU64,
+    /// Events dropped because the disk buffer was full (`when_full = "drop_newest"`).
+    pub events_dropped: AtomicU64,
+    /// Bytes cut from the buffer at start after a CRC failure (data lost).
+    pub buffer_bytes_lost: AtomicU64,
+    /// fdatasyncs of the disk buffer.
+    pub buffer_syncs: AtomicU64,
     /// Requests that failed and were retried.
     pub retries: AtomicU64,
 }
@@ -40,6 +46,9 @@ impl Metrics {
             events_shipped = get(&self.events_shipped),
             events_rejected = get(&self.events_rejected),
             retries = get(&self.retries),
+            events_dropped = get(&self.events_dropped),
+            buffer_bytes_lost = get(&self.buffer_bytes_lost),
+            buffer_syncs = get(&self.buffer_syncs),
             "Agent totals."
         );
     }

@@ -340,8 +340,13 @@ pub struct CountingSink {
 impl CountingSink {
     /// Listens on a loopback port it picks.
     pub fn start() -> CountingSink {
+        CountingSink::start_on(0)
+    }
+
+    /// Listens on `port` of 127.0.0.1 (0: one it picks).
+    pub fn start_on(port: u16) -> CountingSink {
         use std::io::{BufRead, BufReader, Read, Write};
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("a loopback port");
         let url = format!("http://{}/events", listener.local_addr().expect("bound"));
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let store = std::sync::Arc::clone(&received);

@@ -64,6 +64,11 @@ impl HttpShipper {
         for event in events {
             event.write_json_line(&mut body);
         }
+        self.send_body(body).await
+    }
+
+    /// Sends an NDJSON body (events already serialized, one per line).
+    pub async fn send_body(&self, body: Vec<u8>) -> Outcome {
         let response = match self
             .client
             .post(self.url.clone())
