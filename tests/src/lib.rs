@@ -409,6 +409,16 @@ impl CountingSink {
         self.received.lock().expect("sink lock").clone()
     }
 
+    /// The `seq-N` numbers in the summaries received (the tests' line markers).
+    pub fn markers(&self) -> std::collections::BTreeSet<usize> {
+        self.events()
+            .iter()
+            .filter_map(|e| e["summary"].as_str())
+            .filter_map(|s| s.rsplit("seq-").next())
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    }
+
     /// (raw deliveries, distinct event ids).
     pub fn counts(&self) -> (usize, usize) {
         let events = self.events();

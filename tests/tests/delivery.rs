@@ -1,7 +1,6 @@
 //! Delivery through the disk buffer, with real agent processes: a collector that is
 //! down while lines are written, and a buffer that fills up and pauses the inputs.
 
-use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
@@ -22,15 +21,6 @@ fn write_lines(path: &Path, from: usize, to: usize) {
     }
 }
 
-fn markers(sink: &CountingSink) -> BTreeSet<usize> {
-    sink.events()
-        .iter()
-        .filter_map(|e| e["summary"].as_str())
-        .filter_map(|s| s.rsplit("seq-").next())
-        .filter_map(|n| n.parse().ok())
-        .collect()
-}
-
 #[test]
 fn a_collector_down_for_the_whole_write_gets_everything_once_it_starts() {
     let dir = tempfile::tempdir().unwrap();
@@ -45,7 +35,7 @@ fn a_collector_down_for_the_whole_write_gets_everything_once_it_starts() {
     let (raw, distinct) = sink.wait_for(3_000, WAIT);
     assert_eq!(distinct, 3_000, "agent log:\n{}", agent.service.log());
     assert_eq!(raw, 3_000, "nothing twice without a crash");
-    assert_eq!(markers(&sink), (0..3_000).collect());
+    assert_eq!(sink.markers(), (0..3_000).collect());
 }
 
 #[test]
@@ -84,5 +74,5 @@ fn a_full_buffer_pauses_the_inputs_and_drains_without_loss() {
     let (raw, distinct) = sink.wait_for(5_000, WAIT);
     assert_eq!(distinct, 5_000, "agent log:\n{}", agent.service.log());
     assert_eq!(raw, 5_000);
-    assert_eq!(markers(&sink), (0..5_000).collect());
+    assert_eq!(sink.markers(), (0..5_000).collect());
 }

@@ -28,15 +28,6 @@ fn write_lines(path: &Path, from: usize, to: usize) {
     }
 }
 
-fn markers(sink: &CountingSink) -> BTreeSet<usize> {
-    sink.events()
-        .iter()
-        .filter_map(|e| e["summary"].as_str())
-        .filter_map(|s| s.rsplit("seq-").next())
-        .filter_map(|n| n.parse().ok())
-        .collect()
-}
-
 fn all(n: usize) -> BTreeSet<usize> {
     (0..n).collect()
 }
@@ -72,7 +63,7 @@ fn rename_rotation_while_the_writer_keeps_appending_loses_and_repeats_nothing() 
     let (raw, distinct) = sink.wait_for(1000, WAIT);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        markers(&sink),
+        sink.markers(),
         all(1000),
         "agent log:\n{}",
         agent.service.log()
@@ -105,7 +96,7 @@ fn copytruncate_loses_and_repeats_nothing() {
     sink.wait_for(500, WAIT);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        markers(&sink),
+        sink.markers(),
         all(500),
         "agent log:\n{}",
         agent.service.log()
@@ -133,7 +124,7 @@ fn rotation_while_the_agent_is_stopped_loses_and_repeats_nothing() {
     sink.wait_for(400, WAIT);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        markers(&sink),
+        sink.markers(),
         all(400),
         "agent log:\n{}",
         agent.service.log()
@@ -154,7 +145,7 @@ fn a_file_deleted_and_recreated_under_its_name_loses_and_repeats_nothing() {
     sink.wait_for(150, WAIT);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        markers(&sink),
+        sink.markers(),
         all(150),
         "agent log:\n{}",
         agent.service.log()
@@ -177,7 +168,7 @@ fn sigkill_mid_file_then_restart_delivers_every_line_with_bounded_repeats() {
     let agent = Agent::start_with_config(&agent_dir, agent.config.clone());
     let (raw, distinct) = sink.wait_for(total, WAIT);
     assert_eq!(distinct, total, "agent log:\n{}", agent.service.log());
-    assert_eq!(markers(&sink), all(total));
+    assert_eq!(sink.markers(), all(total));
     // At least once: after a SIGKILL the agent sends again the batch that was in flight
     // (delivered, not yet acknowledged) and the lines read but not yet fsynced in the
     // buffer (their checkpoint had not moved: at most 5,000 events or 100 ms), with the

@@ -61,6 +61,22 @@ fn start_reading(
     }
 }
 
+/// Reads the first `n` lines of `log` with a fresh input and records line `delivered`
+/// as the last one in the buffer, as the pipeline does; returns what was read.
+fn read_and_checkpoint(log: &Path, state: &Path, n: usize, delivered: usize) -> Vec<ReadEvent> {
+    let mut input = start(&[log], StartAt::Beginning, 1024, state);
+    let events = input.take(n);
+    input.stop();
+    let mut store = CheckpointStore::load(state).unwrap();
+    store.set(
+        &events[delivered].identity,
+        &log.to_string_lossy(),
+        events[delivered].next_offset,
+    );
+    store.save().unwrap();
+    events
+}
+
 impl Running {
     /// The next `n` events, failing after 10 s.
     fn take(&mut self, n: usize) -> Vec<ReadEvent> {
@@ -263,16 +279,7 @@ fn a_recreated_file_with_other_content_is_new() {
     let state = dir.path().join("state");
     let log = dir.path().join("auth.log");
     append(&log, b"original first line\n");
-    let mut input = start(&[&log], StartAt::Beginning, 1024, &state);
-    let first = input.take(1);
-    input.stop();
-    let mut store = CheckpointStore::load(&state).unwrap();
-    store.set(
-        &first[0].identity,
-        &log.to_string_lossy(),
-        first[0].next_offset,
-    );
-    store.save().unwrap();
+    let first = read_and_checkpoint(&log, &state, 1, 0);
 
     fs::remove_file(&log).unwrap();
     append(&log, b"replacement\n");
@@ -293,16 +300,7 @@ fn a_file_rotated_while_the_agent_was_stopped_is_read_from_its_start() {
     let state = dir.path().join("state");
     let log = dir.path().join("auth.log");
     append(&log, b"before the stop\n");
-    let mut input = start(&[&log], StartAt::Beginning, 1024, &state);
-    let first = input.take(1);
-    input.stop();
-    let mut store = CheckpointStore::load(&state).unwrap();
-    store.set(
-        &first[0].identity,
-        &log.to_string_lossy(),
-        first[0].next_offset,
-    );
-    store.save().unwrap();
+    read_and_checkpoint(&log, &state, 1, 0);
 
     fs::rename(&log, dir.path().join("auth.log.1")).unwrap();
     append(&log, b"written while stopped\n");
@@ -417,16 +415,7 @@ fn inode_reuse_with_other_content_is_a_new_file() {
     let state = dir.path().join("state");
     let log = dir.path().join("auth.log");
     append(&log, b"first generation\n");
-    let mut input = start(&[&log], StartAt::Beginning, 1024, &state);
-    let first = input.take(1);
-    input.stop();
-    let mut store = CheckpointStore::load(&state).unwrap();
-    store.set(
-        &first[0].identity,
-        &log.to_string_lossy(),
-        first[0].next_offset,
-    );
-    store.save().unwrap();
+    let first = read_and_checkpoint(&log, &state, 1, 0);
     // Same path, and on most filesystems the same inode number, other first line.
     fs::remove_file(&log).unwrap();
     append(&log, b"second generation, longer than the first one\n");
