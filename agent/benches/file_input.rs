@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use picket_agent::checkpoint::CheckpointStore;
-use picket_agent::config::StartAt;
+use picket_agent::config::{FileInputSettings, StartAt};
 use picket_agent::host::HostIdentity;
 use picket_agent::inputs::file::FileInput;
 use picket_agent::inputs::file::discover::Discovery;
@@ -58,14 +58,15 @@ fn main() {
     let bytes = std::fs::metadata(&path).unwrap().len();
     let state = tempfile::tempdir().unwrap();
     let input = FileInput {
-        discovery: Discovery::build(std::slice::from_ref(&path), &[], false).unwrap(),
-        literal_paths: vec![path.clone()],
-        start_at: StartAt::Beginning,
-        poll_interval: Duration::from_millis(250),
-        scan_interval: Duration::from_secs(10),
-        rotated_idle: Duration::from_secs(5),
-        partial_flush: Duration::from_secs(5),
-        max_line_bytes: 64 * 1024,
+        settings: FileInputSettings {
+            discovery: Discovery::build(std::slice::from_ref(&path), &[], false).unwrap(),
+            start_at: StartAt::Beginning,
+            poll_interval: Duration::from_millis(250),
+            scan_interval: Duration::from_secs(10),
+            rotated_idle: Duration::from_secs(5),
+            partial_flush: Duration::from_secs(5),
+            max_line_bytes: 64 * 1024,
+        },
         parser: LineParser::new(
             HostIdentity::named("bench.example.com"),
             TimeZoneChoice::parse("UTC").unwrap(),

@@ -32,6 +32,7 @@
 //! any later segments are removed. Everything before it is kept. What was cut is
 //! reported (and logged at ERROR by the caller: those events are lost).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -76,6 +77,9 @@ pub struct DiskBuffer {
     max_bytes: u64,
     /// Segments on disk, oldest first.
     segments: Vec<u64>,
+    /// Lengths of the segments no longer written to (all but the newest), so sizes
+    /// are known without asking the filesystem on every append.
+    sealed: BTreeMap<u64, u64>,
     writer: BufWriter<File>,
     write_at: Position,
     /// What the last [`DiskBuffer::sync`] made durable; readers stop there, so nothing
@@ -139,6 +143,7 @@ impl DiskBuffer {
         let mut recovery = Recovery::default();
         let mut end = acked;
         let mut cut_from: Option<usize> = None;
+        let mut sealed = BTreeMap::new();
         for (i, segment) in segments.iter().enumerate() {
             let path = segment_path(dir, *segment);
             let start = if *segment == acked.segment {
@@ -148,6 +153,7 @@ impl DiskBuffer {
             };
             let (records, good_end, len, corrupt) = scan(&path, start)?;
             recovery.records += records;
+            sealed.insert(*segment, good_end);
             end = Position {
                 segment: *segment,
                 offset: good_end,
@@ -179,6 +185,8 @@ impl DiskBuffer {
                 offset: 0,
             };
         }
+        // The newest segment is written to; its length is `write_at`.
+        sealed.retain(|segment, _| *segment != end.segment);
         let tail = segment_path(dir, end.segment);
         let file = OpenOptions::new()
             .create(true)
@@ -190,6 +198,7 @@ impl DiskBuffer {
             segment_max_bytes,
             max_bytes,
             segments,
+            sealed,
             writer: BufWriter::with_capacity(256 * 1024, file),
             write_at: end,
             durable: end,
@@ -236,6 +245,8 @@ impl DiskBuffer {
             .open(&path)
             .map_err(io_err(&path))?;
         self.writer = BufWriter::with_capacity(256 * 1024, file);
+        self.sealed
+            .insert(self.write_at.segment, self.write_at.offset);
         self.segments.push(next);
         self.write_at = Position {
             segment: next,
@@ -253,7 +264,7 @@ impl DiskBuffer {
             let segment_end = if self.read_at.segment == self.durable.segment {
                 self.durable.offset
             } else {
-                fs::metadata(&path).map_err(io_err(&path))?.len()
+                self.sealed.get(&self.read_at.segment).copied().unwrap_or(0)
             };
             if self.read_at.offset >= segment_end {
                 match self.segments.iter().find(|s| **s > self.read_at.segment) {
@@ -314,6 +325,7 @@ impl DiskBuffer {
             fs::remove_file(&path).map_err(io_err(&path))?;
         }
         self.segments.retain(|s| *s >= upto.segment);
+        self.sealed.retain(|s, _| *s >= upto.segment);
         Ok(())
     }
 
@@ -324,9 +336,7 @@ impl DiskBuffer {
             let len = if *segment == self.write_at.segment {
                 self.write_at.offset
             } else {
-                fs::metadata(segment_path(&self.dir, *segment))
-                    .map(|m| m.len())
-                    .unwrap_or(0)
+                self.sealed.get(segment).copied().unwrap_or(0)
             };
             let from = if *segment == self.acked.segment {
                 self.acked.offset

@@ -395,20 +395,25 @@ pub struct JournaldSettings {
     pub start_at: StartAt,
 }
 
-/// The checked configuration the agent runs with.
+/// The checked file input settings.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub host: HostIdentity,
-    pub data_dir: PathBuf,
-    pub timezone: TimeZoneChoice,
+pub struct FileInputSettings {
     pub discovery: Discovery,
-    pub paths: Vec<PathBuf>,
     pub start_at: StartAt,
     pub poll_interval: Duration,
     pub scan_interval: Duration,
     pub rotated_idle: Duration,
     pub partial_flush: Duration,
     pub max_line_bytes: usize,
+}
+
+/// The checked configuration the agent runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: HostIdentity,
+    pub data_dir: PathBuf,
+    pub timezone: TimeZoneChoice,
+    pub file: FileInputSettings,
     /// The journal is read (mode `on`, or `auto` on a host whose log files are
     /// missing).
     pub journald: Option<JournaldSettings>,
@@ -557,14 +562,15 @@ impl AgentConfig {
             timezone,
             journald,
             buffer,
-            discovery,
-            paths: file.paths.clone(),
-            start_at: file.start_at,
-            poll_interval: Duration::from_millis(file.poll_interval_ms),
-            scan_interval: Duration::from_millis(file.scan_interval_ms),
-            rotated_idle: Duration::from_secs(file.rotated_idle_secs),
-            partial_flush: Duration::from_millis(file.partial_line_flush_ms),
-            max_line_bytes: file.max_line_bytes,
+            file: FileInputSettings {
+                discovery,
+                start_at: file.start_at,
+                poll_interval: Duration::from_millis(file.poll_interval_ms),
+                scan_interval: Duration::from_millis(file.scan_interval_ms),
+                rotated_idle: Duration::from_secs(file.rotated_idle_secs),
+                partial_flush: Duration::from_millis(file.partial_line_flush_ms),
+                max_line_bytes: file.max_line_bytes,
+            },
             url,
             batch_max_events: http.batch_max_events,
             batch_max_wait: Duration::from_millis(http.batch_max_wait_ms),
@@ -583,7 +589,7 @@ mod tests {
         let file = ConfigFile::load(&path).unwrap();
         assert!(file.collector.is_some());
         let settings = file.agent.build(&path).unwrap();
-        assert_eq!(settings.start_at, StartAt::End);
+        assert_eq!(settings.file.start_at, StartAt::End);
         assert_eq!(settings.url.as_str(), "http://127.0.0.1:8080/events");
     }
 

@@ -77,19 +77,7 @@ pub async fn run(
     let stop_input = Arc::new(AtomicBool::new(false));
 
     let input = FileInput {
-        discovery: settings.discovery.clone(),
-        literal_paths: settings
-            .paths
-            .iter()
-            .filter(|p| !p.to_string_lossy().contains(['*', '?', '[', '{']))
-            .cloned()
-            .collect(),
-        start_at: settings.start_at,
-        poll_interval: settings.poll_interval,
-        scan_interval: settings.scan_interval,
-        rotated_idle: settings.rotated_idle,
-        partial_flush: settings.partial_flush,
-        max_line_bytes: settings.max_line_bytes,
+        settings: settings.file.clone(),
         parser: LineParser::new(settings.host.clone(), settings.timezone),
         checkpoints: Arc::clone(&checkpoints),
         metrics: Arc::clone(&metrics),
@@ -128,7 +116,6 @@ pub async fn run(
     info!(
         url = %shipper.url(),
         hostname = %settings.host.fqdn,
-        files = settings.paths.len(),
         "Agent started."
     );
 

@@ -220,10 +220,6 @@ pub fn normalize(value: Value, received: DateTime<Utc>) -> Result<Event, Normali
         details: Map::new(),
     };
     event.summary = text_or_unknown(summary.take(), &mut spill);
-    if event.summary.len() > fields::SUMMARY_MAX_BYTES {
-        let whole = std::mem::take(&mut event.summary);
-        event.set_summary(&whole);
-    }
 
     if let Some((key, value)) = processid.take() {
         match integer(&value) {
@@ -263,11 +259,12 @@ pub fn normalize(value: Value, received: DateTime<Utc>) -> Result<Event, Normali
     for (key, value) in spill {
         details.entry(key).or_insert(value);
     }
-    // `set_summary` may already have flagged a cut.
-    if event.details.contains_key(fields::details::TRUNCATED) {
-        details.insert(fields::details::TRUNCATED.to_string(), Value::Bool(true));
-    }
     event.details = details;
+    if event.summary.len() > fields::SUMMARY_MAX_BYTES {
+        // Cuts on a character boundary and flags `details.truncated`.
+        let whole = std::mem::take(&mut event.summary);
+        event.set_summary(&whole);
+    }
     Ok(event)
 }
 

@@ -40,10 +40,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use self::discover::Discovery;
 use super::ReadEvent;
 use crate::checkpoint::{CheckpointStore, FileIdentity};
-use crate::config::StartAt;
+use crate::config::{FileInputSettings, StartAt};
 use crate::metrics::Metrics;
 use crate::parsers::{LineContext, LineParser};
 
@@ -56,15 +55,8 @@ const READ_BUDGET: usize = 4 * 1024 * 1024;
 
 /// The file input, ready to run on its own thread.
 pub struct FileInput {
-    pub discovery: Discovery,
-    /// The literal (glob-free) paths, to say once which are missing.
-    pub literal_paths: Vec<PathBuf>,
-    pub start_at: StartAt,
-    pub poll_interval: Duration,
-    pub scan_interval: Duration,
-    pub rotated_idle: Duration,
-    pub partial_flush: Duration,
-    pub max_line_bytes: usize,
+    /// What to follow and how (`[agent.inputs.file]`, checked).
+    pub settings: FileInputSettings,
     pub parser: LineParser,
     pub checkpoints: Arc<Mutex<CheckpointStore>>,
     pub metrics: Arc<Metrics>,
@@ -80,13 +72,13 @@ impl FileInput {
     /// Follows the files until `stop` is set or the shipper goes away.
     pub fn run(self, out: mpsc::Sender<Vec<ReadEvent>>, stop: Arc<AtomicBool>) {
         let (wake_tx, wake_rx) = std::sync::mpsc::channel::<bool>();
-        let watcher = watch(&self.discovery.watch_dirs(), wake_tx);
+        let watcher = watch(&self.settings.discovery.watch_dirs(), wake_tx);
         let idle_wait = if watcher.is_some() {
-            self.poll_interval.max(Duration::from_secs(1))
+            self.settings.poll_interval.max(Duration::from_secs(1))
         } else {
-            self.poll_interval
+            self.settings.poll_interval
         };
-        for path in &self.literal_paths {
+        for path in self.settings.discovery.literal_paths() {
             if !path.exists() {
                 info!(path = %path.display(), "Waiting for the file to appear.");
             }
@@ -99,7 +91,7 @@ impl FileInput {
         let mut rescan = true;
         info!(watching = watcher.is_some(), "File input started.");
         while !stop.load(Ordering::Relaxed) {
-            if rescan || last_scan.is_none_or(|t| t.elapsed() >= self.scan_interval) {
+            if rescan || last_scan.is_none_or(|t| t.elapsed() >= self.settings.scan_interval) {
                 self.rescan(&mut followed, &mut draining, last_scan.is_none());
                 last_scan = Some(Instant::now());
                 rescan = false;
@@ -123,7 +115,7 @@ impl FileInput {
                 if read == 0 {
                     d.open.flush_if_idle(&d.path_text, &self, &mut chunk);
                 }
-                let done = read == 0 && d.open.last_data.elapsed() >= self.rotated_idle;
+                let done = read == 0 && d.open.last_data.elapsed() >= self.settings.rotated_idle;
                 if done {
                     info!(path = %d.path_text, "Finished reading a rotated or deleted file; released.");
                 }
@@ -157,7 +149,7 @@ impl FileInput {
         draining: &mut Vec<Draining>,
         first: bool,
     ) {
-        let found = self.discovery.scan();
+        let found = self.settings.discovery.scan();
         let found_set: HashSet<&PathBuf> = found.iter().collect();
         // Files matched no more (deleted, renamed away): read what is left, then release.
         let gone: Vec<PathBuf> = followed
@@ -373,8 +365,8 @@ impl Followed {
             }
             // `end` is for files never seen: a new file under a path already read is a
             // rotation that happened while the agent was stopped.
-            None if first_look && input.start_at == StartAt::End && !known_path => {
-                let end = last_line_end(&open.file, meta.len(), input.max_line_bytes);
+            None if first_look && input.settings.start_at == StartAt::End && !known_path => {
+                let end = last_line_end(&open.file, meta.len(), input.settings.max_line_bytes);
                 info!(path = %self.path.display(), offset = end, "Reading new lines from the end of the file.");
                 end
             }
@@ -472,7 +464,7 @@ fn read_new(
         let mut from = 0;
         while let Some(newline) = buffer[from..n].iter().position(|b| *b == b'\n') {
             let end = from + newline;
-            open.append(&buffer[from..end], input.max_line_bytes);
+            open.append(&buffer[from..end], input.settings.max_line_bytes);
             open.read_offset += (end + 1 - from) as u64;
             if open.identity.is_none() {
                 open.learn_identity();
@@ -491,7 +483,7 @@ fn read_new(
                 }
             }
         }
-        open.append(&buffer[from..n], input.max_line_bytes);
+        open.append(&buffer[from..n], input.settings.max_line_bytes);
         open.read_offset += (n - from) as u64;
     }
     Ok(total)
@@ -506,7 +498,7 @@ impl OpenFile {
         input: &FileInput,
         chunk: &mut Vec<ReadEvent>,
     ) {
-        if self.pending.is_empty() || self.last_data.elapsed() < input.partial_flush {
+        if self.pending.is_empty() || self.last_data.elapsed() < input.settings.partial_flush {
             return;
         }
         if self.identity.is_none() {
@@ -574,7 +566,7 @@ impl OpenFile {
                 .metrics
                 .lines_truncated
                 .fetch_add(1, Ordering::Relaxed);
-            warn!(path = %path, offset = self.line_start, max_line_bytes = input.max_line_bytes, "Line longer than max_line_bytes; kept its start and flagged it truncated.");
+            warn!(path = %path, offset = self.line_start, max_line_bytes = input.settings.max_line_bytes, "Line longer than max_line_bytes; kept its start and flagged it truncated.");
             event
                 .details
                 .insert(mozdef::fields::details::TRUNCATED.into(), Value::Bool(true));

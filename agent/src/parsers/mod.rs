@@ -311,15 +311,8 @@ impl LineParser {
         if json::looks_like_json(message) && json::parse(message, event) {
             return json::ID;
         }
-        let recognised = match event.processname.as_str() {
-            "sshd" => sshd::parse(message, event).then_some(sshd::ID),
-            "sudo" => sudo::parse(message, event).then_some(sudo::ID),
-            "su" => su::parse(message, event).then_some(su::ID),
-            program if account::PROGRAMS.contains(&program) => {
-                account::parse(message, event).then_some(account::ID)
-            }
-            _ => None,
-        };
+        let recognised = program_parser(&event.processname)
+            .and_then(|(id, parse)| parse(message, event).then_some(id));
         match recognised {
             Some(id) => id,
             None => {
@@ -383,6 +376,20 @@ impl LineParser {
     }
 }
 
+/// A program parser: reads a message into the event, false when no shape matched.
+type ProgramParser = fn(&str, &mut Event) -> bool;
+
+/// The parser for a program, with its id.
+fn program_parser(program: &str) -> Option<(&'static str, ProgramParser)> {
+    match program {
+        "sshd" => Some((sshd::ID, sshd::parse)),
+        "sudo" => Some((sudo::ID, sudo::parse)),
+        "su" => Some((su::ID, su::parse)),
+        _ if account::PROGRAMS.contains(&program) => Some((account::ID, account::parse)),
+        _ => None,
+    }
+}
+
 /// Why `event` came out as it did, for `picket-agent parse --explain`: which parser
 /// took the line, or why none did.
 pub fn explain(event: &Event, read_at: DateTime<Utc>) -> String {
@@ -411,8 +418,7 @@ pub fn explain(event: &Event, read_at: DateTime<Utc>) -> String {
     if event.utctimestamp == read_time && program == PROCESSNAME_UNKNOWN {
         return "no syslog header (no timestamp found): the whole line is the summary, timed when it was read".into();
     }
-    let known = matches!(program, "sshd" | "sudo" | "su") || account::PROGRAMS.contains(&program);
-    if known {
+    if program_parser(program).is_some() {
         let first = event.summary.split_whitespace().next().unwrap_or("");
         return format!(
             "program {program} has a parser, but no shape of its table in EVENTS.md matches this message (it starts with {first:?})"

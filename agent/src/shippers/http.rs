@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use mozdef::Event;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
@@ -56,15 +55,6 @@ impl HttpShipper {
     /// The collector URL.
     pub fn url(&self) -> &reqwest::Url {
         &self.url
-    }
-
-    /// Sends `events` as one NDJSON request.
-    pub async fn send(&self, events: &[&Event]) -> Outcome {
-        let mut body = Vec::with_capacity(events.len() * 512);
-        for event in events {
-            event.write_json_line(&mut body);
-        }
-        self.send_body(body).await
     }
 
     /// Sends an NDJSON body (events already serialized, one per line).

@@ -123,6 +123,11 @@ impl Discovery {
         found
     }
 
+    /// The patterns that name one file each (no glob characters).
+    pub fn literal_paths(&self) -> impl Iterator<Item = &Path> {
+        self.patterns.iter().filter_map(|p| p.literal.as_deref())
+    }
+
     /// The directories to watch for changes: each pattern's base (and, for literal
     /// paths, the file's directory).
     pub fn watch_dirs(&self) -> Vec<PathBuf> {

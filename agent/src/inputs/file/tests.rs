@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::discover::Discovery;
 use super::*;
 use crate::host::HostIdentity;
 use crate::parsers::TimeZoneChoice;
@@ -33,14 +34,15 @@ fn start_reading(
     let metrics = Arc::new(Metrics::default());
     let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
     let input = FileInput {
-        discovery: Discovery::build(&paths, &[], read_gzip).unwrap(),
-        literal_paths: paths,
-        start_at,
-        poll_interval: Duration::from_millis(20),
-        scan_interval: Duration::from_millis(100),
-        rotated_idle: Duration::from_millis(300),
-        partial_flush: Duration::from_millis(400),
-        max_line_bytes,
+        settings: FileInputSettings {
+            discovery: Discovery::build(&paths, &[], read_gzip).unwrap(),
+            start_at,
+            poll_interval: Duration::from_millis(20),
+            scan_interval: Duration::from_millis(100),
+            rotated_idle: Duration::from_millis(300),
+            partial_flush: Duration::from_millis(400),
+            max_line_bytes,
+        },
         parser: LineParser::new(
             HostIdentity::named("test.example.com"),
             TimeZoneChoice::parse("UTC").unwrap(),
