@@ -5,10 +5,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
+
+use crate::ingest::auth::Tokens;
 
 /// Why a configuration could not be used. The binary exits with 78 (`EX_CONFIG`).
 #[derive(Debug, Error)]
@@ -85,6 +88,26 @@ pub struct HttpConfig {
     /// by position (413 when a request holds nothing else).
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: usize,
+    /// PEM certificate chain; with `tls_key_file`, the API speaks HTTPS only.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates; when set, clients must present a certificate it signed
+    /// (mutual TLS), and its name is recorded in `details.agentidentity`.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// File of bearer tokens, one a line (`#` comments); when set, every route but
+    /// `/status` and `/test` needs `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub tokens_file: Option<PathBuf>,
+    /// Longest a request may take, reading its body included, in seconds.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// Most requests handled at once; more are answered 503 with `Retry-After`.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
 }
 
 fn default_listen() -> String {
@@ -96,6 +119,12 @@ fn default_max_body_bytes() -> usize {
 fn default_max_event_bytes() -> usize {
     1024 * 1024
 }
+fn default_request_timeout_secs() -> u64 {
+    60
+}
+fn default_max_concurrent_requests() -> usize {
+    256
+}
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -103,6 +132,12 @@ impl Default for HttpConfig {
             listen: default_listen(),
             max_body_bytes: default_max_body_bytes(),
             max_event_bytes: default_max_event_bytes(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            client_ca_file: None,
+            tokens_file: None,
+            request_timeout_secs: default_request_timeout_secs(),
+            max_concurrent_requests: default_max_concurrent_requests(),
         }
     }
 }
@@ -153,6 +188,14 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub max_event_bytes: usize,
+    /// HTTPS, when configured (certificates already loaded and checked).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Client certificates are required (mutual TLS).
+    pub client_certificates: bool,
+    /// Bearer tokens, when configured.
+    pub tokens: Option<Arc<Tokens>>,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
     pub commit_interval: Duration,
     pub writer_memory_bytes: usize,
 }
@@ -197,6 +240,51 @@ impl CollectorConfig {
                 "must be at least 256 and at most max_body_bytes".into(),
             ));
         }
+        let http = &self.http;
+        let tls = match (&http.tls_cert_file, &http.tls_key_file) {
+            (Some(cert), Some(key)) => Some(
+                crate::tls::server_config(cert, key, http.client_ca_file.as_deref())
+                    .map_err(|(key, message)| invalid(key, message))?,
+            ),
+            (None, None) if http.client_ca_file.is_some() => {
+                return Err(invalid(
+                    "collector.http.client_ca_file",
+                    "needs tls_cert_file and tls_key_file (client certificates need TLS)"
+                        .into(),
+                ));
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "collector.http.tls_key_file",
+                    "must be set with tls_cert_file".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "collector.http.tls_cert_file",
+                    "must be set with tls_key_file".into(),
+                ));
+            }
+        };
+        let tokens = match &http.tokens_file {
+            Some(file) => Some(Arc::new(
+                Tokens::load(file).map_err(|e| invalid("collector.http.tokens_file", e))?,
+            )),
+            None => None,
+        };
+        if http.request_timeout_secs == 0 {
+            return Err(invalid(
+                "collector.http.request_timeout_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        if http.max_concurrent_requests == 0 {
+            return Err(invalid(
+                "collector.http.max_concurrent_requests",
+                "must be at least 1".into(),
+            ));
+        }
         let embedded = &self.stores.embedded;
         if !(10..=60_000).contains(&embedded.commit_interval_ms) {
             return Err(invalid(
@@ -218,6 +306,11 @@ impl CollectorConfig {
             listen,
             max_body_bytes: self.http.max_body_bytes,
             max_event_bytes: self.http.max_event_bytes,
+            tls,
+            client_certificates: http.client_ca_file.is_some(),
+            tokens,
+            request_timeout: Duration::from_secs(http.request_timeout_secs),
+            max_concurrent_requests: http.max_concurrent_requests,
             commit_interval: Duration::from_millis(embedded.commit_interval_ms),
             writer_memory_bytes: embedded.writer_memory_bytes,
         })

@@ -3,7 +3,9 @@
 //! searches.
 //!
 //! - [`config`]: the `[collector]` config table and its checked [`config::Settings`].
-//! - [`ingest::http`]: the HTTP routes (`/events`, `/status`, `/api/events`).
+//! - [`ingest::http`]: the HTTP routes (`/events`, `/status`, `/api/events`);
+//!   [`ingest::auth`]: bearer tokens and request guards; [`tls`]: HTTPS and client
+//!   certificates.
 //! - [`stores::embedded`]: the daily tantivy indices.
 //! - [`search`]: time bounds as operators write them.
 //! - [`client`]: what `picket-collector search` uses to ask a running collector.
@@ -15,6 +17,7 @@ pub mod config;
 pub mod ingest;
 pub mod search;
 pub mod stores;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,10 +25,12 @@ use std::sync::Arc;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::Settings;
+use crate::ingest::auth::Guards;
 use crate::ingest::http::{AppState, router};
+use crate::tls::{Peer, TlsListener};
 use crate::stores::embedded::{EmbeddedStore, StoreError};
 
 /// Why the collector stopped with a failure.
@@ -60,15 +65,41 @@ pub async fn run(
             source,
         })?;
     let address = listener.local_addr().map_err(RunError::Serve)?;
-    info!(address = %address, data_dir = %settings.data_dir.display(), "Collector listening for events and searches.");
+    info!(
+        address = %address,
+        data_dir = %settings.data_dir.display(),
+        https = settings.tls.is_some(),
+        client_certificates = settings.tls.is_some() && settings.client_certificates,
+        bearer_tokens = settings.tokens.is_some(),
+        "Collector listening for events and searches."
+    );
+    if settings.tls.is_none() && settings.tokens.is_none() && !address.ip().is_loopback() {
+        warn!(address = %address, "The API is open to anyone who can reach this address: no TLS client certificates and no bearer tokens are configured.");
+    }
     let state = AppState {
         store: Arc::clone(&store),
         max_body_bytes: settings.max_body_bytes,
         max_event_bytes: settings.max_event_bytes,
+        tokens: settings.tokens.clone(),
+        guards: Guards {
+            slots: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_requests)),
+            timeout: settings.request_timeout,
+        },
     };
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = router(state).into_make_service_with_connect_info::<Peer>();
+    let served = match settings.tls.clone() {
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls).map_err(RunError::Serve)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     info!("Shutting down; committing pending events.");
     let closing = Arc::clone(&store);
     if let Err(e) = tokio::task::spawn_blocking(move || closing.close()).await {

@@ -1,5 +1,6 @@
 //! The HTTP API: MozDef loginput's `POST`/`PUT /events` (one JSON object, a JSON array,
-//! or NDJSON), `GET /status`, and the search API `GET /api/events`.
+//! or NDJSON; gzip bodies accepted), `GET /status` and `GET /test`, and the search API
+//! `GET /api/events`. Bearer tokens and the request guards are in [`super::auth`].
 //!
 //! A request is answered 200 only after its events are committed to the store. Each
 //! item refused (not JSON, not an object, too large) is reported by position while the
@@ -8,8 +9,8 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,9 +22,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{debug, error, warn};
 
+use crate::ingest::auth::{self, Guards, Tokens};
 use crate::search::parse_time_bound;
 use crate::stores::SearchRequest;
 use crate::stores::embedded::{EmbeddedStore, StoreError};
+use crate::tls::Peer;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -31,6 +34,9 @@ pub struct AppState {
     pub store: Arc<EmbeddedStore>,
     pub max_body_bytes: usize,
     pub max_event_bytes: usize,
+    /// Bearer tokens, when configured: nothing but health checks gets in without one.
+    pub tokens: Option<Arc<Tokens>>,
+    pub guards: Guards,
 }
 
 /// The most events one search returns.
@@ -38,12 +44,22 @@ pub const MAX_SEARCH_SIZE: usize = 10_000;
 
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let guards = state.guards.clone();
+    let tokens = state.tokens.clone();
+    let mut router = Router::new()
         .route("/events", post(post_events).put(post_events))
         .route("/events/", post(post_events).put(post_events))
         .route("/status", get(status))
+        .route("/test", get(status))
         .route("/api/events", get(search_events))
-        .with_state(state)
+        .with_state(state);
+    if let Some(tokens) = tokens {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            tokens,
+            auth::require_token,
+        ));
+    }
+    router.layer(axum::middleware::from_fn_with_state(guards, auth::guard))
 }
 
 async fn status() -> Json<serde_json::Value> {
@@ -70,7 +86,13 @@ fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn post_events(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn post_events(State(state): State<AppState>, request: Request) -> Response {
+    let identity = request
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .and_then(|info| info.0.identity.clone());
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let too_large = || {
         error_body(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -92,6 +114,25 @@ async fn post_events(State(state): State<AppState>, headers: HeaderMap, body: Bo
         Err(e) if e.is::<LengthLimitError>() => return too_large(),
         Err(_) => return error_body(StatusCode::BAD_REQUEST, "request body could not be read"),
     };
+    let bytes = match content_encoding(headers) {
+        Encoding::Identity => bytes,
+        Encoding::Gzip => match gunzip(&bytes, state.max_body_bytes) {
+            Ok(Some(plain)) => plain,
+            Ok(None) => return too_large(),
+            Err(e) => {
+                return error_body(
+                    StatusCode::BAD_REQUEST,
+                    format!("request body is not valid gzip: {e}"),
+                );
+            }
+        },
+        Encoding::Other(name) => {
+            return error_body(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Encoding {name:?} is not supported (use gzip or none)"),
+            );
+        }
+    };
     let items = match wire::split_body(&bytes, state.max_event_bytes) {
         Ok(items) => items,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, e.to_string()),
@@ -106,7 +147,15 @@ async fn post_events(State(state): State<AppState>, headers: HeaderMap, body: Bo
             mozdef::normalize(value, received_at).map_err(|e| ItemError::Invalid(e.to_string()))
         });
         match outcome {
-            Ok(event) => events.push(event),
+            Ok(mut event) => {
+                if let Some(identity) = &identity {
+                    event.details.insert(
+                        "agentidentity".into(),
+                        serde_json::Value::String(identity.clone()),
+                    );
+                }
+                events.push(event)
+            }
             Err(e) => {
                 all_too_large &= matches!(e, ItemError::TooLarge { .. });
                 rejected.push(Rejected {
@@ -156,6 +205,39 @@ async fn post_events(State(state): State<AppState>, headers: HeaderMap, body: Bo
             )
         }
     }
+}
+
+enum Encoding {
+    Identity,
+    Gzip,
+    Other(String),
+}
+
+fn content_encoding(headers: &HeaderMap) -> Encoding {
+    match headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+    {
+        None => Encoding::Identity,
+        Some(v) if v.is_empty() || v == "identity" => Encoding::Identity,
+        Some(v) if v == "gzip" || v == "x-gzip" => Encoding::Gzip,
+        Some(v) => Encoding::Other(v),
+    }
+}
+
+/// Inflates a gzip body; `None` when it would exceed `limit` bytes (a zip bomb stops
+/// there, not at the end of memory).
+fn gunzip(compressed: &[u8], limit: usize) -> std::io::Result<Option<Bytes>> {
+    use std::io::Read as _;
+    let mut plain = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
+    flate2::read::MultiGzDecoder::new(compressed)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut plain)?;
+    if plain.len() > limit {
+        return Ok(None);
+    }
+    Ok(Some(Bytes::from(plain)))
 }
 
 /// `GET /api/events` parameters.

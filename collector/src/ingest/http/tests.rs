@@ -22,6 +22,11 @@ impl Harness {
                 store: Arc::new(store),
                 max_body_bytes: 4096,
                 max_event_bytes: 1024,
+                tokens: None,
+                guards: Guards {
+                    slots: Arc::new(tokio::sync::Semaphore::new(8)),
+                    timeout: Duration::from_secs(5),
+                },
             },
         }
     }
@@ -32,6 +37,10 @@ impl Harness {
             .uri(uri)
             .body(body.into())
             .unwrap();
+        self.send_request(request).await
+    }
+
+    async fn send_request(&self, request: Request<Body>) -> (StatusCode, Value) {
         let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
@@ -175,4 +184,108 @@ async fn search_refuses_bad_parameters_with_400() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
         assert!(body["error"].is_string(), "{uri}: {body}");
     }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn post_with(headers: &[(&str, &str)], body: impl Into<Body>) -> Request<Body> {
+    let mut request = Request::builder().method(Method::POST).uri("/events");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(body.into()).unwrap()
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_inflated_and_bombs_refused() {
+    let h = Harness::new();
+    let ndjson = b"{\"summary\":\"zipped one\",\"hostname\":\"gz1\"}\n{\"summary\":\"zipped two\",\"hostname\":\"gz1\"}\n";
+    let (status, body) = h
+        .send_request(post_with(&[("content-encoding", "gzip")], gzip(ndjson)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["stored"], json!(2));
+    assert_eq!(h.search("hostname:gz1").await["total"], json!(2));
+
+    // Small on the wire, over the 4,096-byte limit once inflated.
+    let bomb = gzip(&vec![b' '; 100_000]);
+    assert!(bomb.len() < 4096);
+    let (status, body) = h
+        .send_request(post_with(&[("content-encoding", "gzip")], bomb))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+
+    let (status, body) = h
+        .send_request(post_with(&[("content-encoding", "gzip")], &b"not gzip"[..]))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("gzip"), "{body}");
+
+    let (status, body) = h
+        .send_request(post_with(&[("content-encoding", "br")], &b"{}"[..]))
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+}
+
+#[tokio::test]
+async fn bearer_tokens_guard_everything_but_health_checks() {
+    let mut h = Harness::new();
+    h.state.tokens = Some(Arc::new(
+        Tokens::parse("0123456789abcdef-fleet\n").unwrap(),
+    ));
+    let event = r#"{"summary":"with token","hostname":"tok1"}"#;
+
+    let (status, body) = h.send_request(post_with(&[], event)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = h
+        .send_request(post_with(&[("authorization", "Bearer wrong-token-0000000")], event))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = h.send(Method::GET, "/api/events?q=*", Body::empty()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = h.send(Method::GET, "/status", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, body) = h
+        .send_request(post_with(
+            &[("authorization", "Bearer 0123456789abcdef-fleet")],
+            event,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["stored"], json!(1));
+}
+
+#[tokio::test]
+async fn a_client_certificate_name_is_recorded() {
+    let h = Harness::new();
+    let mut request = post_with(&[], r#"{"summary":"from a known agent","hostname":"mtls1"}"#);
+    request.extensions_mut().insert(ConnectInfo(Peer {
+        address: "127.0.0.1:5000".parse().unwrap(),
+        identity: Some("agent-17.example.org".into()),
+    }));
+    let (status, body) = h.send_request(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let found = h.search("hostname:mtls1").await;
+    assert_eq!(
+        found["hits"][0]["details"]["agentidentity"],
+        json!("agent-17.example.org")
+    );
+}
+
+#[tokio::test]
+async fn requests_over_the_concurrency_cap_get_503_with_retry_after() {
+    let mut h = Harness::new();
+    h.state.guards.slots = Arc::new(tokio::sync::Semaphore::new(0));
+    let response = router(h.state.clone())
+        .oneshot(post_with(&[], r#"{"summary":"x"}"#))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
 }

@@ -1,0 +1,193 @@
+//! HTTPS for the ingest API: the server's certificate and key, optional client
+//! certificates (mutual TLS) from a configured CA, and a listener that completes TLS
+//! handshakes off the accept loop so one slow or silent client cannot hold up others.
+//!
+//! Each accepted connection carries a [`Peer`]: its address and, with mutual TLS, the
+//! name in its certificate (the subject's common name, else its first DNS name), which
+//! ingest records as `details.agentidentity`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::debug;
+
+/// Longest a client may take to finish its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub address: SocketAddr,
+    /// The client certificate's name, with mutual TLS.
+    pub identity: Option<String>,
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Peer {
+        Peer {
+            address: *stream.remote_addr(),
+            identity: None,
+        }
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Peer {
+        stream.remote_addr().clone()
+    }
+}
+
+/// Reads every certificate in a PEM file.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The server's TLS settings: its certificate chain and key, and, when `client_ca` is
+/// given, client certificates required and checked against it.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, (&'static str, String)> {
+    let chain = read_certificates(cert).map_err(|e| ("collector.http.tls_cert_file", e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        (
+            "collector.http.tls_key_file",
+            format!("{}: no usable private key ({e})", key.display()),
+        )
+    })?;
+    let builder = ServerConfig::builder();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in read_certificates(ca).map_err(|e| ("collector.http.client_ca_file", e))? {
+                roots.add(cert).map_err(|e| {
+                    (
+                        "collector.http.client_ca_file",
+                        format!("{}: {e}", ca.display()),
+                    )
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .map_err(|e| ("collector.http.client_ca_file", e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| ("collector.http.tls_key_file", e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepts TCP connections and hands out those whose TLS handshake completed.
+pub struct TlsListener {
+    address: SocketAddr,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, Peer)>,
+}
+
+impl TlsListener {
+    /// Starts accepting on `tcp`; handshakes run in their own tasks.
+    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<TlsListener> {
+        let address = tcp.local_addr()?;
+        let acceptor = TlsAcceptor::from(config);
+        let (tx, ready) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (stream, remote) = match tcp.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        debug!(error = %e, "Accept failed.");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let identity = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .and_then(|cert| certificate_name(cert));
+                            let peer = Peer {
+                                address: remote,
+                                identity,
+                            };
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => debug!(peer = %remote, error = %e, "TLS handshake refused."),
+                        Err(_) => debug!(peer = %remote, "TLS handshake timed out."),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { address, ready })
+    }
+}
+
+impl Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = Peer;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            // The accept task only ends when this listener is gone.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Peer> {
+        Ok(Peer {
+            address: self.address,
+            identity: None,
+        })
+    }
+}
+
+/// The subject's common name, else the first DNS name of the certificate.
+fn certificate_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    if let Some(cn) = parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+    {
+        return Some(cn.to_string());
+    }
+    let san = parsed.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|name| match name {
+        x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
+        _ => None,
+    })
+}
