@@ -41,7 +41,6 @@ start_at = "beginning"
 
 [agent.shippers.http]
 url = "$url/events"
-batch_max_wait_ms = 200
 
 [collector]
 data_dir = "$PWD/$work/collector-data"

@@ -329,6 +329,41 @@ impl DiskBuffer {
         Ok(())
     }
 
+    /// The oldest durable record not yet acknowledged, without moving the reader (for
+    /// the heartbeat's "oldest unshipped" age).
+    pub fn peek_oldest(&self) -> Result<Option<Vec<u8>>, BufferError> {
+        let mut at = self.acked;
+        while at < self.durable {
+            let end = if at.segment == self.write_at.segment {
+                self.write_at.offset
+            } else {
+                self.sealed.get(&at.segment).copied().unwrap_or(0)
+            };
+            if at.offset >= end {
+                match self.segments.iter().find(|s| **s > at.segment) {
+                    Some(next) => {
+                        at = Position {
+                            segment: *next,
+                            offset: 0,
+                        };
+                        continue;
+                    }
+                    None => return Ok(None),
+                }
+            }
+            let path = segment_path(&self.dir, at.segment);
+            let mut file = File::open(&path).map_err(io_err(&path))?;
+            file.seek(SeekFrom::Start(at.offset)).map_err(io_err(&path))?;
+            let mut header = [0u8; HEADER as usize];
+            file.read_exact(&mut header).map_err(io_err(&path))?;
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let mut payload = vec![0u8; len];
+            file.read_exact(&mut payload).map_err(io_err(&path))?;
+            return Ok(Some(payload));
+        }
+        Ok(None)
+    }
+
     /// Bytes on disk not yet acknowledged.
     pub fn unacked_bytes(&self) -> u64 {
         let mut total = 0;

@@ -68,6 +68,13 @@ pub struct AgentConfig {
     /// `[agent.shippers]`.
     #[serde(default)]
     pub shippers: ShippersConfig,
+    /// Seconds between heartbeat events (0: none).
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_secs: u64,
+}
+
+fn default_heartbeat_secs() -> u64 {
+    60
 }
 
 /// What the buffer does when it reaches `max_bytes`.
@@ -148,6 +155,7 @@ impl Default for AgentConfig {
             inputs: InputsConfig::default(),
             buffer: BufferConfig::default(),
             shippers: ShippersConfig::default(),
+            heartbeat_secs: default_heartbeat_secs(),
         }
     }
 }
@@ -333,13 +341,17 @@ impl Default for FileInputConfig {
     }
 }
 
-/// `[agent.shippers]`.
+/// `[agent.shippers]`: where events go. Configure one of `http` (the default, to
+/// `http://127.0.0.1:8080/events`) or `amqp`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShippersConfig {
     /// `[agent.shippers.http]`.
     #[serde(default)]
-    pub http: HttpShipperConfig,
+    pub http: Option<HttpShipperConfig>,
+    /// `[agent.shippers.amqp]`.
+    #[serde(default)]
+    pub amqp: Option<AmqpShipperConfig>,
 }
 
 /// `[agent.shippers.http]`.
@@ -347,26 +359,98 @@ pub struct ShippersConfig {
 #[serde(deny_unknown_fields)]
 pub struct HttpShipperConfig {
     /// The collector's ingest URL.
-    #[serde(default = "default_url")]
-    pub url: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Several collector URLs, tried in order; on a network error or 5xx the next one
+    /// takes over.
+    #[serde(default)]
+    pub urls: Vec<String>,
     /// Most events per request.
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
-    /// Longest an event waits for its batch to fill, in milliseconds.
-    #[serde(default = "default_batch_max_wait_ms")]
-    pub batch_max_wait_ms: u64,
     /// Longest wait for one request, in seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Compress request bodies with gzip.
+    #[serde(default = "default_true")]
+    pub gzip: bool,
+    /// PEM CA certificates the collector's certificate must chain to (default: the
+    /// system's roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with `client_key_file`).
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// File holding the bearer token (env `PICKET_AGENT_TOKEN_FILE` overrides).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[agent.shippers.amqp]`: MozDef's RabbitMQ layout.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpShipperConfig {
+    /// `amqp://` or `amqps://host:port/vhost` (no credentials in it: see below).
+    pub url: String,
+    /// Exchange events are published to (declared direct and durable).
+    #[serde(default = "default_eventtask")]
+    pub exchange: String,
+    /// Routing key of every message.
+    #[serde(default = "default_eventtask")]
+    pub routing_key: String,
+    /// Queue declared durable and bound to the exchange with the routing key, so events
+    /// wait in the broker until a consumer takes them; empty: declare none.
+    #[serde(default = "default_eventtask")]
+    pub queue: String,
+    /// User name for PLAIN authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password (env `PICKET_AGENT_AMQP_PASSWORD_FILE` overrides).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// `plain` (user name and password) or `external` (the client certificate's name).
+    #[serde(default)]
+    pub auth: AmqpAuth,
+    /// PEM CA certificates the broker's certificate must chain to (default: the
+    /// system's roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (with `client_key_file`).
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// Most unconfirmed messages at once (one buffer batch).
+    #[serde(default = "default_batch_max_events")]
+    pub batch_max_events: usize,
+    /// Longest wait for the broker to connect or confirm, in seconds.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
 }
 
+/// How the AMQP shipper logs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmqpAuth {
+    #[default]
+    Plain,
+    External,
+}
+
+fn default_eventtask() -> String {
+    "eventtask".to_string()
+}
+fn default_true() -> bool {
+    true
+}
 fn default_url() -> String {
     "http://127.0.0.1:8080/events".to_string()
 }
 fn default_batch_max_events() -> usize {
-    1000
-}
-fn default_batch_max_wait_ms() -> u64 {
     1000
 }
 fn default_timeout_secs() -> u64 {
@@ -376,12 +460,62 @@ fn default_timeout_secs() -> u64 {
 impl Default for HttpShipperConfig {
     fn default() -> Self {
         HttpShipperConfig {
-            url: default_url(),
+            url: None,
+            urls: Vec::new(),
             batch_max_events: default_batch_max_events(),
-            batch_max_wait_ms: default_batch_max_wait_ms(),
             timeout_secs: default_timeout_secs(),
+            gzip: true,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            token_file: None,
         }
     }
+}
+
+/// TLS material for a shipper, read and checked at load time.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    /// PEM CA bundle; `None` = the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate chain followed by its key.
+    pub identity_pem: Option<Vec<u8>>,
+    /// The client certificate and key files, as configured (AMQP reads them again).
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The checked HTTP shipper settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub urls: Vec<reqwest::Url>,
+    pub gzip: bool,
+    pub tls: TlsFiles,
+    pub token: Option<String>,
+    pub timeout: Duration,
+}
+
+/// The checked AMQP shipper settings.
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    /// Without credentials; they are added when connecting.
+    pub url: reqwest::Url,
+    pub exchange: String,
+    pub routing_key: String,
+    pub queue: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub auth: AmqpAuth,
+    pub tls: TlsFiles,
+    pub timeout: Duration,
+}
+
+/// Which shipper runs.
+#[derive(Debug, Clone)]
+pub enum ShipperSettings {
+    Http(HttpSettings),
+    Amqp(AmqpSettings),
 }
 
 /// The checked journald settings.
@@ -418,10 +552,237 @@ pub struct Settings {
     /// missing).
     pub journald: Option<JournaldSettings>,
     pub buffer: BufferSettings,
-    pub url: reqwest::Url,
+    pub shipper: ShipperSettings,
+    /// Most events sent in one request (HTTP) or awaiting confirms at once (AMQP).
     pub batch_max_events: usize,
-    pub batch_max_wait: Duration,
-    pub timeout: Duration,
+    /// Every this often an `agent heartbeat` event is emitted; `None`: never.
+    pub heartbeat: Option<Duration>,
+}
+
+type Invalid<'a> = dyn Fn(&'static str, String) -> ConfigError + 'a;
+
+impl ShippersConfig {
+    fn build(&self, invalid: &Invalid<'_>) -> Result<(ShipperSettings, usize), ConfigError> {
+        match (&self.http, &self.amqp) {
+            (Some(_), Some(_)) => Err(invalid(
+                "agent.shippers",
+                "configure one shipper: [agent.shippers.http] or [agent.shippers.amqp]".into(),
+            )),
+            (None, Some(amqp)) => amqp.build(invalid),
+            (http, None) => http
+                .as_ref()
+                .unwrap_or(&HttpShipperConfig::default())
+                .build(invalid),
+        }
+    }
+}
+
+fn check_batch(key: &'static str, n: usize, invalid: &Invalid<'_>) -> Result<(), ConfigError> {
+    if !(1..=100_000).contains(&n) {
+        return Err(invalid(key, "must be between 1 and 100000".into()));
+    }
+    Ok(())
+}
+
+fn check_timeout(key: &'static str, secs: u64, invalid: &Invalid<'_>) -> Result<(), ConfigError> {
+    if secs == 0 {
+        return Err(invalid(key, "must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// A secret file's path: the environment variable wins over the config (so secrets can
+/// live outside configuration management).
+fn secret_path(env: &str, configured: &Option<PathBuf>) -> Option<PathBuf> {
+    std::env::var_os(env)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| configured.clone())
+}
+
+/// Reads a secret: the first line of the file, trimmed.
+fn read_secret(key: &'static str, path: &Path, invalid: &Invalid<'_>) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+    let secret = text.lines().next().unwrap_or("").trim().to_string();
+    if secret.is_empty() {
+        return Err(invalid(key, format!("{} is empty", path.display())));
+    }
+    Ok(secret)
+}
+
+/// Reads and checks CA and client certificate files.
+fn tls_files(
+    prefix: &'static [&'static str; 3],
+    ca_file: &Option<PathBuf>,
+    cert_file: &Option<PathBuf>,
+    key_file: &Option<PathBuf>,
+    invalid: &Invalid<'_>,
+) -> Result<TlsFiles, ConfigError> {
+    let [ca_key, cert_key, key_key] = *prefix;
+    let read = |key: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+    };
+    let ca_pem = match ca_file {
+        Some(path) => {
+            let pem = read(ca_key, path)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| invalid(ca_key, format!("{}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(invalid(ca_key, format!("{} holds no PEM certificate", path.display())));
+            }
+            Some(pem)
+        }
+        None => None,
+    };
+    let identity_pem = match (cert_file, key_file) {
+        (Some(cert), Some(key)) => {
+            let mut pem = read(cert_key, cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key_key, key)?);
+            reqwest::Identity::from_pem(&pem).map_err(|e| {
+                invalid(
+                    key_key,
+                    format!("{} and {} are not a PEM certificate and key: {e}", cert.display(), key.display()),
+                )
+            })?;
+            Some(pem)
+        }
+        (None, None) => None,
+        (Some(_), None) => return Err(invalid(key_key, "must be set with the client certificate".into())),
+        (None, Some(_)) => return Err(invalid(cert_key, "must be set with the client key".into())),
+    };
+    Ok(TlsFiles {
+        ca_pem,
+        identity_pem,
+        client_cert_file: cert_file.clone(),
+        client_key_file: key_file.clone(),
+        ca_file: ca_file.clone(),
+    })
+}
+
+impl HttpShipperConfig {
+    fn build(&self, invalid: &Invalid<'_>) -> Result<(ShipperSettings, usize), ConfigError> {
+        const KEY: &str = "agent.shippers.http.url";
+        let texts: Vec<String> = match (&self.url, self.urls.is_empty()) {
+            (Some(_), false) => {
+                return Err(invalid(KEY, "set url or urls, not both".into()));
+            }
+            (Some(url), true) => vec![url.clone()],
+            (None, false) => self.urls.clone(),
+            (None, true) => vec![default_url()],
+        };
+        let mut urls = Vec::with_capacity(texts.len());
+        for text in &texts {
+            let url = reqwest::Url::parse(text).map_err(|e| invalid(KEY, format!("{text:?}: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(KEY, format!("{text:?} must be an http:// or https:// URL")));
+            }
+            urls.push(url);
+        }
+        check_batch("agent.shippers.http.batch_max_events", self.batch_max_events, invalid)?;
+        check_timeout("agent.shippers.http.timeout_secs", self.timeout_secs, invalid)?;
+        let tls = tls_files(
+            &[
+                "agent.shippers.http.ca_file",
+                "agent.shippers.http.client_cert_file",
+                "agent.shippers.http.client_key_file",
+            ],
+            &self.ca_file,
+            &self.client_cert_file,
+            &self.client_key_file,
+            invalid,
+        )?;
+        let token = secret_path("PICKET_AGENT_TOKEN_FILE", &self.token_file)
+            .map(|path| read_secret("agent.shippers.http.token_file", &path, invalid))
+            .transpose()?;
+        if token.is_some() && urls.iter().any(|u| u.scheme() == "http" && !is_loopback(u)) {
+            return Err(invalid(
+                "agent.shippers.http.token_file",
+                "a bearer token would cross the network in clear: use https:// URLs".into(),
+            ));
+        }
+        let settings = HttpSettings {
+            urls,
+            gzip: self.gzip,
+            tls,
+            token,
+            timeout: Duration::from_secs(self.timeout_secs),
+        };
+        Ok((ShipperSettings::Http(settings), self.batch_max_events))
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    }
+}
+
+impl AmqpShipperConfig {
+    fn build(&self, invalid: &Invalid<'_>) -> Result<(ShipperSettings, usize), ConfigError> {
+        const KEY: &str = "agent.shippers.amqp.url";
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| invalid(KEY, format!("{:?}: {e}", self.url)))?;
+        if !matches!(url.scheme(), "amqp" | "amqps") {
+            return Err(invalid(KEY, "must be an amqp:// or amqps:// URL".into()));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                KEY,
+                "must not hold credentials: set username and password_file".into(),
+            ));
+        }
+        if self.exchange.is_empty() {
+            return Err(invalid("agent.shippers.amqp.exchange", "must not be empty".into()));
+        }
+        check_batch("agent.shippers.amqp.batch_max_events", self.batch_max_events, invalid)?;
+        check_timeout("agent.shippers.amqp.timeout_secs", self.timeout_secs, invalid)?;
+        let tls = tls_files(
+            &[
+                "agent.shippers.amqp.ca_file",
+                "agent.shippers.amqp.client_cert_file",
+                "agent.shippers.amqp.client_key_file",
+            ],
+            &self.ca_file,
+            &self.client_cert_file,
+            &self.client_key_file,
+            invalid,
+        )?;
+        let password = secret_path("PICKET_AGENT_AMQP_PASSWORD_FILE", &self.password_file)
+            .map(|path| read_secret("agent.shippers.amqp.password_file", &path, invalid))
+            .transpose()?;
+        match self.auth {
+            AmqpAuth::External if tls.identity_pem.is_none() || url.scheme() != "amqps" => {
+                return Err(invalid(
+                    "agent.shippers.amqp.auth",
+                    "external needs an amqps:// URL and a client certificate".into(),
+                ));
+            }
+            AmqpAuth::Plain if self.username.is_some() != password.is_some() => {
+                return Err(invalid(
+                    "agent.shippers.amqp.password_file",
+                    "username and password_file go together".into(),
+                ));
+            }
+            _ => {}
+        }
+        let settings = AmqpSettings {
+            url,
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            queue: self.queue.clone(),
+            username: self.username.clone(),
+            password,
+            auth: self.auth,
+            tls,
+            timeout: Duration::from_secs(self.timeout_secs),
+        };
+        Ok((ShipperSettings::Amqp(settings), self.batch_max_events))
+    }
 }
 
 impl ConfigFile {
@@ -482,27 +843,7 @@ impl AgentConfig {
                 "must be between 256 and 67108864".into(),
             ));
         }
-        let http = &self.shippers.http;
-        let url = reqwest::Url::parse(&http.url)
-            .map_err(|e| invalid("agent.shippers.http.url", format!("{:?}: {e}", http.url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid(
-                "agent.shippers.http.url",
-                "must be an http:// or https:// URL".into(),
-            ));
-        }
-        if !(1..=100_000).contains(&http.batch_max_events) {
-            return Err(invalid(
-                "agent.shippers.http.batch_max_events",
-                "must be between 1 and 100000".into(),
-            ));
-        }
-        if http.timeout_secs == 0 {
-            return Err(invalid(
-                "agent.shippers.http.timeout_secs",
-                "must be at least 1".into(),
-            ));
-        }
+        let (shipper, batch_max_events) = self.shippers.build(&invalid)?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("agent.data_dir", "must not be empty".into()));
         }
@@ -571,10 +912,9 @@ impl AgentConfig {
                 partial_flush: Duration::from_millis(file.partial_line_flush_ms),
                 max_line_bytes: file.max_line_bytes,
             },
-            url,
-            batch_max_events: http.batch_max_events,
-            batch_max_wait: Duration::from_millis(http.batch_max_wait_ms),
-            timeout: Duration::from_secs(http.timeout_secs),
+            shipper,
+            batch_max_events,
+            heartbeat: (self.heartbeat_secs > 0).then(|| Duration::from_secs(self.heartbeat_secs)),
         })
     }
 }
@@ -590,7 +930,10 @@ mod tests {
         assert!(file.collector.is_some());
         let settings = file.agent.build(&path).unwrap();
         assert_eq!(settings.file.start_at, StartAt::End);
-        assert_eq!(settings.url.as_str(), "http://127.0.0.1:8080/events");
+        let ShipperSettings::Http(http) = &settings.shipper else {
+            panic!("the example ships over HTTP");
+        };
+        assert_eq!(http.urls[0].as_str(), "http://127.0.0.1:8080/events");
     }
 
     #[test]

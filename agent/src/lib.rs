@@ -5,7 +5,10 @@
 //! - [`host`]: this host's FQDN and stable id.
 //! - [`parsers`]: one line → one event.
 //! - [`inputs::file`]: following files (its own thread).
-//! - [`shippers::http`]: NDJSON batches to the collector.
+//! - [`shippers`]: NDJSON batches to the collector over HTTP(S) ([`shippers::http`]) or
+//!   messages to RabbitMQ ([`shippers::amqp`]).
+//! - [`deadletter`]: events the collector refused, kept with the reason.
+//! - [`heartbeat`]: the agent's own periodic event.
 //! - [`checkpoint`]: read positions on disk.
 //! - [`buffer`]: the disk buffer (segment log).
 //! - [`metrics`]: the counters.
@@ -17,6 +20,8 @@
 pub mod buffer;
 pub mod checkpoint;
 pub mod config;
+pub mod deadletter;
+pub mod heartbeat;
 pub mod host;
 pub mod inputs;
 pub mod metrics;
@@ -42,8 +47,9 @@ use crate::inputs::file::FileInput;
 use crate::inputs::journald::JournaldInput;
 use crate::metrics::Metrics;
 use crate::parsers::LineParser;
-use crate::shippers::Outcome;
-use crate::shippers::http::{HttpShipper, HttpShipperError};
+use crate::deadletter::DeadLetter;
+use crate::host::HostIdentity;
+use crate::shippers::{Outcome, Shipper};
 
 /// How long a stopping agent keeps trying to deliver what it has read.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,8 +61,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub enum RunError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error(transparent)]
-    Shipper(#[from] HttpShipperError),
+    #[error("cannot set up the shipper: {0}")]
+    Shipper(String),
     #[error("cannot start an input thread: {0}")]
     Thread(std::io::Error),
     #[error(transparent)]
@@ -72,7 +78,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let checkpoints = Arc::new(Mutex::new(CheckpointStore::load(&settings.data_dir)?));
     let metrics = Arc::new(Metrics::default());
-    let shipper = HttpShipper::build(settings.url.clone(), settings.timeout)?;
+    let shipper = Shipper::build(&settings.shipper).map_err(RunError::Shipper)?;
     let (events_tx, events_rx) = mpsc::channel::<Vec<ReadEvent>>(8);
     let stop_input = Arc::new(AtomicBool::new(false));
 
@@ -114,7 +120,7 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     info!(
-        url = %shipper.url(),
+        destination = %shipper.destination(),
         hostname = %settings.host.fqdn,
         "Agent started."
     );
@@ -150,15 +156,19 @@ pub async fn run(
     let synced = Arc::new(tokio::sync::Notify::new());
     let writer = tokio::spawn(buffer_stage(
         events_rx,
-        Arc::clone(&disk),
-        Arc::clone(&checkpoints),
-        Arc::clone(&synced),
-        settings.buffer.clone(),
-        Arc::clone(&metrics),
+        BufferStage {
+            disk: Arc::clone(&disk),
+            checkpoints: Arc::clone(&checkpoints),
+            synced: Arc::clone(&synced),
+            settings: settings.buffer.clone(),
+            metrics: Arc::clone(&metrics),
+            heartbeat: settings.heartbeat.map(|every| (every, settings.host.clone())),
+        },
         stop_rx.clone(),
     ));
     let mut pipeline = Pipeline {
         shipper,
+        dead_letter: DeadLetter::new(&settings.data_dir),
         disk,
         synced,
         metrics: Arc::clone(&metrics),
@@ -196,18 +206,33 @@ pub use crate::config::BufferSettings;
 /// drops what arrives (counted, logged).
 async fn buffer_stage(
     mut events: mpsc::Receiver<Vec<ReadEvent>>,
-    disk: Arc<Mutex<DiskBuffer>>,
-    checkpoints: Arc<Mutex<CheckpointStore>>,
-    synced: Arc<tokio::sync::Notify>,
-    settings: BufferSettings,
-    metrics: Arc<Metrics>,
+    stage: BufferStage,
     stop_rx: watch::Receiver<bool>,
 ) {
+    let BufferStage {
+        disk,
+        checkpoints,
+        synced,
+        settings,
+        metrics,
+        heartbeat,
+    } = stage;
     let mut positions = Positions::default();
     let mut unsynced = 0usize;
     let mut last_sync = Instant::now();
     let mut line = Vec::with_capacity(4096);
+    // The first heartbeat goes out at start: a restarted agent says so at once.
+    let mut next_heartbeat = Instant::now();
     loop {
+        if let Some((every, host)) = &heartbeat
+            && Instant::now() >= next_heartbeat
+            && !*stop_rx.borrow()
+        {
+            next_heartbeat = Instant::now() + *every;
+            if write_heartbeat(&disk, host, &metrics, &mut line) {
+                unsynced += 1;
+            }
+        }
         let received = match tokio::time::timeout(settings.sync_interval, events.recv()).await {
             Ok(Some(chunk)) => Some(chunk),
             Ok(None) => break,
@@ -260,6 +285,56 @@ async fn buffer_stage(
     }
     commit(&disk, &checkpoints, &mut positions, &metrics);
     synced.notify_one();
+}
+
+/// What the buffer stage works with.
+struct BufferStage {
+    disk: Arc<Mutex<DiskBuffer>>,
+    checkpoints: Arc<Mutex<CheckpointStore>>,
+    synced: Arc<tokio::sync::Notify>,
+    settings: BufferSettings,
+    metrics: Arc<Metrics>,
+    /// How often, and as which host, to write heartbeats.
+    heartbeat: Option<(Duration, HostIdentity)>,
+}
+
+/// Appends a heartbeat to the buffer (unless it is full: a heartbeat never takes the
+/// place of a log line). True when one was written.
+fn write_heartbeat(
+    disk: &Mutex<DiskBuffer>,
+    host: &HostIdentity,
+    metrics: &Metrics,
+    line: &mut Vec<u8>,
+) -> bool {
+    tokio::task::block_in_place(|| {
+        let Ok(mut disk) = disk.lock() else {
+            return false;
+        };
+        if disk.is_full() {
+            return false;
+        }
+        let oldest = match disk.peek_oldest() {
+            Ok(record) => record.as_deref().and_then(heartbeat::record_time),
+            Err(e) => {
+                warn!(error = %e, "Cannot read the oldest buffered event for the heartbeat.");
+                None
+            }
+        };
+        let snapshot = heartbeat::Snapshot {
+            buffer_bytes: disk.unacked_bytes(),
+            oldest,
+        };
+        let event = heartbeat::event(host, metrics, &snapshot, chrono::Utc::now());
+        line.clear();
+        event.write_json_line(line);
+        match disk.append(line) {
+            Ok(_) => true,
+            Err(e) => {
+                error!(error = %e, "Cannot write the heartbeat to the disk buffer.");
+                false
+            }
+        }
+    })
 }
 
 /// fsyncs the buffer, then moves the inputs' checkpoints to what it now holds.
@@ -320,7 +395,8 @@ impl Positions {
 /// The ship stage: reads batches from the disk buffer, sends them, acknowledges them
 /// in the buffer after a 2xx.
 struct Pipeline {
-    shipper: HttpShipper,
+    shipper: Shipper,
+    dead_letter: DeadLetter,
     disk: Arc<Mutex<DiskBuffer>>,
     synced: Arc<tokio::sync::Notify>,
     metrics: Arc<Metrics>,
@@ -411,12 +487,12 @@ impl Pipeline {
         let mut attempt: u32 = 0;
         while let Some(part) = work.pop() {
             loop {
-                let body: Vec<u8> = part.concat();
-                match self.shipper.send_body(body).await {
+                match self.shipper.send(part).await {
                     Outcome::Delivered { rejected } => {
                         let refused = rejected.len() as u64;
                         for (position, reason) in &rejected {
-                            error!(position, reason = %reason, "Collector refused an event; it is dropped.");
+                            let record = part.get(*position).map(Vec::as_slice).unwrap_or(b"");
+                            self.dead_letter(reason, std::slice::from_ref(&record));
                         }
                         self.metrics
                             .events_rejected
@@ -441,7 +517,8 @@ impl Pipeline {
                         break;
                     }
                     Outcome::Reject { reason, .. } => {
-                        error!(events = part.len(), reason = %reason, "Collector refused a batch; its events are dropped.");
+                        let records: Vec<&[u8]> = part.iter().map(Vec::as_slice).collect();
+                        self.dead_letter(&reason, &records);
                         self.metrics
                             .events_rejected
                             .fetch_add(part.len() as u64, Ordering::Relaxed);
@@ -460,6 +537,22 @@ impl Pipeline {
             }
         }
         true
+    }
+
+    /// Keeps refused events in the dead-letter file, logged and counted.
+    fn dead_letter(&mut self, reason: &str, records: &[&[u8]]) {
+        error!(
+            events = records.len(),
+            reason,
+            file = %self.dead_letter.path().display(),
+            "Collector refused events; they are kept in the dead-letter file."
+        );
+        for record in records {
+            if let Err(e) = self.dead_letter.write(reason, record) {
+                error!(error = %e, "Cannot write the dead-letter file; a refused event is lost.");
+                self.metrics.events_lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Sleeps `delay` (cut short by a stop request); false when the drain deadline

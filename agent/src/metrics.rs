@@ -21,8 +21,11 @@ pub struct Metrics {
     pub truncations: AtomicU64,
     /// Events the collector acknowledged.
     pub events_shipped: AtomicU64,
-    /// Events the collector refused (logged with the reason); not retried.
+    /// Events the collector refused (logged with the reason, kept in the dead-letter
+    /// file); not retried.
     pub events_rejected: AtomicU64,
+    /// Refused events the dead-letter file could not take (disk error): lost.
+    pub events_lost: AtomicU64,
     /// Events dropped because the disk buffer was full (`when_full = "drop_newest"`).
     pub events_dropped: AtomicU64,
     /// Bytes cut from the buffer at start after a CRC failure (data lost).
@@ -45,6 +48,7 @@ impl Metrics {
             truncations = get(&self.truncations),
             events_shipped = get(&self.events_shipped),
             events_rejected = get(&self.events_rejected),
+            events_lost = get(&self.events_lost),
             retries = get(&self.retries),
             events_dropped = get(&self.events_dropped),
             buffer_bytes_lost = get(&self.buffer_bytes_lost),

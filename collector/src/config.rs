@@ -78,7 +78,7 @@ impl Default for CollectorConfig {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address and port to listen on. MozDef's loginput uses port 8080. The default
-    /// listens on loopback only: the HTTP API has no authentication yet.
+    /// listens on loopback only: set client certificates or tokens before opening it up.
     #[serde(default = "default_listen")]
     pub listen: String,
     /// Largest request body accepted, in bytes; larger bodies get 413.

@@ -306,7 +306,6 @@ mode = "off"
 
 [agent.shippers.http]
 url = {events_url:?}
-batch_max_wait_ms = 100
 "#
             ),
         )

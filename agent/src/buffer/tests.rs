@@ -140,3 +140,24 @@ fn the_buffer_is_full_at_max_bytes_until_acknowledged() {
         Err(BufferError::TooLarge(_))
     ));
 }
+
+#[test]
+fn peek_oldest_shows_the_first_unacknowledged_durable_record() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tiny segments: the oldest record moves across segment boundaries.
+    let (mut buffer, _) = DiskBuffer::open(dir.path(), 4096, 1 << 30).unwrap();
+    assert_eq!(buffer.peek_oldest().unwrap(), None);
+    buffer.append(b"not yet durable").unwrap();
+    assert_eq!(buffer.peek_oldest().unwrap(), None, "only durable records");
+    buffer.sync().unwrap();
+    fill(&mut buffer, 0, 1000);
+    let oldest = |b: &DiskBuffer| String::from_utf8(b.peek_oldest().unwrap().unwrap()).unwrap();
+    assert_eq!(oldest(&buffer), "not yet durable");
+    let (_, last) = payloads(&mut buffer, 600);
+    assert_eq!(oldest(&buffer), "not yet durable", "reading is not acknowledging");
+    buffer.ack(last.unwrap()).unwrap();
+    assert_eq!(oldest(&buffer), "event 599");
+    let (_, last) = payloads(&mut buffer, 1000);
+    buffer.ack(last.unwrap()).unwrap();
+    assert_eq!(buffer.peek_oldest().unwrap(), None);
+}

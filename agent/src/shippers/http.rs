@@ -1,15 +1,23 @@
-//! The HTTP shipper: POSTs a batch of events as NDJSON to the collector's `/events`
-//! and reads its answer into an [`Outcome`]. Connections are kept alive between
-//! batches by reqwest's pool.
+//! The HTTP(S) shipper: POSTs a batch of events as NDJSON (gzip by default) to the
+//! collector's `/events` and reads its answer into an [`Outcome`].
+//!
+//! - TLS with rustls: the collector's certificate checked against the system's roots or
+//!   a configured CA bundle only; a client certificate for mutual TLS; a bearer token.
+//! - Connections are kept alive between batches by reqwest's pool.
+//! - Several URLs: a network error, a timeout or a 5xx moves the next attempt to the
+//!   next URL (logged); a 429 stays, honouring `Retry-After`.
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
 use thiserror::Error;
+use tracing::warn;
 
 use super::Outcome;
+use crate::config::HttpSettings;
 
 /// Why the shipper could not be built.
 #[derive(Debug, Error)]
@@ -18,11 +26,14 @@ pub enum HttpShipperError {
     Client(reqwest::Error),
 }
 
-/// Sends batches to one collector URL.
+/// Sends batches to the collector URLs, one at a time, in order of preference.
 #[derive(Debug, Clone)]
 pub struct HttpShipper {
     client: reqwest::Client,
-    url: reqwest::Url,
+    urls: Vec<reqwest::Url>,
+    current: usize,
+    gzip: bool,
+    authorization: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,37 +51,76 @@ struct RejectedItem {
 }
 
 impl HttpShipper {
-    /// A shipper for `url` with a per-request `timeout`.
-    pub fn build(url: reqwest::Url, timeout: Duration) -> Result<HttpShipper, HttpShipperError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
+    /// A shipper for the checked settings.
+    pub fn build(settings: &HttpSettings) -> Result<HttpShipper, HttpShipperError> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("picket-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(HttpShipperError::Client)?;
-        Ok(HttpShipper { client, url })
+            .user_agent(concat!("picket-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &settings.tls.ca_pem {
+            let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(HttpShipperError::Client)?;
+            builder = builder.tls_certs_only(roots);
+        }
+        if let Some(pem) = &settings.tls.identity_pem {
+            let identity = reqwest::Identity::from_pem(pem).map_err(HttpShipperError::Client)?;
+            builder = builder.identity(identity);
+        }
+        let client = builder.build().map_err(HttpShipperError::Client)?;
+        Ok(HttpShipper {
+            client,
+            urls: settings.urls.clone(),
+            current: 0,
+            gzip: settings.gzip,
+            authorization: settings.token.as_ref().map(|t| format!("Bearer {t}")),
+        })
     }
 
-    /// The collector URL.
+    /// The collector URL the next batch goes to.
     pub fn url(&self) -> &reqwest::Url {
-        &self.url
+        &self.urls[self.current]
     }
 
-    /// Sends an NDJSON body (events already serialized, one per line).
-    pub async fn send_body(&self, body: Vec<u8>) -> Outcome {
-        let response = match self
+    /// After a failure that may be the collector's own: the next URL takes over.
+    fn fail_over(&mut self, reason: &str) {
+        if self.urls.len() > 1 {
+            let from = self.current;
+            self.current = (self.current + 1) % self.urls.len();
+            warn!(from = %self.urls[from], to = %self.urls[self.current], reason, "Switching collector.");
+        }
+    }
+
+    /// Sends serialized events (one JSON line each) as one request.
+    pub async fn send(&mut self, records: &[Vec<u8>]) -> Outcome {
+        let mut request = self
             .client
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/x-ndjson")
-            .body(body)
-            .send()
-            .await
-        {
+            .post(self.url().clone())
+            .header(CONTENT_TYPE, "application/x-ndjson");
+        if self.gzip {
+            let size: usize = records.iter().map(Vec::len).sum();
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(size / 6),
+                flate2::Compression::fast(),
+            );
+            for record in records {
+                // Writing into a Vec cannot fail.
+                let _ = encoder.write_all(record);
+            }
+            let body = encoder.finish().unwrap_or_default();
+            request = request.header(CONTENT_ENCODING, "gzip").body(body);
+        } else {
+            request = request.body(records.concat());
+        }
+        if let Some(authorization) = &self.authorization {
+            request = request.header(AUTHORIZATION, authorization);
+        }
+        let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
+                let reason = format!("request to {} failed: {}", self.url(), error_chain(&e));
+                self.fail_over(&reason);
                 return Outcome::Retry {
-                    reason: format!("request failed: {e}"),
+                    reason,
                     after: None,
                 };
             }
@@ -80,17 +130,14 @@ impl HttpShipper {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(parse_retry_after);
         let text = response.text().await.unwrap_or_default();
         let answer: Option<Answer> = serde_json::from_str(&text).ok();
-        let reason = |answer: &Option<Answer>| {
-            let said = answer
-                .as_ref()
-                .and_then(|a| a.error.clone())
-                .unwrap_or_else(|| "no reason given".to_string());
-            format!("collector answered {status}: {said}")
-        };
+        let said = answer
+            .as_ref()
+            .and_then(|a| a.error.clone())
+            .unwrap_or_else(|| "no reason given".to_string());
+        let reason = format!("{} answered {status}: {said}", self.url());
         if status.is_success() {
             let rejected = answer
                 .map(|a| {
@@ -102,18 +149,72 @@ impl HttpShipper {
                 .unwrap_or_default();
             return Outcome::Delivered { rejected };
         }
-        if status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::REQUEST_TIMEOUT
-            || status.is_server_error()
-        {
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
             return Outcome::Retry {
-                reason: reason(&answer),
+                reason,
                 after: retry_after,
             };
         }
+        if status.is_server_error() {
+            self.fail_over(&reason);
+            return Outcome::Retry {
+                reason,
+                after: retry_after,
+            };
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            // A credential problem is fixed by an operator, not by dropping events:
+            // keep them and keep asking (slowly).
+            return Outcome::Retry {
+                reason: format!("{reason} (check the agent's token or client certificate)"),
+                after: Some(Duration::from_secs(30)),
+            };
+        }
         Outcome::Reject {
-            reason: reason(&answer),
+            reason,
             too_large: status == StatusCode::PAYLOAD_TOO_LARGE,
         }
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = when.timestamp() - chrono::Utc::now().timestamp();
+    Some(Duration::from_secs(wait.max(0) as u64))
+}
+
+/// An error and its causes, which is where reqwest says "certificate unknown" or
+/// "connection refused".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let soon = chrono::Utc::now() + chrono::Duration::seconds(120);
+        let later = parse_retry_after(&soon.to_rfc2822()).unwrap();
+        assert!(later >= Duration::from_secs(118) && later <= Duration::from_secs(120));
+        assert_eq!(parse_retry_after("soon"), None);
     }
 }
