@@ -600,11 +600,17 @@ fn secret_path(env: &str, configured: &Option<PathBuf>) -> Option<PathBuf> {
         .or_else(|| configured.clone())
 }
 
-/// Reads a secret: the first line of the file, trimmed.
+/// Reads a secret: the first line of the file that is neither blank nor a `#` comment,
+/// trimmed.
 fn read_secret(key: &'static str, path: &Path, invalid: &Invalid<'_>) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
-    let secret = text.lines().next().unwrap_or("").trim().to_string();
+    let secret = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or("")
+        .to_string();
     if secret.is_empty() {
         return Err(invalid(key, format!("{} is empty", path.display())));
     }

@@ -57,6 +57,82 @@ pub struct CollectorConfig {
     /// `[collector.stores]`: where events are stored.
     #[serde(default)]
     pub stores: StoresConfig,
+    /// `[collector.amqp]`: consume MozDef's RabbitMQ queue (off when absent).
+    #[serde(default)]
+    pub amqp: Option<AmqpConfig>,
+}
+
+/// `[collector.amqp]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// `amqp://` or `amqps://host:port/vhost`, without credentials.
+    pub url: String,
+    /// The queue consumed (declared durable).
+    #[serde(default = "default_eventtask")]
+    pub queue: String,
+    /// The exchange the queue is bound to (declared direct and durable).
+    #[serde(default = "default_eventtask")]
+    pub exchange: String,
+    /// The binding's routing key.
+    #[serde(default = "default_eventtask")]
+    pub routing_key: String,
+    /// Where messages that are not events go, with the reason in a header (declared
+    /// durable).
+    #[serde(default = "default_dead_letter_queue")]
+    pub dead_letter_queue: String,
+    /// Most unacknowledged messages held at once; they are stored as one batch.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+    /// User name for PLAIN login.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File whose first line is the password (env `PICKET_COLLECTOR_AMQP_PASSWORD_FILE`
+    /// overrides).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// `plain` or `external` (the client certificate's name).
+    #[serde(default = "default_plain")]
+    pub auth: String,
+    /// PEM CA certificates the broker's certificate must chain to.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+}
+
+fn default_eventtask() -> String {
+    "eventtask".to_string()
+}
+fn default_dead_letter_queue() -> String {
+    "eventtask.invalid".to_string()
+}
+fn default_prefetch() -> u16 {
+    1000
+}
+fn default_plain() -> String {
+    "plain".to_string()
+}
+
+/// The checked `[collector.amqp]`.
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    /// With credentials and the login mechanism in it: never log this.
+    pub uri: String,
+    /// The URL as configured, for logs.
+    pub display_url: String,
+    pub queue: String,
+    pub exchange: String,
+    pub routing_key: String,
+    pub dead_letter_queue: String,
+    pub prefetch: u16,
+    /// PEM CA bundle.
+    pub ca_pem: Option<String>,
+    /// PEM client certificate chain and key.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -69,6 +145,7 @@ impl Default for CollectorConfig {
             data_dir: default_data_dir(),
             http: HttpConfig::default(),
             stores: StoresConfig::default(),
+            amqp: None,
         }
     }
 }
@@ -198,6 +275,7 @@ pub struct Settings {
     pub max_concurrent_requests: usize,
     pub commit_interval: Duration,
     pub writer_memory_bytes: usize,
+    pub amqp: Option<AmqpSettings>,
 }
 
 impl ConfigFile {
@@ -301,6 +379,7 @@ impl CollectorConfig {
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("collector.data_dir", "must not be empty".into()));
         }
+        let amqp = self.amqp.as_ref().map(|a| a.build(&invalid)).transpose()?;
         Ok(Settings {
             data_dir: self.data_dir.clone(),
             listen,
@@ -313,6 +392,129 @@ impl CollectorConfig {
             max_concurrent_requests: http.max_concurrent_requests,
             commit_interval: Duration::from_millis(embedded.commit_interval_ms),
             writer_memory_bytes: embedded.writer_memory_bytes,
+            amqp,
+        })
+    }
+}
+
+impl AmqpConfig {
+    fn build(
+        &self,
+        invalid: &dyn Fn(&'static str, String) -> ConfigError,
+    ) -> Result<AmqpSettings, ConfigError> {
+        let mut url = reqwest::Url::parse(&self.url)
+            .map_err(|e| invalid("collector.amqp.url", format!("{:?}: {e}", self.url)))?;
+        if !matches!(url.scheme(), "amqp" | "amqps") {
+            return Err(invalid(
+                "collector.amqp.url",
+                "must be an amqp:// or amqps:// URL".into(),
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "collector.amqp.url",
+                "must not hold credentials: set username and password_file".into(),
+            ));
+        }
+        for (key, value) in [
+            ("collector.amqp.queue", &self.queue),
+            ("collector.amqp.exchange", &self.exchange),
+            ("collector.amqp.dead_letter_queue", &self.dead_letter_queue),
+        ] {
+            if value.is_empty() {
+                return Err(invalid(key, "must not be empty".into()));
+            }
+        }
+        if self.prefetch == 0 {
+            return Err(invalid("collector.amqp.prefetch", "must be at least 1".into()));
+        }
+        let display_url = url.to_string();
+        let read = |key: &'static str, path: &Path| {
+            std::fs::read(path)
+                .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+        };
+        let ca_pem = match &self.ca_file {
+            Some(path) => {
+                let pem = read("collector.amqp.ca_file", path)?;
+                crate::tls::read_certificates(path)
+                    .map_err(|e| invalid("collector.amqp.ca_file", e))?;
+                Some(String::from_utf8_lossy(&pem).into_owned())
+            }
+            None => None,
+        };
+        let identity = match (&self.client_cert_file, &self.client_key_file) {
+            (Some(cert), Some(key)) => Some((
+                read("collector.amqp.client_cert_file", cert)?,
+                read("collector.amqp.client_key_file", key)?,
+            )),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "collector.amqp.client_key_file",
+                    "client_cert_file and client_key_file go together".into(),
+                ));
+            }
+        };
+        let password_path = std::env::var_os("PICKET_COLLECTOR_AMQP_PASSWORD_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| self.password_file.clone());
+        let password = match password_path {
+            Some(path) => {
+                let text = read("collector.amqp.password_file", &path)?;
+                let text = String::from_utf8_lossy(&text);
+                let line = text
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty() && !l.starts_with('#'));
+                Some(line.unwrap_or("").to_string())
+            }
+            None => None,
+        };
+        let mechanism = match self.auth.as_str() {
+            "plain" => {
+                if self.username.is_some() != password.is_some() {
+                    return Err(invalid(
+                        "collector.amqp.password_file",
+                        "username and password_file go together".into(),
+                    ));
+                }
+                if let (Some(user), Some(password)) = (&self.username, &password) {
+                    let _ = url.set_username(user);
+                    let _ = url.set_password(Some(password));
+                }
+                "plain"
+            }
+            "external" => {
+                if identity.is_none() || url.scheme() != "amqps" {
+                    return Err(invalid(
+                        "collector.amqp.auth",
+                        "external needs an amqps:// URL and a client certificate".into(),
+                    ));
+                }
+                "external"
+            }
+            other => {
+                return Err(invalid(
+                    "collector.amqp.auth",
+                    format!("{other:?} is not plain or external"),
+                ));
+            }
+        };
+        url.query_pairs_mut()
+            .append_pair("auth_mechanism", mechanism)
+            .append_pair("heartbeat", "30")
+            .append_pair("connection_timeout", "30000");
+        Ok(AmqpSettings {
+            uri: url.to_string(),
+            display_url,
+            queue: self.queue.clone(),
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            dead_letter_queue: self.dead_letter_queue.clone(),
+            prefetch: self.prefetch,
+            ca_pem,
+            identity,
         })
     }
 }

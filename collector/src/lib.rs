@@ -86,6 +86,23 @@ pub async fn run(
             timeout: settings.request_timeout,
         },
     };
+    // One stop signal for every ingest path.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let amqp = settings.amqp.clone().map(|amqp| {
+        tokio::spawn(crate::ingest::amqp::run(
+            amqp,
+            Arc::clone(&store),
+            stop_rx.clone(),
+        ))
+    });
+    let mut http_stop = stop_rx.clone();
+    let shutdown = async move {
+        let _ = http_stop.wait_for(|stop| *stop).await;
+    };
     let app = router(state).into_make_service_with_connect_info::<Peer>();
     let served = match settings.tls.clone() {
         Some(tls) => {
@@ -100,6 +117,9 @@ pub async fn run(
                 .await
         }
     };
+    if let Some(amqp) = amqp {
+        let _ = amqp.await;
+    }
     info!("Shutting down; committing pending events.");
     let closing = Arc::clone(&store);
     if let Err(e) = tokio::task::spawn_blocking(move || closing.close()).await {

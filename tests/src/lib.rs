@@ -5,6 +5,10 @@
 //! the logs.
 //!
 //! Fixtures shared by every crate's tests live beside this file in `tests/fixtures/`.
+//! [`pki`] makes certificates for TLS tests; [`rabbitmq`] runs a private broker.
+
+pub mod pki;
+pub mod rabbitmq;
 
 use std::fs;
 use std::net::TcpListener;
@@ -178,32 +182,98 @@ impl Drop for Service {
     }
 }
 
+/// How a test collector is set up beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct CollectorOptions {
+    /// HTTPS with the PKI's server certificate.
+    pub tls: Option<pki::Pki>,
+    /// With `tls`: client certificates from the PKI's CA required.
+    pub client_certificates: bool,
+    /// A bearer tokens file.
+    pub tokens_file: Option<PathBuf>,
+    /// More TOML appended to the config (a `[collector.amqp]` table, say).
+    pub extra: String,
+}
+
 /// A collector on the embedded store, on a loopback port of its own.
 pub struct Collector {
     pub service: Service,
     pub base_url: String,
     pub config: PathBuf,
+    /// Trusts the test CA and presents the client certificate, when TLS is on.
+    client: reqwest::blocking::Client,
+    token: Option<String>,
 }
 
 impl Collector {
     /// Starts a collector with its state under `dir`, and waits until it answers.
     pub fn start(dir: &Path) -> Collector {
+        Collector::start_with(dir, &CollectorOptions::default())
+    }
+
+    /// Starts a collector set up as `options` say.
+    pub fn start_with(dir: &Path, options: &CollectorOptions) -> Collector {
         fs::create_dir_all(dir).expect("collector dir");
         let port = free_port();
         let config = dir.join("collector.toml");
+        let mut http_keys = String::new();
+        let mut client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30));
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if let Some(pki) = &options.tls {
+            http_keys.push_str(&format!(
+                "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
+                pki.server_cert.display().to_string(),
+                pki.server_key.display().to_string()
+            ));
+            let ca = fs::read(&pki.ca).expect("CA file");
+            client = client.tls_certs_only(
+                reqwest::Certificate::from_pem_bundle(&ca).expect("CA certificate"),
+            );
+            if options.client_certificates {
+                http_keys.push_str(&format!(
+                    "client_ca_file = {:?}\n",
+                    pki.ca.display().to_string()
+                ));
+                let mut identity = fs::read(&pki.client_cert).expect("client certificate");
+                identity.extend(fs::read(&pki.client_key).expect("client key"));
+                client = client.identity(
+                    reqwest::Identity::from_pem(&identity).expect("client identity"),
+                );
+            }
+        }
+        let token = options.tokens_file.as_ref().map(|file| {
+            http_keys.push_str(&format!(
+                "tokens_file = {:?}\n",
+                file.display().to_string()
+            ));
+            fs::read_to_string(file)
+                .expect("tokens file")
+                .lines()
+                .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                .expect("a token")
+                .trim()
+                .to_string()
+        });
         fs::write(
             &config,
             format!(
-                "[collector]\ndata_dir = {data:?}\n\n[collector.http]\nlisten = \"127.0.0.1:{port}\"\n\n[collector.stores.embedded]\ncommit_interval_ms = 200\n",
+                "[collector]\ndata_dir = {data:?}\n\n[collector.http]\nlisten = \"127.0.0.1:{port}\"\n{http_keys}\n[collector.stores.embedded]\ncommit_interval_ms = 200\n{extra}\n",
                 data = dir.join("data").display().to_string(),
+                extra = options.extra,
             ),
         )
         .expect("collector config");
+        let client = client.build().expect("an HTTP client");
         let mut command = Command::new(binary("picket-collector"));
         command.arg("--config").arg(&config).arg("serve");
         let mut service = Service::spawn("collector", command, dir.join("collector.log"));
-        let base_url = format!("http://127.0.0.1:{port}");
-        let client = http();
+        let scheme = if options.tls.is_some() { "https" } else { "http" };
+        let host = if options.tls.is_some() {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
+        let base_url = format!("{scheme}://{host}:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if client
@@ -225,6 +295,8 @@ impl Collector {
             service,
             base_url,
             config,
+            client,
+            token,
         }
     }
 
@@ -235,11 +307,14 @@ impl Collector {
 
     /// `GET /api/events?q=…&size=…`: (total, hits).
     pub fn search(&self, query: &str, size: usize) -> (u64, Vec<Value>) {
-        let response = http()
+        let mut request = self
+            .client
             .get(format!("{}/api/events", self.base_url))
-            .query(&[("q", query), ("size", &size.to_string())])
-            .send()
-            .expect("search request");
+            .query(&[("q", query), ("size", &size.to_string())]);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().expect("search request");
         assert!(
             response.status().is_success(),
             "search failed: {}",
@@ -278,6 +353,16 @@ impl Agent {
 
     /// Like [`Agent::start`], with more `[agent.inputs.file]` keys (TOML lines).
     pub fn start_with(dir: &Path, paths: &[&Path], events_url: &str, file_input: &str) -> Agent {
+        let shipper = format!("[agent.shippers.http]\nurl = {events_url:?}\n");
+        let config = Agent::write_config(dir, paths, file_input, &shipper);
+        Agent::start_with_config(dir, config)
+    }
+
+    /// Writes an agent config under `dir`: the test's host identity, `paths` read from
+    /// their start, `file_input` lines under `[agent.inputs.file]` (or whole tables),
+    /// then `shipper` (a `[agent.shippers.*]` table). Heartbeats are off
+    /// (`heartbeat_secs = 0`, which a test may replace), so event counts stay exact.
+    pub fn write_config(dir: &Path, paths: &[&Path], file_input: &str, shipper: &str) -> PathBuf {
         fs::create_dir_all(dir).expect("agent dir");
         let config = dir.join("agent.toml");
         let paths: Vec<String> = paths
@@ -294,6 +379,7 @@ hostname = "agent.test.example"
 host_id = "test-host"
 data_dir = {data:?}
 timezone = "UTC"
+heartbeat_secs = 0
 
 [agent.inputs.file]
 paths = [{paths}]
@@ -304,13 +390,12 @@ poll_interval_ms = 50
 [agent.inputs.journald]
 mode = "off"
 
-[agent.shippers.http]
-url = {events_url:?}
+{shipper}
 "#
             ),
         )
         .expect("agent config");
-        Agent::start_with_config(dir, config)
+        config
     }
 
     /// Starts an agent on an existing config (a restart).
@@ -359,6 +444,7 @@ impl CountingSink {
                     let mut reader = BufReader::new(stream);
                     loop {
                         let mut length = 0usize;
+                        let mut gzip = false;
                         let mut line = String::new();
                         // Request line and headers.
                         loop {
@@ -375,11 +461,24 @@ impl CountingSink {
                                 if name.eq_ignore_ascii_case("content-length") {
                                     length = value.trim().parse().unwrap_or(0);
                                 }
+                                if name.eq_ignore_ascii_case("content-encoding") {
+                                    gzip = value.trim().eq_ignore_ascii_case("gzip");
+                                }
                             }
                         }
                         let mut body = vec![0u8; length];
                         if reader.read_exact(&mut body).is_err() {
                             return;
+                        }
+                        if gzip {
+                            let mut plain = Vec::new();
+                            if flate2::read::MultiGzDecoder::new(&body[..])
+                                .read_to_end(&mut plain)
+                                .is_err()
+                            {
+                                return;
+                            }
+                            body = plain;
                         }
                         let events: Vec<Value> = body
                             .split(|b| *b == b'\n')
@@ -403,9 +502,26 @@ impl CountingSink {
         CountingSink { url, received }
     }
 
-    /// Every event received so far, in arrival order.
+    /// Every event received so far but the agent's heartbeats, in arrival order.
     pub fn events(&self) -> Vec<Value> {
-        self.received.lock().expect("sink lock").clone()
+        self.received
+            .lock()
+            .expect("sink lock")
+            .iter()
+            .filter(|e| !is_heartbeat(e))
+            .cloned()
+            .collect()
+    }
+
+    /// The agent's heartbeats received so far.
+    pub fn heartbeats(&self) -> Vec<Value> {
+        self.received
+            .lock()
+            .expect("sink lock")
+            .iter()
+            .filter(|e| is_heartbeat(e))
+            .cloned()
+            .collect()
     }
 
     /// The `seq-N` numbers in the summaries received (the tests' line markers).
@@ -439,4 +555,61 @@ impl CountingSink {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Appends sshd lines `from..to` to `path`, each ending in its marker `seq-N`.
+pub fn append_lines(path: &Path, from: usize, to: usize) {
+    use std::io::Write as _;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open the log file");
+    let mut text = String::new();
+    for n in from..to {
+        text.push_str(&format!(
+            "Nov 24 10:00:00 web1 sshd[1]: Failed password for root from 192.0.2.1 port 22 ssh2 seq-{n}\n"
+        ));
+    }
+    file.write_all(text.as_bytes()).expect("append lines");
+}
+
+/// The `seq-N` markers of events' summaries, each with how often it was seen.
+pub fn marker_counts(events: &[Value]) -> std::collections::BTreeMap<usize, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for n in events
+        .iter()
+        .filter_map(|e| e["summary"].as_str())
+        .filter_map(|s| s.rsplit("seq-").next())
+        .filter_map(|n| n.parse::<usize>().ok())
+    {
+        *counts.entry(n).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Panics naming the lost and doubled markers unless each of `0..n` was seen once.
+pub fn assert_exactly_once(events: &[Value], n: usize, context: &str) {
+    let counts = marker_counts(events);
+    let lost: Vec<usize> = (0..n).filter(|i| !counts.contains_key(i)).collect();
+    let doubled: Vec<(usize, usize)> = counts
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(m, c)| (*m, *c))
+        .collect();
+    let extra: Vec<usize> = counts.keys().copied().filter(|m| *m >= n).collect();
+    assert!(
+        lost.is_empty() && doubled.is_empty() && extra.is_empty() && events.len() == n,
+        "{} events for {n} lines; lost {} (first {:?}), doubled {:?}, unexpected {:?}\n{context}",
+        events.len(),
+        lost.len(),
+        &lost[..lost.len().min(10)],
+        &doubled[..doubled.len().min(10)],
+        extra
+    );
+}
+
+/// Whether an event is an agent heartbeat.
+pub fn is_heartbeat(event: &Value) -> bool {
+    event["category"] == "heartbeat"
 }

@@ -1,5 +1,6 @@
-//! Ways events come in. Today: [`http`], MozDef's loginput `/events` route plus the
-//! search API and status, guarded by [`auth`].
+//! Ways events come in: [`http`], MozDef's loginput routes plus the search API and
+//! status, guarded by [`auth`]; [`amqp`], MozDef's RabbitMQ queue.
 
+pub mod amqp;
 pub mod auth;
 pub mod http;

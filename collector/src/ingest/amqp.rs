@@ -1,0 +1,281 @@
+//! AMQP ingest: consumes MozDef's queue (`eventtask`, bound to the direct exchange
+//! `eventtask` with routing key `eventtask`, all declared durable) as MozDef's
+//! esworker does.
+//!
+//! - Each message body is one event: a MozDef JSON object, an agent's event, or
+//!   syslog-ng's upper-case `format-json` (`HOST`, `PROGRAM`, `MESSAGE`, …), all
+//!   normalized by `mozdef::normalize`.
+//! - Messages are taken in batches (up to `prefetch`, or what arrives in 100 ms),
+//!   stored together, and **acknowledged only after the store has committed them**.
+//!   A store failure requeues the batch (nack) and the consumer backs off.
+//! - A message that is not an event (not JSON, not an object) is published to the
+//!   dead-letter queue (declared by us, durable) with the reason in the header
+//!   `x-picket-reason`, then acknowledged: moved, not lost.
+//! - A lost connection (broker restart) is rebuilt by [`run`] with backoff; what was
+//!   not acknowledged is redelivered by the broker and stored again by `eventid`,
+//!   which replaces rather than duplicates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_lite::StreamExt as _;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+
+use crate::config::AmqpSettings;
+use crate::stores::embedded::EmbeddedStore;
+
+/// Longest a batch waits to fill once its first message arrived.
+const BATCH_WAIT: Duration = Duration::from_millis(100);
+/// Longest wait between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Consumes until `stop` turns true, reconnecting after failures.
+pub async fn run(settings: AmqpSettings, store: Arc<EmbeddedStore>, mut stop: watch::Receiver<bool>) {
+    let mut attempt = 0u32;
+    loop {
+        match session(&settings, &store, &mut stop, &mut attempt).await {
+            Ok(()) => return,
+            Err(reason) => {
+                let delay = Duration::from_millis(500)
+                    .saturating_mul(1 << attempt.min(6))
+                    .min(MAX_BACKOFF);
+                attempt = attempt.saturating_add(1);
+                warn!(url = %settings.display_url, reason = %reason, retry_in_ms = delay.as_millis() as u64, "AMQP ingest interrupted; reconnecting.");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+async fn connect(settings: &AmqpSettings) -> Result<Connection, String> {
+    let config = OwnedTLSConfig {
+        identity: settings
+            .identity
+            .as_ref()
+            .map(|(pem, key)| OwnedIdentity::PKCS8 {
+                pem: pem.clone(),
+                key: key.clone(),
+            }),
+        cert_chain: settings.ca_pem.clone(),
+    };
+    let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
+    let properties = ConnectionProperties::default()
+        .with_connection_name(concat!("picket-collector/", env!("CARGO_PKG_VERSION")).into());
+    let connect = Connection::connect_with_config(&settings.uri, properties, config, runtime);
+    tokio::time::timeout(Duration::from_secs(30), connect)
+        .await
+        .map_err(|_| "no connection within 30 s".to_string())?
+        .map_err(|e| format!("cannot connect: {e}"))
+}
+
+/// Declares what we consume from and publish to.
+async fn declare(channel: &Channel, settings: &AmqpSettings) -> lapin::Result<()> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            settings.exchange.as_str().into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(settings.queue.as_str().into(), durable, FieldTable::default())
+        .await?;
+    channel
+        .queue_bind(
+            settings.queue.as_str().into(),
+            settings.exchange.as_str().into(),
+            settings.routing_key.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            settings.dead_letter_queue.as_str().into(),
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// One connection's life: consume batches until stopped (Ok) or failed (Err).
+async fn session(
+    settings: &AmqpSettings,
+    store: &EmbeddedStore,
+    stop: &mut watch::Receiver<bool>,
+    attempt: &mut u32,
+) -> Result<(), String> {
+    let connection = connect(settings).await?;
+    let setup = async {
+        let consume = connection.create_channel().await?;
+        declare(&consume, settings).await?;
+        consume
+            .basic_qos(settings.prefetch, BasicQosOptions::default())
+            .await?;
+        let dead = connection.create_channel().await?;
+        dead.confirm_select(ConfirmSelectOptions::default()).await?;
+        let consumer = consume
+            .basic_consume(
+                settings.queue.as_str().into(),
+                "picket-collector".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, lapin::Error>((consume, dead, consumer))
+    };
+    let (consume, dead, mut consumer) = setup
+        .await
+        .map_err(|e| format!("cannot set up the queues: {e}"))?;
+    info!(url = %settings.display_url, queue = %settings.queue, prefetch = settings.prefetch, "Consuming events from RabbitMQ.");
+    *attempt = 0;
+    loop {
+        let first = tokio::select! {
+            next = consumer.next() => next,
+            _ = stop.changed() => {
+                info!("AMQP ingest stopping.");
+                let _ = connection.close(200, "collector stopping".into()).await;
+                return Ok(());
+            }
+        };
+        let mut batch = vec![delivery(first)?];
+        let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+        while batch.len() < usize::from(settings.prefetch) {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(next) => batch.push(delivery(next)?),
+                Err(_) => break,
+            }
+        }
+        handle(settings, store, &consume, &dead, batch).await?;
+    }
+}
+
+fn delivery(next: Option<lapin::Result<Delivery>>) -> Result<Delivery, String> {
+    match next {
+        Some(Ok(delivery)) => Ok(delivery),
+        Some(Err(e)) => Err(format!("consumer failed: {e}")),
+        None => Err("the broker ended the consumer".into()),
+    }
+}
+
+/// Normalizes, dead-letters what is not an event, stores the rest, then acknowledges
+/// the whole batch with one `multiple` ack.
+async fn handle(
+    settings: &AmqpSettings,
+    store: &EmbeddedStore,
+    consume: &Channel,
+    dead: &Channel,
+    batch: Vec<Delivery>,
+) -> Result<(), String> {
+    let received_at = Utc::now();
+    let mut events = Vec::with_capacity(batch.len());
+    let mut refused = Vec::new();
+    for message in &batch {
+        let outcome = serde_json::from_slice::<serde_json::Value>(&message.data)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|value| mozdef::normalize(value, received_at).map_err(|e| e.to_string()));
+        match outcome {
+            Ok(event) => events.push(event),
+            Err(reason) => refused.push((message, reason)),
+        }
+    }
+    let last_tag = batch.last().map(|d| d.delivery_tag).unwrap_or(0);
+    for (message, reason) in &refused {
+        if let Err(e) = dead_letter(dead, settings, message, reason).await {
+            requeue(consume, last_tag).await;
+            return Err(format!("cannot move a bad message to the dead-letter queue: {e}"));
+        }
+        warn!(queue = %settings.dead_letter_queue, reason = %reason, "A message that is not an event was moved to the dead-letter queue.");
+    }
+    let count = events.len();
+    if !events.is_empty()
+        && let Err(e) = store.store(events).await
+    {
+        error!(error = %e, messages = batch.len(), "Store failed; the batch goes back to the queue.");
+        requeue(consume, last_tag).await;
+        return Err(format!("store failed: {e}"));
+    }
+    consume
+        .basic_ack(
+            last_tag,
+            BasicAckOptions { multiple: true },
+        )
+        .await
+        .map_err(|e| format!("cannot acknowledge: {e}"))?;
+    debug!(stored = count, dead_lettered = refused.len(), "Stored a batch from RabbitMQ.");
+    Ok(())
+}
+
+async fn requeue(channel: &Channel, last_tag: u64) {
+    let _ = channel
+        .basic_nack(
+            last_tag,
+            BasicNackOptions {
+                multiple: true,
+                requeue: true,
+            },
+        )
+        .await;
+}
+
+async fn dead_letter(
+    channel: &Channel,
+    settings: &AmqpSettings,
+    message: &Delivery,
+    reason: &str,
+) -> Result<(), String> {
+    let mut headers = FieldTable::default();
+    headers.insert("x-picket-reason".into(), AMQPValue::LongString(reason.into()));
+    headers.insert(
+        "x-picket-queue".into(),
+        AMQPValue::LongString(settings.queue.as_str().into()),
+    );
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            settings.dead_letter_queue.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            &message.data,
+            properties,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    if confirm.is_ack() && confirm.take_message().is_none() {
+        Ok(())
+    } else {
+        Err("the broker did not take it".into())
+    }
+}

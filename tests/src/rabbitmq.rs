@@ -1,0 +1,236 @@
+//! A private RabbitMQ node for tests, from Debian's `rabbitmq-server`: its own node
+//! name, ports (plain AMQP, AMQPS with client certificates required, Erlang
+//! distribution), data and log directories and Erlang cookie, so it never meets the
+//! machine's own broker. Stopped by PID (SIGTERM to the Erlang VM, a clean shutdown)
+//! and restarted on the same directories, keeping durable queues and messages.
+//!
+//! The one user, `agent-test` (the client certificate's common name), logs in with its
+//! password over PLAIN or with its certificate over EXTERNAL.
+
+use std::fs;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+use crate::pki::{CLIENT_NAME, Pki};
+
+/// Where Debian keeps the scripts that run as the calling user (`/usr/sbin`'s switch to
+/// the `rabbitmq` user).
+const BIN: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+/// The password of [`CLIENT_NAME`].
+pub const PASSWORD: &str = "picket-test-password";
+
+/// A running (or stopped) private broker.
+pub struct RabbitMq {
+    pub dir: PathBuf,
+    pub amqp_port: u16,
+    pub amqps_port: u16,
+    dist_port: u16,
+    node: String,
+    wrapper: Option<Child>,
+}
+
+impl RabbitMq {
+    /// Writes the node's configuration under `dir` and starts it; waits until both
+    /// listeners accept connections.
+    pub fn start(dir: &Path, pki: &Pki) -> RabbitMq {
+        assert!(
+            Path::new(BIN).exists(),
+            "{BIN} is missing: apt-get install rabbitmq-server (.ci/run does)"
+        );
+        for sub in ["home", "mnesia", "log", "conf.d"] {
+            fs::create_dir_all(dir.join(sub)).expect("rabbitmq dirs");
+        }
+        let cookie = dir.join("home/.erlang.cookie");
+        fs::write(&cookie, format!("PICKETTEST{}", std::process::id())).expect("cookie");
+        set_mode(&cookie, 0o400);
+        fs::write(dir.join("rabbitmq-env.conf"), "").expect("env file");
+        fs::write(
+            dir.join("enabled_plugins"),
+            "[rabbitmq_auth_mechanism_ssl].\n",
+        )
+        .expect("plugins file");
+        let (amqp_port, amqps_port, dist_port) = (free_port(), free_port(), free_port());
+        fs::write(
+            dir.join("rabbitmq.conf"),
+            format!(
+                "listeners.tcp.1 = 127.0.0.1:{amqp_port}
+listeners.ssl.1 = 127.0.0.1:{amqps_port}
+ssl_options.cacertfile = {ca}
+ssl_options.certfile = {cert}
+ssl_options.keyfile = {key}
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = AMQPLAIN
+auth_mechanisms.3 = EXTERNAL
+ssl_cert_login_from = common_name
+default_user = {CLIENT_NAME}
+default_pass = {PASSWORD}
+log.console = false
+log.file = rabbit.log
+log.file.level = info
+",
+                ca = pki.ca.display(),
+                cert = pki.server_cert.display(),
+                key = pki.server_key.display(),
+            ),
+        )
+        .expect("rabbitmq.conf");
+        let mut broker = RabbitMq {
+            dir: dir.to_path_buf(),
+            amqp_port,
+            amqps_port,
+            dist_port,
+            node: format!("picket{amqp_port}@localhost"),
+            wrapper: None,
+        };
+        broker.start_again();
+        broker
+    }
+
+    /// Starts the node again on its directories (after [`RabbitMq::stop`]).
+    pub fn start_again(&mut self) {
+        let dir = &self.dir;
+        let _ = fs::remove_file(dir.join("beam.pid"));
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("log/startup.out"))
+            .expect("startup log");
+        let err = out.try_clone().expect("startup log");
+        let mut command = Command::new(BIN);
+        command
+            .current_dir(dir)
+            .env("HOME", dir.join("home"))
+            .env("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
+            .env("RABBITMQ_CONFIG_FILES", dir.join("conf.d"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_PID_FILE", dir.join("beam.pid"))
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.amqp_port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env(
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                "-kernel inet_dist_use_interface {127,0,0,1}",
+            )
+            .env_remove("ERL_FLAGS")
+            .env_remove("ERL_LIBS")
+            .env_remove("RABBITMQ_ENV_LOADED")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            // Its own process group: the test's signals are not the broker's.
+            .process_group(0);
+        let started = Instant::now();
+        self.wrapper = Some(command.spawn().expect("start rabbitmq-server"));
+        let deadline = started + Duration::from_secs(120);
+        for port in [self.amqp_port, self.amqps_port] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if let Some(Ok(Some(status))) = self.wrapper.as_mut().map(|c| c.try_wait()) {
+                    panic!("rabbitmq-server exited ({status}):\n{}", self.log());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "rabbitmq did not listen on {port} within 120 s:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        eprintln!(
+            "rabbitmq {} ready in {:.1} s (amqp {}, amqps {})",
+            self.node,
+            started.elapsed().as_secs_f64(),
+            self.amqp_port,
+            self.amqps_port
+        );
+    }
+
+    /// The Erlang VM's PID, from the PID file the node writes.
+    pub fn pid(&self) -> Option<i32> {
+        fs::read_to_string(self.dir.join("beam.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    }
+
+    /// SIGTERM to the VM (a clean shutdown) and wait until it is gone.
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// SIGKILL to the VM: a crash.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    fn signal(&mut self, signal: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) on the PID the node wrote; at worst it is gone already.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+        if let Some(mut wrapper) = self.wrapper.take() {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while matches!(wrapper.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = wrapper.kill();
+            let _ = wrapper.wait();
+        }
+        let _ = fs::remove_file(self.dir.join("beam.pid"));
+    }
+
+    /// The broker's logs, for failure messages.
+    pub fn log(&self) -> String {
+        let read = |p: PathBuf| fs::read_to_string(p).unwrap_or_default();
+        let startup = read(self.dir.join("log/startup.out"));
+        let main = read(self.dir.join("log/rabbit.log"));
+        let tail = |text: &str| {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        };
+        format!(
+            "--- startup.out ---\n{}\n--- rabbit.log ---\n{}",
+            tail(&startup),
+            tail(&main)
+        )
+    }
+
+    /// `amqp://127.0.0.1:<port>/%2f` (no credentials).
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://127.0.0.1:{}/%2f", self.amqp_port)
+    }
+
+    /// `amqps://localhost:<port>/%2f`: the name in the server's certificate.
+    pub fn amqps_url(&self) -> String {
+        format!("amqps://localhost:{}/%2f", self.amqps_port)
+    }
+}
+
+impl Drop for RabbitMq {
+    fn drop(&mut self) {
+        if self.wrapper.is_some() {
+            if std::thread::panicking() {
+                eprintln!("----- rabbitmq {} -----\n{}", self.node, self.log());
+            }
+            self.kill();
+        }
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
