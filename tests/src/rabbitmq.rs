@@ -219,6 +219,100 @@ log.file.level = info
     }
 }
 
+/// A message taken from a queue: its body and its string headers.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub body: Vec<u8>,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl RabbitMq {
+    /// Publishes raw bodies to `exchange` with `routing_key` over plain AMQP as
+    /// [`CLIENT_NAME`], waiting for the broker's confirms (what a foreign shipper does).
+    pub fn publish(&self, exchange: &str, routing_key: &str, bodies: &[&[u8]]) {
+        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+        let uri = format!(
+            "amqp://{CLIENT_NAME}:{PASSWORD}@127.0.0.1:{}/%2f",
+            self.amqp_port
+        );
+        runtime().block_on(async {
+            let connection = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+                .await
+                .expect("connect to the test broker");
+            let channel = connection.create_channel().await.expect("a channel");
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .expect("confirms");
+            for body in bodies {
+                let confirm = channel
+                    .basic_publish(
+                        exchange.into(),
+                        routing_key.into(),
+                        BasicPublishOptions::default(),
+                        body,
+                        lapin::BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await
+                    .expect("publish")
+                    .await
+                    .expect("confirm");
+                assert!(confirm.is_ack(), "the broker took the message");
+            }
+            let _ = connection.close(200, "done".into()).await;
+        });
+    }
+
+    /// Takes every message now in `queue` (acknowledging them).
+    pub fn drain(&self, queue: &str) -> Vec<Message> {
+        use lapin::options::{BasicAckOptions, BasicGetOptions};
+        let uri = format!(
+            "amqp://{CLIENT_NAME}:{PASSWORD}@127.0.0.1:{}/%2f",
+            self.amqp_port
+        );
+        runtime().block_on(async {
+            let connection = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+                .await
+                .expect("connect to the test broker");
+            let channel = connection.create_channel().await.expect("a channel");
+            let mut out = Vec::new();
+            while let Some(message) = channel
+                .basic_get(queue.into(), BasicGetOptions::default())
+                .await
+                .expect("basic.get")
+            {
+                let mut headers = std::collections::BTreeMap::new();
+                if let Some(table) = message.delivery.properties.headers() {
+                    for (key, value) in table.inner() {
+                        if let lapin::types::AMQPValue::LongString(text) = value {
+                            headers.insert(key.to_string(), text.to_string());
+                        }
+                    }
+                }
+                message
+                    .delivery
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .expect("ack");
+                out.push(Message {
+                    body: message.delivery.data.clone(),
+                    headers,
+                });
+            }
+            let _ = connection.close(200, "done".into()).await;
+            out
+        })
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 impl Drop for RabbitMq {
     fn drop(&mut self) {
         if self.wrapper.is_some() {

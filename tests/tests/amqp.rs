@@ -1,0 +1,185 @@
+//! Delivery through a real RabbitMQ (a private node per test, TLS with client
+//! certificates required): agent → AMQPS → broker → collector's consumer → store.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use picket_tests::pki::Pki;
+use picket_tests::rabbitmq::{PASSWORD, RabbitMq};
+use picket_tests::{Agent, Collector, CollectorOptions, append_lines, assert_exactly_once};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn path(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
+/// `[collector.amqp]` consuming over AMQPS with EXTERNAL login.
+fn collector_amqp(broker: &RabbitMq, pki: &Pki) -> String {
+    format!(
+        "\n[collector.amqp]\nurl = {:?}\nauth = \"external\"\nca_file = {}\nclient_cert_file = {}\nclient_key_file = {}\nprefetch = 500\n",
+        broker.amqps_url(),
+        path(&pki.ca),
+        path(&pki.client_cert),
+        path(&pki.client_key)
+    )
+}
+
+fn wait_for_log(agent: &Agent, needle: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if agent.service.log().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn amqps_refuses_strangers_and_survives_a_broker_restart_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"));
+    let mut broker = RabbitMq::start(&dir.path().join("rabbitmq"), &pki);
+    let collector = Collector::start_with(
+        &dir.path().join("collector"),
+        &CollectorOptions {
+            extra: collector_amqp(&broker, &pki),
+            ..Default::default()
+        },
+    );
+    let log = dir.path().join("auth.log");
+    append_lines(&log, 0, 3_000);
+    let agent_dir = dir.path().join("agent");
+    let password = dir.path().join("amqp-password");
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+
+    // 1. A CA that did not sign the broker's certificate: refused by the agent.
+    let wrong_ca = format!(
+        "[agent.shippers.amqp]\nurl = {:?}\nauth = \"external\"\nca_file = {}\nclient_cert_file = {}\nclient_key_file = {}\n",
+        broker.amqps_url(),
+        path(&pki.rogue_ca),
+        path(&pki.client_cert),
+        path(&pki.client_key)
+    );
+    let config = Agent::write_config(&agent_dir, &[&log], "", &wrong_ca);
+    let mut agent = Agent::start_with_config(&agent_dir, config.clone());
+    assert!(
+        wait_for_log(&agent, "Delivery failed; retrying"),
+        "agent log:\n{}",
+        agent.service.log()
+    );
+    assert!(
+        agent.service.log().contains("cannot connect"),
+        "{}",
+        agent.service.log()
+    );
+    assert!(agent.service.stop().is_some_and(|s| s.success()));
+
+    // 2. No client certificate (password login): the broker refuses the handshake.
+    let no_client_cert = format!(
+        "[agent.shippers.amqp]\nurl = {:?}\nusername = \"agent-test\"\npassword_file = {}\nca_file = {}\n",
+        broker.amqps_url(),
+        path(&password),
+        path(&pki.ca)
+    );
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(&wrong_ca, &no_client_cert),
+    )
+    .unwrap();
+    let mut agent = Agent::start_with_config(&agent_dir, config.clone());
+    assert!(
+        wait_for_log(&agent, "Delivery failed; retrying"),
+        "agent log:\n{}",
+        agent.service.log()
+    );
+    assert!(!agent.service.log().contains("Connected to RabbitMQ"));
+    assert!(agent.service.stop().is_some_and(|s| s.success()));
+    assert_eq!(collector.search("*", 10).0, 0, "nothing got through");
+
+    // 3. Set up right: the certificate logs in (EXTERNAL). The broker is stopped and
+    // started again mid-stream.
+    let good = format!(
+        "[agent.shippers.amqp]\nurl = {:?}\nauth = \"external\"\nca_file = {}\nclient_cert_file = {}\nclient_key_file = {}\nbatch_max_events = 200\n",
+        broker.amqps_url(),
+        path(&pki.ca),
+        path(&pki.client_cert),
+        path(&pki.client_key)
+    );
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(&no_client_cert, &good),
+    )
+    .unwrap();
+    let agent = Agent::start_with_config(&agent_dir, config);
+    let (stored, _) = collector.wait_for("*", 1_000, WAIT);
+    assert!(stored >= 1_000, "agent log:\n{}", agent.service.log());
+    broker.stop();
+    append_lines(&log, 3_000, 5_000);
+    std::thread::sleep(Duration::from_secs(2));
+    broker.start_again();
+    append_lines(&log, 5_000, 6_000);
+    let (total, hits) = collector.wait_for("*", 6_000, WAIT);
+    let context = format!(
+        "agent log:\n{}\ncollector log:\n{}",
+        agent.service.log(),
+        collector.service.log()
+    );
+    assert_eq!(total, 6_000, "{context}");
+    assert_exactly_once(&hits, 6_000, &context);
+    assert!(
+        agent.service.log().contains("reconnecting") || agent.service.log().contains("Delivery failed"),
+        "the agent saw the broker go: {context}"
+    );
+}
+
+#[test]
+fn the_collector_takes_syslog_ng_json_and_dead_letters_what_is_not_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"));
+    let broker = RabbitMq::start(&dir.path().join("rabbitmq"), &pki);
+    let collector = Collector::start_with(
+        &dir.path().join("collector"),
+        &CollectorOptions {
+            extra: collector_amqp(&broker, &pki),
+            ..Default::default()
+        },
+    );
+    // The collector declares the queue when it connects.
+    let deadline = Instant::now() + WAIT;
+    while !collector.service.log().contains("Consuming events from RabbitMQ") {
+        assert!(Instant::now() < deadline, "{}", collector.service.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let syslog_ng = br#"{"DATE":"2026-11-25T08:14:03+00:00","HOST":"sng1","PROGRAM":"sshd","PID":"4242","FACILITY":"auth","PRIORITY":"info","MESSAGE":"Accepted publickey for bob from 192.0.2.7 port 50000 ssh2"}"#;
+    let mozdef = br#"{"summary":"from a MozDef shipper","hostname":"moz1","category":"test","details":{"k":"v"}}"#;
+    broker.publish(
+        "eventtask",
+        "eventtask",
+        &[b"this is not JSON", syslog_ng, b"[1,2,3]", mozdef],
+    );
+    let (total, hits) = collector.wait_for("*", 2, WAIT);
+    assert_eq!(total, 2, "{}", collector.service.log());
+    let sng = hits.iter().find(|h| h["hostname"] == "sng1").expect("the syslog-ng event");
+    assert_eq!(sng["processname"], "sshd");
+    assert_eq!(sng["processid"], 4242);
+    assert_eq!(sng["utctimestamp"], "2026-11-25T08:14:03+00:00");
+    assert!(hits.iter().any(|h| h["hostname"] == "moz1"));
+    // The two that are not events were moved, with the reason, not lost.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut dead = Vec::new();
+    while dead.len() < 2 && Instant::now() < deadline {
+        dead.extend(broker.drain("eventtask.invalid"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bodies: Vec<&[u8]> = dead.iter().map(|m| m.body.as_slice()).collect();
+    assert_eq!(bodies, vec![&b"this is not JSON"[..], &b"[1,2,3]"[..]]);
+    assert!(dead[0].headers["x-picket-reason"].contains("not JSON"), "{:?}", dead[0]);
+    assert!(dead[1].headers["x-picket-reason"].contains("array"), "{:?}", dead[1]);
+    assert!(broker.drain("eventtask").is_empty(), "everything was acknowledged");
+}
