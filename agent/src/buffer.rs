@@ -353,7 +353,8 @@ impl DiskBuffer {
             }
             let path = segment_path(&self.dir, at.segment);
             let mut file = File::open(&path).map_err(io_err(&path))?;
-            file.seek(SeekFrom::Start(at.offset)).map_err(io_err(&path))?;
+            file.seek(SeekFrom::Start(at.offset))
+                .map_err(io_err(&path))?;
             let mut header = [0u8; HEADER as usize];
             file.read_exact(&mut header).map_err(io_err(&path))?;
             let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;

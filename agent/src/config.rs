@@ -602,7 +602,11 @@ fn secret_path(env: &str, configured: &Option<PathBuf>) -> Option<PathBuf> {
 
 /// Reads a secret: the first line of the file that is neither blank nor a `#` comment,
 /// trimmed.
-fn read_secret(key: &'static str, path: &Path, invalid: &Invalid<'_>) -> Result<String, ConfigError> {
+fn read_secret(
+    key: &'static str,
+    path: &Path,
+    invalid: &Invalid<'_>,
+) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
     let secret = text
@@ -627,7 +631,8 @@ fn tls_files(
 ) -> Result<TlsFiles, ConfigError> {
     let [ca_key, cert_key, key_key] = *prefix;
     let read = |key: &'static str, path: &Path| {
-        std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+        std::fs::read(path)
+            .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
     };
     let ca_pem = match ca_file {
         Some(path) => {
@@ -635,7 +640,10 @@ fn tls_files(
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| invalid(ca_key, format!("{}: {e}", path.display())))?;
             if certs.is_empty() {
-                return Err(invalid(ca_key, format!("{} holds no PEM certificate", path.display())));
+                return Err(invalid(
+                    ca_key,
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
             }
             Some(pem)
         }
@@ -649,13 +657,22 @@ fn tls_files(
             reqwest::Identity::from_pem(&pem).map_err(|e| {
                 invalid(
                     key_key,
-                    format!("{} and {} are not a PEM certificate and key: {e}", cert.display(), key.display()),
+                    format!(
+                        "{} and {} are not a PEM certificate and key: {e}",
+                        cert.display(),
+                        key.display()
+                    ),
                 )
             })?;
             Some(pem)
         }
         (None, None) => None,
-        (Some(_), None) => return Err(invalid(key_key, "must be set with the client certificate".into())),
+        (Some(_), None) => {
+            return Err(invalid(
+                key_key,
+                "must be set with the client certificate".into(),
+            ));
+        }
         (None, Some(_)) => return Err(invalid(cert_key, "must be set with the client key".into())),
     };
     Ok(TlsFiles {
@@ -680,14 +697,26 @@ impl HttpShipperConfig {
         };
         let mut urls = Vec::with_capacity(texts.len());
         for text in &texts {
-            let url = reqwest::Url::parse(text).map_err(|e| invalid(KEY, format!("{text:?}: {e}")))?;
+            let url =
+                reqwest::Url::parse(text).map_err(|e| invalid(KEY, format!("{text:?}: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(invalid(KEY, format!("{text:?} must be an http:// or https:// URL")));
+                return Err(invalid(
+                    KEY,
+                    format!("{text:?} must be an http:// or https:// URL"),
+                ));
             }
             urls.push(url);
         }
-        check_batch("agent.shippers.http.batch_max_events", self.batch_max_events, invalid)?;
-        check_timeout("agent.shippers.http.timeout_secs", self.timeout_secs, invalid)?;
+        check_batch(
+            "agent.shippers.http.batch_max_events",
+            self.batch_max_events,
+            invalid,
+        )?;
+        check_timeout(
+            "agent.shippers.http.timeout_secs",
+            self.timeout_secs,
+            invalid,
+        )?;
         let tls = tls_files(
             &[
                 "agent.shippers.http.ca_file",
@@ -743,10 +772,21 @@ impl AmqpShipperConfig {
             ));
         }
         if self.exchange.is_empty() {
-            return Err(invalid("agent.shippers.amqp.exchange", "must not be empty".into()));
+            return Err(invalid(
+                "agent.shippers.amqp.exchange",
+                "must not be empty".into(),
+            ));
         }
-        check_batch("agent.shippers.amqp.batch_max_events", self.batch_max_events, invalid)?;
-        check_timeout("agent.shippers.amqp.timeout_secs", self.timeout_secs, invalid)?;
+        check_batch(
+            "agent.shippers.amqp.batch_max_events",
+            self.batch_max_events,
+            invalid,
+        )?;
+        check_timeout(
+            "agent.shippers.amqp.timeout_secs",
+            self.timeout_secs,
+            invalid,
+        )?;
         let tls = tls_files(
             &[
                 "agent.shippers.amqp.ca_file",

@@ -25,7 +25,12 @@ pub struct Snapshot {
 }
 
 /// The heartbeat event for `now`.
-pub fn event(host: &HostIdentity, metrics: &Metrics, snapshot: &Snapshot, now: DateTime<Utc>) -> Event {
+pub fn event(
+    host: &HostIdentity,
+    metrics: &Metrics,
+    snapshot: &Snapshot,
+    now: DateTime<Utc>,
+) -> Event {
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let stamp = mozdef::time::format_utc(now);
     let age = snapshot
@@ -101,9 +106,16 @@ mod tests {
         assert_eq!(value["details"]["eventsread"], 42);
         assert_eq!(value["details"]["bufferbytes"], 4096);
         assert_eq!(value["details"]["bufferoldestage"], 90);
-        assert!(mozdef::eventid::is_event_id(value["eventid"].as_str().unwrap()));
+        assert!(mozdef::eventid::is_event_id(
+            value["eventid"].as_str().unwrap()
+        ));
         assert_eq!(record_time(&line), Some(now));
-        let later = super::event(&host, &metrics, &snapshot, now + chrono::Duration::seconds(60));
+        let later = super::event(
+            &host,
+            &metrics,
+            &snapshot,
+            now + chrono::Duration::seconds(60),
+        );
         assert_ne!(later.eventid, event.eventid);
     }
 }

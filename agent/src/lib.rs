@@ -42,13 +42,13 @@ use tracing::{debug, error, info, warn};
 use crate::buffer::{BufferError, DiskBuffer};
 use crate::checkpoint::{CheckpointError, CheckpointStore, FileIdentity};
 use crate::config::Settings;
+use crate::deadletter::DeadLetter;
+use crate::host::HostIdentity;
 use crate::inputs::ReadEvent;
 use crate::inputs::file::FileInput;
 use crate::inputs::journald::JournaldInput;
 use crate::metrics::Metrics;
 use crate::parsers::LineParser;
-use crate::deadletter::DeadLetter;
-use crate::host::HostIdentity;
 use crate::shippers::{Outcome, Shipper};
 
 /// How long a stopping agent keeps trying to deliver what it has read.
@@ -162,7 +162,9 @@ pub async fn run(
             synced: Arc::clone(&synced),
             settings: settings.buffer.clone(),
             metrics: Arc::clone(&metrics),
-            heartbeat: settings.heartbeat.map(|every| (every, settings.host.clone())),
+            heartbeat: settings
+                .heartbeat
+                .map(|every| (every, settings.host.clone())),
         },
         stop_rx.clone(),
     ));

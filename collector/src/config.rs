@@ -327,8 +327,7 @@ impl CollectorConfig {
             (None, None) if http.client_ca_file.is_some() => {
                 return Err(invalid(
                     "collector.http.client_ca_file",
-                    "needs tls_cert_file and tls_key_file (client certificates need TLS)"
-                        .into(),
+                    "needs tls_cert_file and tls_key_file (client certificates need TLS)".into(),
                 ));
             }
             (None, None) => None,
@@ -426,7 +425,10 @@ impl AmqpConfig {
             }
         }
         if self.prefetch == 0 {
-            return Err(invalid("collector.amqp.prefetch", "must be at least 1".into()));
+            return Err(invalid(
+                "collector.amqp.prefetch",
+                "must be at least 1".into(),
+            ));
         }
         let display_url = url.to_string();
         let read = |key: &'static str, path: &Path| {

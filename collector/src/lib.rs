@@ -30,8 +30,8 @@ use tracing::{error, info, warn};
 use crate::config::Settings;
 use crate::ingest::auth::Guards;
 use crate::ingest::http::{AppState, router};
-use crate::tls::{Peer, TlsListener};
 use crate::stores::embedded::{EmbeddedStore, StoreError};
+use crate::tls::{Peer, TlsListener};
 
 /// Why the collector stopped with a failure.
 #[derive(Debug, Error)]
@@ -82,7 +82,9 @@ pub async fn run(
         max_event_bytes: settings.max_event_bytes,
         tokens: settings.tokens.clone(),
         guards: Guards {
-            slots: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_requests)),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                settings.max_concurrent_requests,
+            )),
             timeout: settings.request_timeout,
         },
     };

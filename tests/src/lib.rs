@@ -193,6 +193,8 @@ pub struct CollectorOptions {
     pub tokens_file: Option<PathBuf>,
     /// More TOML appended to the config (a `[collector.amqp]` table, say).
     pub extra: String,
+    /// The port to listen on (default: one picked now).
+    pub port: Option<u16>,
 }
 
 /// A collector on the embedded store, on a loopback port of its own.
@@ -214,7 +216,7 @@ impl Collector {
     /// Starts a collector set up as `options` say.
     pub fn start_with(dir: &Path, options: &CollectorOptions) -> Collector {
         fs::create_dir_all(dir).expect("collector dir");
-        let port = free_port();
+        let port = options.port.unwrap_or_else(free_port);
         let config = dir.join("collector.toml");
         let mut http_keys = String::new();
         let mut client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30));
@@ -236,16 +238,12 @@ impl Collector {
                 ));
                 let mut identity = fs::read(&pki.client_cert).expect("client certificate");
                 identity.extend(fs::read(&pki.client_key).expect("client key"));
-                client = client.identity(
-                    reqwest::Identity::from_pem(&identity).expect("client identity"),
-                );
+                client = client
+                    .identity(reqwest::Identity::from_pem(&identity).expect("client identity"));
             }
         }
         let token = options.tokens_file.as_ref().map(|file| {
-            http_keys.push_str(&format!(
-                "tokens_file = {:?}\n",
-                file.display().to_string()
-            ));
+            http_keys.push_str(&format!("tokens_file = {:?}\n", file.display().to_string()));
             fs::read_to_string(file)
                 .expect("tokens file")
                 .lines()
@@ -267,7 +265,11 @@ impl Collector {
         let mut command = Command::new(binary("picket-collector"));
         command.arg("--config").arg(&config).arg("serve");
         let mut service = Service::spawn("collector", command, dir.join("collector.log"));
-        let scheme = if options.tls.is_some() { "https" } else { "http" };
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let host = if options.tls.is_some() {
             "localhost"
         } else {
@@ -324,6 +326,47 @@ impl Collector {
         let total = body["total"].as_u64().expect("total");
         let hits = body["hits"].as_array().cloned().expect("hits");
         (total, hits)
+    }
+
+    /// Every event matching `query`, however many (the API returns at most 10,000 a
+    /// search): pages back in time by `utctimestamp`, merging by `eventid`.
+    pub fn all(&self, query: &str) -> Vec<Value> {
+        let mut seen: std::collections::BTreeMap<String, Value> = Default::default();
+        let mut to: Option<String> = None;
+        let mut want = None;
+        loop {
+            let mut request = self
+                .client
+                .get(format!("{}/api/events", self.base_url))
+                .query(&[("q", query), ("size", "10000")]);
+            if let Some(to) = &to {
+                request = request.query(&[("to", to)]);
+            }
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let body: Value = request
+                .send()
+                .expect("search request")
+                .json()
+                .expect("search answer is JSON");
+            let hits = body["hits"].as_array().cloned().unwrap_or_default();
+            want.get_or_insert(body["total"].as_u64().unwrap_or(0) as usize);
+            let before = seen.len();
+            for hit in &hits {
+                let id = hit["eventid"].as_str().unwrap_or_default().to_string();
+                seen.insert(id, hit.clone());
+            }
+            // The oldest time on this page, inclusive: events sharing it are fetched again
+            // and merged, none is skipped.
+            to = hits
+                .last()
+                .and_then(|h| h["utctimestamp"].as_str())
+                .map(str::to_string);
+            if seen.len() == before || hits.len() < 10_000 || Some(seen.len()) >= want {
+                return seen.into_values().collect();
+            }
+        }
     }
 
     /// Searches until `want` events match or `timeout` passes; returns the last answer.
@@ -557,7 +600,8 @@ impl CountingSink {
     }
 }
 
-/// Appends sshd lines `from..to` to `path`, each ending in its marker `seq-N`.
+/// Appends sshd lines `from..to` to `path`, each ending in its marker `seq-N`, line N
+/// stamped `Nov 24` plus N seconds.
 pub fn append_lines(path: &Path, from: usize, to: usize) {
     use std::io::Write as _;
     let mut file = fs::OpenOptions::new()
@@ -567,8 +611,13 @@ pub fn append_lines(path: &Path, from: usize, to: usize) {
         .expect("open the log file");
     let mut text = String::new();
     for n in from..to {
+        // One second apart (within one day), so searches can page by time.
+        let t = n % 86_400;
         text.push_str(&format!(
-            "Nov 24 10:00:00 web1 sshd[1]: Failed password for root from 192.0.2.1 port 22 ssh2 seq-{n}\n"
+            "Nov 24 {:02}:{:02}:{:02} web1 sshd[1]: Failed password for root from 192.0.2.1 port 22 ssh2 seq-{n}\n",
+            t / 3600,
+            t / 60 % 60,
+            t % 60
         ));
     }
     file.write_all(text.as_bytes()).expect("append lines");

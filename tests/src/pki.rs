@@ -47,7 +47,9 @@ fn leaf(
     let key = KeyPair::generate().expect("a key pair");
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut params = CertificateParams::new(names).expect("leaf params");
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
@@ -69,8 +71,12 @@ impl Pki {
             &["localhost", "127.0.0.1"],
             ExtendedKeyUsagePurpose::ServerAuth,
         );
-        let (client_pem, client_key) =
-            leaf(&issuer, CLIENT_NAME, &[], ExtendedKeyUsagePurpose::ClientAuth);
+        let (client_pem, client_key) = leaf(
+            &issuer,
+            CLIENT_NAME,
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
         let (rogue_params, rogue_ca_key, rogue_pem) = ca("rogue-ca");
         let rogue_issuer = Issuer::from_params(&rogue_params, &rogue_ca_key);
         let (rogue_cert, rogue_key) = leaf(

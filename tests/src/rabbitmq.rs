@@ -236,9 +236,10 @@ impl RabbitMq {
             self.amqp_port
         );
         runtime().block_on(async {
-            let connection = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
-                .await
-                .expect("connect to the test broker");
+            let connection =
+                lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+                    .await
+                    .expect("connect to the test broker");
             let channel = connection.create_channel().await.expect("a channel");
             channel
                 .confirm_select(ConfirmSelectOptions::default())
@@ -271,9 +272,10 @@ impl RabbitMq {
             self.amqp_port
         );
         runtime().block_on(async {
-            let connection = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
-                .await
-                .expect("connect to the test broker");
+            let connection =
+                lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+                    .await
+                    .expect("connect to the test broker");
             let channel = connection.create_channel().await.expect("a channel");
             let mut out = Vec::new();
             while let Some(message) = channel

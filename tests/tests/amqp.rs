@@ -133,7 +133,8 @@ fn amqps_refuses_strangers_and_survives_a_broker_restart_without_loss_or_duplica
     assert_eq!(total, 6_000, "{context}");
     assert_exactly_once(&hits, 6_000, &context);
     assert!(
-        agent.service.log().contains("reconnecting") || agent.service.log().contains("Delivery failed"),
+        agent.service.log().contains("reconnecting")
+            || agent.service.log().contains("Delivery failed"),
         "the agent saw the broker go: {context}"
     );
 }
@@ -152,7 +153,11 @@ fn the_collector_takes_syslog_ng_json_and_dead_letters_what_is_not_an_event() {
     );
     // The collector declares the queue when it connects.
     let deadline = Instant::now() + WAIT;
-    while !collector.service.log().contains("Consuming events from RabbitMQ") {
+    while !collector
+        .service
+        .log()
+        .contains("Consuming events from RabbitMQ")
+    {
         assert!(Instant::now() < deadline, "{}", collector.service.log());
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -165,7 +170,10 @@ fn the_collector_takes_syslog_ng_json_and_dead_letters_what_is_not_an_event() {
     );
     let (total, hits) = collector.wait_for("*", 2, WAIT);
     assert_eq!(total, 2, "{}", collector.service.log());
-    let sng = hits.iter().find(|h| h["hostname"] == "sng1").expect("the syslog-ng event");
+    let sng = hits
+        .iter()
+        .find(|h| h["hostname"] == "sng1")
+        .expect("the syslog-ng event");
     assert_eq!(sng["processname"], "sshd");
     assert_eq!(sng["processid"], 4242);
     assert_eq!(sng["utctimestamp"], "2026-11-25T08:14:03+00:00");
@@ -179,7 +187,18 @@ fn the_collector_takes_syslog_ng_json_and_dead_letters_what_is_not_an_event() {
     }
     let bodies: Vec<&[u8]> = dead.iter().map(|m| m.body.as_slice()).collect();
     assert_eq!(bodies, vec![&b"this is not JSON"[..], &b"[1,2,3]"[..]]);
-    assert!(dead[0].headers["x-picket-reason"].contains("not JSON"), "{:?}", dead[0]);
-    assert!(dead[1].headers["x-picket-reason"].contains("array"), "{:?}", dead[1]);
-    assert!(broker.drain("eventtask").is_empty(), "everything was acknowledged");
+    assert!(
+        dead[0].headers["x-picket-reason"].contains("not JSON"),
+        "{:?}",
+        dead[0]
+    );
+    assert!(
+        dead[1].headers["x-picket-reason"].contains("array"),
+        "{:?}",
+        dead[1]
+    );
+    assert!(
+        broker.drain("eventtask").is_empty(),
+        "everything was acknowledged"
+    );
 }

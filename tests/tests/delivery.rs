@@ -1,25 +1,17 @@
-//! Delivery through the disk buffer, with real agent processes: a collector that is
-//! down while lines are written, and a buffer that fills up and pauses the inputs.
+//! Delivery through the disk buffer, with real agent and collector processes: a
+//! collector that is down while lines are written, an agent SIGKILLed mid-stream with
+//! a torn write left at its buffer's tail, and a buffer that fills up and pauses the
+//! inputs. Each counts what the collector stored against the lines written.
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
-use picket_tests::{Agent, CountingSink, free_port};
+use picket_tests::{
+    Agent, Collector, CollectorOptions, CountingSink, append_lines, assert_exactly_once, free_port,
+};
 
-const WAIT: Duration = Duration::from_secs(90);
-
-fn write_lines(path: &Path, from: usize, to: usize) {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    for n in from..to {
-        writeln!(file, "Nov 24 10:00:00 web1 sshd[1]: Failed password for root from 192.0.2.1 port 22 ssh2 seq-{n}").unwrap();
-    }
-}
+const WAIT: Duration = Duration::from_secs(120);
 
 #[test]
 fn a_collector_down_for_the_whole_write_gets_everything_once_it_starts() {
@@ -27,15 +19,59 @@ fn a_collector_down_for_the_whole_write_gets_everything_once_it_starts() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/events");
     let log = dir.path().join("auth.log");
-    write_lines(&log, 0, 2_000);
+    append_lines(&log, 0, 2_000);
     let agent = Agent::start(&dir.path().join("agent"), &[&log], &url);
-    write_lines(&log, 2_000, 3_000);
-    std::thread::sleep(Duration::from_secs(2));
-    let sink = CountingSink::start_on(port);
-    let (raw, distinct) = sink.wait_for(3_000, WAIT);
-    assert_eq!(distinct, 3_000, "agent log:\n{}", agent.service.log());
-    assert_eq!(raw, 3_000, "nothing twice without a crash");
-    assert_eq!(sink.markers(), (0..3_000).collect());
+    append_lines(&log, 2_000, 3_000);
+    std::thread::sleep(Duration::from_secs(3));
+    let collector = Collector::start_with(
+        &dir.path().join("collector"),
+        &CollectorOptions {
+            port: Some(port),
+            ..Default::default()
+        },
+    );
+    let (total, hits) = collector.wait_for("*", 3_000, WAIT);
+    assert_eq!(total, 3_000, "agent log:\n{}", agent.service.log());
+    assert_exactly_once(&hits, 3_000, &agent.service.log());
+}
+
+#[test]
+fn sigkill_mid_stream_and_a_torn_buffer_tail_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&dir.path().join("collector"));
+    let log = dir.path().join("auth.log");
+    let total = 30_000;
+    append_lines(&log, 0, 20_000);
+    let agent_dir = dir.path().join("agent");
+    let mut agent = Agent::start(&agent_dir, &[&log], &collector.events_url());
+    let (stored, _) = collector.wait_for("*", 2_000, WAIT);
+    assert!(stored >= 2_000, "agent log:\n{}", agent.service.log());
+    agent.service.kill();
+    // A crash in the middle of an append: half a record at the end of the newest
+    // segment (a length that promises more bytes than follow).
+    let buffer = agent_dir.join("state/buffer");
+    let newest = std::fs::read_dir(&buffer)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .max()
+        .expect("a buffer segment");
+    let mut segment = OpenOptions::new().append(true).open(&newest).unwrap();
+    segment.write_all(&500u32.to_le_bytes()).unwrap();
+    segment.write_all(&[0xAB; 6]).unwrap();
+    drop(segment);
+    append_lines(&log, 20_000, 25_000);
+    let agent = Agent::start_with_config(&agent_dir, agent.config.clone());
+    append_lines(&log, 25_000, total);
+    let (found, _) = collector.wait_for("*", total as u64, WAIT);
+    assert_eq!(found, total as u64, "agent log:\n{}", agent.service.log());
+    assert_exactly_once(&collector.all("*"), total, &agent.service.log());
+    assert!(
+        agent.service.log().contains("torn tail"),
+        "the agent reports the cut: {}",
+        agent.service.log()
+    );
 }
 
 #[test]
@@ -44,7 +80,7 @@ fn a_full_buffer_pauses_the_inputs_and_drains_without_loss() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/events");
     let log = dir.path().join("auth.log");
-    write_lines(&log, 0, 5_000);
+    append_lines(&log, 0, 5_000);
     // About 1.7 MB of events against a 64 KiB buffer.
     let config_dir = dir.path().join("agent");
     let agent = Agent::start_with(
@@ -73,6 +109,6 @@ fn a_full_buffer_pauses_the_inputs_and_drains_without_loss() {
     let sink = CountingSink::start_on(port);
     let (raw, distinct) = sink.wait_for(5_000, WAIT);
     assert_eq!(distinct, 5_000, "agent log:\n{}", agent.service.log());
-    assert_eq!(raw, 5_000);
+    assert_eq!(raw, 5_000, "no crash, so nothing is sent twice");
     assert_eq!(sink.markers(), (0..5_000).collect());
 }

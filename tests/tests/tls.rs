@@ -50,7 +50,7 @@ fn https_with_client_certificates_refuses_strangers_and_delivers_everything_once
             tls: Some(pki.clone()),
             client_certificates: true,
             tokens_file: Some(tokens.clone()),
-            extra: String::new(),
+            ..Default::default()
         },
     );
     let log = dir.path().join("auth.log");
@@ -108,7 +108,8 @@ fn https_with_client_certificates_refuses_strangers_and_delivers_everything_once
     std::fs::write(&config, good).unwrap();
     let agent = Agent::start_with_config(&agent_dir, config);
     append_lines(&log, 1_000, 2_000);
-    let (total, hits) = collector.wait_for("category:authentication", 2_000, Duration::from_secs(60));
+    let (total, hits) =
+        collector.wait_for("category:authentication", 2_000, Duration::from_secs(60));
     assert_eq!(total, 2_000, "agent log:\n{}", agent.service.log());
     assert_exactly_once(&hits, 2_000, &agent.service.log());
     assert!(

@@ -154,7 +154,11 @@ fn peek_oldest_shows_the_first_unacknowledged_durable_record() {
     let oldest = |b: &DiskBuffer| String::from_utf8(b.peek_oldest().unwrap().unwrap()).unwrap();
     assert_eq!(oldest(&buffer), "not yet durable");
     let (_, last) = payloads(&mut buffer, 600);
-    assert_eq!(oldest(&buffer), "not yet durable", "reading is not acknowledging");
+    assert_eq!(
+        oldest(&buffer),
+        "not yet durable",
+        "reading is not acknowledging"
+    );
     buffer.ack(last.unwrap()).unwrap();
     assert_eq!(oldest(&buffer), "event 599");
     let (_, last) = payloads(&mut buffer, 1000);

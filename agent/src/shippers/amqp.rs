@@ -24,7 +24,9 @@ use lapin::options::{
 };
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
 use tracing::{info, warn};
 
 use super::Outcome;
@@ -84,8 +86,10 @@ impl AmqpShipper {
         let tls = &self.settings.tls;
         let identity = match (&tls.client_cert_file, &tls.client_key_file) {
             (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
-                pem: std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?,
-                key: std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?,
+                pem: std::fs::read(cert)
+                    .map_err(|e| format!("cannot read {}: {e}", cert.display()))?,
+                key: std::fs::read(key)
+                    .map_err(|e| format!("cannot read {}: {e}", key.display()))?,
             }),
             _ => None,
         };
@@ -164,7 +168,11 @@ impl AmqpShipper {
         if !healthy {
             if let Some(old) = self.session.take() {
                 warn!("The RabbitMQ connection was lost; reconnecting.");
-                let _ = tokio::time::timeout(Duration::from_secs(1), old.connection.close(200, "reconnecting".into())).await;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    old.connection.close(200, "reconnecting".into()),
+                )
+                .await;
             }
             match self.connect().await {
                 Ok(session) => self.session = Some(session),
@@ -198,7 +206,11 @@ impl AmqpShipper {
             Err(reason) => {
                 // Start over on a fresh connection: the channel may be in any state.
                 if let Some(old) = self.session.take() {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), old.connection.close(200, "retrying".into())).await;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        old.connection.close(200, "retrying".into()),
+                    )
+                    .await;
                 }
                 Outcome::Retry {
                     reason: format!("{}: {reason}", self.settings.url),
@@ -210,7 +222,11 @@ impl AmqpShipper {
 }
 
 /// Publishes the records, then awaits every confirmation.
-async fn publish_all(channel: &Channel, settings: &AmqpSettings, records: &[Vec<u8>]) -> Result<(), String> {
+async fn publish_all(
+    channel: &Channel,
+    settings: &AmqpSettings,
+    records: &[Vec<u8>],
+) -> Result<(), String> {
     let mut confirms = Vec::with_capacity(records.len());
     for record in records {
         let payload = trim_newline(record);
@@ -236,12 +252,18 @@ async fn publish_all(channel: &Channel, settings: &AmqpSettings, records: &[Vec<
         confirms.push(confirm);
     }
     for confirm in confirms {
-        match confirm.await.map_err(|e| format!("confirmation lost: {e}"))? {
+        match confirm
+            .await
+            .map_err(|e| format!("confirmation lost: {e}"))?
+        {
             Confirmation::Ack(None) | Confirmation::NotRequested => {}
             Confirmation::Ack(Some(returned)) => {
                 return Err(format!(
                     "the broker could not route a message ({} {}): no queue is bound to exchange {:?} with routing key {:?}",
-                    returned.reply_code, returned.reply_text, settings.exchange, settings.routing_key
+                    returned.reply_code,
+                    returned.reply_text,
+                    settings.exchange,
+                    settings.routing_key
                 ));
             }
             Confirmation::Nack(_) => return Err("the broker refused (nacked) a message".into()),

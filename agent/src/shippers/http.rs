@@ -59,7 +59,8 @@ impl HttpShipper {
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("picket-agent/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &settings.tls.ca_pem {
-            let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(HttpShipperError::Client)?;
+            let roots =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(HttpShipperError::Client)?;
             builder = builder.tls_certs_only(roots);
         }
         if let Some(pem) = &settings.tls.identity_pem {

@@ -30,7 +30,7 @@ pub enum Outcome {
 /// The configured shipper.
 pub enum Shipper {
     Http(http::HttpShipper),
-    Amqp(amqp::AmqpShipper),
+    Amqp(Box<amqp::AmqpShipper>),
 }
 
 impl Shipper {
@@ -40,7 +40,9 @@ impl Shipper {
             ShipperSettings::Http(http) => http::HttpShipper::build(http)
                 .map(Shipper::Http)
                 .map_err(|e| e.to_string()),
-            ShipperSettings::Amqp(amqp) => Ok(Shipper::Amqp(amqp::AmqpShipper::new(amqp.clone()))),
+            ShipperSettings::Amqp(amqp) => Ok(Shipper::Amqp(Box::new(amqp::AmqpShipper::new(
+                amqp.clone(),
+            )))),
         }
     }
 

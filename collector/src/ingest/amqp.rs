@@ -40,7 +40,11 @@ const BATCH_WAIT: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Consumes until `stop` turns true, reconnecting after failures.
-pub async fn run(settings: AmqpSettings, store: Arc<EmbeddedStore>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    settings: AmqpSettings,
+    store: Arc<EmbeddedStore>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut attempt = 0u32;
     loop {
         match session(&settings, &store, &mut stop, &mut attempt).await {
@@ -102,7 +106,11 @@ async fn declare(channel: &Channel, settings: &AmqpSettings) -> lapin::Result<()
         )
         .await?;
     channel
-        .queue_declare(settings.queue.as_str().into(), durable, FieldTable::default())
+        .queue_declare(
+            settings.queue.as_str().into(),
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     channel
         .queue_bind(
@@ -208,7 +216,9 @@ async fn handle(
     for (message, reason) in &refused {
         if let Err(e) = dead_letter(dead, settings, message, reason).await {
             requeue(consume, last_tag).await;
-            return Err(format!("cannot move a bad message to the dead-letter queue: {e}"));
+            return Err(format!(
+                "cannot move a bad message to the dead-letter queue: {e}"
+            ));
         }
         warn!(queue = %settings.dead_letter_queue, reason = %reason, "A message that is not an event was moved to the dead-letter queue.");
     }
@@ -221,13 +231,14 @@ async fn handle(
         return Err(format!("store failed: {e}"));
     }
     consume
-        .basic_ack(
-            last_tag,
-            BasicAckOptions { multiple: true },
-        )
+        .basic_ack(last_tag, BasicAckOptions { multiple: true })
         .await
         .map_err(|e| format!("cannot acknowledge: {e}"))?;
-    debug!(stored = count, dead_lettered = refused.len(), "Stored a batch from RabbitMQ.");
+    debug!(
+        stored = count,
+        dead_lettered = refused.len(),
+        "Stored a batch from RabbitMQ."
+    );
     Ok(())
 }
 
@@ -250,7 +261,10 @@ async fn dead_letter(
     reason: &str,
 ) -> Result<(), String> {
     let mut headers = FieldTable::default();
-    headers.insert("x-picket-reason".into(), AMQPValue::LongString(reason.into()));
+    headers.insert(
+        "x-picket-reason".into(),
+        AMQPValue::LongString(reason.into()),
+    );
     headers.insert(
         "x-picket-queue".into(),
         AMQPValue::LongString(settings.queue.as_str().into()),

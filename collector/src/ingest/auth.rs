@@ -55,10 +55,9 @@ impl Tokens {
     /// Whether `presented` is one of the tokens. Every token is compared, each in
     /// constant time, so timing tells nothing about which or how much matched.
     pub fn accepts(&self, presented: &[u8]) -> bool {
-        self.tokens
-            .iter()
-            .fold(0u8, |found, t| found | t.as_slice().ct_eq(presented).unwrap_u8())
-            == 1
+        self.tokens.iter().fold(0u8, |found, t| {
+            found | t.as_slice().ct_eq(presented).unwrap_u8()
+        }) == 1
     }
 }
 
@@ -144,8 +143,8 @@ mod tests {
 
     #[test]
     fn tokens_file_rules() {
-        let tokens = Tokens::parse("# fleet\n0123456789abcdef0123\n\n  fedcba9876543210fedc  \n")
-            .unwrap();
+        let tokens =
+            Tokens::parse("# fleet\n0123456789abcdef0123\n\n  fedcba9876543210fedc  \n").unwrap();
         assert!(tokens.accepts(b"0123456789abcdef0123"));
         assert!(tokens.accepts(b"fedcba9876543210fedc"));
         assert!(!tokens.accepts(b"0123456789abcdef012"));

@@ -235,15 +235,16 @@ async fn gzip_bodies_are_inflated_and_bombs_refused() {
 #[tokio::test]
 async fn bearer_tokens_guard_everything_but_health_checks() {
     let mut h = Harness::new();
-    h.state.tokens = Some(Arc::new(
-        Tokens::parse("0123456789abcdef-fleet\n").unwrap(),
-    ));
+    h.state.tokens = Some(Arc::new(Tokens::parse("0123456789abcdef-fleet\n").unwrap()));
     let event = r#"{"summary":"with token","hostname":"tok1"}"#;
 
     let (status, body) = h.send_request(post_with(&[], event)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (status, body) = h
-        .send_request(post_with(&[("authorization", "Bearer wrong-token-0000000")], event))
+        .send_request(post_with(
+            &[("authorization", "Bearer wrong-token-0000000")],
+            event,
+        ))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (status, _) = h.send(Method::GET, "/api/events?q=*", Body::empty()).await;
@@ -264,7 +265,10 @@ async fn bearer_tokens_guard_everything_but_health_checks() {
 #[tokio::test]
 async fn a_client_certificate_name_is_recorded() {
     let h = Harness::new();
-    let mut request = post_with(&[], r#"{"summary":"from a known agent","hostname":"mtls1"}"#);
+    let mut request = post_with(
+        &[],
+        r#"{"summary":"from a known agent","hostname":"mtls1"}"#,
+    );
     request.extensions_mut().insert(ConnectInfo(Peer {
         address: "127.0.0.1:5000".parse().unwrap(),
         identity: Some("agent-17.example.org".into()),
