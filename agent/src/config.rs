@@ -371,8 +371,9 @@ pub struct HttpShipperConfig {
     /// Longest wait for one request, in seconds.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
-    /// Compress request bodies with gzip.
-    #[serde(default = "default_true")]
+    /// Compress request bodies with gzip (about 10x fewer bytes on the wire for about
+    /// 1 µs of CPU per event: worth it on slow or metered links, not on a LAN).
+    #[serde(default)]
     pub gzip: bool,
     /// PEM CA certificates the collector's certificate must chain to (default: the
     /// system's roots).
@@ -444,9 +445,6 @@ pub enum AmqpAuth {
 fn default_eventtask() -> String {
     "eventtask".to_string()
 }
-fn default_true() -> bool {
-    true
-}
 fn default_url() -> String {
     "http://127.0.0.1:8080/events".to_string()
 }
@@ -464,7 +462,7 @@ impl Default for HttpShipperConfig {
             urls: Vec::new(),
             batch_max_events: default_batch_max_events(),
             timeout_secs: default_timeout_secs(),
-            gzip: true,
+            gzip: false,
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,

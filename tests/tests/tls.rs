@@ -12,7 +12,7 @@ const TOKEN: &str = "fleet-token-0123456789abcdef";
 
 fn https_shipper(collector: &Collector, ca: &Path, client: Option<&Pki>, token: &Path) -> String {
     let mut table = format!(
-        "[agent.shippers.http]\nurl = {:?}\nca_file = {:?}\ntoken_file = {:?}\n",
+        "[agent.shippers.http]\nurl = {:?}\ngzip = true\nca_file = {:?}\ntoken_file = {:?}\n",
         collector.events_url(),
         ca.display().to_string(),
         token.display().to_string()

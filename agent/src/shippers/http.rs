@@ -1,4 +1,4 @@
-//! The HTTP(S) shipper: POSTs a batch of events as NDJSON (gzip by default) to the
+//! The HTTP(S) shipper: POSTs a batch of events as NDJSON (gzip when configured) to the
 //! collector's `/events` and reads its answer into an [`Outcome`].
 //!
 //! - TLS with rustls: the collector's certificate checked against the system's roots or
