@@ -79,7 +79,9 @@ pub async fn run(
     let checkpoints = Arc::new(Mutex::new(CheckpointStore::load(&settings.data_dir)?));
     let metrics = Arc::new(Metrics::default());
     let shipper = Shipper::build(&settings.shipper).map_err(RunError::Shipper)?;
-    let (events_tx, events_rx) = mpsc::channel::<Vec<ReadEvent>>(8);
+    // Two chunks of 500 events in flight keep the buffer stage busy; more only holds
+    // memory (parsed events are about 1 KiB each).
+    let (events_tx, events_rx) = mpsc::channel::<Vec<ReadEvent>>(2);
     let stop_input = Arc::new(AtomicBool::new(false));
 
     let input = FileInput {

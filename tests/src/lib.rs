@@ -191,6 +191,8 @@ pub struct CollectorOptions {
     pub client_certificates: bool,
     /// A bearer tokens file.
     pub tokens_file: Option<PathBuf>,
+    /// More keys for `[collector.http]` (TOML lines).
+    pub http_keys: String,
     /// More TOML appended to the config (a `[collector.amqp]` table, say).
     pub extra: String,
     /// The port to listen on (default: one picked now).
@@ -218,7 +220,10 @@ impl Collector {
         fs::create_dir_all(dir).expect("collector dir");
         let port = options.port.unwrap_or_else(free_port);
         let config = dir.join("collector.toml");
-        let mut http_keys = String::new();
+        let mut http_keys = options.http_keys.clone();
+        if !http_keys.ends_with('\n') {
+            http_keys.push('\n');
+        }
         let mut client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30));
         let _ = rustls::crypto::ring::default_provider().install_default();
         if let Some(pki) = &options.tls {

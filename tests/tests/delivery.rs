@@ -112,3 +112,69 @@ fn a_full_buffer_pauses_the_inputs_and_drains_without_loss() {
     assert_eq!(raw, 5_000, "no crash, so nothing is sent twice");
     assert_eq!(sink.markers(), (0..5_000).collect());
 }
+
+#[test]
+fn a_dead_collector_url_fails_over_and_refused_events_go_to_the_dead_letter_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start_with(
+        &dir.path().join("collector"),
+        &CollectorOptions {
+            http_keys: "max_event_bytes = 2048".into(),
+            ..Default::default()
+        },
+    );
+    let log = dir.path().join("auth.log");
+    append_lines(&log, 0, 500);
+    // One line the collector refuses: its event is over max_event_bytes.
+    let huge = format!("Nov 24 12:00:00 web1 app[7]: {}\n", "x".repeat(4_000));
+    OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(huge.as_bytes())
+        .unwrap();
+    append_lines(&log, 500, 1_000);
+    let nobody = format!("http://127.0.0.1:{}/events", free_port());
+    let agent_dir = dir.path().join("agent");
+    let shipper = format!(
+        "[agent.shippers.http]\nurls = [{nobody:?}, {:?}]\n",
+        collector.events_url()
+    );
+    let config = Agent::write_config(&agent_dir, &[&log], "", &shipper);
+    let agent = Agent::start_with_config(&agent_dir, config);
+    let (total, _) = collector.wait_for("category:authentication", 1_000, WAIT);
+    assert_eq!(total, 1_000, "agent log:\n{}", agent.service.log());
+    assert_exactly_once(
+        &collector.all("category:authentication"),
+        1_000,
+        &agent.service.log(),
+    );
+    assert!(agent.service.log().contains("Switching collector"));
+    let dead_letters = agent_dir.join("state/dead-letter.ndjson");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !dead_letters.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(&dead_letters).expect("a dead-letter file");
+    let kept: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(kept.len(), 1, "{text}");
+    assert!(
+        kept[0]["reason"].as_str().unwrap().contains("2048"),
+        "{}",
+        kept[0]
+    );
+    assert!(
+        kept[0]["event"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("xxxx")
+    );
+    assert_eq!(
+        collector.all("processname:app").len(),
+        0,
+        "nothing else was stored"
+    );
+}
