@@ -11,7 +11,9 @@
 #
 # Prints lines/s, the agent's CPU seconds and µs per line (user+system, from
 # /proc/PID/stat), its peak RSS (VmHWM), and its fsyncs of the disk buffer and their
-# rate. LINES=N (default 1000000) changes the size.
+# rate. LINES=N (default 1000000) changes the size; BATCH=N sets the agent's
+# batch_max_events and COMMIT_MS=N the collector's commit_interval_ms (defaults
+# otherwise).
 # Heartbeats are turned off so counts are exact.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +63,8 @@ tls_cert_file = "$work/server.pem"
 tls_key_file = "$work/server.key"
 client_ca_file = "$work/ca.pem"
 tokens_file = "$work/token"
+[collector.stores.embedded]
+${COMMIT_MS:+commit_interval_ms = $COMMIT_MS}
 TOML
     target/release/picket-collector --config "$work/collector.toml" serve 2>"$work/collector.log" &
     pids+=($!); collector_pid=$!
@@ -71,7 +75,8 @@ url = \"https://localhost:$port/events\"
 ca_file = \"$work/ca.pem\"
 client_cert_file = \"$work/client.pem\"
 client_key_file = \"$work/client.key\"
-token_file = \"$work/token\""
+token_file = \"$work/token\"
+batch_max_events = ${BATCH:-1000}"
     ;;
   *) echo "usage: $0 sink|https" >&2; exit 2 ;;
 esac

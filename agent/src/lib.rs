@@ -225,6 +225,8 @@ async fn buffer_stage(
     let mut unsynced = 0usize;
     let mut last_sync = Instant::now();
     let mut line = Vec::with_capacity(4096);
+    // A buffer that stays full fills and drains by the batch: say so once a minute.
+    let mut full_log = EveryMinute::default();
     // The first heartbeat goes out at start: a restarted agent says so at once.
     let mut next_heartbeat = Instant::now();
     loop {
@@ -245,18 +247,26 @@ async fn buffer_stage(
         if let Some(chunk) = received {
             let full = disk.lock().map(|d| d.is_full()).unwrap_or(false);
             if full && settings.drop_newest {
-                metrics
+                let dropped = metrics
                     .events_dropped
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                error!(
-                    events = chunk.len(),
-                    "Disk buffer full; dropping the newest events (when_full = drop_newest)."
-                );
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed)
+                    + chunk.len() as u64;
+                if full_log.due() {
+                    error!(
+                        events_dropped_in_all = dropped,
+                        "Disk buffer full; dropping the newest events (when_full = drop_newest)."
+                    );
+                }
                 // Their lines are passed: the positions move on.
                 positions.take(&chunk);
             } else {
                 if full {
-                    warn!("Disk buffer full; inputs wait until the collector takes events.");
+                    if full_log.due() {
+                        warn!(
+                            max_bytes = settings.max_bytes,
+                            "Disk buffer full; inputs wait until the collector takes events."
+                        );
+                    }
                     while disk.lock().map(|d| d.is_full()).unwrap_or(false) && !*stop_rx.borrow() {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -289,6 +299,26 @@ async fn buffer_stage(
     }
     commit(&disk, &checkpoints, &mut positions, &metrics);
     synced.notify_one();
+}
+
+/// Lets a repeated condition be logged once, then at most once a minute.
+#[derive(Default)]
+struct EveryMinute {
+    last: Option<Instant>,
+}
+
+impl EveryMinute {
+    fn due(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(60))
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
 }
 
 /// What the buffer stage works with.

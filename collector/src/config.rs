@@ -232,9 +232,10 @@ pub struct StoresConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddedStoreConfig {
-    /// Longest wait between commits while events are pending, in milliseconds. Ingest
-    /// answers only after the commit that holds its events, so this bounds the added
-    /// latency; larger values mean fewer, bigger commits.
+    /// Shortest time between two commits, in milliseconds; requests arriving meanwhile
+    /// share the next commit. Ingest answers only after the commit that holds its
+    /// events, so this bounds the added latency and, for one sender sending batch after
+    /// batch, the rate (a batch per interval); larger values mean fewer, bigger commits.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
     /// Indexing memory per open daily index, in bytes (tantivy's minimum is 15 MB).
@@ -243,7 +244,7 @@ pub struct EmbeddedStoreConfig {
 }
 
 fn default_commit_interval_ms() -> u64 {
-    1000
+    100
 }
 fn default_writer_memory_bytes() -> usize {
     20_000_000

@@ -72,7 +72,7 @@ impl FileInput {
     /// Follows the files until `stop` is set or the shipper goes away.
     pub fn run(self, out: mpsc::Sender<Vec<ReadEvent>>, stop: Arc<AtomicBool>) {
         let (wake_tx, wake_rx) = std::sync::mpsc::channel::<bool>();
-        let watcher = watch(&self.settings.discovery.watch_dirs(), wake_tx);
+        let watcher = watch(&self.settings.discovery, wake_tx);
         let idle_wait = if watcher.is_some() {
             self.settings.poll_interval.max(Duration::from_secs(1))
         } else {
@@ -199,13 +199,17 @@ impl FileInput {
     }
 }
 
-/// Watches `dirs` for changes; each event says whether files came or went (`true`) or
-/// only changed. `None` (poll only) when watching is not possible.
+/// Watches the directories of `discovery` (recursively where needed) for changes; each
+/// event says whether files came or went (`true`) or only changed. Writes to files we
+/// do not follow (the rest of `/var/log`) wake nobody. `None` (poll only) when watching
+/// is not possible.
 fn watch(
-    dirs: &[PathBuf],
+    discovery: &discover::Discovery,
     wake: std::sync::mpsc::Sender<bool>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
+    let dirs = discovery.watch_dirs();
+    let wanted = discovery.clone();
     let handler = move |event: notify::Result<notify::Event>| {
         let structural = match &event {
             Ok(e) => {
@@ -217,7 +221,13 @@ fn watch(
             }
             Err(_) => true,
         };
-        let _ = wake.send(structural);
+        let ours = match &event {
+            Ok(e) => e.paths.iter().any(|p| wanted.wants(p)),
+            Err(_) => true,
+        };
+        if structural || ours {
+            let _ = wake.send(structural);
+        }
     };
     let mut watcher = match notify::recommended_watcher(handler) {
         Ok(watcher) => watcher,
@@ -227,8 +237,13 @@ fn watch(
         }
     };
     let mut watching = 0;
-    for dir in dirs {
-        match watcher.watch(dir, RecursiveMode::Recursive) {
+    for (dir, recursive) in &dirs {
+        let mode = if *recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        match watcher.watch(dir, mode) {
             Ok(()) => watching += 1,
             Err(e) => {
                 debug!(dir = %dir.display(), error = %e, "Cannot watch the directory; polling it.")

@@ -128,12 +128,21 @@ impl Discovery {
         self.patterns.iter().filter_map(|p| p.literal.as_deref())
     }
 
-    /// The directories to watch for changes: each pattern's base (and, for literal
-    /// paths, the file's directory).
-    pub fn watch_dirs(&self) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = self.patterns.iter().map(|p| p.base.clone()).collect();
+    /// The directories to watch for changes, each with whether its subdirectories
+    /// must be watched too: each pattern's base (for literal paths, the file's
+    /// directory), recursively only when the pattern reaches below it (`**`, or a
+    /// wildcard in a directory name). `/var/log/auth.log` watches `/var/log` alone, not
+    /// the busy `/var/log/journal` under it.
+    pub fn watch_dirs(&self) -> Vec<(PathBuf, bool)> {
+        let mut dirs: Vec<(PathBuf, bool)> = Vec::new();
+        for pattern in &self.patterns {
+            let recursive = pattern.depth.is_none_or(|d| d > 1);
+            match dirs.iter_mut().find(|(dir, _)| *dir == pattern.base) {
+                Some((_, r)) => *r |= recursive,
+                None => dirs.push((pattern.base.clone(), recursive)),
+            }
+        }
         dirs.sort();
-        dirs.dedup();
         dirs
     }
 }
@@ -212,5 +221,28 @@ mod tests {
 
         assert!(Discovery::build(&[PathBuf::from("relative/*.log")], &[], false).is_err());
         assert!(Discovery::build(&paths(&["[bad"]), &[], false).is_err());
+    }
+
+    #[test]
+    fn only_patterns_that_reach_below_their_base_watch_recursively() {
+        let d = |list: &[&str]| {
+            let paths: Vec<PathBuf> = list.iter().map(PathBuf::from).collect();
+            Discovery::build(&paths, &[], false).unwrap().watch_dirs()
+        };
+        let flat = |dir: &str, recursive: bool| (PathBuf::from(dir), recursive);
+        assert_eq!(
+            d(&["/var/log/auth.log", "/var/log/secure"]),
+            vec![flat("/var/log", false)]
+        );
+        assert_eq!(d(&["/var/log/*.log"]), vec![flat("/var/log", false)]);
+        assert_eq!(d(&["/var/log/*/access.log"]), vec![flat("/var/log", true)]);
+        assert_eq!(
+            d(&["/srv/**/*.log", "/var/log/auth.log"]),
+            vec![flat("/srv", true), flat("/var/log", false)]
+        );
+        assert_eq!(
+            d(&["/var/log/auth.log", "/var/log/**/*.log"]),
+            vec![flat("/var/log", true)]
+        );
     }
 }
