@@ -13,7 +13,7 @@
 # /proc/PID/stat), its peak RSS (VmHWM), and its fsyncs of the disk buffer and their
 # rate. LINES=N (default 1000000) changes the size; BATCH=N sets the agent's
 # batch_max_events and COMMIT_MS=N the collector's commit_interval_ms (defaults
-# otherwise).
+# otherwise); AGENT_CPUS=0 pins the agent to CPU 0 (taskset), for "on one core".
 # Heartbeats are turned off so counts are exact.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,7 +95,7 @@ $shipper
 TOML
 
 start=$(date +%s.%N)
-target/release/picket-agent --config "$work/agent.toml" run 2>"$work/agent.log" &
+${AGENT_CPUS:+taskset -c $AGENT_CPUS} target/release/picket-agent --config "$work/agent.toml" run 2>"$work/agent.log" &
 pids+=($!); agent=$!
 stat_agent() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
 delivered() {
