@@ -13,6 +13,10 @@ use tracing_subscriber::EnvFilter;
 
 const EX_CONFIG: u8 = 78;
 
+// mimalloc: glibc malloc/free took ~15% of the collector's CPU while indexing.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Picket collector: receives MozDef events over HTTP, stores them, answers searches.
 #[derive(Debug, Parser)]
 #[command(version, about)]
