@@ -7,6 +7,7 @@
 //!   [`ingest::auth`]: bearer tokens and request guards; [`tls`]: HTTPS and client
 //!   certificates.
 //! - [`stores::embedded`]: the daily tantivy indices.
+//! - [`metrics`]: the counters behind `GET /metrics`.
 //! - [`search`]: time bounds as operators write them.
 //! - [`client`]: what `picket-collector search` uses to ask a running collector.
 //!
@@ -15,6 +16,7 @@
 pub mod client;
 pub mod config;
 pub mod ingest;
+pub mod metrics;
 pub mod search;
 pub mod stores;
 pub mod tls;
@@ -76,6 +78,7 @@ pub async fn run(
     if settings.tls.is_none() && settings.tokens.is_none() && !address.ip().is_loopback() {
         warn!(address = %address, "The API is open to anyone who can reach this address: no TLS client certificates and no bearer tokens are configured.");
     }
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let state = AppState {
         store: Arc::clone(&store),
         max_body_bytes: settings.max_body_bytes,
@@ -86,7 +89,9 @@ pub async fn run(
                 settings.max_concurrent_requests,
             )),
             timeout: settings.request_timeout,
+            metrics: Arc::clone(&metrics),
         },
+        metrics: Arc::clone(&metrics),
     };
     // One stop signal for every ingest path.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -98,6 +103,7 @@ pub async fn run(
         tokio::spawn(crate::ingest::amqp::run(
             amqp,
             Arc::clone(&store),
+            Arc::clone(&metrics),
             stop_rx.clone(),
         ))
     });

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::config::AmqpSettings;
+use crate::metrics::Metrics;
 use crate::stores::embedded::EmbeddedStore;
 
 /// Longest a batch waits to fill once its first message arrived.
@@ -43,11 +44,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub async fn run(
     settings: AmqpSettings,
     store: Arc<EmbeddedStore>,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut attempt = 0u32;
+    let ingest = Ingest {
+        settings: &settings,
+        store: &store,
+        metrics: &metrics,
+    };
     loop {
-        match session(&settings, &store, &mut stop, &mut attempt).await {
+        match session(&ingest, &mut stop, &mut attempt).await {
             Ok(()) => return,
             Err(reason) => {
                 let delay = Duration::from_millis(500)
@@ -131,13 +138,20 @@ async fn declare(channel: &Channel, settings: &AmqpSettings) -> lapin::Result<()
     Ok(())
 }
 
+/// What a session works with.
+struct Ingest<'a> {
+    settings: &'a AmqpSettings,
+    store: &'a EmbeddedStore,
+    metrics: &'a Metrics,
+}
+
 /// One connection's life: consume batches until stopped (Ok) or failed (Err).
 async fn session(
-    settings: &AmqpSettings,
-    store: &EmbeddedStore,
+    ingest: &Ingest<'_>,
     stop: &mut watch::Receiver<bool>,
     attempt: &mut u32,
 ) -> Result<(), String> {
+    let settings = ingest.settings;
     let connection = connect(settings).await?;
     let setup = async {
         let consume = connection.create_channel().await?;
@@ -179,7 +193,7 @@ async fn session(
                 Err(_) => break,
             }
         }
-        handle(settings, store, &consume, &dead, batch).await?;
+        handle(ingest, &consume, &dead, batch).await?;
     }
 }
 
@@ -194,22 +208,32 @@ fn delivery(next: Option<lapin::Result<Delivery>>) -> Result<Delivery, String> {
 /// Normalizes, dead-letters what is not an event, stores the rest, then acknowledges
 /// the whole batch with one `multiple` ack.
 async fn handle(
-    settings: &AmqpSettings,
-    store: &EmbeddedStore,
+    ingest: &Ingest<'_>,
     consume: &Channel,
     dead: &Channel,
     batch: Vec<Delivery>,
 ) -> Result<(), String> {
+    let Ingest {
+        settings,
+        store,
+        metrics,
+    } = ingest;
     let received_at = Utc::now();
+    metrics.received("amqp", batch.len());
     let mut events = Vec::with_capacity(batch.len());
     let mut refused = Vec::new();
     for message in &batch {
         let outcome = serde_json::from_slice::<serde_json::Value>(&message.data)
-            .map_err(|e| format!("not JSON: {e}"))
-            .and_then(|value| mozdef::normalize(value, received_at).map_err(|e| e.to_string()));
+            .map_err(|e| ("not_json", format!("not JSON: {e}")))
+            .and_then(|value| {
+                mozdef::normalize(value, received_at).map_err(|e| ("invalid", e.to_string()))
+            });
         match outcome {
             Ok(event) => events.push(event),
-            Err(reason) => refused.push((message, reason)),
+            Err((kind, reason)) => {
+                metrics.rejected(kind);
+                refused.push((message, reason));
+            }
         }
     }
     let last_tag = batch.last().map(|d| d.delivery_tag).unwrap_or(0);
@@ -223,9 +247,15 @@ async fn handle(
         warn!(queue = %settings.dead_letter_queue, reason = %reason, "A message that is not an event was moved to the dead-letter queue.");
     }
     let count = events.len();
-    if !events.is_empty()
-        && let Err(e) = store.store(events).await
-    {
+    metrics.store_started();
+    let started = std::time::Instant::now();
+    let stored = if events.is_empty() {
+        Ok(0)
+    } else {
+        store.store(events).await
+    };
+    metrics.store_finished(started.elapsed());
+    if let Err(e) = stored {
         error!(error = %e, messages = batch.len(), "Store failed; the batch goes back to the queue.");
         requeue(consume, last_tag).await;
         return Err(format!("store failed: {e}"));
@@ -234,6 +264,7 @@ async fn handle(
         .basic_ack(last_tag, BasicAckOptions { multiple: true })
         .await
         .map_err(|e| format!("cannot acknowledge: {e}"))?;
+    metrics.stored("amqp", count);
     debug!(
         stored = count,
         dead_lettered = refused.len(),

@@ -17,6 +17,8 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
+use crate::metrics::Metrics;
+
 /// The accepted bearer tokens.
 #[derive(Debug)]
 pub struct Tokens {
@@ -79,7 +81,7 @@ fn is_open_route(path: &str) -> bool {
 
 /// 401 without a bearer token, 403 with a wrong one.
 pub async fn require_token(
-    State(tokens): State<Arc<Tokens>>,
+    State((tokens, metrics)): State<(Arc<Tokens>, Arc<Metrics>)>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -96,12 +98,16 @@ pub async fn require_token(
         })
         .map(str::trim);
     match presented {
-        None => refuse(
-            StatusCode::UNAUTHORIZED,
-            "a bearer token is required (Authorization: Bearer <token>)",
-        ),
+        None => {
+            metrics.refused("unauthorized");
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is required (Authorization: Bearer <token>)",
+            )
+        }
         Some(token) if tokens.accepts(token.as_bytes()) => next.run(request).await,
         Some(_) => {
+            metrics.refused("forbidden");
             warn!("A request with a wrong bearer token was refused.");
             refuse(StatusCode::FORBIDDEN, "the bearer token is not accepted")
         }
@@ -113,12 +119,14 @@ pub async fn require_token(
 pub struct Guards {
     pub slots: Arc<Semaphore>,
     pub timeout: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 /// At most `slots` requests at once (more get 503 with `Retry-After: 1`), each within
 /// `timeout` (then 408), so slow clients cannot pin the collector.
 pub async fn guard(State(guards): State<Guards>, request: Request, next: Next) -> Response {
     let Ok(_slot) = guards.slots.clone().try_acquire_owned() else {
+        guards.metrics.refused("overloaded");
         let mut response = refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many requests at once; retry shortly",
@@ -130,10 +138,13 @@ pub async fn guard(State(guards): State<Guards>, request: Request, next: Next) -
     };
     match tokio::time::timeout(guards.timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => refuse(
-            StatusCode::REQUEST_TIMEOUT,
-            "the request took too long (the body arrived too slowly or the store is stalled)",
-        ),
+        Err(_) => {
+            guards.metrics.refused("timeout");
+            refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request took too long (the body arrived too slowly or the store is stalled)",
+            )
+        }
     }
 }
 

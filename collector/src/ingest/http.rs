@@ -1,6 +1,7 @@
 //! The HTTP API: MozDef loginput's `POST`/`PUT /events` (one JSON object, a JSON array,
-//! or NDJSON; gzip bodies accepted), `GET /status` and `GET /test`, and the search API
-//! `GET /api/events`. Bearer tokens and the request guards are in [`super::auth`].
+//! or NDJSON; gzip bodies accepted), `/nxlog` and `/cef` (the same, with `endpoint`
+//! set as MozDef does), `POST /_bulk` (Elasticsearch bulk bodies, action lines
+//! skipped), `GET /status` and `GET /test`, and the search API `GET /api/events`. Bearer tokens and the request guards are in [`super::auth`].
 //!
 //! A request is answered 200 only after its events are committed to the store. Each
 //! item refused (not JSON, not an object, too large) is reported by position while the
@@ -23,6 +24,7 @@ use serde_json::json;
 use tracing::{debug, error, warn};
 
 use crate::ingest::auth::{self, Guards, Tokens};
+use crate::metrics::Metrics;
 use crate::search::parse_time_bound;
 use crate::stores::SearchRequest;
 use crate::stores::embedded::{EmbeddedStore, StoreError};
@@ -37,6 +39,7 @@ pub struct AppState {
     /// Bearer tokens, when configured: nothing but health checks gets in without one.
     pub tokens: Option<Arc<Tokens>>,
     pub guards: Guards,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The most events one search returns.
@@ -49,17 +52,34 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/events", post(post_events).put(post_events))
         .route("/events/", post(post_events).put(post_events))
+        .route("/nxlog", post(post_nxlog).put(post_nxlog))
+        .route("/nxlog/", post(post_nxlog).put(post_nxlog))
+        .route("/cef", post(post_cef).put(post_cef))
+        .route("/cef/", post(post_cef).put(post_cef))
+        .route("/_bulk", post(post_bulk).put(post_bulk))
         .route("/status", get(status))
         .route("/test", get(status))
         .route("/api/events", get(search_events))
-        .with_state(state);
+        .route("/metrics", get(metrics))
+        .with_state(state.clone());
     if let Some(tokens) = tokens {
         router = router.layer(axum::middleware::from_fn_with_state(
-            tokens,
+            (tokens, Arc::clone(&state.metrics)),
             auth::require_token,
         ));
     }
     router.layer(axum::middleware::from_fn_with_state(guards, auth::guard))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn status() -> Json<serde_json::Value> {
@@ -86,14 +106,80 @@ fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn post_events(State(state): State<AppState>, request: Request) -> Response {
+/// MozDef's loginput routes beside `/events`: what each does to an item before it is
+/// normalized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// `/events`: as sent.
+    Events,
+    /// `/nxlog`, `/cef`: `endpoint` set to the route's name, as MozDef does (it lands in
+    /// `details.endpoint`).
+    Endpoint(&'static str),
+    /// `/_bulk`: Elasticsearch bulk bodies; action lines (`{"index": {…}}`) skipped.
+    Bulk,
+}
+
+impl Route {
+    /// The `source` label of the route's metrics.
+    fn source(self) -> &'static str {
+        match self {
+            Route::Events => "events",
+            Route::Endpoint(name) => name,
+            Route::Bulk => "bulk",
+        }
+    }
+
+    /// The item to normalize, or `None` for a bulk action line.
+    fn prepare(self, value: serde_json::Value) -> Option<serde_json::Value> {
+        match (self, value) {
+            (Route::Endpoint(name), serde_json::Value::Object(mut object)) => {
+                object.insert("endpoint".into(), serde_json::Value::String(name.into()));
+                Some(serde_json::Value::Object(object))
+            }
+            (Route::Bulk, serde_json::Value::Object(object)) if is_bulk_action(&object) => None,
+            (_, value) => Some(value),
+        }
+    }
+}
+
+/// `{"index": {...}}` and its kin: one key, an action, whose value is an object.
+fn is_bulk_action(object: &serde_json::Map<String, serde_json::Value>) -> bool {
+    object.len() == 1
+        && object.iter().all(|(key, value)| {
+            matches!(key.as_str(), "index" | "create" | "update" | "delete") && value.is_object()
+        })
+}
+
+async fn post_events(state: State<AppState>, request: Request) -> Response {
+    ingest(state, request, Route::Events).await
+}
+
+async fn post_nxlog(state: State<AppState>, request: Request) -> Response {
+    ingest(state, request, Route::Endpoint("nxlog")).await
+}
+
+async fn post_cef(state: State<AppState>, request: Request) -> Response {
+    ingest(state, request, Route::Endpoint("cef")).await
+}
+
+async fn post_bulk(state: State<AppState>, request: Request) -> Response {
+    ingest(state, request, Route::Bulk).await
+}
+
+async fn ingest(State(state): State<AppState>, request: Request, route: Route) -> Response {
     let identity = request
         .extensions()
         .get::<ConnectInfo<Peer>>()
         .and_then(|info| info.0.identity.clone());
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
+    let metrics = Arc::clone(&state.metrics);
+    let bad_body = |message: String| {
+        metrics.refused("bad_body");
+        error_body(StatusCode::BAD_REQUEST, message)
+    };
     let too_large = || {
+        metrics.refused("body_too_large");
         error_body(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
@@ -112,21 +198,17 @@ async fn post_events(State(state): State<AppState>, request: Request) -> Respons
     let bytes: Bytes = match Limited::new(body, state.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return too_large(),
-        Err(_) => return error_body(StatusCode::BAD_REQUEST, "request body could not be read"),
+        Err(_) => return bad_body("request body could not be read".into()),
     };
     let bytes = match content_encoding(headers) {
         Encoding::Identity => bytes,
         Encoding::Gzip => match gunzip(&bytes, state.max_body_bytes) {
             Ok(Some(plain)) => plain,
             Ok(None) => return too_large(),
-            Err(e) => {
-                return error_body(
-                    StatusCode::BAD_REQUEST,
-                    format!("request body is not valid gzip: {e}"),
-                );
-            }
+            Err(e) => return bad_body(format!("request body is not valid gzip: {e}")),
         },
         Encoding::Other(name) => {
+            metrics.refused("bad_body");
             return error_body(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("Content-Encoding {name:?} is not supported (use gzip or none)"),
@@ -135,14 +217,22 @@ async fn post_events(State(state): State<AppState>, request: Request) -> Respons
     };
     let items = match wire::split_body(&bytes, state.max_event_bytes) {
         Ok(items) => items,
-        Err(e) => return error_body(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return bad_body(e.to_string()),
     };
     let received_at = Utc::now();
-    let received = items.len();
-    let mut events = Vec::with_capacity(received);
+    let mut received = 0;
+    let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     let mut all_too_large = true;
     for (position, item) in items {
+        let item = match item {
+            Ok(value) => match route.prepare(value) {
+                Some(value) => Ok(value),
+                None => continue,
+            },
+            Err(e) => Err(e),
+        };
+        received += 1;
         let outcome = item.and_then(|value| {
             mozdef::normalize(value, received_at).map_err(|e| ItemError::Invalid(e.to_string()))
         });
@@ -158,6 +248,11 @@ async fn post_events(State(state): State<AppState>, request: Request) -> Respons
             }
             Err(e) => {
                 all_too_large &= matches!(e, ItemError::TooLarge { .. });
+                metrics.rejected(match e {
+                    ItemError::TooLarge { .. } => "too_large",
+                    ItemError::NotJson(_) => "not_json",
+                    ItemError::Invalid(_) => "invalid",
+                });
                 rejected.push(Rejected {
                     position,
                     reason: e.to_string(),
@@ -165,6 +260,7 @@ async fn post_events(State(state): State<AppState>, request: Request) -> Respons
             }
         }
     }
+    metrics.received(route.source(), received);
     if !rejected.is_empty() {
         warn!(
             received,
@@ -186,8 +282,13 @@ async fn post_events(State(state): State<AppState>, request: Request) -> Respons
         };
         return (status, Json(answer)).into_response();
     }
-    match state.store.store(events).await {
+    metrics.store_started();
+    let started = std::time::Instant::now();
+    let outcome = state.store.store(events).await;
+    metrics.store_finished(started.elapsed());
+    match outcome {
         Ok(stored) => {
+            metrics.stored(route.source(), stored);
             debug!(received, stored, "Stored a request.");
             let answer = IngestAnswer {
                 received,
@@ -198,6 +299,7 @@ async fn post_events(State(state): State<AppState>, request: Request) -> Respons
             (StatusCode::OK, Json(answer)).into_response()
         }
         Err(e) => {
+            metrics.refused("store_failed");
             error!(error = %e, received, "Store failed; the sender is told to retry.");
             error_body(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -26,7 +26,9 @@ impl Harness {
                 guards: Guards {
                     slots: Arc::new(tokio::sync::Semaphore::new(8)),
                     timeout: Duration::from_secs(5),
+                    metrics: Arc::default(),
                 },
+                metrics: Arc::default(),
             },
         }
     }
@@ -292,4 +294,94 @@ async fn requests_over_the_concurrency_cap_get_503_with_retry_after() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+}
+
+#[tokio::test]
+async fn nxlog_and_cef_routes_record_their_endpoint_as_mozdef_does() {
+    let h = Harness::new();
+    let (status, body) = h
+        .send(
+            Method::POST,
+            "/cef",
+            r#"{"summary":"cef via loginput","hostname":"fw1","details":{"signatureid":"100"}}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = h
+        .send(
+            Method::PUT,
+            "/nxlog/",
+            r#"{"Message":"nxlog via loginput","Hostname":"win1","EventTime":"2026-11-25 08:00:00"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cef = h.search("hostname:fw1").await;
+    assert_eq!(cef["hits"][0]["details"]["endpoint"], json!("cef"));
+    assert_eq!(cef["hits"][0]["details"]["signatureid"], json!("100"));
+    let nxlog = h.search("details.endpoint:nxlog").await;
+    assert_eq!(nxlog["total"], json!(1), "{nxlog}");
+}
+
+#[tokio::test]
+async fn bulk_bodies_skip_elasticsearch_action_lines() {
+    let h = Harness::new();
+    let body = concat!(
+        "{\"index\":{\"_index\":\"events\",\"_type\":\"_doc\"}}\n",
+        "{\"summary\":\"bulk one\",\"hostname\":\"bulk1\"}\n",
+        "{\"create\":{\"_index\":\"events\"}}\n",
+        "{\"summary\":\"bulk two\",\"hostname\":\"bulk1\"}\n",
+        "{\"index\":\"not an action: its value is not an object\",\"hostname\":\"bulk1\"}\n",
+    );
+    let (status, answer) = h.send(Method::POST, "/_bulk", body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["received"], json!(3), "{answer}");
+    assert_eq!(answer["stored"], json!(3), "{answer}");
+    assert_eq!(h.search("hostname:bulk1").await["total"], json!(3));
+}
+
+#[tokio::test]
+async fn metrics_count_what_came_in_what_was_stored_and_what_was_refused() {
+    let h = Harness::new();
+    let (status, _) = h
+        .send(
+            Method::POST,
+            "/cef",
+            "{\"summary\":\"one\",\"hostname\":\"m1\"}\nnot json\n[1]\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = h
+        .send_request(post_with(&[("content-encoding", "gzip")], &b"garbage"[..]))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let response = router(h.state.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    for line in [
+        "picket_events_received_total{source=\"cef\"} 3",
+        "picket_events_stored_total{source=\"cef\"} 1",
+        "picket_events_rejected_total{reason=\"not_json\"} 1",
+        "picket_events_rejected_total{reason=\"invalid\"} 1",
+        "picket_requests_refused_total{reason=\"bad_body\"} 1",
+        "picket_store_seconds_count 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+    }
 }

@@ -1,0 +1,195 @@
+//! The collector's counters, served as `GET /metrics` in the Prometheus text format.
+//!
+//! - `picket_events_received_total{source}`: items taken in, by way in (`events`,
+//!   `nxlog`, `cef`, `bulk`, `amqp`).
+//! - `picket_events_stored_total{source}`: committed to the store.
+//! - `picket_events_rejected_total{reason}`: items refused (`not_json`, `too_large`,
+//!   `invalid`) — by HTTP position or moved to the AMQP dead-letter queue.
+//! - `picket_requests_refused_total{reason}`: whole requests refused (`unauthorized`,
+//!   `forbidden`, `body_too_large`, `bad_body`, `overloaded`, `timeout`,
+//!   `store_failed`).
+//! - `picket_store_seconds`: time from handing events to the store to their commit
+//!   (a histogram); `picket_store_queue_depth`: writes waiting for a commit now.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Ways events come in.
+pub const SOURCES: [&str; 5] = ["events", "nxlog", "cef", "bulk", "amqp"];
+/// Why an item is refused.
+pub const ITEM_REASONS: [&str; 3] = ["not_json", "too_large", "invalid"];
+/// Why a whole request is refused.
+pub const REQUEST_REASONS: [&str; 7] = [
+    "unauthorized",
+    "forbidden",
+    "body_too_large",
+    "bad_body",
+    "overloaded",
+    "timeout",
+    "store_failed",
+];
+/// Upper bounds of the store latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Every counter, shared by all ingest paths.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    received: [AtomicU64; SOURCES.len()],
+    stored: [AtomicU64; SOURCES.len()],
+    rejected: [AtomicU64; ITEM_REASONS.len()],
+    refused: [AtomicU64; REQUEST_REASONS.len()],
+    store_buckets: [AtomicU64; BUCKETS.len()],
+    store_count: AtomicU64,
+    store_micros: AtomicU64,
+    queue_depth: AtomicI64,
+}
+
+fn index(names: &[&str], name: &str) -> usize {
+    names.iter().position(|n| *n == name).unwrap_or_else(|| {
+        debug_assert!(false, "unknown metric label {name}");
+        0
+    })
+}
+
+impl Metrics {
+    pub fn received(&self, source: &str, n: usize) {
+        self.received[index(&SOURCES, source)].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn stored(&self, source: &str, n: usize) {
+        self.stored[index(&SOURCES, source)].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn rejected(&self, reason: &str) {
+        self.rejected[index(&ITEM_REASONS, reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self, reason: &str) {
+        self.refused[index(&REQUEST_REASONS, reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A write handed to the store (queue depth up).
+    pub fn store_started(&self) {
+        self.queue_depth.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A write answered after `took` (queue depth down, latency observed).
+    pub fn store_finished(&self, took: Duration) {
+        self.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        let seconds = took.as_secs_f64();
+        for (bound, bucket) in BUCKETS.iter().zip(&self.store_buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.store_count.fetch_add(1, Ordering::Relaxed);
+        self.store_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(4096);
+        let mut family = |name: &str,
+                          help: &str,
+                          kind: &str,
+                          label: &str,
+                          names: &[&str],
+                          values: &[AtomicU64]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (n, v) in names.iter().zip(values) {
+                let _ = writeln!(out, "{name}{{{label}=\"{n}\"}} {}", get(v));
+            }
+        };
+        family(
+            "picket_events_received_total",
+            "Events taken in, by way in.",
+            "counter",
+            "source",
+            &SOURCES,
+            &self.received,
+        );
+        family(
+            "picket_events_stored_total",
+            "Events committed to the store, by way in.",
+            "counter",
+            "source",
+            &SOURCES,
+            &self.stored,
+        );
+        family(
+            "picket_events_rejected_total",
+            "Items refused one by one, by reason.",
+            "counter",
+            "reason",
+            &ITEM_REASONS,
+            &self.rejected,
+        );
+        family(
+            "picket_requests_refused_total",
+            "Whole requests refused, by reason.",
+            "counter",
+            "reason",
+            &REQUEST_REASONS,
+            &self.refused,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP picket_store_seconds Time from handing events to the store to their commit.\n# TYPE picket_store_seconds histogram"
+        );
+        for (bound, bucket) in BUCKETS.iter().zip(&self.store_buckets) {
+            let _ = writeln!(
+                out,
+                "picket_store_seconds_bucket{{le=\"{bound}\"}} {}",
+                get(bucket)
+            );
+        }
+        let count = get(&self.store_count);
+        let _ = writeln!(out, "picket_store_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "picket_store_seconds_sum {}",
+            get(&self.store_micros) as f64 / 1e6
+        );
+        let _ = writeln!(out, "picket_store_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP picket_store_queue_depth Writes waiting for a commit.\n# TYPE picket_store_queue_depth gauge\npicket_store_queue_depth {}",
+            self.queue_depth.load(Ordering::Relaxed).max(0)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_has_every_series() {
+        let m = Metrics::default();
+        m.received("cef", 3);
+        m.stored("cef", 2);
+        m.rejected("not_json");
+        m.refused("forbidden");
+        m.store_started();
+        m.store_finished(Duration::from_millis(30));
+        let text = m.render();
+        for line in [
+            "picket_events_received_total{source=\"cef\"} 3",
+            "picket_events_stored_total{source=\"cef\"} 2",
+            "picket_events_stored_total{source=\"amqp\"} 0",
+            "picket_events_rejected_total{reason=\"not_json\"} 1",
+            "picket_requests_refused_total{reason=\"forbidden\"} 1",
+            "picket_store_seconds_bucket{le=\"0.025\"} 0",
+            "picket_store_seconds_bucket{le=\"0.05\"} 1",
+            "picket_store_seconds_bucket{le=\"+Inf\"} 1",
+            "picket_store_seconds_count 1",
+            "picket_store_queue_depth 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+    }
+}
