@@ -245,19 +245,23 @@ impl RabbitMq {
                 .confirm_select(ConfirmSelectOptions::default())
                 .await
                 .expect("confirms");
+            let mut confirms = Vec::with_capacity(bodies.len());
             for body in bodies {
-                let confirm = channel
-                    .basic_publish(
-                        exchange.into(),
-                        routing_key.into(),
-                        BasicPublishOptions::default(),
-                        body,
-                        lapin::BasicProperties::default().with_delivery_mode(2),
-                    )
-                    .await
-                    .expect("publish")
-                    .await
-                    .expect("confirm");
+                confirms.push(
+                    channel
+                        .basic_publish(
+                            exchange.into(),
+                            routing_key.into(),
+                            BasicPublishOptions::default(),
+                            body,
+                            lapin::BasicProperties::default().with_delivery_mode(2),
+                        )
+                        .await
+                        .expect("publish"),
+                );
+            }
+            for confirm in confirms {
+                let confirm = confirm.await.expect("confirm");
                 assert!(confirm.is_ack(), "the broker took the message");
             }
             let _ = connection.close(200, "done".into()).await;

@@ -202,3 +202,66 @@ fn the_collector_takes_syslog_ng_json_and_dead_letters_what_is_not_an_event() {
         "everything was acknowledged"
     );
 }
+
+#[test]
+fn a_collector_killed_while_consuming_loses_nothing_and_stores_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"));
+    let broker = RabbitMq::start(&dir.path().join("rabbitmq"), &pki);
+    let options = CollectorOptions {
+        extra: collector_amqp(&broker, &pki),
+        ..Default::default()
+    };
+    let collector_dir = dir.path().join("collector");
+    let mut collector = Collector::start_with(&collector_dir, &options);
+    let deadline = Instant::now() + WAIT;
+    while !collector
+        .service
+        .log()
+        .contains("Consuming events from RabbitMQ")
+    {
+        assert!(Instant::now() < deadline, "{}", collector.service.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // 20,000 MozDef events, each with its own eventid, published in one go.
+    let total = 20_000usize;
+    let bodies: Vec<Vec<u8>> = (0..total)
+        .map(|n| {
+            let t = n % 86_400;
+            format!(
+                r#"{{"eventid":"{n:032x}","utctimestamp":"2026-11-24T{:02}:{:02}:{:02}+00:00","hostname":"mq1","category":"test","summary":"queued seq-{n}"}}"#,
+                t / 3600,
+                t / 60 % 60,
+                t % 60
+            )
+            .into_bytes()
+        })
+        .collect();
+    let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    broker.publish("eventtask", "eventtask", &refs);
+    // Kill it while it is working through the queue.
+    let (stored, _) = collector.wait_for("*", 1, WAIT);
+    collector.service.kill();
+    eprintln!("collector SIGKILLed with {stored} of {total} events stored");
+    let collector = Collector::start_with(
+        &collector_dir,
+        &CollectorOptions {
+            port: Some(
+                collector
+                    .base_url
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("the collector's port"),
+            ),
+            ..options
+        },
+    );
+    let (found, _) = collector.wait_for("*", total as u64, WAIT);
+    assert_eq!(found, total as u64, "{}", collector.service.log());
+    assert_exactly_once(&collector.all("*"), total, &collector.service.log());
+    assert!(
+        broker.drain("eventtask").is_empty(),
+        "everything was acknowledged"
+    );
+}
