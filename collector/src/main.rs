@@ -127,11 +127,36 @@ fn load(path: &std::path::Path) -> Result<picket_collector::config::Settings, Ex
     })
 }
 
+/// Each connection is a file descriptor, and so is every index file: the soft limit
+/// (often 1,024) goes up to the hard one, with a warning when even that is short.
+fn raise_open_file_limit(connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a struct we own.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    let want = connections as u64 + 1024;
+    if !raised || limit.rlim_cur < want {
+        tracing::warn!(
+            open_files = limit.rlim_cur,
+            wanted = want,
+            "The open-file limit is low for max_concurrent_requests; raise LimitNOFILE."
+        );
+    }
+}
+
 fn serve(path: &std::path::Path) -> ExitCode {
     let settings = match load(path) {
         Ok(settings) => settings,
         Err(code) => return code,
     };
+    raise_open_file_limit(settings.max_concurrent_requests);
     let result = runtime().and_then(|rt| {
         rt.block_on(picket_collector::run(
             settings,
