@@ -227,20 +227,25 @@ pub struct Message {
 }
 
 impl RabbitMq {
-    /// Publishes raw bodies to `exchange` with `routing_key` over plain AMQP as
-    /// [`CLIENT_NAME`], waiting for the broker's confirms (what a foreign shipper does).
-    pub fn publish(&self, exchange: &str, routing_key: &str, bodies: &[&[u8]]) {
-        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    /// A connection and channel over plain AMQP as [`CLIENT_NAME`].
+    async fn connect(&self) -> (lapin::Connection, lapin::Channel) {
         let uri = format!(
             "amqp://{CLIENT_NAME}:{PASSWORD}@127.0.0.1:{}/%2f",
             self.amqp_port
         );
+        let connection = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+            .await
+            .expect("connect to the test broker");
+        let channel = connection.create_channel().await.expect("a channel");
+        (connection, channel)
+    }
+
+    /// Publishes raw bodies to `exchange` with `routing_key` over plain AMQP as
+    /// [`CLIENT_NAME`], waiting for the broker's confirms (what a foreign shipper does).
+    pub fn publish(&self, exchange: &str, routing_key: &str, bodies: &[&[u8]]) {
+        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
         runtime().block_on(async {
-            let connection =
-                lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
-                    .await
-                    .expect("connect to the test broker");
-            let channel = connection.create_channel().await.expect("a channel");
+            let (connection, channel) = self.connect().await;
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await
@@ -271,16 +276,8 @@ impl RabbitMq {
     /// Takes every message now in `queue` (acknowledging them).
     pub fn drain(&self, queue: &str) -> Vec<Message> {
         use lapin::options::{BasicAckOptions, BasicGetOptions};
-        let uri = format!(
-            "amqp://{CLIENT_NAME}:{PASSWORD}@127.0.0.1:{}/%2f",
-            self.amqp_port
-        );
         runtime().block_on(async {
-            let connection =
-                lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
-                    .await
-                    .expect("connect to the test broker");
-            let channel = connection.create_channel().await.expect("a channel");
+            let (connection, channel) = self.connect().await;
             let mut out = Vec::new();
             while let Some(message) = channel
                 .basic_get(queue.into(), BasicGetOptions::default())

@@ -25,6 +25,27 @@ fn collector_amqp(broker: &RabbitMq, pki: &Pki) -> String {
     )
 }
 
+/// Replaces `from` by `to` in the file at `path`.
+fn replace_in(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from));
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+/// Starts an agent on `config`, waits until it reports a failed delivery, stops it
+/// (exit 0) and returns its log.
+fn run_until_refused(dir: &Path, config: &Path) -> String {
+    let mut agent = Agent::start_with_config(dir, config.to_path_buf());
+    assert!(
+        wait_for_log(&agent, "Delivery failed; retrying"),
+        "agent log:\n{}",
+        agent.service.log()
+    );
+    let log = agent.service.log();
+    assert!(agent.service.stop().is_some_and(|s| s.success()));
+    log
+}
+
 fn wait_for_log(agent: &Agent, needle: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -63,18 +84,8 @@ fn amqps_refuses_strangers_and_survives_a_broker_restart_without_loss_or_duplica
         path(&pki.client_key)
     );
     let config = Agent::write_config(&agent_dir, &[&log], "", &wrong_ca);
-    let mut agent = Agent::start_with_config(&agent_dir, config.clone());
-    assert!(
-        wait_for_log(&agent, "Delivery failed; retrying"),
-        "agent log:\n{}",
-        agent.service.log()
-    );
-    assert!(
-        agent.service.log().contains("cannot connect"),
-        "{}",
-        agent.service.log()
-    );
-    assert!(agent.service.stop().is_some_and(|s| s.success()));
+    let log_text = run_until_refused(&agent_dir, &config);
+    assert!(log_text.contains("cannot connect"), "{log_text}");
 
     // 2. No client certificate (password login): the broker refuses the handshake.
     let no_client_cert = format!(
@@ -83,21 +94,9 @@ fn amqps_refuses_strangers_and_survives_a_broker_restart_without_loss_or_duplica
         path(&password),
         path(&pki.ca)
     );
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replace(&wrong_ca, &no_client_cert),
-    )
-    .unwrap();
-    let mut agent = Agent::start_with_config(&agent_dir, config.clone());
-    assert!(
-        wait_for_log(&agent, "Delivery failed; retrying"),
-        "agent log:\n{}",
-        agent.service.log()
-    );
-    assert!(!agent.service.log().contains("Connected to RabbitMQ"));
-    assert!(agent.service.stop().is_some_and(|s| s.success()));
+    replace_in(&config, &wrong_ca, &no_client_cert);
+    let log_text = run_until_refused(&agent_dir, &config);
+    assert!(!log_text.contains("Connected to RabbitMQ"), "{log_text}");
     assert_eq!(collector.search("*", 10).0, 0, "nothing got through");
 
     // 3. Set up right: the certificate logs in (EXTERNAL). The broker is stopped and
@@ -109,13 +108,7 @@ fn amqps_refuses_strangers_and_survives_a_broker_restart_without_loss_or_duplica
         path(&pki.client_cert),
         path(&pki.client_key)
     );
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replace(&no_client_cert, &good),
-    )
-    .unwrap();
+    replace_in(&config, &no_client_cert, &good);
     let agent = Agent::start_with_config(&agent_dir, config);
     let (stored, _) = collector.wait_for("*", 1_000, WAIT);
     assert!(stored >= 1_000, "agent log:\n{}", agent.service.log());

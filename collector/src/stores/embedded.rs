@@ -373,8 +373,11 @@ impl Shared {
 
         let mut total = 0;
         let mut found: Vec<(i64, usize, DocAddress)> = Vec::new();
-        for (i, day) in days.iter().enumerate() {
-            let searcher = day.reader.searcher();
+        // One searcher per day for both the search and the document fetch: a commit in
+        // between reloads the reader, and addresses from one searcher are meaningless
+        // (out of bounds) in the next.
+        let searchers: Vec<_> = days.iter().map(|day| day.reader.searcher()).collect();
+        for (i, searcher) in searchers.iter().enumerate() {
             let top = TopDocs::with_limit(size)
                 .order_by_fast_field::<tantivy::DateTime>("utctimestamp", Order::Desc);
             let (count, docs) = searcher
@@ -391,8 +394,7 @@ impl Shared {
 
         let mut hits = Vec::with_capacity(found.len());
         for (_, i, address) in found {
-            let searcher = days[i].reader.searcher();
-            let doc: TantivyDocument = searcher.doc(address).map_err(StoreError::Search)?;
+            let doc: TantivyDocument = searchers[i].doc(address).map_err(StoreError::Search)?;
             let source = doc
                 .get_first(f.source_json)
                 .and_then(|v| v.as_str().map(str::to_string))

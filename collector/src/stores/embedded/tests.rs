@@ -229,3 +229,45 @@ async fn events_are_searchable_after_reopen_and_writes_after_close_are_refused()
     assert!(dir.path().join("events/20261122/meta.json").exists());
     store.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_racing_commits_never_mix_up_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let writer = Arc::clone(&store);
+    let writing = tokio::spawn(async move {
+        for batch in 0..60u32 {
+            let events = (0..20)
+                .map(|n| {
+                    event(
+                        &id(batch * 20 + n),
+                        "2026-11-24T10:00:00+00:00",
+                        "root",
+                        "authentication",
+                        "racing",
+                    )
+                })
+                .collect();
+            writer.store(events).await.unwrap();
+        }
+    });
+    let mut searches = 0;
+    while !writing.is_finished() {
+        let reader = Arc::clone(&store);
+        let result = tokio::task::spawn_blocking(move || {
+            reader.search(&SearchRequest {
+                query: "*".into(),
+                from: None,
+                to: None,
+                size: 10_000,
+            })
+        })
+        .await
+        .expect("a search never panics");
+        let found = result.unwrap();
+        assert_eq!(found.hits.len() as u64, found.total.min(10_000) as u64);
+        searches += 1;
+    }
+    writing.await.unwrap();
+    assert!(searches > 0);
+}
