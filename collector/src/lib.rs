@@ -60,12 +60,10 @@ pub async fn run(
         settings.commit_interval,
         settings.writer_memory_bytes,
     )?);
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| RunError::Bind {
-            address: settings.listen,
-            source,
-        })?;
+    let listener = listen(settings.listen).map_err(|source| RunError::Bind {
+        address: settings.listen,
+        source,
+    })?;
     let address = listener.local_addr().map_err(RunError::Serve)?;
     info!(
         address = %address,
@@ -135,6 +133,24 @@ pub async fn run(
     }
     served.map_err(RunError::Serve)
 }
+
+/// The listening socket, with a deep accept queue: a fleet reconnecting at once (1,000
+/// agents after a collector restart) overflowed tokio's default of 1,024 while the
+/// runtime was busy, and the kernel's SYN cookies then reset some of them. The kernel
+/// caps the backlog at `net.core.somaxconn`.
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Connections the kernel may hold for us before we accept them.
+const LISTEN_BACKLOG: u32 = 8192;
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
