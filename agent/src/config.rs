@@ -476,12 +476,25 @@ impl Default for HttpShipperConfig {
 pub struct TlsFiles {
     /// PEM CA bundle; `None` = the system's roots.
     pub ca_pem: Option<Vec<u8>>,
-    /// PEM client certificate chain followed by its key.
-    pub identity_pem: Option<Vec<u8>>,
-    /// The client certificate and key files, as configured (AMQP reads them again).
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and its key, read (and checked) at load time.
+    pub client: Option<ClientCertificate>,
+}
+
+/// A client certificate chain and its key, PEM.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl ClientCertificate {
+    /// The chain followed by the key: what reqwest's `Identity::from_pem` takes.
+    pub fn identity_pem(&self) -> Vec<u8> {
+        let mut pem = self.cert_pem.clone();
+        pem.push(b'\n');
+        pem.extend_from_slice(&self.key_pem);
+        pem
+    }
 }
 
 /// The checked HTTP shipper settings.
@@ -647,12 +660,13 @@ fn tls_files(
         }
         None => None,
     };
-    let identity_pem = match (cert_file, key_file) {
+    let client = match (cert_file, key_file) {
         (Some(cert), Some(key)) => {
-            let mut pem = read(cert_key, cert)?;
-            pem.push(b'\n');
-            pem.extend(read(key_key, key)?);
-            reqwest::Identity::from_pem(&pem).map_err(|e| {
+            let client = ClientCertificate {
+                cert_pem: read(cert_key, cert)?,
+                key_pem: read(key_key, key)?,
+            };
+            reqwest::Identity::from_pem(&client.identity_pem()).map_err(|e| {
                 invalid(
                     key_key,
                     format!(
@@ -662,7 +676,7 @@ fn tls_files(
                     ),
                 )
             })?;
-            Some(pem)
+            Some(client)
         }
         (None, None) => None,
         (Some(_), None) => {
@@ -673,13 +687,7 @@ fn tls_files(
         }
         (None, Some(_)) => return Err(invalid(cert_key, "must be set with the client key".into())),
     };
-    Ok(TlsFiles {
-        ca_pem,
-        identity_pem,
-        client_cert_file: cert_file.clone(),
-        client_key_file: key_file.clone(),
-        ca_file: ca_file.clone(),
-    })
+    Ok(TlsFiles { ca_pem, client })
 }
 
 impl HttpShipperConfig {
@@ -800,7 +808,7 @@ impl AmqpShipperConfig {
             .map(|path| read_secret("agent.shippers.amqp.password_file", &path, invalid))
             .transpose()?;
         match self.auth {
-            AmqpAuth::External if tls.identity_pem.is_none() || url.scheme() != "amqps" => {
+            AmqpAuth::External if tls.client.is_none() || url.scheme() != "amqps" => {
                 return Err(invalid(
                     "agent.shippers.amqp.auth",
                     "external needs an amqps:// URL and a client certificate".into(),

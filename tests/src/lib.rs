@@ -446,6 +446,18 @@ mode = "off"
         config
     }
 
+    /// Waits until the agent's log contains `needle`; false when `timeout` passed.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.service.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
     /// Starts an agent on an existing config (a restart).
     pub fn start_with_config(dir: &Path, config: PathBuf) -> Agent {
         let mut command = Command::new(binary("picket-agent"));

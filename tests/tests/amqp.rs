@@ -37,24 +37,13 @@ fn replace_in(path: &Path, from: &str, to: &str) {
 fn run_until_refused(dir: &Path, config: &Path) -> String {
     let mut agent = Agent::start_with_config(dir, config.to_path_buf());
     assert!(
-        wait_for_log(&agent, "Delivery failed; retrying"),
+        agent.wait_for_log("Delivery failed; retrying", Duration::from_secs(60)),
         "agent log:\n{}",
         agent.service.log()
     );
     let log = agent.service.log();
     assert!(agent.service.stop().is_some_and(|s| s.success()));
     log
-}
-
-fn wait_for_log(agent: &Agent, needle: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if agent.service.log().contains(needle) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 #[test]

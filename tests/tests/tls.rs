@@ -3,7 +3,7 @@
 //! collector against a CA file. What a misconfigured agent reads is kept, not lost.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use picket_tests::pki::{CLIENT_NAME, Pki};
 use picket_tests::{Agent, Collector, CollectorOptions, append_lines, assert_exactly_once};
@@ -25,17 +25,6 @@ fn https_shipper(collector: &Collector, ca: &Path, client: Option<&Pki>, token: 
         ));
     }
     table
-}
-
-fn wait_for_log(agent: &Agent, needle: &str, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if agent.service.log().contains(needle) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 #[test]
@@ -66,7 +55,7 @@ fn https_with_client_certificates_refuses_strangers_and_delivers_everything_once
     );
     let mut agent = Agent::start_with_config(&agent_dir, config.clone());
     assert!(
-        wait_for_log(&agent, "Delivery failed; retrying", Duration::from_secs(30)),
+        agent.wait_for_log("Delivery failed; retrying", Duration::from_secs(30)),
         "agent log:\n{}",
         agent.service.log()
     );
@@ -89,7 +78,7 @@ fn https_with_client_certificates_refuses_strangers_and_delivers_everything_once
     .unwrap();
     let mut agent = Agent::start_with_config(&agent_dir, config.clone());
     assert!(
-        wait_for_log(&agent, "Delivery failed; retrying", Duration::from_secs(30)),
+        agent.wait_for_log("Delivery failed; retrying", Duration::from_secs(30)),
         "agent log:\n{}",
         agent.service.log()
     );

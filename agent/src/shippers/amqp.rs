@@ -84,15 +84,11 @@ impl AmqpShipper {
 
     async fn connect(&self) -> Result<Session, String> {
         let tls = &self.settings.tls;
-        let identity = match (&tls.client_cert_file, &tls.client_key_file) {
-            (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
-                pem: std::fs::read(cert)
-                    .map_err(|e| format!("cannot read {}: {e}", cert.display()))?,
-                key: std::fs::read(key)
-                    .map_err(|e| format!("cannot read {}: {e}", key.display()))?,
-            }),
-            _ => None,
-        };
+        // Read at load time: a reconnect does not go back to the disk.
+        let identity = tls.client.as_ref().map(|client| OwnedIdentity::PKCS8 {
+            pem: client.cert_pem.clone(),
+            key: client.key_pem.clone(),
+        });
         let config = OwnedTLSConfig {
             identity,
             cert_chain: tls

@@ -63,8 +63,9 @@ impl HttpShipper {
                 reqwest::Certificate::from_pem_bundle(pem).map_err(HttpShipperError::Client)?;
             builder = builder.tls_certs_only(roots);
         }
-        if let Some(pem) = &settings.tls.identity_pem {
-            let identity = reqwest::Identity::from_pem(pem).map_err(HttpShipperError::Client)?;
+        if let Some(client) = &settings.tls.client {
+            let identity = reqwest::Identity::from_pem(&client.identity_pem())
+                .map_err(HttpShipperError::Client)?;
             builder = builder.identity(identity);
         }
         let client = builder.build().map_err(HttpShipperError::Client)?;
