@@ -226,6 +226,57 @@ pub struct StoresConfig {
     /// `[collector.stores.embedded]`: the built-in store, used when no other is set.
     #[serde(default)]
     pub embedded: EmbeddedStoreConfig,
+    /// `[collector.stores.elasticsearch]`: index into an Elasticsearch or OpenSearch
+    /// cluster instead of the embedded store.
+    #[serde(default)]
+    pub elasticsearch: Option<ElasticsearchConfig>,
+    /// Days of events kept: older days (embedded day indices, Elasticsearch
+    /// `events-YYYYMMDD`) are deleted once an hour. 0 keeps everything.
+    #[serde(default)]
+    pub retention_days: u32,
+}
+
+/// `[collector.stores.elasticsearch]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticsearchConfig {
+    /// Node URLs (`https://es1.example.com:9200`), tried in turn when one fails.
+    pub urls: Vec<String>,
+    /// User for basic authentication (with `password_file`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File whose first line is the password (env
+    /// `PICKET_COLLECTOR_ELASTICSEARCH_PASSWORD_FILE` overrides).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// File whose first line is an API key's `encoded` value (env
+    /// `PICKET_COLLECTOR_ELASTICSEARCH_API_KEY_FILE` overrides).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// PEM CA certificates the nodes' certificates must chain to (default: the
+    /// system's roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Longest one request to the cluster may take, in seconds.
+    #[serde(default = "default_es_timeout_secs")]
+    pub timeout_secs: u64,
+    /// How long documents the cluster refuses for now (429, 5xx, down) are retried
+    /// before the sender is told to retry later, in seconds.
+    #[serde(default = "default_es_retry_secs")]
+    pub retry_secs: u64,
+    /// Largest `_bulk` request body, in bytes.
+    #[serde(default = "default_es_bulk_max_bytes")]
+    pub bulk_max_bytes: usize,
+}
+
+fn default_es_timeout_secs() -> u64 {
+    30
+}
+fn default_es_retry_secs() -> u64 {
+    30
+}
+fn default_es_bulk_max_bytes() -> usize {
+    10 * 1024 * 1024
 }
 
 /// `[collector.stores.embedded]`.
@@ -277,6 +328,10 @@ pub struct Settings {
     pub commit_interval: Duration,
     pub writer_memory_bytes: usize,
     pub amqp: Option<AmqpSettings>,
+    /// The Elasticsearch store, when configured (else the embedded one).
+    pub elasticsearch: Option<crate::stores::elasticsearch::ElasticSettings>,
+    /// Days kept; 0 keeps everything.
+    pub retention_days: u32,
 }
 
 impl ConfigFile {
@@ -380,6 +435,12 @@ impl CollectorConfig {
             return Err(invalid("collector.data_dir", "must not be empty".into()));
         }
         let amqp = self.amqp.as_ref().map(|a| a.build(&invalid)).transpose()?;
+        let elasticsearch = self
+            .stores
+            .elasticsearch
+            .as_ref()
+            .map(|es| es.build(&self.data_dir, &invalid))
+            .transpose()?;
         Ok(Settings {
             data_dir: self.data_dir.clone(),
             listen,
@@ -393,6 +454,141 @@ impl CollectorConfig {
             commit_interval: Duration::from_millis(embedded.commit_interval_ms),
             writer_memory_bytes: embedded.writer_memory_bytes,
             amqp,
+            elasticsearch,
+            retention_days: self.stores.retention_days,
+        })
+    }
+}
+
+/// The first line of a secret file that is not blank or a `#` comment.
+fn read_secret(
+    key: &'static str,
+    path: &Path,
+    invalid: &dyn Fn(&'static str, String) -> ConfigError,
+) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .ok_or_else(|| invalid(key, format!("{} holds no secret", path.display())))
+}
+
+/// A secret file's path: the environment variable's when set, else the config's.
+fn secret_path(env: &str, configured: &Option<PathBuf>) -> Option<PathBuf> {
+    std::env::var_os(env)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| configured.clone())
+}
+
+impl ElasticsearchConfig {
+    fn build(
+        &self,
+        data_dir: &Path,
+        invalid: &dyn Fn(&'static str, String) -> ConfigError,
+    ) -> Result<crate::stores::elasticsearch::ElasticSettings, ConfigError> {
+        use crate::stores::elasticsearch::{Credentials, ElasticSettings};
+        const URLS: &str = "collector.stores.elasticsearch.urls";
+        if self.urls.is_empty() {
+            return Err(invalid(URLS, "must name at least one node URL".into()));
+        }
+        let mut urls = Vec::with_capacity(self.urls.len());
+        for text in &self.urls {
+            let mut url = reqwest::Url::parse(text)
+                .map_err(|e| invalid(URLS, format!("{text:?}: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(URLS, format!("{text:?} must be http:// or https://")));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(invalid(
+                    URLS,
+                    format!("{text:?} must not hold credentials: set username and password_file, or api_key_file"),
+                ));
+            }
+            if !url.path().ends_with('/') {
+                let path = format!("{}/", url.path());
+                url.set_path(&path);
+            }
+            urls.push(url);
+        }
+        let password = secret_path(
+            "PICKET_COLLECTOR_ELASTICSEARCH_PASSWORD_FILE",
+            &self.password_file,
+        )
+        .map(|p| read_secret("collector.stores.elasticsearch.password_file", &p, invalid))
+        .transpose()?;
+        let api_key = secret_path(
+            "PICKET_COLLECTOR_ELASTICSEARCH_API_KEY_FILE",
+            &self.api_key_file,
+        )
+        .map(|p| read_secret("collector.stores.elasticsearch.api_key_file", &p, invalid))
+        .transpose()?;
+        let credentials = match (&self.username, password, api_key) {
+            (None, None, None) => None,
+            (Some(username), Some(password), None) => Some(Credentials::Basic {
+                username: username.clone(),
+                password,
+            }),
+            (None, None, Some(key)) => Some(Credentials::ApiKey(key)),
+            (_, _, Some(_)) => {
+                return Err(invalid(
+                    "collector.stores.elasticsearch.api_key_file",
+                    "use either an API key or username and password_file, not both".into(),
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "collector.stores.elasticsearch.password_file",
+                    "username and password_file go together".into(),
+                ));
+            }
+        };
+        if credentials.is_some() {
+            for url in &urls {
+                let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+                if url.scheme() == "http" && !loopback {
+                    return Err(invalid(
+                        URLS,
+                        format!("{url} is plain http: credentials would cross the network in clear (use https://)"),
+                    ));
+                }
+            }
+        }
+        let ca_pem = match &self.ca_file {
+            Some(path) => {
+                crate::tls::read_certificates(path)
+                    .map_err(|e| invalid("collector.stores.elasticsearch.ca_file", e))?;
+                Some(std::fs::read(path).map_err(|e| {
+                    invalid(
+                        "collector.stores.elasticsearch.ca_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?)
+            }
+            None => None,
+        };
+        if self.timeout_secs == 0 {
+            return Err(invalid(
+                "collector.stores.elasticsearch.timeout_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.bulk_max_bytes < 64 * 1024 {
+            return Err(invalid(
+                "collector.stores.elasticsearch.bulk_max_bytes",
+                "must be at least 65536".into(),
+            ));
+        }
+        Ok(ElasticSettings {
+            urls,
+            credentials,
+            ca_pem,
+            timeout: Duration::from_secs(self.timeout_secs),
+            retry_for: Duration::from_secs(self.retry_secs),
+            bulk_max_bytes: self.bulk_max_bytes,
+            dead_letter_path: data_dir.join("elasticsearch-dead-letter.ndjson"),
         })
     }
 }

@@ -6,7 +6,8 @@
 //! - [`ingest::http`]: the HTTP routes (`/events`, `/status`, `/api/events`);
 //!   [`ingest::auth`]: bearer tokens and request guards; [`tls`]: HTTPS and client
 //!   certificates.
-//! - [`stores::embedded`]: the daily tantivy indices.
+//! - [`stores`]: the one face of both stores; [`stores::embedded`]: the daily tantivy
+//!   indices; [`stores::elasticsearch`]: `_bulk` into MozDef's index layout.
 //! - [`metrics`]: the counters behind `GET /metrics`.
 //! - [`search`]: time bounds as operators write them.
 //! - [`client`]: what `picket-collector search` uses to ask a running collector.
@@ -32,7 +33,9 @@ use tracing::{error, info, warn};
 use crate::config::Settings;
 use crate::ingest::auth::Guards;
 use crate::ingest::http::{AppState, router};
-use crate::stores::embedded::{EmbeddedStore, StoreError};
+use crate::stores::elasticsearch::ElasticStore;
+use crate::stores::embedded::EmbeddedStore;
+use crate::stores::{Store, StoreError};
 use crate::tls::{Peer, TlsListener};
 
 /// Why the collector stopped with a failure.
@@ -45,6 +48,8 @@ pub enum RunError {
     },
     #[error("cannot open the embedded store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot set up the Elasticsearch store: {0}")]
+    Elasticsearch(String),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -55,24 +60,33 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let store = Arc::new(EmbeddedStore::open(
-        &settings.data_dir,
-        settings.commit_interval,
-        settings.writer_memory_bytes,
-    )?);
+    let store = Arc::new(match &settings.elasticsearch {
+        Some(es) => Store::Elasticsearch(
+            ElasticStore::new(es.clone()).map_err(RunError::Elasticsearch)?,
+        ),
+        None => Store::Embedded(EmbeddedStore::open(
+            &settings.data_dir,
+            settings.commit_interval,
+            settings.writer_memory_bytes,
+        )?),
+    });
     let listener = listen(settings.listen).map_err(|source| RunError::Bind {
         address: settings.listen,
         source,
     })?;
     let address = listener.local_addr().map_err(RunError::Serve)?;
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
     info!(
-        address = %address,
+        url = %format!("{scheme}://{address}"),
         data_dir = %settings.data_dir.display(),
-        https = settings.tls.is_some(),
         client_certificates = settings.tls.is_some() && settings.client_certificates,
         bearer_tokens = settings.tokens.is_some(),
-        "Collector listening for events and searches."
+        "Collector listening for events and searches (POST /events, /nxlog, /cef, /custom/<application>, /_bulk; GET /api/events, /metrics, /status)."
     );
+    match &*store {
+        Store::Elasticsearch(es) => info!(nodes = %es.urls(), retention_days = settings.retention_days, "Storing events in Elasticsearch."),
+        Store::Embedded(_) => info!(path = %settings.data_dir.join("events").display(), retention_days = settings.retention_days, "Storing events in the embedded store."),
+    }
     if settings.tls.is_none() && settings.tokens.is_none() && !address.ip().is_loopback() {
         warn!(address = %address, "The API is open to anyone who can reach this address: no TLS client certificates and no bearer tokens are configured.");
     }
@@ -97,6 +111,11 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let upkeep = tokio::spawn(upkeep(
+        Arc::clone(&store),
+        settings.retention_days,
+        stop_rx.clone(),
+    ));
     let amqp = settings.amqp.clone().map(|amqp| {
         tokio::spawn(crate::ingest::amqp::run(
             amqp,
@@ -126,12 +145,42 @@ pub async fn run(
     if let Some(amqp) = amqp {
         let _ = amqp.await;
     }
+    let _ = upkeep.await;
     info!("Shutting down; committing pending events.");
-    let closing = Arc::clone(&store);
-    if let Err(e) = tokio::task::spawn_blocking(move || closing.close()).await {
-        error!(error = %e, "Store did not close cleanly.");
-    }
+    store.close().await;
     served.map_err(RunError::Serve)
+}
+
+/// The store's upkeep until `stop`: Elasticsearch's templates and daily aliases every
+/// five minutes (the first at once), retention every hour (the first at once).
+async fn upkeep(
+    store: Arc<Store>,
+    retention_days: u32,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune: Option<std::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        store.maintain().await;
+        let due = last_prune.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(3600));
+        if retention_days > 0 && due {
+            last_prune = Some(std::time::Instant::now());
+            match store.prune(retention_days).await {
+                Ok(deleted) if !deleted.is_empty() => {
+                    info!(retention_days, deleted = %deleted.join(", "), "Retention: deleted old days.")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    error!(error = %e, retention_days, "Retention failed; retried in an hour.")
+                }
+            }
+        }
+    }
 }
 
 /// The listening socket, with a deep accept queue: a fleet reconnecting at once (1,000

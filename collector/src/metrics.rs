@@ -16,9 +16,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Ways events come in.
-pub const SOURCES: [&str; 5] = ["events", "nxlog", "cef", "bulk", "amqp"];
+pub const SOURCES: [&str; 6] = ["events", "nxlog", "cef", "custom", "bulk", "amqp"];
 /// Why an item is refused.
-pub const ITEM_REASONS: [&str; 3] = ["not_json", "too_large", "invalid"];
+/// `store_refused`: the store will never take it (an Elasticsearch mapping conflict);
+/// it went to the dead-letter file.
+pub const ITEM_REASONS: [&str; 4] = ["not_json", "too_large", "invalid", "store_refused"];
 /// Why a whole request is refused.
 pub const REQUEST_REASONS: [&str; 7] = [
     "unauthorized",

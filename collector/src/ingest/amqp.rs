@@ -33,7 +33,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::AmqpSettings;
 use crate::metrics::Metrics;
-use crate::stores::embedded::EmbeddedStore;
+use crate::stores::{Document, Store};
 
 /// Longest a batch waits to fill once its first message arrived.
 const BATCH_WAIT: Duration = Duration::from_millis(100);
@@ -43,7 +43,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Consumes until `stop` turns true, reconnecting after failures.
 pub async fn run(
     settings: AmqpSettings,
-    store: Arc<EmbeddedStore>,
+    store: Arc<Store>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -141,7 +141,7 @@ async fn declare(channel: &Channel, settings: &AmqpSettings) -> lapin::Result<()
 /// What a session works with.
 struct Ingest<'a> {
     settings: &'a AmqpSettings,
-    store: &'a EmbeddedStore,
+    store: &'a Store,
     metrics: &'a Metrics,
 }
 
@@ -229,7 +229,7 @@ async fn handle(
                 mozdef::normalize(value, received_at).map_err(|e| ("invalid", e.to_string()))
             });
         match outcome {
-            Ok(event) => events.push(event),
+            Ok(event) => events.push(Document::Event(event)),
             Err((kind, reason)) => {
                 metrics.rejected(kind);
                 refused.push((message, reason));
@@ -246,20 +246,27 @@ async fn handle(
         }
         warn!(queue = %settings.dead_letter_queue, reason = %reason, "A message that is not an event was moved to the dead-letter queue.");
     }
-    let count = events.len();
     metrics.store_started();
     let started = std::time::Instant::now();
     let stored = if events.is_empty() {
-        Ok(0)
+        Ok(Default::default())
     } else {
         store.store(events).await
     };
     metrics.store_finished(started.elapsed());
-    if let Err(e) = stored {
-        error!(error = %e, messages = batch.len(), "Store failed; the batch goes back to the queue.");
-        requeue(consume, last_tag).await;
-        return Err(format!("store failed: {e}"));
-    }
+    let count = match stored {
+        Ok(outcome) => {
+            for _ in 0..outcome.dead_lettered {
+                metrics.rejected("store_refused");
+            }
+            outcome.stored
+        }
+        Err(e) => {
+            error!(error = %e, messages = batch.len(), "Store failed; the batch goes back to the queue.");
+            requeue(consume, last_tag).await;
+            return Err(format!("store failed: {e}"));
+        }
+    };
     consume
         .basic_ack(last_tag, BasicAckOptions { multiple: true })
         .await

@@ -26,14 +26,13 @@ use tracing::{debug, error, warn};
 use crate::ingest::auth::{self, Guards, Tokens};
 use crate::metrics::Metrics;
 use crate::search::parse_time_bound;
-use crate::stores::SearchRequest;
-use crate::stores::embedded::{EmbeddedStore, StoreError};
+use crate::stores::{Document, SearchRequest, Store};
 use crate::tls::Peer;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<EmbeddedStore>,
+    pub store: Arc<Store>,
     pub max_body_bytes: usize,
     pub max_event_bytes: usize,
     /// Bearer tokens, when configured: nothing but health checks gets in without one.
@@ -56,10 +55,12 @@ pub fn router(state: AppState) -> Router {
         .route("/nxlog/", post(post_nxlog).put(post_nxlog))
         .route("/cef", post(post_cef).put(post_cef))
         .route("/cef/", post(post_cef).put(post_cef))
+        .route("/custom/{application}", post(post_custom).put(post_custom))
         .route("/_bulk", post(post_bulk).put(post_bulk))
         .route("/status", get(status))
         .route("/test", get(status))
         .route("/api/events", get(search_events))
+        .route("/api/search", post(search_json))
         .route("/metrics", get(metrics))
         .with_state(state.clone());
     if let Some(tokens) = tokens {
@@ -98,8 +99,16 @@ struct IngestAnswer {
     received: usize,
     stored: usize,
     rejected: Vec<Rejected>,
+    /// Taken, but refused for good by the store (Elasticsearch mapping conflicts):
+    /// kept in the collector's dead-letter file, not searchable.
+    #[serde(skip_serializing_if = "is_zero")]
+    deadlettered: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
@@ -108,38 +117,101 @@ fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// MozDef's loginput routes beside `/events`: what each does to an item before it is
 /// normalized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     /// `/events`: as sent.
     Events,
     /// `/nxlog`, `/cef`: `endpoint` set to the route's name, as MozDef does (it lands in
     /// `details.endpoint`).
     Endpoint(&'static str),
+    /// `/custom/<application>`: stored as sent, not normalized, with `endpoint` set to
+    /// the application and `customendpoint: true`, as MozDef does.
+    Custom(String),
     /// `/_bulk`: Elasticsearch bulk bodies; action lines (`{"index": {…}}`) skipped.
     Bulk,
 }
 
 impl Route {
     /// The `source` label of the route's metrics.
-    fn source(self) -> &'static str {
+    fn source(&self) -> &'static str {
         match self {
             Route::Events => "events",
             Route::Endpoint(name) => name,
+            Route::Custom(_) => "custom",
             Route::Bulk => "bulk",
         }
     }
 
     /// The item to normalize, or `None` for a bulk action line.
-    fn prepare(self, value: serde_json::Value) -> Option<serde_json::Value> {
+    fn prepare(&self, value: serde_json::Value) -> Option<serde_json::Value> {
         match (self, value) {
             (Route::Endpoint(name), serde_json::Value::Object(mut object)) => {
-                object.insert("endpoint".into(), serde_json::Value::String(name.into()));
+                object.insert("endpoint".into(), serde_json::Value::String((*name).into()));
+                Some(serde_json::Value::Object(object))
+            }
+            (Route::Custom(application), serde_json::Value::Object(mut object)) => {
+                object.insert(
+                    "endpoint".into(),
+                    serde_json::Value::String(application.clone()),
+                );
+                object.insert("customendpoint".into(), serde_json::Value::Bool(true));
                 Some(serde_json::Value::Object(object))
             }
             (Route::Bulk, serde_json::Value::Object(object)) if is_bulk_action(&object) => None,
             (_, value) => Some(value),
         }
     }
+
+    /// The document to store from a prepared item.
+    fn document(
+        &self,
+        value: serde_json::Value,
+        received_at: chrono::DateTime<Utc>,
+        identity: Option<&String>,
+    ) -> Result<Document, ItemError> {
+        if let Route::Custom(_) = self {
+            return match value {
+                serde_json::Value::Object(source) => Ok(Document::Custom {
+                    id: random_id(),
+                    received: received_at,
+                    source,
+                }),
+                _ => Err(ItemError::Invalid("a custom document must be a JSON object".into())),
+            };
+        }
+        let mut event = mozdef::normalize(value, received_at)
+            .map_err(|e| ItemError::Invalid(e.to_string()))?;
+        if let Some(identity) = identity {
+            event.details.insert(
+                "agentidentity".into(),
+                serde_json::Value::String(identity.clone()),
+            );
+        }
+        Ok(Document::Event(event))
+    }
+}
+
+/// 32 random hex characters: the id of a document that brings none.
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No entropy source: time and a counter are still unique in this process.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
+        bytes[..8].copy_from_slice(&t.to_be_bytes());
+        bytes[8..].copy_from_slice(&n.to_be_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An application name MozDef would take as a document type: letters, digits, `_`,
+/// `-`, `.`; 1 to 64 of them.
+fn valid_application(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// `{"index": {...}}` and its kin: one key, an action, whose value is an object.
@@ -160,6 +232,21 @@ async fn post_nxlog(state: State<AppState>, request: Request) -> Response {
 
 async fn post_cef(state: State<AppState>, request: Request) -> Response {
     ingest(state, request, Route::Endpoint("cef")).await
+}
+
+async fn post_custom(
+    state: State<AppState>,
+    axum::extract::Path(application): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    if !valid_application(&application) {
+        state.metrics.refused("bad_body");
+        return error_body(
+            StatusCode::BAD_REQUEST,
+            format!("{application:?} is not an application name (letters, digits, _ - . and at most 64 of them)"),
+        );
+    }
+    ingest(state, request, Route::Custom(application)).await
 }
 
 async fn post_bulk(state: State<AppState>, request: Request) -> Response {
@@ -233,19 +320,10 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
             Err(e) => Err(e),
         };
         received += 1;
-        let outcome = item.and_then(|value| {
-            mozdef::normalize(value, received_at).map_err(|e| ItemError::Invalid(e.to_string()))
-        });
+        let outcome =
+            item.and_then(|value| route.document(value, received_at, identity.as_ref()));
         match outcome {
-            Ok(mut event) => {
-                if let Some(identity) = &identity {
-                    event.details.insert(
-                        "agentidentity".into(),
-                        serde_json::Value::String(identity.clone()),
-                    );
-                }
-                events.push(event)
-            }
+            Ok(document) => events.push(document),
             Err(e) => {
                 all_too_large &= matches!(e, ItemError::TooLarge { .. });
                 metrics.rejected(match e {
@@ -278,6 +356,7 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
             received,
             stored: 0,
             rejected,
+            deadlettered: 0,
             error: Some("no event in the request was accepted".into()),
         };
         return (status, Json(answer)).into_response();
@@ -287,13 +366,17 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
     let outcome = state.store.store(events).await;
     metrics.store_finished(started.elapsed());
     match outcome {
-        Ok(stored) => {
-            metrics.stored(route.source(), stored);
-            debug!(received, stored, "Stored a request.");
+        Ok(outcome) => {
+            metrics.stored(route.source(), outcome.stored);
+            for _ in 0..outcome.dead_lettered {
+                metrics.rejected("store_refused");
+            }
+            debug!(received, stored = outcome.stored, "Stored a request.");
             let answer = IngestAnswer {
                 received,
-                stored,
+                stored: outcome.stored,
                 rejected,
+                deadlettered: outcome.dead_lettered,
                 error: None,
             };
             (StatusCode::OK, Json(answer)).into_response()
@@ -357,6 +440,20 @@ pub struct SearchParams {
     pub size: Option<usize>,
 }
 
+/// `POST /api/search` body: the same as `GET /api/events`, plus Elasticsearch
+/// aggregations (`terms`, `cardinality`, `date_histogram`, …) over every match.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    #[serde(default)]
+    pub query: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Most events to return (default 100; 0 for only the count and aggregations).
+    pub size: Option<usize>,
+    pub aggs: Option<serde_json::Value>,
+}
+
 async fn search_events(
     State(state): State<AppState>,
     params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
@@ -365,49 +462,73 @@ async fn search_events(
         Ok(params) => params,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, e.body_text()),
     };
+    if params.size == Some(0) {
+        return error_body(
+            StatusCode::BAD_REQUEST,
+            format!("size must be between 1 and {MAX_SEARCH_SIZE}"),
+        );
+    }
+    let body = SearchBody {
+        query: params.q,
+        from: params.from,
+        to: params.to,
+        size: params.size,
+        aggs: None,
+    };
+    run_search(&state, body).await
+}
+
+async fn search_json(
+    State(state): State<AppState>,
+    body: Result<Json<SearchBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(body)) => run_search(&state, body).await,
+        Err(e) => error_body(StatusCode::BAD_REQUEST, e.body_text()),
+    }
+}
+
+async fn run_search(state: &AppState, body: SearchBody) -> Response {
     let now = Utc::now();
     let bound = |text: &Option<String>| {
         text.as_deref()
             .map(|t| parse_time_bound(t, now))
             .transpose()
     };
-    let from = match bound(&params.from) {
+    let from = match bound(&body.from) {
         Ok(t) => t,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, format!("from: {e}")),
     };
-    let to = match bound(&params.to) {
+    let to = match bound(&body.to) {
         Ok(t) => t,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, format!("to: {e}")),
     };
-    let size = params.size.unwrap_or(100);
-    if size == 0 || size > MAX_SEARCH_SIZE {
+    let size = body.size.unwrap_or(100);
+    if size > MAX_SEARCH_SIZE {
         return error_body(
             StatusCode::BAD_REQUEST,
-            format!("size must be between 1 and {MAX_SEARCH_SIZE}"),
+            format!("size must be at most {MAX_SEARCH_SIZE}"),
         );
     }
+    if body.aggs.as_ref().is_some_and(|a| !a.is_object()) {
+        return error_body(StatusCode::BAD_REQUEST, "aggs must be a JSON object");
+    }
     let request = SearchRequest {
-        query: params.q,
+        query: body.query,
         from,
         to,
         size,
+        aggs: body.aggs,
     };
-    let store = Arc::clone(&state.store);
-    match tokio::task::spawn_blocking(move || store.search(&request)).await {
-        Ok(Ok(result)) => (StatusCode::OK, Json(result)).into_response(),
-        Ok(Err(StoreError::BadQuery(message))) => {
-            error_body(StatusCode::BAD_REQUEST, format!("invalid query: {message}"))
-        }
-        Ok(Err(e)) => {
+    match state.store.search(request).await {
+        Ok(result) => (StatusCode::OK, Json(result)).into_response(),
+        Err(e) if e.is_bad_request() => error_body(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => {
             error!(error = %e, "Search failed.");
             error_body(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "search failed; retry later",
             )
-        }
-        Err(e) => {
-            error!(error = %e, "Search task failed.");
-            error_body(StatusCode::INTERNAL_SERVER_ERROR, "search failed")
         }
     }
 }

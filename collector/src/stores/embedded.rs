@@ -57,34 +57,10 @@ use tantivy::tokenizer::TokenizerManager;
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
 };
-use thiserror::Error;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
-use super::{SearchRequest, SearchResult};
-
-/// Why the store could not do what was asked.
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("cannot open index {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: tantivy::TantivyError,
-    },
-    #[error("cannot create directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("index write failed: {0}")]
-    Write(tantivy::TantivyError),
-    #[error("search failed: {0}")]
-    Search(tantivy::TantivyError),
-    #[error("invalid query: {0}")]
-    BadQuery(String),
-    #[error("the store is shut down")]
-    Closed,
-}
+use super::{Document, SearchRequest, SearchResult, StoreError};
 
 /// Daily indices kept open for writing at once; older ones are closed after a commit.
 const OPEN_WRITERS: usize = 3;
@@ -125,9 +101,17 @@ struct Fields {
     source_json: Field,
 }
 
-struct WriteRequest {
-    events: Vec<Event>,
-    done: oneshot::Sender<Result<usize, String>>,
+enum WriteRequest {
+    /// Store these, answer how many once committed.
+    Write {
+        events: Vec<Document>,
+        done: oneshot::Sender<Result<usize, String>>,
+    },
+    /// Delete every day before this one (`YYYYMMDD`); answer the days deleted.
+    Prune {
+        before: u32,
+        done: oneshot::Sender<Result<Vec<String>, String>>,
+    },
 }
 
 impl EmbeddedStore {
@@ -167,18 +151,13 @@ impl EmbeddedStore {
     }
 
     /// Stores `events` and returns once they are committed (how many were written).
-    pub async fn store(&self, events: Vec<Event>) -> Result<usize, StoreError> {
+    pub async fn store<D: Into<Document>>(&self, events: Vec<D>) -> Result<usize, StoreError> {
         if events.is_empty() {
             return Ok(0);
         }
+        let events: Vec<Document> = events.into_iter().map(Into::into).collect();
         let (done, wait) = oneshot::channel();
-        {
-            let guard = self.requests.lock().map_err(|_| StoreError::Closed)?;
-            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
-            sender
-                .send(WriteRequest { events, done })
-                .map_err(|_| StoreError::Closed)?;
-        }
+        self.send(WriteRequest::Write { events, done })?;
         match wait.await {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(message)) => Err(StoreError::Write(tantivy::TantivyError::InternalError(
@@ -186,6 +165,30 @@ impl EmbeddedStore {
             ))),
             Err(_) => Err(StoreError::Closed),
         }
+    }
+
+    /// Deletes the daily indices of days before `oldest_kept`; returns their names.
+    /// The writer thread does it between commits, so no write is lost to it (an event
+    /// for a deleted day arriving later makes that day again, until the next prune).
+    pub async fn prune(&self, oldest_kept: NaiveDate) -> Result<Vec<String>, StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.send(WriteRequest::Prune {
+            before: day_key(oldest_kept),
+            done,
+        })?;
+        match wait.await {
+            Ok(Ok(days)) => Ok(days),
+            Ok(Err(message)) => Err(StoreError::Write(tantivy::TantivyError::InternalError(
+                message,
+            ))),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    fn send(&self, request: WriteRequest) -> Result<(), StoreError> {
+        let guard = self.requests.lock().map_err(|_| StoreError::Closed)?;
+        let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(request).map_err(|_| StoreError::Closed)
     }
 
     /// Runs a search (blocking: call it from a blocking thread).
@@ -253,18 +256,9 @@ fn tantivy_time(at: DateTime<Utc>) -> tantivy::DateTime {
 }
 
 impl Shared {
-    /// The day an event is filed under: its `utctimestamp`'s, else its reception's.
-    fn event_day(event: &Event) -> (u32, DateTime<Utc>) {
-        let at = event
-            .utc()
-            .or_else(|| {
-                event
-                    .receivedtimestamp
-                    .as_deref()
-                    .and_then(|t| mozdef::time::parse_str(t).ok())
-                    .map(|t| t.with_timezone(&Utc))
-            })
-            .unwrap_or_else(Utc::now);
+    /// The day a document is filed under, and the instant that decides it.
+    fn event_day(document: &Document) -> (u32, DateTime<Utc>) {
+        let at = document.day_time();
         (day_key(at.date_naive()), at)
     }
 
@@ -302,7 +296,14 @@ impl Shared {
         Ok(Some(Arc::clone(days.entry(key).or_insert(day))))
     }
 
-    fn document(&self, event: &Event, at: DateTime<Utc>) -> TantivyDocument {
+    fn document(&self, document: &Document, at: DateTime<Utc>) -> TantivyDocument {
+        match document {
+            Document::Event(event) => self.event_document(event, at),
+            Document::Custom { id, source, .. } => self.custom_document(id, source, at),
+        }
+    }
+
+    fn event_document(&self, event: &Event, at: DateTime<Utc>) -> TantivyDocument {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
         doc.add_text(f.eventid, &event.eventid);
@@ -334,6 +335,60 @@ impl Shared {
         doc.add_text(
             f.source_json,
             serde_json::to_string(event).unwrap_or_default(),
+        );
+        doc
+    }
+
+    /// A `/custom/<application>` document: kept as sent; its top-level fields that
+    /// have the event schema's names and types are indexed under them (so
+    /// `endpoint`-less searches such as `hostname:x` still find it), its `details`
+    /// object too, and it is placed in time by its reception.
+    fn custom_document(
+        &self,
+        id: &str,
+        source: &serde_json::Map<String, serde_json::Value>,
+        at: DateTime<Utc>,
+    ) -> TantivyDocument {
+        let f = &self.fields;
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.eventid, id);
+        doc.add_date(f.utctimestamp, tantivy_time(at));
+        doc.add_date(f.receivedtimestamp, tantivy_time(at));
+        let text = |name: &str| source.get(name).and_then(|v| v.as_str());
+        for (field, name) in [
+            (f.hostname, "hostname"),
+            (f.processname, "processname"),
+            (f.severity, "severity"),
+            (f.summary, "summary"),
+            (f.category, "category"),
+            (f.source, "source"),
+        ] {
+            if let Some(value) = text(name) {
+                doc.add_text(field, value);
+            }
+        }
+        if let Some(pid) = source.get("processid").and_then(|v| v.as_i64()) {
+            doc.add_i64(f.processid, pid);
+        }
+        if let Some(tags) = source.get("tags").and_then(|v| v.as_array()) {
+            for tag in tags.iter().filter_map(|t| t.as_str()) {
+                doc.add_text(f.tags, tag);
+            }
+        }
+        let mut details = source
+            .get("details")
+            .and_then(|v| v.as_object())
+            .cloned()
+            .unwrap_or_default();
+        // MozDef's custom route adds `endpoint` at the top; index it where the event
+        // routes put theirs, so `details.endpoint:<application>` finds both.
+        if let Some(endpoint) = source.get("endpoint") {
+            details.insert("endpoint".into(), endpoint.clone());
+        }
+        doc.add_field_value(f.details, &tantivy::schema::OwnedValue::from(details));
+        doc.add_text(
+            f.source_json,
+            serde_json::to_string(source).unwrap_or_default(),
         );
         doc
     }
@@ -390,7 +445,7 @@ impl Shared {
             }
         }
         found.sort_by_key(|hit| std::cmp::Reverse(hit.0));
-        found.truncate(size);
+        found.truncate(request.size);
 
         let mut hits = Vec::with_capacity(found.len());
         for (_, i, address) in found {
@@ -404,7 +459,15 @@ impl Shared {
                 Err(e) => warn!(error = %e, "Stored event is not JSON; skipped."),
             }
         }
-        Ok(SearchResult { total, hits })
+        let aggregations = match &request.aggs {
+            Some(aggs) => Some(aggregate(&searchers, &query, aggs)?),
+            None => None,
+        };
+        Ok(SearchResult {
+            total,
+            hits,
+            aggregations,
+        })
     }
 
     /// Day indices that exist on disk and may hold events between `from` and `to`,
@@ -440,6 +503,51 @@ impl Shared {
         Ok(days)
     }
 }
+
+/// Runs Elasticsearch-style aggregations over every day's matches and merges them
+/// (tantivy's distributed collector: per-index intermediate results, merged, then
+/// finished once, so a `terms` count spans days exactly).
+fn aggregate(
+    searchers: &[tantivy::Searcher],
+    query: &dyn Query,
+    aggs: &serde_json::Value,
+) -> Result<serde_json::Value, StoreError> {
+    use tantivy::aggregation::agg_req::Aggregations;
+    use tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResults;
+    use tantivy::aggregation::{
+        AggContextParams, AggregationLimitsGuard, DistributedAggregationCollector,
+    };
+    let request: Aggregations = serde_json::from_value(aggs.clone())
+        .map_err(|e| StoreError::BadAggregation(e.to_string()))?;
+    let limits = || AggregationLimitsGuard::new(Some(AGGREGATION_MEMORY_BYTES), None);
+    let mut merged: Option<IntermediateAggregationResults> = None;
+    for searcher in searchers {
+        let collector = DistributedAggregationCollector::from_aggs(
+            request.clone(),
+            AggContextParams::new(limits(), TokenizerManager::default()),
+        );
+        let fruit = searcher
+            .search(query, &collector)
+            .map_err(|e| StoreError::BadAggregation(e.to_string()))?;
+        merged = Some(match merged {
+            None => fruit,
+            Some(mut so_far) => {
+                so_far
+                    .merge_fruits(fruit)
+                    .map_err(|e| StoreError::BadAggregation(e.to_string()))?;
+                so_far
+            }
+        });
+    }
+    let merged = merged.unwrap_or_default();
+    let result = merged
+        .into_final_result(request, limits())
+        .map_err(|e| StoreError::BadAggregation(e.to_string()))?;
+    serde_json::to_value(result).map_err(|e| StoreError::BadAggregation(e.to_string()))
+}
+
+/// The most memory one search's aggregations may take.
+const AGGREGATION_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Makes `a AND NOT b` mean what Lucene users expect. tantivy's grammar reads it as
 /// `+a +(-b)`, and a clause holding only negations matches nothing; Lucene reads it as
@@ -491,42 +599,55 @@ fn writer_loop(
             Ok(request) => request,
             Err(_) => break,
         };
-        let mut batch = vec![first];
-        let deadline = last_commit + commit_interval;
-        loop {
-            let now = Instant::now();
-            let wait = deadline.saturating_duration_since(now);
-            match requests.recv_timeout(wait) {
-                Ok(request) => batch.push(request),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => {
-                    open = false;
-                    break;
+        let mut batch = Vec::new();
+        let mut prunes = Vec::new();
+        match first {
+            WriteRequest::Write { events, done } => batch.push((events, done)),
+            WriteRequest::Prune { before, done } => prunes.push((before, done)),
+        }
+        if !batch.is_empty() {
+            let deadline = last_commit + commit_interval;
+            loop {
+                let now = Instant::now();
+                let wait = deadline.saturating_duration_since(now);
+                match requests.recv_timeout(wait) {
+                    Ok(WriteRequest::Write { events, done }) => batch.push((events, done)),
+                    Ok(WriteRequest::Prune { before, done }) => prunes.push((before, done)),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
                 }
             }
         }
-        let result = write_batch(
-            &shared,
-            &mut writers,
-            &mut recent,
-            &batch,
-            writer_memory_bytes,
-        );
-        last_commit = Instant::now();
-        let events: usize = batch.iter().map(|r| r.events.len()).sum();
-        match &result {
-            Ok(()) => debug!(requests = batch.len(), events, "Committed."),
-            Err(e) => {
-                error!(error = %e, requests = batch.len(), events, "Commit failed; the senders are told to retry.")
+        if !batch.is_empty() {
+            let result = write_batch(
+                &shared,
+                &mut writers,
+                &mut recent,
+                &batch,
+                writer_memory_bytes,
+            );
+            last_commit = Instant::now();
+            let events: usize = batch.iter().map(|(events, _)| events.len()).sum();
+            match &result {
+                Ok(()) => debug!(requests = batch.len(), events, "Committed."),
+                Err(e) => {
+                    error!(error = %e, requests = batch.len(), events, "Commit failed; the senders are told to retry.")
+                }
+            }
+            for (events, done) in batch {
+                let answer = match &result {
+                    Ok(()) => Ok(events.len()),
+                    Err(e) => Err(e.to_string()),
+                };
+                // A sender that gave up waiting is not an error here.
+                let _ = done.send(answer);
             }
         }
-        for request in batch {
-            let answer = match &result {
-                Ok(()) => Ok(request.events.len()),
-                Err(e) => Err(e.to_string()),
-            };
-            // A sender that gave up waiting is not an error here.
-            let _ = request.done.send(answer);
+        for (before, done) in prunes {
+            let _ = done.send(prune_days(&shared, &mut writers, &mut recent, before));
         }
     }
     for (key, writer) in writers {
@@ -536,11 +657,47 @@ fn writer_loop(
     }
 }
 
+/// Documents of one request and where to answer.
+type Batch = (Vec<Document>, oneshot::Sender<Result<usize, String>>);
+
+/// Deletes the days before `before`: their writers closed, their readers forgotten,
+/// their directories removed (searches still holding one finish on the open files).
+fn prune_days(
+    shared: &Shared,
+    writers: &mut HashMap<u32, IndexWriter>,
+    recent: &mut VecDeque<u32>,
+    before: u32,
+) -> Result<Vec<String>, String> {
+    let mut keys: Vec<u32> = std::fs::read_dir(&shared.root)
+        .map_err(|e| format!("cannot list {}: {e}", shared.root.display()))?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|key| *key < before)
+        .collect();
+    keys.sort_unstable();
+    let mut deleted = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(writer) = writers.remove(&key) {
+            let _ = writer.wait_merging_threads();
+        }
+        recent.retain(|k| *k != key);
+        if let Ok(mut days) = shared.days.write() {
+            days.remove(&key);
+        }
+        let path = shared.day_path(key);
+        std::fs::remove_dir_all(&path)
+            .map_err(|e| format!("cannot delete {}: {e}", path.display()))?;
+        info!(day = key, path = %path.display(), "Deleted a day past retention.");
+        deleted.push(format!("{key:08}"));
+    }
+    Ok(deleted)
+}
+
 fn write_batch(
     shared: &Shared,
     writers: &mut HashMap<u32, IndexWriter>,
     recent: &mut VecDeque<u32>,
-    batch: &[WriteRequest],
+    batch: &[Batch],
     writer_memory_bytes: usize,
 ) -> Result<(), StoreError> {
     let mut touched: Vec<u32> = Vec::new();
@@ -571,10 +728,10 @@ fn add_and_commit(
     shared: &Shared,
     writers: &mut HashMap<u32, IndexWriter>,
     touched: &mut Vec<u32>,
-    batch: &[WriteRequest],
+    batch: &[Batch],
     writer_memory_bytes: usize,
 ) -> Result<(), StoreError> {
-    for event in batch.iter().flat_map(|request| &request.events) {
+    for event in batch.iter().flat_map(|(events, _)| events) {
         let (key, at) = Shared::event_day(event);
         let writer = match writers.entry(key) {
             Entry::Occupied(entry) => entry.into_mut(),
@@ -593,7 +750,7 @@ fn add_and_commit(
         if !touched.contains(&key) {
             touched.push(key);
         }
-        writer.delete_term(Term::from_field_text(shared.fields.eventid, &event.eventid));
+        writer.delete_term(Term::from_field_text(shared.fields.eventid, event.id()));
         writer
             .add_document(shared.document(event, at))
             .map_err(StoreError::Write)?;

@@ -1,14 +1,22 @@
-//! Where events are kept. Today: the [`embedded`] store (tantivy, one index per day),
-//! the default that needs no other service. The Elasticsearch store will sit beside it
-//! with the same operations: store a batch durably, search.
+//! Where events are kept: the [`embedded`] store (tantivy, one index per day), the
+//! default that needs no other service, or an [`elasticsearch`] cluster (or OpenSearch)
+//! in MozDef's layout. [`Store`] is the one face both show the rest of the collector:
+//! store a batch durably (answer only once it is stored), search with aggregations,
+//! delete old days.
 
+pub mod elasticsearch;
 pub mod embedded;
 
 use chrono::{DateTime, Utc};
+use mozdef::Event;
 use serde::Serialize;
+use thiserror::Error;
+
+use self::elasticsearch::ElasticStore;
+use self::embedded::EmbeddedStore;
 
 /// A search over stored events.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SearchRequest {
     /// Lucene-style query string over top-level fields and `details.*`; empty or `*`
     /// matches everything.
@@ -17,13 +25,202 @@ pub struct SearchRequest {
     pub from: Option<DateTime<Utc>>,
     /// Latest `utctimestamp`, inclusive.
     pub to: Option<DateTime<Utc>>,
-    /// Most events to return, newest first.
+    /// Most events to return, newest first (0: only the count and aggregations).
     pub size: usize,
+    /// Elasticsearch aggregation JSON (`terms`, `cardinality`, `date_histogram`, …),
+    /// computed over every matching event.
+    pub aggs: Option<serde_json::Value>,
 }
 
-/// Matching events, newest first, and how many matched in all.
+/// Matching events, newest first, how many matched in all, and the aggregations asked
+/// for, in Elasticsearch's response shape.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchResult {
     pub total: usize,
     pub hits: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregations: Option<serde_json::Value>,
+}
+
+/// What is stored: a normalized event, or a `/custom/<application>` document kept as
+/// it was sent (MozDef stores those without normalizing them).
+#[derive(Debug, Clone)]
+pub enum Document {
+    Event(Event),
+    Custom {
+        /// The document's id in the store (a fresh UUID-like id: custom documents carry
+        /// no `eventid`).
+        id: String,
+        /// When the collector received it: its day and its place in time searches.
+        received: DateTime<Utc>,
+        source: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+impl From<Event> for Document {
+    fn from(event: Event) -> Document {
+        Document::Event(event)
+    }
+}
+
+impl Document {
+    /// The instant that files the document under a day: the event's `utctimestamp`,
+    /// else its reception.
+    pub fn day_time(&self) -> DateTime<Utc> {
+        match self {
+            Document::Event(event) => event
+                .utc()
+                .or_else(|| {
+                    event
+                        .receivedtimestamp
+                        .as_deref()
+                        .and_then(|t| mozdef::time::parse_str(t).ok())
+                        .map(|t| t.with_timezone(&Utc))
+                })
+                .unwrap_or_else(Utc::now),
+            Document::Custom { received, .. } => *received,
+        }
+    }
+
+    /// The store's id: `eventid`, which makes a resent event the same document.
+    pub fn id(&self) -> &str {
+        match self {
+            Document::Event(event) => &event.eventid,
+            Document::Custom { id, .. } => id,
+        }
+    }
+
+    /// The JSON kept and returned by searches.
+    pub fn source_json(&self) -> String {
+        match self {
+            Document::Event(event) => serde_json::to_string(event).unwrap_or_default(),
+            Document::Custom { source, .. } => serde_json::to_string(source).unwrap_or_default(),
+        }
+    }
+}
+
+/// What a store did with a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Documents now in the store (a resend of one already there counts: it is stored).
+    pub stored: usize,
+    /// Documents the store refused for good (Elasticsearch mapping errors); they were
+    /// written to the dead-letter file with the reason.
+    pub dead_lettered: usize,
+}
+
+/// Why a store could not do what was asked.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot open index {path}: {source}")]
+    Open {
+        path: std::path::PathBuf,
+        source: tantivy::TantivyError,
+    },
+    #[error("cannot create directory {path}: {source}")]
+    CreateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("index write failed: {0}")]
+    Write(tantivy::TantivyError),
+    #[error("search failed: {0}")]
+    Search(tantivy::TantivyError),
+    #[error("invalid query: {0}")]
+    BadQuery(String),
+    #[error("invalid aggregation: {0}")]
+    BadAggregation(String),
+    /// The store is down or refuses for now (Elasticsearch unreachable, 429, 5xx);
+    /// the caller should retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl StoreError {
+    /// The request was wrong (say so with a 400), rather than the store failing.
+    pub fn is_bad_request(&self) -> bool {
+        matches!(self, StoreError::BadQuery(_) | StoreError::BadAggregation(_))
+    }
+}
+
+/// The store the collector runs with.
+pub enum Store {
+    Embedded(EmbeddedStore),
+    Elasticsearch(ElasticStore),
+}
+
+impl Store {
+    /// Stores `documents`; returns once they are durable (committed, or acknowledged by
+    /// Elasticsearch), never before.
+    pub async fn store(&self, documents: Vec<Document>) -> Result<Stored, StoreError> {
+        match self {
+            Store::Embedded(store) => store.store(documents).await.map(|stored| Stored {
+                stored,
+                dead_lettered: 0,
+            }),
+            Store::Elasticsearch(store) => store.store(documents).await,
+        }
+    }
+
+    /// Searches stored events.
+    pub async fn search(
+        self: &std::sync::Arc<Self>,
+        request: SearchRequest,
+    ) -> Result<SearchResult, StoreError> {
+        match &**self {
+            Store::Embedded(_) => {
+                let this = std::sync::Arc::clone(self);
+                tokio::task::spawn_blocking(move || match &*this {
+                    Store::Embedded(store) => store.search(&request),
+                    Store::Elasticsearch(_) => unreachable!("matched as embedded above"),
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("search task failed: {e}")))?
+            }
+            Store::Elasticsearch(store) => store.search(&request).await,
+        }
+    }
+
+    /// Deletes the days (indices) older than `keep_days` days before today (UTC);
+    /// returns the names deleted.
+    pub async fn prune(
+        self: &std::sync::Arc<Self>,
+        keep_days: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let oldest_kept = Utc::now().date_naive() - chrono::Days::new(u64::from(keep_days));
+        match &**self {
+            Store::Embedded(store) => store.prune(oldest_kept).await,
+            Store::Elasticsearch(store) => store.prune(oldest_kept).await,
+        }
+    }
+
+    /// Periodic upkeep: Elasticsearch's daily indices and aliases.
+    pub async fn maintain(&self) {
+        if let Store::Elasticsearch(store) = self {
+            store.maintain().await;
+        }
+    }
+
+    /// Finishes pending writes and stops.
+    pub async fn close(self: &std::sync::Arc<Self>) {
+        if let Store::Embedded(_) = &**self {
+            let this = std::sync::Arc::clone(self);
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Store::Embedded(store) = &*this {
+                    store.close();
+                }
+            })
+            .await;
+        }
+    }
+
+    /// `embedded` or `elasticsearch`, for logs and `/status`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Embedded(_) => "embedded",
+            Store::Elasticsearch(_) => "elasticsearch",
+        }
+    }
 }

@@ -15,11 +15,16 @@ struct Harness {
 impl Harness {
     fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path(), Duration::from_millis(10), 15_000_000).unwrap();
+        let store = crate::stores::embedded::EmbeddedStore::open(
+            dir.path(),
+            Duration::from_millis(10),
+            15_000_000,
+        )
+        .unwrap();
         Harness {
             _dir: dir,
             state: AppState {
-                store: Arc::new(store),
+                store: Arc::new(Store::Embedded(store)),
                 max_body_bytes: 4096,
                 max_event_bytes: 1024,
                 tokens: None,

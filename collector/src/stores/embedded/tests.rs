@@ -45,6 +45,7 @@ fn search(store: &EmbeddedStore, query: &str) -> SearchResult {
             from: None,
             to: None,
             size: 100,
+            aggs: None,
         })
         .unwrap()
 }
@@ -151,6 +152,7 @@ async fn time_range_limits_results() {
             from: t("2026-11-22T00:00:00Z"),
             to: t("2026-11-22T23:59:59Z"),
             size: 10,
+            aggs: None,
         })
         .unwrap();
     assert_eq!(ids(&result), vec![id(3), id(2)]);
@@ -202,6 +204,7 @@ async fn a_bad_query_is_reported_as_such() {
                 from: None,
                 to: None,
                 size: 10,
+                aggs: None,
             })
             .unwrap_err();
         assert!(matches!(err, StoreError::BadQuery(_)), "{query}: {err}");
@@ -260,6 +263,7 @@ async fn searches_racing_commits_never_mix_up_segments() {
                 from: None,
                 to: None,
                 size: 10_000,
+                aggs: None,
             })
         })
         .await
@@ -270,4 +274,116 @@ async fn searches_racing_commits_never_mix_up_segments() {
     }
     writing.await.unwrap();
     assert!(searches > 0);
+}
+
+fn with_source_ip(mut event: Event, ip: &str) -> Event {
+    event
+        .details
+        .insert("sourceipaddress".into(), json!(ip));
+    event
+}
+
+#[tokio::test]
+async fn aggregations_span_days_as_elasticsearch_answers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Two days; 10.0.0.1 tries three user names (one twice), 10.0.0.2 one.
+    let events = vec![
+        with_source_ip(event(&id(1), "2026-11-21T23:59:00Z", "root", "authentication", "f"), "10.0.0.1"),
+        with_source_ip(event(&id(2), "2026-11-22T00:01:00Z", "admin", "authentication", "f"), "10.0.0.1"),
+        with_source_ip(event(&id(3), "2026-11-22T00:02:00Z", "oracle", "authentication", "f"), "10.0.0.1"),
+        with_source_ip(event(&id(4), "2026-11-22T00:03:00Z", "oracle", "authentication", "f"), "10.0.0.1"),
+        with_source_ip(event(&id(5), "2026-11-22T00:04:00Z", "alice", "authentication", "f"), "10.0.0.2"),
+        with_source_ip(event(&id(6), "2026-11-22T00:05:00Z", "alice", "session", "s"), "10.0.0.2"),
+    ];
+    store.store(events).await.unwrap();
+    let result = store
+        .search(&SearchRequest {
+            query: "category:authentication".into(),
+            size: 0,
+            aggs: Some(json!({
+                "by_source": {
+                    "terms": { "field": "details.sourceipaddress", "size": 10 },
+                    "aggs": { "users": { "cardinality": { "field": "details.username" } } }
+                },
+                "per_hour": {
+                    "date_histogram": { "field": "utctimestamp", "fixed_interval": "1h" }
+                }
+            })),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(result.total, 5);
+    assert!(result.hits.is_empty(), "size 0 returns only counts");
+    let aggs = result.aggregations.unwrap();
+    let buckets = aggs["by_source"]["buckets"].as_array().unwrap();
+    assert_eq!(buckets[0]["key"], "10.0.0.1");
+    assert_eq!(buckets[0]["doc_count"], 4, "{aggs}");
+    assert_eq!(buckets[0]["users"]["value"], 3.0, "{aggs}");
+    assert_eq!(buckets[1]["key"], "10.0.0.2");
+    assert_eq!(buckets[1]["doc_count"], 1);
+    let hours = aggs["per_hour"]["buckets"].as_array().unwrap();
+    let counts: Vec<u64> = hours.iter().map(|b| b["doc_count"].as_u64().unwrap()).collect();
+    assert_eq!(counts, vec![1, 4], "{aggs}");
+    assert_eq!(hours[1]["key_as_string"], "2026-11-22T00:00:00Z");
+
+    let bad = store.search(&SearchRequest {
+        query: "*".into(),
+        size: 1,
+        aggs: Some(json!({ "x": { "no_such_aggregation": {} } })),
+        ..Default::default()
+    });
+    assert!(matches!(bad, Err(StoreError::BadAggregation(_))), "{bad:?}");
+    store.close();
+}
+
+#[tokio::test]
+async fn custom_documents_are_kept_as_sent_and_found_by_their_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let source = json!({
+        "hostname": "fw1", "summary": "rule matched", "endpoint": "firewall",
+        "customendpoint": true, "details": { "rule": 7 }, "anything": ["kept"]
+    });
+    let received = mozdef::time::parse_str("2026-11-22T10:00:00Z").unwrap().with_timezone(&Utc);
+    store
+        .store(vec![Document::Custom {
+            id: id(9),
+            received,
+            source: source.as_object().cloned().unwrap(),
+        }])
+        .await
+        .unwrap();
+    let found = search(&store, "details.endpoint:firewall AND hostname:fw1");
+    assert_eq!(found.total, 1);
+    assert_eq!(found.hits[0], source, "stored without normalization");
+    assert_eq!(search(&store, "details.rule:7").total, 1);
+    store.close();
+}
+
+#[tokio::test]
+async fn pruning_deletes_whole_days_before_the_cutoff_and_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .store(vec![
+            event(&id(1), "2026-11-20T12:00:00Z", "a", "x", "s"),
+            event(&id(2), "2026-11-21T12:00:00Z", "a", "x", "s"),
+            event(&id(3), "2026-11-22T12:00:00Z", "a", "x", "s"),
+        ])
+        .await
+        .unwrap();
+    let cutoff = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+    let deleted = store.prune(cutoff).await.unwrap();
+    assert_eq!(deleted, vec!["20261120".to_string()]);
+    assert!(!dir.path().join("events/20261120").exists());
+    assert_eq!(ids(&search(&store, "*")), vec![id(3), id(2)]);
+    // Writing after a prune still works, and an old day can come back.
+    store
+        .store(vec![event(&id(4), "2026-11-20T13:00:00Z", "a", "x", "s")])
+        .await
+        .unwrap();
+    assert_eq!(search(&store, "*").total, 3);
+    assert!(store.prune(cutoff).await.unwrap().len() == 1);
+    store.close();
 }

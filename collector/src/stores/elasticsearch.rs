@@ -1,0 +1,798 @@
+//! The Elasticsearch store (OpenSearch too): events indexed with hand-written `_bulk`
+//! requests into MozDef's layout, so MozDef's Kibana dashboards and alert queries keep
+//! working.
+//!
+//! ## Layout in the cluster
+//!
+//! - Daily indices `events-YYYYMMDD` (the day of the event's `utctimestamp`, as the
+//!   embedded store files it), with the aliases MozDef's tools query: `events` (today),
+//!   `events-previous` (yesterday), `events-weekly` (the last seven days). Today's,
+//!   yesterday's and tomorrow's indices are created ahead; the aliases move at the first
+//!   upkeep after midnight UTC ([`ElasticStore::maintain`], every few minutes).
+//! - Alerts in monthly `alerts-YYYYMM` with the alias `alerts` (current month).
+//! - Index templates `picket-events` (`events-*`) and `picket-alerts` (`alerts-*`) with
+//!   MozDef's mapping in today's terms: strings and numbers not named below are
+//!   `keyword` (MozDef mapped every dynamic value as a not-analyzed string, which keeps
+//!   one sender's number from breaking another's string), `summary` is `text`, the
+//!   timestamps are `date`, `details.sourceipaddress`/`destinationipaddress`/`srcip`/
+//!   `dstip` are `ip`, the ports `long`, `details.success` `boolean`. Malformed IPs,
+//!   numbers and dates are kept in `_source` but not indexed (`ignore_malformed`), so
+//!   they do not cost the event.
+//!
+//! ## Writing
+//!
+//! Each document is a `create` with `_id` = `eventid`: a resent event finds its first
+//! copy and gets 409, which means "already stored" and counts as stored. Per item:
+//! 2xx and 409 are stored; 429 and 5xx are retried, those items only, with backoff
+//! (0.5 s doubling to 8 s) for up to `retry_secs`; any other 4xx is a document the
+//! cluster will never take (a mapping conflict): it goes to
+//! `<data_dir>/elasticsearch-dead-letter.ndjson` with the reason, fsynced, and is
+//! counted. A whole request that fails (connection refused, timeout, 502/503/504) is
+//! sent to the next node URL. Nothing is answered as stored before the cluster or the
+//! dead-letter file has it; when retries run out the caller is told to retry later.
+//!
+//! Versions: Elasticsearch 7.x and 8.x (composable templates from 7.8, legacy
+//! `_template` before) and OpenSearch 1.x/2.x, told apart by `GET /`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, Days, NaiveDate, Utc};
+use reqwest::{Method, StatusCode, Url};
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+
+use super::{Document, SearchRequest, SearchResult, StoreError, Stored};
+
+/// The checked `[collector.stores.elasticsearch]`.
+#[derive(Debug, Clone)]
+pub struct ElasticSettings {
+    /// Node URLs, tried in turn (`https://es1:9200/`).
+    pub urls: Vec<Url>,
+    pub credentials: Option<Credentials>,
+    /// PEM CA bundle the nodes' certificates must chain to (else the system roots).
+    pub ca_pem: Option<Vec<u8>>,
+    /// One HTTP request's limit.
+    pub timeout: Duration,
+    /// How long a batch's refused-for-now items are retried before the sender is told
+    /// to retry later.
+    pub retry_for: Duration,
+    /// Largest `_bulk` body; bigger batches are split.
+    pub bulk_max_bytes: usize,
+    /// Where refused documents go.
+    pub dead_letter_path: PathBuf,
+}
+
+/// How the collector logs in to the cluster.
+#[derive(Clone)]
+pub enum Credentials {
+    Basic { username: String, password: String },
+    /// The `encoded` value Elasticsearch returns when an API key is created.
+    ApiKey(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            Credentials::ApiKey(_) => write!(f, "ApiKey(***)"),
+        }
+    }
+}
+
+/// What `GET /` said the cluster is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Flavor {
+    opensearch: bool,
+    major: u32,
+    minor: u32,
+}
+
+impl Flavor {
+    /// Composable index templates (`_index_template`): Elasticsearch 7.8+, OpenSearch.
+    fn composable_templates(self) -> bool {
+        self.opensearch || self.major > 7 || (self.major == 7 && self.minor >= 8)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Prepared {
+    flavor: Option<Flavor>,
+    templates: bool,
+    /// The UTC day the aliases were last moved for.
+    rotated: Option<NaiveDate>,
+}
+
+/// The Elasticsearch store. Cheap to share behind an `Arc`.
+pub struct ElasticStore {
+    settings: ElasticSettings,
+    client: reqwest::Client,
+    /// The node tried first: the last one that answered.
+    current: AtomicUsize,
+    prepared: tokio::sync::Mutex<Prepared>,
+    dead_letter: std::sync::Mutex<()>,
+}
+
+/// A request that got no usable answer from any node.
+#[derive(Debug)]
+struct Unreachable(String);
+
+/// A per-item outcome of `_bulk`.
+enum ItemOutcome {
+    Stored,
+    Retry(String),
+    Refused(String),
+}
+
+impl ElasticStore {
+    /// Builds the client; nothing is sent until the first write or [`Self::maintain`]
+    /// (a cluster that is down at start delays events, it does not stop the collector).
+    pub fn new(settings: ElasticSettings) -> Result<ElasticStore, String> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("picket-collector/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &settings.ca_pem {
+            let roots = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("cannot read the CA bundle: {e}"))?;
+            builder = builder.tls_certs_only(roots);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(ElasticStore {
+            settings,
+            client,
+            current: AtomicUsize::new(0),
+            prepared: tokio::sync::Mutex::new(Prepared::default()),
+            dead_letter: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// The node URLs, for logs.
+    pub fn urls(&self) -> String {
+        self.settings
+            .urls
+            .iter()
+            .map(|u| u.as_str().trim_end_matches('/'))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Sends one request, trying every node from the current one: a network error, a
+    /// timeout or 502/503/504 moves on to the next. Returns the first other answer.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> Result<(StatusCode, Value), Unreachable> {
+        let nodes = self.settings.urls.len();
+        let first = self.current.load(Ordering::Relaxed) % nodes;
+        let mut last_error = String::new();
+        for step in 0..nodes {
+            let node = (first + step) % nodes;
+            let url = match self.settings.urls[node].join(path.trim_start_matches('/')) {
+                Ok(url) => url,
+                Err(e) => return Err(Unreachable(format!("bad path {path}: {e}"))),
+            };
+            let mut request = self.client.request(method.clone(), url.clone());
+            request = match &self.settings.credentials {
+                Some(Credentials::Basic { username, password }) => {
+                    request.basic_auth(username, Some(password))
+                }
+                Some(Credentials::ApiKey(key)) => {
+                    request.header(reqwest::header::AUTHORIZATION, format!("ApiKey {key}"))
+                }
+                None => request,
+            };
+            if let Some((content_type, bytes)) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, *content_type)
+                    .body(bytes.clone());
+            }
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    if matches!(status.as_u16(), 502..=504) {
+                        last_error = format!("{} answered {status}", host(&url));
+                        continue;
+                    }
+                    self.current.store(node, Ordering::Relaxed);
+                    let bytes = response.bytes().await.map_err(|e| {
+                        Unreachable(format!("{}: reading the answer: {e}", host(&url)))
+                    })?;
+                    let value = if bytes.is_empty() {
+                        Value::Null
+                    } else {
+                        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                            Value::String(String::from_utf8_lossy(&bytes).into_owned())
+                        })
+                    };
+                    return Ok((status, value));
+                }
+                Err(e) => {
+                    last_error = format!("{}: {}", host(&url), error_chain(&e));
+                }
+            }
+        }
+        Err(Unreachable(last_error))
+    }
+
+    /// Learns what the cluster is, installs the templates, moves the aliases for
+    /// today: each step once, again only after it failed (or, for the aliases, on a new
+    /// day).
+    async fn prepare(&self, today: NaiveDate) -> Result<(), StoreError> {
+        let mut prepared = self.prepared.lock().await;
+        let flavor = match prepared.flavor {
+            Some(flavor) => flavor,
+            None => {
+                let flavor = self.detect().await?;
+                prepared.flavor = Some(flavor);
+                flavor
+            }
+        };
+        if !prepared.templates {
+            self.install_templates(flavor).await?;
+            prepared.templates = true;
+        }
+        if prepared.rotated != Some(today) {
+            self.rotate(today).await?;
+            prepared.rotated = Some(today);
+        }
+        Ok(())
+    }
+
+    async fn detect(&self) -> Result<Flavor, StoreError> {
+        let (status, body) = self
+            .request(Method::GET, "/", None)
+            .await
+            .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+        if !status.is_success() {
+            return Err(StoreError::Unavailable(format!(
+                "GET / answered {status}: {}",
+                reason(&body)
+            )));
+        }
+        let version = &body["version"];
+        let number = version["number"].as_str().unwrap_or("");
+        let mut parts = number.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let flavor = Flavor {
+            opensearch: version["distribution"].as_str() == Some("opensearch"),
+            major: parts.next().unwrap_or(0),
+            minor: parts.next().unwrap_or(0),
+        };
+        if !flavor.opensearch && flavor.major < 7 {
+            return Err(StoreError::Unavailable(format!(
+                "Elasticsearch {number:?} is not supported (7.x or later, or OpenSearch)"
+            )));
+        }
+        info!(
+            product = if flavor.opensearch { "OpenSearch" } else { "Elasticsearch" },
+            version = number,
+            cluster = body["cluster_name"].as_str().unwrap_or(""),
+            "Connected to the search cluster."
+        );
+        Ok(flavor)
+    }
+
+    async fn install_templates(&self, flavor: Flavor) -> Result<(), StoreError> {
+        for (name, pattern) in [("picket-events", "events-*"), ("picket-alerts", "alerts-*")] {
+            let (path, body) = if flavor.composable_templates() {
+                (
+                    format!("/_index_template/{name}"),
+                    json!({
+                        "index_patterns": [pattern],
+                        "priority": 100,
+                        "template": { "mappings": mapping() },
+                        "_meta": { "managed_by": "picket-collector" },
+                    }),
+                )
+            } else {
+                (
+                    format!("/_template/{name}"),
+                    json!({
+                        "index_patterns": [pattern],
+                        "order": 100,
+                        "mappings": mapping(),
+                    }),
+                )
+            };
+            let (status, answer) = self
+                .request(Method::PUT, &path, Some(("application/json", body.to_string().into_bytes())))
+                .await
+                .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+            if !status.is_success() {
+                return Err(StoreError::Unavailable(format!(
+                    "installing the index template {name} failed ({status}): {}",
+                    reason(&answer)
+                )));
+            }
+        }
+        info!("Index templates picket-events and picket-alerts installed.");
+        Ok(())
+    }
+
+    /// Creates an index unless it exists.
+    async fn create_index(&self, name: &str) -> Result<(), StoreError> {
+        let (status, answer) = self
+            .request(Method::PUT, &format!("/{name}"), Some(("application/json", b"{}".to_vec())))
+            .await
+            .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+        let exists = answer["error"]["type"].as_str() == Some("resource_already_exists_exception");
+        if status.is_success() || exists {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "creating index {name} failed ({status}): {}",
+                reason(&answer)
+            )))
+        }
+    }
+
+    /// The daily event indices that exist, by day.
+    async fn daily_indices(&self) -> Result<Vec<(NaiveDate, String)>, StoreError> {
+        let (status, answer) = self
+            .request(
+                Method::GET,
+                "/_cat/indices/events-*?format=json&h=index&expand_wildcards=open,closed",
+                None,
+            )
+            .await
+            .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+        if !status.is_success() {
+            return Err(StoreError::Unavailable(format!(
+                "listing indices failed ({status}): {}",
+                reason(&answer)
+            )));
+        }
+        let mut days: Vec<(NaiveDate, String)> = answer
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|row| row["index"].as_str())
+            .filter_map(|name| {
+                let digits = name.strip_prefix("events-")?;
+                let day = NaiveDate::parse_from_str(digits, "%Y%m%d").ok()?;
+                (digits.len() == 8).then(|| (day, name.to_string()))
+            })
+            .collect();
+        days.sort();
+        Ok(days)
+    }
+
+    /// Points `events`, `events-previous`, `events-weekly` and `alerts` at today's
+    /// indices, creating yesterday's, today's and tomorrow's (and this month's alerts
+    /// index) first. One atomic `_aliases` call moves everything that must move.
+    async fn rotate(&self, today: NaiveDate) -> Result<(), StoreError> {
+        let yesterday = today - Days::new(1);
+        let tomorrow = today + Days::new(1);
+        for day in [yesterday, today, tomorrow] {
+            self.create_index(&events_index(day)).await?;
+        }
+        let alerts_index = format!("alerts-{:04}{:02}", today.year(), today.month());
+        self.create_index(&alerts_index).await?;
+        let week_start = today - Days::new(6);
+        let weekly: Vec<String> = self
+            .daily_indices()
+            .await?
+            .into_iter()
+            .filter(|(day, _)| (week_start..=today).contains(day))
+            .map(|(_, name)| name)
+            .collect();
+        let wanted: [(&str, Vec<String>); 4] = [
+            ("events", vec![events_index(today)]),
+            ("events-previous", vec![events_index(yesterday)]),
+            ("events-weekly", weekly),
+            ("alerts", vec![alerts_index]),
+        ];
+        let mut actions = Vec::new();
+        for (alias, want) in &wanted {
+            let have = self.alias_members(alias).await?;
+            for index in have.iter().filter(|i| !want.contains(i)) {
+                actions.push(json!({ "remove": { "index": index, "alias": alias } }));
+            }
+            for index in want.iter().filter(|i| !have.contains(i)) {
+                actions.push(json!({ "add": { "index": index, "alias": alias } }));
+            }
+        }
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let body = json!({ "actions": actions }).to_string().into_bytes();
+        let (status, answer) = self
+            .request(Method::POST, "/_aliases", Some(("application/json", body)))
+            .await
+            .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+        if !status.is_success() {
+            return Err(StoreError::Unavailable(format!(
+                "moving the aliases failed ({status}): {}",
+                reason(&answer)
+            )));
+        }
+        info!(day = %today, changes = actions.len(), "Aliases events, events-previous, events-weekly and alerts now point at today's indices.");
+        Ok(())
+    }
+
+    /// The indices an alias points at (none when it does not exist).
+    async fn alias_members(&self, alias: &str) -> Result<Vec<String>, StoreError> {
+        let (status, answer) = self
+            .request(Method::GET, &format!("/_alias/{alias}"), None)
+            .await
+            .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if !status.is_success() {
+            return Err(StoreError::Unavailable(format!(
+                "reading alias {alias} failed ({status}): {}",
+                reason(&answer)
+            )));
+        }
+        let mut members: Vec<String> = answer
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| v["aliases"].get(alias).is_some())
+            .map(|(index, _)| index.clone())
+            .collect();
+        members.sort();
+        Ok(members)
+    }
+
+    /// Periodic upkeep: templates and aliases, retried when they failed, aliases moved
+    /// on a new day.
+    pub async fn maintain(&self) {
+        if let Err(e) = self.prepare(Utc::now().date_naive()).await {
+            warn!(error = %e, nodes = %self.urls(), "Search cluster upkeep failed; it is retried before the next write and in a few minutes.");
+        }
+    }
+
+    /// Stores `documents` with `_bulk` `create`s; see the module's documentation.
+    pub async fn store(&self, documents: Vec<Document>) -> Result<Stored, StoreError> {
+        if documents.is_empty() {
+            return Ok(Stored::default());
+        }
+        self.prepare(Utc::now().date_naive()).await?;
+        let lines: Vec<Vec<u8>> = documents.iter().map(bulk_lines).collect();
+        let started = Instant::now();
+        let mut outcome = Stored::default();
+        let mut pending: Vec<usize> = (0..documents.len()).collect();
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let mut retry = Vec::new();
+            let mut last_reason = String::new();
+            for chunk in chunks(&pending, &lines, self.settings.bulk_max_bytes) {
+                let mut body = Vec::with_capacity(chunk.iter().map(|&i| lines[i].len()).sum());
+                for &i in &chunk {
+                    body.extend_from_slice(&lines[i]);
+                }
+                match self.bulk(body, chunk.len()).await {
+                    Ok(items) => {
+                        let mut refused = Vec::new();
+                        for (&i, item) in chunk.iter().zip(items) {
+                            match item {
+                                ItemOutcome::Stored => outcome.stored += 1,
+                                ItemOutcome::Retry(reason) => {
+                                    last_reason = reason;
+                                    retry.push(i);
+                                }
+                                ItemOutcome::Refused(reason) => refused.push((i, reason)),
+                            }
+                        }
+                        if !refused.is_empty() {
+                            self.write_dead_letters(&documents, &refused)?;
+                            outcome.dead_lettered += refused.len();
+                        }
+                    }
+                    Err(reason) => {
+                        last_reason = reason;
+                        retry.extend(chunk);
+                    }
+                }
+            }
+            if retry.is_empty() {
+                return Ok(outcome);
+            }
+            if started.elapsed() + backoff > self.settings.retry_for {
+                return Err(StoreError::Unavailable(format!(
+                    "{} of {} documents not stored after {:?}: {last_reason}",
+                    retry.len(),
+                    documents.len(),
+                    started.elapsed()
+                )));
+            }
+            warn!(
+                retrying = retry.len(),
+                of = documents.len(),
+                reason = %last_reason,
+                "Elasticsearch refused documents for now; retrying those."
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(8));
+            pending = retry;
+        }
+    }
+
+    /// One `_bulk` request: per-item outcomes in order, or why the whole request must
+    /// be retried.
+    async fn bulk(&self, body: Vec<u8>, count: usize) -> Result<Vec<ItemOutcome>, String> {
+        let (status, answer) = self
+            .request(Method::POST, "/_bulk", Some(("application/x-ndjson", body)))
+            .await
+            .map_err(|Unreachable(e)| e)?;
+        if !status.is_success() {
+            let why = format!("_bulk answered {status}: {}", reason(&answer));
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                error!(status = %status, "Elasticsearch refuses the collector's credentials; check username/password_file or api_key_file.");
+            }
+            return Err(why);
+        }
+        let items = answer["items"].as_array().cloned().unwrap_or_default();
+        if items.len() != count {
+            return Err(format!(
+                "_bulk answered {} items for {count} documents",
+                items.len()
+            ));
+        }
+        Ok(items.iter().map(item_outcome).collect())
+    }
+
+    fn write_dead_letters(
+        &self,
+        documents: &[Document],
+        refused: &[(usize, String)],
+    ) -> Result<(), StoreError> {
+        let _guard = self.dead_letter.lock().map_err(|_| StoreError::Closed)?;
+        let mut text = Vec::new();
+        let now = mozdef::time::format_utc(Utc::now());
+        for (i, reason) in refused {
+            let document = &documents[*i];
+            let source: Value =
+                serde_json::from_str(&document.source_json()).unwrap_or(Value::Null);
+            let line = json!({
+                "time": now,
+                "index": events_index(document.day_time().date_naive()),
+                "id": document.id(),
+                "reason": reason,
+                "document": source,
+            });
+            text.extend_from_slice(line.to_string().as_bytes());
+            text.push(b'\n');
+            warn!(id = document.id(), reason = %reason, file = %self.settings.dead_letter_path.display(), "Elasticsearch refused a document for good; it went to the dead-letter file.");
+        }
+        let written = (|| {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&self.settings.dead_letter_path)?;
+            file.write_all(&text)?;
+            file.sync_data()
+        })();
+        written.map_err(|e| {
+            error!(error = %e, file = %self.settings.dead_letter_path.display(), "Cannot write the dead-letter file; the sender is told to retry.");
+            StoreError::Unavailable(format!("dead-letter file: {e}"))
+        })
+    }
+
+    /// Searches `events-*`: the query string, the time range on `utctimestamp`,
+    /// newest first, aggregations passed through.
+    pub async fn search(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
+        let text = request.query.trim();
+        let matcher = if text.is_empty() || text == "*" {
+            json!({ "match_all": {} })
+        } else {
+            json!({ "query_string": { "query": text, "default_operator": "AND" } })
+        };
+        let mut range = serde_json::Map::new();
+        if let Some(from) = request.from {
+            range.insert("gte".into(), json!(mozdef::time::format_utc(from)));
+        }
+        if let Some(to) = request.to {
+            range.insert("lte".into(), json!(mozdef::time::format_utc(to)));
+        }
+        let mut filter = Vec::new();
+        if !range.is_empty() {
+            filter.push(json!({ "range": { "utctimestamp": range } }));
+        }
+        let mut body = json!({
+            "query": { "bool": { "must": [matcher], "filter": filter } },
+            "sort": [{ "utctimestamp": { "order": "desc", "unmapped_type": "date" } }],
+            "size": request.size,
+            "track_total_hits": true,
+        });
+        if let Some(aggs) = &request.aggs {
+            body["aggs"] = aggs.clone();
+        }
+        let (status, answer) = self
+            .request(
+                Method::POST,
+                "/events-*/_search?ignore_unavailable=true&allow_no_indices=true",
+                Some(("application/json", body.to_string().into_bytes())),
+            )
+            .await
+            .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+        if status == StatusCode::BAD_REQUEST {
+            return Err(StoreError::BadQuery(reason(&answer)));
+        }
+        if !status.is_success() {
+            return Err(StoreError::Unavailable(format!(
+                "search answered {status}: {}",
+                reason(&answer)
+            )));
+        }
+        let total = match &answer["hits"]["total"] {
+            Value::Number(n) => n.as_u64().unwrap_or(0),
+            other => other["value"].as_u64().unwrap_or(0),
+        } as usize;
+        let hits = answer["hits"]["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|hit| hit["_source"].clone())
+            .collect();
+        let aggregations = answer.get("aggregations").cloned();
+        Ok(SearchResult {
+            total,
+            hits,
+            aggregations,
+        })
+    }
+
+    /// Deletes the daily event indices of days before `oldest_kept` (alerts are kept).
+    pub async fn prune(&self, oldest_kept: NaiveDate) -> Result<Vec<String>, StoreError> {
+        let mut deleted = Vec::new();
+        for (day, name) in self.daily_indices().await? {
+            if day >= oldest_kept {
+                continue;
+            }
+            let (status, answer) = self
+                .request(Method::DELETE, &format!("/{name}"), None)
+                .await
+                .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+            if !status.is_success() && status != StatusCode::NOT_FOUND {
+                return Err(StoreError::Unavailable(format!(
+                    "deleting {name} failed ({status}): {}",
+                    reason(&answer)
+                )));
+            }
+            info!(index = %name, "Deleted an index past retention.");
+            deleted.push(name);
+        }
+        Ok(deleted)
+    }
+}
+
+/// `events-20261124`.
+pub fn events_index(day: NaiveDate) -> String {
+    format!("events-{:04}{:02}{:02}", day.year(), day.month(), day.day())
+}
+
+/// The action line and the source line of one document.
+fn bulk_lines(document: &Document) -> Vec<u8> {
+    let index = events_index(document.day_time().date_naive());
+    let action = json!({ "create": { "_index": index, "_id": document.id() } });
+    let mut bytes = action.to_string().into_bytes();
+    bytes.push(b'\n');
+    bytes.extend_from_slice(document.source_json().as_bytes());
+    bytes.push(b'\n');
+    bytes
+}
+
+/// `pending` split into runs whose lines fit in `max_bytes` (at least one each).
+fn chunks(pending: &[usize], lines: &[Vec<u8>], max_bytes: usize) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut size = 0;
+    for &i in pending {
+        let len = lines[i].len();
+        match out.last_mut() {
+            Some(chunk) if size + len <= max_bytes => {
+                chunk.push(i);
+                size += len;
+            }
+            _ => {
+                out.push(vec![i]);
+                size = len;
+            }
+        }
+    }
+    out
+}
+
+fn item_outcome(item: &Value) -> ItemOutcome {
+    // `{"create": {...}}`: one key, the action.
+    let result = item
+        .as_object()
+        .and_then(|o| o.values().next())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let status = result["status"].as_u64().unwrap_or(0);
+    match status {
+        200..=299 | 409 => ItemOutcome::Stored,
+        429 | 500..=599 => ItemOutcome::Retry(format!("{status} {}", reason(&result))),
+        _ => ItemOutcome::Refused(format!("{status} {}", reason(&result))),
+    }
+}
+
+/// `type: reason` of an Elasticsearch error answer, or the answer itself.
+fn reason(answer: &Value) -> String {
+    let error = &answer["error"];
+    match (error["type"].as_str(), error["reason"].as_str()) {
+        (Some(kind), Some(why)) => format!("{kind}: {why}"),
+        _ => match error.as_str() {
+            Some(text) => text.to_string(),
+            None => {
+                let text = answer.to_string();
+                text.chars().take(300).collect()
+            }
+        },
+    }
+}
+
+fn host(url: &Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or("?"),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// MozDef's mapping in Elasticsearch 7+ terms (see the module documentation).
+pub fn mapping() -> Value {
+    let ip = json!({ "type": "ip", "ignore_malformed": true });
+    let port = json!({ "type": "long", "ignore_malformed": true });
+    let date = json!({ "type": "date", "ignore_malformed": true });
+    let keyword = json!({ "type": "keyword", "ignore_above": KEYWORD_MAX_CHARS });
+    json!({
+        "dynamic_templates": [
+            { "strings": { "match_mapping_type": "string", "mapping": keyword } },
+            { "longs": { "match_mapping_type": "long", "mapping": keyword } },
+            { "doubles": { "match_mapping_type": "double", "mapping": keyword } },
+        ],
+        "properties": {
+            "eventid": { "type": "keyword" },
+            "utctimestamp": date,
+            "timestamp": date,
+            "receivedtimestamp": date,
+            "summary": { "type": "text" },
+            "hostname": keyword,
+            "processname": keyword,
+            "processid": keyword,
+            "severity": keyword,
+            "category": keyword,
+            "source": keyword,
+            "tags": keyword,
+            "details": {
+                "properties": {
+                    "sourceipaddress": ip,
+                    "destinationipaddress": ip,
+                    "srcip": ip,
+                    "dstip": ip,
+                    "sourceport": port,
+                    "destinationport": port,
+                    "success": { "type": "boolean" },
+                }
+            },
+        }
+    })
+}
+
+/// Longer keyword values are kept in `_source` but not indexed: Lucene refuses terms
+/// over 32,766 bytes, which would cost the whole document.
+const KEYWORD_MAX_CHARS: u32 = 8191;
