@@ -7,6 +7,7 @@
 //! Fixtures shared by every crate's tests live beside this file in `tests/fixtures/`.
 //! [`pki`] makes certificates for TLS tests; [`rabbitmq`] runs a private broker.
 
+pub mod elastic;
 pub mod pki;
 pub mod rabbitmq;
 
@@ -218,7 +219,20 @@ impl Collector {
     /// Starts a collector set up as `options` say.
     pub fn start_with(dir: &Path, options: &CollectorOptions) -> Collector {
         fs::create_dir_all(dir).expect("collector dir");
-        let port = options.port.unwrap_or_else(free_port);
+        // A port picked now can be taken by another test before the collector binds
+        // it; then that test's process would answer our readiness check. The
+        // collector logs "Collector listening" only once it holds its port: wait for
+        // that line, and pick another port if the bind failed.
+        for _ in 0..5 {
+            let port = options.port.unwrap_or_else(free_port);
+            if let Some(collector) = Collector::try_start(dir, options, port) {
+                return collector;
+            }
+        }
+        panic!("the collector could not bind a port in 5 tries");
+    }
+
+    fn try_start(dir: &Path, options: &CollectorOptions, port: u16) -> Option<Collector> {
         let config = dir.join("collector.toml");
         let mut http_keys = options.http_keys.clone();
         if !http_keys.ends_with('\n') {
@@ -283,12 +297,16 @@ impl Collector {
         let base_url = format!("{scheme}://{host}:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if client
-                .get(format!("{base_url}/status"))
-                .send()
-                .is_ok_and(|r| r.status().is_success())
+            if service.log().contains("Collector listening")
+                && client
+                    .get(format!("{base_url}/status"))
+                    .send()
+                    .is_ok_and(|r| r.status().is_success())
             {
                 break;
+            }
+            if !service.running() && options.port.is_none() && service.log().contains("Address already in use") {
+                return None;
             }
             assert!(service.running(), "collector exited:\n{}", service.log());
             assert!(
@@ -298,13 +316,13 @@ impl Collector {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Collector {
+        Some(Collector {
             service,
             base_url,
             config,
             client,
             token,
-        }
+        })
     }
 
     /// The ingest URL agents send to.

@@ -130,6 +130,10 @@ impl ElasticStore {
     /// Builds the client; nothing is sent until the first write or [`Self::maintain`]
     /// (a cluster that is down at start delays events, it does not stop the collector).
     pub fn new(settings: ElasticSettings) -> Result<ElasticStore, String> {
+        if let Some(dir) = settings.dead_letter_path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
         let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
