@@ -390,3 +390,72 @@ async fn metrics_count_what_came_in_what_was_stored_and_what_was_refused() {
         assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn custom_documents_are_stored_as_sent_with_mozdefs_two_additions() {
+    let h = Harness::new();
+    let (status, body) = h
+        .send(Method::POST, "/custom/Firewall_1", r#"{"Rule":"deny","count":3}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["stored"], json!(1));
+    let found = h.search("details.endpoint:Firewall_1").await;
+    assert_eq!(found["total"], json!(1), "{found}");
+    assert_eq!(
+        found["hits"][0],
+        json!({"Rule": "deny", "count": 3, "endpoint": "Firewall_1", "customendpoint": true}),
+        "not normalized: keys keep their case, no eventid or summary is made up"
+    );
+    let (status, body) = h.send(Method::POST, "/custom/bad%20name", "{}").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("application name"));
+    let (status, body) = h.send(Method::POST, "/custom/app", "[1, {\"a\": 1}]").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rejected"][0]["position"], json!(0), "{body}");
+    assert_eq!(body["stored"], json!(1));
+}
+
+#[tokio::test]
+async fn search_api_takes_aggregations_and_says_what_is_wrong() {
+    let h = Harness::new();
+    let events: Vec<Value> = (0..6)
+        .map(|i| {
+            json!({"summary": "failed", "hostname": format!("h{}", i % 2),
+                   "details": {"username": format!("u{i}")}})
+        })
+        .collect();
+    let (status, _) = h.post(Value::Array(events).to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    let search = |body: Value| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/search")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (status, body) = h
+        .send_request(search(json!({
+            "query": "summary:failed", "size": 0,
+            "aggs": {"hosts": {"terms": {"field": "hostname"},
+                     "aggs": {"users": {"cardinality": {"field": "details.username"}}}}}
+        })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], json!(6));
+    let buckets = body["aggregations"]["hosts"]["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 2, "{body}");
+    assert_eq!(buckets[0]["doc_count"], json!(3));
+    assert_eq!(buckets[0]["users"]["value"], json!(3.0));
+    for bad in [
+        json!({"aggs": {"x": {"terms": {}}}}),
+        json!({"aggs": [1]}),
+        json!({"query": "a:(", "size": 1}),
+        json!({"size": 10001}),
+        json!({"unknown": 1}),
+    ] {
+        let (status, body) = h.send_request(search(bad.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+}
