@@ -239,7 +239,16 @@ async fn buffer_stage(
                 unsynced += 1;
             }
         }
-        let received = match tokio::time::timeout(settings.sync_interval, events.recv()).await {
+        // Idle, the stage sleeps until events arrive or the next heartbeat is due: no
+        // wake-ups while nothing waits for an fsync.
+        let wait = if unsynced > 0 {
+            settings.sync_interval.saturating_sub(last_sync.elapsed())
+        } else if heartbeat.is_some() {
+            next_heartbeat.saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_secs(3600)
+        };
+        let received = match tokio::time::timeout(wait, events.recv()).await {
             Ok(Some(chunk)) => Some(chunk),
             Ok(None) => break,
             Err(_) => None,
@@ -461,9 +470,10 @@ impl Pipeline {
                 if self.writer_done {
                     return;
                 }
+                // Woken by the buffer stage's fsync (a stored permit: no wake-up is
+                // lost between the read above and this wait), the writer's end, or stop.
                 tokio::select! {
                     _ = self.synced.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     done = &mut writer => {
                         let _ = done;
                         self.writer_done = true;

@@ -50,6 +50,11 @@ use crate::parsers::{LineContext, LineParser};
 const FINGERPRINT_BYTES: usize = 1024;
 /// Events sent to the shipper in one message.
 const CHUNK_EVENTS: usize = 500;
+/// With inotify on, the files are also polled this often, in case an event was missed
+/// (an overflowed queue, a file system that does not report changes).
+const WATCHED_SAFETY_POLL: Duration = Duration::from_secs(5);
+/// Longest the idle loop goes without looking at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(500);
 /// Bytes read from one file before the others get a turn.
 const READ_BUDGET: usize = 4 * 1024 * 1024;
 
@@ -73,8 +78,10 @@ impl FileInput {
     pub fn run(self, out: mpsc::Sender<Vec<ReadEvent>>, stop: Arc<AtomicBool>) {
         let (wake_tx, wake_rx) = std::sync::mpsc::channel::<bool>();
         let watcher = watch(&self.settings.discovery, wake_tx);
+        // With inotify, a change wakes the loop at once; the timed poll is only a
+        // safety net (a missed or overflowed event), so it can be slow and cheap.
         let idle_wait = if watcher.is_some() {
-            self.settings.poll_interval.max(Duration::from_secs(1))
+            self.settings.poll_interval.max(WATCHED_SAFETY_POLL)
         } else {
             self.settings.poll_interval
         };
@@ -128,11 +135,28 @@ impl FileInput {
                 }
             }
             if !progressed {
-                // Sleep until the kernel says something changed, or the poll interval.
-                if let Ok(structural) = wake_rx.recv_timeout(idle_wait) {
-                    rescan |= structural;
-                    while let Ok(more) = wake_rx.try_recv() {
-                        rescan |= more;
+                // Sleep until the kernel says something changed, or the poll interval;
+                // in slices of at most a second, to see `stop` soon, without polling
+                // the files at each slice.
+                let slept = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    let left = idle_wait.saturating_sub(slept.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match wake_rx.recv_timeout(left.min(STOP_CHECK)) {
+                        Ok(structural) => {
+                            rescan |= structural;
+                            while let Ok(more) = wake_rx.try_recv() {
+                                rescan |= more;
+                            }
+                            break;
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                            // The watcher is gone: sleep the slice, poll on time.
+                            std::thread::sleep(left.min(STOP_CHECK));
+                        }
                     }
                 }
             }
