@@ -276,6 +276,14 @@ async fn buffer_stage(
                             "Disk buffer full; inputs wait until the collector takes events."
                         );
                     }
+                    // What fills the buffer must be durable, or the shipper cannot
+                    // take it and nothing ever frees the space.
+                    if unsynced > 0 {
+                        commit(&disk, &checkpoints, &mut positions, &metrics);
+                        unsynced = 0;
+                        last_sync = Instant::now();
+                        synced.notify_one();
+                    }
                     while disk.lock().map(|d| d.is_full()).unwrap_or(false) && !*stop_rx.borrow() {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
