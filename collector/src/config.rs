@@ -496,15 +496,20 @@ impl ElasticsearchConfig {
         }
         let mut urls = Vec::with_capacity(self.urls.len());
         for text in &self.urls {
-            let mut url = reqwest::Url::parse(text)
-                .map_err(|e| invalid(URLS, format!("{text:?}: {e}")))?;
+            let mut url =
+                reqwest::Url::parse(text).map_err(|e| invalid(URLS, format!("{text:?}: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(invalid(URLS, format!("{text:?} must be http:// or https://")));
+                return Err(invalid(
+                    URLS,
+                    format!("{text:?} must be http:// or https://"),
+                ));
             }
             if !url.username().is_empty() || url.password().is_some() {
                 return Err(invalid(
                     URLS,
-                    format!("{text:?} must not hold credentials: set username and password_file, or api_key_file"),
+                    format!(
+                        "{text:?} must not hold credentials: set username and password_file, or api_key_file"
+                    ),
                 ));
             }
             if !url.path().ends_with('/') {
@@ -551,7 +556,9 @@ impl ElasticsearchConfig {
                 if url.scheme() == "http" && !loopback {
                     return Err(invalid(
                         URLS,
-                        format!("{url} is plain http: credentials would cross the network in clear (use https://)"),
+                        format!(
+                            "{url} is plain http: credentials would cross the network in clear (use https://)"
+                        ),
                     ));
                 }
             }

@@ -61,9 +61,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let store = Arc::new(match &settings.elasticsearch {
-        Some(es) => Store::Elasticsearch(
-            ElasticStore::new(es.clone()).map_err(RunError::Elasticsearch)?,
-        ),
+        Some(es) => {
+            Store::Elasticsearch(ElasticStore::new(es.clone()).map_err(RunError::Elasticsearch)?)
+        }
         None => Store::Embedded(EmbeddedStore::open(
             &settings.data_dir,
             settings.commit_interval,
@@ -75,7 +75,11 @@ pub async fn run(
         source,
     })?;
     let address = listener.local_addr().map_err(RunError::Serve)?;
-    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     info!(
         url = %format!("{scheme}://{address}"),
         data_dir = %settings.data_dir.display(),
@@ -84,8 +88,12 @@ pub async fn run(
         "Collector listening for events and searches (POST /events, /nxlog, /cef, /custom/<application>, /_bulk; GET /api/events, /metrics, /status)."
     );
     match &*store {
-        Store::Elasticsearch(es) => info!(nodes = %es.urls(), retention_days = settings.retention_days, "Storing events in Elasticsearch."),
-        Store::Embedded(_) => info!(path = %settings.data_dir.join("events").display(), retention_days = settings.retention_days, "Storing events in the embedded store."),
+        Store::Elasticsearch(es) => {
+            info!(nodes = %es.urls(), retention_days = settings.retention_days, "Storing events in Elasticsearch.")
+        }
+        Store::Embedded(_) => {
+            info!(path = %settings.data_dir.join("events").display(), retention_days = settings.retention_days, "Storing events in the embedded store.")
+        }
     }
     if settings.tls.is_none() && settings.tokens.is_none() && !address.ip().is_loopback() {
         warn!(address = %address, "The API is open to anyone who can reach this address: no TLS client certificates and no bearer tokens are configured.");

@@ -141,7 +141,11 @@ impl Node {
     }
 
     pub fn port(&self) -> u16 {
-        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
     }
 
     /// Stops answering (connections refused from now on).
@@ -179,7 +183,10 @@ fn router(state: Shared) -> Router {
         .route("/_bulk", post(bulk).put(bulk))
         .route("/{index}/_search", post(search).get(search))
         .route("/{index}", put(create_index).delete(delete_index))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
         .with_state(state)
 }
 
@@ -214,13 +221,18 @@ async fn authenticate(
             .and_then(|v| v.to_str().ok());
         if given != Some(wanted.as_str()) {
             let reason = match given {
-                None => format!("missing authentication credentials for REST request [{}]", uri.path()),
+                None => format!(
+                    "missing authentication credentials for REST request [{}]",
+                    uri.path()
+                ),
                 Some(_) => "unable to authenticate user for REST request".to_string(),
             };
             let mut response = error(StatusCode::UNAUTHORIZED, "security_exception", &reason);
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                "Basic realm=\"security\" charset=\"UTF-8\"".parse().expect("header"),
+                "Basic realm=\"security\" charset=\"UTF-8\""
+                    .parse()
+                    .expect("header"),
             );
             return response;
         }
@@ -247,6 +259,8 @@ async fn root(State(state): State<Shared>) -> Response {
     .into_response()
 }
 
+/// The body as JSON, or the 400 Elasticsearch answers for a body it cannot parse.
+#[allow(clippy::result_large_err)] // the error is the answer itself, built once
 fn parse_body(body: &Bytes) -> Result<Value, Response> {
     serde_json::from_slice(body).map_err(|e| {
         error(
@@ -330,12 +344,22 @@ impl Cluster {
     fn template_mapping(&self, name: &str) -> BTreeMap<String, FieldType> {
         let mut best: Option<(i64, &Value)> = None;
         for (api, body) in self.templates.values() {
-            let patterns = body["index_patterns"].as_array().cloned().unwrap_or_default();
-            if !patterns.iter().filter_map(|p| p.as_str()).any(|p| matches(p, name)) {
+            let patterns = body["index_patterns"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !patterns
+                .iter()
+                .filter_map(|p| p.as_str())
+                .any(|p| matches(p, name))
+            {
                 continue;
             }
             let (priority, mappings) = if api == "index_template" {
-                (body["priority"].as_i64().unwrap_or(0), &body["template"]["mappings"])
+                (
+                    body["priority"].as_i64().unwrap_or(0),
+                    &body["template"]["mappings"],
+                )
             } else {
                 (body["order"].as_i64().unwrap_or(0), &body["mappings"])
             };
@@ -592,13 +616,12 @@ fn fits(kind: &str, value: &Value) -> bool {
         "long" => {
             value.is_i64()
                 || value.is_u64()
-                || value.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok())
+                || value
+                    .as_str()
+                    .is_some_and(|s| s.trim().parse::<i64>().is_ok())
         }
         "boolean" => value.is_boolean() || matches!(value.as_str(), Some("true" | "false" | "")),
-        "date" => value.is_i64()
-            || value
-                .as_str()
-                .is_some_and(|s| chrono_like_date(s)),
+        "date" => value.is_i64() || value.as_str().is_some_and(chrono_like_date),
         _ => !value.is_object(),
     }
 }
@@ -620,7 +643,9 @@ async fn bulk(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !content_type.starts_with("application/x-ndjson") && !content_type.starts_with("application/json") {
+    if !content_type.starts_with("application/x-ndjson")
+        && !content_type.starts_with("application/json")
+    {
         return error(
             StatusCode::NOT_ACCEPTABLE,
             "media_type_header_exception",
@@ -662,13 +687,21 @@ async fn bulk(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
             }
         };
         let Some((verb, meta)) = action.as_object().and_then(|o| o.iter().next()) else {
-            return error(StatusCode::BAD_REQUEST, "illegal_argument_exception", "Malformed action/metadata line");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "illegal_argument_exception",
+                "Malformed action/metadata line",
+            );
         };
         let verb = verb.clone();
         let index = meta["_index"].as_str().unwrap_or("").to_string();
         let id = meta["_id"].as_str().unwrap_or("").to_string();
         let Some(source_line) = lines.next() else {
-            return error(StatusCode::BAD_REQUEST, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "illegal_argument_exception",
+                "The bulk request must be terminated by a newline [\\n]",
+            );
         };
         let (status, result) = if cluster.reject_items > 0 {
             cluster.reject_items -= 1;
@@ -678,12 +711,18 @@ async fn bulk(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
             )
         } else {
             match serde_json::from_str::<Value>(source_line) {
-                Err(e) => (400, json!({ "type": "document_parsing_exception", "reason": format!("failed to parse: {e}") })),
+                Err(e) => (
+                    400,
+                    json!({ "type": "document_parsing_exception", "reason": format!("failed to parse: {e}") }),
+                ),
                 Ok(Value::Object(source)) => {
                     cluster.create(&index);
                     let entry = cluster.indices.get_mut(&index).expect("created");
                     if verb == "create" && entry.docs.contains_key(&id) {
-                        (409, json!({ "type": "version_conflict_engine_exception", "reason": format!("[{id}]: version conflict, document already exists (current version [1])"), "index": index }))
+                        (
+                            409,
+                            json!({ "type": "version_conflict_engine_exception", "reason": format!("[{id}]: version conflict, document already exists (current version [1])"), "index": index }),
+                        )
                     } else {
                         let mut mapping = entry.mapping.clone();
                         match check_mapping(&mut mapping, "", &source) {
@@ -692,11 +731,17 @@ async fn bulk(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
                                 entry.docs.insert(id.clone(), Value::Object(source));
                                 (201, Value::Null)
                             }
-                            Err(reason) => (400, json!({ "type": "document_parsing_exception", "reason": reason })),
+                            Err(reason) => (
+                                400,
+                                json!({ "type": "document_parsing_exception", "reason": reason }),
+                            ),
                         }
                     }
                 }
-                Ok(_) => (400, json!({ "type": "document_parsing_exception", "reason": "not an object" })),
+                Ok(_) => (
+                    400,
+                    json!({ "type": "document_parsing_exception", "reason": "not an object" }),
+                ),
             }
         };
         seq += 1;
@@ -734,7 +779,11 @@ async fn search(
     let cluster = state.lock().expect("lock");
     let targets = cluster.resolve(&index);
     if targets.is_empty() && params.get("allow_no_indices").map(String::as_str) == Some("false") {
-        return error(StatusCode::NOT_FOUND, "index_not_found_exception", &format!("no such index [{index}]"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "index_not_found_exception",
+            &format!("no such index [{index}]"),
+        );
     }
     let bool_query = &body["query"]["bool"];
     let musts: Vec<Value> = bool_query["must"].as_array().cloned().unwrap_or_default();
@@ -744,7 +793,11 @@ async fn search(
         if let Some(text) = clause["query_string"]["query"].as_str() {
             for part in text.split(" AND ") {
                 let Some((field, value)) = part.trim().split_once(':') else {
-                    return error(StatusCode::BAD_REQUEST, "query_shard_exception", &format!("Failed to parse query [{text}]"));
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "query_shard_exception",
+                        &format!("Failed to parse query [{text}]"),
+                    );
                 };
                 terms.push((field.to_string(), value.trim_matches('"').to_string()));
             }
@@ -763,15 +816,20 @@ async fn search(
                 }
             });
             let range_ok = filters.iter().all(|f| {
-                let Some((field, range)) = f["range"].as_object().and_then(|o| o.iter().next()) else {
+                let Some((field, range)) = f["range"].as_object().and_then(|o| o.iter().next())
+                else {
                     return true;
                 };
                 let Some(at) = lookup(doc, field).and_then(|v| v.as_str()) else {
                     return false;
                 };
                 let at = normalize_time(at);
-                range["gte"].as_str().is_none_or(|g| at >= normalize_time(g))
-                    && range["lte"].as_str().is_none_or(|l| at <= normalize_time(l))
+                range["gte"]
+                    .as_str()
+                    .is_none_or(|g| at >= normalize_time(g))
+                    && range["lte"]
+                        .as_str()
+                        .is_none_or(|l| at <= normalize_time(l))
             });
             if term_ok && range_ok {
                 hits.push((name.clone(), id.clone(), doc.clone()));
@@ -786,13 +844,20 @@ async fn search(
     let mut aggregations = Map::new();
     for (name, spec) in body["aggs"].as_object().into_iter().flatten() {
         let Some(field) = spec["terms"]["field"].as_str() else {
-            return error(StatusCode::BAD_REQUEST, "parsing_exception", &format!("unsupported aggregation [{name}]"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                "parsing_exception",
+                &format!("unsupported aggregation [{name}]"),
+            );
         };
         let size = spec["terms"]["size"].as_u64().unwrap_or(10) as usize;
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for (_, _, doc) in &hits {
             if let Some(value) = lookup(doc, field) {
-                let key = value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+                let key = value
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| value.to_string());
                 *counts.entry(key).or_default() += 1;
             }
         }

@@ -305,7 +305,10 @@ impl Collector {
             {
                 break;
             }
-            if !service.running() && options.port.is_none() && service.log().contains("Address already in use") {
+            if !service.running()
+                && options.port.is_none()
+                && service.log().contains("Address already in use")
+            {
                 return None;
             }
             assert!(service.running(), "collector exited:\n{}", service.log());

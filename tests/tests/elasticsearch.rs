@@ -89,7 +89,10 @@ fn metric(collector: &Collector, series: &str) -> f64 {
         .text()
         .expect("metrics text");
     text.lines()
-        .find_map(|line| line.strip_prefix(series).map(|v| v.trim().parse::<f64>().unwrap()))
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .map(|v| v.trim().parse::<f64>().unwrap())
+        })
         .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
 
@@ -118,13 +121,23 @@ fn events_land_in_mozdefs_indices_aliases_and_template_exactly_once() {
         assert_eq!(api, "index_template", "8.x gets a composable template");
         assert_eq!(template["index_patterns"], json!(["events-*"]));
         let properties = &template["template"]["mappings"]["properties"];
-        assert_eq!(properties["details"]["properties"]["sourceipaddress"]["type"], "ip");
-        assert_eq!(properties["details"]["properties"]["success"]["type"], "boolean");
+        assert_eq!(
+            properties["details"]["properties"]["sourceipaddress"]["type"],
+            "ip"
+        );
+        assert_eq!(
+            properties["details"]["properties"]["success"]["type"],
+            "boolean"
+        );
         assert_eq!(properties["summary"]["type"], "text");
         assert_eq!(properties["utctimestamp"]["type"], "date");
         assert!(cluster.templates.contains_key("picket-alerts"));
         let today = &cluster.indices[&day_index(0)];
-        assert!(today.aliases.contains(&"events".to_string()), "{:?}", today.aliases);
+        assert!(
+            today.aliases.contains(&"events".to_string()),
+            "{:?}",
+            today.aliases
+        );
         assert!(today.aliases.contains(&"events-weekly".to_string()));
         let yesterday = &cluster.indices[&day_index(1)];
         assert!(yesterday.aliases.contains(&"events-previous".to_string()));
@@ -146,11 +159,18 @@ fn events_land_in_mozdefs_indices_aliases_and_template_exactly_once() {
         assert_eq!(index, &format!("events-{day}"), "{doc}");
         assert!(doc["receivedtimestamp"].is_string(), "normalized: {doc}");
     }
-    assert_eq!(docs.iter().filter(|(i, _, _)| *i == day_index(1)).count(), 1);
+    assert_eq!(
+        docs.iter().filter(|(i, _, _)| *i == day_index(1)).count(),
+        1
+    );
 
     // A resend is answered as stored (409 = already there) and stored nothing twice.
     let (status, answer) = post(&collector.events_url(), &batch);
-    assert_eq!((status, answer["stored"].clone()), (200, json!(20)), "{answer}");
+    assert_eq!(
+        (status, answer["stored"].clone()),
+        (200, json!(20)),
+        "{answer}"
+    );
     assert_eq!(all_docs(&node).len(), 20);
     let conflicts = node.with(|c| c.bulk_log.iter().filter(|(_, _, s)| *s == 409).count());
     assert_eq!(conflicts, 20);
@@ -167,8 +187,13 @@ fn events_land_in_mozdefs_indices_aliases_and_template_exactly_once() {
         }),
     );
     assert_eq!(status, 200, "{answer}");
-    let buckets = answer["aggregations"]["sources"]["buckets"].as_array().unwrap();
-    let counts: Vec<u64> = buckets.iter().map(|b| b["doc_count"].as_u64().unwrap()).collect();
+    let buckets = answer["aggregations"]["sources"]["buckets"]
+        .as_array()
+        .unwrap();
+    let counts: Vec<u64> = buckets
+        .iter()
+        .map(|b| b["doc_count"].as_u64().unwrap())
+        .collect();
     assert_eq!(counts, vec![7, 7, 6], "{answer}");
 
     // /custom/<application>: stored as sent, with MozDef's two additions.
@@ -184,7 +209,9 @@ fn events_land_in_mozdefs_indices_aliases_and_template_exactly_once() {
         .collect();
     assert_eq!(
         custom,
-        vec![json!({ "rule": "deny-all", "hits": 3, "endpoint": "firewall", "customendpoint": true })]
+        vec![
+            json!({ "rule": "deny-all", "hits": 3, "endpoint": "firewall", "customendpoint": true })
+        ]
     );
 }
 
@@ -219,11 +246,18 @@ fn refused_items_are_retried_alone_and_mapping_conflicts_dead_lettered() {
     let created = log.iter().filter(|(_, _, s)| *s == 201).count();
     let rejected = log.iter().filter(|(_, _, s)| *s == 429).count();
     assert_eq!((created, rejected), (9, 3), "{log:?}");
-    assert_eq!(log.len(), 13, "10 items, then the 3 refused ones again: {log:?}");
+    assert_eq!(
+        log.len(),
+        13,
+        "10 items, then the 3 refused ones again: {log:?}"
+    );
 
     let dead = fs::read_to_string(dir.path().join("data/elasticsearch-dead-letter.ndjson"))
         .expect("dead-letter file");
-    let lines: Vec<Value> = dead.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1, "{dead}");
     assert_eq!(lines[0]["document"]["details"]["marker"], "b-6");
     let reason = lines[0]["reason"].as_str().unwrap();
@@ -232,10 +266,18 @@ fn refused_items_are_retried_alone_and_mapping_conflicts_dead_lettered() {
         "{reason}"
     );
     assert_eq!(
-        metric(&collector, "picket_events_rejected_total{reason=\"store_refused\"}"),
+        metric(
+            &collector,
+            "picket_events_rejected_total{reason=\"store_refused\"}"
+        ),
         1.0
     );
-    assert!(collector.service.log().contains("refused a document for good"));
+    assert!(
+        collector
+            .service
+            .log()
+            .contains("refused a document for good")
+    );
 }
 
 /// Standard base64, for the test's expected `Authorization` header.
@@ -243,7 +285,11 @@ fn base64(input: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -263,7 +309,11 @@ fn nodes_fail_over_an_outage_is_a_retry_and_credentials_are_sent() {
     first.with(|c| c.authorization = Some(format!("Basic {}", base64(b"picket:s3cret-pass"))));
     let mut second = Node::join(first.cluster.clone(), None);
     let second_port = second.port();
-    fs::write(dir.path().join("es-password"), "# the collector's\ns3cret-pass\n").unwrap();
+    fs::write(
+        dir.path().join("es-password"),
+        "# the collector's\ns3cret-pass\n",
+    )
+    .unwrap();
     let password = dir.path().join("es-password").display().to_string();
     let collector = es_collector(
         dir.path(),
@@ -280,7 +330,10 @@ fn nodes_fail_over_an_outage_is_a_retry_and_credentials_are_sent() {
     second.stop();
     let started = Instant::now();
     let (status, answer) = send("three");
-    assert_eq!(status, 503, "nothing stored, the sender must retry: {answer}");
+    assert_eq!(
+        status, 503,
+        "nothing stored, the sender must retry: {answer}"
+    );
     assert!(started.elapsed() >= Duration::from_secs(3), "retried first");
 
     let second = Node::join(first.cluster.clone(), Some(second_port));
@@ -292,7 +345,11 @@ fn nodes_fail_over_an_outage_is_a_retry_and_credentials_are_sent() {
     second.with(|c| c.authorization = Some("Basic d3Jvbmc6d3Jvbmc=".into()));
     let (status, _) = send("four");
     assert_eq!(status, 503);
-    assert!(collector.service.log().contains("credentials"), "{}", collector.service.log());
+    assert!(
+        collector.service.log().contains("credentials"),
+        "{}",
+        collector.service.log()
+    );
     second.with(|c| c.authorization = Some(format!("Basic {}", base64(b"picket:s3cret-pass"))));
     assert_eq!(send("four").0, 200);
     assert_eq!(all_docs(&second).len(), 20);
@@ -325,7 +382,12 @@ fn versions_pick_the_template_api_and_old_clusters_are_refused_clearly() {
 fn retention_deletes_daily_indices_past_the_limit_and_nothing_else() {
     let node = Node::start("8.15.0");
     node.with(|c| {
-        for name in [day_index(45), day_index(31), day_index(29), "events-weekly-notes".into()] {
+        for name in [
+            day_index(45),
+            day_index(31),
+            day_index(29),
+            "events-weekly-notes".into(),
+        ] {
             c.indices.insert(name, Default::default());
         }
     });
@@ -346,7 +408,10 @@ fn retention_deletes_daily_indices_past_the_limit_and_nothing_else() {
     node.with(|c| {
         assert!(!c.indices.contains_key(&day_index(45)));
         assert!(c.indices.contains_key(&day_index(29)), "inside the limit");
-        assert!(c.indices.contains_key("events-weekly-notes"), "not a daily index");
+        assert!(
+            c.indices.contains_key("events-weekly-notes"),
+            "not a daily index"
+        );
         assert!(c.indices.contains_key(&day_index(0)));
     });
 }

@@ -176,11 +176,13 @@ impl Route {
                     received: received_at,
                     source,
                 }),
-                _ => Err(ItemError::Invalid("a custom document must be a JSON object".into())),
+                _ => Err(ItemError::Invalid(
+                    "a custom document must be a JSON object".into(),
+                )),
             };
         }
-        let mut event = mozdef::normalize(value, received_at)
-            .map_err(|e| ItemError::Invalid(e.to_string()))?;
+        let mut event =
+            mozdef::normalize(value, received_at).map_err(|e| ItemError::Invalid(e.to_string()))?;
         if let Some(identity) = identity {
             event.details.insert(
                 "agentidentity".into(),
@@ -243,7 +245,9 @@ async fn post_custom(
         state.metrics.refused("bad_body");
         return error_body(
             StatusCode::BAD_REQUEST,
-            format!("{application:?} is not an application name (letters, digits, _ - . and at most 64 of them)"),
+            format!(
+                "{application:?} is not an application name (letters, digits, _ - . and at most 64 of them)"
+            ),
         );
     }
     ingest(state, request, Route::Custom(application)).await
@@ -320,8 +324,7 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
             Err(e) => Err(e),
         };
         received += 1;
-        let outcome =
-            item.and_then(|value| route.document(value, received_at, identity.as_ref()));
+        let outcome = item.and_then(|value| route.document(value, received_at, identity.as_ref()));
         match outcome {
             Ok(document) => events.push(document),
             Err(e) => {

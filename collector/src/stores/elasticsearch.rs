@@ -68,7 +68,10 @@ pub struct ElasticSettings {
 /// How the collector logs in to the cluster.
 #[derive(Clone)]
 pub enum Credentials {
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// The `encoded` value Elasticsearch returns when an API key is created.
     ApiKey(String),
 }
@@ -275,7 +278,11 @@ impl ElasticStore {
             )));
         }
         info!(
-            product = if flavor.opensearch { "OpenSearch" } else { "Elasticsearch" },
+            product = if flavor.opensearch {
+                "OpenSearch"
+            } else {
+                "Elasticsearch"
+            },
             version = number,
             cluster = body["cluster_name"].as_str().unwrap_or(""),
             "Connected to the search cluster."
@@ -306,7 +313,11 @@ impl ElasticStore {
                 )
             };
             let (status, answer) = self
-                .request(Method::PUT, &path, Some(("application/json", body.to_string().into_bytes())))
+                .request(
+                    Method::PUT,
+                    &path,
+                    Some(("application/json", body.to_string().into_bytes())),
+                )
                 .await
                 .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
             if !status.is_success() {
@@ -323,7 +334,11 @@ impl ElasticStore {
     /// Creates an index unless it exists.
     async fn create_index(&self, name: &str) -> Result<(), StoreError> {
         let (status, answer) = self
-            .request(Method::PUT, &format!("/{name}"), Some(("application/json", b"{}".to_vec())))
+            .request(
+                Method::PUT,
+                &format!("/{name}"),
+                Some(("application/json", b"{}".to_vec())),
+            )
             .await
             .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
         let exists = answer["error"]["type"].as_str() == Some("resource_already_exists_exception");

@@ -671,7 +671,12 @@ fn prune_days(
     let mut keys: Vec<u32> = std::fs::read_dir(&shared.root)
         .map_err(|e| format!("cannot list {}: {e}", shared.root.display()))?
         .filter_map(|entry| entry.ok())
-        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+        })
         .filter(|key| *key < before)
         .collect();
     keys.sort_unstable();

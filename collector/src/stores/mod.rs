@@ -45,6 +45,9 @@ pub struct SearchResult {
 /// What is stored: a normalized event, or a `/custom/<application>` document kept as
 /// it was sent (MozDef stores those without normalizing them).
 #[derive(Debug, Clone)]
+// Nearly every document is an event: boxing it would cost an allocation each to save
+// space only in the rare custom ones.
+#[allow(clippy::large_enum_variant)]
 pub enum Document {
     Event(Event),
     Custom {
@@ -141,7 +144,10 @@ pub enum StoreError {
 impl StoreError {
     /// The request was wrong (say so with a 400), rather than the store failing.
     pub fn is_bad_request(&self) -> bool {
-        matches!(self, StoreError::BadQuery(_) | StoreError::BadAggregation(_))
+        matches!(
+            self,
+            StoreError::BadQuery(_) | StoreError::BadAggregation(_)
+        )
     }
 }
 

@@ -395,7 +395,11 @@ async fn metrics_count_what_came_in_what_was_stored_and_what_was_refused() {
 async fn custom_documents_are_stored_as_sent_with_mozdefs_two_additions() {
     let h = Harness::new();
     let (status, body) = h
-        .send(Method::POST, "/custom/Firewall_1", r#"{"Rule":"deny","count":3}"#)
+        .send(
+            Method::POST,
+            "/custom/Firewall_1",
+            r#"{"Rule":"deny","count":3}"#,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["stored"], json!(1));

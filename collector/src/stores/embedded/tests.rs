@@ -277,9 +277,7 @@ async fn searches_racing_commits_never_mix_up_segments() {
 }
 
 fn with_source_ip(mut event: Event, ip: &str) -> Event {
-    event
-        .details
-        .insert("sourceipaddress".into(), json!(ip));
+    event.details.insert("sourceipaddress".into(), json!(ip));
     event
 }
 
@@ -289,12 +287,60 @@ async fn aggregations_span_days_as_elasticsearch_answers_them() {
     let store = open(dir.path());
     // Two days; 10.0.0.1 tries three user names (one twice), 10.0.0.2 one.
     let events = vec![
-        with_source_ip(event(&id(1), "2026-11-21T23:59:00Z", "root", "authentication", "f"), "10.0.0.1"),
-        with_source_ip(event(&id(2), "2026-11-22T00:01:00Z", "admin", "authentication", "f"), "10.0.0.1"),
-        with_source_ip(event(&id(3), "2026-11-22T00:02:00Z", "oracle", "authentication", "f"), "10.0.0.1"),
-        with_source_ip(event(&id(4), "2026-11-22T00:03:00Z", "oracle", "authentication", "f"), "10.0.0.1"),
-        with_source_ip(event(&id(5), "2026-11-22T00:04:00Z", "alice", "authentication", "f"), "10.0.0.2"),
-        with_source_ip(event(&id(6), "2026-11-22T00:05:00Z", "alice", "session", "s"), "10.0.0.2"),
+        with_source_ip(
+            event(
+                &id(1),
+                "2026-11-21T23:59:00Z",
+                "root",
+                "authentication",
+                "f",
+            ),
+            "10.0.0.1",
+        ),
+        with_source_ip(
+            event(
+                &id(2),
+                "2026-11-22T00:01:00Z",
+                "admin",
+                "authentication",
+                "f",
+            ),
+            "10.0.0.1",
+        ),
+        with_source_ip(
+            event(
+                &id(3),
+                "2026-11-22T00:02:00Z",
+                "oracle",
+                "authentication",
+                "f",
+            ),
+            "10.0.0.1",
+        ),
+        with_source_ip(
+            event(
+                &id(4),
+                "2026-11-22T00:03:00Z",
+                "oracle",
+                "authentication",
+                "f",
+            ),
+            "10.0.0.1",
+        ),
+        with_source_ip(
+            event(
+                &id(5),
+                "2026-11-22T00:04:00Z",
+                "alice",
+                "authentication",
+                "f",
+            ),
+            "10.0.0.2",
+        ),
+        with_source_ip(
+            event(&id(6), "2026-11-22T00:05:00Z", "alice", "session", "s"),
+            "10.0.0.2",
+        ),
     ];
     store.store(events).await.unwrap();
     let result = store
@@ -323,7 +369,10 @@ async fn aggregations_span_days_as_elasticsearch_answers_them() {
     assert_eq!(buckets[1]["key"], "10.0.0.2");
     assert_eq!(buckets[1]["doc_count"], 1);
     let hours = aggs["per_hour"]["buckets"].as_array().unwrap();
-    let counts: Vec<u64> = hours.iter().map(|b| b["doc_count"].as_u64().unwrap()).collect();
+    let counts: Vec<u64> = hours
+        .iter()
+        .map(|b| b["doc_count"].as_u64().unwrap())
+        .collect();
     assert_eq!(counts, vec![1, 4], "{aggs}");
     assert_eq!(hours[1]["key_as_string"], "2026-11-22T00:00:00Z");
 
@@ -345,7 +394,9 @@ async fn custom_documents_are_kept_as_sent_and_found_by_their_fields() {
         "hostname": "fw1", "summary": "rule matched", "endpoint": "firewall",
         "customendpoint": true, "details": { "rule": 7 }, "anything": ["kept"]
     });
-    let received = mozdef::time::parse_str("2026-11-22T10:00:00Z").unwrap().with_timezone(&Utc);
+    let received = mozdef::time::parse_str("2026-11-22T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     store
         .store(vec![Document::Custom {
             id: id(9),
