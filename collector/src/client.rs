@@ -91,6 +91,59 @@ pub fn format_line(event: &Value) -> String {
     line
 }
 
+/// A running collector as the alert engine's event source (`picket-collector alerts
+/// test`): `POST /api/search`.
+pub struct RemoteSource {
+    pub base_url: String,
+    pub client: reqwest::Client,
+}
+
+impl crate::alerts::engine::EventSource for RemoteSource {
+    async fn search(
+        &self,
+        request: crate::stores::SearchRequest,
+    ) -> Result<crate::stores::SearchResult, String> {
+        let url = format!("{}/api/search", self.base_url.trim_end_matches('/'));
+        let mut body = serde_json::json!({
+            "query": request.query,
+            "size": request.size,
+            "time_field": request.time_field.name(),
+        });
+        if let Some(from) = request.from {
+            body["from"] = mozdef::time::format_utc(from).into();
+        }
+        if let Some(to) = request.to {
+            body["to"] = mozdef::time::format_utc(to).into();
+        }
+        if let Some(aggs) = request.aggs {
+            body["aggs"] = aggs;
+        }
+        let response = self
+            .client
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the collector at {url}: {e}"))?;
+        let status = response.status();
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| format!("the collector's answer is not JSON: {e}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "the collector refused the search ({status}): {}",
+                answer["error"].as_str().unwrap_or("")
+            ));
+        }
+        Ok(crate::stores::SearchResult {
+            total: answer["total"].as_u64().unwrap_or(0) as usize,
+            hits: answer["hits"].as_array().cloned().unwrap_or_default(),
+            aggregations: answer.get("aggregations").cloned(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

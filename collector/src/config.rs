@@ -60,6 +60,138 @@ pub struct CollectorConfig {
     /// `[collector.amqp]`: consume MozDef's RabbitMQ queue (off when absent).
     #[serde(default)]
     pub amqp: Option<AmqpConfig>,
+    /// `[collector.alerts]`: scheduled alert rules and notifications.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[collector.alerts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Run the rules (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// The rules folder (`*.toml`, MozDef generic `*.json`); default
+    /// `/etc/picket/rules`, where the package installs the shipped detections. A
+    /// missing default folder turns alerts off with a log line; a missing configured
+    /// one is an error.
+    #[serde(default)]
+    pub rules_dir: Option<PathBuf>,
+    /// `[[collector.alerts.webhook]]`: where alerts are POSTed.
+    #[serde(default)]
+    pub webhook: Vec<WebhookConfig>,
+}
+
+/// `[[collector.alerts.webhook]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `https://...`
+    pub url: String,
+    /// `json` (the alert as `{_id, _index, _source}`) or `slack` (`{"text": ...}`).
+    #[serde(default = "default_webhook_format")]
+    pub format: String,
+    /// Least severity sent (default `DEBUG`: everything).
+    #[serde(default = "default_min_severity")]
+    pub min_severity: String,
+}
+
+fn default_webhook_format() -> String {
+    "json".into()
+}
+fn default_min_severity() -> String {
+    "DEBUG".into()
+}
+
+/// The checked `[collector.alerts]`.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// The rules folder, when alerts run.
+    pub rules_dir: Option<PathBuf>,
+    pub webhooks: Vec<crate::alerts::notify::WebhookSettings>,
+}
+
+impl AlertsConfig {
+    fn build(
+        &self,
+        invalid: &dyn Fn(&'static str, String) -> ConfigError,
+    ) -> Result<AlertSettings, ConfigError> {
+        let rules_dir = if self.enabled == Some(false) {
+            None
+        } else {
+            match &self.rules_dir {
+                Some(dir) => {
+                    if !dir.is_dir() {
+                        return Err(invalid(
+                            "collector.alerts.rules_dir",
+                            format!("{} is not a folder", dir.display()),
+                        ));
+                    }
+                    Some(dir.clone())
+                }
+                None => {
+                    let default = PathBuf::from("/etc/picket/rules");
+                    default.is_dir().then_some(default)
+                }
+            }
+        };
+        if let Some(dir) = &rules_dir {
+            crate::alerts::rules::load_dir(dir)
+                .map_err(|e| invalid("collector.alerts.rules_dir", e.to_string()))?;
+        }
+        let mut webhooks = Vec::new();
+        for hook in &self.webhook {
+            let url = reqwest::Url::parse(&hook.url).map_err(|e| {
+                invalid(
+                    "collector.alerts.webhook.url",
+                    format!("{:?}: {e}", hook.url),
+                )
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(
+                    "collector.alerts.webhook.url",
+                    format!("{url} must be http:// or https://"),
+                ));
+            }
+            let slack = match hook.format.as_str() {
+                "json" => false,
+                "slack" => true,
+                other => {
+                    return Err(invalid(
+                        "collector.alerts.webhook.format",
+                        format!("{other:?} is not json or slack"),
+                    ));
+                }
+            };
+            let min_severity = hook.min_severity.trim().to_ascii_uppercase();
+            const SEVERITIES: [&str; 8] = [
+                "DEBUG",
+                "INFO",
+                "NOTICE",
+                "WARNING",
+                "ERROR",
+                "CRITICAL",
+                "ALERT",
+                "EMERGENCY",
+            ];
+            if !SEVERITIES.contains(&min_severity.as_str()) {
+                return Err(invalid(
+                    "collector.alerts.webhook.min_severity",
+                    format!("{:?} is not a severity", hook.min_severity),
+                ));
+            }
+            webhooks.push(crate::alerts::notify::WebhookSettings {
+                url,
+                slack,
+                min_severity,
+            });
+        }
+        Ok(AlertSettings {
+            rules_dir,
+            webhooks,
+        })
+    }
 }
 
 /// `[collector.amqp]`.
@@ -146,6 +278,7 @@ impl Default for CollectorConfig {
             http: HttpConfig::default(),
             stores: StoresConfig::default(),
             amqp: None,
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -332,6 +465,7 @@ pub struct Settings {
     pub elasticsearch: Option<crate::stores::elasticsearch::ElasticSettings>,
     /// Days kept; 0 keeps everything.
     pub retention_days: u32,
+    pub alerts: AlertSettings,
 }
 
 impl ConfigFile {
@@ -456,6 +590,7 @@ impl CollectorConfig {
             amqp,
             elasticsearch,
             retention_days: self.stores.retention_days,
+            alerts: self.alerts.build(&invalid)?,
         })
     }
 }

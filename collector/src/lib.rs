@@ -14,6 +14,7 @@
 //!
 //! `main.rs` parses the command line and calls [`run`].
 
+pub mod alerts;
 pub mod client;
 pub mod config;
 pub mod ingest;
@@ -50,6 +51,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("cannot set up the Elasticsearch store: {0}")]
     Elasticsearch(String),
+    #[error("cannot start the alert rules: {0}")]
+    Alerts(String),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -119,6 +122,40 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let alerts = match &settings.alerts.rules_dir {
+        Some(rules_dir) => {
+            let alert_store = Arc::new(
+                crate::alerts::AlertStore::for_store(&store, &settings.data_dir)
+                    .map_err(RunError::Alerts)?,
+            );
+            let mut notifiers = Vec::new();
+            for hook in &settings.alerts.webhooks {
+                notifiers.push(Arc::new(
+                    crate::alerts::notify::Notifier::webhook(hook.clone())
+                        .map_err(RunError::Alerts)?,
+                ));
+            }
+            let mut scheduler = crate::alerts::Scheduler::new(
+                rules_dir,
+                Arc::clone(&store),
+                Some(Arc::clone(&alert_store)),
+                notifiers,
+                Some(settings.data_dir.join("alerts").join("ledger")),
+            )
+            .map_err(|e| RunError::Alerts(e.to_string()))?;
+            scheduler.metrics = Arc::clone(&metrics.alerts);
+            Some((
+                tokio::spawn(crate::alerts::run(scheduler, stop_rx.clone())),
+                alert_store,
+            ))
+        }
+        None => {
+            info!(
+                "No alert rules folder (collector.alerts.rules_dir, default /etc/picket/rules): alerts are off."
+            );
+            None
+        }
+    };
     let upkeep = tokio::spawn(upkeep(
         Arc::clone(&store),
         settings.retention_days,
@@ -154,6 +191,10 @@ pub async fn run(
         let _ = amqp.await;
     }
     let _ = upkeep.await;
+    if let Some((task, alert_store)) = alerts {
+        let _ = task.await;
+        let _ = tokio::task::spawn_blocking(move || alert_store.close()).await;
+    }
     info!("Shutting down; committing pending events.");
     store.close().await;
     served.map_err(RunError::Serve)

@@ -35,7 +35,40 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum AlertsCommand {
+    /// List the rules the collector would run, with their schedule and query.
+    List {
+        /// Rules folder; default: the config's `collector.alerts.rules_dir`, else
+        /// /etc/picket/rules.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Show what a rule would fire on the events stored in a running collector,
+    /// without storing or notifying anything.
+    ///
+    /// Example: picket-collector alerts test ssh-bruteforce --since 1h
+    Test {
+        /// The rule's name.
+        rule: String,
+        /// How far back to look (replaces the rule's window): `15m`, `1h`, `7d`.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Rules folder (as for `list`).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Collector URL; default as for `search`.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
+    /// Alert rules: list them, or test one against stored events.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// Run the collector until SIGTERM or Ctrl-C.
     Serve,
     /// Check the configuration and exit: 0 when good, 78 naming the bad key when not.
@@ -90,6 +123,13 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(code) => code,
+        },
+        Command::Alerts { command } => match alerts_command(&cli.config, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
         },
         Command::Search {
             query,
@@ -211,4 +251,76 @@ async fn search(request: &RemoteSearch, json: bool) -> anyhow::Result<()> {
     }
     eprintln!("{} of {} matching events shown", hits.len(), total);
     Ok(())
+}
+
+/// The rules folder: the flag, else the config's, else the package's default.
+fn rules_dir(config: &std::path::Path, flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| {
+        ConfigFile::load(config)
+            .ok()
+            .and_then(|file| file.collector.alerts.rules_dir)
+    })
+    .unwrap_or_else(|| PathBuf::from("/etc/picket/rules"))
+}
+
+fn alerts_command(config: &std::path::Path, command: AlertsCommand) -> anyhow::Result<()> {
+    use picket_collector::alerts::{engine, rules};
+    match command {
+        AlertsCommand::List { rules: flag } => {
+            let dir = rules_dir(config, flag);
+            let rules = rules::load_dir(&dir)?;
+            for rule in &rules {
+                println!(
+                    "{:<28} {:<11} {:<16} window {:<5} {:<9} {}",
+                    rule.name,
+                    rule.kind.name(),
+                    rule.schedule.describe(),
+                    rules::describe_duration(rule.window),
+                    rule.severity,
+                    rule.query
+                );
+            }
+            eprintln!("{} rules in {}", rules.len(), dir.display());
+            Ok(())
+        }
+        AlertsCommand::Test {
+            rule: name,
+            since,
+            rules: flag,
+            url,
+        } => {
+            let dir = rules_dir(config, flag);
+            let mut rule = rules::load_dir(&dir)?
+                .into_iter()
+                .find(|r| r.name == name)
+                .with_context(|| format!("no rule named {name:?} in {}", dir.display()))?;
+            rule.window = rules::parse_duration(&since).map_err(anyhow::Error::msg)?;
+            if let rules::RuleKind::Deadman { lookback, .. } = &mut rule.kind
+                && *lookback <= rule.window
+            {
+                *lookback = rule.window * 2;
+            }
+            let source = client::RemoteSource {
+                base_url: url.unwrap_or_else(|| default_url(config)),
+                client: reqwest::Client::new(),
+            };
+            let alerts = runtime()?
+                .block_on(engine::evaluate(
+                    &rule,
+                    &source,
+                    &engine::RuleLedger::default(),
+                    chrono::Utc::now(),
+                ))
+                .map_err(anyhow::Error::msg)?;
+            for alert in &alerts {
+                println!("{}", picket_collector::alerts::notify::one_line(alert));
+            }
+            eprintln!(
+                "{} alerts from rule {} over the last {since} (nothing stored, nobody notified)",
+                alerts.len(),
+                rule.name
+            );
+            Ok(())
+        }
+    }
 }

@@ -45,6 +45,8 @@ pub struct Metrics {
     store_count: AtomicU64,
     store_micros: AtomicU64,
     queue_depth: AtomicI64,
+    /// The alert scheduler's counters.
+    pub alerts: std::sync::Arc<crate::alerts::AlertMetrics>,
 }
 
 fn index(names: &[&str], name: &str) -> usize {
@@ -161,6 +163,32 @@ impl Metrics {
             "# HELP picket_store_queue_depth Writes waiting for a commit.\n# TYPE picket_store_queue_depth gauge\npicket_store_queue_depth {}",
             self.queue_depth.load(Ordering::Relaxed).max(0)
         );
+        let a = &self.alerts;
+        for (name, help, value) in [
+            ("picket_alert_rule_runs_total", "Alert rule runs.", &a.runs),
+            ("picket_alerts_fired_total", "Alerts fired.", &a.fired),
+            (
+                "picket_alert_rule_failures_total",
+                "Alert rule runs that failed (bad query, store down, alert not stored).",
+                &a.failures,
+            ),
+            (
+                "picket_alert_runs_missed_total",
+                "Scheduled alert rule runs skipped because an earlier one ran late.",
+                &a.missed_runs,
+            ),
+            (
+                "picket_alert_notifications_failed_total",
+                "Notifications given up after retries.",
+                &a.notify_failures,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                get(value)
+            );
+        }
         out
     }
 }

@@ -26,7 +26,7 @@ use tracing::{debug, error, warn};
 use crate::ingest::auth::{self, Guards, Tokens};
 use crate::metrics::Metrics;
 use crate::search::parse_time_bound;
-use crate::stores::{Document, SearchRequest, Store};
+use crate::stores::{Document, SearchRequest, Store, TimeField};
 use crate::tls::Peer;
 
 /// What the handlers share.
@@ -455,6 +455,9 @@ pub struct SearchBody {
     /// Most events to return (default 100; 0 for only the count and aggregations).
     pub size: Option<usize>,
     pub aggs: Option<serde_json::Value>,
+    /// `utctimestamp` (default) or `receivedtimestamp`: what `from`/`to` bound.
+    #[serde(default)]
+    pub time_field: Option<String>,
 }
 
 async fn search_events(
@@ -477,6 +480,7 @@ async fn search_events(
         to: params.to,
         size: params.size,
         aggs: None,
+        time_field: None,
     };
     run_search(&state, body).await
 }
@@ -516,11 +520,22 @@ async fn run_search(state: &AppState, body: SearchBody) -> Response {
     if body.aggs.as_ref().is_some_and(|a| !a.is_object()) {
         return error_body(StatusCode::BAD_REQUEST, "aggs must be a JSON object");
     }
+    let time_field = match body.time_field.as_deref() {
+        None | Some("utctimestamp") => TimeField::UtcTimestamp,
+        Some("receivedtimestamp") => TimeField::ReceivedTimestamp,
+        Some(other) => {
+            return error_body(
+                StatusCode::BAD_REQUEST,
+                format!("time_field {other:?} is not utctimestamp or receivedtimestamp"),
+            );
+        }
+    };
     let request = SearchRequest {
         query: body.query,
         from,
         to,
         size,
+        time_field,
         aggs: body.aggs,
     };
     match state.store.search(request).await {

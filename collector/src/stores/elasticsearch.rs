@@ -560,6 +560,43 @@ impl ElasticStore {
         Ok(items.iter().map(item_outcome).collect())
     }
 
+    /// Indexes alert documents into `alerts-YYYYMM` (by their `utctimestamp`), `_id`
+    /// the alert's id (a retry overwrites, never doubles). All must be taken.
+    pub async fn store_alerts(&self, alerts: &[(String, Value)]) -> Result<(), StoreError> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        self.prepare(Utc::now().date_naive()).await?;
+        let mut body = Vec::new();
+        for (id, document) in alerts {
+            let month = document["utctimestamp"]
+                .as_str()
+                .and_then(|t| t.get(..7))
+                .map(|m| m.replace('-', ""))
+                .unwrap_or_else(|| Utc::now().format("%Y%m").to_string());
+            let action = json!({ "index": { "_index": format!("alerts-{month}"), "_id": id } });
+            body.extend_from_slice(action.to_string().as_bytes());
+            body.push(b'\n');
+            body.extend_from_slice(document.to_string().as_bytes());
+            body.push(b'\n');
+        }
+        let outcomes = self
+            .bulk(body, alerts.len())
+            .await
+            .map_err(StoreError::Unavailable)?;
+        for outcome in outcomes {
+            match outcome {
+                ItemOutcome::Stored => {}
+                ItemOutcome::Retry(reason) | ItemOutcome::Refused(reason) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "alert not stored: {reason}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn write_dead_letters(
         &self,
         documents: &[Document],
@@ -617,7 +654,7 @@ impl ElasticStore {
         }
         let mut filter = Vec::new();
         if !range.is_empty() {
-            filter.push(json!({ "range": { "utctimestamp": range } }));
+            filter.push(json!({ "range": { request.time_field.name(): range } }));
         }
         let mut body = json!({
             "query": { "bool": { "must": [matcher], "filter": filter } },

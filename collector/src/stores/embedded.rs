@@ -413,8 +413,12 @@ impl Shared {
         };
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, matcher)];
         if request.from.is_some() || request.to.is_some() {
+            let field = match request.time_field {
+                super::TimeField::UtcTimestamp => f.utctimestamp,
+                super::TimeField::ReceivedTimestamp => f.receivedtimestamp,
+            };
             let bound = |t: Option<DateTime<Utc>>| match t {
-                Some(t) => Bound::Included(Term::from_field_date(f.utctimestamp, tantivy_time(t))),
+                Some(t) => Bound::Included(Term::from_field_date(field, tantivy_time(t))),
                 None => Bound::Unbounded,
             };
             clauses.push((
@@ -423,7 +427,14 @@ impl Shared {
             ));
         }
         let query = BooleanQuery::new(clauses);
-        let days = self.days_between(request.from, request.to)?;
+        // Days are filed by utctimestamp; an event received late sits in an earlier
+        // day than its reception, so a reception-time search looks a day further back.
+        let days = match request.time_field {
+            super::TimeField::UtcTimestamp => self.days_between(request.from, request.to)?,
+            super::TimeField::ReceivedTimestamp => {
+                self.days_between(request.from.map(|t| t - chrono::Duration::days(1)), None)?
+            }
+        };
         let size = request.size.max(1);
 
         let mut total = 0;

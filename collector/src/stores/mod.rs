@@ -27,9 +27,31 @@ pub struct SearchRequest {
     pub to: Option<DateTime<Utc>>,
     /// Most events to return, newest first (0: only the count and aggregations).
     pub size: usize,
+    /// The time `from` and `to` bound.
+    pub time_field: TimeField,
     /// Elasticsearch aggregation JSON (`terms`, `cardinality`, `date_histogram`, …),
     /// computed over every matching event.
     pub aggs: Option<serde_json::Value>,
+}
+
+/// The timestamp a search's time range applies to (alert rules choose; MozDef's
+/// alerts match on either).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TimeField {
+    /// When the event happened.
+    #[default]
+    UtcTimestamp,
+    /// When the collector received it.
+    ReceivedTimestamp,
+}
+
+impl TimeField {
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeField::UtcTimestamp => "utctimestamp",
+            TimeField::ReceivedTimestamp => "receivedtimestamp",
+        }
+    }
 }
 
 /// Matching events, newest first, how many matched in all, and the aggregations asked

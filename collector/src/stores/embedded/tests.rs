@@ -46,6 +46,7 @@ fn search(store: &EmbeddedStore, query: &str) -> SearchResult {
             to: None,
             size: 100,
             aggs: None,
+            time_field: Default::default(),
         })
         .unwrap()
 }
@@ -153,6 +154,7 @@ async fn time_range_limits_results() {
             to: t("2026-11-22T23:59:59Z"),
             size: 10,
             aggs: None,
+            time_field: Default::default(),
         })
         .unwrap();
     assert_eq!(ids(&result), vec![id(3), id(2)]);
@@ -205,6 +207,7 @@ async fn a_bad_query_is_reported_as_such() {
                 to: None,
                 size: 10,
                 aggs: None,
+                time_field: Default::default(),
             })
             .unwrap_err();
         assert!(matches!(err, StoreError::BadQuery(_)), "{query}: {err}");
@@ -264,6 +267,7 @@ async fn searches_racing_commits_never_mix_up_segments() {
                 to: None,
                 size: 10_000,
                 aggs: None,
+                time_field: Default::default(),
             })
         })
         .await

@@ -1,0 +1,465 @@
+//! Evaluating one rule at one instant: search its window, leave out the events that
+//! already made an alert of this rule, group, compare with the threshold, build
+//! MozDef-shaped alert documents.
+//!
+//! Like MozDef's alert tasks, the events of a window are fetched (newest first, at most
+//! [`MAX_EVENTS`]) and grouped here rather than by store aggregations: that is what lets
+//! an event already counted in an alert of the rule be left out of the next run, on
+//! both stores alike. Deadman rules use `terms` aggregations (values seen in the
+//! lookback against values seen in the window).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::rules::{Rule, RuleKind, describe_duration};
+use crate::stores::{SearchRequest, SearchResult, Store};
+
+/// Most events one run of a rule looks at (the newest of its window).
+pub const MAX_EVENTS: usize = 10_000;
+
+/// Where a rule's events come from: the running collector's store, or a collector
+/// asked over HTTP (`picket-collector alerts test`).
+pub trait EventSource: Send + Sync {
+    fn search(
+        &self,
+        request: SearchRequest,
+    ) -> impl Future<Output = Result<SearchResult, String>> + Send;
+}
+
+impl EventSource for Arc<Store> {
+    async fn search(&self, request: SearchRequest) -> Result<SearchResult, String> {
+        Store::search(self, request)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What one rule has already alerted on, kept across runs and restarts: the events
+/// that contributed to an alert (so none counts twice), and for deadman rules the
+/// values found silent (so a silence alerts once, and again only after it ended).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RuleLedger {
+    /// eventid → when it happened (by the rule's time field).
+    pub events: HashMap<String, DateTime<Utc>>,
+    /// deadman value ("" without a field) → when the silence was alerted.
+    pub silent: HashMap<String, DateTime<Utc>>,
+}
+
+impl RuleLedger {
+    /// Forgets events too old to fall in any window of `rule` from `now` on.
+    pub fn prune(&mut self, rule: &Rule, now: DateTime<Utc>) {
+        let horizon = now
+            - chrono::Duration::from_std(rule.window).unwrap_or_default()
+            - chrono::Duration::hours(1);
+        self.events.retain(|_, at| *at >= horizon);
+    }
+}
+
+/// An alert a rule fired.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub id: String,
+    /// MozDef's alert document.
+    pub document: Value,
+    /// Every event that made it (not only the samples in the document).
+    pub contributing: Vec<(String, DateTime<Utc>)>,
+    /// For deadman rules: the silent value.
+    pub silent: Option<String>,
+}
+
+/// Runs `rule` as of `now`; `ledger` says what must not alert again.
+pub async fn evaluate<S: EventSource>(
+    rule: &Rule,
+    source: &S,
+    ledger: &RuleLedger,
+    now: DateTime<Utc>,
+) -> Result<Vec<Alert>, String> {
+    let window = chrono::Duration::from_std(rule.window).map_err(|e| e.to_string())?;
+    if let RuleKind::Deadman { field, lookback } = &rule.kind {
+        let lookback = chrono::Duration::from_std(*lookback).map_err(|e| e.to_string())?;
+        return deadman(
+            rule,
+            source,
+            ledger,
+            now,
+            window,
+            lookback,
+            field.as_deref(),
+        )
+        .await;
+    }
+    let found = source
+        .search(SearchRequest {
+            query: rule.query.clone(),
+            from: Some(now - window),
+            to: Some(now),
+            size: MAX_EVENTS,
+            time_field: rule.time_field,
+            aggs: None,
+        })
+        .await?;
+    if found.total > MAX_EVENTS {
+        tracing::warn!(rule = %rule.name, matched = found.total, looked_at = MAX_EVENTS, "Rule matched more events than one run looks at; only the newest count. Narrow its query or window.");
+    }
+    let fresh: Vec<Value> = found
+        .hits
+        .into_iter()
+        .filter(|hit| {
+            hit["eventid"]
+                .as_str()
+                .is_some_and(|id| !ledger.events.contains_key(id))
+        })
+        .collect();
+    let mut alerts = Vec::new();
+    match &rule.kind {
+        RuleKind::Simple => {
+            for hit in fresh {
+                let facts = Facts {
+                    count: 1,
+                    value: None,
+                    distinct: None,
+                    threshold: None,
+                };
+                alerts.push(build(rule, now, &facts, vec![hit.clone()], vec![hit]));
+            }
+        }
+        RuleKind::Aggregate {
+            field,
+            threshold,
+            samples,
+        } => {
+            for (value, group) in groups(&fresh, field) {
+                let count = group.len() as u64;
+                if count >= *threshold {
+                    let facts = Facts {
+                        count,
+                        value: Some(value),
+                        distinct: None,
+                        threshold: Some(*threshold),
+                    };
+                    let shown = group.iter().take(*samples).cloned().collect();
+                    alerts.push(build(rule, now, &facts, shown, group));
+                }
+            }
+        }
+        RuleKind::Cardinality {
+            field,
+            distinct_field,
+            threshold,
+            samples,
+        } => {
+            for (value, group) in groups(&fresh, field) {
+                let distinct: BTreeSet<String> = group
+                    .iter()
+                    .flat_map(|hit| values(hit, distinct_field))
+                    .collect();
+                if distinct.len() as u64 >= *threshold {
+                    let facts = Facts {
+                        count: group.len() as u64,
+                        value: Some(value),
+                        distinct: Some(distinct.len() as u64),
+                        threshold: Some(*threshold),
+                    };
+                    let shown = group.iter().take(*samples).cloned().collect();
+                    alerts.push(build(rule, now, &facts, shown, group));
+                }
+            }
+        }
+        RuleKind::Deadman { .. } => unreachable!("handled above"),
+    }
+    for alert in &mut alerts {
+        for (_, at) in &mut alert.contributing {
+            // Events without a readable time are remembered as of now.
+            if at.timestamp() == 0 {
+                *at = now;
+            }
+        }
+    }
+    Ok(alerts)
+}
+
+async fn deadman<S: EventSource>(
+    rule: &Rule,
+    source: &S,
+    ledger: &RuleLedger,
+    now: DateTime<Utc>,
+    window: chrono::Duration,
+    lookback: chrono::Duration,
+    field: Option<&str>,
+) -> Result<Vec<Alert>, String> {
+    let search = |from: DateTime<Utc>| {
+        let aggs = field.map(|f| json!({ "values": { "terms": { "field": f, "size": 10_000 } } }));
+        source.search(SearchRequest {
+            query: rule.query.clone(),
+            from: Some(from),
+            to: Some(now),
+            size: 0,
+            time_field: rule.time_field,
+            aggs,
+        })
+    };
+    let recent = search(now - window).await?;
+    let mut alerts = Vec::new();
+    if field.is_none() {
+        if recent.total == 0 && !ledger.silent.contains_key("") {
+            let facts = Facts {
+                count: 0,
+                value: None,
+                distinct: None,
+                threshold: None,
+            };
+            let mut alert = build(rule, now, &facts, Vec::new(), Vec::new());
+            alert.silent = Some(String::new());
+            alerts.push(alert);
+        }
+        return Ok(alerts);
+    }
+    let seen = search(now - lookback).await?;
+    let recent = bucket_keys(&recent);
+    for value in bucket_keys(&seen) {
+        if recent.contains(&value) || ledger.silent.contains_key(&value) {
+            continue;
+        }
+        let facts = Facts {
+            count: 0,
+            value: Some(value.clone()),
+            distinct: None,
+            threshold: None,
+        };
+        let mut alert = build(rule, now, &facts, Vec::new(), Vec::new());
+        alert.document["hostnames"] = json!([]);
+        alert.silent = Some(value);
+        alerts.push(alert);
+    }
+    Ok(alerts)
+}
+
+/// Deadman values that came back (seen in the window): their silence is over.
+pub async fn deadman_recovered<S: EventSource>(
+    rule: &Rule,
+    source: &S,
+    ledger: &RuleLedger,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, String> {
+    let RuleKind::Deadman { field, .. } = &rule.kind else {
+        return Ok(Vec::new());
+    };
+    if ledger.silent.is_empty() {
+        return Ok(Vec::new());
+    }
+    let window = chrono::Duration::from_std(rule.window).map_err(|e| e.to_string())?;
+    let recent = source
+        .search(SearchRequest {
+            query: rule.query.clone(),
+            from: Some(now - window),
+            to: Some(now),
+            size: 0,
+            time_field: rule.time_field,
+            aggs: field
+                .as_ref()
+                .map(|f| json!({ "values": { "terms": { "field": f, "size": 10_000 } } })),
+        })
+        .await?;
+    Ok(match field {
+        None if recent.total > 0 => vec![String::new()],
+        None => Vec::new(),
+        Some(_) => {
+            let keys = bucket_keys(&recent);
+            ledger
+                .silent
+                .keys()
+                .filter(|v| keys.contains(*v))
+                .cloned()
+                .collect()
+        }
+    })
+}
+
+fn bucket_keys(result: &SearchResult) -> BTreeSet<String> {
+    result
+        .aggregations
+        .as_ref()
+        .and_then(|a| a["values"]["buckets"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|b| match &b["key"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        })
+        .collect()
+}
+
+/// The values of `path` in an event: one for a scalar, each for an array.
+fn values(hit: &Value, path: &str) -> Vec<String> {
+    let mut at = hit;
+    for part in path.split('.') {
+        match at.get(part) {
+            Some(next) => at = next,
+            None => return Vec::new(),
+        }
+    }
+    match at {
+        Value::Null => Vec::new(),
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter(|v| !v.is_null())
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect(),
+        other => vec![other.to_string()],
+    }
+}
+
+/// Events grouped by the value of `field` (newest first within a group), groups in
+/// value order.
+fn groups(hits: &[Value], field: &str) -> BTreeMap<String, Vec<Value>> {
+    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for hit in hits {
+        for value in values(hit, field) {
+            out.entry(value).or_default().push(hit.clone());
+        }
+    }
+    out
+}
+
+struct Facts {
+    count: u64,
+    value: Option<String>,
+    distinct: Option<u64>,
+    threshold: Option<u64>,
+}
+
+/// `events-YYYYMMDD` of an event, as the Elasticsearch store files it.
+fn document_index(hit: &Value) -> String {
+    hit["utctimestamp"]
+        .as_str()
+        .and_then(|t| mozdef::time::parse_str(t).ok())
+        .map(|t| crate::stores::elasticsearch::events_index(t.with_timezone(&Utc).date_naive()))
+        .unwrap_or_else(|| "events".to_string())
+}
+
+fn build(
+    rule: &Rule,
+    now: DateTime<Utc>,
+    facts: &Facts,
+    shown: Vec<Value>,
+    all: Vec<Value>,
+) -> Alert {
+    let hostnames: BTreeSet<String> = all
+        .iter()
+        .filter_map(|hit| hit["hostname"].as_str().map(str::to_string))
+        .filter(|h| !h.is_empty())
+        .collect();
+    let hostnames: Vec<String> = hostnames.into_iter().collect();
+    let first = shown.first().cloned().unwrap_or(Value::Null);
+    let summary = fill(&rule.summary, rule, facts, &hostnames, &first);
+    let events: Vec<Value> = shown
+        .iter()
+        .map(|hit| {
+            json!({
+                "documentindex": document_index(hit),
+                "documentid": hit["eventid"],
+                "documentsource": hit,
+            })
+        })
+        .collect();
+    let quiet = matches!(rule.severity.as_str(), "DEBUG" | "INFO" | "NOTICE");
+    let mut document = json!({
+        "utctimestamp": mozdef::time::format_utc(now),
+        "severity": rule.severity,
+        "summary": summary,
+        "category": rule.category,
+        "tags": rule.tags,
+        "events": events,
+        "classname": rule.name,
+        "status": "NEW",
+        "notify_mozdefbot": !quiet || rule.channel.is_some(),
+        "hostnames": hostnames,
+        "details": {
+            "rule": rule.name,
+            "type": rule.kind.name(),
+            "count": facts.count,
+            "window": describe_duration(rule.window),
+        },
+    });
+    if let Some(value) = &facts.value {
+        document["details"]["value"] = json!(value);
+    }
+    if let Some(distinct) = facts.distinct {
+        document["details"]["distinct"] = json!(distinct);
+    }
+    if let Some(threshold) = facts.threshold {
+        document["details"]["threshold"] = json!(threshold);
+    }
+    if let Some(url) = &rule.url {
+        document["url"] = json!(url);
+    }
+    if let Some(channel) = &rule.channel {
+        document["channel"] = json!(channel);
+    }
+    let time_field = rule.time_field.name();
+    let contributing = all
+        .iter()
+        .filter_map(|hit| {
+            let id = hit["eventid"].as_str()?.to_string();
+            let at = hit[time_field]
+                .as_str()
+                .and_then(|t| mozdef::time::parse_str(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+            Some((id, at))
+        })
+        .collect();
+    Alert {
+        id: super::new_id(),
+        document,
+        contributing,
+        silent: None,
+    }
+}
+
+/// Fills `{placeholder}`s; unknown ones are left as written.
+fn fill(template: &str, rule: &Rule, facts: &Facts, hostnames: &[String], first: &Value) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let name = &rest[start + 1..start + len];
+        let value = match name {
+            "count" => Some(facts.count.to_string()),
+            "value" => facts.value.clone(),
+            "distinct" => facts.distinct.map(|d| d.to_string()),
+            "threshold" => facts.threshold.map(|t| t.to_string()),
+            "window" => Some(describe_duration(rule.window)),
+            "rule" => Some(rule.name.clone()),
+            "hostnames" => Some(hostnames.join(", ")),
+            "summary" => first["summary"].as_str().map(str::to_string),
+            path if !path.is_empty() && !path.contains(' ') => {
+                let found = values(first, path);
+                (!found.is_empty()).then(|| found.join(", "))
+            }
+            _ => None,
+        };
+        match value {
+            Some(v) => out.push_str(&v),
+            None => out.push_str(&rest[start..start + len + 1]),
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}

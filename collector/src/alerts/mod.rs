@@ -1,0 +1,376 @@
+//! Alerts: scheduled rules over the stored events, with MozDef's semantics.
+//!
+//! - [`rules`]: rule files (TOML, or MozDef generic-alert JSON) and their checks.
+//! - [`engine`]: one rule at one instant → alert documents.
+//! - [`notify`]: the webhooks.
+//! - [`Scheduler`] (here): runs each rule when due, keeps the per-rule [`RuleLedger`]
+//!   (an event contributes to at most one alert of a rule; a deadman silence alerts
+//!   once), stores alerts, hands them to the notifiers without waiting for them.
+//!
+//! Alerts are stored in Elasticsearch's `alerts-YYYYMM` (alias `alerts`), or with the
+//! embedded store in its own daily indices under `<data_dir>/alerts/`. The ledgers are
+//! JSON files under `<data_dir>/alerts/ledger/`, one per rule.
+
+pub mod engine;
+pub mod notify;
+pub mod rules;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use tracing::{error, info, warn};
+
+use self::engine::{Alert, EventSource, RuleLedger};
+use self::notify::Notifier;
+use self::rules::Rule;
+use crate::stores::embedded::EmbeddedStore;
+use crate::stores::{Document, Store};
+
+/// 32 random hex characters.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let t = Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
+        bytes[..8].copy_from_slice(&t.to_be_bytes());
+        bytes[8..].copy_from_slice(&n.to_be_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Counters behind `/metrics`.
+#[derive(Debug, Default)]
+pub struct AlertMetrics {
+    pub runs: AtomicU64,
+    pub fired: AtomicU64,
+    pub failures: AtomicU64,
+    pub missed_runs: AtomicU64,
+    pub notify_failures: AtomicU64,
+}
+
+/// Where alerts are kept.
+pub enum AlertStore {
+    /// Daily tantivy indices under `<data_dir>/alerts/`.
+    Embedded(EmbeddedStore),
+    /// `alerts-YYYYMM` through the Elasticsearch store.
+    Elasticsearch(Arc<Store>),
+}
+
+impl AlertStore {
+    /// The alert store that goes with `store`.
+    pub fn for_store(store: &Arc<Store>, data_dir: &Path) -> Result<AlertStore, String> {
+        match &**store {
+            Store::Elasticsearch(_) => Ok(AlertStore::Elasticsearch(Arc::clone(store))),
+            Store::Embedded(_) => EmbeddedStore::open(
+                &data_dir.join("alerts"),
+                std::time::Duration::from_millis(100),
+                15_000_000,
+            )
+            .map(AlertStore::Embedded)
+            .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn save(&self, alerts: &[Alert]) -> Result<(), String> {
+        match self {
+            AlertStore::Embedded(store) => {
+                let documents: Vec<Document> = alerts
+                    .iter()
+                    .map(|alert| Document::Custom {
+                        id: alert.id.clone(),
+                        received: Utc::now(),
+                        source: alert.document.as_object().cloned().unwrap_or_default(),
+                    })
+                    .collect();
+                store
+                    .store(documents)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            AlertStore::Elasticsearch(store) => match &**store {
+                Store::Elasticsearch(es) => {
+                    let documents: Vec<(String, serde_json::Value)> = alerts
+                        .iter()
+                        .map(|a| (a.id.clone(), a.document.clone()))
+                        .collect();
+                    es.store_alerts(&documents).await.map_err(|e| e.to_string())
+                }
+                Store::Embedded(_) => Err("alert store mismatch".into()),
+            },
+        }
+    }
+
+    /// Searches stored alerts (the embedded store only; Elasticsearch users query the
+    /// `alerts` alias).
+    pub fn embedded(&self) -> Option<&EmbeddedStore> {
+        match self {
+            AlertStore::Embedded(store) => Some(store),
+            AlertStore::Elasticsearch(_) => None,
+        }
+    }
+
+    pub fn close(&self) {
+        if let AlertStore::Embedded(store) = self {
+            store.close();
+        }
+    }
+}
+
+/// Runs the rules.
+pub struct Scheduler<S: EventSource> {
+    rules: Vec<Rule>,
+    rules_dir: PathBuf,
+    next_run: HashMap<String, DateTime<Utc>>,
+    ledgers: HashMap<String, RuleLedger>,
+    ledger_dir: Option<PathBuf>,
+    source: S,
+    alerts: Option<Arc<AlertStore>>,
+    notifiers: Vec<Arc<Notifier>>,
+    pub metrics: Arc<AlertMetrics>,
+}
+
+/// What one run of one rule did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    pub rule: String,
+    pub fired: usize,
+    pub error: Option<String>,
+}
+
+impl<S: EventSource> Scheduler<S> {
+    /// A scheduler for the rules in `rules_dir`. `ledger_dir`: where ledgers persist
+    /// (none: in memory only). `alerts`: where alerts are stored (none: not stored).
+    pub fn new(
+        rules_dir: &Path,
+        source: S,
+        alerts: Option<Arc<AlertStore>>,
+        notifiers: Vec<Arc<Notifier>>,
+        ledger_dir: Option<PathBuf>,
+    ) -> Result<Scheduler<S>, rules::RuleError> {
+        let rules = rules::load_dir(rules_dir)?;
+        if let Some(dir) = &ledger_dir {
+            std::fs::create_dir_all(dir).map_err(|e| rules::RuleError {
+                file: dir.clone(),
+                message: format!("cannot create the ledger folder: {e}"),
+            })?;
+        }
+        let mut scheduler = Scheduler {
+            rules: Vec::new(),
+            rules_dir: rules_dir.to_path_buf(),
+            next_run: HashMap::new(),
+            ledgers: HashMap::new(),
+            ledger_dir,
+            source,
+            alerts,
+            notifiers,
+            metrics: Arc::default(),
+        };
+        scheduler.install(rules);
+        Ok(scheduler)
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    fn install(&mut self, rules: Vec<Rule>) {
+        for rule in &rules {
+            if !self.ledgers.contains_key(&rule.name) {
+                let ledger = self.load_ledger(&rule.name);
+                self.ledgers.insert(rule.name.clone(), ledger);
+            }
+        }
+        self.next_run
+            .retain(|name, _| rules.iter().any(|r| &r.name == name));
+        self.rules = rules;
+    }
+
+    /// Reads the rules folder again (SIGHUP). A folder with a bad file changes
+    /// nothing: the running rules stay.
+    pub fn reload(&mut self) -> Result<usize, rules::RuleError> {
+        let rules = rules::load_dir(&self.rules_dir)?;
+        let count = rules.len();
+        self.install(rules);
+        Ok(count)
+    }
+
+    fn ledger_path(&self, rule: &str) -> Option<PathBuf> {
+        self.ledger_dir
+            .as_ref()
+            .map(|d| d.join(format!("{rule}.json")))
+    }
+
+    fn load_ledger(&self, rule: &str) -> RuleLedger {
+        let Some(path) = self.ledger_path(rule) else {
+            return RuleLedger::default();
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                warn!(path = %path.display(), error = %e, "Alert ledger unreadable; starting it empty (events in the current window may alert again).");
+                RuleLedger::default()
+            }),
+            Err(_) => RuleLedger::default(),
+        }
+    }
+
+    fn save_ledger(&self, rule: &str) -> Result<(), String> {
+        let (Some(path), Some(ledger)) = (self.ledger_path(rule), self.ledgers.get(rule)) else {
+            return Ok(());
+        };
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(ledger).map_err(|e| e.to_string())?;
+        (|| {
+            use std::io::Write as _;
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })()
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// When the next rule is due (now, for a rule that never ran).
+    pub fn next_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.rules
+            .iter()
+            .map(|r| self.next_run.get(&r.name).copied().unwrap_or(now))
+            .min()
+            .unwrap_or(now + chrono::Duration::minutes(1))
+    }
+
+    /// Runs every rule due at `now` (the clock is the caller's: tests inject it).
+    pub async fn run_due(&mut self, now: DateTime<Utc>) -> Vec<RunReport> {
+        let mut reports = Vec::new();
+        for i in 0..self.rules.len() {
+            let rule = self.rules[i].clone();
+            let due = self.next_run.get(&rule.name).copied().unwrap_or(now);
+            if due > now {
+                continue;
+            }
+            // Runs the schedule wanted between the one due and now were not made: say so.
+            let mut missed = 0u64;
+            let mut at = rule.schedule.next_after(due);
+            while at <= now && missed < 10_000 {
+                missed += 1;
+                at = rule.schedule.next_after(at);
+            }
+            if missed > 0 {
+                self.metrics
+                    .missed_runs
+                    .fetch_add(missed, Ordering::Relaxed);
+                warn!(rule = %rule.name, missed, due = %due, "Rule ran late; scheduled runs were skipped (this run's window covers them only if it is longer than the gap).");
+            }
+            self.next_run
+                .insert(rule.name.clone(), rule.schedule.next_after(now));
+            reports.push(self.run_rule(&rule, now).await);
+        }
+        reports
+    }
+
+    /// Runs one rule now, whatever its schedule.
+    pub async fn run_rule(&mut self, rule: &Rule, now: DateTime<Utc>) -> RunReport {
+        self.metrics.runs.fetch_add(1, Ordering::Relaxed);
+        let mut report = RunReport {
+            rule: rule.name.clone(),
+            fired: 0,
+            error: None,
+        };
+        let ledger = self.ledgers.entry(rule.name.clone()).or_default().clone();
+        let outcome = async {
+            let recovered = engine::deadman_recovered(rule, &self.source, &ledger, now).await?;
+            let alerts = engine::evaluate(rule, &self.source, &ledger, now).await?;
+            Ok::<_, String>((recovered, alerts))
+        }
+        .await;
+        let (recovered, alerts) = match outcome {
+            Ok(found) => found,
+            Err(e) => {
+                self.metrics.failures.fetch_add(1, Ordering::Relaxed);
+                error!(rule = %rule.name, error = %e, "Rule failed; it runs again at its next time.");
+                report.error = Some(e);
+                return report;
+            }
+        };
+        if !alerts.is_empty()
+            && let Some(store) = &self.alerts
+            && let Err(e) = store.save(&alerts).await
+        {
+            // Not recorded in the ledger either: the next run finds them again.
+            self.metrics.failures.fetch_add(1, Ordering::Relaxed);
+            error!(rule = %rule.name, error = %e, alerts = alerts.len(), "Cannot store alerts; the rule finds them again at its next run.");
+            report.error = Some(e);
+            return report;
+        }
+        let ledger = self.ledgers.entry(rule.name.clone()).or_default();
+        for value in recovered {
+            ledger.silent.remove(&value);
+        }
+        for alert in &alerts {
+            ledger.events.extend(alert.contributing.iter().cloned());
+            if let Some(value) = &alert.silent {
+                ledger.silent.insert(value.clone(), now);
+            }
+        }
+        ledger.prune(rule, now);
+        if let Err(e) = self.save_ledger(&rule.name) {
+            error!(rule = %rule.name, error = %e, "Cannot save the alert ledger; after a restart these events may alert again.");
+        }
+        for alert in &alerts {
+            self.metrics.fired.fetch_add(1, Ordering::Relaxed);
+            info!(
+                rule = %rule.name,
+                severity = alert.document["severity"].as_str().unwrap_or(""),
+                summary = alert.document["summary"].as_str().unwrap_or(""),
+                id = %alert.id,
+                "Alert."
+            );
+            for notifier in &self.notifiers {
+                let notifier = Arc::clone(notifier);
+                let metrics = Arc::clone(&self.metrics);
+                let alert = alert.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = notifier.send(&alert).await {
+                        metrics.notify_failures.fetch_add(1, Ordering::Relaxed);
+                        error!(notifier = %notifier.name(), alert = %alert.id, error = %e, "Notification failed after retries.");
+                    }
+                });
+            }
+        }
+        report.fired = alerts.len();
+        report
+    }
+}
+
+/// Runs `scheduler` until `stop`; SIGHUP reloads the rules.
+pub async fn run(
+    mut scheduler: Scheduler<Arc<Store>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    info!(rules = scheduler.rules().len(), folder = %scheduler.rules_dir.display(), "Alert rules loaded.");
+    loop {
+        let now = Utc::now();
+        let due = scheduler.next_due(now);
+        let wait = (due - now)
+            .to_std()
+            .unwrap_or_default()
+            .min(std::time::Duration::from_secs(60));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {
+                scheduler.run_due(Utc::now()).await;
+            }
+            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => {
+                match scheduler.reload() {
+                    Ok(n) => info!(rules = n, "Alert rules reloaded (SIGHUP)."),
+                    Err(e) => error!(error = %e, "Alert rules not reloaded; the running rules stay."),
+                }
+            }
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The shipped detections (`rules/`), fired from real log lines: each line goes through
+//! the agent's parser and the collector's normalization into an embedded store, and the
+//! collector's scheduler runs the rules with an injected clock.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use picket_agent::host::HostIdentity;
+use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
+use picket_collector::alerts::Scheduler;
+use picket_collector::stores::embedded::EmbeddedStore;
+use picket_collector::stores::{Document, Store};
+use serde_json::{Value, json};
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    parser: LineParser,
+    offset: u64,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), Duration::from_millis(10), 15_000_000).unwrap();
+        World {
+            _dir: dir,
+            store: Arc::new(Store::Embedded(store)),
+            parser: LineParser::new(
+                HostIdentity::named("web1.example.com"),
+                TimeZoneChoice::parse("UTC").unwrap(),
+            ),
+            offset: 0,
+        }
+    }
+
+    /// Syslog lines (without their header's time: `HH:MM:SS` is prefixed) read and
+    /// shipped at `read_at`, as the agent and the collector would.
+    async fn lines(&mut self, read_at: DateTime<Utc>, lines: &[(&str, &str)]) {
+        let mut documents = Vec::new();
+        for (time, rest) in lines {
+            let line = format!("Nov 25 {time} {rest}");
+            let context = LineContext {
+                source: "/var/log/auth.log",
+                source_identity: "file:1:2:3",
+                offset: self.offset,
+                read_at,
+            };
+            self.offset += line.len() as u64 + 1;
+            let event = self.parser.parse(line.as_bytes(), &context);
+            let value = serde_json::to_value(&event).unwrap();
+            documents.push(Document::Event(mozdef::normalize(value, read_at).unwrap()));
+        }
+        self.store.store(documents).await.unwrap();
+    }
+
+    async fn events(&self, events: Vec<Value>, received: DateTime<Utc>) {
+        let documents = events
+            .into_iter()
+            .map(|v| Document::Event(mozdef::normalize(v, received).unwrap()))
+            .collect();
+        self.store.store(documents).await.unwrap();
+    }
+
+    fn scheduler(&self, ledger: Option<&Path>) -> Scheduler<Arc<Store>> {
+        let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+        Scheduler::new(
+            &rules,
+            Arc::clone(&self.store),
+            None,
+            Vec::new(),
+            ledger.map(Path::to_path_buf),
+        )
+        .unwrap()
+    }
+}
+
+fn fired(reports: &[picket_collector::alerts::RunReport]) -> BTreeMap<String, usize> {
+    for report in reports {
+        assert_eq!(report.error, None, "{}", report.rule);
+    }
+    reports.iter().map(|r| (r.rule.clone(), r.fired)).collect()
+}
+
+/// Every scenario and its near misses, all in one store at 10:00–10:04 UTC.
+async fn scenarios(world: &mut World) {
+    let read = at("2026-11-25T10:04:30Z");
+    let mut lines: Vec<(String, String)> = Vec::new();
+    // Brute force: 10 failures from .5 (as root); near miss: 9 from .6.
+    for i in 0..10 {
+        lines.push((
+            format!("10:03:{:02}", i * 2),
+            format!(
+                "web1 sshd[{}]: Failed password for root from 203.0.113.5 port {} ssh2",
+                100 + i,
+                40000 + i
+            ),
+        ));
+    }
+    for i in 0..9 {
+        lines.push((
+            format!("10:03:{:02}", i * 2 + 1),
+            format!(
+                "web1 sshd[{}]: Failed password for root from 203.0.113.6 port {} ssh2",
+                200 + i,
+                41000 + i
+            ),
+        ));
+    }
+    // Password spray: 5 user names from .7 (one failure each); near miss: 4 names from
+    // .8, twice each.
+    for (i, user) in ["alice", "bob", "carol", "dave", "erin"].iter().enumerate() {
+        lines.push((
+            format!("10:02:{:02}", i),
+            format!("web1 sshd[{}]: Failed password for invalid user {user} from 198.51.100.7 port {} ssh2", 300 + i, 42000 + i),
+        ));
+    }
+    for round in 0..2 {
+        for (i, user) in ["frank", "grace", "heidi", "ivan"].iter().enumerate() {
+            lines.push((
+                format!("10:02:{:02}", 10 + round * 5 + i),
+                format!("web1 sshd[{}]: Failed password for invalid user {user} from 198.51.100.8 port {} ssh2", 400 + i, 43000 + i),
+            ));
+        }
+    }
+    // sudo: three authentication failures by alice; near miss: two by bob.
+    for i in 0..3 {
+        lines.push((
+            format!("10:01:{:02}", i),
+            "web1 sudo: pam_unix(sudo:auth): authentication failure; logname=alice uid=1000 euid=0 tty=/dev/pts/0 ruser=alice rhost=  user=alice".into(),
+        ));
+    }
+    for i in 0..2 {
+        lines.push((
+            format!("10:01:{:02}", 10 + i),
+            "web1 sudo: pam_unix(sudo:auth): authentication failure; logname=bob uid=1001 euid=0 tty=/dev/pts/1 ruser=bob rhost=  user=bob".into(),
+        ));
+    }
+    // Not in sudoers; near miss: a command not allowed.
+    lines.push(("10:01:30".into(), "web1 sudo:  mallory : user NOT in sudoers ; TTY=pts/2 ; PWD=/tmp ; USER=root ; COMMAND=/bin/sh".into()));
+    lines.push(("10:01:31".into(), "web1 sudo:    alice : command not allowed ; TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/sbin/reboot".into()));
+    // Account lifecycle: created, deleted, made privileged; near misses: a new group,
+    // a member added to an ordinary group.
+    lines.push(("10:00:10".into(), "web1 useradd[4240]: new user: name=eve, UID=1005, GID=1005, home=/home/eve, shell=/bin/bash, from=/dev/pts/0".into()));
+    lines.push((
+        "10:00:11".into(),
+        "web1 groupadd[4241]: new group: name=eve, GID=1005".into(),
+    ));
+    lines.push((
+        "10:00:12".into(),
+        "web1 usermod[4242]: add 'eve' to group 'sudo'".into(),
+    ));
+    lines.push((
+        "10:00:13".into(),
+        "web1 usermod[4243]: add 'eve' to group 'users'".into(),
+    ));
+    lines.push((
+        "10:00:20".into(),
+        "web1 userdel[4250]: delete user 'olduser'".into(),
+    ));
+    // Root over SSH; near misses: another user accepted, root refused (above).
+    lines.push(("10:00:30".into(), "web1 sshd[500]: Accepted publickey for root from 192.0.2.44 port 50000 ssh2: RSA SHA256:abcdef".into()));
+    lines.push((
+        "10:00:31".into(),
+        "web1 sshd[501]: Accepted password for alice from 192.0.2.45 port 50001 ssh2".into(),
+    ));
+    // CEF: severity 9 fires; 7 does not; a New Privileged Account event (severity 5)
+    // is the privileged-account rule's.
+    lines.push((
+        "10:00:40".into(),
+        "fw1 CEF:0|Acme|Firewall|2.1|4001|Port scan detected|9|src=203.0.113.9 dst=10.0.0.5".into(),
+    ));
+    lines.push((
+        "10:00:41".into(),
+        "fw1 CEF:0|Acme|Firewall|2.1|4002|Policy changed|7|suser=admin".into(),
+    ));
+    lines.push((
+        "10:00:42".into(),
+        "dc1 CEF:0|Acme|Directory|3.0|100|New Privileged Account|5|suser=admin duser=mallory"
+            .into(),
+    ));
+    let refs: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    world.lines(read, &refs).await;
+    // Heartbeats: h1 and h2 every minute until 09:45 and 10:04; h3 only yesterday
+    // (outside the 24 h lookback: not expected any more).
+    let mut beats = Vec::new();
+    for (host, until) in [("h1.example.com", 45), ("h2.example.com", 64)] {
+        for minute in 0..=until {
+            let t = at("2026-11-25T09:00:00Z") + chrono::Duration::minutes(minute);
+            beats.push(json!({
+                "utctimestamp": t.to_rfc3339(), "hostname": host, "processname": "picket-agent",
+                "category": "heartbeat", "summary": "heartbeat", "tags": ["heartbeat"],
+            }));
+        }
+    }
+    beats.push(json!({
+        "utctimestamp": "2026-11-24T08:00:00Z", "hostname": "h3.example.com",
+        "category": "heartbeat", "summary": "heartbeat",
+    }));
+    world.events(beats, read).await;
+}
+
+#[tokio::test]
+async fn each_shipped_rule_fires_once_for_its_scenario_and_never_twice() {
+    let mut world = World::new();
+    scenarios(&mut world).await;
+    let mut scheduler = world.scheduler(None);
+    let now = at("2026-11-25T10:05:00Z");
+    let got = fired(&scheduler.run_due(now).await);
+    let want: BTreeMap<String, usize> = [
+        ("account-created", 1),
+        ("account-deleted", 1),
+        ("cef-high-severity", 1),
+        ("new-privileged-account", 2),
+        ("root-ssh-login", 1),
+        ("silent-host", 1),
+        ("ssh-bruteforce", 1),
+        ("ssh-password-spray", 1),
+        ("sudo-auth-failures", 1),
+        ("sudo-not-in-sudoers", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(got, want);
+
+    // Not due again yet; and forced, over the same events, nothing fires again.
+    assert!(scheduler.run_due(now).await.is_empty());
+    let later = now + chrono::Duration::seconds(30);
+    let rules = scheduler.rules().to_vec();
+    for rule in &rules {
+        let report = scheduler.run_rule(rule, later).await;
+        assert_eq!(
+            (report.fired, report.error),
+            (0, None),
+            "{} re-alerted",
+            rule.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_alert_has_mozdefs_shape_and_a_useful_summary() {
+    let mut world = World::new();
+    scenarios(&mut world).await;
+    let scheduler = world.scheduler(None);
+    let rule = scheduler
+        .rules()
+        .iter()
+        .find(|r| r.name == "ssh-bruteforce")
+        .unwrap()
+        .clone();
+    let alerts = picket_collector::alerts::engine::evaluate(
+        &rule,
+        &world.store,
+        &Default::default(),
+        at("2026-11-25T10:05:00Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(alerts.len(), 1);
+    let alert = &alerts[0];
+    let d = &alert.document;
+    assert_eq!(d["classname"], "ssh-bruteforce");
+    assert_eq!(d["severity"], "WARNING");
+    assert_eq!(d["category"], "bruteforce");
+    assert_eq!(d["status"], "NEW");
+    assert_eq!(d["notify_mozdefbot"], true);
+    assert_eq!(
+        d["summary"],
+        "10 failed SSH logins from 203.0.113.5 on web1.example.com"
+    );
+    assert_eq!(d["details"]["count"], 10);
+    let events = d["events"].as_array().unwrap();
+    assert_eq!(events.len(), 5, "samples");
+    assert_eq!(events[0]["documentindex"], "events-20261125");
+    assert_eq!(
+        events[0]["documentid"],
+        events[0]["documentsource"]["eventid"]
+    );
+    assert_eq!(
+        alert.contributing.len(),
+        10,
+        "every event is remembered, not only samples"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_scheduler_remembers_what_alerted() {
+    let mut world = World::new();
+    scenarios(&mut world).await;
+    let ledger = tempfile::tempdir().unwrap();
+    let now = at("2026-11-25T10:05:00Z");
+    let first: usize = fired(&world.scheduler(Some(ledger.path())).run_due(now).await)
+        .values()
+        .sum();
+    assert_eq!(first, 11);
+    let again: usize = fired(&world.scheduler(Some(ledger.path())).run_due(now).await)
+        .values()
+        .sum();
+    assert_eq!(again, 0, "the ledger survived the restart");
+}
+
+#[tokio::test]
+async fn deadman_alerts_once_per_silence_and_rearms_when_the_host_returns() {
+    let world = World::new();
+    let beat = |host: &str, t: DateTime<Utc>| json!({"utctimestamp": t.to_rfc3339(), "hostname": host, "category": "heartbeat", "summary": "hb"});
+    let start = at("2026-11-25T08:00:00Z");
+    // h1 beats until 09:00; h2 all along (until 12:00).
+    let mut beats = Vec::new();
+    for minute in 0..=240 {
+        let t = start + chrono::Duration::minutes(minute);
+        if minute <= 60 {
+            beats.push(beat("h1", t));
+        }
+        beats.push(beat("h2", t));
+    }
+    world.events(beats, start).await;
+    let mut scheduler = world.scheduler(None);
+    let rule = scheduler
+        .rules()
+        .iter()
+        .find(|r| r.name == "silent-host")
+        .unwrap()
+        .clone();
+    // 09:10: h1 silent only 10 min (< 15): nothing.
+    let report = scheduler.run_rule(&rule, at("2026-11-25T09:10:00Z")).await;
+    assert_eq!(report.fired, 0);
+    // While both flow... 09:20: h1 silent 20 min: one alert; 09:25, 10:00: no repeat.
+    assert_eq!(
+        scheduler
+            .run_rule(&rule, at("2026-11-25T09:20:00Z"))
+            .await
+            .fired,
+        1
+    );
+    assert_eq!(
+        scheduler
+            .run_rule(&rule, at("2026-11-25T09:25:00Z"))
+            .await
+            .fired,
+        0
+    );
+    assert_eq!(
+        scheduler
+            .run_rule(&rule, at("2026-11-25T10:00:00Z"))
+            .await
+            .fired,
+        0
+    );
+    // h1 comes back at 10:30 for ten minutes, then stops again: a new alert at 11:00.
+    let back: Vec<Value> = (0..10)
+        .map(|m| {
+            beat(
+                "h1",
+                at("2026-11-25T10:30:00Z") + chrono::Duration::minutes(m),
+            )
+        })
+        .collect();
+    world.events(back, start).await;
+    assert_eq!(
+        scheduler
+            .run_rule(&rule, at("2026-11-25T10:35:00Z"))
+            .await
+            .fired,
+        0
+    );
+    assert_eq!(
+        scheduler
+            .run_rule(&rule, at("2026-11-25T11:00:00Z"))
+            .await
+            .fired,
+        1
+    );
+    // h2 never alerted.
+}
