@@ -170,6 +170,73 @@ pub async fn evaluate<S: EventSource>(
                 }
             }
         }
+        RuleKind::Sequence {
+            field,
+            threshold,
+            then,
+            samples,
+        } => {
+            let followers = source
+                .search(SearchRequest {
+                    query: then.clone(),
+                    from: Some(now - window),
+                    to: Some(now),
+                    size: MAX_EVENTS,
+                    time_field: rule.time_field,
+                    aggs: None,
+                })
+                .await?;
+            let followers: Vec<Value> = followers
+                .hits
+                .into_iter()
+                .filter(|hit| {
+                    hit["eventid"]
+                        .as_str()
+                        .is_some_and(|id| !ledger.events.contains_key(id))
+                })
+                .collect();
+            let followers = groups(&followers, field);
+            let time_field = rule.time_field.name();
+            let time = |hit: &Value| {
+                hit[time_field]
+                    .as_str()
+                    .and_then(|t| mozdef::time::parse_str(t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+            };
+            for (value, group) in groups(&fresh, field) {
+                let count = group.len() as u64;
+                if count < *threshold {
+                    continue;
+                }
+                // The time the threshold was reached: the `threshold`-th oldest event.
+                let mut times: Vec<DateTime<Utc>> = group.iter().filter_map(time).collect();
+                times.sort();
+                let Some(reached) = times.get(*threshold as usize - 1).copied() else {
+                    continue;
+                };
+                let after: Vec<Value> = followers
+                    .get(&value)
+                    .into_iter()
+                    .flatten()
+                    .filter(|hit| time(hit).is_some_and(|t| t >= reached))
+                    .cloned()
+                    .collect();
+                if after.is_empty() {
+                    continue;
+                }
+                let facts = Facts {
+                    count,
+                    value: Some(value),
+                    distinct: None,
+                    threshold: Some(*threshold),
+                };
+                let mut shown: Vec<Value> = after.clone();
+                shown.extend(group.iter().take(*samples).cloned());
+                let mut all = group;
+                all.extend(after);
+                alerts.push(build(rule, now, &facts, shown, all));
+            }
+        }
         RuleKind::Deadman { .. } => unreachable!("handled above"),
     }
     for alert in &mut alerts {

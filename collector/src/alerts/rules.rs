@@ -8,7 +8,7 @@
 //! window = "2m"                # how far back each run looks
 //! time_field = "utctimestamp"  # or "receivedtimestamp"
 //! query = "category:authentication AND processname:sshd AND details.success:false"
-//! type = "aggregate"           # simple | aggregate | cardinality | deadman
+//! type = "aggregate"           # simple | aggregate | cardinality | sequence | deadman
 //! field = "details.sourceipaddress"
 //! threshold = 10
 //! samples = 5
@@ -104,6 +104,15 @@ pub enum RuleKind {
         threshold: u64,
         samples: usize,
     },
+    /// Per value of `field`: at least `threshold` events matching the query, then, no
+    /// earlier than the last of those, an event matching `then` (a successful login
+    /// after a brute force).
+    Sequence {
+        field: String,
+        threshold: u64,
+        then: String,
+        samples: usize,
+    },
     /// Nothing matched in the window: an alert (per value of `field`, among the values
     /// seen in `lookback`, when set).
     Deadman {
@@ -118,6 +127,7 @@ impl RuleKind {
             RuleKind::Simple => "simple",
             RuleKind::Aggregate { .. } => "aggregate",
             RuleKind::Cardinality { .. } => "cardinality",
+            RuleKind::Sequence { .. } => "sequence",
             RuleKind::Deadman { .. } => "deadman",
         }
     }
@@ -144,6 +154,7 @@ struct RuleFile {
     #[serde(default = "default_samples")]
     samples: usize,
     lookback: Option<String>,
+    then: Option<String>,
     #[serde(default = "default_severity")]
     severity: String,
     category: String,
@@ -309,6 +320,12 @@ fn build(raw: RuleFile, file: &Path) -> Result<Rule, String> {
             threshold: threshold()?,
             samples: raw.samples,
         },
+        "sequence" => RuleKind::Sequence {
+            field: need("field", &raw.field)?,
+            threshold: threshold()?,
+            then: need("then", &raw.then)?,
+            samples: raw.samples,
+        },
         "deadman" => RuleKind::Deadman {
             field: raw.field.clone(),
             lookback: match &raw.lookback {
@@ -318,7 +335,7 @@ fn build(raw: RuleFile, file: &Path) -> Result<Rule, String> {
         },
         other => {
             return Err(format!(
-                "key type: {other:?} is not simple, aggregate, cardinality or deadman"
+                "key type: {other:?} is not simple, aggregate, cardinality, sequence or deadman"
             ));
         }
     };
