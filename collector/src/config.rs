@@ -81,6 +81,44 @@ pub struct AlertsConfig {
     /// `[[collector.alerts.webhook]]`: where alerts are POSTed.
     #[serde(default)]
     pub webhook: Vec<WebhookConfig>,
+    /// `[collector.alerts.amqp]`: publish alerts for MozDef's bots.
+    #[serde(default)]
+    pub amqp: Option<AlertAmqpConfig>,
+}
+
+/// `[collector.alerts.amqp]`: alerts published as `{_id, _index, _source}` to a topic
+/// exchange, as MozDef does, so its bots keep working.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertAmqpConfig {
+    /// `amqp://` or `amqps://host:port/vhost`, without credentials.
+    pub url: String,
+    /// The topic exchange (declared durable).
+    #[serde(default = "default_alerts_exchange")]
+    pub exchange: String,
+    #[serde(default = "default_alerts_routing_key")]
+    pub routing_key: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File whose first line is the password (env `PICKET_COLLECTOR_AMQP_PASSWORD_FILE`
+    /// overrides, as for `[collector.amqp]`).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "default_plain")]
+    pub auth: String,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+}
+
+fn default_alerts_exchange() -> String {
+    "alerts".into()
+}
+fn default_alerts_routing_key() -> String {
+    "mozdef.alert".into()
 }
 
 /// `[[collector.alerts.webhook]]`.
@@ -110,6 +148,8 @@ pub struct AlertSettings {
     /// The rules folder, when alerts run.
     pub rules_dir: Option<PathBuf>,
     pub webhooks: Vec<crate::alerts::notify::WebhookSettings>,
+    /// The broker connection (its queue fields unused), exchange and routing key.
+    pub amqp: Option<AmqpSettings>,
 }
 
 impl AlertsConfig {
@@ -187,9 +227,45 @@ impl AlertsConfig {
                 min_severity,
             });
         }
+        let amqp = match &self.amqp {
+            Some(a) => {
+                let as_consumer = AmqpConfig {
+                    url: a.url.clone(),
+                    queue: "unused".into(),
+                    exchange: a.exchange.clone(),
+                    routing_key: a.routing_key.clone(),
+                    dead_letter_queue: "unused".into(),
+                    prefetch: 1,
+                    username: a.username.clone(),
+                    password_file: a.password_file.clone(),
+                    auth: a.auth.clone(),
+                    ca_file: a.ca_file.clone(),
+                    client_cert_file: a.client_cert_file.clone(),
+                    client_key_file: a.client_key_file.clone(),
+                };
+                let renamed = |key: &'static str, message: String| {
+                    let key = match key {
+                        "collector.amqp.url" => "collector.alerts.amqp.url",
+                        "collector.amqp.exchange" => "collector.alerts.amqp.exchange",
+                        "collector.amqp.password_file" => "collector.alerts.amqp.password_file",
+                        "collector.amqp.auth" => "collector.alerts.amqp.auth",
+                        "collector.amqp.ca_file" => "collector.alerts.amqp.ca_file",
+                        "collector.amqp.client_cert_file" => {
+                            "collector.alerts.amqp.client_cert_file"
+                        }
+                        "collector.amqp.client_key_file" => "collector.alerts.amqp.client_key_file",
+                        other => other,
+                    };
+                    invalid(key, message)
+                };
+                Some(as_consumer.build(&renamed)?)
+            }
+            None => None,
+        };
         Ok(AlertSettings {
             rules_dir,
             webhooks,
+            amqp,
         })
     }
 }

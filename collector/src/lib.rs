@@ -135,6 +135,11 @@ pub async fn run(
                         .map_err(RunError::Alerts)?,
                 ));
             }
+            if let Some(amqp) = &settings.alerts.amqp {
+                notifiers.push(Arc::new(crate::alerts::notify::Notifier::amqp(
+                    amqp.clone(),
+                )));
+            }
             let mut scheduler = crate::alerts::Scheduler::new(
                 rules_dir,
                 Arc::clone(&store),

@@ -273,6 +273,50 @@ impl RabbitMq {
         });
     }
 
+    /// Declares the durable `kind` exchange and a durable `queue` bound to it with
+    /// `routing_key` (what a consumer such as MozDef's bots sets up before listening).
+    pub fn bind(&self, queue: &str, exchange: &str, kind: lapin::ExchangeKind, routing_key: &str) {
+        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        runtime().block_on(async {
+            let (connection, channel) = self.connect().await;
+            channel
+                .exchange_declare(
+                    exchange.into(),
+                    kind,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .expect("exchange.declare");
+            channel
+                .queue_declare(
+                    queue.into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .expect("queue.declare");
+            channel
+                .queue_bind(
+                    queue.into(),
+                    exchange.into(),
+                    routing_key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("queue.bind");
+            let _ = connection.close(200, "done".into()).await;
+        });
+    }
+
     /// Takes every message now in `queue` (acknowledging them).
     pub fn drain(&self, queue: &str) -> Vec<Message> {
         use lapin::options::{BasicAckOptions, BasicGetOptions};

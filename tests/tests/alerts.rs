@@ -118,8 +118,14 @@ async fn scenarios(world: &mut World) {
     }
     // ...and then a login from .5 succeeds (a brute force that worked); .6 logs in
     // too, after only 9 failures: a near miss.
-    lines.push(("10:03:30".into(), "web1 sshd[150]: Accepted password for deploy from 203.0.113.5 port 40100 ssh2".into()));
-    lines.push(("10:03:40".into(), "web1 sshd[250]: Accepted password for deploy from 203.0.113.6 port 41100 ssh2".into()));
+    lines.push((
+        "10:03:30".into(),
+        "web1 sshd[150]: Accepted password for deploy from 203.0.113.5 port 40100 ssh2".into(),
+    ));
+    lines.push((
+        "10:03:40".into(),
+        "web1 sshd[250]: Accepted password for deploy from 203.0.113.6 port 41100 ssh2".into(),
+    ));
     // Password spray: 5 user names from .7 (one failure each); near miss: 4 names from
     // .8, twice each.
     for (i, user) in ["alice", "bob", "carol", "dave", "erin"].iter().enumerate() {
@@ -390,4 +396,176 @@ async fn deadman_alerts_once_per_silence_and_rearms_when_the_host_returns() {
         1
     );
     // h2 never alerted.
+}
+
+/// A webhook receiver: the first request is answered 500 (the collector must retry),
+/// the others 200; every body is kept.
+struct Webhook {
+    url: String,
+    bodies: Arc<std::sync::Mutex<Vec<Value>>>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl Webhook {
+    fn start() -> Webhook {
+        use axum::http::StatusCode;
+        let bodies: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+        let seen = Arc::clone(&bodies);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let app = axum::Router::new().route(
+                    "/hook",
+                    axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                        let seen = Arc::clone(&seen);
+                        let calls = Arc::clone(&calls);
+                        async move {
+                            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                                return StatusCode::INTERNAL_SERVER_ERROR;
+                            }
+                            seen.lock().unwrap().push(body);
+                            StatusCode::OK
+                        }
+                    }),
+                );
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        Webhook {
+            url,
+            bodies,
+            _thread: thread,
+        }
+    }
+
+    fn received(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn a_running_collector_alerts_through_a_webhook_and_amqp_and_the_cli_shows_its_rules() {
+    use picket_tests::rabbitmq::{PASSWORD, RabbitMq};
+    use picket_tests::{Collector, CollectorOptions, binary, http, pki::Pki};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"));
+    let broker = RabbitMq::start(&dir.path().join("rabbitmq"), &pki);
+    broker.bind(
+        "mozdef-bot",
+        "alerts",
+        lapin::ExchangeKind::Topic,
+        "mozdef.#",
+    );
+    let webhook = Webhook::start();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("intrusion.toml"),
+        "name = \"intrusion\"\nevery = \"1s\"\nwindow = \"1h\"\nquery = \"category:testalert\"\ntype = \"simple\"\nseverity = \"WARNING\"\ncategory = \"intrusion\"\ntags = [\"test\"]\nsummary = \"{summary} on {hostnames}\"\n",
+    )
+    .unwrap();
+    let password = dir.path().join("amqp-password");
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    let collector = Collector::start_with(
+        &dir.path().join("collector"),
+        &CollectorOptions {
+            extra: format!(
+                "[collector.alerts]\nrules_dir = {rules:?}\n\n[[collector.alerts.webhook]]\nurl = {hook:?}\n\n[collector.alerts.amqp]\nurl = {amqp:?}\nusername = \"agent-test\"\npassword_file = {password:?}\n",
+                rules = rules.display().to_string(),
+                hook = webhook.url,
+                amqp = broker.amqp_url(),
+                password = password.display().to_string(),
+            ),
+            ..CollectorOptions::default()
+        },
+    );
+    let response = http()
+        .post(collector.events_url())
+        .json(
+            &json!({"summary": "intrusion", "category": "testalert", "hostname": "h9.example.com"}),
+        )
+        .send()
+        .unwrap();
+    assert!(response.status().is_success());
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while webhook.received().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no webhook call:\n{}",
+            collector.service.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hook = webhook.received()[0].clone();
+    assert_eq!(hook["_source"]["classname"], "intrusion");
+    assert_eq!(hook["_source"]["summary"], "intrusion on h9.example.com");
+    assert!(hook["_index"].as_str().unwrap().starts_with("alerts-"));
+
+    let mut published = Vec::new();
+    while published.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing published:\n{}",
+            collector.service.log()
+        );
+        published = broker.drain("mozdef-bot");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let message: Value = serde_json::from_slice(&published[0].body).unwrap();
+    assert_eq!(message["_id"], hook["_id"]);
+    assert_eq!(message["_source"]["severity"], "WARNING");
+
+    // The rule runs every second: still one alert a few runs later.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(webhook.received().len(), 1);
+    assert!(broker.drain("mozdef-bot").is_empty());
+    let metrics = http()
+        .get(format!("{}/metrics", collector.base_url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("picket_alerts_fired_total 1"), "{metrics}");
+
+    // The command line: the rule is listed, and `alerts test` finds the event again
+    // (it ignores what already alerted and stores nothing).
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(binary("picket-collector"))
+            .arg("--config")
+            .arg(&collector.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run(&["alerts", "list"]).contains("intrusion"));
+    let tested = run(&[
+        "alerts",
+        "test",
+        "intrusion",
+        "--since",
+        "1h",
+        "--url",
+        &collector.base_url,
+    ]);
+    assert_eq!(
+        tested.trim(),
+        "WARNING: intrusion intrusion on h9.example.com"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(webhook.received().len(), 1, "alerts test notified nobody");
 }

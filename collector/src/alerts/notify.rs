@@ -3,6 +3,8 @@
 //!
 //! - Webhook: `POST` of the alert as JSON (`{"_id", "_index", "_source"}`, the shape
 //!   MozDef's bots receive), or Slack's `{"text": "SEVERITY: category summary"}`.
+//! - AMQP: the same JSON published to the topic exchange `alerts` with routing key
+//!   `mozdef.alert` (persistent, publisher-confirmed), where MozDef's bots listen.
 
 use std::time::Duration;
 
@@ -26,6 +28,24 @@ pub enum Notifier {
         settings: WebhookSettings,
         client: reqwest::Client,
     },
+    Amqp {
+        settings: crate::config::AmqpSettings,
+        /// Connected on first use, dropped on any failure and made again.
+        session: tokio::sync::Mutex<Option<(lapin::Connection, lapin::Channel)>>,
+    },
+}
+
+/// The alert as MozDef publishes it: `{_id, _index, _source}`.
+pub fn envelope(alert: &Alert) -> serde_json::Value {
+    let month = alert.document["utctimestamp"]
+        .as_str()
+        .map(|t| t.get(..7).unwrap_or("").replace('-', ""))
+        .unwrap_or_default();
+    json!({
+        "_id": alert.id,
+        "_index": format!("alerts-{month}"),
+        "_source": alert.document,
+    })
 }
 
 const SEVERITIES: [&str; 8] = [
@@ -64,17 +84,101 @@ impl Notifier {
         Ok(Notifier::Webhook { settings, client })
     }
 
+    pub fn amqp(settings: crate::config::AmqpSettings) -> Notifier {
+        Notifier::Amqp {
+            settings,
+            session: tokio::sync::Mutex::new(None),
+        }
+    }
+
     pub fn name(&self) -> String {
         match self {
             Notifier::Webhook { settings, .. } => {
                 format!("webhook {}", settings.url.host_str().unwrap_or("?"))
             }
+            Notifier::Amqp { settings, .. } => format!("amqp {}", settings.display_url),
         }
+    }
+
+    /// One publish on the current session (made first when there is none).
+    async fn publish(
+        settings: &crate::config::AmqpSettings,
+        session: &tokio::sync::Mutex<Option<(lapin::Connection, lapin::Channel)>>,
+        body: &[u8],
+    ) -> Result<(), String> {
+        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+        let mut guard = session.lock().await;
+        if guard.is_none() {
+            let connection = crate::ingest::amqp::connect(settings).await?;
+            let channel = connection
+                .create_channel()
+                .await
+                .map_err(|e| format!("cannot open a channel: {e}"))?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|e| format!("no publisher confirms: {e}"))?;
+            channel
+                .exchange_declare(
+                    settings.exchange.as_str().into(),
+                    lapin::ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    lapin::types::FieldTable::default(),
+                )
+                .await
+                .map_err(|e| format!("cannot declare exchange {}: {e}", settings.exchange))?;
+            *guard = Some((connection, channel));
+        }
+        let (_, channel) = guard.as_ref().expect("set above");
+        let outcome = async {
+            let confirm = channel
+                .basic_publish(
+                    settings.exchange.as_str().into(),
+                    settings.routing_key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    lapin::BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_content_type("application/json".into()),
+                )
+                .await
+                .map_err(|e| format!("publish failed: {e}"))?;
+            let confirm = tokio::time::timeout(Duration::from_secs(30), confirm)
+                .await
+                .map_err(|_| "no confirm within 30 s".to_string())?
+                .map_err(|e| format!("publish failed: {e}"))?;
+            if confirm.is_nack() {
+                return Err("the broker refused the alert (nack)".to_string());
+            }
+            Ok(())
+        }
+        .await;
+        if outcome.is_err() {
+            *guard = None;
+        }
+        outcome
     }
 
     /// Sends `alert`: up to 4 tries, 1 s, 2 s, 4 s apart.
     pub async fn send(&self, alert: &Alert) -> Result<(), String> {
         match self {
+            Notifier::Amqp { settings, session } => {
+                let body = envelope(alert).to_string().into_bytes();
+                let mut last = String::new();
+                for attempt in 0..4u32 {
+                    if attempt > 0 {
+                        tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+                    }
+                    match Notifier::publish(settings, session, &body).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
             Notifier::Webhook { settings, client } => {
                 let severity = alert.document["severity"].as_str().unwrap_or("");
                 if rank(severity) < rank(&settings.min_severity) {
@@ -83,15 +187,7 @@ impl Notifier {
                 let body = if settings.slack {
                     json!({ "text": one_line(alert) })
                 } else {
-                    let month = alert.document["utctimestamp"]
-                        .as_str()
-                        .map(|t| t.get(..7).unwrap_or("").replace('-', ""))
-                        .unwrap_or_default();
-                    json!({
-                        "_id": alert.id,
-                        "_index": format!("alerts-{month}"),
-                        "_source": alert.document,
-                    })
+                    envelope(alert)
                 };
                 let mut last = String::new();
                 for attempt in 0..4u32 {

@@ -74,7 +74,7 @@ pub async fn run(
     }
 }
 
-async fn connect(settings: &AmqpSettings) -> Result<Connection, String> {
+pub(crate) async fn connect(settings: &AmqpSettings) -> Result<Connection, String> {
     let config = OwnedTLSConfig {
         identity: settings
             .identity
