@@ -29,7 +29,7 @@ pub enum Notifier {
         client: reqwest::Client,
     },
     Amqp {
-        settings: crate::config::AmqpSettings,
+        settings: Box<crate::config::AmqpSettings>,
         /// Connected on first use, dropped on any failure and made again.
         session: tokio::sync::Mutex<Option<(lapin::Connection, lapin::Channel)>>,
     },
@@ -86,7 +86,7 @@ impl Notifier {
 
     pub fn amqp(settings: crate::config::AmqpSettings) -> Notifier {
         Notifier::Amqp {
-            settings,
+            settings: Box::new(settings),
             session: tokio::sync::Mutex::new(None),
         }
     }
