@@ -22,7 +22,8 @@ pub struct WebhookSettings {
     pub min_severity: String,
 }
 
-/// A way of telling people.
+/// A way of telling people. A handful exist per collector, made once.
+#[allow(clippy::large_enum_variant)]
 pub enum Notifier {
     Webhook {
         settings: WebhookSettings,
