@@ -84,6 +84,37 @@ pub struct AlertsConfig {
     /// `[collector.alerts.amqp]`: publish alerts for MozDef's bots.
     #[serde(default)]
     pub amqp: Option<AlertAmqpConfig>,
+    /// `[collector.alerts.irc]`: say alerts in an IRC channel.
+    #[serde(default)]
+    pub irc: Option<IrcConfig>,
+}
+
+/// `[collector.alerts.irc]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrcConfig {
+    /// `host:port` (6697 is the usual TLS port).
+    pub server: String,
+    /// TLS (default true).
+    #[serde(default = "default_true")]
+    pub tls: bool,
+    /// PEM CA certificates for the server's certificate (default: system roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_irc_nick")]
+    pub nick: String,
+    /// The channel alerts go to unless their rule names one (`channel`).
+    pub channel: String,
+    /// File whose first line is the server password, when it wants one.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_irc_nick() -> String {
+    "picket".into()
 }
 
 /// `[collector.alerts.amqp]`: alerts published as `{_id, _index, _source}` to a topic
@@ -150,6 +181,7 @@ pub struct AlertSettings {
     pub webhooks: Vec<crate::alerts::notify::WebhookSettings>,
     /// The broker connection (its queue fields unused), exchange and routing key.
     pub amqp: Option<AmqpSettings>,
+    pub irc: Option<crate::alerts::irc::IrcSettings>,
 }
 
 impl AlertsConfig {
@@ -262,10 +294,73 @@ impl AlertsConfig {
             }
             None => None,
         };
+        let irc = match &self.irc {
+            Some(irc) => {
+                let (host, port) = irc
+                    .server
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                    .filter(|(h, _)| !h.is_empty())
+                    .ok_or_else(|| {
+                        invalid(
+                            "collector.alerts.irc.server",
+                            format!("{:?} is not host:port", irc.server),
+                        )
+                    })?;
+                let valid_name = |n: &str| {
+                    !n.is_empty()
+                        && n.len() <= 50
+                        && !n.chars().any(|c| c.is_whitespace() || c == ',' || c == ':')
+                };
+                if !(irc.channel.starts_with('#') || irc.channel.starts_with('&'))
+                    || !valid_name(&irc.channel)
+                {
+                    return Err(invalid(
+                        "collector.alerts.irc.channel",
+                        format!("{:?} is not a channel name (#name)", irc.channel),
+                    ));
+                }
+                if !valid_name(&irc.nick) || irc.nick.starts_with('#') {
+                    return Err(invalid(
+                        "collector.alerts.irc.nick",
+                        format!("{:?} is not a nick", irc.nick),
+                    ));
+                }
+                let ca_pem = match &irc.ca_file {
+                    Some(path) => {
+                        crate::tls::read_certificates(path)
+                            .map_err(|e| invalid("collector.alerts.irc.ca_file", e))?;
+                        Some(std::fs::read(path).map_err(|e| {
+                            invalid(
+                                "collector.alerts.irc.ca_file",
+                                format!("cannot read {}: {e}", path.display()),
+                            )
+                        })?)
+                    }
+                    None => None,
+                };
+                let password = irc
+                    .password_file
+                    .as_ref()
+                    .map(|p| read_secret("collector.alerts.irc.password_file", p, invalid))
+                    .transpose()?;
+                Some(crate::alerts::irc::IrcSettings {
+                    host,
+                    port,
+                    tls: irc.tls,
+                    ca_pem,
+                    nick: irc.nick.clone(),
+                    channel: irc.channel.clone(),
+                    password,
+                })
+            }
+            None => None,
+        };
         Ok(AlertSettings {
             rules_dir,
             webhooks,
             amqp,
+            irc,
         })
     }
 }

@@ -135,6 +135,11 @@ pub async fn run(
                         .map_err(RunError::Alerts)?,
                 ));
             }
+            if let Some(irc) = &settings.alerts.irc {
+                notifiers.push(Arc::new(crate::alerts::notify::Notifier::Irc(
+                    crate::alerts::irc::Irc::start(irc.clone()),
+                )));
+            }
             if let Some(amqp) = &settings.alerts.amqp {
                 notifiers.push(Arc::new(crate::alerts::notify::Notifier::amqp(
                     amqp.clone(),

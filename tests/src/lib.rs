@@ -8,6 +8,7 @@
 //! [`pki`] makes certificates for TLS tests; [`rabbitmq`] runs a private broker.
 
 pub mod elastic;
+pub mod ircd;
 pub mod pki;
 pub mod rabbitmq;
 

@@ -569,3 +569,74 @@ fn a_running_collector_alerts_through_a_webhook_and_amqp_and_the_cli_shows_its_r
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(webhook.received().len(), 1, "alerts test notified nobody");
 }
+
+#[test]
+fn alerts_are_said_on_irc_over_tls_paced_and_read_back_by_another_client() {
+    use picket_tests::ircd::{Ircd, Reader};
+    use picket_tests::{Collector, CollectorOptions, http, pki::Pki};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"));
+    let ircd = Ircd::start(&dir.path().join("ircd"), &pki);
+    let mut reader = Reader::join(ircd.port, "watcher", "#alerts");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("intrusion.toml"),
+        "name = \"intrusion\"\nevery = \"1s\"\nwindow = \"1h\"\nquery = \"category:testalert\"\ntype = \"simple\"\nseverity = \"WARNING\"\ncategory = \"intrusion\"\nsummary = \"{summary} on {hostnames}\"\n",
+    )
+    .unwrap();
+    let collector = Collector::start_with(
+        &dir.path().join("collector"),
+        &CollectorOptions {
+            extra: format!(
+                "[collector.alerts]\nrules_dir = {rules:?}\n\n[collector.alerts.irc]\nserver = \"localhost:{port}\"\nca_file = {ca:?}\nchannel = \"#alerts\"\nnick = \"picket\"\n",
+                rules = rules.display().to_string(),
+                port = ircd.tls_port,
+                ca = pki.ca.display().to_string(),
+            ),
+            ..CollectorOptions::default()
+        },
+    );
+    // Eight alerts at once: four said at once, the rest one a second.
+    let events: Vec<Value> = (0..8)
+        .map(|i| json!({"summary": format!("intrusion-{i}"), "category": "testalert", "hostname": "h9.example.com"}))
+        .collect();
+    let response = http()
+        .post(collector.events_url())
+        .json(&events)
+        .send()
+        .unwrap();
+    assert!(response.status().is_success());
+    let mut said = Vec::new();
+    let mut first_at = None;
+    for _ in 0..8 {
+        let line = reader
+            .wait_for("PRIVMSG #alerts :", Duration::from_secs(30))
+            .unwrap_or_else(|| {
+                panic!(
+                    "not said on IRC:\n{}\n{}",
+                    collector.service.log(),
+                    ircd.log()
+                )
+            });
+        first_at.get_or_insert_with(std::time::Instant::now);
+        said.push(line);
+    }
+    let spread = first_at.unwrap().elapsed();
+    assert!(said[0].starts_with(":picket!"), "{}", said[0]);
+    let mut texts: Vec<String> = said
+        .iter()
+        .map(|l| l.split_once("PRIVMSG #alerts :").unwrap().1.to_string())
+        .collect();
+    texts.sort();
+    let want: Vec<String> = (0..8)
+        .map(|i| format!("WARNING: intrusion intrusion-{i} on h9.example.com"))
+        .collect();
+    assert_eq!(texts, want);
+    assert!(
+        spread >= Duration::from_secs(3),
+        "8 lines with a burst of 4 take 4 paced seconds, took {spread:?}"
+    );
+    // Once each.
+    assert!(reader.wait_for("PRIVMSG", Duration::from_secs(3)).is_none());
+}

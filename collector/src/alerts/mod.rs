@@ -12,6 +12,7 @@
 //! JSON files under `<data_dir>/alerts/ledger/`, one per rule.
 
 pub mod engine;
+pub mod irc;
 pub mod notify;
 pub mod rules;
 

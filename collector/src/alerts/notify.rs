@@ -5,6 +5,8 @@
 //!   MozDef's bots receive), or Slack's `{"text": "SEVERITY: category summary"}`.
 //! - AMQP: the same JSON published to the topic exchange `alerts` with routing key
 //!   `mozdef.alert` (persistent, publisher-confirmed), where MozDef's bots listen.
+//! - IRC: `SEVERITY: category summary` in the rule's channel or the default one
+//!   ([`super::irc`]).
 
 use std::time::Duration;
 
@@ -29,6 +31,7 @@ pub enum Notifier {
         settings: WebhookSettings,
         client: reqwest::Client,
     },
+    Irc(super::irc::Irc),
     Amqp {
         settings: Box<crate::config::AmqpSettings>,
         /// Connected on first use, dropped on any failure and made again.
@@ -98,6 +101,7 @@ impl Notifier {
                 format!("webhook {}", settings.url.host_str().unwrap_or("?"))
             }
             Notifier::Amqp { settings, .. } => format!("amqp {}", settings.display_url),
+            Notifier::Irc(irc) => irc.name(),
         }
     }
 
@@ -166,6 +170,11 @@ impl Notifier {
     /// Sends `alert`: up to 4 tries, 1 s, 2 s, 4 s apart.
     pub async fn send(&self, alert: &Alert) -> Result<(), String> {
         match self {
+            Notifier::Irc(irc) => {
+                irc.say(alert.document["channel"].as_str(), &one_line(alert))
+                    .await;
+                Ok(())
+            }
             Notifier::Amqp { settings, session } => {
                 let body = envelope(alert).to_string().into_bytes();
                 let mut last = String::new();
