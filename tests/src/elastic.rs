@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query as QueryParams, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -556,6 +556,16 @@ fn check_mapping(
     for (name, value) in object {
         let path = format!("{prefix}{name}");
         let known = mapping.get(&path).cloned();
+        // An array maps as its elements do; an empty one adds nothing (as in
+        // Elasticsearch).
+        if let Value::Array(items) = value {
+            for item in items {
+                let mut one = Map::new();
+                one.insert(name.clone(), item.clone());
+                check_mapping(mapping, prefix, &one)?;
+            }
+            continue;
+        }
         match (value, known) {
             (Value::Null, _) => {}
             (Value::Object(_), Some(field)) if field.kind != "object" => {
@@ -703,6 +713,47 @@ async fn bulk(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
                 "The bulk request must be terminated by a newline [\\n]",
             );
         };
+        if verb == "update" {
+            let source: Value = serde_json::from_str(source_line).unwrap_or(Value::Null);
+            let name = source["script"]["params"]["name"].clone();
+            let found = cluster
+                .indices
+                .get_mut(&index)
+                .and_then(|i| i.docs.get_mut(&id));
+            let (status, error) = match found {
+                Some(doc) if name.is_string() => {
+                    let names = doc
+                        .as_object_mut()
+                        .expect("documents are objects")
+                        .entry("alert_names")
+                        .or_insert_with(|| json!([]));
+                    if let Some(list) = names.as_array_mut()
+                        && !list.contains(&name)
+                    {
+                        list.push(name);
+                    }
+                    (200, Value::Null)
+                }
+                Some(_) => (
+                    400,
+                    json!({"type": "illegal_argument_exception", "reason": "this test node runs only the alert_names script"}),
+                ),
+                None => (
+                    404,
+                    json!({"type": "document_missing_exception", "reason": format!("[{id}]: document missing"), "index": index}),
+                ),
+            };
+            cluster.bulk_log.push((index.clone(), id.clone(), status));
+            let mut item = json!({ "_index": index, "_id": id, "status": status });
+            if status == 200 {
+                item["result"] = json!("updated");
+            } else {
+                errors = true;
+                item["error"] = error;
+            }
+            items.push(json!({ verb: item }));
+            continue;
+        }
         let (status, result) = if cluster.reject_items > 0 {
             cluster.reject_items -= 1;
             (
@@ -765,7 +816,7 @@ async fn bulk(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
 async fn search(
     State(state): State<Shared>,
     Path(index): Path<String>,
-    Query(params): Query<BTreeMap<String, String>>,
+    QueryParams(params): QueryParams<BTreeMap<String, String>>,
     body: Bytes,
 ) -> Response {
     let body = if body.is_empty() {
@@ -788,33 +839,25 @@ async fn search(
     let bool_query = &body["query"]["bool"];
     let musts: Vec<Value> = bool_query["must"].as_array().cloned().unwrap_or_default();
     let filters: Vec<Value> = bool_query["filter"].as_array().cloned().unwrap_or_default();
-    let mut terms: Vec<(String, String)> = Vec::new();
+    let mut queries: Vec<Query> = Vec::new();
     for clause in &musts {
         if let Some(text) = clause["query_string"]["query"].as_str() {
-            for part in text.split(" AND ") {
-                let Some((field, value)) = part.trim().split_once(':') else {
+            match parse_query(text) {
+                Ok(q) => queries.push(q),
+                Err(e) => {
                     return error(
                         StatusCode::BAD_REQUEST,
                         "query_shard_exception",
-                        &format!("Failed to parse query [{text}]"),
+                        &format!("Failed to parse query [{text}]: {e}"),
                     );
-                };
-                terms.push((field.to_string(), value.trim_matches('"').to_string()));
+                }
             }
         }
     }
     let mut hits: Vec<(String, String, Value)> = Vec::new();
     for name in &targets {
         for (id, doc) in &cluster.indices[name].docs {
-            let term_ok = terms.iter().all(|(field, value)| {
-                let got = lookup(doc, field);
-                match got {
-                    Some(Value::String(s)) => s == value,
-                    Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(value)),
-                    Some(other) => &other.to_string() == value,
-                    None => false,
-                }
-            });
+            let term_ok = queries.iter().all(|q| q.matches(doc));
             let range_ok = filters.iter().all(|f| {
                 let Some((field, range)) = f["range"].as_object().and_then(|o| o.iter().next())
                 else {
@@ -910,4 +953,195 @@ fn normalize_time(text: &str) -> String {
     }
     let (seconds, fraction) = main.split_once('.').unwrap_or((main, ""));
     format!("{seconds}.{fraction:0<9}Z")
+}
+
+/// A query-string query as this test node understands it: `field:value`,
+/// `field:"a phrase"`, `field:*`, AND / OR / NOT / `-`, parentheses; terms without an
+/// operator are ANDed (the store sends `default_operator: AND`). `summary` is text
+/// (a word, any case); other fields are keywords (whole value, exact), numbers and
+/// booleans compared as written.
+#[derive(Debug, Clone)]
+pub enum Query {
+    Term(String, String),
+    Exists(String),
+    All,
+    Not(Box<Query>),
+    And(Vec<Query>),
+    Or(Vec<Query>),
+}
+
+impl Query {
+    pub fn matches(&self, doc: &Value) -> bool {
+        match self {
+            Query::All => true,
+            Query::Not(q) => !q.matches(doc),
+            Query::And(qs) => qs.iter().all(|q| q.matches(doc)),
+            Query::Or(qs) => qs.iter().any(|q| q.matches(doc)),
+            Query::Exists(field) => lookup(doc, field).is_some_and(|v| !v.is_null()),
+            Query::Term(field, value) => {
+                let Some(got) = lookup(doc, field) else {
+                    return false;
+                };
+                let values: Vec<&Value> = match got {
+                    Value::Array(items) => items.iter().collect(),
+                    other => vec![other],
+                };
+                values.iter().any(|v| {
+                    let text = v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string());
+                    if field == "summary" {
+                        let want = value.to_lowercase();
+                        text.to_lowercase()
+                            .split(|c: char| !c.is_alphanumeric())
+                            .any(|w| w == want)
+                    } else {
+                        &text == value
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// Parses a query string (see [`Query`]).
+pub fn parse_query(text: &str) -> Result<Query, String> {
+    let tokens = tokenize(text)?;
+    let mut at = 0;
+    let query = parse_or(&tokens, &mut at)?;
+    if at != tokens.len() {
+        return Err(format!("unexpected {:?}", tokens[at]));
+    }
+    Ok(query)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Open,
+    Close,
+    And,
+    Or,
+    Not,
+    Word(String),
+}
+
+fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c == '(' {
+            tokens.push(Token::Open);
+            i += 1;
+            continue;
+        }
+        if c == ')' {
+            tokens.push(Token::Close);
+            i += 1;
+            continue;
+        }
+        if c == '-' && tokens.last() != Some(&Token::Not) {
+            tokens.push(Token::Not);
+            i += 1;
+            continue;
+        }
+        // A word, with quoted parts kept whole (quotes removed).
+        let mut word = String::new();
+        while i < chars.len() && !chars[i].is_whitespace() && chars[i] != '(' && chars[i] != ')' {
+            if chars[i] == '"' {
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    if chars[i] == '\\' && i + 1 < chars.len() {
+                        i += 1;
+                    }
+                    word.push(chars[i]);
+                    i += 1;
+                }
+                if i >= chars.len() {
+                    return Err("unclosed quote".into());
+                }
+                i += 1;
+            } else {
+                word.push(chars[i]);
+                i += 1;
+            }
+        }
+        tokens.push(match word.as_str() {
+            "AND" | "&&" => Token::And,
+            "OR" | "||" => Token::Or,
+            "NOT" => Token::Not,
+            _ => Token::Word(word),
+        });
+    }
+    Ok(tokens)
+}
+
+fn parse_or(tokens: &[Token], at: &mut usize) -> Result<Query, String> {
+    let mut parts = vec![parse_and(tokens, at)?];
+    while tokens.get(*at) == Some(&Token::Or) {
+        *at += 1;
+        parts.push(parse_and(tokens, at)?);
+    }
+    Ok(if parts.len() == 1 {
+        parts.pop().expect("one")
+    } else {
+        Query::Or(parts)
+    })
+}
+
+fn parse_and(tokens: &[Token], at: &mut usize) -> Result<Query, String> {
+    let mut parts = vec![parse_unary(tokens, at)?];
+    loop {
+        match tokens.get(*at) {
+            Some(Token::And) => {
+                *at += 1;
+                parts.push(parse_unary(tokens, at)?);
+            }
+            Some(Token::Open | Token::Not | Token::Word(_)) => parts.push(parse_unary(tokens, at)?),
+            _ => break,
+        }
+    }
+    Ok(if parts.len() == 1 {
+        parts.pop().expect("one")
+    } else {
+        Query::And(parts)
+    })
+}
+
+fn parse_unary(tokens: &[Token], at: &mut usize) -> Result<Query, String> {
+    match tokens.get(*at).cloned() {
+        Some(Token::Not) => {
+            *at += 1;
+            Ok(Query::Not(Box::new(parse_unary(tokens, at)?)))
+        }
+        Some(Token::Open) => {
+            *at += 1;
+            let inner = parse_or(tokens, at)?;
+            if tokens.get(*at) != Some(&Token::Close) {
+                return Err("missing )".into());
+            }
+            *at += 1;
+            Ok(inner)
+        }
+        Some(Token::Word(word)) => {
+            *at += 1;
+            if word == "*" {
+                return Ok(Query::All);
+            }
+            match word.split_once(':') {
+                Some((field, "*")) => Ok(Query::Exists(field.to_string())),
+                Some((field, value)) if !field.is_empty() => {
+                    Ok(Query::Term(field.to_string(), value.to_string()))
+                }
+                _ => Ok(Query::Term("summary".into(), word)),
+            }
+        }
+        other => Err(format!("unexpected {other:?}")),
+    }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use picket_agent::host::HostIdentity;
 use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
-use picket_collector::alerts::Scheduler;
+use picket_collector::alerts::{AlertStore, Scheduler};
+use picket_collector::stores::elasticsearch::{ElasticSettings, ElasticStore};
 use picket_collector::stores::embedded::EmbeddedStore;
 use picket_collector::stores::{Document, Store};
 use serde_json::{Value, json};
@@ -24,6 +25,7 @@ fn at(text: &str) -> DateTime<Utc> {
 struct World {
     _dir: tempfile::TempDir,
     store: Arc<Store>,
+    alerts: Option<Arc<AlertStore>>,
     parser: LineParser,
     offset: u64,
 }
@@ -32,9 +34,38 @@ impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path(), Duration::from_millis(10), 15_000_000).unwrap();
+        World::with(dir, Store::Embedded(store), false)
+    }
+
+    /// The same world on the Elasticsearch store (the test node at `url`), alerts
+    /// stored there too.
+    fn elasticsearch(url: &str) -> World {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ElasticSettings {
+            urls: vec![format!("{url}/").parse().unwrap()],
+            credentials: None,
+            ca_pem: None,
+            timeout: Duration::from_secs(10),
+            retry_for: Duration::from_secs(5),
+            bulk_max_bytes: 10 * 1024 * 1024,
+            dead_letter_path: dir.path().join("dead-letter.ndjson"),
+        };
+        World::with(
+            dir,
+            Store::Elasticsearch(ElasticStore::new(settings).unwrap()),
+            true,
+        )
+    }
+
+    fn with(dir: tempfile::TempDir, store: Store, store_alerts: bool) -> World {
+        let store = Arc::new(store);
+        let alerts =
+            store_alerts.then(|| Arc::new(AlertStore::for_store(&store, dir.path()).unwrap()));
         World {
             _dir: dir,
-            store: Arc::new(Store::Embedded(store)),
+            store,
+            alerts,
             parser: LineParser::new(
                 HostIdentity::named("web1.example.com"),
                 TimeZoneChoice::parse("UTC").unwrap(),
@@ -76,7 +107,7 @@ impl World {
         Scheduler::new(
             &rules,
             Arc::clone(&self.store),
-            None,
+            self.alerts.clone(),
             Vec::new(),
             ledger.map(Path::to_path_buf),
         )
@@ -225,7 +256,42 @@ async fn scenarios(world: &mut World) {
 #[tokio::test]
 async fn each_shipped_rule_fires_once_for_its_scenario_and_never_twice() {
     let mut world = World::new();
-    scenarios(&mut world).await;
+    shipped_rules_fire_once(&mut world).await;
+}
+
+#[tokio::test]
+async fn on_elasticsearch_too_with_alerts_stored_and_events_tagged_as_mozdef_does() {
+    let node = picket_tests::elastic::Node::start("8.15.0");
+    let mut world = World::elasticsearch(&node.url);
+    shipped_rules_fire_once(&mut world).await;
+    node.with(|cluster| {
+        let alerts: Vec<&Value> = cluster
+            .indices
+            .iter()
+            .filter(|(name, _)| name.starts_with("alerts-"))
+            .flat_map(|(_, index)| index.docs.values())
+            .collect();
+        assert_eq!(alerts.len(), 12, "every alert stored in alerts-YYYYMM");
+        assert!(cluster.indices.contains_key("alerts-202611"));
+        let brute = alerts
+            .iter()
+            .find(|a| a["classname"] == "ssh-bruteforce")
+            .expect("the brute force alert");
+        let first = brute["events"][0]["documentid"].as_str().unwrap();
+        let event = &cluster.indices["events-20261125"].docs[first];
+        let mut names: Vec<&str> = event["alert_names"]
+            .as_array()
+            .expect("alert_names")
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["ssh-bruteforce", "ssh-login-after-bruteforce"]);
+    });
+}
+
+async fn shipped_rules_fire_once(world: &mut World) {
+    scenarios(world).await;
     let mut scheduler = world.scheduler(None);
     let now = at("2026-11-25T10:05:00Z");
     let got = fired(&scheduler.run_due(now).await);

@@ -66,8 +66,11 @@ pub struct Alert {
     pub id: String,
     /// MozDef's alert document.
     pub document: Value,
-    /// Every event that made it (not only the samples in the document).
+    /// Every event that made it (not only the samples in the document), with when it
+    /// happened by the rule's time field...
     pub contributing: Vec<(String, DateTime<Utc>)>,
+    /// ...and where Elasticsearch keeps it: (index, id), for tagging `alert_names`.
+    pub documents: Vec<(String, String)>,
     /// For deadman rules: the silent value.
     pub silent: Option<String>,
 }
@@ -487,10 +490,15 @@ fn build(
             Some((id, at))
         })
         .collect();
+    let documents = all
+        .iter()
+        .filter_map(|hit| Some((document_index(hit), hit["eventid"].as_str()?.to_string())))
+        .collect();
     Alert {
         id: super::new_id(),
         document,
         contributing,
+        documents,
         silent: None,
     }
 }

@@ -307,6 +307,21 @@ impl<S: EventSource> Scheduler<S> {
             report.error = Some(e);
             return report;
         }
+        // MozDef marks the events of an alert with the rule's name (`alert_names`), and
+        // its queries and dashboards rely on it. The ledger is what keeps events from
+        // alerting twice here, so a failed tagging is logged, not fatal.
+        if let Some(store) = &self.alerts
+            && let AlertStore::Elasticsearch(events) = &**store
+            && let Store::Elasticsearch(es) = &**events
+        {
+            let documents: Vec<(String, String)> = alerts
+                .iter()
+                .flat_map(|a| a.documents.iter().cloned())
+                .collect();
+            if let Err(e) = es.tag_alerted(&rule.name, &documents).await {
+                warn!(rule = %rule.name, error = %e, "Could not tag events with alert_names.");
+            }
+        }
         let ledger = self.ledgers.entry(rule.name.clone()).or_default();
         for value in recovered {
             ledger.silent.remove(&value);

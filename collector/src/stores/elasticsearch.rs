@@ -597,6 +597,54 @@ impl ElasticStore {
         Ok(())
     }
 
+    /// Adds `rule` to the `alert_names` of each (index, id), as MozDef does for the
+    /// events behind an alert (a painless script: no duplicate name, no lost name).
+    pub async fn tag_alerted(
+        &self,
+        rule: &str,
+        documents: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        if documents.is_empty() {
+            return Ok(());
+        }
+        let script = json!({
+            "script": {
+                "lang": "painless",
+                "source": "if (ctx._source.alert_names == null) { ctx._source.alert_names = []; } if (!ctx._source.alert_names.contains(params.name)) { ctx._source.alert_names.add(params.name); }",
+                "params": { "name": rule },
+            }
+        })
+        .to_string();
+        let mut body = Vec::new();
+        for (index, id) in documents {
+            let action =
+                json!({ "update": { "_index": index, "_id": id, "retry_on_conflict": 3 } });
+            body.extend_from_slice(action.to_string().as_bytes());
+            body.push(b'\n');
+            body.extend_from_slice(script.as_bytes());
+            body.push(b'\n');
+        }
+        let outcomes = self
+            .bulk(body, documents.len())
+            .await
+            .map_err(StoreError::Unavailable)?;
+        let failed: Vec<String> = outcomes
+            .into_iter()
+            .filter_map(|o| match o {
+                ItemOutcome::Stored => None,
+                ItemOutcome::Retry(r) | ItemOutcome::Refused(r) => Some(r),
+            })
+            .collect();
+        match failed.first() {
+            None => Ok(()),
+            Some(first) => Err(StoreError::Unavailable(format!(
+                "{} of {} events not tagged: {first}",
+                failed.len(),
+                documents.len()
+            ))),
+        }
+    }
+
     fn write_dead_letters(
         &self,
         documents: &[Document],
