@@ -706,3 +706,84 @@ fn alerts_are_said_on_irc_over_tls_paced_and_read_back_by_another_client() {
     // Once each.
     assert!(reader.wait_for("PRIVMSG", Duration::from_secs(3)).is_none());
 }
+
+#[tokio::test]
+async fn a_brute_force_buried_under_more_events_than_one_fetch_still_alerts() {
+    let world = World::new();
+    let now = at("2026-11-25T10:05:00Z");
+    let failure = |ip: String, t: DateTime<Utc>| {
+        json!({"utctimestamp": t.to_rfc3339(), "hostname": "web1", "processname": "sshd",
+               "category": "authentication", "summary": "Failed password",
+               "details": {"success": false, "sourceipaddress": ip, "username": "root"}})
+    };
+    // The attacker's ten, oldest in the window; then 12,000 newer failures from 4,000
+    // addresses (three each: under the threshold).
+    let mut events: Vec<Value> = (0..10)
+        .map(|i| {
+            failure(
+                "203.0.113.77".into(),
+                now - chrono::Duration::seconds(110 - i),
+            )
+        })
+        .collect();
+    for i in 0..12_000u32 {
+        let ip = format!("10.{}.{}.1", (i % 4000) / 250, (i % 4000) % 250);
+        events.push(failure(
+            ip,
+            now - chrono::Duration::milliseconds(90_000 - i as i64 * 7),
+        ));
+    }
+    world.events(events, now).await;
+    let scheduler = world.scheduler(None);
+    let rule = scheduler
+        .rules()
+        .iter()
+        .find(|r| r.name == "ssh-bruteforce")
+        .unwrap()
+        .clone();
+    let alerts =
+        picket_collector::alerts::engine::evaluate(&rule, &world.store, &Default::default(), now)
+            .await
+            .unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].document["details"]["value"], "203.0.113.77");
+    assert_eq!(alerts[0].document["details"]["count"], 10);
+}
+
+#[tokio::test]
+async fn a_failing_rule_is_logged_counted_and_run_again_and_late_runs_are_counted() {
+    let world = World::new();
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(
+        rules.path().join("broken.toml"),
+        "name = \"broken\"\nevery = \"1m\"\nwindow = \"5m\"\nquery = \"details.username:(\"\ntype = \"simple\"\ncategory = \"c\"\nsummary = \"s\"\n",
+    )
+    .unwrap();
+    let mut scheduler = Scheduler::new(
+        rules.path(),
+        Arc::clone(&world.store),
+        None,
+        Vec::new(),
+        None,
+    )
+    .unwrap();
+    let now = at("2026-11-25T10:00:00Z");
+    let first = scheduler.run_due(now).await;
+    assert!(
+        first[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("invalid query"),
+        "{first:?}"
+    );
+    // Ten minutes later: due again (run, fails again), nine runs were missed.
+    let later = scheduler.run_due(now + chrono::Duration::minutes(10)).await;
+    assert_eq!(later.len(), 1);
+    assert!(later[0].error.is_some());
+    let metrics = &scheduler.metrics;
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(metrics.failures.load(Relaxed), 2);
+    assert_eq!(metrics.runs.load(Relaxed), 2);
+    assert_eq!(metrics.missed_runs.load(Relaxed), 9);
+}

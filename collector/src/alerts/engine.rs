@@ -106,11 +106,32 @@ pub async fn evaluate<S: EventSource>(
             aggs: None,
         })
         .await?;
-    if found.total > MAX_EVENTS {
-        tracing::warn!(rule = %rule.name, matched = found.total, looked_at = MAX_EVENTS, "Rule matched more events than one run looks at; only the newest count. Narrow its query or window.");
-    }
-    let fresh: Vec<Value> = found
-        .hits
+    let grouped_by = match &rule.kind {
+        RuleKind::Aggregate {
+            field, threshold, ..
+        }
+        | RuleKind::Cardinality {
+            field, threshold, ..
+        }
+        | RuleKind::Sequence {
+            field, threshold, ..
+        } => Some((field.as_str(), *threshold)),
+        RuleKind::Simple | RuleKind::Deadman { .. } => None,
+    };
+    let hits = match grouped_by {
+        Some((field, threshold)) if found.total > MAX_EVENTS => {
+            // More than one fetch holds: find the values that can reach the threshold
+            // with a terms aggregation over every match, then fetch their events.
+            candidates(rule, source, now, window, field, threshold).await?
+        }
+        _ => {
+            if found.total > MAX_EVENTS {
+                tracing::warn!(rule = %rule.name, matched = found.total, looked_at = MAX_EVENTS, "Rule matched more events than one run looks at; only the newest alert. Narrow its query or window.");
+            }
+            found.hits
+        }
+    };
+    let fresh: Vec<Value> = hits
         .into_iter()
         .filter(|hit| {
             hit["eventid"]
@@ -251,6 +272,59 @@ pub async fn evaluate<S: EventSource>(
         }
     }
     Ok(alerts)
+}
+
+/// Most values one run follows up when its window holds more than [`MAX_EVENTS`].
+const MAX_CANDIDATES: usize = 1000;
+
+/// The events of the values of `field` that have at least `threshold` matches in the
+/// window (the newest [`MAX_EVENTS`] of each).
+async fn candidates<S: EventSource>(
+    rule: &Rule,
+    source: &S,
+    now: DateTime<Utc>,
+    window: chrono::Duration,
+    field: &str,
+    threshold: u64,
+) -> Result<Vec<Value>, String> {
+    let counted = source
+        .search(SearchRequest {
+            query: rule.query.clone(),
+            from: Some(now - window),
+            to: Some(now),
+            size: 0,
+            time_field: rule.time_field,
+            aggs: Some(json!({ "values": { "terms": {
+                "field": field, "size": MAX_CANDIDATES, "min_doc_count": threshold
+            } } })),
+        })
+        .await?;
+    let values = bucket_keys(&counted);
+    if values.len() >= MAX_CANDIDATES {
+        tracing::warn!(rule = %rule.name, followed = MAX_CANDIDATES, "More values reach the threshold than one run follows; the rest alert at later runs.");
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut hits = Vec::new();
+    for value in values {
+        let quoted = value.replace('\\', "\\\\").replace('"', "\\\"");
+        let found = source
+            .search(SearchRequest {
+                query: format!("({}) AND {field}:\"{quoted}\"", rule.query),
+                from: Some(now - window),
+                to: Some(now),
+                size: MAX_EVENTS,
+                time_field: rule.time_field,
+                aggs: None,
+            })
+            .await?;
+        for hit in found.hits {
+            let id = hit["eventid"].as_str().unwrap_or("").to_string();
+            if seen.insert(id) {
+                hits.push(hit);
+            }
+        }
+    }
+    Ok(hits)
 }
 
 async fn deadman<S: EventSource>(
