@@ -102,20 +102,6 @@ pub async fn run(
         warn!(address = %address, "The API is open to anyone who can reach this address: no TLS client certificates and no bearer tokens are configured.");
     }
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    let state = AppState {
-        store: Arc::clone(&store),
-        max_body_bytes: settings.max_body_bytes,
-        max_event_bytes: settings.max_event_bytes,
-        tokens: settings.tokens.clone(),
-        guards: Guards {
-            slots: Arc::new(tokio::sync::Semaphore::new(
-                settings.max_concurrent_requests,
-            )),
-            timeout: settings.request_timeout,
-            metrics: Arc::clone(&metrics),
-        },
-        metrics: Arc::clone(&metrics),
-    };
     // One stop signal for every ingest path.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -165,6 +151,21 @@ pub async fn run(
             );
             None
         }
+    };
+    let state = AppState {
+        store: Arc::clone(&store),
+        max_body_bytes: settings.max_body_bytes,
+        max_event_bytes: settings.max_event_bytes,
+        tokens: settings.tokens.clone(),
+        guards: Guards {
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                settings.max_concurrent_requests,
+            )),
+            timeout: settings.request_timeout,
+            metrics: Arc::clone(&metrics),
+        },
+        metrics: Arc::clone(&metrics),
+        alerts: alerts.as_ref().map(|(_, store)| Arc::clone(store)),
     };
     let upkeep = tokio::spawn(upkeep(
         Arc::clone(&store),

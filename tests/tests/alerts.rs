@@ -601,6 +601,22 @@ fn a_running_collector_alerts_through_a_webhook_and_amqp_and_the_cli_shows_its_r
         .text()
         .unwrap();
     assert!(metrics.contains("picket_alerts_fired_total 1"), "{metrics}");
+    let stored: Value = http()
+        .get(format!("{}/api/alerts", collector.base_url))
+        .query(&[
+            ("q", "details.rule:intrusion AND severity:WARNING"),
+            ("from", "1h"),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(stored["total"], 1, "{stored}");
+    assert_eq!(stored["hits"][0]["classname"], "intrusion");
+    assert_eq!(
+        stored["hits"][0]["events"][0]["documentsource"]["summary"],
+        "intrusion"
+    );
 
     // The command line: the rule is listed, and `alerts test` finds the event again
     // (it ignores what already alerted and stores nothing).

@@ -106,12 +106,25 @@ impl AlertStore {
         }
     }
 
-    /// Searches stored alerts (the embedded store only; Elasticsearch users query the
-    /// `alerts` alias).
-    pub fn embedded(&self) -> Option<&EmbeddedStore> {
-        match self {
-            AlertStore::Embedded(store) => Some(store),
-            AlertStore::Elasticsearch(_) => None,
+    /// Searches stored alerts, newest first.
+    pub async fn search(
+        self: &Arc<Self>,
+        request: crate::stores::SearchRequest,
+    ) -> Result<crate::stores::SearchResult, crate::stores::StoreError> {
+        match &**self {
+            AlertStore::Embedded(_) => {
+                let this = Arc::clone(self);
+                tokio::task::spawn_blocking(move || match &*this {
+                    AlertStore::Embedded(store) => store.search(&request),
+                    AlertStore::Elasticsearch(_) => unreachable!("matched as embedded above"),
+                })
+                .await
+                .map_err(|e| crate::stores::StoreError::Unavailable(e.to_string()))?
+            }
+            AlertStore::Elasticsearch(store) => match &**store {
+                Store::Elasticsearch(es) => es.search_alerts(&request).await,
+                Store::Embedded(_) => Err(crate::stores::StoreError::Closed),
+            },
         }
     }
 

@@ -39,6 +39,8 @@ pub struct AppState {
     pub tokens: Option<Arc<Tokens>>,
     pub guards: Guards,
     pub metrics: Arc<Metrics>,
+    /// Where alerts are kept, when alert rules run.
+    pub alerts: Option<Arc<crate::alerts::AlertStore>>,
 }
 
 /// The most events one search returns.
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/test", get(status))
         .route("/api/events", get(search_events))
         .route("/api/search", post(search_json))
+        .route("/api/alerts", get(search_alerts))
         .route("/metrics", get(metrics))
         .with_state(state.clone());
     if let Some(tokens) = tokens {
@@ -483,6 +486,61 @@ async fn search_events(
         time_field: None,
     };
     run_search(&state, body).await
+}
+
+/// `GET /api/alerts`: stored alerts, newest first; the same parameters as
+/// `/api/events`, over the alert documents (`classname:ssh-bruteforce`, `severity:ERROR`).
+async fn search_alerts(
+    State(state): State<AppState>,
+    params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(params) = match params {
+        Ok(params) => params,
+        Err(e) => return error_body(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let Some(alerts) = state.alerts.clone() else {
+        return error_body(
+            StatusCode::NOT_FOUND,
+            "alerts are off (no rules folder: collector.alerts.rules_dir)",
+        );
+    };
+    let now = Utc::now();
+    let bound = |text: &Option<String>| {
+        text.as_deref()
+            .map(|t| parse_time_bound(t, now))
+            .transpose()
+    };
+    let (from, to) = match (bound(&params.from), bound(&params.to)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(e), _) => return error_body(StatusCode::BAD_REQUEST, format!("from: {e}")),
+        (_, Err(e)) => return error_body(StatusCode::BAD_REQUEST, format!("to: {e}")),
+    };
+    let size = params.size.unwrap_or(100);
+    if size == 0 || size > MAX_SEARCH_SIZE {
+        return error_body(
+            StatusCode::BAD_REQUEST,
+            format!("size must be between 1 and {MAX_SEARCH_SIZE}"),
+        );
+    }
+    let request = SearchRequest {
+        query: params.q,
+        from,
+        to,
+        size,
+        time_field: TimeField::UtcTimestamp,
+        aggs: None,
+    };
+    match alerts.search(request).await {
+        Ok(result) => (StatusCode::OK, Json(result)).into_response(),
+        Err(e) if e.is_bad_request() => error_body(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => {
+            error!(error = %e, "Alert search failed.");
+            error_body(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "search failed; retry later",
+            )
+        }
+    }
 }
 
 async fn search_json(

@@ -687,6 +687,19 @@ impl ElasticStore {
     /// Searches `events-*`: the query string, the time range on `utctimestamp`,
     /// newest first, aggregations passed through.
     pub async fn search(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
+        self.search_in("events-*", request).await
+    }
+
+    /// Searches stored alerts (`alerts-*`), as [`Self::search`] does events.
+    pub async fn search_alerts(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
+        self.search_in("alerts-*", request).await
+    }
+
+    async fn search_in(
+        &self,
+        pattern: &str,
+        request: &SearchRequest,
+    ) -> Result<SearchResult, StoreError> {
         let text = request.query.trim();
         let matcher = if text.is_empty() || text == "*" {
             json!({ "match_all": {} })
@@ -716,7 +729,7 @@ impl ElasticStore {
         let (status, answer) = self
             .request(
                 Method::POST,
-                "/events-*/_search?ignore_unavailable=true&allow_no_indices=true",
+                &format!("/{pattern}/_search?ignore_unavailable=true&allow_no_indices=true"),
                 Some(("application/json", body.to_string().into_bytes())),
             )
             .await

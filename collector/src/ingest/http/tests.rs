@@ -34,6 +34,7 @@ impl Harness {
                     metrics: Arc::default(),
                 },
                 metrics: Arc::default(),
+                alerts: None,
             },
         }
     }
