@@ -236,23 +236,13 @@ impl AlertsConfig {
                     ));
                 }
             };
-            let min_severity = hook.min_severity.trim().to_ascii_uppercase();
-            const SEVERITIES: [&str; 8] = [
-                "DEBUG",
-                "INFO",
-                "NOTICE",
-                "WARNING",
-                "ERROR",
-                "CRITICAL",
-                "ALERT",
-                "EMERGENCY",
-            ];
-            if !SEVERITIES.contains(&min_severity.as_str()) {
-                return Err(invalid(
-                    "collector.alerts.webhook.min_severity",
-                    format!("{:?} is not a severity", hook.min_severity),
-                ));
-            }
+            let min_severity =
+                crate::alerts::severity_named(&hook.min_severity).ok_or_else(|| {
+                    invalid(
+                        "collector.alerts.webhook.min_severity",
+                        format!("{:?} is not a severity", hook.min_severity),
+                    )
+                })?;
             webhooks.push(crate::alerts::notify::WebhookSettings {
                 url,
                 slack,
@@ -967,10 +957,7 @@ impl AmqpConfig {
                 ));
             }
         };
-        let password_path = std::env::var_os("PICKET_COLLECTOR_AMQP_PASSWORD_FILE")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| self.password_file.clone());
+        let password_path = secret_path("PICKET_COLLECTOR_AMQP_PASSWORD_FILE", &self.password_file);
         let password = match password_path {
             Some(path) => {
                 let text = read("collector.amqp.password_file", &path)?;

@@ -271,22 +271,29 @@ fn parse_body(body: &Bytes) -> Result<Value, Response> {
     })
 }
 
+/// A template body, or the 400s Elasticsearch answers for one it cannot use.
+#[allow(clippy::result_large_err)] // the error is the answer itself, built once
+fn template_body(body: &Bytes) -> Result<Value, Response> {
+    let body = parse_body(body)?;
+    if !body["index_patterns"].is_array() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "action_request_validation_exception",
+            "Validation Failed: 1: index patterns are missing;",
+        ));
+    }
+    Ok(body)
+}
+
 async fn put_index_template(
     State(state): State<Shared>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let body = match parse_body(&body) {
+    let body = match template_body(&body) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    if !body["index_patterns"].is_array() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "action_request_validation_exception",
-            "Validation Failed: 1: index patterns are missing;",
-        );
-    }
     let mut cluster = state.lock().expect("lock");
     if !cluster.opensearch && version_before(&cluster.version, 7, 8) {
         return error(
@@ -306,17 +313,10 @@ async fn put_legacy_template(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let body = match parse_body(&body) {
+    let body = match template_body(&body) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    if !body["index_patterns"].is_array() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "action_request_validation_exception",
-            "Validation Failed: 1: index patterns are missing;",
-        );
-    }
     state
         .lock()
         .expect("lock")

@@ -75,6 +75,14 @@ pub struct Alert {
     pub silent: Option<String>,
 }
 
+/// What one run of a rule found.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    pub alerts: Vec<Alert>,
+    /// Deadman values in the ledger seen again in the window: their silence is over.
+    pub recovered: Vec<String>,
+}
+
 /// Runs `rule` as of `now`; `ledger` says what must not alert again.
 pub async fn evaluate<S: EventSource>(
     rule: &Rule,
@@ -82,6 +90,48 @@ pub async fn evaluate<S: EventSource>(
     ledger: &RuleLedger,
     now: DateTime<Utc>,
 ) -> Result<Vec<Alert>, String> {
+    evaluate_run(rule, source, ledger, now)
+        .await
+        .map(|run| run.alerts)
+}
+
+/// A search of `rule`'s time field over the window that ends at `now`.
+fn in_window(
+    rule: &Rule,
+    query: String,
+    from: DateTime<Utc>,
+    now: DateTime<Utc>,
+    size: usize,
+    aggs: Option<Value>,
+) -> SearchRequest {
+    SearchRequest {
+        query,
+        from: Some(from),
+        to: Some(now),
+        size,
+        time_field: rule.time_field,
+        aggs,
+    }
+}
+
+/// The hits no alert of the rule has counted yet.
+fn unalerted(hits: Vec<Value>, ledger: &RuleLedger) -> Vec<Value> {
+    hits.into_iter()
+        .filter(|hit| {
+            hit["eventid"]
+                .as_str()
+                .is_some_and(|id| !ledger.events.contains_key(id))
+        })
+        .collect()
+}
+
+/// [`evaluate`], with what the scheduler also needs: recovered deadman values.
+pub async fn evaluate_run<S: EventSource>(
+    rule: &Rule,
+    source: &S,
+    ledger: &RuleLedger,
+    now: DateTime<Utc>,
+) -> Result<Evaluation, String> {
     let window = chrono::Duration::from_std(rule.window).map_err(|e| e.to_string())?;
     if let RuleKind::Deadman { field, lookback } = &rule.kind {
         let lookback = chrono::Duration::from_std(*lookback).map_err(|e| e.to_string())?;
@@ -97,14 +147,14 @@ pub async fn evaluate<S: EventSource>(
         .await;
     }
     let found = source
-        .search(SearchRequest {
-            query: rule.query.clone(),
-            from: Some(now - window),
-            to: Some(now),
-            size: MAX_EVENTS,
-            time_field: rule.time_field,
-            aggs: None,
-        })
+        .search(in_window(
+            rule,
+            rule.query.clone(),
+            now - window,
+            now,
+            MAX_EVENTS,
+            None,
+        ))
         .await?;
     let grouped_by = match &rule.kind {
         RuleKind::Aggregate {
@@ -131,14 +181,7 @@ pub async fn evaluate<S: EventSource>(
             found.hits
         }
     };
-    let fresh: Vec<Value> = hits
-        .into_iter()
-        .filter(|hit| {
-            hit["eventid"]
-                .as_str()
-                .is_some_and(|id| !ledger.events.contains_key(id))
-        })
-        .collect();
+    let fresh = unalerted(hits, ledger);
     let mut alerts = Vec::new();
     match &rule.kind {
         RuleKind::Simple => {
@@ -201,24 +244,16 @@ pub async fn evaluate<S: EventSource>(
             samples,
         } => {
             let followers = source
-                .search(SearchRequest {
-                    query: then.clone(),
-                    from: Some(now - window),
-                    to: Some(now),
-                    size: MAX_EVENTS,
-                    time_field: rule.time_field,
-                    aggs: None,
-                })
+                .search(in_window(
+                    rule,
+                    then.clone(),
+                    now - window,
+                    now,
+                    MAX_EVENTS,
+                    None,
+                ))
                 .await?;
-            let followers: Vec<Value> = followers
-                .hits
-                .into_iter()
-                .filter(|hit| {
-                    hit["eventid"]
-                        .as_str()
-                        .is_some_and(|id| !ledger.events.contains_key(id))
-                })
-                .collect();
+            let followers = unalerted(followers.hits, ledger);
             let followers = groups(&followers, field);
             let time_field = rule.time_field.name();
             let time = |hit: &Value| {
@@ -271,7 +306,10 @@ pub async fn evaluate<S: EventSource>(
             }
         }
     }
-    Ok(alerts)
+    Ok(Evaluation {
+        alerts,
+        recovered: Vec::new(),
+    })
 }
 
 /// Most values one run follows up when its window holds more than [`MAX_EVENTS`].
@@ -288,16 +326,16 @@ async fn candidates<S: EventSource>(
     threshold: u64,
 ) -> Result<Vec<Value>, String> {
     let counted = source
-        .search(SearchRequest {
-            query: rule.query.clone(),
-            from: Some(now - window),
-            to: Some(now),
-            size: 0,
-            time_field: rule.time_field,
-            aggs: Some(json!({ "values": { "terms": {
+        .search(in_window(
+            rule,
+            rule.query.clone(),
+            now - window,
+            now,
+            0,
+            Some(json!({ "values": { "terms": {
                 "field": field, "size": MAX_CANDIDATES, "min_doc_count": threshold
             } } })),
-        })
+        ))
         .await?;
     let values = bucket_keys(&counted);
     if values.len() >= MAX_CANDIDATES {
@@ -308,14 +346,14 @@ async fn candidates<S: EventSource>(
     for value in values {
         let quoted = value.replace('\\', "\\\\").replace('"', "\\\"");
         let found = source
-            .search(SearchRequest {
-                query: format!("({}) AND {field}:\"{quoted}\"", rule.query),
-                from: Some(now - window),
-                to: Some(now),
-                size: MAX_EVENTS,
-                time_field: rule.time_field,
-                aggs: None,
-            })
+            .search(in_window(
+                rule,
+                format!("({}) AND {field}:\"{quoted}\"", rule.query),
+                now - window,
+                now,
+                MAX_EVENTS,
+                None,
+            ))
             .await?;
         for hit in found.hits {
             let id = hit["eventid"].as_str().unwrap_or("").to_string();
@@ -335,22 +373,19 @@ async fn deadman<S: EventSource>(
     window: chrono::Duration,
     lookback: chrono::Duration,
     field: Option<&str>,
-) -> Result<Vec<Alert>, String> {
+) -> Result<Evaluation, String> {
     let search = |from: DateTime<Utc>| {
         let aggs = field.map(|f| json!({ "values": { "terms": { "field": f, "size": 10_000 } } }));
-        source.search(SearchRequest {
-            query: rule.query.clone(),
-            from: Some(from),
-            to: Some(now),
-            size: 0,
-            time_field: rule.time_field,
-            aggs,
-        })
+        source.search(in_window(rule, rule.query.clone(), from, now, 0, aggs))
     };
     let recent = search(now - window).await?;
-    let mut alerts = Vec::new();
+    let mut run = Evaluation::default();
     if field.is_none() {
-        if recent.total == 0 && !ledger.silent.contains_key("") {
+        if recent.total > 0 {
+            if ledger.silent.contains_key("") {
+                run.recovered.push(String::new());
+            }
+        } else if !ledger.silent.contains_key("") {
             let facts = Facts {
                 count: 0,
                 value: None,
@@ -359,12 +394,18 @@ async fn deadman<S: EventSource>(
             };
             let mut alert = build(rule, now, &facts, Vec::new(), Vec::new());
             alert.silent = Some(String::new());
-            alerts.push(alert);
+            run.alerts.push(alert);
         }
-        return Ok(alerts);
+        return Ok(run);
     }
-    let seen = search(now - lookback).await?;
     let recent = bucket_keys(&recent);
+    run.recovered = ledger
+        .silent
+        .keys()
+        .filter(|v| recent.contains(*v))
+        .cloned()
+        .collect();
+    let seen = search(now - lookback).await?;
     for value in bucket_keys(&seen) {
         if recent.contains(&value) || ledger.silent.contains_key(&value) {
             continue;
@@ -378,50 +419,9 @@ async fn deadman<S: EventSource>(
         let mut alert = build(rule, now, &facts, Vec::new(), Vec::new());
         alert.document["hostnames"] = json!([]);
         alert.silent = Some(value);
-        alerts.push(alert);
+        run.alerts.push(alert);
     }
-    Ok(alerts)
-}
-
-/// Deadman values that came back (seen in the window): their silence is over.
-pub async fn deadman_recovered<S: EventSource>(
-    rule: &Rule,
-    source: &S,
-    ledger: &RuleLedger,
-    now: DateTime<Utc>,
-) -> Result<Vec<String>, String> {
-    let RuleKind::Deadman { field, .. } = &rule.kind else {
-        return Ok(Vec::new());
-    };
-    if ledger.silent.is_empty() {
-        return Ok(Vec::new());
-    }
-    let window = chrono::Duration::from_std(rule.window).map_err(|e| e.to_string())?;
-    let recent = source
-        .search(SearchRequest {
-            query: rule.query.clone(),
-            from: Some(now - window),
-            to: Some(now),
-            size: 0,
-            time_field: rule.time_field,
-            aggs: field
-                .as_ref()
-                .map(|f| json!({ "values": { "terms": { "field": f, "size": 10_000 } } })),
-        })
-        .await?;
-    Ok(match field {
-        None if recent.total > 0 => vec![String::new()],
-        None => Vec::new(),
-        Some(_) => {
-            let keys = bucket_keys(&recent);
-            ledger
-                .silent
-                .keys()
-                .filter(|v| keys.contains(*v))
-                .cloned()
-                .collect()
-        }
-    })
+    Ok(run)
 }
 
 fn bucket_keys(result: &SearchResult) -> BTreeSet<String> {

@@ -30,7 +30,8 @@ use self::rules::Rule;
 use crate::stores::embedded::EmbeddedStore;
 use crate::stores::{Document, Store};
 
-/// 32 random hex characters.
+/// 32 random hex characters: the id of an alert, or of a custom document (which brings
+/// none).
 pub fn new_id() -> String {
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
@@ -41,6 +42,19 @@ pub fn new_id() -> String {
         bytes[8..].copy_from_slice(&n.to_be_bytes());
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A severity named exactly (any case): one of the eight RFC 5424 names events carry.
+pub fn severity_named(text: &str) -> Option<mozdef::Severity> {
+    let upper = text.trim().to_ascii_uppercase();
+    severities().find(|s| s.as_str() == upper)
+}
+
+/// The severities, least severe (`DEBUG`) first.
+pub fn severities() -> impl Iterator<Item = mozdef::Severity> {
+    (0..=7u8)
+        .rev()
+        .filter_map(mozdef::Severity::from_syslog_code)
 }
 
 /// Counters behind `/metrics`.
@@ -295,13 +309,8 @@ impl<S: EventSource> Scheduler<S> {
             error: None,
         };
         let ledger = self.ledgers.entry(rule.name.clone()).or_default().clone();
-        let outcome = async {
-            let recovered = engine::deadman_recovered(rule, &self.source, &ledger, now).await?;
-            let alerts = engine::evaluate(rule, &self.source, &ledger, now).await?;
-            Ok::<_, String>((recovered, alerts))
-        }
-        .await;
-        let (recovered, alerts) = match outcome {
+        let outcome = engine::evaluate_run(rule, &self.source, &ledger, now).await;
+        let engine::Evaluation { alerts, recovered } = match outcome {
             Ok(found) => found,
             Err(e) => {
                 self.metrics.failures.fetch_add(1, Ordering::Relaxed);

@@ -21,7 +21,7 @@ pub struct WebhookSettings {
     /// Slack-compatible `{"text": ...}` instead of the alert document.
     pub slack: bool,
     /// Alerts below this severity are not sent (`DEBUG` sends all).
-    pub min_severity: String,
+    pub min_severity: mozdef::Severity,
 }
 
 /// A way of telling people. A handful exist per collector, made once.
@@ -50,21 +50,6 @@ pub fn envelope(alert: &Alert) -> serde_json::Value {
         "_index": format!("alerts-{month}"),
         "_source": alert.document,
     })
-}
-
-const SEVERITIES: [&str; 8] = [
-    "DEBUG",
-    "INFO",
-    "NOTICE",
-    "WARNING",
-    "ERROR",
-    "CRITICAL",
-    "ALERT",
-    "EMERGENCY",
-];
-
-fn rank(severity: &str) -> usize {
-    SEVERITIES.iter().position(|s| *s == severity).unwrap_or(0)
 }
 
 /// MozDef's one-line form: `SEVERITY: category summary`.
@@ -190,8 +175,13 @@ impl Notifier {
                 Err(last)
             }
             Notifier::Webhook { settings, client } => {
-                let severity = alert.document["severity"].as_str().unwrap_or("");
-                if rank(severity) < rank(&settings.min_severity) {
+                // An alert of an unknown severity counts as DEBUG. Lower discriminants
+                // are more severe.
+                let severity = alert.document["severity"]
+                    .as_str()
+                    .and_then(super::severity_named)
+                    .unwrap_or(mozdef::Severity::Debug);
+                if severity > settings.min_severity {
                     return Ok(());
                 }
                 let body = if settings.slack {

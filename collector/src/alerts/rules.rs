@@ -462,26 +462,16 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-const SEVERITIES: [&str; 8] = [
-    "DEBUG",
-    "INFO",
-    "NOTICE",
-    "WARNING",
-    "ERROR",
-    "CRITICAL",
-    "ALERT",
-    "EMERGENCY",
-];
-
 fn check_severity(text: &str) -> Result<String, String> {
-    let upper = text.trim().to_ascii_uppercase();
-    if SEVERITIES.contains(&upper.as_str()) {
-        Ok(upper)
-    } else {
-        Err(format!(
-            "key severity: {text:?} is not one of {}",
-            SEVERITIES.join(", ")
-        ))
+    match super::severity_named(text) {
+        Some(severity) => Ok(severity.as_str().to_string()),
+        None => {
+            let names: Vec<&str> = super::severities().map(|s| s.as_str()).collect();
+            Err(format!(
+                "key severity: {text:?} is not one of {}",
+                names.join(", ")
+            ))
+        }
     }
 }
 

@@ -175,7 +175,7 @@ impl Route {
         if let Route::Custom(_) = self {
             return match value {
                 serde_json::Value::Object(source) => Ok(Document::Custom {
-                    id: random_id(),
+                    id: crate::alerts::new_id(),
                     received: received_at,
                     source,
                 }),
@@ -194,20 +194,6 @@ impl Route {
         }
         Ok(Document::Event(event))
     }
-}
-
-/// 32 random hex characters: the id of a document that brings none.
-fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No entropy source: time and a counter are still unique in this process.
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let t = Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
-        bytes[..8].copy_from_slice(&t.to_be_bytes());
-        bytes[8..].copy_from_slice(&n.to_be_bytes());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An application name MozDef would take as a document type: letters, digits, `_`,
@@ -471,25 +457,35 @@ async fn search_events(
         Ok(params) => params,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, e.body_text()),
     };
+    match params_body(params) {
+        Ok(body) => run_search(Searched::Events(&state.store), body).await,
+        Err(response) => response,
+    }
+}
+
+/// The `GET` parameters as a search body (`size` 0 is refused there: a `GET` search
+/// returns events).
+#[allow(clippy::result_large_err)] // the error is the answer itself
+fn params_body(params: SearchParams) -> Result<SearchBody, Response> {
     if params.size == Some(0) {
-        return error_body(
+        return Err(error_body(
             StatusCode::BAD_REQUEST,
             format!("size must be between 1 and {MAX_SEARCH_SIZE}"),
-        );
+        ));
     }
-    let body = SearchBody {
+    Ok(SearchBody {
         query: params.q,
         from: params.from,
         to: params.to,
         size: params.size,
         aggs: None,
         time_field: None,
-    };
-    run_search(&state, body).await
+    })
 }
 
 /// `GET /api/alerts`: stored alerts, newest first; the same parameters as
-/// `/api/events`, over the alert documents (`classname:ssh-bruteforce`, `severity:ERROR`).
+/// `/api/events`, over the alert documents (`details.rule:ssh-bruteforce`,
+/// `severity:ERROR`).
 async fn search_alerts(
     State(state): State<AppState>,
     params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
@@ -504,42 +500,9 @@ async fn search_alerts(
             "alerts are off (no rules folder: collector.alerts.rules_dir)",
         );
     };
-    let now = Utc::now();
-    let bound = |text: &Option<String>| {
-        text.as_deref()
-            .map(|t| parse_time_bound(t, now))
-            .transpose()
-    };
-    let (from, to) = match (bound(&params.from), bound(&params.to)) {
-        (Ok(from), Ok(to)) => (from, to),
-        (Err(e), _) => return error_body(StatusCode::BAD_REQUEST, format!("from: {e}")),
-        (_, Err(e)) => return error_body(StatusCode::BAD_REQUEST, format!("to: {e}")),
-    };
-    let size = params.size.unwrap_or(100);
-    if size == 0 || size > MAX_SEARCH_SIZE {
-        return error_body(
-            StatusCode::BAD_REQUEST,
-            format!("size must be between 1 and {MAX_SEARCH_SIZE}"),
-        );
-    }
-    let request = SearchRequest {
-        query: params.q,
-        from,
-        to,
-        size,
-        time_field: TimeField::UtcTimestamp,
-        aggs: None,
-    };
-    match alerts.search(request).await {
-        Ok(result) => (StatusCode::OK, Json(result)).into_response(),
-        Err(e) if e.is_bad_request() => error_body(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e) => {
-            error!(error = %e, "Alert search failed.");
-            error_body(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "search failed; retry later",
-            )
-        }
+    match params_body(params) {
+        Ok(body) => run_search(Searched::Alerts(alerts), body).await,
+        Err(response) => response,
     }
 }
 
@@ -548,12 +511,18 @@ async fn search_json(
     body: Result<Json<SearchBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     match body {
-        Ok(Json(body)) => run_search(&state, body).await,
+        Ok(Json(body)) => run_search(Searched::Events(&state.store), body).await,
         Err(e) => error_body(StatusCode::BAD_REQUEST, e.body_text()),
     }
 }
 
-async fn run_search(state: &AppState, body: SearchBody) -> Response {
+/// What a search runs over.
+enum Searched<'a> {
+    Events(&'a Arc<Store>),
+    Alerts(Arc<crate::alerts::AlertStore>),
+}
+
+async fn run_search(searched: Searched<'_>, body: SearchBody) -> Response {
     let now = Utc::now();
     let bound = |text: &Option<String>| {
         text.as_deref()
@@ -596,7 +565,11 @@ async fn run_search(state: &AppState, body: SearchBody) -> Response {
         time_field,
         aggs: body.aggs,
     };
-    match state.store.search(request).await {
+    let result = match searched {
+        Searched::Events(store) => store.search(request).await,
+        Searched::Alerts(alerts) => alerts.search(request).await,
+    };
+    match result {
         Ok(result) => (StatusCode::OK, Json(result)).into_response(),
         Err(e) if e.is_bad_request() => error_body(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => {
