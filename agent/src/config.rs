@@ -41,6 +41,77 @@ pub struct ConfigFile {
     /// The collector's settings, read by `picket-collector`.
     #[serde(default)]
     pub collector: Option<toml::Value>,
+    /// The files it was read from (the main file, then its drop-ins).
+    #[serde(skip)]
+    pub sources: Sources,
+}
+
+/// The files a configuration was merged from, and which of them set each key: errors
+/// name the file an operator has to edit.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// The main file first, then the drop-ins in the order they were merged.
+    pub files: Vec<PathBuf>,
+    /// Dotted key (`agent.inputs.file.paths`) → index in `files` of the last file
+    /// that set it.
+    origins: std::collections::HashMap<String, usize>,
+}
+
+impl Sources {
+    /// One file and nothing else.
+    pub fn single(path: &Path) -> Sources {
+        Sources {
+            files: vec![path.to_path_buf()],
+            origins: Default::default(),
+        }
+    }
+
+    /// The file that set `key` (or the nearest table above it); the main file when
+    /// none did (a default).
+    pub fn file_for(&self, key: &str) -> &Path {
+        let mut key = key;
+        loop {
+            if let Some(&index) = self.origins.get(key) {
+                return &self.files[index];
+            }
+            match key.rsplit_once('.') {
+                Some((parent, _)) => key = parent,
+                None => return &self.files[0],
+            }
+        }
+    }
+
+    fn record(&mut self, prefix: &str, table: &toml::Table, index: usize) {
+        for (name, value) in table {
+            let key = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            if let toml::Value::Table(inner) = value {
+                self.record(&key, inner, index);
+            }
+            self.origins.insert(key, index);
+        }
+    }
+}
+
+/// The drop-in folder of a config file: `agent.d/` beside `agent.toml`.
+pub fn dropin_dir(path: &Path) -> PathBuf {
+    path.with_extension("d")
+}
+
+/// Merges `over` into `base`: tables merge key by key, any other value (arrays
+/// included) replaces what was there.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (name, value) in over {
+        match (base.get_mut(&name), value) {
+            (Some(toml::Value::Table(below)), toml::Value::Table(above)) => merge(below, above),
+            (_, value) => {
+                base.insert(name, value);
+            }
+        }
+    }
 }
 
 /// `[agent]`.
@@ -838,25 +909,78 @@ impl AmqpShipperConfig {
 }
 
 impl ConfigFile {
-    /// Reads and parses a config file (syntax and key names only).
+    /// Reads and parses a config file and its drop-ins (syntax and key names only).
+    ///
+    /// Drop-ins are the `*.toml` files of [`dropin_dir`] (`/etc/picket/agent.d/`),
+    /// merged over the main file in byte order of their names: a table merges key by
+    /// key, any other value (a list too) replaces the one before. Each file must be
+    /// valid on its own, so a typo is reported with the file that holds it. Other
+    /// files there (`.dpkg-old`, editor backups) are skipped.
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        let mut files = vec![path.to_path_buf()];
+        let dir = dropin_dir(path);
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                let mut dropins: Vec<PathBuf> = entries
+                    .filter_map(|entry| entry.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "toml") && !is_hidden(p))
+                    .collect();
+                dropins.sort();
+                files.extend(dropins);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ConfigError::Read { path: dir, source }),
+        }
+        let mut merged = toml::Table::new();
+        let mut sources = Sources::default();
+        for (index, file) in files.iter().enumerate() {
+            let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            let parse_error = |e: toml::de::Error| ConfigError::Parse {
+                path: file.clone(),
+                message: e.to_string(),
+            };
+            let table: toml::Table = toml::from_str(&text).map_err(parse_error)?;
+            // Alone first: unknown keys and wrong types are the fault of this file.
+            toml::Value::Table(table.clone())
+                .try_into::<ConfigFile>()
+                .map_err(parse_error)?;
+            sources.record("", &table, index);
+            merge(&mut merged, table);
+        }
+        sources.files = files;
+        let mut config: ConfigFile =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+        config.sources = sources;
+        Ok(config)
     }
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with('.'))
 }
 
 impl AgentConfig {
     /// Checks every value and resolves the host's identity; `path` names the file in
     /// errors.
     pub fn build(&self, path: &Path) -> Result<Settings, ConfigError> {
+        self.build_from(&Sources::single(path))
+    }
+
+    /// Like [`AgentConfig::build`] for a merged configuration: an error names the file
+    /// that set the bad key.
+    pub fn build_from(&self, sources: &Sources) -> Result<Settings, ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
+            path: sources.file_for(key).to_path_buf(),
             key,
             message,
         };
@@ -1030,5 +1154,102 @@ mod tests {
                 .to_string();
             assert!(err.contains(key), "{text}: {err}");
         }
+    }
+
+    fn dropin_setup(main: &str, dropins: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, main).unwrap();
+        let dropin_dir = dir.path().join("agent.d");
+        std::fs::create_dir(&dropin_dir).unwrap();
+        for (name, text) in dropins {
+            std::fs::write(dropin_dir.join(name), text).unwrap();
+        }
+        (dir, path)
+    }
+
+    #[test]
+    fn dropins_merge_over_the_main_file_in_name_order() {
+        let (_dir, path) = dropin_setup(
+            "[agent]\nhostname = \"main\"\ntimezone = \"UTC\"\n\
+             [agent.inputs.file]\npaths = [\"/var/log/auth.log\"]\npoll_interval_ms = 300\n",
+            &[
+                // Written out of order: names decide, not creation.
+                ("20-later.toml", "[agent]\nhostname = \"twenty\"\n"),
+                (
+                    "10-paths.toml",
+                    "[agent]\nhostname = \"ten\"\n[agent.inputs.file]\npaths = [\"/var/log/secure\"]\n",
+                ),
+                // Not drop-ins: skipped.
+                ("30-old.toml.dpkg-old", "[agent]\nhostname = \"dpkg\"\n"),
+                (".40-hidden.toml", "[agent]\nhostname = \"hidden\"\n"),
+            ],
+        );
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.agent.hostname.as_deref(), Some("twenty"));
+        // A list is replaced, not appended to; the table's other keys stay.
+        assert_eq!(
+            file.agent.inputs.file.paths,
+            [PathBuf::from("/var/log/secure")]
+        );
+        assert_eq!(file.agent.inputs.file.poll_interval_ms, 300);
+        assert_eq!(file.agent.timezone, "UTC");
+        let names: Vec<String> = file
+            .sources
+            .files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["agent.toml", "10-paths.toml", "20-later.toml"]);
+        file.agent.build_from(&file.sources).unwrap();
+    }
+
+    #[test]
+    fn a_dropin_typo_names_the_dropin() {
+        let (_dir, path) = dropin_setup(
+            "[agent]\n",
+            &[("50-typo.toml", "[agent.inputs.file]\npath = []\n")],
+        );
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("50-typo.toml") && err.contains("path"),
+            "{err}"
+        );
+        let (_dir, path) = dropin_setup("[agent]\n", &[("60-syntax.toml", "[agent\n")]);
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("60-syntax.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_file_that_set_it() {
+        let (_dir, path) = dropin_setup(
+            "[agent]\ntimezone = \"UTC\"\n[agent.inputs.file]\npaths = [\"/var/log/auth.log\"]\n",
+            &[
+                ("10-tz.toml", "[agent]\ntimezone = \"Mars/Olympus\"\n"),
+                ("20-other.toml", "[agent]\nheartbeat_secs = 30\n"),
+            ],
+        );
+        let file = ConfigFile::load(&path).unwrap();
+        let err = file
+            .agent
+            .build_from(&file.sources)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("10-tz.toml") && err.contains("agent.timezone"),
+            "{err}"
+        );
+        // A key in a table only a drop-in has is blamed on that drop-in.
+        let (_dir, path) = dropin_setup(
+            "[agent]\n",
+            &[("10-url.toml", "[agent.shippers.http]\nurl = \"ftp://x/\"\n")],
+        );
+        let file = ConfigFile::load(&path).unwrap();
+        let err = file
+            .agent
+            .build_from(&file.sources)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("10-url.toml"), "{err}");
     }
 }

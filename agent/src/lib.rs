@@ -67,6 +67,8 @@ pub enum RunError {
     Thread(std::io::Error),
     #[error(transparent)]
     Buffer(#[from] BufferError),
+    #[error("{0}")]
+    Signal(String),
 }
 
 /// Runs the agent until `shutdown` resolves, then stops reading, fsyncs what was read
@@ -76,8 +78,107 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let checkpoints = Arc::new(Mutex::new(CheckpointStore::load(&settings.data_dir)?));
+    let (stop_tx, stop_rx) = watch::channel(Stopping::No);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(Stopping::Exit);
+    });
     let metrics = Arc::new(Metrics::default());
+    let result = run_once(settings, Arc::clone(&metrics), stop_rx).await;
+    metrics.log_totals();
+    info!("Agent stopped.");
+    result
+}
+
+/// Runs the agent as a service: until SIGTERM or SIGINT, reloading on SIGHUP.
+///
+/// On SIGHUP `load` reads the configuration again. A configuration that does not load
+/// (or moves `data_dir`, which holds the buffer and the read positions) is refused with
+/// an error log and the agent runs on unchanged. A good one replaces the running
+/// inputs, parsers and shipper: reading stops, what was read is fsynced into the disk
+/// buffer with its read positions, the batch in flight finishes, and the pipeline starts
+/// again on the new settings from those positions and that buffer — no line is lost or
+/// read twice, and the process (its counters included) stays.
+pub async fn serve(
+    mut settings: Settings,
+    mut load: impl FnMut() -> Result<Settings, String>,
+) -> Result<(), RunError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| RunError::Signal(format!("cannot listen for {name}: {e}")))
+    };
+    let mut term = listen(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = listen(SignalKind::interrupt(), "SIGINT")?;
+    let mut hup = listen(SignalKind::hangup(), "SIGHUP")?;
+    let metrics = Arc::new(Metrics::default());
+    let result = loop {
+        let (stop_tx, stop_rx) = watch::channel(Stopping::No);
+        let running = run_once(settings.clone(), Arc::clone(&metrics), stop_rx);
+        tokio::pin!(running);
+        let mut next = None;
+        let ended = loop {
+            tokio::select! {
+                ended = &mut running => break ended,
+                _ = term.recv() => {
+                    info!("SIGTERM received.");
+                    let _ = stop_tx.send(Stopping::Exit);
+                }
+                _ = int.recv() => {
+                    info!("SIGINT received.");
+                    let _ = stop_tx.send(Stopping::Exit);
+                }
+                _ = hup.recv(), if *stop_tx.borrow() == Stopping::No => {
+                    info!("SIGHUP received: reading the configuration again.");
+                    match load() {
+                        Ok(new) if new.data_dir != settings.data_dir => error!(
+                            running = %settings.data_dir.display(),
+                            configured = %new.data_dir.display(),
+                            "Reload refused: agent.data_dir cannot change while the agent runs (it holds the buffer and read positions); the running configuration stays."
+                        ),
+                        Ok(new) => {
+                            next = Some(new);
+                            let _ = stop_tx.send(Stopping::Reload);
+                        }
+                        Err(e) => error!(
+                            "Reload refused, the running configuration stays: {e}"
+                        ),
+                    }
+                }
+            }
+        };
+        match (ended, next) {
+            (Ok(()), Some(new)) if *stop_tx.borrow() == Stopping::Reload => {
+                settings = new;
+                info!("Configuration reloaded.");
+            }
+            (ended, _) => break ended,
+        }
+    };
+    metrics.log_totals();
+    info!("Agent stopped.");
+    result
+}
+
+/// What the pipeline has been asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    /// Keep running.
+    No,
+    /// Stop reading and try for [`DRAIN_TIMEOUT`] to deliver what was read.
+    Exit,
+    /// Stop reading and finish the batch in flight; the buffer is shipped by the
+    /// pipeline that follows.
+    Reload,
+}
+
+/// One pipeline on one set of settings, until `stop_rx` says stop. Returns once
+/// everything it read is in the disk buffer with its read positions saved.
+async fn run_once(
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    stop_rx: watch::Receiver<Stopping>,
+) -> Result<(), RunError> {
+    let checkpoints = Arc::new(Mutex::new(CheckpointStore::load(&settings.data_dir)?));
     let shipper = Shipper::build(&settings.shipper).map_err(RunError::Shipper)?;
     // Two chunks of 500 events in flight keep the buffer stage busy; more only holds
     // memory (parsed events are about 1 KiB each).
@@ -116,22 +217,24 @@ pub async fn run(
             .map_err(RunError::Thread)?,
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
     info!(
         destination = %shipper.destination(),
         hostname = %settings.host.fqdn,
         "Agent started."
     );
 
-    let (disk, recovery) = DiskBuffer::open(
+    let opened = DiskBuffer::open(
         &settings.data_dir.join("buffer"),
         settings.buffer.segment_max_bytes,
         settings.buffer.max_bytes,
-    )?;
+    );
+    let (disk, recovery) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            stop_input.store(true, Ordering::Relaxed);
+            return Err(e.into());
+        }
+    };
     if recovery.corrupt {
         metrics
             .buffer_bytes_lost
@@ -156,7 +259,7 @@ pub async fn run(
     }
     let disk = Arc::new(Mutex::new(disk));
     let synced = Arc::new(tokio::sync::Notify::new());
-    let writer = tokio::spawn(buffer_stage(
+    let mut writer = tokio::spawn(buffer_stage(
         events_rx,
         BufferStage {
             disk: Arc::clone(&disk),
@@ -182,9 +285,10 @@ pub async fn run(
         batch_max_events: settings.batch_max_events,
         writer_done: false,
     };
-    pipeline.run(writer).await;
+    pipeline.run(&mut writer).await;
 
     pipeline.stop_input.store(true, Ordering::Relaxed);
+    let writer_done = pipeline.writer_done;
     drop(pipeline);
     let joined = tokio::task::spawn_blocking(move || {
         input_threads
@@ -195,8 +299,11 @@ pub async fn run(
     if !matches!(joined, Ok(true)) {
         error!("An input thread did not stop cleanly.");
     }
-    metrics.log_totals();
-    info!("Agent stopped.");
+    // The inputs are gone, so the buffer stage takes what they left in the channel,
+    // fsyncs it and saves the read positions, then ends.
+    if !writer_done && writer.await.is_err() {
+        error!("The buffer stage did not stop cleanly.");
+    }
     Ok(())
 }
 
@@ -211,7 +318,7 @@ pub use crate::config::BufferSettings;
 async fn buffer_stage(
     mut events: mpsc::Receiver<Vec<ReadEvent>>,
     stage: BufferStage,
-    stop_rx: watch::Receiver<bool>,
+    stop_rx: watch::Receiver<Stopping>,
 ) {
     let BufferStage {
         disk,
@@ -232,7 +339,7 @@ async fn buffer_stage(
     loop {
         if let Some((every, host)) = &heartbeat
             && Instant::now() >= next_heartbeat
-            && !*stop_rx.borrow()
+            && *stop_rx.borrow() == Stopping::No
         {
             next_heartbeat = Instant::now() + *every;
             if write_heartbeat(&disk, host, &metrics, &mut line) {
@@ -284,7 +391,9 @@ async fn buffer_stage(
                         last_sync = Instant::now();
                         synced.notify_one();
                     }
-                    while disk.lock().map(|d| d.is_full()).unwrap_or(false) && !*stop_rx.borrow() {
+                    while disk.lock().map(|d| d.is_full()).unwrap_or(false)
+                        && *stop_rx.borrow() == Stopping::No
+                    {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
@@ -451,7 +560,7 @@ struct Pipeline {
     disk: Arc<Mutex<DiskBuffer>>,
     synced: Arc<tokio::sync::Notify>,
     metrics: Arc<Metrics>,
-    stop_rx: watch::Receiver<bool>,
+    stop_rx: watch::Receiver<Stopping>,
     stop_input: Arc<AtomicBool>,
     drain_deadline: Option<Instant>,
     batch_max_events: usize,
@@ -459,8 +568,13 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    async fn run(&mut self, mut writer: tokio::task::JoinHandle<()>) {
+    async fn run(&mut self, writer: &mut tokio::task::JoinHandle<()>) {
         loop {
+            if let Some(deadline) = self.drain_deadline
+                && Instant::now() >= deadline
+            {
+                return;
+            }
             let batch = tokio::task::block_in_place(|| {
                 self.disk
                     .lock()
@@ -482,14 +596,12 @@ impl Pipeline {
                 // lost between the read above and this wait), the writer's end, or stop.
                 tokio::select! {
                     _ = self.synced.notified() => {}
-                    done = &mut writer => {
+                    done = &mut *writer => {
                         let _ = done;
                         self.writer_done = true;
                     }
                     changed = self.stop_rx.changed(), if !self.stopping() => {
-                        if changed.is_err() || *self.stop_rx.borrow() {
-                            self.begin_stop();
-                        }
+                        self.stop_requested(changed.is_err());
                     }
                 }
                 continue;
@@ -521,13 +633,26 @@ impl Pipeline {
         self.drain_deadline.is_some()
     }
 
-    fn begin_stop(&mut self) {
-        if self.drain_deadline.is_none() {
+    /// Acts on a change of the stop request (`gone`: its sender was dropped, which
+    /// means exit).
+    fn stop_requested(&mut self, gone: bool) {
+        let request = if gone {
+            Stopping::Exit
+        } else {
+            *self.stop_rx.borrow()
+        };
+        if request == Stopping::No || self.drain_deadline.is_some() {
+            return;
+        }
+        self.stop_input.store(true, Ordering::Relaxed);
+        if request == Stopping::Reload {
+            info!("Reloading: no more reading; the buffer is shipped on the new configuration.");
+            self.drain_deadline = Some(Instant::now());
+        } else {
             info!(
                 timeout_secs = DRAIN_TIMEOUT.as_secs(),
                 "Stopping: no more reading, delivering what was read."
             );
-            self.stop_input.store(true, Ordering::Relaxed);
             self.drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
         }
     }
@@ -620,9 +745,7 @@ impl Pipeline {
         tokio::select! {
             _ = tokio::time::sleep_until(until) => {}
             changed = self.stop_rx.changed(), if !self.stopping() => {
-                if changed.is_err() || *self.stop_rx.borrow() {
-                    self.begin_stop();
-                }
+                self.stop_requested(changed.is_err());
             }
         }
         self.drain_deadline
@@ -640,23 +763,6 @@ fn backoff(attempt: u32) -> Duration {
         .unwrap_or(0);
     let jitter = 0.8 + f64::from(nanos % 400) / 1000.0;
     base.mul_f64(jitter)
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            error!(error = %e, "Cannot listen for SIGTERM; only Ctrl-C will stop the agent.");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received."),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received."),
-    }
 }
 
 #[cfg(test)]

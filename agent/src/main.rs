@@ -41,9 +41,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Follow the configured files and ship events until SIGTERM or Ctrl-C.
+    /// Follow the configured files and ship events until SIGTERM or Ctrl-C; SIGHUP
+    /// reloads the configuration (a bad one is refused and logged, the agent runs on).
     Run,
-    /// Check the configuration and exit: 0 when good, 78 naming the bad key when not.
+    /// Check the configuration (the file and its `agent.d/*.toml` drop-ins) and exit: 0
+    /// when good, 78 naming the bad key and its file when not.
     Validate,
     /// Show what lines become: each line of stdin (or of FILES) as one event, NDJSON on
     /// stdout, in order. Needs no config.
@@ -92,7 +94,12 @@ fn main() -> ExitCode {
                 .build()
                 .context("cannot start the async runtime")
                 .and_then(|rt| {
-                    rt.block_on(picket_agent::run(settings, picket_agent::shutdown_signal()))
+                    let reload = || {
+                        ConfigFile::load(&cli.config)
+                            .and_then(|file| file.agent.build_from(&file.sources))
+                            .map_err(|e| e.to_string())
+                    };
+                    rt.block_on(picket_agent::serve(settings, reload))
                         .context("agent failed")
                 });
             match result {
@@ -103,12 +110,22 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Validate => match load(&cli.config) {
-            Ok(_) => {
-                println!("{}: configuration is valid", cli.config.display());
+        Command::Validate => match ConfigFile::load(&cli.config)
+            .and_then(|file| file.agent.build_from(&file.sources).map(|_| file.sources))
+        {
+            Ok(sources) => {
+                let files: Vec<String> = sources
+                    .files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect();
+                println!("configuration is valid: {}", files.join(", "));
                 ExitCode::SUCCESS
             }
-            Err(code) => code,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EX_CONFIG)
+            }
         },
         Command::Parse {
             files,
@@ -128,7 +145,7 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &Path) -> Result<Settings, ExitCode> {
-    let built = ConfigFile::load(path).and_then(|file| file.agent.build(path));
+    let built = ConfigFile::load(path).and_then(|file| file.agent.build_from(&file.sources));
     built.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(EX_CONFIG)

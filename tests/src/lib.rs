@@ -157,6 +157,16 @@ impl Service {
         }
     }
 
+    /// Sends `signal` (SIGHUP: reload) and returns at once.
+    pub fn notify(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on a PID we spawned and have not reaped.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, signal);
+            }
+        }
+    }
+
     /// SIGTERM and wait: the graceful path.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         self.signal(libc::SIGTERM)
