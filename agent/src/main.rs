@@ -84,6 +84,12 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Run => {
+            // State (buffer, positions, dead letters) holds auth log lines: owner only,
+            // as the unit's UMask=0077, also when the agent is started by hand.
+            // SAFETY: umask(2) cannot fail; no thread is started yet.
+            unsafe {
+                libc::umask(0o077);
+            }
             let settings = match load(&cli.config) {
                 Ok(settings) => settings,
                 Err(code) => return code,

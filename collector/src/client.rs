@@ -15,6 +15,43 @@ pub enum ClientError {
     Refused(String),
     #[error("the collector answered something that is not a search result: {0}")]
     BadAnswer(String),
+    #[error("{0}")]
+    Client(String),
+}
+
+/// Builds a reqwest client for `urls`. Plain HTTP is given an empty root store, so a
+/// host without CA certificates (a minimal image) can still talk to a loopback
+/// collector; HTTPS without a configured CA uses the system's store, and says how to
+/// fix it when there is none (reqwest's own text is only "builder error").
+pub fn build_http_client<'a>(
+    builder: reqwest::ClientBuilder,
+    urls: impl IntoIterator<Item = &'a str>,
+    ca_configured: bool,
+) -> Result<reqwest::Client, String> {
+    let https = urls
+        .into_iter()
+        .any(|u| u.trim_start().to_ascii_lowercase().starts_with("https:"));
+    let builder = if https || ca_configured {
+        builder
+    } else {
+        builder.tls_certs_only(Vec::new())
+    };
+    builder.build().map_err(|e| {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        if https && !ca_configured {
+            format!(
+                "cannot load this host's CA certificates ({text}); install them (Debian: ca-certificates) or configure a CA file"
+            )
+        } else {
+            format!("cannot build the HTTP client: {text}")
+        }
+    })
 }
 
 /// One search, as the command line gives it.
@@ -40,7 +77,8 @@ pub async fn search(request: &RemoteSearch) -> Result<(u64, Vec<Value>), ClientE
     if let Some(to) = &request.to {
         params.push(("to", to.clone()));
     }
-    let client = reqwest::Client::new();
+    let client = build_http_client(reqwest::Client::builder(), [url.as_str()], false)
+        .map_err(ClientError::Client)?;
     let unreachable = |source| ClientError::Unreachable {
         url: url.clone(),
         source,

@@ -116,7 +116,15 @@ fn main() -> ExitCode {
     // Every TLS client in this process uses ring; installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Command::Serve => serve(&cli.config),
+        Command::Serve => {
+            // Stored events and alert ledgers: owner only, as the unit's UMask=0077,
+            // also when the collector is started by hand.
+            // SAFETY: umask(2) cannot fail; no thread is started yet.
+            unsafe {
+                libc::umask(0o077);
+            }
+            serve(&cli.config)
+        }
         Command::Validate => match load(&cli.config) {
             Ok(_) => {
                 println!("{}: configuration is valid", cli.config.display());
@@ -300,9 +308,16 @@ fn alerts_command(config: &std::path::Path, command: AlertsCommand) -> anyhow::R
             {
                 *lookback = rule.window * 2;
             }
+            let base_url = url.unwrap_or_else(|| default_url(config));
+            let http = client::build_http_client(
+                reqwest::Client::builder(),
+                [base_url.as_str()],
+                false,
+            )
+            .map_err(anyhow::Error::msg)?;
             let source = client::RemoteSource {
-                base_url: url.unwrap_or_else(|| default_url(config)),
-                client: reqwest::Client::new(),
+                base_url,
+                client: http,
             };
             let alerts = runtime()?
                 .block_on(engine::evaluate(

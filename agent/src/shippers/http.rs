@@ -22,8 +22,25 @@ use crate::config::HttpSettings;
 /// Why the shipper could not be built.
 #[derive(Debug, Error)]
 pub enum HttpShipperError {
-    #[error("cannot build the HTTP client: {0}")]
+    #[error("cannot build the HTTP client: {}", chain(.0))]
     Client(reqwest::Error),
+    #[error(
+        "cannot load this host's CA certificates to check the collector's ({}); install them (Debian: ca-certificates) or set agent.shippers.http.ca_file",
+        chain(.0)
+    )]
+    SystemRoots(reqwest::Error),
+}
+
+/// An error with its causes, `: `-separated (reqwest's own text is only "builder error").
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Sends batches to the collector URLs, one at a time, in order of preference.
@@ -58,17 +75,28 @@ impl HttpShipper {
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("picket-agent/", env!("CARGO_PKG_VERSION")));
+        let tls = settings.urls.iter().any(|url| url.scheme() == "https");
         if let Some(pem) = &settings.tls.ca_pem {
             let roots =
                 reqwest::Certificate::from_pem_bundle(pem).map_err(HttpShipperError::Client)?;
             builder = builder.tls_certs_only(roots);
+        } else if !tls {
+            // Plain HTTP needs no roots: a host without a CA store (a minimal image)
+            // must not fail for want of them.
+            builder = builder.tls_certs_only(Vec::new());
         }
         if let Some(client) = &settings.tls.client {
             let identity = reqwest::Identity::from_pem(&client.identity_pem())
                 .map_err(HttpShipperError::Client)?;
             builder = builder.identity(identity);
         }
-        let client = builder.build().map_err(HttpShipperError::Client)?;
+        let client = builder.build().map_err(|e| {
+            if tls && settings.tls.ca_pem.is_none() {
+                HttpShipperError::SystemRoots(e)
+            } else {
+                HttpShipperError::Client(e)
+            }
+        })?;
         Ok(HttpShipper {
             client,
             urls: settings.urls.clone(),

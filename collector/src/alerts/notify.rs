@@ -65,11 +65,13 @@ pub fn one_line(alert: &Alert) -> String {
 
 impl Notifier {
     pub fn webhook(settings: WebhookSettings) -> Result<Notifier, String> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .user_agent(concat!("picket-collector/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = crate::client::build_http_client(
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .user_agent(concat!("picket-collector/", env!("CARGO_PKG_VERSION"))),
+            [settings.url.as_str()],
+            false,
+        )?;
         Ok(Notifier::Webhook { settings, client })
     }
 

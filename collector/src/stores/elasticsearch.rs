@@ -147,9 +147,11 @@ impl ElasticStore {
                 .map_err(|e| format!("cannot read the CA bundle: {e}"))?;
             builder = builder.tls_certs_only(roots);
         }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = crate::client::build_http_client(
+            builder,
+            settings.urls.iter().map(|u| u.as_str()),
+            settings.ca_pem.is_some(),
+        )?;
         Ok(ElasticStore {
             settings,
             client,
