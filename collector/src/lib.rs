@@ -149,6 +149,19 @@ pub async fn run(
             info!(
                 "No alert rules folder (collector.alerts.rules_dir, default /etc/picket/rules): alerts are off."
             );
+            // SIGHUP (`systemctl reload`) reloads the rules; with none it must not
+            // end the process, as its default action would.
+            if let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        info!(
+                            "SIGHUP: alerts are off, no rules to reload; other settings apply at restart."
+                        );
+                    }
+                });
+            }
             None
         }
     };

@@ -309,12 +309,9 @@ fn alerts_command(config: &std::path::Path, command: AlertsCommand) -> anyhow::R
                 *lookback = rule.window * 2;
             }
             let base_url = url.unwrap_or_else(|| default_url(config));
-            let http = client::build_http_client(
-                reqwest::Client::builder(),
-                [base_url.as_str()],
-                false,
-            )
-            .map_err(anyhow::Error::msg)?;
+            let http =
+                client::build_http_client(reqwest::Client::builder(), [base_url.as_str()], false)
+                    .map_err(anyhow::Error::msg)?;
             let source = client::RemoteSource {
                 base_url,
                 client: http,

@@ -54,11 +54,14 @@ impl RabbitMq {
             "[rabbitmq_auth_mechanism_ssl].\n",
         )
         .expect("plugins file");
-        let (amqp_port, amqps_port, dist_port) = (free_port(), free_port(), free_port());
-        fs::write(
-            dir.join("rabbitmq.conf"),
-            format!(
-                "listeners.tcp.1 = 127.0.0.1:{amqp_port}
+        // Ports picked now can be taken by a parallel test before the node binds them
+        // (it then exits with eaddrinuse): pick others and try again.
+        for attempt in 1.. {
+            let (amqp_port, amqps_port, dist_port) = (free_port(), free_port(), free_port());
+            fs::write(
+                dir.join("rabbitmq.conf"),
+                format!(
+                    "listeners.tcp.1 = 127.0.0.1:{amqp_port}
 listeners.ssl.1 = 127.0.0.1:{amqps_port}
 ssl_options.cacertfile = {ca}
 ssl_options.certfile = {cert}
@@ -75,26 +78,39 @@ log.console = false
 log.file = rabbit.log
 log.file.level = info
 ",
-                ca = pki.ca.display(),
-                cert = pki.server_cert.display(),
-                key = pki.server_key.display(),
-            ),
-        )
-        .expect("rabbitmq.conf");
-        let mut broker = RabbitMq {
-            dir: dir.to_path_buf(),
-            amqp_port,
-            amqps_port,
-            dist_port,
-            node: format!("picket{amqp_port}@localhost"),
-            wrapper: None,
-        };
-        broker.start_again();
-        broker
+                    ca = pki.ca.display(),
+                    cert = pki.server_cert.display(),
+                    key = pki.server_key.display(),
+                ),
+            )
+            .expect("rabbitmq.conf");
+            let mut broker = RabbitMq {
+                dir: dir.to_path_buf(),
+                amqp_port,
+                amqps_port,
+                dist_port,
+                node: format!("picket{amqp_port}@localhost"),
+                wrapper: None,
+            };
+            match broker.try_start() {
+                Ok(()) => return broker,
+                Err(message) if attempt < 5 && message.contains("eaddrinuse") => {
+                    eprintln!("rabbitmq: a port was taken before the node bound it; new ports");
+                }
+                Err(message) => panic!("{message}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
     }
 
     /// Starts the node again on its directories (after [`RabbitMq::stop`]).
     pub fn start_again(&mut self) {
+        if let Err(message) = self.try_start() {
+            panic!("{message}");
+        }
+    }
+
+    fn try_start(&mut self) -> Result<(), String> {
         let dir = &self.dir;
         let _ = fs::remove_file(dir.join("beam.pid"));
         let out = fs::OpenOptions::new()
@@ -138,7 +154,10 @@ log.file.level = info
         for port in [self.amqp_port, self.amqps_port] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
                 if let Some(Ok(Some(status))) = self.wrapper.as_mut().map(|c| c.try_wait()) {
-                    panic!("rabbitmq-server exited ({status}):\n{}", self.log());
+                    return Err(format!(
+                        "rabbitmq-server exited ({status}):\n{}",
+                        self.log()
+                    ));
                 }
                 assert!(
                     Instant::now() < deadline,
@@ -155,6 +174,7 @@ log.file.level = info
             self.amqp_port,
             self.amqps_port
         );
+        Ok(())
     }
 
     /// The Erlang VM's PID, from the PID file the node writes.
