@@ -157,6 +157,11 @@ impl Service {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Sends `signal` (SIGHUP: reload) and returns at once.
     pub fn notify(&self, signal: i32) {
         if let Some(child) = &self.child {
