@@ -235,8 +235,45 @@ impl DiskBuffer {
         Ok(())
     }
 
+    /// Forgets everything appended since the last [`DiskBuffer::sync`]: what the writer
+    /// holds is dropped unwritten, segments begun since are deleted and the durable one
+    /// is cut back to its durable length. After a failed append or sync (a full disk)
+    /// the buffer may hold part of a record; this makes it whole again, and the caller
+    /// appends those events anew.
+    pub fn rollback(&mut self) -> Result<(), BufferError> {
+        let durable = self.durable;
+        let path = segment_path(&self.dir, durable.segment);
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        // into_parts: the old writer's buffer is discarded, not flushed on drop.
+        let old = std::mem::replace(&mut self.writer, BufWriter::with_capacity(256 * 1024, file));
+        drop(old.into_parts());
+        for segment in self.segments.iter().filter(|s| **s > durable.segment) {
+            let newer = segment_path(&self.dir, *segment);
+            match fs::remove_file(&newer) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&newer)(e)),
+                _ => {}
+            }
+        }
+        self.segments.retain(|s| *s <= durable.segment);
+        self.sealed.retain(|s, _| *s < durable.segment);
+        self.writer
+            .get_ref()
+            .set_len(durable.offset)
+            .map_err(io_err(&path))?;
+        self.write_at = durable;
+        Ok(())
+    }
+
     fn roll(&mut self) -> Result<(), BufferError> {
-        self.sync()?;
+        // The sealed segment is made durable on disk now (sync() fsyncs only the
+        // newest), but its records are durable for readers only at the next sync(),
+        // so a rollback can still undo them.
+        let sealed = segment_path(&self.dir, self.write_at.segment);
+        self.writer.flush().map_err(io_err(&sealed))?;
+        self.writer.get_ref().sync_data().map_err(io_err(&sealed))?;
         let next = self.write_at.segment + 1;
         let path = segment_path(&self.dir, next);
         let file = OpenOptions::new()

@@ -314,7 +314,9 @@ pub use crate::config::BufferSettings;
 /// groups (every `sync_interval` or 5,000 events), then advances the inputs'
 /// checkpoints and wakes the shipper. While the buffer is full it stops taking from the
 /// inputs (they block, keeping their positions) or, with `when_full = "drop_newest"`,
-/// drops what arrives (counted, logged).
+/// drops what arrives (counted, logged). When the disk cannot be written (full), what
+/// was appended since the last fsync is undone and appended again once it can be; the
+/// inputs wait meanwhile, so no line is skipped.
 async fn buffer_stage(
     mut events: mpsc::Receiver<Vec<ReadEvent>>,
     stage: BufferStage,
@@ -329,21 +331,43 @@ async fn buffer_stage(
         heartbeat,
     } = stage;
     let mut positions = Positions::default();
+    // Chunks appended since the last fsync, kept to be appended again after a failed
+    // write (at most one sync interval's or 5,000 events' worth).
+    let mut pending: Vec<Vec<ReadEvent>> = Vec::new();
     let mut unsynced = 0usize;
     let mut last_sync = Instant::now();
     let mut line = Vec::with_capacity(4096);
     // A buffer that stays full fills and drains by the batch: say so once a minute.
     let mut full_log = EveryMinute::default();
+    let mut write_log = EveryMinute::default();
     // The first heartbeat goes out at start: a restarted agent says so at once.
     let mut next_heartbeat = Instant::now();
+    let mut store = Store {
+        disk: &disk,
+        checkpoints: &checkpoints,
+        metrics: &metrics,
+        stop_rx: &stop_rx,
+    };
     loop {
         if let Some((every, host)) = &heartbeat
             && Instant::now() >= next_heartbeat
             && *stop_rx.borrow() == Stopping::No
         {
             next_heartbeat = Instant::now() + *every;
-            if write_heartbeat(&disk, host, &metrics, &mut line) {
-                unsynced += 1;
+            match write_heartbeat(&disk, host, &metrics, &mut line) {
+                Ok(true) => unsynced += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    if !store
+                        .recover(e, &pending, &mut positions, &mut line, &mut write_log)
+                        .await
+                    {
+                        return;
+                    }
+                    pending.clear();
+                    unsynced = 0;
+                    synced.notify_one();
+                }
             }
         }
         // Idle, the stage sleeps until events arrive or the next heartbeat is due: no
@@ -386,7 +410,15 @@ async fn buffer_stage(
                     // What fills the buffer must be durable, or the shipper cannot
                     // take it and nothing ever frees the space.
                     if unsynced > 0 {
-                        commit(&disk, &checkpoints, &mut positions, &metrics);
+                        if let Err(e) = store.commit(&mut positions) {
+                            if !store
+                                .recover(e, &pending, &mut positions, &mut line, &mut write_log)
+                                .await
+                            {
+                                return;
+                            }
+                        }
+                        pending.clear();
                         unsynced = 0;
                         last_sync = Instant::now();
                         synced.notify_one();
@@ -397,34 +429,168 @@ async fn buffer_stage(
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
+                positions.take(&chunk);
+                unsynced += chunk.len();
                 let appended = tokio::task::block_in_place(|| {
                     let mut disk = disk
                         .lock()
                         .map_err(|_| "buffer lock poisoned".to_string())?;
-                    for read in &chunk {
-                        line.clear();
-                        read.event.write_json_line(&mut line);
-                        disk.append(&line).map_err(|e| e.to_string())?;
-                    }
-                    Ok::<(), String>(())
+                    append_chunk(&mut disk, &chunk, &mut line)
                 });
+                pending.push(chunk);
                 if let Err(e) = appended {
-                    error!(error = %e, events = chunk.len(), "Cannot write to the disk buffer; these events are read again after a restart.");
+                    if !store
+                        .recover(e, &pending, &mut positions, &mut line, &mut write_log)
+                        .await
+                    {
+                        return;
+                    }
+                    pending.clear();
+                    unsynced = 0;
+                    last_sync = Instant::now();
+                    synced.notify_one();
                     continue;
                 }
-                unsynced += chunk.len();
-                positions.take(&chunk);
             }
         }
         if unsynced > 0 && (last_sync.elapsed() >= settings.sync_interval || unsynced >= 5_000) {
-            commit(&disk, &checkpoints, &mut positions, &metrics);
+            if let Err(e) = store.commit(&mut positions) {
+                if !store
+                    .recover(e, &pending, &mut positions, &mut line, &mut write_log)
+                    .await
+                {
+                    return;
+                }
+            }
+            pending.clear();
             unsynced = 0;
             last_sync = Instant::now();
             synced.notify_one();
         }
     }
-    commit(&disk, &checkpoints, &mut positions, &metrics);
+    if let Err(e) = store.commit(&mut positions) {
+        // Stopping: one more try, then the lines are read again after the restart.
+        if !store
+            .recover(e, &pending, &mut positions, &mut line, &mut write_log)
+            .await
+        {
+            return;
+        }
+    }
     synced.notify_one();
+}
+
+/// Appends a chunk's events to the buffer.
+fn append_chunk(
+    disk: &mut DiskBuffer,
+    chunk: &[ReadEvent],
+    line: &mut Vec<u8>,
+) -> Result<(), String> {
+    for read in chunk {
+        line.clear();
+        read.event.write_json_line(line);
+        disk.append(line).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The buffer and checkpoints as the buffer stage writes them.
+struct Store<'a> {
+    disk: &'a Mutex<DiskBuffer>,
+    checkpoints: &'a Mutex<CheckpointStore>,
+    metrics: &'a Metrics,
+    stop_rx: &'a watch::Receiver<Stopping>,
+}
+
+impl Store<'_> {
+    /// fsyncs the buffer, then moves the inputs' checkpoints to what it now holds. On
+    /// a failed fsync the checkpoints stay and the error is returned.
+    fn commit(&mut self, positions: &mut Positions) -> Result<(), String> {
+        tokio::task::block_in_place(|| {
+            self.disk
+                .lock()
+                .map_err(|_| "buffer lock poisoned".to_string())
+                .and_then(|mut d| d.sync().map_err(|e| e.to_string()))?;
+            self.metrics.buffer_syncs.fetch_add(1, Ordering::Relaxed);
+            let Ok(mut store) = self.checkpoints.lock() else {
+                return Ok(());
+            };
+            for (identity, (path, offset)) in positions.files.drain() {
+                store.set(&identity, &path, offset);
+            }
+            if let Some(cursor) = positions.cursor.take() {
+                store.set_journal_cursor(&cursor);
+            }
+            if let Err(e) = store.save() {
+                error!(error = %e, "Cannot save checkpoints; lines may be read again after a restart.");
+            }
+            Ok(())
+        })
+    }
+
+    /// After a failed write: undoes what the buffer took since the last fsync, appends
+    /// `pending` again and commits, retrying (0.1 s doubling to 5 s) until that works.
+    /// The inputs wait meanwhile (nothing is taken from them). False when a stop came
+    /// first: the positions are dropped unsaved, so those lines are read again after
+    /// the restart, and the caller must not commit.
+    async fn recover(
+        &mut self,
+        mut error: String,
+        pending: &[Vec<ReadEvent>],
+        positions: &mut Positions,
+        line: &mut Vec<u8>,
+        log: &mut EveryMinute,
+    ) -> bool {
+        let events: usize = pending.iter().map(Vec::len).sum();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            if log.due() {
+                error!(
+                    error = %error,
+                    events,
+                    "Cannot write the disk buffer (disk full?); inputs wait, retrying."
+                );
+            }
+            let undone = tokio::task::block_in_place(|| {
+                self.disk
+                    .lock()
+                    .map_err(|_| "buffer lock poisoned".to_string())
+                    .and_then(|mut d| d.rollback().map_err(|e| e.to_string()))
+            });
+            if *self.stop_rx.borrow() != Stopping::No {
+                if let Err(e) = undone {
+                    error!(error = %e, "Cannot undo a failed write in the disk buffer.");
+                }
+                *positions = Positions::default();
+                warn!(
+                    events,
+                    "Stopping while the disk buffer cannot be written; these lines are read again after the restart."
+                );
+                return false;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+            let appended = undone.and_then(|()| {
+                tokio::task::block_in_place(|| {
+                    let mut disk = self
+                        .disk
+                        .lock()
+                        .map_err(|_| "buffer lock poisoned".to_string())?;
+                    for chunk in pending {
+                        append_chunk(&mut disk, chunk, line)?;
+                    }
+                    Ok(())
+                })
+            });
+            match appended.and_then(|()| self.commit(positions)) {
+                Ok(()) => {
+                    info!(events, "Disk buffer writable again; inputs resume.");
+                    return true;
+                }
+                Err(e) => error = e,
+            }
+        }
+    }
 }
 
 /// Lets a repeated condition be logged once, then at most once a minute.
@@ -459,19 +625,19 @@ struct BufferStage {
 }
 
 /// Appends a heartbeat to the buffer (unless it is full: a heartbeat never takes the
-/// place of a log line). True when one was written.
+/// place of a log line). True when one was written; an error when the write failed.
 fn write_heartbeat(
     disk: &Mutex<DiskBuffer>,
     host: &HostIdentity,
     metrics: &Metrics,
     line: &mut Vec<u8>,
-) -> bool {
+) -> Result<bool, String> {
     tokio::task::block_in_place(|| {
         let Ok(mut disk) = disk.lock() else {
-            return false;
+            return Ok(false);
         };
         if disk.is_full() {
-            return false;
+            return Ok(false);
         }
         let oldest = match disk.peek_oldest() {
             Ok(record) => record.as_deref().and_then(heartbeat::record_time),
@@ -487,46 +653,9 @@ fn write_heartbeat(
         let event = heartbeat::event(host, metrics, &snapshot, chrono::Utc::now());
         line.clear();
         event.write_json_line(line);
-        match disk.append(line) {
-            Ok(_) => true,
-            Err(e) => {
-                error!(error = %e, "Cannot write the heartbeat to the disk buffer.");
-                false
-            }
-        }
+        // A failed append may leave part of a record: the caller undoes it.
+        disk.append(line).map(|_| true).map_err(|e| e.to_string())
     })
-}
-
-/// fsyncs the buffer, then moves the inputs' checkpoints to what it now holds.
-fn commit(
-    disk: &Mutex<DiskBuffer>,
-    checkpoints: &Mutex<CheckpointStore>,
-    positions: &mut Positions,
-    metrics: &Metrics,
-) {
-    tokio::task::block_in_place(|| {
-        let synced = disk
-            .lock()
-            .map_err(|_| "buffer lock poisoned".to_string())
-            .and_then(|mut d| d.sync().map_err(|e| e.to_string()));
-        if let Err(e) = synced {
-            error!(error = %e, "Cannot fsync the disk buffer; checkpoints stay where they were.");
-            return;
-        }
-        metrics.buffer_syncs.fetch_add(1, Ordering::Relaxed);
-        let Ok(mut store) = checkpoints.lock() else {
-            return;
-        };
-        for (identity, (path, offset)) in positions.files.drain() {
-            store.set(&identity, &path, offset);
-        }
-        if let Some(cursor) = positions.cursor.take() {
-            store.set_journal_cursor(&cursor);
-        }
-        if let Err(e) = store.save() {
-            error!(error = %e, "Cannot save checkpoints; lines may be read again after a restart.");
-        }
-    });
 }
 
 /// Input positions reached by events now in the buffer.

@@ -409,7 +409,7 @@ fn main() {
                         "q",
                         format!("hostname:web{agent} AND category:authentication"),
                     ),
-                    ("size", "0".to_string()),
+                    ("size", "1".to_string()),
                 ])
                 .send()
                 .ok()
@@ -440,6 +440,7 @@ fn main() {
 
     // Faults.
     let mut rng = Rng(options.seed);
+    let mut round: Vec<u64> = Vec::new();
     let end = Instant::now() + Duration::from_secs_f64(options.minutes * 60.0);
     let mut samples: Vec<String> = Vec::new();
     let mut next_sample = Instant::now();
@@ -461,8 +462,14 @@ fn main() {
             next_sample = Instant::now() + Duration::from_secs(30);
         }
         std::thread::sleep(rng.millis(2_000, 6_000));
-        let kinds = if tmpfs.is_some() { 5 } else { 4 };
-        match rng.below(kinds) {
+        // Rounds of every kind in a seeded order: even the short form sees each.
+        if round.is_empty() {
+            round = (0..if tmpfs.is_some() { 5 } else { 4 }).collect();
+            for i in (1..round.len()).rev() {
+                round.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+        }
+        match round.pop().expect("a fault") {
             0 => {
                 let a = rng.below(AGENTS as u64) as usize;
                 agents[a].service.kill();
@@ -549,7 +556,7 @@ fn main() {
     eprintln!("chaos: writers done, {total_written} lines; draining");
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let (total, _) = collector.search("category:authentication", 0);
+        let (total, _) = collector.search("category:authentication", 1);
         if total >= total_written || Instant::now() >= deadline {
             break;
         }
@@ -559,7 +566,7 @@ fn main() {
     sample(&agents, Some(&collector), &mut samples);
 
     // The count.
-    let (all_total, _) = collector.search("*", 0);
+    let (all_total, _) = collector.search("*", 1);
     let events = collector.all("*");
     let mut seen: BTreeMap<(usize, u64), usize> = BTreeMap::new();
     let mut foreign = Vec::new();
