@@ -135,10 +135,18 @@ pub async fn serve(
                             configured = %new.data_dir.display(),
                             "Reload refused: agent.data_dir cannot change while the agent runs (it holds the buffer and read positions); the running configuration stays."
                         ),
-                        Ok(new) => {
-                            next = Some(new);
-                            let _ = stop_tx.send(Stopping::Reload);
-                        }
+                        // What `run_once` would fail on at start (a client certificate
+                        // that does not load, say) is refused here, while the old
+                        // pipeline still runs.
+                        Ok(new) => match Shipper::build(&new.shipper) {
+                            Err(e) => error!(
+                                "Reload refused, the running configuration stays: cannot set up the shipper: {e}"
+                            ),
+                            Ok(_) => {
+                                next = Some(new);
+                                let _ = stop_tx.send(Stopping::Reload);
+                            }
+                        },
                         Err(e) => error!(
                             "Reload refused, the running configuration stays: {e}"
                         ),
@@ -330,50 +338,45 @@ async fn buffer_stage(
         metrics,
         heartbeat,
     } = stage;
-    let mut positions = Positions::default();
-    // Chunks appended since the last fsync, kept to be appended again after a failed
-    // write (at most one sync interval's or 5,000 events' worth).
-    let mut pending: Vec<Vec<ReadEvent>> = Vec::new();
-    let mut unsynced = 0usize;
-    let mut last_sync = Instant::now();
-    let mut line = Vec::with_capacity(4096);
-    // A buffer that stays full fills and drains by the batch: say so once a minute.
-    let mut full_log = EveryMinute::default();
-    let mut write_log = EveryMinute::default();
-    // The first heartbeat goes out at start: a restarted agent says so at once.
-    let mut next_heartbeat = Instant::now();
     let mut store = Store {
         disk: &disk,
         checkpoints: &checkpoints,
         metrics: &metrics,
         stop_rx: &stop_rx,
+        synced: &synced,
+        positions: Positions::default(),
+        pending: Vec::new(),
+        unsynced: 0,
+        last_sync: Instant::now(),
+        line: Vec::with_capacity(4096),
+        write_log: EveryMinute::default(),
     };
+    // A buffer that stays full fills and drains by the batch: say so once a minute.
+    let mut full_log = EveryMinute::default();
+    // The first heartbeat goes out at start: a restarted agent says so at once.
+    let mut next_heartbeat = Instant::now();
     loop {
         if let Some((every, host)) = &heartbeat
             && Instant::now() >= next_heartbeat
             && *stop_rx.borrow() == Stopping::No
         {
             next_heartbeat = Instant::now() + *every;
-            match write_heartbeat(&disk, host, &metrics, &mut line) {
-                Ok(true) => unsynced += 1,
+            match write_heartbeat(&disk, host, &metrics, &mut store.line) {
+                Ok(true) => store.unsynced += 1,
                 Ok(false) => {}
                 Err(e) => {
-                    if !store
-                        .recover(e, &pending, &mut positions, &mut line, &mut write_log)
-                        .await
-                    {
+                    if !store.settle(Err(e)).await {
                         return;
                     }
-                    pending.clear();
-                    unsynced = 0;
-                    synced.notify_one();
                 }
             }
         }
         // Idle, the stage sleeps until events arrive or the next heartbeat is due: no
         // wake-ups while nothing waits for an fsync.
-        let wait = if unsynced > 0 {
-            settings.sync_interval.saturating_sub(last_sync.elapsed())
+        let wait = if store.unsynced > 0 {
+            settings
+                .sync_interval
+                .saturating_sub(store.last_sync.elapsed())
         } else if heartbeat.is_some() {
             next_heartbeat.saturating_duration_since(Instant::now())
         } else {
@@ -398,7 +401,7 @@ async fn buffer_stage(
                     );
                 }
                 // Their lines are passed: the positions move on.
-                positions.take(&chunk);
+                store.positions.take(&chunk);
             } else {
                 if full {
                     if full_log.due() {
@@ -409,19 +412,11 @@ async fn buffer_stage(
                     }
                     // What fills the buffer must be durable, or the shipper cannot
                     // take it and nothing ever frees the space.
-                    if unsynced > 0 {
-                        if let Err(e) = store.commit(&mut positions) {
-                            if !store
-                                .recover(e, &pending, &mut positions, &mut line, &mut write_log)
-                                .await
-                            {
-                                return;
-                            }
+                    if store.unsynced > 0 {
+                        let committed = store.commit();
+                        if !store.settle(committed).await {
+                            return;
                         }
-                        pending.clear();
-                        unsynced = 0;
-                        last_sync = Instant::now();
-                        synced.notify_one();
                     }
                     while disk.lock().map(|d| d.is_full()).unwrap_or(false)
                         && *stop_rx.borrow() == Stopping::No
@@ -429,55 +424,27 @@ async fn buffer_stage(
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
-                positions.take(&chunk);
-                unsynced += chunk.len();
-                let appended = tokio::task::block_in_place(|| {
-                    let mut disk = disk
-                        .lock()
-                        .map_err(|_| "buffer lock poisoned".to_string())?;
-                    append_chunk(&mut disk, &chunk, &mut line)
-                });
-                pending.push(chunk);
-                if let Err(e) = appended {
-                    if !store
-                        .recover(e, &pending, &mut positions, &mut line, &mut write_log)
-                        .await
-                    {
+                if let Err(e) = store.append(chunk) {
+                    if !store.settle(Err(e)).await {
                         return;
                     }
-                    pending.clear();
-                    unsynced = 0;
-                    last_sync = Instant::now();
-                    synced.notify_one();
                     continue;
                 }
             }
         }
-        if unsynced > 0 && (last_sync.elapsed() >= settings.sync_interval || unsynced >= 5_000) {
-            if let Err(e) = store.commit(&mut positions) {
-                if !store
-                    .recover(e, &pending, &mut positions, &mut line, &mut write_log)
-                    .await
-                {
-                    return;
-                }
-            }
-            pending.clear();
-            unsynced = 0;
-            last_sync = Instant::now();
-            synced.notify_one();
-        }
-    }
-    if let Err(e) = store.commit(&mut positions) {
-        // Stopping: one more try, then the lines are read again after the restart.
-        if !store
-            .recover(e, &pending, &mut positions, &mut line, &mut write_log)
-            .await
+        if store.unsynced > 0
+            && (store.last_sync.elapsed() >= settings.sync_interval || store.unsynced >= 5_000)
         {
-            return;
+            let committed = store.commit();
+            if !store.settle(committed).await {
+                return;
+            }
         }
     }
-    synced.notify_one();
+    // Stopping: on a failed fsync one more try, else the lines are read again after the
+    // restart.
+    let committed = store.commit();
+    store.settle(committed).await;
 }
 
 /// Appends a chunk's events to the buffer.
@@ -494,25 +461,54 @@ fn append_chunk(
     Ok(())
 }
 
-/// The buffer and checkpoints as the buffer stage writes them.
+/// The buffer stage's writes: the buffer, the checkpoints, and what was appended since
+/// the last fsync.
 struct Store<'a> {
     disk: &'a Mutex<DiskBuffer>,
     checkpoints: &'a Mutex<CheckpointStore>,
     metrics: &'a Metrics,
     stop_rx: &'a watch::Receiver<Stopping>,
+    /// Wakes the shipper after an fsync.
+    synced: &'a tokio::sync::Notify,
+    /// Input positions reached by what was appended, saved at the fsync.
+    positions: Positions,
+    /// Chunks appended since the last fsync, kept to be appended again after a failed
+    /// write (at most one sync interval's or 5,000 events' worth).
+    pending: Vec<Vec<ReadEvent>>,
+    unsynced: usize,
+    last_sync: Instant,
+    line: Vec<u8>,
+    write_log: EveryMinute,
 }
 
 impl Store<'_> {
+    /// Appends a chunk (kept in `pending` until the fsync).
+    fn append(&mut self, chunk: Vec<ReadEvent>) -> Result<(), String> {
+        self.positions.take(&chunk);
+        self.unsynced += chunk.len();
+        let disk = self.disk;
+        let line = &mut self.line;
+        let appended = tokio::task::block_in_place(|| {
+            let mut disk = disk
+                .lock()
+                .map_err(|_| "buffer lock poisoned".to_string())?;
+            append_chunk(&mut disk, &chunk, line)
+        });
+        self.pending.push(chunk);
+        appended
+    }
+
     /// fsyncs the buffer, then moves the inputs' checkpoints to what it now holds. On
     /// a failed fsync the checkpoints stay and the error is returned.
-    fn commit(&mut self, positions: &mut Positions) -> Result<(), String> {
+    fn commit(&mut self) -> Result<(), String> {
+        let (disk, checkpoints, metrics) = (self.disk, self.checkpoints, self.metrics);
+        let positions = &mut self.positions;
         tokio::task::block_in_place(|| {
-            self.disk
-                .lock()
+            disk.lock()
                 .map_err(|_| "buffer lock poisoned".to_string())
                 .and_then(|mut d| d.sync().map_err(|e| e.to_string()))?;
-            self.metrics.buffer_syncs.fetch_add(1, Ordering::Relaxed);
-            let Ok(mut store) = self.checkpoints.lock() else {
+            metrics.buffer_syncs.fetch_add(1, Ordering::Relaxed);
+            let Ok(mut store) = checkpoints.lock() else {
                 return Ok(());
             };
             for (identity, (path, offset)) in positions.files.drain() {
@@ -528,32 +524,41 @@ impl Store<'_> {
         })
     }
 
+    /// After a commit or a failed write: on failure recovers first; then the
+    /// appended events are durable and the shipper is woken. False when a stop came
+    /// during recovery (the caller ends without committing).
+    async fn settle(&mut self, result: Result<(), String>) -> bool {
+        if let Err(error) = result
+            && !self.recover(error).await
+        {
+            return false;
+        }
+        self.pending.clear();
+        self.unsynced = 0;
+        self.last_sync = Instant::now();
+        self.synced.notify_one();
+        true
+    }
+
     /// After a failed write: undoes what the buffer took since the last fsync, appends
     /// `pending` again and commits, retrying (0.1 s doubling to 5 s) until that works.
     /// The inputs wait meanwhile (nothing is taken from them). False when a stop came
     /// first: the positions are dropped unsaved, so those lines are read again after
-    /// the restart, and the caller must not commit.
-    async fn recover(
-        &mut self,
-        mut error: String,
-        pending: &[Vec<ReadEvent>],
-        positions: &mut Positions,
-        line: &mut Vec<u8>,
-        log: &mut EveryMinute,
-    ) -> bool {
-        let events: usize = pending.iter().map(Vec::len).sum();
+    /// the restart.
+    async fn recover(&mut self, mut error: String) -> bool {
+        let events: usize = self.pending.iter().map(Vec::len).sum();
         let mut delay = Duration::from_millis(100);
         loop {
-            if log.due() {
+            if self.write_log.due() {
                 error!(
                     error = %error,
                     events,
                     "Cannot write the disk buffer (disk full?); inputs wait, retrying."
                 );
             }
+            let disk = self.disk;
             let undone = tokio::task::block_in_place(|| {
-                self.disk
-                    .lock()
+                disk.lock()
                     .map_err(|_| "buffer lock poisoned".to_string())
                     .and_then(|mut d| d.rollback().map_err(|e| e.to_string()))
             });
@@ -561,7 +566,7 @@ impl Store<'_> {
                 if let Err(e) = undone {
                     error!(error = %e, "Cannot undo a failed write in the disk buffer.");
                 }
-                *positions = Positions::default();
+                self.positions = Positions::default();
                 warn!(
                     events,
                     "Stopping while the disk buffer cannot be written; these lines are read again after the restart."
@@ -570,19 +575,18 @@ impl Store<'_> {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
+            let (pending, line) = (&self.pending, &mut self.line);
             let appended = undone.and_then(|()| {
                 tokio::task::block_in_place(|| {
-                    let mut disk = self
-                        .disk
+                    let mut disk = disk
                         .lock()
                         .map_err(|_| "buffer lock poisoned".to_string())?;
-                    for chunk in pending {
-                        append_chunk(&mut disk, chunk, line)?;
-                    }
-                    Ok(())
+                    pending
+                        .iter()
+                        .try_for_each(|chunk| append_chunk(&mut disk, chunk, line))
                 })
             });
-            match appended.and_then(|()| self.commit(positions)) {
+            match appended.and_then(|()| self.commit()) {
                 Ok(()) => {
                     info!(events, "Disk buffer writable again; inputs resume.");
                     return true;

@@ -656,6 +656,10 @@ fn a_running_collector_alerts_through_a_webhook_and_amqp_and_the_cli_shows_its_r
 fn alerts_are_said_on_irc_over_tls_paced_and_read_back_by_another_client() {
     use picket_tests::ircd::{Ircd, Reader};
     use picket_tests::{Collector, CollectorOptions, http, pki::Pki};
+    // The binaries first: on a fresh clone the harness builds them here (minutes), and
+    // the reader below, idle meanwhile, would be dropped by the server's ping timeout
+    // (120 s) before the alerts are said.
+    picket_tests::binary("picket-collector");
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::generate(&dir.path().join("pki"));
     let ircd = Ircd::start(&dir.path().join("ircd"), &pki);
