@@ -454,6 +454,7 @@ fn main() {
         if let Some((rss, fds)) = collector.and_then(|c| c.service.pid()).and_then(footprint) {
             row.push_str(&format!("collector {rss} KiB {fds} fds"));
         }
+        eprintln!("chaos: footprint {row}");
         samples.push(row);
     };
     while Instant::now() < end {
@@ -619,8 +620,10 @@ fn main() {
         "chaos: garbage sent {:?}; refused: not JSON {refused_json}, too large {refused_large}, wrong token {refused_token}",
         *sent
     );
-    for row in [samples.first(), samples.last()].into_iter().flatten() {
-        eprintln!("chaos: footprint {row}");
+    for (when, row) in [("start", samples.first()), ("end", samples.last())] {
+        if let Some(row) = row {
+            eprintln!("chaos: footprint at the {when}: {row}");
+        }
     }
     let ok = lost.is_empty()
         && doubled.is_empty()
