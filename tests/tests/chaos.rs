@@ -372,7 +372,13 @@ fn main() {
                 .is_ok_and(|s| s.success());
             if mounted {
                 tmpfs = Some(state);
-                text.push_str("\n[agent.buffer]\nmax_bytes = 67108864\n");
+                // 1 MiB segments: acknowledged ones are deleted, so the 8 MiB fills
+                // only while the filler holds it. With the default 8 MiB segment the
+                // one active segment can fill the tmpfs for good (a known agent bug:
+                // see the note of 2026-11-26).
+                text.push_str(
+                    "\n[agent.buffer]\nmax_bytes = 67108864\nsegment_max_bytes = 1048576\n",
+                );
             }
         }
         fs::write(&config, text).unwrap();
