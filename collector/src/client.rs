@@ -19,6 +19,19 @@ pub enum ClientError {
     Client(String),
 }
 
+/// An error and its causes, `: `-separated (reqwest's own text is often only "builder
+/// error" or "error sending request").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Builds a reqwest client for `urls`. Plain HTTP is given an empty root store, so a
 /// host without CA certificates (a minimal image) can still talk to a loopback
 /// collector; HTTPS without a configured CA uses the system's store, and says how to
@@ -37,13 +50,7 @@ pub fn build_http_client<'a>(
         builder.tls_certs_only(Vec::new())
     };
     builder.build().map_err(|e| {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let text = error_chain(&e);
         if https && !ca_configured {
             format!(
                 "cannot load this host's CA certificates ({text}); install them (Debian: ca-certificates) or configure a CA file"

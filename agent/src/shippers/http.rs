@@ -22,25 +22,13 @@ use crate::config::HttpSettings;
 /// Why the shipper could not be built.
 #[derive(Debug, Error)]
 pub enum HttpShipperError {
-    #[error("cannot build the HTTP client: {}", chain(.0))]
+    #[error("cannot build the HTTP client: {}", error_chain(.0))]
     Client(reqwest::Error),
     #[error(
         "cannot load this host's CA certificates to check the collector's ({}); install them (Debian: ca-certificates) or set agent.shippers.http.ca_file",
-        chain(.0)
+        error_chain(.0)
     )]
     SystemRoots(reqwest::Error),
-}
-
-/// An error with its causes, `: `-separated (reqwest's own text is only "builder error").
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Sends batches to the collector URLs, one at a time, in order of preference.

@@ -45,6 +45,7 @@ use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use super::{Document, SearchRequest, SearchResult, StoreError, Stored};
+use crate::client::error_chain;
 
 /// The checked `[collector.stores.elasticsearch]`.
 #[derive(Debug, Clone)]
@@ -859,17 +860,6 @@ fn host(url: &Url) -> String {
         url.host_str().unwrap_or("?"),
         url.port_or_known_default().unwrap_or(0)
     )
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// MozDef's mapping in Elasticsearch 7+ terms (see the module documentation).
