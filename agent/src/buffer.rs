@@ -20,7 +20,8 @@
 //!   starts a new one once it holds `segment_max_bytes`.
 //! - What [`DiskBuffer::sync`] returned for is on disk (fdatasync); callers group
 //!   commits (every ~100 ms or N records) and advance input checkpoints only then.
-//! - A segment is deleted once every record in it is acknowledged.
+//! - A segment is deleted once every record in it is acknowledged; the newest one by
+//!   [`DiskBuffer::reclaim`] (it starts an empty one), when everything is acknowledged.
 //! - Reads start at the acknowledged position after a restart: what was read but not
 //!   acknowledged is read again (at least once; event ids make it idempotent).
 //!
@@ -98,6 +99,17 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BufferError + '_ {
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.seg"))
+}
+
+/// A writer appending to a segment (created when missing).
+fn segment_writer(dir: &Path, segment: u64) -> Result<BufWriter<File>, BufferError> {
+    let path = segment_path(dir, segment);
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    Ok(BufWriter::with_capacity(256 * 1024, file))
 }
 
 impl DiskBuffer {
@@ -187,19 +199,14 @@ impl DiskBuffer {
         }
         // The newest segment is written to; its length is `write_at`.
         sealed.retain(|segment, _| *segment != end.segment);
-        let tail = segment_path(dir, end.segment);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&tail)
-            .map_err(io_err(&tail))?;
+        let writer = segment_writer(dir, end.segment)?;
         let buffer = DiskBuffer {
             dir: dir.to_path_buf(),
             segment_max_bytes,
             max_bytes,
             segments,
             sealed,
-            writer: BufWriter::with_capacity(256 * 1024, file),
+            writer,
             write_at: end,
             durable: end,
             read_at: acked,
@@ -243,12 +250,11 @@ impl DiskBuffer {
     pub fn rollback(&mut self) -> Result<(), BufferError> {
         let durable = self.durable;
         let path = segment_path(&self.dir, durable.segment);
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
         // into_parts: the old writer's buffer is discarded, not flushed on drop.
-        let old = std::mem::replace(&mut self.writer, BufWriter::with_capacity(256 * 1024, file));
+        let old = std::mem::replace(
+            &mut self.writer,
+            segment_writer(&self.dir, durable.segment)?,
+        );
         drop(old.into_parts());
         for segment in self.segments.iter().filter(|s| **s > durable.segment) {
             let newer = segment_path(&self.dir, *segment);
@@ -275,13 +281,7 @@ impl DiskBuffer {
         self.writer.flush().map_err(io_err(&sealed))?;
         self.writer.get_ref().sync_data().map_err(io_err(&sealed))?;
         let next = self.write_at.segment + 1;
-        let path = segment_path(&self.dir, next);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        self.writer = BufWriter::with_capacity(256 * 1024, file);
+        self.writer = segment_writer(&self.dir, next)?;
         self.sealed
             .insert(self.write_at.segment, self.write_at.offset);
         self.segments.push(next);
@@ -333,24 +333,16 @@ impl DiskBuffer {
     }
 
     /// Acknowledges everything before `upto` (a position [`DiskBuffer::read`] gave):
-    /// persists the ack point and deletes segments left wholly behind it.
+    /// persists the ack point and deletes segments left wholly behind it. When that
+    /// acknowledges everything and the newest segment holds an eighth of
+    /// `segment_max_bytes` or more, it is replaced by an empty one
+    /// ([`DiskBuffer::reclaim`]), so an idle buffer holds next to nothing on disk.
     pub fn ack(&mut self, upto: Position) -> Result<(), BufferError> {
         if upto <= self.acked {
             return Ok(());
         }
         self.acked = upto;
-        let tmp = self.dir.join("ack.tmp");
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&upto.segment.to_le_bytes());
-        bytes[8..].copy_from_slice(&upto.offset.to_le_bytes());
-        let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-        file.write_all(&bytes).map_err(io_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        let ack = self.dir.join("ack");
-        fs::rename(&tmp, &ack).map_err(io_err(&ack))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.dir))?;
+        self.persist_ack()?;
         let done: Vec<u64> = self
             .segments
             .iter()
@@ -363,7 +355,56 @@ impl DiskBuffer {
         }
         self.segments.retain(|s| *s >= upto.segment);
         self.sealed.retain(|s, _| *s >= upto.segment);
+        self.reclaim((self.segment_max_bytes / 8).max(1))?;
         Ok(())
+    }
+
+    /// Writes the ack point: `ack.tmp`, fsynced, renamed over `ack`, directory fsynced.
+    fn persist_ack(&self) -> Result<(), BufferError> {
+        let tmp = self.dir.join("ack.tmp");
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.acked.segment.to_le_bytes());
+        bytes[8..].copy_from_slice(&self.acked.offset.to_le_bytes());
+        let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+        file.write_all(&bytes).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        let ack = self.dir.join("ack");
+        fs::rename(&tmp, &ack).map_err(io_err(&ack))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))
+    }
+
+    /// When every record is acknowledged (nothing appended since the last sync either)
+    /// and the newest segment holds at least `min_bytes`: starts an empty segment and
+    /// deletes that one, giving its space back. True when it did.
+    ///
+    /// A segment is otherwise deleted only once it has rolled, so without this a disk
+    /// that the newest segment alone has filled would never free, however much is
+    /// acknowledged: the buffer stage calls it with 0 while a write fails.
+    ///
+    /// Crash-safe in any order: the old segment is deleted before the ack point moves,
+    /// and [`DiskBuffer::open`] takes an ack point older than every segment as the
+    /// start of the oldest. That is also why a failure to persist the ack point here
+    /// (the disk is full) is not an error.
+    pub fn reclaim(&mut self, min_bytes: u64) -> Result<bool, BufferError> {
+        let end = self.write_at;
+        if self.acked != end || self.durable != end || end.offset == 0 || end.offset < min_bytes {
+            return Ok(false);
+        }
+        let next = end.segment + 1;
+        self.writer = segment_writer(&self.dir, next)?;
+        let old = segment_path(&self.dir, end.segment);
+        fs::remove_file(&old).map_err(io_err(&old))?;
+        let start = Position {
+            segment: next,
+            offset: 0,
+        };
+        self.segments = vec![next];
+        self.sealed.clear();
+        (self.write_at, self.durable, self.read_at, self.acked) = (start, start, start, start);
+        let _ = self.persist_ack();
+        Ok(true)
     }
 
     /// The oldest durable record not yet acknowledged, without moving the reader (for

@@ -540,8 +540,9 @@ impl Store<'_> {
         true
     }
 
-    /// After a failed write: undoes what the buffer took since the last fsync, appends
-    /// `pending` again and commits, retrying (0.1 s doubling to 5 s) until that works.
+    /// After a failed write: undoes what the buffer took since the last fsync (and
+    /// reclaims the newest segment once all of it is acknowledged), appends `pending`
+    /// again and commits, retrying (0.1 s doubling to 5 s) until that works.
     /// The inputs wait meanwhile (nothing is taken from them). False when a stop came
     /// first: the positions are dropped unsaved, so those lines are read again after
     /// the restart.
@@ -557,10 +558,16 @@ impl Store<'_> {
                 );
             }
             let disk = self.disk;
+            // Undone, and when the shipper has acknowledged everything, the newest
+            // segment's space given back: on a disk it alone fills, waiting frees nothing.
             let undone = tokio::task::block_in_place(|| {
-                disk.lock()
-                    .map_err(|_| "buffer lock poisoned".to_string())
-                    .and_then(|mut d| d.rollback().map_err(|e| e.to_string()))
+                let mut d = disk
+                    .lock()
+                    .map_err(|_| "buffer lock poisoned".to_string())?;
+                d.rollback()
+                    .and_then(|()| d.reclaim(0))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
             });
             if *self.stop_rx.borrow() != Stopping::No {
                 if let Err(e) = undone {

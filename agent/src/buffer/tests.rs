@@ -188,3 +188,89 @@ fn a_rollback_forgets_what_was_not_synced_and_leaves_whole_records() {
     let (read, _) = payloads(&mut buffer, 100);
     assert_eq!(read, names(0, 20));
 }
+
+#[test]
+fn the_newest_segment_gives_its_space_back_once_everything_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg_bytes = |dir: &Path| -> Vec<u64> {
+        let mut sizes: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+            .map(|e| e.metadata().unwrap().len())
+            .collect();
+        sizes.sort_unstable();
+        sizes
+    };
+    // One big segment that never rolls: the disk it filled came back only on a roll.
+    let (mut buffer, _) = DiskBuffer::open(dir.path(), 1 << 30, 1 << 30).unwrap();
+    fill(&mut buffer, 0, 100);
+    let (_, last) = payloads(&mut buffer, 50);
+    buffer.ack(last.unwrap()).unwrap();
+    assert!(
+        !buffer.reclaim(0).unwrap(),
+        "50 records are not acknowledged yet"
+    );
+    let (_, last) = payloads(&mut buffer, 1000);
+    buffer.ack(last.unwrap()).unwrap();
+    // Not yet an eighth of a segment, so ack() kept it; but it can be reclaimed.
+    assert_ne!(seg_bytes(dir.path()), vec![0]);
+    // Appended but not synced: nothing to reclaim (that would lose it).
+    buffer.append(b"pending").unwrap();
+    assert!(!buffer.reclaim(0).unwrap());
+    buffer.sync().unwrap();
+    let (read, last) = payloads(&mut buffer, 10);
+    assert_eq!(read, vec!["pending"]);
+    buffer.ack(last.unwrap()).unwrap();
+    assert!(buffer.reclaim(0).unwrap());
+    assert_eq!(seg_bytes(dir.path()), vec![0], "one empty segment");
+    assert_eq!(buffer.unacked_bytes(), 0);
+    fill(&mut buffer, 100, 105);
+    drop(buffer);
+    let (mut buffer, recovery) = DiskBuffer::open(dir.path(), 1 << 30, 1 << 30).unwrap();
+    assert_eq!(recovery.records, 5);
+    assert_eq!(payloads(&mut buffer, 100).0, names(100, 105));
+}
+
+#[test]
+fn a_crash_between_reclaiming_and_saving_the_ack_point_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut buffer, _) = DiskBuffer::open(dir.path(), 1 << 30, 1 << 30).unwrap();
+    fill(&mut buffer, 0, 10);
+    let (_, last) = payloads(&mut buffer, 100);
+    buffer.ack(last.unwrap()).unwrap();
+    let ack_before = fs::read(dir.path().join("ack")).unwrap();
+    assert!(buffer.reclaim(0).unwrap());
+    fill(&mut buffer, 10, 13);
+    drop(buffer);
+    // As if the process died before the new ack point was written.
+    fs::write(dir.path().join("ack"), &ack_before).unwrap();
+    let (mut buffer, recovery) = DiskBuffer::open(dir.path(), 1 << 30, 1 << 30).unwrap();
+    assert_eq!(
+        recovery,
+        Recovery {
+            records: 3,
+            ..Recovery::default()
+        }
+    );
+    assert_eq!(payloads(&mut buffer, 100).0, names(10, 13));
+}
+
+#[test]
+fn acknowledging_everything_in_a_large_newest_segment_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut buffer, _) = DiskBuffer::open(dir.path(), 800, 1 << 30).unwrap();
+    // 10 records of 15 bytes: over an eighth of 800 bytes, under a roll.
+    fill(&mut buffer, 0, 10);
+    let (_, last) = payloads(&mut buffer, 100);
+    buffer.ack(last.unwrap()).unwrap();
+    let seg = fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        .map(|e| (e.file_name(), e.metadata().unwrap().len()))
+        .collect::<Vec<_>>();
+    assert_eq!(seg.len(), 1);
+    assert_eq!(seg[0].1, 0, "{seg:?}");
+    assert_ne!(seg[0].0, "00000000000000000000.seg");
+}
