@@ -12,7 +12,8 @@
 //! ```
 //!
 //! and `<dir>/ack`: 16 bytes, the segment and byte offset of the first record not yet
-//! acknowledged (written to `ack.tmp`, fsynced, renamed over `ack`, directory fsynced).
+//! acknowledged (written to `ack.tmp`, fsynced, renamed over `ack`, directory fsynced;
+//! at most once a second while acknowledging, and on close, so it may lag a little).
 //!
 //! ## Invariants
 //!
@@ -22,8 +23,9 @@
 //!   commits (every ~100 ms or N records) and advance input checkpoints only then.
 //! - A segment is deleted once every record in it is acknowledged; the newest one by
 //!   [`DiskBuffer::reclaim`] (it starts an empty one), when everything is acknowledged.
-//! - Reads start at the acknowledged position after a restart: what was read but not
-//!   acknowledged is read again (at least once; event ids make it idempotent).
+//! - Reads start at the saved ack point after a restart: what was read but not
+//!   acknowledged, and after a crash up to a second's acknowledgements, is read again
+//!   (at least once; event ids make it idempotent).
 //!
 //! ## Recovery
 //!
@@ -37,6 +39,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -88,7 +91,15 @@ pub struct DiskBuffer {
     durable: Position,
     read_at: Position,
     acked: Position,
+    /// The ack point last written to disk, and when.
+    ack_saved: Position,
+    ack_saved_at: Option<Instant>,
 }
+
+/// How often the ack point is written while batches are acknowledged (two fsyncs and
+/// a rename each). A crash repeats at most this much delivery; event ids make the
+/// repeat harmless. Drop and [`DiskBuffer::reclaim`] write it at once.
+const ACK_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BufferError + '_ {
     move |source| BufferError::Io {
@@ -211,6 +222,8 @@ impl DiskBuffer {
             durable: end,
             read_at: acked,
             acked,
+            ack_saved: acked,
+            ack_saved_at: None,
         };
         Ok((buffer, recovery))
     }
@@ -342,7 +355,12 @@ impl DiskBuffer {
             return Ok(());
         }
         self.acked = upto;
-        self.persist_ack()?;
+        if self
+            .ack_saved_at
+            .is_none_or(|at| at.elapsed() >= ACK_SAVE_INTERVAL)
+        {
+            self.persist_ack()?;
+        }
         let done: Vec<u64> = self
             .segments
             .iter()
@@ -360,7 +378,8 @@ impl DiskBuffer {
     }
 
     /// Writes the ack point: `ack.tmp`, fsynced, renamed over `ack`, directory fsynced.
-    fn persist_ack(&self) -> Result<(), BufferError> {
+    fn persist_ack(&mut self) -> Result<(), BufferError> {
+        self.ack_saved_at = Some(Instant::now());
         let tmp = self.dir.join("ack.tmp");
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&self.acked.segment.to_le_bytes());
@@ -372,7 +391,9 @@ impl DiskBuffer {
         fs::rename(&tmp, &ack).map_err(io_err(&ack))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.dir))
+            .map_err(io_err(&self.dir))?;
+        self.ack_saved = self.acked;
+        Ok(())
     }
 
     /// When every record is acknowledged (nothing appended since the last sync either)
@@ -465,6 +486,15 @@ impl DiskBuffer {
     /// Whether the buffer holds `max_bytes` or more: inputs pause.
     pub fn is_full(&self) -> bool {
         self.unacked_bytes() >= self.max_bytes
+    }
+}
+
+impl Drop for DiskBuffer {
+    /// Writes an ack point not yet saved (best effort: a failure repeats delivery).
+    fn drop(&mut self) {
+        if self.ack_saved != self.acked {
+            let _ = self.persist_ack();
+        }
     }
 }
 

@@ -44,7 +44,7 @@ use crate::checkpoint::{CheckpointError, CheckpointStore, FileIdentity};
 use crate::config::Settings;
 use crate::deadletter::DeadLetter;
 use crate::host::HostIdentity;
-use crate::inputs::ReadEvent;
+use crate::inputs::Chunk;
 use crate::inputs::file::FileInput;
 use crate::inputs::journald::JournaldInput;
 use crate::metrics::Metrics;
@@ -190,7 +190,7 @@ async fn run_once(
     let shipper = Shipper::build(&settings.shipper).map_err(RunError::Shipper)?;
     // Two chunks of 500 events in flight keep the buffer stage busy; more only holds
     // memory (parsed events are about 1 KiB each).
-    let (events_tx, events_rx) = mpsc::channel::<Vec<ReadEvent>>(2);
+    let (events_tx, events_rx) = mpsc::channel::<Chunk>(2);
     let stop_input = Arc::new(AtomicBool::new(false));
 
     let input = FileInput {
@@ -326,7 +326,7 @@ pub use crate::config::BufferSettings;
 /// was appended since the last fsync is undone and appended again once it can be; the
 /// inputs wait meanwhile, so no line is skipped.
 async fn buffer_stage(
-    mut events: mpsc::Receiver<Vec<ReadEvent>>,
+    mut events: mpsc::Receiver<Chunk>,
     stage: BufferStage,
     stop_rx: watch::Receiver<Stopping>,
 ) {
@@ -448,15 +448,9 @@ async fn buffer_stage(
 }
 
 /// Appends a chunk's events to the buffer.
-fn append_chunk(
-    disk: &mut DiskBuffer,
-    chunk: &[ReadEvent],
-    line: &mut Vec<u8>,
-) -> Result<(), String> {
-    for read in chunk {
-        line.clear();
-        read.event.write_json_line(line);
-        disk.append(line).map_err(|e| e.to_string())?;
+fn append_chunk(disk: &mut DiskBuffer, chunk: &Chunk) -> Result<(), String> {
+    for record in chunk.records() {
+        disk.append(record).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -474,7 +468,7 @@ struct Store<'a> {
     positions: Positions,
     /// Chunks appended since the last fsync, kept to be appended again after a failed
     /// write (at most one sync interval's or 5,000 events' worth).
-    pending: Vec<Vec<ReadEvent>>,
+    pending: Vec<Chunk>,
     unsynced: usize,
     last_sync: Instant,
     line: Vec<u8>,
@@ -483,16 +477,15 @@ struct Store<'a> {
 
 impl Store<'_> {
     /// Appends a chunk (kept in `pending` until the fsync).
-    fn append(&mut self, chunk: Vec<ReadEvent>) -> Result<(), String> {
+    fn append(&mut self, chunk: Chunk) -> Result<(), String> {
         self.positions.take(&chunk);
         self.unsynced += chunk.len();
         let disk = self.disk;
-        let line = &mut self.line;
         let appended = tokio::task::block_in_place(|| {
             let mut disk = disk
                 .lock()
                 .map_err(|_| "buffer lock poisoned".to_string())?;
-            append_chunk(&mut disk, &chunk, line)
+            append_chunk(&mut disk, &chunk)
         });
         self.pending.push(chunk);
         appended
@@ -547,7 +540,7 @@ impl Store<'_> {
     /// first: the positions are dropped unsaved, so those lines are read again after
     /// the restart.
     async fn recover(&mut self, mut error: String) -> bool {
-        let events: usize = self.pending.iter().map(Vec::len).sum();
+        let events: usize = self.pending.iter().map(Chunk::len).sum();
         let mut delay = Duration::from_millis(100);
         loop {
             if self.write_log.due() {
@@ -582,7 +575,7 @@ impl Store<'_> {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
-            let (pending, line) = (&self.pending, &mut self.line);
+            let pending = &self.pending;
             let appended = undone.and_then(|()| {
                 tokio::task::block_in_place(|| {
                     let mut disk = disk
@@ -590,7 +583,7 @@ impl Store<'_> {
                         .map_err(|_| "buffer lock poisoned".to_string())?;
                     pending
                         .iter()
-                        .try_for_each(|chunk| append_chunk(&mut disk, chunk, line))
+                        .try_for_each(|chunk| append_chunk(&mut disk, chunk))
                 })
             });
             match appended.and_then(|()| self.commit()) {
@@ -677,8 +670,8 @@ struct Positions {
 }
 
 impl Positions {
-    fn take(&mut self, chunk: &[ReadEvent]) {
-        for read in chunk {
+    fn take(&mut self, chunk: &Chunk) {
+        for read in chunk.reads() {
             if let Some(cursor) = &read.cursor {
                 self.cursor = Some(cursor.to_string());
                 continue;

@@ -86,7 +86,7 @@ impl Event {
         out.extend_from_slice(b",\"processname\":");
         json::string(out, &self.processname);
         out.extend_from_slice(b",\"processid\":");
-        out.extend_from_slice(self.processid.to_string().as_bytes());
+        json::integer(out, self.processid);
         out.extend_from_slice(b",\"severity\":");
         json::string(out, &self.severity);
         out.extend_from_slice(b",\"summary\":");
@@ -173,6 +173,25 @@ mod json {
         out.push(b'"');
     }
 
+    /// An integer in decimal, as `i64::to_string` writes it, without the formatter.
+    pub fn integer(out: &mut Vec<u8>, n: i64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut rest = n.unsigned_abs();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if n < 0 {
+            out.push(b'-');
+        }
+        out.extend_from_slice(&digits[i..]);
+    }
+
     pub fn object(out: &mut Vec<u8>, map: &Map<String, Value>) {
         out.push(b'{');
         for (i, (key, value)) in map.iter().enumerate() {
@@ -191,7 +210,10 @@ mod json {
             Value::Null => out.extend_from_slice(b"null"),
             Value::Bool(true) => out.extend_from_slice(b"true"),
             Value::Bool(false) => out.extend_from_slice(b"false"),
-            Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => integer(out, i),
+                None => out.extend_from_slice(n.to_string().as_bytes()),
+            },
             Value::String(s) => string(out, s),
             Value::Array(items) => {
                 out.push(b'[');
@@ -271,6 +293,8 @@ mod tests {
             json!({"a": [1, 2.5, -3, true, null, "x\"y"], "b": {}}),
         );
         event.details.insert("big".into(), json!(u64::MAX));
+        event.details.insert("min".into(), json!(i64::MIN));
+        event.details.insert("zero".into(), json!(0));
         event.details.insert("float".into(), json!(1e-7));
         let mut line = Vec::new();
         event.write_json_line(&mut line);

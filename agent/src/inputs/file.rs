@@ -40,7 +40,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::ReadEvent;
+use super::Chunk;
 use crate::checkpoint::{CheckpointStore, FileIdentity};
 use crate::config::{FileInputSettings, StartAt};
 use crate::metrics::Metrics;
@@ -75,7 +75,7 @@ struct Draining {
 
 impl FileInput {
     /// Follows the files until `stop` is set or the shipper goes away.
-    pub fn run(self, out: mpsc::Sender<Vec<ReadEvent>>, stop: Arc<AtomicBool>) {
+    pub fn run(self, out: mpsc::Sender<Chunk>, stop: Arc<AtomicBool>) {
         let (wake_tx, wake_rx) = std::sync::mpsc::channel::<bool>();
         let watcher = watch(&self.settings.discovery, wake_tx);
         // With inotify, a change wakes the loop at once; the timed poll is only a
@@ -93,7 +93,7 @@ impl FileInput {
         let mut followed: BTreeMap<PathBuf, Followed> = BTreeMap::new();
         let mut draining: Vec<Draining> = Vec::new();
         let mut buffer = vec![0u8; 64 * 1024];
-        let mut chunk: Vec<ReadEvent> = Vec::with_capacity(CHUNK_EVENTS);
+        let mut chunk: Chunk = Chunk::with_capacity(CHUNK_EVENTS);
         let mut last_scan: Option<Instant> = None;
         let mut rescan = true;
         info!(watching = watcher.is_some(), "File input started.");
@@ -129,7 +129,7 @@ impl FileInput {
                 !done
             });
             if !chunk.is_empty() {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_EVENTS));
+                let full = std::mem::replace(&mut chunk, Chunk::with_capacity(CHUNK_EVENTS));
                 if out.blocking_send(full).is_err() {
                     return;
                 }
@@ -325,8 +325,8 @@ impl Followed {
         &mut self,
         input: &FileInput,
         buffer: &mut [u8],
-        chunk: &mut Vec<ReadEvent>,
-        out: &mpsc::Sender<Vec<ReadEvent>>,
+        chunk: &mut Chunk,
+        out: &mpsc::Sender<Chunk>,
         draining: &mut Vec<Draining>,
     ) -> bool {
         if self.open.is_none() {
@@ -486,8 +486,8 @@ fn read_new(
     path_text: &Arc<str>,
     buffer: &mut [u8],
     input: &FileInput,
-    chunk: &mut Vec<ReadEvent>,
-    out: &mpsc::Sender<Vec<ReadEvent>>,
+    chunk: &mut Chunk,
+    out: &mpsc::Sender<Chunk>,
 ) -> io::Result<usize> {
     let mut total = 0;
     while total < READ_BUDGET {
@@ -509,14 +509,12 @@ fn read_new(
                 open.learn_identity();
             }
             if let Some(identity) = open.identity {
-                if let Some(event) = open.take_line(path_text, identity, input) {
-                    chunk.push(event);
-                }
+                open.take_line(path_text, identity, input, chunk);
             }
             open.line_start = open.read_offset;
             from = end + 1;
             if chunk.len() >= CHUNK_EVENTS {
-                let full = std::mem::replace(chunk, Vec::with_capacity(CHUNK_EVENTS));
+                let full = std::mem::replace(chunk, Chunk::with_capacity(CHUNK_EVENTS));
                 if out.blocking_send(full).is_err() {
                     return Ok(total);
                 }
@@ -531,12 +529,7 @@ fn read_new(
 impl OpenFile {
     /// A partial last line idle for `partial_flush` is a line: the writer is not going
     /// to finish it soon, and holding it would hold its event back.
-    fn flush_if_idle(
-        &mut self,
-        path_text: &Arc<str>,
-        input: &FileInput,
-        chunk: &mut Vec<ReadEvent>,
-    ) {
+    fn flush_if_idle(&mut self, path_text: &Arc<str>, input: &FileInput, chunk: &mut Chunk) {
         if self.pending.is_empty() || self.last_data.elapsed() < input.settings.partial_flush {
             return;
         }
@@ -548,9 +541,7 @@ impl OpenFile {
             return;
         };
         debug!(path = %path_text, offset = self.line_start, "Partial line idle; sending it as a line.");
-        if let Some(event) = self.take_line(path_text, identity, input) {
-            chunk.push(event);
-        }
+        self.take_line(path_text, identity, input, chunk);
         self.line_start = self.read_offset;
     }
 
@@ -578,21 +569,23 @@ impl OpenFile {
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
-    /// The complete line assembled so far as an event (`None` for a blank line).
+    /// The complete line assembled so far as an event into `chunk` (none for a blank
+    /// line).
     fn take_line(
         &mut self,
         path: &Arc<str>,
         identity: FileIdentity,
         input: &FileInput,
-    ) -> Option<ReadEvent> {
+        chunk: &mut Chunk,
+    ) {
         let overflow = std::mem::take(&mut self.overflow);
-        let line = std::mem::take(&mut self.pending);
-        if line.iter().all(|b| b.is_ascii_whitespace()) {
-            return None;
+        if self.pending.iter().all(|b| b.is_ascii_whitespace()) {
+            self.pending.clear();
+            return;
         }
         input.metrics.lines_read.fetch_add(1, Ordering::Relaxed);
         let mut event = input.parser.parse(
-            &line,
+            &self.pending,
             &LineContext {
                 source: path,
                 source_identity: &self.source_identity,
@@ -610,15 +603,8 @@ impl OpenFile {
                 .details
                 .insert(mozdef::fields::details::TRUNCATED.into(), Value::Bool(true));
         }
-        self.pending = line;
         self.pending.clear();
-        Some(ReadEvent {
-            event,
-            identity,
-            path: Arc::clone(path),
-            next_offset: self.read_offset,
-            cursor: None,
-        })
+        chunk.push(&event, identity, path, self.read_offset, None);
     }
 }
 

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::ReadEvent;
+use super::Chunk;
 use crate::checkpoint::{CheckpointStore, FileIdentity};
 use crate::config::{JournaldSettings, StartAt};
 use crate::metrics::Metrics;
@@ -90,7 +90,7 @@ impl JournaldInput {
     }
 
     /// Reads the journal until `stop` is set or the shipper goes away.
-    pub fn run(self, out: mpsc::Sender<Vec<ReadEvent>>, stop: Arc<AtomicBool>) {
+    pub fn run(self, out: mpsc::Sender<Chunk>, stop: Arc<AtomicBool>) {
         let mut cursor: Option<String> = self
             .checkpoints
             .lock()
@@ -130,7 +130,7 @@ impl JournaldInput {
         &self,
         child: &mut Child,
         cursor: &mut Option<String>,
-        out: &mpsc::Sender<Vec<ReadEvent>>,
+        out: &mpsc::Sender<Chunk>,
         stop: &Arc<AtomicBool>,
     ) {
         let Some(stdout) = child.stdout.take() else {
@@ -151,7 +151,7 @@ impl JournaldInput {
                 }
             }
         });
-        let mut chunk: Vec<ReadEvent> = Vec::with_capacity(CHUNK_EVENTS);
+        let mut chunk: Chunk = Chunk::with_capacity(CHUNK_EVENTS);
         loop {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -165,9 +165,12 @@ impl JournaldInput {
             if let Some(line) = line {
                 match serde_json::from_str::<Map<String, Value>>(&line) {
                     Ok(entry) => {
-                        if let Some(event) = self.entry(&entry) {
-                            *cursor = event.cursor.as_deref().map(str::to_string);
-                            chunk.push(event);
+                        if self.entry(&entry, &mut chunk) {
+                            *cursor = chunk
+                                .reads()
+                                .last()
+                                .and_then(|read| read.cursor.as_deref())
+                                .map(str::to_string);
                         }
                     }
                     Err(e) => {
@@ -177,7 +180,7 @@ impl JournaldInput {
                 }
             }
             if chunk.len() >= CHUNK_EVENTS || (idle && !chunk.is_empty()) {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_EVENTS));
+                let full = std::mem::replace(&mut chunk, Chunk::with_capacity(CHUNK_EVENTS));
                 if out.blocking_send(full).is_err() {
                     break;
                 }
@@ -191,12 +194,13 @@ impl JournaldInput {
         let _ = reader.join();
     }
 
-    /// One journal entry as an event; `None` (counted) when it has no cursor.
-    fn entry(&self, entry: &Map<String, Value>) -> Option<ReadEvent> {
+    /// One journal entry as an event into `chunk`; false (counted) when it has no
+    /// cursor.
+    fn entry(&self, entry: &Map<String, Value>, chunk: &mut Chunk) -> bool {
         let Some(cursor) = entry.get("__CURSOR").and_then(Value::as_str) else {
             self.metrics.parse_failures.fetch_add(1, Ordering::Relaxed);
             warn!("Journal entry without a cursor; skipped.");
-            return None;
+            return false;
         };
         let text = |key: &str| entry.get(key).and_then(Value::as_str);
         let message = match entry.get("MESSAGE") {
@@ -235,17 +239,18 @@ impl JournaldInput {
         let event = self
             .parser
             .parse_structured(&record, SOURCE, SOURCE, cursor);
-        Some(ReadEvent {
-            event,
-            identity: FileIdentity {
+        chunk.push(
+            &event,
+            FileIdentity {
                 dev: 0,
                 ino: 0,
                 fingerprint: 0,
             },
-            path: Arc::from(SOURCE),
-            next_offset: 0,
-            cursor: Some(Arc::from(cursor)),
-        })
+            &Arc::from(SOURCE),
+            0,
+            Some(Arc::from(cursor)),
+        );
+        true
     }
 }
 

@@ -11,9 +11,97 @@ use mozdef::Event;
 
 use crate::checkpoint::FileIdentity;
 
-/// An event and where its line ended: the position to checkpoint once it is
-/// delivered. For a file, `identity`, `path` and `next_offset`; for the journal,
-/// `cursor` (and the file fields are unused).
+/// Events an input read, each serialized (one JSON line) on the input's thread right
+/// after it was parsed, with the read position its line ended at. The event's own
+/// allocations are freed where they were made, and the buffer stage only copies bytes.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The events' JSON lines, back to back (each ends with `\n`).
+    json: Vec<u8>,
+    reads: Vec<Read>,
+}
+
+/// Where one event of a [`Chunk`] ends, and where its line ended: the position to
+/// checkpoint once it is in the buffer. For a file, `identity`, `path` and
+/// `next_offset`; for the journal, `cursor` (and the file fields are unused).
+#[derive(Debug, Clone)]
+pub struct Read {
+    /// End of the event's JSON line in [`Chunk::json`].
+    end: usize,
+    pub identity: FileIdentity,
+    pub path: Arc<str>,
+    pub next_offset: u64,
+    pub cursor: Option<Arc<str>>,
+}
+
+impl Chunk {
+    pub fn with_capacity(events: usize) -> Chunk {
+        Chunk {
+            json: Vec::with_capacity(events * 512),
+            reads: Vec::with_capacity(events),
+        }
+    }
+
+    /// Serializes `event` into the chunk, with its read position.
+    pub fn push(
+        &mut self,
+        event: &Event,
+        identity: FileIdentity,
+        path: &Arc<str>,
+        next_offset: u64,
+        cursor: Option<Arc<str>>,
+    ) {
+        event.write_json_line(&mut self.json);
+        self.reads.push(Read {
+            end: self.json.len(),
+            identity,
+            path: Arc::clone(path),
+            next_offset,
+            cursor,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.reads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty()
+    }
+
+    /// The read positions, in order.
+    pub fn reads(&self) -> &[Read] {
+        &self.reads
+    }
+
+    /// Each event's JSON line, in order.
+    pub fn records(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.reads.iter().map(move |read| {
+            let record = &self.json[start..read.end];
+            start = read.end;
+            record
+        })
+    }
+
+    /// The events decoded again, with their positions (for tests and tools; the
+    /// pipeline uses [`Chunk::records`]).
+    pub fn events(&self) -> Vec<ReadEvent> {
+        self.records()
+            .zip(&self.reads)
+            .map(|(record, read)| ReadEvent {
+                event: serde_json::from_slice(record)
+                    .unwrap_or_else(|e| panic!("the agent's own JSON line does not decode: {e}")),
+                identity: read.identity,
+                path: Arc::clone(&read.path),
+                next_offset: read.next_offset,
+                cursor: read.cursor.clone(),
+            })
+            .collect()
+    }
+}
+
+/// An event of a [`Chunk`] decoded, and where its line ended.
 #[derive(Debug, Clone)]
 pub struct ReadEvent {
     pub event: Event,

@@ -41,6 +41,11 @@ pub fn outcome(event: &mut Event, category: &str, action: &str, success: Option<
 pub fn ip_address(text: &str) -> Option<String> {
     let text = text.trim().trim_start_matches('[').trim_end_matches(']');
     let bare = text.split('%').next().unwrap_or(text);
+    // A dotted quad that parses is already written as the contract writes it (the
+    // parser refuses leading zeros and short forms): no formatting.
+    if bare.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Some(bare.to_string());
+    }
     match bare.parse::<IpAddr>().ok()? {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => Some(v4.to_string()),

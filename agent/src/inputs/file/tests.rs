@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use super::discover::Discovery;
 use super::*;
 use crate::host::HostIdentity;
+use crate::inputs::ReadEvent;
 use crate::parsers::TimeZoneChoice;
 
 struct Running {
-    rx: mpsc::Receiver<Vec<ReadEvent>>,
+    rx: mpsc::Receiver<Chunk>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
     metrics: Arc<Metrics>,
@@ -85,7 +86,7 @@ impl Running {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.pending.len() < n {
             match self.rx.try_recv() {
-                Ok(chunk) => self.pending.extend(chunk),
+                Ok(chunk) => self.pending.extend(chunk.events()),
                 Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))
                 }
@@ -103,7 +104,7 @@ impl Running {
     fn quiet(&mut self) {
         std::thread::sleep(Duration::from_millis(200));
         while let Ok(chunk) = self.rx.try_recv() {
-            self.pending.extend(chunk);
+            self.pending.extend(chunk.events());
         }
         assert!(
             self.pending.is_empty(),

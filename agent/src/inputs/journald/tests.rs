@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::host::HostIdentity;
+use crate::inputs::ReadEvent;
 use crate::parsers::TimeZoneChoice;
 
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
@@ -73,7 +74,7 @@ fn collect(input: JournaldInput, n: usize) -> Vec<ReadEvent> {
     let mut settle: Option<Instant> = None;
     loop {
         match rx.try_recv() {
-            Ok(chunk) => events.extend(chunk),
+            Ok(chunk) => events.extend(chunk.events()),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
         if events.len() >= n && settle.is_none() {
@@ -86,7 +87,7 @@ fn collect(input: JournaldInput, n: usize) -> Vec<ReadEvent> {
     stop.store(true, Ordering::Relaxed);
     handle.join().unwrap();
     while let Ok(chunk) = rx.try_recv() {
-        events.extend(chunk);
+        events.extend(chunk.events());
     }
     events
 }
