@@ -402,6 +402,7 @@ async fn buffer_stage(
                 }
                 // Their lines are passed: the positions move on.
                 store.positions.take(&chunk);
+                chunk.recycle();
             } else {
                 if full {
                     if full_log.due() {
@@ -526,7 +527,7 @@ impl Store<'_> {
         {
             return false;
         }
-        self.pending.clear();
+        self.pending.drain(..).for_each(Chunk::recycle);
         self.unsynced = 0;
         self.last_sync = Instant::now();
         self.synced.notify_one();
@@ -810,6 +811,10 @@ impl Pipeline {
                         self.metrics
                             .events_shipped
                             .fetch_add(part.len() as u64 - refused, Ordering::Relaxed);
+                        self.metrics.bytes_shipped.fetch_add(
+                            part.iter().map(|r| r.len() as u64).sum(),
+                            Ordering::Relaxed,
+                        );
                         debug!(events = part.len(), "Batch delivered.");
                         attempt = 0;
                         break;

@@ -21,6 +21,9 @@ pub struct Metrics {
     pub truncations: AtomicU64,
     /// Events the collector acknowledged.
     pub events_shipped: AtomicU64,
+    /// Bytes of the delivered events' JSON lines (uncompressed; without HTTP or AMQP
+    /// framing).
+    pub bytes_shipped: AtomicU64,
     /// Events the collector refused (logged with the reason, kept in the dead-letter
     /// file); not retried.
     pub events_rejected: AtomicU64,
@@ -47,6 +50,7 @@ impl Metrics {
             rotations = get(&self.rotations),
             truncations = get(&self.truncations),
             events_shipped = get(&self.events_shipped),
+            bytes_shipped = get(&self.bytes_shipped),
             events_rejected = get(&self.events_rejected),
             events_lost = get(&self.events_lost),
             retries = get(&self.retries),

@@ -337,6 +337,29 @@ impl RabbitMq {
         });
     }
 
+    /// How many messages `queue` holds; `None` while it does not exist.
+    pub fn queue_depth(&self, queue: &str) -> Option<u32> {
+        use lapin::options::QueueDeclareOptions;
+        use lapin::types::FieldTable;
+        runtime().block_on(async {
+            let (connection, channel) = self.connect().await;
+            let depth = channel
+                .queue_declare(
+                    queue.into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .ok()
+                .map(|q| q.message_count());
+            let _ = connection.close(200, "done".into()).await;
+            depth
+        })
+    }
+
     /// Takes every message now in `queue` (acknowledging them).
     pub fn drain(&self, queue: &str) -> Vec<Message> {
         use lapin::options::{BasicAckOptions, BasicGetOptions};
