@@ -175,21 +175,11 @@ mod json {
 
     /// An integer in decimal, as `i64::to_string` writes it, without the formatter.
     pub fn integer(out: &mut Vec<u8>, n: i64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut rest = n.unsigned_abs();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
         if n < 0 {
             out.push(b'-');
         }
-        out.extend_from_slice(&digits[i..]);
+        let mut digits = [0u8; 20];
+        out.extend_from_slice(crate::eventid::format_u64(n.unsigned_abs(), &mut digits).as_bytes());
     }
 
     pub fn object(out: &mut Vec<u8>, map: &Map<String, Value>) {

@@ -43,7 +43,8 @@ fn hex_digit(nibble: u8) -> char {
     char::from(b"0123456789abcdef"[usize::from(nibble & 0x0f)])
 }
 
-fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
+/// `n` in decimal, written into the end of `buf`.
+pub(crate) fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
     let mut i = buf.len();
     loop {
         i -= 1;
