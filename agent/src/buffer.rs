@@ -12,8 +12,8 @@
 //! ```
 //!
 //! and `<dir>/ack`: 16 bytes, the segment and byte offset of the first record not yet
-//! acknowledged (written to `ack.tmp`, fsynced, renamed over `ack`, directory fsynced;
-//! at most once a second while acknowledging, and on close, so it may lag a little).
+//! acknowledged (written to `ack.tmp` and renamed over `ack` on every acknowledgement;
+//! fsynced with its directory at most once a second, and on close).
 //!
 //! ## Invariants
 //!
@@ -24,8 +24,8 @@
 //! - A segment is deleted once every record in it is acknowledged; the newest one by
 //!   [`DiskBuffer::reclaim`] (it starts an empty one), when everything is acknowledged.
 //! - Reads start at the saved ack point after a restart: what was read but not
-//!   acknowledged, and after a crash up to a second's acknowledgements, is read again
-//!   (at least once; event ids make it idempotent).
+//!   acknowledged, and after a power cut up to a second's acknowledgements, is read
+//!   again (at least once; event ids make it idempotent).
 //!
 //! ## Recovery
 //!
@@ -91,15 +91,16 @@ pub struct DiskBuffer {
     durable: Position,
     read_at: Position,
     acked: Position,
-    /// The ack point last written to disk, and when.
-    ack_saved: Position,
-    ack_saved_at: Option<Instant>,
+    /// Whether the ack point was written since its last fsync, and when that was.
+    ack_unsynced: bool,
+    ack_synced_at: Option<Instant>,
 }
 
-/// How often the ack point is written while batches are acknowledged (two fsyncs and
-/// a rename each). A crash repeats at most this much delivery; event ids make the
-/// repeat harmless. Drop and [`DiskBuffer::reclaim`] write it at once.
-const ACK_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the ack point, written (renamed into place) on every acknowledgement, is
+/// also fsynced (two fsyncs each). A killed process loses nothing of it (the page cache
+/// survives); a power cut repeats at most this much delivery, which event ids make
+/// harmless. Drop and [`DiskBuffer::reclaim`] fsync it at once.
+const ACK_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BufferError + '_ {
     move |source| BufferError::Io {
@@ -222,8 +223,8 @@ impl DiskBuffer {
             durable: end,
             read_at: acked,
             acked,
-            ack_saved: acked,
-            ack_saved_at: None,
+            ack_unsynced: false,
+            ack_synced_at: None,
         };
         Ok((buffer, recovery))
     }
@@ -355,12 +356,10 @@ impl DiskBuffer {
             return Ok(());
         }
         self.acked = upto;
-        if self
-            .ack_saved_at
-            .is_none_or(|at| at.elapsed() >= ACK_SAVE_INTERVAL)
-        {
-            self.persist_ack()?;
-        }
+        let sync = self
+            .ack_synced_at
+            .is_none_or(|at| at.elapsed() >= ACK_SYNC_INTERVAL);
+        self.persist_ack(sync)?;
         let done: Vec<u64> = self
             .segments
             .iter()
@@ -377,22 +376,29 @@ impl DiskBuffer {
         Ok(())
     }
 
-    /// Writes the ack point: `ack.tmp`, fsynced, renamed over `ack`, directory fsynced.
-    fn persist_ack(&mut self) -> Result<(), BufferError> {
-        self.ack_saved_at = Some(Instant::now());
+    /// Writes the ack point: `ack.tmp` renamed over `ack`; with `sync`, the file is
+    /// fsynced before and the directory after.
+    fn persist_ack(&mut self, sync: bool) -> Result<(), BufferError> {
+        if sync {
+            self.ack_synced_at = Some(Instant::now());
+        }
         let tmp = self.dir.join("ack.tmp");
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&self.acked.segment.to_le_bytes());
         bytes[8..].copy_from_slice(&self.acked.offset.to_le_bytes());
         let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
         file.write_all(&bytes).map_err(io_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
+        if sync {
+            file.sync_all().map_err(io_err(&tmp))?;
+        }
         let ack = self.dir.join("ack");
         fs::rename(&tmp, &ack).map_err(io_err(&ack))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.dir))?;
-        self.ack_saved = self.acked;
+        if sync {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(&self.dir))?;
+        }
+        self.ack_unsynced = !sync;
         Ok(())
     }
 
@@ -424,7 +430,7 @@ impl DiskBuffer {
         self.segments = vec![next];
         self.sealed.clear();
         (self.write_at, self.durable, self.read_at, self.acked) = (start, start, start, start);
-        let _ = self.persist_ack();
+        let _ = self.persist_ack(true);
         Ok(true)
     }
 
@@ -490,10 +496,10 @@ impl DiskBuffer {
 }
 
 impl Drop for DiskBuffer {
-    /// Writes an ack point not yet saved (best effort: a failure repeats delivery).
+    /// fsyncs the ack point (best effort: a failure repeats delivery).
     fn drop(&mut self) {
-        if self.ack_saved != self.acked {
-            let _ = self.persist_ack();
+        if self.ack_unsynced {
+            let _ = self.persist_ack(true);
         }
     }
 }
