@@ -92,7 +92,7 @@ for name in picket-agent picket-collector; do
   [ -f "$chroot_dir/usr/share/doc/$name/copyright" ] || fail "no copyright file for $name"
   [ -x "$chroot_dir/usr/bin/$name" ] || fail "no /usr/bin/$name"
   config="/etc/picket/${name#picket-}.toml"
-  in_root dpkg-query --showformat='${Conffiles}\n' --show "$name" | grep -q " $config " ||
+  in_root dpkg-query --showformat='${Conffiles}\n' --show "$name" | grep >/dev/null " $config " ||
     fail "$config is not a conffile of $name"
   in_root "$name" --config "$config" validate || fail "$name validate on the shipped config"
   step "systemd-analyze on $unit"
@@ -100,7 +100,7 @@ for name in picket-agent picket-collector; do
   in_root systemd-analyze security --offline=true "$unit" >"$work/$name.security" 2>&1 || true
   tail -1 "$work/$name.security"
 done
-in_root dpkg-query --showformat='${Conffiles}\n' --show picket-collector | grep -q " /etc/picket/rules/ssh-bruteforce.toml " ||
+in_root dpkg-query --showformat='${Conffiles}\n' --show picket-collector | grep >/dev/null " /etc/picket/rules/ssh-bruteforce.toml " ||
   fail "the rules are not conffiles"
 in_root getent group systemd-journal >/dev/null || fail "no systemd-journal group in the root"
 
@@ -113,7 +113,7 @@ message=$(in_root picket-agent validate 2>&1)
 status=$?
 set -e
 [ "$status" = 78 ] || fail "validate exited $status on a bad drop-in: $message"
-echo "$message" | grep -q "90-typo.toml" || fail "the error does not name the file: $message"
+echo "$message" | grep >/dev/null "90-typo.toml" || fail "the error does not name the file: $message"
 rm "$chroot_dir/etc/picket/agent.d/90-typo.toml"
 
 # The unit's identities: the agent with its groups and only CAP_DAC_READ_SEARCH (as
@@ -131,7 +131,7 @@ port=$((20000 + RANDOM % 20000))
 # operator's line; the agent's test settings are a drop-in, as configuration management
 # would write them.
 sed -i "s|^listen = \"127.0.0.1:8080\"|listen = \"127.0.0.1:$port\"|" "$chroot_dir/etc/picket/collector.toml"
-grep -q "127.0.0.1:$port" "$chroot_dir/etc/picket/collector.toml" || fail "cannot set the collector's port"
+grep >/dev/null "127.0.0.1:$port" "$chroot_dir/etc/picket/collector.toml" || fail "cannot set the collector's port"
 echo "# changed by the operator" >>"$chroot_dir/etc/picket/agent.toml"
 cat >"$chroot_dir/etc/picket/agent.d/50-test.toml" <<TOML
 [agent]
@@ -170,7 +170,7 @@ start_collector() {
     picket-collector serve) >>"$work/collector.log" 2>&1 &
   collector_pid=$!
   for _ in $(seq 1 100); do
-    grep -q "Collector listening" "$work/collector.log" && return 0
+    grep >/dev/null "Collector listening" "$work/collector.log" && return 0
     sleep 0.1
   done
   cat "$work/collector.log"
@@ -207,7 +207,7 @@ step "collector down: the agent buffers; SIGTERM; upgrade to revision 2"
 stop "$collector_pid"; collector_pid=""
 lines 51 120
 for _ in $(seq 1 100); do
-  grep -q "Delivery failed" "$work/agent.log" && break
+  grep >/dev/null "Delivery failed" "$work/agent.log" && break
   sleep 0.1
 done
 stop "$agent_pid"; agent_pid=""
@@ -215,8 +215,8 @@ buffer_before=$(cd "$chroot_dir/var/lib/picket-agent" && find . -type f -exec sh
 [ "$(du -sb "$chroot_dir/var/lib/picket-agent/buffer" | cut -f1)" -gt 4096 ] || fail "nothing buffered"
 in_root dpkg -i /tmp/picket-agent_0.1.0-2_amd64.deb /tmp/picket-collector_0.1.0-2_amd64.deb </dev/null
 [ "$(in_root dpkg-query --showformat='${Version}' --show picket-agent)" = 0.1.0-2 ] || fail "not upgraded"
-grep -q "changed by the operator" "$chroot_dir/etc/picket/agent.toml" || fail "upgrade replaced agent.toml"
-grep -q "127.0.0.1:$port" "$chroot_dir/etc/picket/collector.toml" || fail "upgrade replaced collector.toml"
+grep >/dev/null "changed by the operator" "$chroot_dir/etc/picket/agent.toml" || fail "upgrade replaced agent.toml"
+grep >/dev/null "127.0.0.1:$port" "$chroot_dir/etc/picket/collector.toml" || fail "upgrade replaced collector.toml"
 [ -f "$chroot_dir/etc/picket/agent.d/50-test.toml" ] || fail "upgrade removed the drop-in"
 buffer_after=$(cd "$chroot_dir/var/lib/picket-agent" && find . -type f -exec sha256sum {} + | sort)
 [ "$buffer_before" = "$buffer_after" ] || fail "upgrade changed the agent's state"
@@ -226,7 +226,7 @@ step "after the upgrade, the buffered lines arrive once"
 start_collector
 start_agent
 wait_stored 120
-grep -q "Disk buffer holds undelivered events" "$work/agent.log" ||
+grep >/dev/null "Disk buffer holds undelivered events" "$work/agent.log" ||
   fail "the upgraded agent did not ship from the buffer it had"
 stop "$agent_pid"; agent_pid=""
 stop "$collector_pid"; collector_pid=""
@@ -246,17 +246,17 @@ for name in picket-agent picket-collector; do
   files=$(rpm -qlp "$rpm_file" 2>/dev/null)
   for want in "/usr/bin/$name" "/etc/picket/${name#picket-}.toml" "/usr/lib/systemd/system/$name.service" \
     "/usr/lib/sysusers.d/$name.conf" "/usr/share/man/man1/$name.1.gz" "/usr/share/licenses/$name/LICENSE"; do
-    echo "$files" | grep -qx "$want" || fail "$rpm_file lacks $want"
+    echo "$files" | grep -x >/dev/null "$want" || fail "$rpm_file lacks $want"
   done
-  rpm -qp --configfiles "$rpm_file" 2>/dev/null | grep -qx "/etc/picket/${name#picket-}.toml" || fail "config not marked in $rpm_file"
+  rpm -qp --configfiles "$rpm_file" 2>/dev/null | grep -x >/dev/null "/etc/picket/${name#picket-}.toml" || fail "config not marked in $rpm_file"
   rpm -qp --qf '[%{FILENAMES} %{FILEFLAGS:fflags}\n]' "$rpm_file" 2>/dev/null |
-    grep -q "^/etc/picket/${name#picket-}.toml cn" || fail "config not noreplace in $rpm_file"
+    grep >/dev/null "^/etc/picket/${name#picket-}.toml cn" || fail "config not noreplace in $rpm_file"
   scripts=$(rpm -qp --scripts "$rpm_file" 2>/dev/null)
   for want in "systemd-sysusers" "install -d -m 0700" "preuninstall" "postuninstall"; do
-    echo "$scripts" | grep -q "$want" || fail "$rpm_file scripts lack $want"
+    echo "$scripts" | grep >/dev/null "$want" || fail "$rpm_file scripts lack $want"
   done
 done
-rpm -qlp "$work"/r1/picket-collector-0.1.0-1.*.rpm 2>/dev/null | grep -qx /etc/picket/rules/ssh-bruteforce.toml ||
+rpm -qlp "$work"/r1/picket-collector-0.1.0-1.*.rpm 2>/dev/null | grep -x >/dev/null /etc/picket/rules/ssh-bruteforce.toml ||
   fail "the rpm lacks the rules"
 
 step "sizes"

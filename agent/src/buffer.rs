@@ -74,6 +74,110 @@ pub struct Recovery {
     pub corrupt: bool,
 }
 
+/// Records read by [`DiskBuffer::read_into`]: their bytes back to back, where each
+/// ends, and the position after the last. Kept and reused by the ship stage.
+#[derive(Debug, Default)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    last: Option<Position>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The position after the last record: what to acknowledge once it is delivered.
+    pub fn last(&self) -> Option<Position> {
+        self.last
+    }
+
+    pub fn records(&self) -> Records<'_> {
+        Records {
+            bytes: &self.bytes,
+            ends: &self.ends,
+            from: 0,
+        }
+    }
+}
+
+/// A run of records stored back to back (a [`Batch`] or part of one).
+#[derive(Debug, Clone, Copy)]
+pub struct Records<'a> {
+    bytes: &'a [u8],
+    /// Where each record ends in `bytes`.
+    ends: &'a [usize],
+    /// Where the first record starts in `bytes`.
+    from: usize,
+}
+
+impl<'a> Records<'a> {
+    /// Records from serialized events held one per `Vec` (tests, tools).
+    pub fn collect(records: &[Vec<u8>], storage: &'a mut Batch) -> Records<'a> {
+        storage.bytes.clear();
+        storage.ends.clear();
+        for record in records {
+            storage.bytes.extend_from_slice(record);
+            storage.ends.push(storage.bytes.len());
+        }
+        storage.records()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Record `i`.
+    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { self.from } else { self.ends[i - 1] };
+        Some(&self.bytes[start..end])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let (bytes, ends) = (self.bytes, self.ends);
+        let mut start = self.from;
+        ends.iter().map(move |&end| {
+            let record = &bytes[start..end];
+            start = end;
+            record
+        })
+    }
+
+    /// Every record's bytes in one slice.
+    pub fn bytes(&self) -> &'a [u8] {
+        let end = self.ends.last().copied().unwrap_or(self.from);
+        &self.bytes[self.from..end]
+    }
+
+    /// The first `n` records and the rest.
+    pub fn split_at(&self, n: usize) -> (Records<'a>, Records<'a>) {
+        let (first, second) = self.ends.split_at(n.min(self.ends.len()));
+        let middle = first.last().copied().unwrap_or(self.from);
+        (
+            Records {
+                bytes: self.bytes,
+                ends: first,
+                from: self.from,
+            },
+            Records {
+                bytes: self.bytes,
+                ends: second,
+                from: middle,
+            },
+        )
+    }
+}
+
 /// The buffer. One writer and one reader, both in this value.
 pub struct DiskBuffer {
     dir: PathBuf,
@@ -107,6 +211,21 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BufferError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Appends exactly `len` bytes from `file` to `out` (into its spare capacity: nothing
+/// is zeroed first).
+fn read_span(file: &mut File, len: usize, out: &mut Vec<u8>) -> io::Result<()> {
+    let want = out.len() + len;
+    out.reserve(len);
+    file.take(len as u64).read_to_end(out)?;
+    if out.len() < want {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "segment shorter than its records",
+        ));
+    }
+    Ok(())
 }
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
@@ -237,12 +356,17 @@ impl DiskBuffer {
         if self.write_at.offset >= self.segment_max_bytes {
             self.roll()?;
         }
-        let path = segment_path(&self.dir, self.write_at.segment);
         let mut header = [0u8; HEADER as usize];
         header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
         header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        self.writer.write_all(&header).map_err(io_err(&path))?;
-        self.writer.write_all(payload).map_err(io_err(&path))?;
+        // The segment's path is made only for an error: this runs once per event.
+        let written = self
+            .writer
+            .write_all(&header)
+            .and_then(|()| self.writer.write_all(payload));
+        if let Err(e) = written {
+            return Err(io_err(&segment_path(&self.dir, self.write_at.segment))(e));
+        }
         self.write_at.offset += HEADER + payload.len() as u64;
         Ok(self.write_at)
     }
@@ -306,11 +430,15 @@ impl DiskBuffer {
         Ok(())
     }
 
-    /// Up to `max` durable records after the reader's position, each with the
-    /// position just after it (what to acknowledge once it is delivered).
-    pub fn read(&mut self, max: usize) -> Result<Vec<(Position, Vec<u8>)>, BufferError> {
-        let mut out = Vec::new();
-        while out.len() < max && self.read_at < self.durable {
+    /// Up to `max` durable records after the reader's position into `batch` (emptied
+    /// first; its memory is reused), back to back, with the position just after the
+    /// last (what to acknowledge once they are delivered). Each segment's span is read
+    /// with one `read`, and the headers are dropped in place: no allocation per record.
+    pub fn read_into(&mut self, max: usize, batch: &mut Batch) -> Result<(), BufferError> {
+        batch.bytes.clear();
+        batch.ends.clear();
+        batch.last = None;
+        while batch.ends.len() < max && self.read_at < self.durable {
             let path = segment_path(&self.dir, self.read_at.segment);
             let segment_end = if self.read_at.segment == self.durable.segment {
                 self.durable.offset
@@ -329,21 +457,48 @@ impl DiskBuffer {
                     None => break,
                 }
             }
+            // Read what `max` records may take at the batch's average record size so
+            // far (a guess; the rest is read again next time), at least 64 KiB.
+            let wanted = max - batch.ends.len();
+            let average = if batch.ends.is_empty() {
+                1024
+            } else {
+                batch.bytes.len() / batch.ends.len() + HEADER as usize
+            };
+            let span = (segment_end - self.read_at.offset)
+                .min((wanted * average).max(64 * 1024) as u64) as usize;
             let mut file = File::open(&path).map_err(io_err(&path))?;
             file.seek(SeekFrom::Start(self.read_at.offset))
                 .map_err(io_err(&path))?;
-            let mut reader = io::BufReader::new(file);
-            while out.len() < max && self.read_at.offset < segment_end {
-                let mut header = [0u8; HEADER as usize];
-                reader.read_exact(&mut header).map_err(io_err(&path))?;
+            let start = batch.bytes.len();
+            read_span(&mut file, span, &mut batch.bytes).map_err(io_err(&path))?;
+            // Walk the records read, moving each payload down over the headers.
+            let (mut from, mut to) = (start, start);
+            while batch.ends.len() < max {
+                let Some(header) = batch.bytes.get(from..from + HEADER as usize) else {
+                    break;
+                };
                 let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-                let mut payload = vec![0u8; len];
-                reader.read_exact(&mut payload).map_err(io_err(&path))?;
+                let body = from + HEADER as usize;
+                if body + len > start + span {
+                    if from == start {
+                        // A first record larger than the span: read it whole.
+                        read_span(&mut file, body + len - (start + span), &mut batch.bytes)
+                            .map_err(io_err(&path))?;
+                    } else {
+                        break;
+                    }
+                }
+                batch.bytes.copy_within(body..body + len, to);
+                to += len;
+                from = body + len;
+                batch.ends.push(to);
                 self.read_at.offset += HEADER + len as u64;
-                out.push((self.read_at, payload));
             }
+            batch.bytes.truncate(to);
+            batch.last = Some(self.read_at);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Acknowledges everything before `upto` (a position [`DiskBuffer::read`] gave):

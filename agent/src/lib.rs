@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::buffer::{BufferError, DiskBuffer};
+use crate::buffer::{Batch, BufferError, DiskBuffer, Records};
 use crate::checkpoint::{CheckpointError, CheckpointStore, FileIdentity};
 use crate::config::Settings;
 use crate::deadletter::DeadLetter;
@@ -291,6 +291,7 @@ async fn run_once(
         stop_input,
         drain_deadline: None,
         batch_max_events: settings.batch_max_events,
+        batch: Batch::default(),
         writer_done: false,
     };
     pipeline.run(&mut writer).await;
@@ -672,16 +673,27 @@ struct Positions {
 
 impl Positions {
     fn take(&mut self, chunk: &Chunk) {
-        for read in chunk.reads() {
+        let reads = chunk.reads();
+        // One map update per run of events from one file, not per event.
+        let mut run_end = 0;
+        for (i, read) in reads.iter().enumerate() {
             if let Some(cursor) = &read.cursor {
                 self.cursor = Some(cursor.to_string());
+                continue;
+            }
+            run_end = run_end.max(read.next_offset);
+            if reads
+                .get(i + 1)
+                .is_some_and(|next| next.cursor.is_none() && next.identity == read.identity)
+            {
                 continue;
             }
             let end = self
                 .files
                 .entry(read.identity)
                 .or_insert_with(|| (read.path.to_string(), 0));
-            end.1 = end.1.max(read.next_offset);
+            end.1 = end.1.max(run_end);
+            run_end = 0;
         }
     }
 }
@@ -698,6 +710,8 @@ struct Pipeline {
     stop_input: Arc<AtomicBool>,
     drain_deadline: Option<Instant>,
     batch_max_events: usize,
+    /// The batch being shipped; its memory is reused for the next.
+    batch: Batch,
     writer_done: bool,
 }
 
@@ -709,20 +723,22 @@ impl Pipeline {
             {
                 return;
             }
-            let batch = tokio::task::block_in_place(|| {
+            let mut batch = std::mem::take(&mut self.batch);
+            let read = tokio::task::block_in_place(|| {
                 self.disk
                     .lock()
                     .map_err(|_| "buffer lock poisoned".to_string())
-                    .and_then(|mut d| d.read(self.batch_max_events).map_err(|e| e.to_string()))
+                    .and_then(|mut d| {
+                        d.read_into(self.batch_max_events, &mut batch)
+                            .map_err(|e| e.to_string())
+                    })
             });
-            let batch = match batch {
-                Ok(batch) => batch,
-                Err(e) => {
-                    error!(error = %e, "Cannot read the disk buffer.");
-                    Vec::new()
-                }
-            };
+            if let Err(e) = read {
+                error!(error = %e, "Cannot read the disk buffer.");
+                batch = Batch::default();
+            }
             if batch.is_empty() {
+                self.batch = batch;
                 if self.writer_done {
                     return;
                 }
@@ -740,11 +756,14 @@ impl Pipeline {
                 }
                 continue;
             }
-            let last = batch.last().map(|(position, _)| *position);
-            let records: Vec<Vec<u8>> = batch.into_iter().map(|(_, record)| record).collect();
-            if !self.ship(&records).await {
+            let last = batch.last();
+            let records = batch.records();
+            let shipped = self.ship(records).await;
+            let events = batch.len();
+            self.batch = batch;
+            if !shipped {
                 warn!(
-                    events = records.len(),
+                    events,
                     "Stopping before the collector took every event; they stay in the disk buffer."
                 );
                 return;
@@ -793,8 +812,8 @@ impl Pipeline {
 
     /// Delivers `records`, retrying what may pass and splitting what is too large.
     /// Returns false only when stopping ran out of time.
-    async fn ship(&mut self, records: &[Vec<u8>]) -> bool {
-        let mut work: Vec<&[Vec<u8>]> = vec![records];
+    async fn ship(&mut self, records: Records<'_>) -> bool {
+        let mut work: Vec<Records<'_>> = vec![records];
         let mut attempt: u32 = 0;
         while let Some(part) = work.pop() {
             loop {
@@ -802,7 +821,7 @@ impl Pipeline {
                     Outcome::Delivered { rejected } => {
                         let refused = rejected.len() as u64;
                         for (position, reason) in &rejected {
-                            let record = part.get(*position).map(Vec::as_slice).unwrap_or(b"");
+                            let record = part.get(*position).unwrap_or(b"");
                             self.dead_letter(reason, std::slice::from_ref(&record));
                         }
                         self.metrics
@@ -811,10 +830,9 @@ impl Pipeline {
                         self.metrics
                             .events_shipped
                             .fetch_add(part.len() as u64 - refused, Ordering::Relaxed);
-                        self.metrics.bytes_shipped.fetch_add(
-                            part.iter().map(|r| r.len() as u64).sum(),
-                            Ordering::Relaxed,
-                        );
+                        self.metrics
+                            .bytes_shipped
+                            .fetch_add(part.bytes().len() as u64, Ordering::Relaxed);
                         debug!(events = part.len(), "Batch delivered.");
                         attempt = 0;
                         break;
@@ -832,7 +850,7 @@ impl Pipeline {
                         break;
                     }
                     Outcome::Reject { reason, .. } => {
-                        let records: Vec<&[u8]> = part.iter().map(Vec::as_slice).collect();
+                        let records: Vec<&[u8]> = part.iter().collect();
                         self.dead_letter(&reason, &records);
                         self.metrics
                             .events_rejected

@@ -109,7 +109,7 @@ impl Event {
 }
 
 /// A JSON writer for the hot path; output is byte-for-byte what `serde_json` writes.
-mod json {
+pub mod json {
     use serde_json::{Map, Value};
 
     /// Whether a byte must be escaped inside a JSON string.
@@ -130,6 +130,7 @@ mod json {
         (below_space | quote | backslash) & HIGHS != 0
     }
 
+    /// `text` as a JSON string, escaped as serde_json escapes it.
     pub fn string(out: &mut Vec<u8>, text: &str) {
         out.push(b'"');
         let bytes = text.as_bytes();
@@ -182,6 +183,7 @@ mod json {
         out.extend_from_slice(crate::eventid::format_u64(n.unsigned_abs(), &mut digits).as_bytes());
     }
 
+    /// A JSON object, keys in the map's order.
     pub fn object(out: &mut Vec<u8>, map: &Map<String, Value>) {
         out.push(b'{');
         for (i, (key, value)) in map.iter().enumerate() {
@@ -195,6 +197,7 @@ mod json {
         out.push(b'}');
     }
 
+    /// Any JSON value.
     pub fn value(out: &mut Vec<u8>, value: &Value) {
         match value {
             Value::Null => out.extend_from_slice(b"null"),

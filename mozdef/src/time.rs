@@ -3,8 +3,6 @@
 //! writing them as MozDef does: `YYYY-MM-DDTHH:MM:SS[.ffffff]+HH:MM`, microseconds only
 //! when non-zero (Python's `isoformat`), `+00:00` rather than `Z` in UTC.
 
-use std::fmt::Write as _;
-
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use serde_json::Value;
 use thiserror::Error;
@@ -21,51 +19,64 @@ pub fn format_utc(at: DateTime<Utc>) -> String {
     format_fixed(&at.fixed_offset())
 }
 
-/// Writes an instant with its own offset, the way `timestamp` holds it. Hand-written
-/// rather than through chrono's `format`: it runs twice per event on the agent's hot
-/// path, and strftime parsing dominated the parse benchmark.
+/// Writes an instant with its own offset, the way `timestamp` holds it.
 pub fn format_fixed(at: &DateTime<FixedOffset>) -> String {
-    let mut out = String::with_capacity(32);
+    let mut buf = [0u8; 40];
+    let len = write_fixed(at, &mut buf);
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
+/// [`format_fixed`] into `out` (ASCII), returning the length. Hand-written rather than
+/// through chrono's `format`: it runs twice per event on the agent's hot path, and
+/// strftime parsing dominated the parse benchmark.
+pub fn write_fixed(at: &DateTime<FixedOffset>, out: &mut [u8; 40]) -> usize {
     let local = at.naive_local();
     let year = local.year();
     if !(0..=9999).contains(&year) {
         // Outside what four digits hold; chrono writes a signed, longer year.
-        let _ = write!(out, "{}", at.format("%Y-%m-%dT%H:%M:%S%:z"));
-        return out;
+        let text = at.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
+        let len = text.len().min(out.len());
+        out[..len].copy_from_slice(&text.as_bytes()[..len]);
+        return len;
     }
-    push_digits(&mut out, year as u32, 4);
-    out.push('-');
-    push_digits(&mut out, local.month(), 2);
-    out.push('-');
-    push_digits(&mut out, local.day(), 2);
-    out.push('T');
-    push_digits(&mut out, local.hour(), 2);
-    out.push(':');
-    push_digits(&mut out, local.minute(), 2);
-    out.push(':');
+    let mut at_byte = 0;
+    let mut push = |byte: u8| {
+        out[at_byte] = byte;
+        at_byte += 1;
+    };
+    push_digits(&mut push, year as u32, 4);
+    push(b'-');
+    push_digits(&mut push, local.month(), 2);
+    push(b'-');
+    push_digits(&mut push, local.day(), 2);
+    push(b'T');
+    push_digits(&mut push, local.hour(), 2);
+    push(b':');
+    push_digits(&mut push, local.minute(), 2);
+    push(b':');
     // A leap second is written as :60, as chrono does.
     let nanos = at.nanosecond();
     let second = local.second() + nanos / 1_000_000_000;
-    push_digits(&mut out, second, 2);
+    push_digits(&mut push, second, 2);
     let micros = (nanos % 1_000_000_000) / 1_000;
     if micros != 0 {
-        out.push('.');
-        push_digits(&mut out, micros, 6);
+        push(b'.');
+        push_digits(&mut push, micros, 6);
     }
     let offset = at.offset().local_minus_utc();
-    out.push(if offset < 0 { '-' } else { '+' });
+    push(if offset < 0 { b'-' } else { b'+' });
     let offset = offset.unsigned_abs() / 60;
-    push_digits(&mut out, offset / 60, 2);
-    out.push(':');
-    push_digits(&mut out, offset % 60, 2);
-    out
+    push_digits(&mut push, offset / 60, 2);
+    push(b':');
+    push_digits(&mut push, offset % 60, 2);
+    at_byte
 }
 
-/// Appends `value` as exactly `width` decimal digits (zero-padded, `value` fits).
-fn push_digits(out: &mut String, value: u32, width: u32) {
+/// Writes `value` as exactly `width` decimal digits (zero-padded, `value` fits).
+fn push_digits(push: &mut impl FnMut(u8), value: u32, width: u32) {
     let mut divisor = 10u32.pow(width - 1);
     while divisor > 0 {
-        out.push(char::from(b'0' + ((value / divisor) % 10) as u8));
+        push(b'0' + ((value / divisor) % 10) as u8);
         divisor /= 10;
     }
 }

@@ -6,14 +6,15 @@ use std::io::Write;
 use super::*;
 
 fn payloads(buffer: &mut DiskBuffer, max: usize) -> (Vec<String>, Option<Position>) {
-    let records = buffer.read(max).unwrap();
-    let last = records.last().map(|(p, _)| *p);
+    let mut batch = Batch::default();
+    buffer.read_into(max, &mut batch).unwrap();
     (
-        records
-            .into_iter()
-            .map(|(_, p)| String::from_utf8(p).unwrap())
+        batch
+            .records()
+            .iter()
+            .map(|p| String::from_utf8(p.to_vec()).unwrap())
             .collect(),
-        last,
+        batch.last(),
     )
 }
 
@@ -273,4 +274,52 @@ fn acknowledging_everything_in_a_large_newest_segment_replaces_it() {
     assert_eq!(seg.len(), 1);
     assert_eq!(seg[0].1, 0, "{seg:?}");
     assert_ne!(seg[0].0, "00000000000000000000.seg");
+}
+
+#[test]
+fn a_batch_spans_segments_and_records_larger_than_a_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tiny segments: every few records start a new one.
+    let (mut buffer, _) = DiskBuffer::open(dir.path(), 300, u64::MAX).unwrap();
+    let big = "x".repeat(200_000);
+    let mut want = Vec::new();
+    for i in 0..40 {
+        let record = if i % 13 == 5 {
+            format!("{big}{i}")
+        } else {
+            format!("event {i}")
+        };
+        buffer.append(record.as_bytes()).unwrap();
+        want.push(record);
+    }
+    buffer.sync().unwrap();
+    let mut got = Vec::new();
+    let mut batch = Batch::default();
+    loop {
+        buffer.read_into(7, &mut batch).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 7);
+        let records = batch.records();
+        assert_eq!(
+            records.bytes().len(),
+            records.iter().map(<[u8]>::len).sum::<usize>()
+        );
+        let (first, second) = records.split_at(3);
+        assert_eq!(first.len() + second.len(), records.len());
+        assert_eq!(
+            second.get(0),
+            records
+                .get(3.min(records.len()))
+                .filter(|_| records.len() > 3)
+        );
+        got.extend(
+            records
+                .iter()
+                .map(|r| String::from_utf8(r.to_vec()).unwrap()),
+        );
+        buffer.ack(batch.last().unwrap()).unwrap();
+    }
+    assert_eq!(got, want);
 }

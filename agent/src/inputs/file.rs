@@ -501,15 +501,30 @@ fn read_new(
         total += n;
         open.last_data = Instant::now();
         let mut from = 0;
-        while let Some(newline) = buffer[from..n].iter().position(|b| *b == b'\n') {
+        while let Some(newline) = memchr::memchr(b'\n', &buffer[from..n]) {
             let end = from + newline;
-            open.append(&buffer[from..end], input.settings.max_line_bytes);
+            // A line wholly in `buffer` is parsed where it is; one begun in an earlier
+            // read is assembled in `pending` first.
+            let whole = open.pending.is_empty() && !open.overflow;
+            if !whole {
+                open.append(&buffer[from..end], input.settings.max_line_bytes);
+            }
             open.read_offset += (end + 1 - from) as u64;
             if open.identity.is_none() {
                 open.learn_identity();
             }
             if let Some(identity) = open.identity {
-                open.take_line(path_text, identity, input, chunk);
+                if whole {
+                    let max = input.settings.max_line_bytes;
+                    open.overflow = end - from > max;
+                    let line = &buffer[from..end.min(from + max)];
+                    open.take_line(line, path_text, identity, input, chunk);
+                } else {
+                    open.take_pending(path_text, identity, input, chunk);
+                }
+            } else if whole {
+                // Kept, as a line assembled in `pending` is, until the file can be told.
+                open.append(&buffer[from..end], input.settings.max_line_bytes);
             }
             open.line_start = open.read_offset;
             from = end + 1;
@@ -541,7 +556,7 @@ impl OpenFile {
             return;
         };
         debug!(path = %path_text, offset = self.line_start, "Partial line idle; sending it as a line.");
-        self.take_line(path_text, identity, input, chunk);
+        self.take_pending(path_text, identity, input, chunk);
         self.line_start = self.read_offset;
     }
 
@@ -569,23 +584,37 @@ impl OpenFile {
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
-    /// The complete line assembled so far as an event into `chunk` (none for a blank
-    /// line).
-    fn take_line(
+    /// The complete line assembled in `pending` as an event into `chunk`.
+    fn take_pending(
         &mut self,
         path: &Arc<str>,
         identity: FileIdentity,
         input: &FileInput,
         chunk: &mut Chunk,
     ) {
+        let mut line = std::mem::take(&mut self.pending);
+        self.take_line(&line, path, identity, input, chunk);
+        line.clear();
+        self.pending = line;
+    }
+
+    /// A complete line as an event into `chunk` (none for a blank line); `overflow`
+    /// says it was cut at `max_line_bytes`.
+    fn take_line(
+        &mut self,
+        line: &[u8],
+        path: &Arc<str>,
+        identity: FileIdentity,
+        input: &FileInput,
+        chunk: &mut Chunk,
+    ) {
         let overflow = std::mem::take(&mut self.overflow);
-        if self.pending.iter().all(|b| b.is_ascii_whitespace()) {
-            self.pending.clear();
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
         input.metrics.lines_read.fetch_add(1, Ordering::Relaxed);
         let mut event = input.parser.parse(
-            &self.pending,
+            line,
             &LineContext {
                 source: path,
                 source_identity: &self.source_identity,
@@ -603,7 +632,6 @@ impl OpenFile {
                 .details
                 .insert(mozdef::fields::details::TRUNCATED.into(), Value::Bool(true));
         }
-        self.pending.clear();
         chunk.push(&event, identity, path, self.read_offset, None);
     }
 }

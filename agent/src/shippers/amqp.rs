@@ -30,6 +30,7 @@ use lapin::{
 use tracing::{info, warn};
 
 use super::Outcome;
+use crate::buffer::Records;
 use crate::config::{AmqpAuth, AmqpSettings};
 
 /// Publishes batches to one broker, reconnecting as needed.
@@ -156,7 +157,7 @@ impl AmqpShipper {
     }
 
     /// Publishes every record and waits for the broker to confirm them all.
-    pub async fn send(&mut self, records: &[Vec<u8>]) -> Outcome {
+    pub async fn send(&mut self, records: Records<'_>) -> Outcome {
         let healthy = self
             .session
             .as_ref()
@@ -221,10 +222,10 @@ impl AmqpShipper {
 async fn publish_all(
     channel: &Channel,
     settings: &AmqpSettings,
-    records: &[Vec<u8>],
+    records: Records<'_>,
 ) -> Result<(), String> {
     let mut confirms = Vec::with_capacity(records.len());
-    for record in records {
+    for record in records.iter() {
         let payload = trim_newline(record);
         let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
@@ -272,8 +273,16 @@ fn trim_newline(record: &[u8]) -> &[u8] {
     record.strip_suffix(b"\n").unwrap_or(record)
 }
 
-/// The `eventid` of a serialized event.
+/// The `eventid` of a serialized event: read off the front of the agent's own lines
+/// (`{"eventid":"<32 hex>",…`), else found by decoding.
 fn event_id(record: &[u8]) -> Option<String> {
+    if let Some(id) = record
+        .strip_prefix(b"{\"eventid\":\"")
+        .and_then(|rest| rest.get(..33))
+        .filter(|id| id[32] == b'"' && id[..32].iter().all(u8::is_ascii_hexdigit))
+    {
+        return Some(String::from_utf8_lossy(&id[..32]).into_owned());
+    }
     #[derive(serde::Deserialize)]
     struct Id<'a> {
         #[serde(borrow)]
@@ -296,5 +305,13 @@ mod tests {
             Some("0123456789abcdef0123456789abcdef")
         );
         assert_eq!(event_id(b"{\"summary\":\"no id\"}"), None);
+        // Not first, or not the agent's shape: found by decoding.
+        let record = b"{\"summary\":\"x\",\"eventid\":\"abc\"}";
+        assert_eq!(event_id(record).as_deref(), Some("abc"));
+        let record = b"{\"eventid\":\"0123456789abcdef0123456789abcdeX\"}";
+        assert_eq!(
+            event_id(record).as_deref(),
+            Some("0123456789abcdef0123456789abcdeX")
+        );
     }
 }

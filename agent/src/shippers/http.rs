@@ -17,6 +17,7 @@ use thiserror::Error;
 use tracing::warn;
 
 use super::Outcome;
+use crate::buffer::Records;
 use crate::config::HttpSettings;
 
 /// Why the shipper could not be built.
@@ -109,25 +110,22 @@ impl HttpShipper {
     }
 
     /// Sends serialized events (one JSON line each) as one request.
-    pub async fn send(&mut self, records: &[Vec<u8>]) -> Outcome {
+    pub async fn send(&mut self, records: Records<'_>) -> Outcome {
         let mut request = self
             .client
             .post(self.url().clone())
             .header(CONTENT_TYPE, "application/x-ndjson");
         if self.gzip {
-            let size: usize = records.iter().map(Vec::len).sum();
             let mut encoder = flate2::write::GzEncoder::new(
-                Vec::with_capacity(size / 6),
+                Vec::with_capacity(records.bytes().len() / 6),
                 flate2::Compression::fast(),
             );
-            for record in records {
-                // Writing into a Vec cannot fail.
-                let _ = encoder.write_all(record);
-            }
+            // Writing into a Vec cannot fail.
+            let _ = encoder.write_all(records.bytes());
             let body = encoder.finish().unwrap_or_default();
             request = request.header(CONTENT_ENCODING, "gzip").body(body);
         } else {
-            request = request.body(records.concat());
+            request = request.body(records.bytes().to_vec());
         }
         if let Some(authorization) = &self.authorization {
             request = request.header(AUTHORIZATION, authorization);

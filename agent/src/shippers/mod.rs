@@ -8,6 +8,7 @@ pub mod http;
 
 use std::time::Duration;
 
+use crate::buffer::Records;
 use crate::config::ShipperSettings;
 
 /// What became of one batch.
@@ -55,7 +56,7 @@ impl Shipper {
     }
 
     /// Sends serialized events (one JSON line each).
-    pub async fn send(&mut self, records: &[Vec<u8>]) -> Outcome {
+    pub async fn send(&mut self, records: Records<'_>) -> Outcome {
         match self {
             Shipper::Http(http) => http.send(records).await,
             Shipper::Amqp(amqp) => amqp.send(records).await,
