@@ -44,14 +44,24 @@ fn parser() -> LineParser {
 
 fn parse(parser: &LineParser, line: &str) -> Value {
     let read_at: DateTime<Utc> = "2026-11-24T12:00:00Z".parse().unwrap();
-    let event = parser.parse(
-        line.as_bytes(),
-        &LineContext {
-            source: "corpus",
-            source_identity: "corpus",
-            offset: 0,
-            read_at,
-        },
+    let context = LineContext {
+        source: "corpus",
+        source_identity: "corpus",
+        offset: 0,
+        read_at,
+    };
+    let event = parser.parse(line.as_bytes(), &context);
+    // The agent ships what the borrowed draft writes: it must be the event's line.
+    let direct = parser.parse_line(line.as_bytes(), &context, |draft| {
+        let mut out = Vec::new();
+        draft.write_json_line(&mut out);
+        out
+    });
+    let mut want = Vec::new();
+    event.write_json_line(&mut want);
+    assert_eq!(
+        String::from_utf8_lossy(&direct),
+        String::from_utf8_lossy(&want)
     );
     serde_json::to_value(&event).unwrap()
 }

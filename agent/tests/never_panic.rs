@@ -20,15 +20,20 @@ fn parser() -> LineParser {
 
 fn check(line: &[u8]) {
     let read_at: DateTime<Utc> = "2026-03-29T01:30:00Z".parse().unwrap();
-    let event = parser().parse(
-        line,
-        &LineContext {
-            source: "prop",
-            source_identity: "prop",
-            offset: 7,
-            read_at,
-        },
-    );
+    let context = LineContext {
+        source: "prop",
+        source_identity: "prop",
+        offset: 7,
+        read_at,
+    };
+    let parser = parser();
+    let event = parser.parse(line, &context);
+    // The hot path writes the line straight from the borrowed draft: the same bytes.
+    let direct = parser.parse_line(line, &context, |draft| {
+        let mut out = Vec::new();
+        draft.write_json_line(&mut out);
+        out
+    });
     assert!(mozdef::eventid::is_event_id(&event.eventid));
     assert!(event.summary.len() <= mozdef::fields::SUMMARY_MAX_BYTES);
     assert!(
@@ -46,6 +51,11 @@ fn check(line: &[u8]) {
     assert!(event.details.contains_key("program"));
     let mut out = Vec::new();
     event.write_json_line(&mut out);
+    assert_eq!(
+        String::from_utf8_lossy(&direct),
+        String::from_utf8_lossy(&out),
+        "draft and event write different lines"
+    );
     let back: serde_json::Value = serde_json::from_slice(&out).expect("the line is JSON");
     assert_eq!(back["eventid"], event.eventid.as_str());
 }

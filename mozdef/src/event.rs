@@ -132,6 +132,8 @@ pub mod json {
 
     /// `text` as a JSON string, escaped as serde_json escapes it.
     pub fn string(out: &mut Vec<u8>, text: &str) {
+        // Room for the usual case (nothing to escape) at once.
+        out.reserve(text.len() + 2);
         out.push(b'"');
         let bytes = text.as_bytes();
         let mut start = 0;

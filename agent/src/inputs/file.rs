@@ -36,7 +36,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -613,26 +612,28 @@ impl OpenFile {
             return;
         }
         input.metrics.lines_read.fetch_add(1, Ordering::Relaxed);
-        let mut event = input.parser.parse(
-            line,
-            &LineContext {
-                source: path,
-                source_identity: &self.source_identity,
-                offset: self.line_start,
-                read_at: Utc::now(),
-            },
-        );
         if overflow {
             input
                 .metrics
                 .lines_truncated
                 .fetch_add(1, Ordering::Relaxed);
             warn!(path = %path, offset = self.line_start, max_line_bytes = input.settings.max_line_bytes, "Line longer than max_line_bytes; kept its start and flagged it truncated.");
-            event
-                .details
-                .insert(mozdef::fields::details::TRUNCATED.into(), Value::Bool(true));
         }
-        chunk.push(&event, identity, path, self.read_offset, None);
+        let context = LineContext {
+            source: path,
+            source_identity: &self.source_identity,
+            offset: self.line_start,
+            read_at: Utc::now(),
+        };
+        let next_offset = self.read_offset;
+        input.parser.parse_line(line, &context, |event| {
+            if overflow {
+                event
+                    .details
+                    .insert(mozdef::fields::details::TRUNCATED, true);
+            }
+            chunk.push(event, identity, path, next_offset, None);
+        });
     }
 }
 

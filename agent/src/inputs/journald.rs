@@ -236,20 +236,21 @@ impl JournaldInput {
             message: &message,
         };
         self.metrics.lines_read.fetch_add(1, Ordering::Relaxed);
-        let event = self
-            .parser
-            .parse_structured(&record, SOURCE, SOURCE, cursor);
-        chunk.push(
-            &event,
-            FileIdentity {
-                dev: 0,
-                ino: 0,
-                fingerprint: 0,
-            },
-            &Arc::from(SOURCE),
-            0,
-            Some(Arc::from(cursor)),
-        );
+        let path: Arc<str> = Arc::from(SOURCE);
+        self.parser
+            .parse_structured(&record, SOURCE, SOURCE, cursor, |event| {
+                chunk.push(
+                    event,
+                    FileIdentity {
+                        dev: 0,
+                        ino: 0,
+                        fingerprint: 0,
+                    },
+                    &path,
+                    0,
+                    Some(Arc::from(cursor)),
+                );
+            });
         true
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use mozdef::Event;
 
 use crate::checkpoint::FileIdentity;
+use crate::parsers::Draft;
 
 /// Events an input read, each serialized (one JSON line) on the input's thread right
 /// after it was parsed, with the read position its line ended at. The event's own
@@ -67,7 +68,7 @@ impl Chunk {
     /// Serializes `event` into the chunk, with its read position.
     pub fn push(
         &mut self,
-        event: &Event,
+        event: &mut Draft<'_>,
         identity: FileIdentity,
         path: &Arc<str>,
         next_offset: u64,

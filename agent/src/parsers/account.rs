@@ -5,8 +5,9 @@
 
 use std::sync::LazyLock;
 
-use mozdef::Event;
 use regex::Regex;
+
+use super::draft::Draft;
 
 use super::common::{outcome, set_int, set_text};
 
@@ -35,7 +36,7 @@ static PASSWORD_CHANGED_FOR: LazyLock<Regex> =
 
 /// Reads an account-program message into `event`. Always true: every line from these
 /// programs is an account event.
-pub fn parse(message: &str, event: &mut Event) -> bool {
+pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let message = message.trim();
     let quoted: Vec<&str> = QUOTED
         .captures_iter(message)
@@ -75,11 +76,12 @@ pub fn parse(message: &str, event: &mut Event) -> bool {
     } else if message.starts_with("delete '") && quoted.len() >= 2 {
         member(event, false, quoted[0], quoted[1], None);
     } else if let Some(c) = MEMBER_BY.captures(message) {
-        member(event, &c[2] == "added", &c[1], &c[4], Some(&c[3]));
+        let cap = |i: usize| c.get(i).map_or("", |m| m.as_str());
+        member(event, cap(2) == "added", cap(1), cap(4), Some(cap(3)));
     } else if message.contains("password changed for ") && message.starts_with("pam_unix(") {
         outcome(event, "password change", "password_change", None);
         if let Some(c) = PASSWORD_CHANGED_FOR.captures(message) {
-            set_text(event, "username", &c[1]);
+            set_text(event, "username", c.get(1).map_or("", |m| m.as_str()));
         }
     } else if message.starts_with("password for '") && message.contains("' changed by '") {
         outcome(event, "password change", "password_change", None);
@@ -102,7 +104,7 @@ pub fn parse(message: &str, event: &mut Event) -> bool {
     true
 }
 
-fn group_add(event: &mut Event, fields: &str) {
+fn group_add<'a>(event: &mut Draft<'a>, fields: &'a str) {
     outcome(event, "account change", "group_add", None);
     for (key, value) in key_values(fields) {
         match key {
@@ -113,7 +115,13 @@ fn group_add(event: &mut Event, fields: &str) {
     }
 }
 
-fn member(event: &mut Event, added: bool, user: &str, group: &str, actor: Option<&str>) {
+fn member<'a>(
+    event: &mut Draft<'a>,
+    added: bool,
+    user: &'a str,
+    group: &'a str,
+    actor: Option<&'a str>,
+) {
     let action = if added {
         "group_member_add"
     } else {
@@ -125,12 +133,12 @@ fn member(event: &mut Event, added: bool, user: &str, group: &str, actor: Option
     if let Some(actor) = actor {
         set_text(event, "actor", actor);
     }
-    if added && PRIVILEGED_GROUPS.contains(&group) && !event.tags.iter().any(|t| t == PRIVILEGED) {
-        event.tags.push(PRIVILEGED.to_string());
+    if added && PRIVILEGED_GROUPS.contains(&group) && !event.has_tag(PRIVILEGED) {
+        event.tags.push(PRIVILEGED.into());
     }
 }
 
-fn set_first(event: &mut Event, key: &str, quoted: &[&str]) {
+fn set_first<'a>(event: &mut Draft<'a>, key: &'static str, quoted: &[&'a str]) {
     if let Some(value) = quoted.first() {
         set_text(event, key, value);
     }

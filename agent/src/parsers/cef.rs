@@ -9,9 +9,12 @@ use std::sync::LazyLock;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 use memchr::memmem;
-use mozdef::{Event, Severity};
+use std::borrow::Cow;
 
-use super::common::{set, set_source, set_text};
+use mozdef::Severity;
+
+use super::common::{set, set_source};
+use super::draft::Draft;
 
 /// Parser id, written into `tags`.
 pub const ID: &str = "cef";
@@ -182,7 +185,7 @@ fn with_zone(
 }
 
 /// Reads CEF `text` into `event`; false when the header is incomplete.
-pub fn parse(text: &str, event: &mut Event, zone: Tz) -> bool {
+pub fn parse<'a>(text: &'a str, event: &mut Draft<'a>, zone: Tz) -> bool {
     let Some(body) = text.strip_prefix("CEF:") else {
         return false;
     };
@@ -198,83 +201,100 @@ pub fn parse(text: &str, event: &mut Event, zone: Tz) -> bool {
         name,
         severity,
     ] = header;
-    set_text(event, "cefversion", &version);
-    set_text(event, "devicevendor", &vendor);
-    set_text(event, "deviceproduct", &product);
-    set_text(event, "deviceversion", &device_version);
-    set_text(event, "signatureid", &signature);
-    set_text(event, "name", &name);
-    set_text(event, "cefseverity", &severity);
+    set_field(event, "cefversion", version);
+    set_field(event, "devicevendor", vendor);
+    set_field(event, "deviceproduct", product);
+    set_field(event, "deviceversion", device_version);
+    set_field(event, "signatureid", signature);
     if let Some(level) = Severity::from_cef(&severity) {
-        event.severity = level.as_str().to_string();
+        event.severity = level.as_str();
     }
-    event.set_summary(&name);
+    set_field(event, "cefseverity", severity);
+    let name_for_category = name.clone();
+    event.set_summary(name.clone());
+    set_field(event, "name", name);
 
     let pairs = parse_extension(extension);
     let label = |key: &str| {
-        let wanted = format!("{key}Label");
         pairs
             .iter()
-            .find(|(k, _)| *k == wanted)
+            .find(|(k, _)| k.len() == key.len() + 5 && k.starts_with(key) && k.ends_with("Label"))
             .map(|(_, v)| v.to_lowercase())
     };
     let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
     let mut time: Option<DateTime<FixedOffset>> = None;
     let mut category_hint: Option<String> = None;
-    for (key, value) in &pairs {
+    for (key, value) in pairs.iter().map(|(k, v)| (*k, v.clone())) {
         if let Some(base) = key.strip_suffix("Label") {
             if keys.contains(&base) {
                 continue;
             }
         }
-        let name = match label(key) {
+        let name: Cow<'a, str> = match label(key) {
             Some(label) if label == "requestclientapplication" || label == "useragent" => {
-                "useragent".to_string()
+                Cow::Borrowed("useragent")
             }
-            Some(label) => label,
+            Some(label) => Cow::Owned(label),
             None => renamed(key),
         };
-        match name.as_str() {
-            "sourceipaddress" | "destinationipaddress" => {
-                if name == "sourceipaddress" {
-                    set_source(event, value);
-                } else {
-                    set(
-                        event,
-                        &name,
-                        super::common::ip_address(value).unwrap_or_else(|| value.clone()),
-                    );
-                }
-            }
-            "sourceport" | "destinationport" => match value.trim().parse::<i64>() {
-                Ok(port) => set(event, &name, port),
-                Err(_) => set(event, &name, value.as_str()),
-            },
-            "outcome" => match outcome(value) {
-                Some(success) => set(event, "success", success),
-                None => set(event, "outcome", value.as_str()),
-            },
-            _ => set(event, &name, value.as_str()),
-        }
-        if (*key == "rt" || (*key == "end" && time.is_none())) && !value.trim().is_empty() {
-            if let Some(at) = cef_time(value, zone) {
-                if *key == "rt" || time.is_none() {
+        if (key == "rt" || (key == "end" && time.is_none())) && !value.trim().is_empty() {
+            if let Some(at) = cef_time(&value, zone) {
+                if key == "rt" || time.is_none() {
                     time = Some(at);
                 }
             }
         }
-        if *key == "cat" {
+        if key == "cat" {
             category_hint = Some(value.trim().to_lowercase()).filter(|c| !c.is_empty());
+        }
+        match name.as_ref() {
+            "sourceipaddress" => match value {
+                Cow::Borrowed(value) => set_source(event, value),
+                Cow::Owned(value) => {
+                    // An escaped value: owned, so set here rather than borrowed.
+                    let value = value.trim();
+                    if !value.is_empty() {
+                        match super::common::ip_address(value) {
+                            Some(ip) => set(event, "sourceipaddress", ip.into_owned()),
+                            None => set(event, "sourcehostname", value.to_string()),
+                        }
+                    }
+                }
+            },
+            "destinationipaddress" => {
+                let address = super::common::ip_address(&value).map(Cow::into_owned);
+                match (address, value) {
+                    (Some(ip), Cow::Borrowed(v)) if ip == v => set(event, name, v),
+                    (Some(ip), _) => set(event, name, ip),
+                    (None, value) => set(event, name, value),
+                }
+            }
+            "sourceport" | "destinationport" => match value.trim().parse::<i64>() {
+                Ok(port) => set(event, name, port),
+                Err(_) => set(event, name, value),
+            },
+            "outcome" => match outcome(&value) {
+                Some(success) => set(event, "success", success),
+                None => set(event, "outcome", value),
+            },
+            _ => set(event, name, value),
         }
     }
     if let Some(at) = time {
         event.set_time(&at);
     }
-    event.category = category(&name)
-        .map(str::to_string)
-        .or(category_hint)
-        .unwrap_or_else(|| "cef".to_string());
+    event.category = match category(&name_for_category) {
+        Some(category) => Cow::Borrowed(category),
+        None => Cow::Owned(category_hint.unwrap_or_else(|| "cef".to_string())),
+    };
     true
+}
+
+/// Sets a header field, unless it is empty.
+fn set_field<'a>(event: &mut Draft<'a>, key: &'static str, value: Cow<'a, str>) {
+    if !value.trim().is_empty() {
+        set(event, key, value);
+    }
 }
 
 fn category(name: &str) -> Option<&'static str> {
@@ -294,8 +314,8 @@ fn category(name: &str) -> Option<&'static str> {
 }
 
 /// The MozDef name of an extension key.
-fn renamed(key: &str) -> String {
-    match key {
+fn renamed(key: &str) -> Cow<'_, str> {
+    Cow::Borrowed(match key {
         "src" => "sourceipaddress",
         "dst" => "destinationipaddress",
         "spt" => "sourceport",
@@ -309,9 +329,9 @@ fn renamed(key: &str) -> String {
         "requestClientApplication" => "useragent",
         "act" => "action",
         "msg" => "message",
-        other => return other.to_lowercase(),
-    }
-    .to_string()
+        other if !other.bytes().any(|b| b.is_ascii_uppercase()) => other,
+        other => return Cow::Owned(other.to_lowercase()),
+    })
 }
 
 fn outcome(value: &str) -> Option<bool> {
@@ -322,39 +342,64 @@ fn outcome(value: &str) -> Option<bool> {
     }
 }
 
-/// The seven header fields (unescaped) and the raw extension.
-fn split_header(body: &str) -> Option<([String; 7], &str)> {
-    let mut fields: Vec<String> = Vec::with_capacity(7);
-    let mut current = String::new();
-    let mut chars = body.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some((_, next @ ('|' | '\\'))) => current.push(next),
-                Some((_, other)) => {
-                    current.push('\\');
-                    current.push(other);
-                }
-                None => current.push('\\'),
-            },
-            '|' => {
-                fields.push(std::mem::take(&mut current).trim().to_string());
-                if fields.len() == 7 {
-                    let extension = &body[i + 1..];
-                    let header: [String; 7] = fields.try_into().ok()?;
-                    return Some((header, extension));
-                }
+/// The seven header fields (unescaped, trimmed) and the raw extension.
+fn split_header(body: &str) -> Option<([Cow<'_, str>; 7], &str)> {
+    let mut fields: [Cow<'_, str>; 7] = Default::default();
+    let mut count = 0;
+    let bytes = body.as_bytes();
+    let mut start = 0;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => {
+                escaped = true;
+                i += 2;
+                continue;
             }
-            other => current.push(other),
+            b'|' => {
+                fields[count] = header_field(&body[start..i], escaped);
+                count += 1;
+                if count == 7 {
+                    return Some((fields, &body[i + 1..]));
+                }
+                start = i + 1;
+                escaped = false;
+            }
+            _ => {}
         }
+        i += 1;
     }
     // A header with seven fields and no extension (no final pipe).
-    if fields.len() == 6 {
-        fields.push(current.trim().to_string());
-        let header: [String; 7] = fields.try_into().ok()?;
-        return Some((header, ""));
+    if count == 6 {
+        fields[6] = header_field(&body[start.min(body.len())..], escaped);
+        return Some((fields, ""));
     }
     None
+}
+
+/// One header field: `\|` and `\\` undone (other escapes kept as written), trimmed.
+fn header_field(raw: &str, escaped: bool) -> Cow<'_, str> {
+    if !escaped {
+        return Cow::Borrowed(raw.trim());
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(next @ ('|' | '\\')) => out.push(next),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    Cow::Owned(out.trim().to_string())
 }
 
 fn is_key_byte(b: u8) -> bool {
@@ -362,7 +407,7 @@ fn is_key_byte(b: u8) -> bool {
 }
 
 /// `key=value` pairs in order, values unescaped.
-pub fn parse_extension(extension: &str) -> Vec<(&str, String)> {
+pub fn parse_extension(extension: &str) -> Vec<(&str, Cow<'_, str>)> {
     let bytes = extension.as_bytes();
     let mut keys: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
@@ -400,9 +445,9 @@ pub fn parse_extension(extension: &str) -> Vec<(&str, String)> {
     pairs
 }
 
-fn unescape(raw: &str) -> String {
+fn unescape(raw: &str) -> Cow<'_, str> {
     if !raw.contains('\\') {
-        return raw.to_string();
+        return Cow::Borrowed(raw);
     }
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
@@ -422,7 +467,7 @@ fn unescape(raw: &str) -> String {
             None => out.push('\\'),
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// `rt`/`end`: epoch milliseconds, or `MMM dd yyyy HH:mm:ss[.SSS] [zone]`.
@@ -493,7 +538,7 @@ mod tests {
             pairs
                 .iter()
                 .find(|(key, _)| *key == k)
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| v.as_ref())
         };
         assert_eq!(get("src"), Some("10.0.0.1"));
         assert_eq!(get("msg"), Some("a message with spaces and"));
@@ -514,7 +559,7 @@ mod tests {
         assert_eq!(ext, "src=1");
         assert!(split_header("0|a|b|c").is_none());
         let (header, ext) = split_header("0|a|b|c|d|e|5").unwrap();
-        assert_eq!((header[6].as_str(), ext), ("5", ""));
+        assert_eq!((header[6].as_ref(), ext), ("5", ""));
     }
 
     #[test]

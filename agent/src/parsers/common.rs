@@ -1,18 +1,18 @@
 //! Pieces every program parser uses: setting details, reading addresses the way the
 //! contract writes them, PAM's `key=value` lists and session lines.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-use mozdef::Event;
-use serde_json::Value;
+use super::draft::{Detail, Draft};
 
 /// Sets `details.<key>`.
-pub fn set(event: &mut Event, key: &str, value: impl Into<Value>) {
-    event.details.insert(key.to_string(), value.into());
+pub fn set<'a>(event: &mut Draft<'a>, key: impl Into<Cow<'a, str>>, value: impl Into<Detail<'a>>) {
+    event.details.insert(key, value);
 }
 
 /// Sets `details.<key>` to a string, unless it is empty.
-pub fn set_text(event: &mut Event, key: &str, value: &str) {
+pub fn set_text<'a>(event: &mut Draft<'a>, key: &'static str, value: &'a str) {
     let value = value.trim();
     if !value.is_empty() {
         set(event, key, value);
@@ -20,16 +20,20 @@ pub fn set_text(event: &mut Event, key: &str, value: &str) {
 }
 
 /// Sets `details.<key>` to an integer when `text` is one.
-pub fn set_int(event: &mut Event, key: &str, text: &str) {
+pub fn set_int(event: &mut Draft<'_>, key: &'static str, text: &str) {
     if let Ok(n) = text.trim().parse::<i64>() {
         set(event, key, n);
     }
 }
 
 /// Sets `category`, `details.action` and, when given, `details.success`.
-pub fn outcome(event: &mut Event, category: &str, action: &str, success: Option<bool>) {
-    event.category.clear();
-    event.category.push_str(category);
+pub fn outcome(
+    event: &mut Draft<'_>,
+    category: &'static str,
+    action: &'static str,
+    success: Option<bool>,
+) {
+    event.category = Cow::Borrowed(category);
     set(event, "action", action);
     if let Some(success) = success {
         set(event, "success", success);
@@ -38,25 +42,30 @@ pub fn outcome(event: &mut Event, category: &str, action: &str, success: Option<
 
 /// An address as the contract writes it: `::ffff:1.2.3.4` → `1.2.3.4`, zone ids
 /// (`fe80::1%lo`) dropped, brackets removed. `None` when the text is no address.
-pub fn ip_address(text: &str) -> Option<String> {
+pub fn ip_address(text: &str) -> Option<Cow<'_, str>> {
     let text = text.trim().trim_start_matches('[').trim_end_matches(']');
     let bare = text.split('%').next().unwrap_or(text);
     // A dotted quad that parses is already written as the contract writes it (the
     // parser refuses leading zeros and short forms): no formatting.
     if bare.parse::<std::net::Ipv4Addr>().is_ok() {
-        return Some(bare.to_string());
+        return Some(Cow::Borrowed(bare));
     }
-    match bare.parse::<IpAddr>().ok()? {
+    let written = match bare.parse::<IpAddr>().ok()? {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => Some(v4.to_string()),
-            None => Some(v6.to_string()),
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
         },
-        IpAddr::V4(v4) => Some(v4.to_string()),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    // Already in its canonical form: keep the borrowed text.
+    if written == bare {
+        return Some(Cow::Borrowed(bare));
     }
+    Some(Cow::Owned(written))
 }
 
 /// Sets `details.sourceipaddress` for an address, `details.sourcehostname` for a name.
-pub fn set_source(event: &mut Event, text: &str) {
+pub fn set_source<'a>(event: &mut Draft<'a>, text: &'a str) {
     let text = text.trim();
     if text.is_empty() {
         return;
@@ -113,7 +122,7 @@ pub fn pam_session(message: &str) -> Option<(bool, &str, Option<&str>)> {
 
 /// Applies a PAM session line the way the contract says for sudo and su: username is
 /// the `by` user when named, else the session's user; targetuser is the session's user.
-pub fn session(event: &mut Event, message: &str) -> bool {
+pub fn session<'a>(event: &mut Draft<'a>, message: &'a str) -> bool {
     let Some((opened, target, by)) = pam_session(message) else {
         return false;
     };

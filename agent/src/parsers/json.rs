@@ -4,10 +4,13 @@
 //! aliases for them) fill the event, the rest go to `details`; what it does not say is
 //! taken from the syslog header.
 
-use mozdef::{Event, Severity, time};
+use std::borrow::Cow;
+
+use mozdef::{Severity, time};
 use serde_json::{Map, Value};
 
 use super::common::set;
+use super::draft::{Detail, Details, Draft};
 
 /// Parser id, written into `tags`.
 pub const ID: &str = "json";
@@ -19,7 +22,7 @@ pub fn looks_like_json(message: &str) -> bool {
 }
 
 /// Reads a JSON object into `event`; false when the text is not one.
-pub fn parse(text: &str, event: &mut Event) -> bool {
+pub fn parse(text: &str, event: &mut Draft<'_>) -> bool {
     let Ok(Value::Object(object)) = serde_json::from_str::<Value>(text.trim()) else {
         return false;
     };
@@ -34,59 +37,61 @@ pub fn parse(text: &str, event: &mut Event) -> bool {
                         event.set_time(&at);
                         timed = true;
                     }
-                    Err(_) => set(event, &key, value),
+                    Err(_) => set(event, key.clone(), value),
                 }
             }
             "hostname" | "host" => match value {
-                Value::String(host) if !host.is_empty() => event.hostname = host,
-                other => set(event, &key, other),
+                Value::String(host) if !host.is_empty() => event.hostname = Cow::Owned(host),
+                other => set(event, key.clone(), other),
             },
             "processname" | "program" => match value {
-                Value::String(name) if !name.is_empty() => event.processname = name,
-                other => set(event, &key, other),
+                Value::String(name) if !name.is_empty() => event.processname = Cow::Owned(name),
+                other => set(event, key.clone(), other),
             },
             "processid" | "pid" => match value
                 .as_i64()
                 .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
             {
                 Some(pid) => event.processid = pid,
-                None => set(event, &key, value),
+                None => set(event, key.clone(), value),
             },
             "severity" | "level" => match value.as_str().and_then(Severity::from_name) {
-                Some(level) => event.severity = level.as_str().to_string(),
-                None => set(event, &key, value),
+                Some(level) => event.severity = level.as_str(),
+                None => set(event, key.clone(), value),
             },
             "summary" | "message" | "msg" if !summary_set => match value {
                 Value::String(text) => {
-                    event.set_summary(&text);
+                    event.set_summary(Cow::Owned(text));
                     summary_set = true;
                 }
-                other => set(event, &key, other),
+                other => set(event, key.clone(), other),
             },
             "category" => match value {
-                Value::String(category) if !category.is_empty() => event.category = category,
-                other => set(event, &key, other),
+                Value::String(category) if !category.is_empty() => {
+                    event.category = Cow::Owned(category)
+                }
+                other => set(event, key.clone(), other),
             },
             "tags" => match value {
                 Value::Array(tags) => event.tags.extend(
                     tags.into_iter()
-                        .filter_map(|t| t.as_str().map(str::to_string)),
+                        .filter_map(|t| t.as_str().map(|t| Cow::Owned(t.to_string()))),
                 ),
-                Value::String(tag) => event.tags.push(tag),
-                other => set(event, &key, other),
+                Value::String(tag) => event.tags.push(Cow::Owned(tag)),
+                other => set(event, key.clone(), other),
             },
             "details" | "fields" => match value {
                 Value::Object(inner) => merge(&mut event.details, inner),
-                other => set(event, &key, other),
+                other => set(event, key.clone(), other),
             },
-            _ => set(event, &key, value),
+            _ => set(event, key.clone(), value),
         }
     }
     true
 }
 
-fn merge(details: &mut Map<String, Value>, inner: Map<String, Value>) {
+fn merge(details: &mut Details<'_>, inner: Map<String, Value>) {
     for (key, value) in inner {
-        details.entry(key.to_lowercase()).or_insert(value);
+        details.insert_if_absent(key.to_lowercase(), Detail::from(value));
     }
 }

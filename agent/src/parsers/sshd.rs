@@ -3,8 +3,9 @@
 
 use std::sync::LazyLock;
 
-use mozdef::Event;
-use regex::Regex;
+use regex::{Captures, Regex};
+
+use super::draft::Draft;
 
 use super::common::{outcome, pam_value, session, set, set_int, set_source, set_text};
 
@@ -49,8 +50,13 @@ static REFUSED_CONNECT: LazyLock<Regex> =
 static PAM_MORE: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^PAM (\d+) more authentication failures?;"));
 
+/// Capture group `i` (empty when it did not take part), borrowed from the message.
+fn cap<'h>(c: &Captures<'h>, i: usize) -> &'h str {
+    c.get(i).map_or("", |m| m.as_str())
+}
+
 /// Reads an sshd message into `event`; false when it is none of the known shapes.
-pub fn parse(message: &str, event: &mut Event) -> bool {
+pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let message = message.trim();
     let first = message.split(' ').next().unwrap_or("");
     match first {
@@ -83,7 +89,13 @@ pub fn parse(message: &str, event: &mut Event) -> bool {
     }
 }
 
-fn login(event: &mut Event, success: bool, user: &str, address: &str, port: Option<&str>) {
+fn login<'a>(
+    event: &mut Draft<'a>,
+    success: bool,
+    user: &'a str,
+    address: &'a str,
+    port: Option<&str>,
+) {
     outcome(event, "authentication", "login", Some(success));
     set_text(event, "username", user);
     set_source(event, address);
@@ -106,7 +118,7 @@ fn login_parts(rest: &str) -> Option<(&str, &str, &str, &str, &str)> {
     Some((method, user, address, &rest[..digits], &rest[digits..]))
 }
 
-fn accepted(message: &str, event: &mut Event) -> bool {
+fn accepted<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some((method, user, address, port, tail)) =
         message.strip_prefix("Accepted ").and_then(login_parts)
     else {
@@ -124,7 +136,7 @@ fn accepted(message: &str, event: &mut Event) -> bool {
     true
 }
 
-fn failed(message: &str, event: &mut Event) -> bool {
+fn failed<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some((method, user, address, port, _)) =
         message.strip_prefix("Failed ").and_then(login_parts)
     else {
@@ -167,27 +179,33 @@ fn peer_parts(rest: &str) -> Option<(Option<&str>, Option<&str>, &str, &str)> {
     Some((kind, user, address, port))
 }
 
-fn invalid(message: &str, event: &mut Event) -> bool {
+fn invalid<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(c) = INVALID.captures(message) else {
         return false;
     };
-    login(event, false, &c[1], &c[2], c.get(3).map(|m| m.as_str()));
+    login(
+        event,
+        false,
+        cap(&c, 1),
+        cap(&c, 2),
+        c.get(3).map(|m| m.as_str()),
+    );
     set(event, "invaliduser", true);
     true
 }
 
-fn max_attempts(message: &str, event: &mut Event) -> bool {
+fn max_attempts<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(c) = MAX_ATTEMPTS.captures(message) else {
         return false;
     };
-    login(event, false, &c[2], &c[3], Some(&c[4]));
+    login(event, false, cap(&c, 2), cap(&c, 3), Some(cap(&c, 4)));
     if c.get(1).is_some() {
         set(event, "invaliduser", true);
     }
     true
 }
 
-fn connection_closed(message: &str, event: &mut Event) -> bool {
+fn connection_closed<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(rest) = message
         .strip_prefix("Connection closed by ")
         .or_else(|| message.strip_prefix("Connection reset by "))
@@ -220,7 +238,7 @@ fn connection_closed(message: &str, event: &mut Event) -> bool {
     true
 }
 
-fn disconnected(message: &str, event: &mut Event) -> bool {
+fn disconnected<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some((_, user, address, port)) = message
         .strip_prefix("Disconnected from ")
         .and_then(peer_parts)
@@ -236,25 +254,25 @@ fn disconnected(message: &str, event: &mut Event) -> bool {
     true
 }
 
-fn received_disconnect(message: &str, event: &mut Event) -> bool {
+fn received_disconnect<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(c) = RECEIVED_DISCONNECT.captures(message) else {
         return false;
     };
     outcome(event, "session", "disconnect", None);
-    set_source(event, c[1].trim_end_matches(':'));
+    set_source(event, cap(&c, 1).trim_end_matches(':'));
     if let Some(port) = c.get(2) {
         set_int(event, "sourceport", port.as_str());
     }
     true
 }
 
-fn probe(pattern: &Regex, message: &str, event: &mut Event) -> bool {
+fn probe<'a>(pattern: &Regex, message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(c) = pattern.captures(message) else {
         return false;
     };
     outcome(event, "connection", "probe", None);
     // `from 2001:db8::1: reason`: the colon ends the message's clause, not the address.
-    set_source(event, c[1].trim_end_matches(':'));
+    set_source(event, cap(&c, 1).trim_end_matches(':'));
     if let Some(port) = c.get(2) {
         set_int(event, "sourceport", port.as_str());
     }
@@ -263,34 +281,40 @@ fn probe(pattern: &Regex, message: &str, event: &mut Event) -> bool {
 
 /// `User <user> from <address> not allowed because …` (AllowUsers, DenyUsers, shell):
 /// beyond the contract's table, a refused login.
-fn not_allowed(message: &str, event: &mut Event) -> bool {
+fn not_allowed<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(c) = NOT_ALLOWED.captures(message) else {
         return false;
     };
-    login(event, false, &c[1], &c[2], None);
+    login(event, false, cap(&c, 1), cap(&c, 2), None);
     true
 }
 
 /// `ROOT LOGIN REFUSED FROM <address>`: beyond the contract's table, a refused login.
-fn root_refused(message: &str, event: &mut Event) -> bool {
+fn root_refused<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(c) = ROOT_REFUSED.captures(message) else {
         return false;
     };
-    login(event, false, "root", &c[1], c.get(2).map(|m| m.as_str()));
+    login(
+        event,
+        false,
+        "root",
+        cap(&c, 1),
+        c.get(2).map(|m| m.as_str()),
+    );
     true
 }
 
 /// tcp_wrappers' `refused connect from <name> (<address>)`: beyond the table, a probe.
-fn refused_connect(message: &str, event: &mut Event) -> bool {
+fn refused_connect<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(c) = REFUSED_CONNECT.captures(message) else {
         return false;
     };
     outcome(event, "connection", "probe", None);
-    set_source(event, &c[1]);
+    set_source(event, cap(&c, 1));
     true
 }
 
-fn pam_failure(message: &str, event: &mut Event) -> bool {
+fn pam_failure<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     outcome(event, "authentication", "login", Some(false));
     if let Some(user) = pam_value(message, "user") {
         set_text(event, "username", user);
@@ -301,16 +325,16 @@ fn pam_failure(message: &str, event: &mut Event) -> bool {
     true
 }
 
-fn pam_more(message: &str, event: &mut Event) -> bool {
+fn pam_more<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(c) = PAM_MORE.captures(message) else {
         return false;
     };
     pam_failure(message, event);
-    set_int(event, "repeatcount", &c[1]);
+    set_int(event, "repeatcount", cap(&c, 1));
     true
 }
 
-fn session_line(message: &str, event: &mut Event) -> bool {
+fn session_line<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     if !session(event, message) {
         return false;
     }

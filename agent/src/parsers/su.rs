@@ -2,10 +2,10 @@
 
 use std::sync::LazyLock;
 
-use mozdef::Event;
-use regex::Regex;
+use regex::{Captures, Regex};
 
 use super::common::{outcome, pam_value, session, set_text};
+use super::draft::Draft;
 
 /// Parser id, written into `tags`.
 pub const ID: &str = "su";
@@ -20,19 +20,24 @@ static FOR_BY: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Reads an su message into `event`; false when it is none of the known shapes.
-pub fn parse(message: &str, event: &mut Event) -> bool {
+pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let message = message.trim();
     if let Some(c) = TO.captures(message) {
         outcome(event, "authentication", "su", Some(c.get(1).is_none()));
-        set_text(event, "username", &c[3]);
-        set_text(event, "targetuser", &c[2]);
-        set_text(event, "tty", &c[4]);
+        set_text(event, "username", cap(&c, 3));
+        set_text(event, "targetuser", cap(&c, 2));
+        set_text(event, "tty", cap(&c, 4));
         return true;
     }
     if let Some(c) = FOR_BY.captures(message) {
-        outcome(event, "authentication", "su", Some(&c[1] == "Successful"));
-        set_text(event, "username", &c[3]);
-        set_text(event, "targetuser", &c[2]);
+        outcome(
+            event,
+            "authentication",
+            "su",
+            Some(cap(&c, 1) == "Successful"),
+        );
+        set_text(event, "username", cap(&c, 3));
+        set_text(event, "targetuser", cap(&c, 2));
         return true;
     }
     if message.starts_with("pam_unix(su:auth): authentication failure;")
@@ -53,4 +58,9 @@ pub fn parse(message: &str, event: &mut Event) -> bool {
         return session(event, message);
     }
     false
+}
+
+/// Capture group `i` (empty when it did not take part), borrowed from the message.
+fn cap<'h>(c: &Captures<'h>, i: usize) -> &'h str {
+    c.get(i).map_or("", |m| m.as_str())
 }

@@ -2,15 +2,14 @@
 //! `<user> : [<problem> ; ]TTY=… ; PWD=… ; USER=… ; [GROUP=… ; ][ENV=… ; ]COMMAND=…`
 //! read by splitting, and PAM's auth failures and sessions.
 
-use mozdef::Event;
-
 use super::common::{outcome, pam_value, session, set, set_text};
+use super::draft::Draft;
 
 /// Parser id, written into `tags`.
 pub const ID: &str = "sudo";
 
 /// Reads a sudo message into `event`; false when it is none of the known shapes.
-pub fn parse(message: &str, event: &mut Event) -> bool {
+pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let message = message.trim();
     if message.starts_with("pam_unix(sudo:auth): authentication failure;") {
         outcome(event, "authentication", "command", Some(false));
@@ -27,7 +26,7 @@ pub fn parse(message: &str, event: &mut Event) -> bool {
     command(message, event)
 }
 
-fn command(message: &str, event: &mut Event) -> bool {
+fn command<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some((user, rest)) = message.split_once(" : ") else {
         return false;
     };
@@ -60,16 +59,22 @@ fn command(message: &str, event: &mut Event) -> bool {
     let Some(command) = command else {
         return false;
     };
-    let problem = problems.join(" ; ");
-    let problem = problem.trim();
-    if problem.is_empty() {
+    let problem = match problems.as_slice() {
+        [] => std::borrow::Cow::Borrowed(""),
+        [one] => std::borrow::Cow::Borrowed(*one),
+        many => std::borrow::Cow::Owned(many.join(" ; ")),
+    };
+    if problem.trim().is_empty() {
         outcome(event, "authorization", "command", Some(true));
-    } else if let Some(attempts) = incorrect_password_attempts(problem) {
+    } else if let Some(attempts) = incorrect_password_attempts(problem.trim()) {
         outcome(event, "authentication", "command", Some(false));
         set(event, "attempts", attempts);
     } else {
         outcome(event, "authorization", "command", Some(false));
-        set_text(event, "reason", problem);
+        match problem {
+            std::borrow::Cow::Borrowed(problem) => set_text(event, "reason", problem),
+            std::borrow::Cow::Owned(problem) => set(event, "reason", problem.trim().to_string()),
+        }
     }
     set_text(event, "username", user);
     if let Some(target) = target {

@@ -168,3 +168,131 @@ fn hostile_input_still_gives_an_event() {
         assert!(mozdef::eventid::is_event_id(&event.eventid));
     }
 }
+
+/// Lines to hold the common-header reader to `syslog_loose` with: the fixtures, the
+/// shared corpora when present, and edge shapes.
+fn header_lines() -> Vec<String> {
+    let mut lines = Vec::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    let mut dirs = vec![root, corpus];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "log") {
+                let bytes = std::fs::read(&path).unwrap();
+                lines.extend(
+                    String::from_utf8_lossy(&bytes)
+                        .lines()
+                        .take(20_000)
+                        .map(str::to_string),
+                );
+            }
+        }
+    }
+    for edge in [
+        "Mar  1 00:00:00 host sshd[1]: x",
+        "Mar 01 00:00:00 host sshd[1]: x",
+        "Mar 1 00:00:00 host sshd: x",
+        "Mar 1 00:00:00 host sshd:x",
+        "Mar 1 00:00:00 host sshd[1]:   \tx",
+        "Mar 1 00:00:00 host sshd[1]: - x",
+        "Mar 1 00:00:00 host sshd[1]: [x y=\"1\"] z",
+        "Mar 1 00:00:00 host -: x",
+        "Mar 1 00:00:00 - sshd[1]: x",
+        "Mar 1 00:00:00 host sshd[]: x",
+        "Mar 1 00:00:00 host [1]: x",
+        "Mar 1 00:00:00 host sshd[1]x: x",
+        "Mar 1 00:00:00 host sshd[1: x",
+        "Mar 1 00:00:00 host sshd]: x",
+        "Mar 1 00:00:00 host sshd[99999999999]: x",
+        "Mar 1 00:00:00 host sshd[abc]: x",
+        "Mar 1 00:00:00 host CEF:0|a|b|c|d|e|5|",
+        "Mar 1 24:00:00 host sshd[1]: x",
+        "Feb 30 00:00:00 host sshd[1]: x",
+        "Feb 29 00:00:00 host sshd[1]: x",
+        "Mar 1 00:00:00 2026 host sshd[1]: x",
+        "Mar 1 00:00:00: host sshd[1]: x",
+        "Mar 1 0:00:00 host sshd[1]: x",
+        "MAR 1 00:00:00 host sshd[1]: x",
+        "Mar 1 00:00:00 höst sshd[1]: x",
+        "Mar 1 00:00:00 host sshd[1]: ",
+        "Mar 1 00:00:00 host sshd[1]:",
+        "Mar 1 00:00:00 host sshd[1]",
+        "Mar 1 00:00:00 host",
+        "Mar 1 00:00:00 ",
+        "<13>Mar 1 00:00:00 host sshd[1]: x",
+    ] {
+        lines.push(edge.to_string());
+    }
+    lines
+}
+
+#[test]
+fn the_common_header_reader_reads_what_syslog_loose_reads() {
+    let now = at("2026-11-24T12:00:00Z").naive_utc();
+    let utc = FixedOffset::east_opt(0).unwrap();
+    let (mut fast, mut all) = (0, 0);
+    for line in header_lines() {
+        all += 1;
+        let Some(ours) = rfc3164_common(&line, |date| year_for(date, now)) else {
+            continue;
+        };
+        fast += 1;
+        let theirs = syslog_loose::parse_message_with_year_tz(
+            &line,
+            |date| year_for(date, now),
+            Some(utc),
+            Variant::Either,
+        );
+        assert_eq!(ours, theirs, "{line:?}");
+    }
+    // Most real lines take the fast path (else it saves nothing).
+    assert!(
+        fast * 2 > all,
+        "{fast} of {all} lines read by the fast path"
+    );
+}
+
+proptest::proptest! {
+    /// Common-shaped lines with one byte changed or inserted anywhere: whenever the fast
+    /// reader takes such a line, it reads what syslog_loose reads.
+    #[test]
+    fn the_common_header_reader_agrees_on_edited_lines(
+        base in 0usize..4,
+        at in 0usize..80,
+        byte in proptest::sample::select(b" \t:[]-.0123456789aZ\xc3<>=\"|".to_vec()),
+        insert in proptest::bool::ANY,
+    ) {
+        const LINES: [&str; 4] = [
+            "Mar  1 00:00:03 web02.prod sshd[4048]: Connection closed by 1.2.3.4 port 22",
+            "Nov 24 10:00:01 host-1 sudo: alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls",
+            "Dec 31 23:59:59 ids01 CEF:0|Fortinet|FortiGate|7.2.5|300|Port scan|6|src=1.2.3.4",
+            "Feb 28 12:00:00 a b: c",
+        ];
+        let mut bytes = LINES[base].as_bytes().to_vec();
+        let at = at.min(bytes.len());
+        if insert || at == bytes.len() {
+            bytes.insert(at, byte);
+        } else {
+            bytes[at] = byte;
+        }
+        let line = String::from_utf8_lossy(&bytes).into_owned();
+        let now = at_time("2026-11-24T12:00:00Z");
+        if let Some(ours) = rfc3164_common(&line, |date| year_for(date, now)) {
+            let theirs = syslog_loose::parse_message_with_year_tz(
+                &line,
+                |date| year_for(date, now),
+                Some(FixedOffset::east_opt(0).unwrap()),
+                Variant::Either,
+            );
+            proptest::prop_assert_eq!(ours, theirs, "{:?}", line);
+        }
+    }
+}
+
+fn at_time(text: &str) -> NaiveDateTime {
+    at(text).naive_utc()
+}

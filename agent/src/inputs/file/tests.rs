@@ -229,7 +229,10 @@ fn a_long_line_is_cut_and_flagged_and_the_next_line_is_whole() {
     let mut input = start(&[&log], StartAt::Beginning, 1000, &dir.path().join("state"));
     let events = input.take(2);
     assert_eq!(events[0].event.summary.len(), 1000);
-    assert_eq!(events[0].event.details["truncated"], Value::Bool(true));
+    assert_eq!(
+        events[0].event.details["truncated"],
+        serde_json::Value::Bool(true)
+    );
     assert_eq!(events[1].event.summary, "normal");
     assert!(!events[1].event.details.contains_key("truncated"));
     let metrics = input.stop();

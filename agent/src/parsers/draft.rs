@@ -1,0 +1,349 @@
+//! The event a line is parsed into on the agent's hot path: every field of
+//! [`mozdef::Event`], borrowed from the line where it can be. Nothing here allocates
+//! for the common line (timestamps and the id are written inline, text fields and
+//! details point into the line or are `'static`), and [`Draft::write_json_line`] writes
+//! the very bytes [`Event::write_json_line`] would for the same event.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, FixedOffset};
+use mozdef::event::json;
+use mozdef::fields::{self, SUMMARY_MAX_BYTES};
+use mozdef::{Event, time};
+use serde_json::{Map, Value};
+
+/// A value of `details`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detail<'a> {
+    Text(Cow<'a, str>),
+    Int(i64),
+    Bool(bool),
+    /// Anything else (JSON lines, structured data).
+    Json(Value),
+}
+
+impl<'a> From<&'a str> for Detail<'a> {
+    fn from(text: &'a str) -> Detail<'a> {
+        Detail::Text(Cow::Borrowed(text))
+    }
+}
+
+impl From<String> for Detail<'_> {
+    fn from(text: String) -> Self {
+        Detail::Text(Cow::Owned(text))
+    }
+}
+
+impl<'a> From<Cow<'a, str>> for Detail<'a> {
+    fn from(text: Cow<'a, str>) -> Detail<'a> {
+        Detail::Text(text)
+    }
+}
+
+impl From<i64> for Detail<'_> {
+    fn from(n: i64) -> Self {
+        Detail::Int(n)
+    }
+}
+
+impl From<u64> for Detail<'_> {
+    fn from(n: u64) -> Self {
+        match i64::try_from(n) {
+            Ok(n) => Detail::Int(n),
+            Err(_) => Detail::Json(Value::from(n)),
+        }
+    }
+}
+
+impl From<bool> for Detail<'_> {
+    fn from(b: bool) -> Self {
+        Detail::Bool(b)
+    }
+}
+
+impl From<Value> for Detail<'_> {
+    fn from(value: Value) -> Self {
+        match value {
+            Value::String(text) => Detail::Text(Cow::Owned(text)),
+            Value::Bool(b) => Detail::Bool(b),
+            Value::Number(n) if n.is_i64() => Detail::Int(n.as_i64().unwrap_or_default()),
+            other => Detail::Json(other),
+        }
+    }
+}
+
+impl Detail<'_> {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Detail::Text(text) => Some(text),
+            Detail::Json(Value::String(text)) => Some(text),
+            _ => None,
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        match self {
+            Detail::Text(text) => Value::String(text.to_string()),
+            Detail::Int(n) => Value::from(*n),
+            Detail::Bool(b) => Value::Bool(*b),
+            Detail::Json(value) => value.clone(),
+        }
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Detail::Text(text) => json::string(out, text),
+            Detail::Int(n) => json::integer(out, *n),
+            Detail::Bool(true) => out.extend_from_slice(b"true"),
+            Detail::Bool(false) => out.extend_from_slice(b"false"),
+            Detail::Json(value) => json::value(out, value),
+        }
+    }
+}
+
+/// `details`: a few keys, kept in the order set and sorted when written (as the
+/// event's map orders them); setting a key again replaces its value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Details<'a> {
+    entries: Vec<(Cow<'a, str>, Detail<'a>)>,
+}
+
+impl<'a> Details<'a> {
+    /// Room for what a parsed line sets (an sshd login sets eight keys), so the list
+    /// is allocated once per line, not grown.
+    pub fn for_line() -> Details<'a> {
+        Details {
+            entries: Vec::with_capacity(12),
+        }
+    }
+
+    pub fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: impl Into<Detail<'a>>) {
+        let key = key.into();
+        let value = value.into();
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.entries.push((key, value)),
+        }
+    }
+
+    /// Sets `key` only when it has no value yet.
+    pub fn insert_if_absent(&mut self, key: impl Into<Cow<'a, str>>, value: Detail<'a>) {
+        let key = key.into();
+        if !self.contains_key(&key) {
+            self.entries.push((key, value));
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Detail<'a>> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.entries.retain(|(k, _)| k != key);
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.entries.retain(|(k, _)| keep(k));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn sort(&mut self) {
+        self.entries.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    }
+
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_value()))
+            .collect()
+    }
+}
+
+/// A timestamp as MozDef writes it, held inline (at most [`Stamp::MAX`] bytes).
+#[derive(Clone, Copy)]
+pub struct Stamp {
+    bytes: [u8; Stamp::MAX],
+    len: u8,
+}
+
+impl Stamp {
+    const MAX: usize = 40;
+
+    fn of(at: &DateTime<FixedOffset>) -> Stamp {
+        let mut stamp = Stamp {
+            bytes: [0; Stamp::MAX],
+            len: 0,
+        };
+        stamp.len = time::write_fixed(at, &mut stamp.bytes) as u8;
+        stamp
+    }
+
+    pub fn as_str(&self) -> &str {
+        // write_fixed writes ASCII only.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl Default for Stamp {
+    fn default() -> Stamp {
+        Stamp {
+            bytes: [0; Stamp::MAX],
+            len: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+/// One event being read from one line.
+#[derive(Debug, Clone)]
+pub struct Draft<'a> {
+    pub eventid: [u8; mozdef::eventid::EVENT_ID_LEN],
+    pub timestamp: Stamp,
+    pub utctimestamp: Stamp,
+    pub hostname: Cow<'a, str>,
+    pub processname: Cow<'a, str>,
+    pub processid: i64,
+    pub severity: &'static str,
+    pub summary: Cow<'a, str>,
+    pub category: Cow<'a, str>,
+    pub source: &'a str,
+    /// The first tag: the parser that read the line.
+    pub parser: &'static str,
+    /// Tags after it.
+    pub tags: Vec<Cow<'a, str>>,
+    pub details: Details<'a>,
+}
+
+impl<'a> Draft<'a> {
+    /// An event with nothing read yet: unknown program, INFO, `syslog`.
+    pub fn blank(eventid: [u8; mozdef::eventid::EVENT_ID_LEN], source: &'a str) -> Draft<'a> {
+        Draft {
+            eventid,
+            timestamp: Stamp::default(),
+            utctimestamp: Stamp::default(),
+            hostname: Cow::Borrowed(""),
+            processname: Cow::Borrowed(fields::PROCESSNAME_UNKNOWN),
+            processid: 0,
+            severity: mozdef::Severity::Info.as_str(),
+            summary: Cow::Borrowed(""),
+            category: Cow::Borrowed(fields::CATEGORY_SYSLOG),
+            source,
+            parser: super::SYSLOG_PARSER,
+            tags: Vec::new(),
+            details: Details::for_line(),
+        }
+    }
+
+    /// Sets `timestamp` and `utctimestamp` from one instant.
+    pub fn set_time(&mut self, at: &DateTime<FixedOffset>) {
+        self.timestamp = Stamp::of(at);
+        self.utctimestamp = Stamp::of(&at.with_timezone(&chrono::Utc).fixed_offset());
+    }
+
+    /// Sets `summary` to `text` trimmed, cut to 4,096 bytes on a UTF-8 boundary; a cut
+    /// sets `details.truncated = true` (as [`Event::set_summary`]).
+    pub fn set_summary(&mut self, text: Cow<'a, str>) {
+        let trimmed = text.trim();
+        let mut end = trimmed.len().min(SUMMARY_MAX_BYTES);
+        while !trimmed.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = end < trimmed.len();
+        self.summary = match text {
+            Cow::Borrowed(text) => Cow::Borrowed(&text.trim()[..end]),
+            Cow::Owned(text) => Cow::Owned(text.trim()[..end].to_string()),
+        };
+        if cut {
+            self.details.insert(fields::details::TRUNCATED, true);
+        }
+    }
+
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.parser == tag || self.tags.iter().any(|t| t == tag)
+    }
+
+    /// The event id as text.
+    pub fn eventid(&self) -> &str {
+        std::str::from_utf8(&self.eventid).unwrap_or("")
+    }
+
+    /// The finished event as the schema's type.
+    pub fn to_event(&self) -> Event {
+        let mut tags = Vec::with_capacity(1 + self.tags.len());
+        tags.push(self.parser.to_string());
+        tags.extend(self.tags.iter().map(|t| t.to_string()));
+        Event {
+            eventid: self.eventid().to_string(),
+            timestamp: self.timestamp.as_str().to_string(),
+            utctimestamp: self.utctimestamp.as_str().to_string(),
+            receivedtimestamp: None,
+            hostname: self.hostname.to_string(),
+            processname: self.processname.to_string(),
+            processid: self.processid,
+            severity: self.severity.to_string(),
+            summary: self.summary.to_string(),
+            category: self.category.to_string(),
+            source: self.source.to_string(),
+            tags,
+            details: self.details.to_map(),
+        }
+    }
+
+    /// Appends the event as one line of NDJSON, byte for byte what
+    /// [`Event::write_json_line`] writes for [`Draft::to_event`]. Sorts `details`.
+    pub fn write_json_line(&mut self, out: &mut Vec<u8>) {
+        self.details.sort();
+        out.extend_from_slice(b"{\"eventid\":\"");
+        out.extend_from_slice(&self.eventid);
+        out.extend_from_slice(b"\",\"timestamp\":\"");
+        out.extend_from_slice(self.timestamp.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"utctimestamp\":\"");
+        out.extend_from_slice(self.utctimestamp.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"hostname\":");
+        json::string(out, &self.hostname);
+        out.extend_from_slice(b",\"processname\":");
+        json::string(out, &self.processname);
+        out.extend_from_slice(b",\"processid\":");
+        json::integer(out, self.processid);
+        out.extend_from_slice(b",\"severity\":");
+        json::string(out, self.severity);
+        out.extend_from_slice(b",\"summary\":");
+        json::string(out, &self.summary);
+        out.extend_from_slice(b",\"category\":");
+        json::string(out, &self.category);
+        out.extend_from_slice(b",\"source\":");
+        json::string(out, self.source);
+        out.extend_from_slice(b",\"tags\":[");
+        json::string(out, self.parser);
+        for tag in &self.tags {
+            out.push(b',');
+            json::string(out, tag);
+        }
+        out.extend_from_slice(b"],\"details\":{");
+        for (i, (key, value)) in self.details.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json::string(out, key);
+            out.push(b':');
+            value.write_json(out);
+        }
+        out.extend_from_slice(b"}}\n");
+    }
+}
