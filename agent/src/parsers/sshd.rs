@@ -7,7 +7,9 @@ use regex::{Captures, Regex};
 
 use super::draft::Draft;
 
-use super::common::{outcome, pam_value, session, set, set_int, set_source, set_text};
+use super::common::{
+    outcome, pam_value, rsplit_once, session, set, set_int, set_source, set_text, split_once,
+};
 
 /// Parser id, written into `tags`.
 pub const ID: &str = "sshd";
@@ -108,9 +110,9 @@ fn login<'a>(
 /// user name holding ` from ` cannot forge the address: (method, user, address, port,
 /// tail).
 fn login_parts(rest: &str) -> Option<(&str, &str, &str, &str, &str)> {
-    let (method, rest) = rest.split_once(" for ")?;
-    let (user, rest) = rest.rsplit_once(" from ")?;
-    let (address, rest) = rest.split_once(" port ")?;
+    let (method, rest) = split_once(rest, " for ")?;
+    let (user, rest) = rsplit_once(rest, " from ")?;
+    let (address, rest) = split_once(rest, " port ")?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 || method.contains(' ') || address.contains(' ') {
         return None;
@@ -157,7 +159,7 @@ fn failed<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
 /// `[<kind> user <user> ]<address> port <port>[ …]`, read from the right: (kind, user,
 /// address, port). `kind` is the word before ` user`, when there is one.
 fn peer_parts(rest: &str) -> Option<(Option<&str>, Option<&str>, &str, &str)> {
-    let (before, after) = rest.rsplit_once(" port ")?;
+    let (before, after) = rsplit_once(rest, " port ")?;
     let digits = after.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
         return None;

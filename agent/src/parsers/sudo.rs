@@ -2,7 +2,7 @@
 //! `<user> : [<problem> ; ]TTY=… ; PWD=… ; USER=… ; [GROUP=… ; ][ENV=… ; ]COMMAND=…`
 //! read by splitting, and PAM's auth failures and sessions.
 
-use super::common::{outcome, pam_value, session, set, set_text};
+use super::common::{outcome, pam_value, session, set, set_text, split_once};
 use super::draft::Draft;
 
 /// Parser id, written into `tags`.
@@ -27,7 +27,7 @@ pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
 }
 
 fn command<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let Some((user, rest)) = message.split_once(" : ") else {
+    let Some((user, rest)) = split_once(message, " : ") else {
         return false;
     };
     let user = user.trim();
@@ -45,7 +45,7 @@ fn command<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
             command = Some(cmd);
             break;
         }
-        let (segment, next) = rest.split_once(" ; ").unwrap_or((rest, ""));
+        let (segment, next) = split_once(rest, " ; ").unwrap_or((rest, ""));
         match segment.split_once('=') {
             Some(("TTY", v)) => tty = Some(v),
             Some(("PWD", v)) => pwd = Some(v),
