@@ -178,6 +178,20 @@ impl<'a> Records<'a> {
     }
 }
 
+/// A flush waiting for its fdatasync (see [`DiskBuffer::begin_sync`]).
+pub struct PendingSync {
+    file: File,
+    path: PathBuf,
+    upto: Position,
+}
+
+impl PendingSync {
+    /// fdatasyncs the segment (the slow part; needs no lock).
+    pub fn sync(&self) -> Result<(), BufferError> {
+        self.file.sync_data().map_err(io_err(&self.path))
+    }
+}
+
 /// The buffer. One writer and one reader, both in this value.
 pub struct DiskBuffer {
     dir: PathBuf,
@@ -373,11 +387,32 @@ impl DiskBuffer {
 
     /// Flushes and fdatasyncs the newest segment: everything appended is durable.
     pub fn sync(&mut self) -> Result<(), BufferError> {
+        let pending = self.begin_sync()?;
+        pending.sync()?;
+        self.end_sync(pending);
+        Ok(())
+    }
+
+    /// [`DiskBuffer::sync`] in three steps, so that the fdatasync can run while the
+    /// buffer is not locked (the shipper keeps reading and acknowledging): this flushes
+    /// what the writer holds; [`PendingSync::sync`] fdatasyncs it; [`DiskBuffer::end_sync`]
+    /// lets readers see it. Appending in between is not allowed (the buffer stage,
+    /// the only writer, waits for its own fsync).
+    pub fn begin_sync(&mut self) -> Result<PendingSync, BufferError> {
         let path = segment_path(&self.dir, self.write_at.segment);
         self.writer.flush().map_err(io_err(&path))?;
-        self.writer.get_ref().sync_data().map_err(io_err(&path))?;
-        self.durable = self.write_at;
-        Ok(())
+        let file = self.writer.get_ref().try_clone().map_err(io_err(&path))?;
+        Ok(PendingSync {
+            file,
+            path,
+            upto: self.write_at,
+        })
+    }
+
+    /// Everything [`DiskBuffer::begin_sync`] flushed is on disk: readers may take it.
+    pub fn end_sync(&mut self, done: PendingSync) {
+        // (A reclaim meanwhile may have started a new segment: `durable` stays ahead.)
+        self.durable = self.durable.max(done.upto);
     }
 
     /// Forgets everything appended since the last [`DiskBuffer::sync`]: what the writer

@@ -499,9 +499,11 @@ impl Store<'_> {
         let (disk, checkpoints, metrics) = (self.disk, self.checkpoints, self.metrics);
         let positions = &mut self.positions;
         tokio::task::block_in_place(|| {
-            disk.lock()
-                .map_err(|_| "buffer lock poisoned".to_string())
-                .and_then(|mut d| d.sync().map_err(|e| e.to_string()))?;
+            let lock = || disk.lock().map_err(|_| "buffer lock poisoned".to_string());
+            // The fdatasync runs unlocked: the shipper reads and acknowledges meanwhile.
+            let pending = lock()?.begin_sync().map_err(|e| e.to_string())?;
+            pending.sync().map_err(|e| e.to_string())?;
+            lock()?.end_sync(pending);
             metrics.buffer_syncs.fetch_add(1, Ordering::Relaxed);
             let Ok(mut store) = checkpoints.lock() else {
                 return Ok(());

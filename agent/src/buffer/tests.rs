@@ -323,3 +323,19 @@ fn a_batch_spans_segments_and_records_larger_than_a_read() {
     }
     assert_eq!(got, want);
 }
+
+#[test]
+fn records_are_read_only_once_their_unlocked_sync_has_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut buffer, _) = DiskBuffer::open(dir.path(), 1 << 20, 1 << 30).unwrap();
+    fill(&mut buffer, 0, 3);
+    for i in 3..5 {
+        buffer.append(format!("event {i}").as_bytes()).unwrap();
+    }
+    let pending = buffer.begin_sync().unwrap();
+    // Flushed but not yet fsynced: the reader stops at what was durable.
+    assert_eq!(payloads(&mut buffer, 100).0, names(0, 3));
+    pending.sync().unwrap();
+    buffer.end_sync(pending);
+    assert_eq!(payloads(&mut buffer, 100).0, names(3, 5));
+}
