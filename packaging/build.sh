@@ -7,8 +7,8 @@
 #   --no-build     package the release binaries already in target/release
 #   --revision N   package revision (default 1): 0.1.0-N (deb), 0.1.0-N (rpm release)
 #
-# Needs: cargo-deb and cargo-generate-rpm (crates.io; installed into target/tools when
-# not on PATH), help2man (Debian package) for the man pages.
+# Needs: cargo-deb and cargo-generate-rpm (crates.io; the pinned versions below are
+# installed into target/tools when missing), help2man (Debian package) for the man pages.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -27,10 +27,14 @@ done
 
 target="${CARGO_TARGET_DIR:-$root/target}"
 export PATH="$root/target/tools/bin:$PATH"
-for tool in deb generate-rpm; do
-  if ! cargo "$tool" --version >/dev/null 2>&1; then
-    echo "==> cargo install cargo-$tool (into target/tools)"
-    cargo install --quiet --locked --root "$root/target/tools" "cargo-$tool"
+# Pinned: the packages' metadata (assets, conffiles, scripts) is read by these tools, and
+# a new release must not change the packages under CI unnoticed. Bump them together
+# with packaging/test.sh passing.
+for pinned in deb@3.8.0 generate-rpm@0.21.1; do
+  tool=${pinned%@*} version=${pinned#*@}
+  if ! cargo "$tool" --version 2>/dev/null | grep -x >/dev/null "cargo-$tool $version"; then
+    echo "==> cargo install cargo-$tool $version (into target/tools)"
+    cargo install --quiet --locked --root "$root/target/tools" "cargo-$tool" --version "$version"
   fi
 done
 command -v help2man >/dev/null || { echo "help2man is missing: apt-get install help2man" >&2; exit 1; }

@@ -1,7 +1,11 @@
 //! Turning one log line into one [`Event`].
 //!
-//! [`LineParser::parse`] reads the syslog header with `syslog_loose` (RFC 3164 and
-//! RFC 5424, optional PRI) and applies the contract's rules that are ours: the year of
+//! [`LineParser::parse_line`] (the inputs' hot path) reads the line into a [`Draft`]
+//! that borrows from it and is written to JSON directly; [`LineParser::parse`] gives the
+//! same event as an owned [`Event`] (tests, `picket-agent parse`). The syslog header is
+//! read with `syslog_loose` (RFC 3164 and RFC 5424, optional PRI) — the commonest shape,
+//! `Mmm dd hh:mm:ss host tag[pid]:`, by our own reader that a test holds to
+//! `syslog_loose`'s reading — and the parser applies the contract's rules that are ours: the year of
 //! a line that has none (the year that puts it closest to the agent's clock, never more
 //! than a day ahead), the zone of a line that has none (the input's `timezone`),
 //! host names that mean this host, `sshd-session` and `prog(module)` tags, and
