@@ -71,40 +71,85 @@ impl Event {
     /// write it. Hand-written because it runs once per event on the agent's hot path:
     /// strings are copied in runs between the bytes that need escaping.
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        let fields = LineFields {
+            eventid: &self.eventid,
+            timestamp: &self.timestamp,
+            utctimestamp: &self.utctimestamp,
+            receivedtimestamp: self.receivedtimestamp.as_deref(),
+            hostname: &self.hostname,
+            processname: &self.processname,
+            processid: self.processid,
+            severity: &self.severity,
+            summary: &self.summary,
+            category: &self.category,
+            source: &self.source,
+        };
+        fields.write_line(out, self.tags.iter().map(String::as_str), |out| {
+            json::members(out, &self.details)
+        });
+    }
+}
+
+/// An event's top-level fields, borrowed: what [`LineFields::write_line`] writes, in
+/// the contract's order, for [`Event`] and for the agent's borrowed drafts alike.
+#[derive(Debug, Clone, Copy)]
+pub struct LineFields<'a> {
+    pub eventid: &'a str,
+    pub timestamp: &'a str,
+    pub utctimestamp: &'a str,
+    pub receivedtimestamp: Option<&'a str>,
+    pub hostname: &'a str,
+    pub processname: &'a str,
+    pub processid: i64,
+    pub severity: &'a str,
+    pub summary: &'a str,
+    pub category: &'a str,
+    pub source: &'a str,
+}
+
+impl LineFields<'_> {
+    /// Appends one NDJSON line: these fields, `tags`, and `details` (whose members, in
+    /// key order, `details` writes).
+    pub fn write_line<'t>(
+        &self,
+        out: &mut Vec<u8>,
+        tags: impl IntoIterator<Item = &'t str>,
+        details: impl FnOnce(&mut Vec<u8>),
+    ) {
         out.extend_from_slice(b"{\"eventid\":");
-        json::string(out, &self.eventid);
+        json::string(out, self.eventid);
         out.extend_from_slice(b",\"timestamp\":");
-        json::string(out, &self.timestamp);
+        json::string(out, self.timestamp);
         out.extend_from_slice(b",\"utctimestamp\":");
-        json::string(out, &self.utctimestamp);
-        if let Some(received) = &self.receivedtimestamp {
+        json::string(out, self.utctimestamp);
+        if let Some(received) = self.receivedtimestamp {
             out.extend_from_slice(b",\"receivedtimestamp\":");
             json::string(out, received);
         }
         out.extend_from_slice(b",\"hostname\":");
-        json::string(out, &self.hostname);
+        json::string(out, self.hostname);
         out.extend_from_slice(b",\"processname\":");
-        json::string(out, &self.processname);
+        json::string(out, self.processname);
         out.extend_from_slice(b",\"processid\":");
         json::integer(out, self.processid);
         out.extend_from_slice(b",\"severity\":");
-        json::string(out, &self.severity);
+        json::string(out, self.severity);
         out.extend_from_slice(b",\"summary\":");
-        json::string(out, &self.summary);
+        json::string(out, self.summary);
         out.extend_from_slice(b",\"category\":");
-        json::string(out, &self.category);
+        json::string(out, self.category);
         out.extend_from_slice(b",\"source\":");
-        json::string(out, &self.source);
+        json::string(out, self.source);
         out.extend_from_slice(b",\"tags\":[");
-        for (i, tag) in self.tags.iter().enumerate() {
+        for (i, tag) in tags.into_iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             json::string(out, tag);
         }
-        out.extend_from_slice(b"],\"details\":");
-        json::object(out, &self.details);
-        out.extend_from_slice(b"}\n");
+        out.extend_from_slice(b"],\"details\":{");
+        details(out);
+        out.extend_from_slice(b"}}\n");
     }
 }
 
@@ -222,6 +267,12 @@ pub mod json {
     /// A JSON object, keys in the map's order.
     pub fn object(out: &mut Vec<u8>, map: &Map<String, Value>) {
         out.push(b'{');
+        members(out, map);
+        out.push(b'}');
+    }
+
+    /// An object's members (`"key":value,…`) without its braces.
+    pub fn members(out: &mut Vec<u8>, map: &Map<String, Value>) {
         for (i, (key, value)) in map.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
@@ -230,7 +281,6 @@ pub mod json {
             out.push(b':');
             self::value(out, value);
         }
-        out.push(b'}');
     }
 
     /// Any JSON value.

@@ -383,6 +383,13 @@ fn header_field(raw: &str, escaped: bool) -> Cow<'_, str> {
     if !escaped {
         return Cow::Borrowed(raw.trim());
     }
+    let unescaped = undo_escapes(raw, |c| matches!(c, '|' | '\\').then_some(c));
+    Cow::Owned(unescaped.trim().to_string())
+}
+
+/// `raw` with each `\x` that `escape` maps replaced by what it maps to; other
+/// backslashes are kept as written.
+fn undo_escapes(raw: &str, escape: impl Fn(char) -> Option<char>) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
     while let Some(c) = chars.next() {
@@ -391,15 +398,17 @@ fn header_field(raw: &str, escaped: bool) -> Cow<'_, str> {
             continue;
         }
         match chars.next() {
-            Some(next @ ('|' | '\\')) => out.push(next),
-            Some(other) => {
-                out.push('\\');
-                out.push(other);
-            }
+            Some(next) => match escape(next) {
+                Some(unescaped) => out.push(unescaped),
+                None => {
+                    out.push('\\');
+                    out.push(next);
+                }
+            },
             None => out.push('\\'),
         }
     }
-    Cow::Owned(out.trim().to_string())
+    out
 }
 
 fn is_key_byte(b: u8) -> bool {
@@ -445,29 +454,17 @@ pub fn parse_extension(extension: &str) -> Vec<(&str, Cow<'_, str>)> {
     pairs
 }
 
+/// An extension value: `\=`, `\\`, `\|`, `\n` and `\r` undone.
 fn unescape(raw: &str) -> Cow<'_, str> {
     if !raw.contains('\\') {
         return Cow::Borrowed(raw);
     }
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some(other @ ('=' | '\\' | '|')) => out.push(other),
-            Some(other) => {
-                out.push('\\');
-                out.push(other);
-            }
-            None => out.push('\\'),
-        }
-    }
-    Cow::Owned(out)
+    Cow::Owned(undo_escapes(raw, |c| match c {
+        'n' => Some('\n'),
+        'r' => Some('\r'),
+        '=' | '\\' | '|' => Some(c),
+        _ => None,
+    }))
 }
 
 /// `rt`/`end`: epoch milliseconds, or `MMM dd yyyy HH:mm:ss[.SSS] [zone]`.

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, FixedOffset};
-use mozdef::event::json;
+use mozdef::event::{LineFields, json};
 use mozdef::fields::{self, SUMMARY_MAX_BYTES};
 use mozdef::{Event, time};
 use serde_json::{Map, Value};
@@ -309,41 +309,30 @@ impl<'a> Draft<'a> {
     /// [`Event::write_json_line`] writes for [`Draft::to_event`]. Sorts `details`.
     pub fn write_json_line(&mut self, out: &mut Vec<u8>) {
         self.details.sort();
-        out.extend_from_slice(b"{\"eventid\":\"");
-        out.extend_from_slice(&self.eventid);
-        out.extend_from_slice(b"\",\"timestamp\":\"");
-        out.extend_from_slice(self.timestamp.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"utctimestamp\":\"");
-        out.extend_from_slice(self.utctimestamp.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"hostname\":");
-        json::string(out, &self.hostname);
-        out.extend_from_slice(b",\"processname\":");
-        json::string(out, &self.processname);
-        out.extend_from_slice(b",\"processid\":");
-        json::integer(out, self.processid);
-        out.extend_from_slice(b",\"severity\":");
-        json::string(out, self.severity);
-        out.extend_from_slice(b",\"summary\":");
-        json::string(out, &self.summary);
-        out.extend_from_slice(b",\"category\":");
-        json::string(out, &self.category);
-        out.extend_from_slice(b",\"source\":");
-        json::string(out, self.source);
-        out.extend_from_slice(b",\"tags\":[");
-        json::string(out, self.parser);
-        for tag in &self.tags {
-            out.push(b',');
-            json::string(out, tag);
-        }
-        out.extend_from_slice(b"],\"details\":{");
-        for (i, (key, value)) in self.details.entries.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
+        let fields = LineFields {
+            eventid: self.eventid(),
+            timestamp: self.timestamp.as_str(),
+            utctimestamp: self.utctimestamp.as_str(),
+            receivedtimestamp: None,
+            hostname: &self.hostname,
+            processname: &self.processname,
+            processid: self.processid,
+            severity: self.severity,
+            summary: &self.summary,
+            category: &self.category,
+            source: self.source,
+        };
+        let tags = std::iter::once(self.parser).chain(self.tags.iter().map(|t| t.as_ref()));
+        let details = &self.details.entries;
+        fields.write_line(out, tags, |out| {
+            for (i, (key, value)) in details.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json::string(out, key);
+                out.push(b':');
+                value.write_json(out);
             }
-            json::string(out, key);
-            out.push(b':');
-            value.write_json(out);
-        }
-        out.extend_from_slice(b"}}\n");
+        });
     }
 }
