@@ -117,17 +117,6 @@ pub struct Records<'a> {
 }
 
 impl<'a> Records<'a> {
-    /// Records from serialized events held one per `Vec` (tests, tools).
-    pub fn collect(records: &[Vec<u8>], storage: &'a mut Batch) -> Records<'a> {
-        storage.bytes.clear();
-        storage.ends.clear();
-        for record in records {
-            storage.bytes.extend_from_slice(record);
-            storage.ends.push(storage.bytes.len());
-        }
-        storage.records()
-    }
-
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -536,7 +525,7 @@ impl DiskBuffer {
         Ok(())
     }
 
-    /// Acknowledges everything before `upto` (a position [`DiskBuffer::read`] gave):
+    /// Acknowledges everything before `upto` (a position [`Batch::last`] gave):
     /// persists the ack point and deletes segments left wholly behind it. When that
     /// acknowledges everything and the newest segment holds an eighth of
     /// `segment_max_bytes` or more, it is replaced by an empty one

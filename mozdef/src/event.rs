@@ -39,19 +39,13 @@ impl Event {
     /// Sets `summary` to `text` trimmed, cut to 4,096 bytes on a UTF-8 boundary; a cut
     /// sets `details.truncated = true`.
     pub fn set_summary(&mut self, text: &str) {
-        let text = text.trim();
-        if text.len() <= SUMMARY_MAX_BYTES {
-            self.summary.clear();
-            self.summary.push_str(text);
-            return;
+        let (summary, cut) = summary_of(text);
+        self.summary.clear();
+        self.summary.push_str(summary);
+        if cut {
+            self.details
+                .insert(fields::details::TRUNCATED.to_string(), Value::Bool(true));
         }
-        let mut end = SUMMARY_MAX_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.summary = text[..end].to_string();
-        self.details
-            .insert(fields::details::TRUNCATED.to_string(), Value::Bool(true));
     }
 
     /// Sets `timestamp` and `utctimestamp` from one instant.
@@ -68,8 +62,7 @@ impl Event {
     }
 
     /// Appends the event as one line of NDJSON (with its `\n`), exactly as serde would
-    /// write it. Hand-written because it runs once per event on the agent's hot path:
-    /// strings are copied in runs between the bytes that need escaping.
+    /// write it (through [`LineFields::write_line`], which the agent's hot path shares).
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
         let fields = LineFields {
             eventid: &self.eventid,
@@ -88,6 +81,20 @@ impl Event {
             json::members(out, &self.details)
         });
     }
+}
+
+/// What `summary` holds for `text`: trimmed, cut to 4,096 bytes on a UTF-8 boundary,
+/// and whether it was cut (then `details.truncated` is set).
+pub fn summary_of(text: &str) -> (&str, bool) {
+    let text = text.trim();
+    if text.len() <= SUMMARY_MAX_BYTES {
+        return (text, false);
+    }
+    let mut end = SUMMARY_MAX_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
 }
 
 /// An event's top-level fields, borrowed: what [`LineFields::write_line`] writes, in

@@ -502,28 +502,26 @@ fn read_new(
         let mut from = 0;
         while let Some(newline) = memchr::memchr(b'\n', &buffer[from..n]) {
             let end = from + newline;
-            // A line wholly in `buffer` is parsed where it is; one begun in an earlier
-            // read is assembled in `pending` first.
-            let whole = open.pending.is_empty() && !open.overflow;
-            if !whole {
-                open.append(&buffer[from..end], input.settings.max_line_bytes);
-            }
             open.read_offset += (end + 1 - from) as u64;
             if open.identity.is_none() {
                 open.learn_identity();
             }
-            if let Some(identity) = open.identity {
-                if whole {
+            // A line wholly in `buffer` is parsed where it is; one begun in an earlier
+            // read (or read before the file could be told) is assembled in `pending`.
+            let whole = open.pending.is_empty() && !open.overflow;
+            match open.identity {
+                Some(identity) if whole => {
                     let max = input.settings.max_line_bytes;
                     open.overflow = end - from > max;
                     let line = &buffer[from..end.min(from + max)];
                     open.take_line(line, path_text, identity, input, chunk);
-                } else {
-                    open.take_pending(path_text, identity, input, chunk);
                 }
-            } else if whole {
-                // Kept, as a line assembled in `pending` is, until the file can be told.
-                open.append(&buffer[from..end], input.settings.max_line_bytes);
+                identity => {
+                    open.append(&buffer[from..end], input.settings.max_line_bytes);
+                    if let Some(identity) = identity {
+                        open.take_pending(path_text, identity, input, chunk);
+                    }
+                }
             }
             open.line_start = open.read_offset;
             from = end + 1;

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use mozdef::Severity;
 
-use super::common::{set, set_source};
+use super::common::{address, set, set_source};
 use super::draft::Draft;
 
 /// Parser id, written into `tags`.
@@ -122,7 +122,7 @@ pub fn prefix<'a>(
 }
 
 /// `Jan` … `Dec` (any case) → 1 … 12.
-fn month_number(word: &str) -> Option<u32> {
+pub(super) fn month_number(word: &str) -> Option<u32> {
     const MONTHS: [&str; 12] = [
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ];
@@ -210,7 +210,7 @@ pub fn parse<'a>(text: &'a str, event: &mut Draft<'a>, zone: Tz) -> bool {
         event.severity = level.as_str();
     }
     set_field(event, "cefseverity", severity);
-    let name_for_category = name.clone();
+    let named_category = category(&name);
     event.set_summary(name.clone());
     set_field(event, "name", name);
 
@@ -248,26 +248,10 @@ pub fn parse<'a>(text: &'a str, event: &mut Draft<'a>, zone: Tz) -> bool {
             category_hint = Some(value.trim().to_lowercase()).filter(|c| !c.is_empty());
         }
         match name.as_ref() {
-            "sourceipaddress" => match value {
-                Cow::Borrowed(value) => set_source(event, value),
-                Cow::Owned(value) => {
-                    // An escaped value: owned, so set here rather than borrowed.
-                    let value = value.trim();
-                    if !value.is_empty() {
-                        match super::common::ip_address(value) {
-                            Some(ip) => set(event, "sourceipaddress", ip.into_owned()),
-                            None => set(event, "sourcehostname", value.to_string()),
-                        }
-                    }
-                }
-            },
+            "sourceipaddress" => set_source(event, value),
             "destinationipaddress" => {
-                let address = super::common::ip_address(&value).map(Cow::into_owned);
-                match (address, value) {
-                    (Some(ip), Cow::Borrowed(v)) if ip == v => set(event, name, v),
-                    (Some(ip), _) => set(event, name, ip),
-                    (None, value) => set(event, name, value),
-                }
+                let value = address(&value).unwrap_or(value);
+                set(event, name, value);
             }
             "sourceport" | "destinationport" => match value.trim().parse::<i64>() {
                 Ok(port) => set(event, name, port),
@@ -283,7 +267,7 @@ pub fn parse<'a>(text: &'a str, event: &mut Draft<'a>, zone: Tz) -> bool {
     if let Some(at) = time {
         event.set_time(&at);
     }
-    event.category = match category(&name_for_category) {
+    event.category = match named_category {
         Some(category) => Cow::Borrowed(category),
         None => Cow::Owned(category_hint.unwrap_or_else(|| "cef".to_string())),
     };

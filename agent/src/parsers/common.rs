@@ -64,13 +64,24 @@ pub fn ip_address(text: &str) -> Option<Cow<'_, str>> {
     Some(Cow::Owned(written))
 }
 
+/// [`ip_address`] of text that may be owned (an unescaped CEF value).
+pub fn address<'a>(text: &Cow<'a, str>) -> Option<Cow<'a, str>> {
+    match text {
+        Cow::Borrowed(text) => ip_address(text),
+        Cow::Owned(text) => ip_address(text).map(|ip| Cow::Owned(ip.into_owned())),
+    }
+}
+
 /// Sets `details.sourceipaddress` for an address, `details.sourcehostname` for a name.
-pub fn set_source<'a>(event: &mut Draft<'a>, text: &'a str) {
-    let text = text.trim();
+pub fn set_source<'a>(event: &mut Draft<'a>, text: impl Into<Cow<'a, str>>) {
+    let text = match text.into() {
+        Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
+        Cow::Owned(text) => Cow::Owned(text.trim().to_string()),
+    };
     if text.is_empty() {
         return;
     }
-    match ip_address(text) {
+    match address(&text) {
         Some(ip) => set(event, "sourceipaddress", ip),
         None => set(event, "sourcehostname", text),
     }

@@ -7,8 +7,8 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, FixedOffset};
-use mozdef::event::{LineFields, json};
-use mozdef::fields::{self, SUMMARY_MAX_BYTES};
+use mozdef::event::{LineFields, json, summary_of};
+use mozdef::fields;
 use mozdef::{Event, time};
 use serde_json::{Map, Value};
 
@@ -259,15 +259,17 @@ impl<'a> Draft<'a> {
     /// Sets `summary` to `text` trimmed, cut to 4,096 bytes on a UTF-8 boundary; a cut
     /// sets `details.truncated = true` (as [`Event::set_summary`]).
     pub fn set_summary(&mut self, text: Cow<'a, str>) {
-        let trimmed = text.trim();
-        let mut end = trimmed.len().min(SUMMARY_MAX_BYTES);
-        while !trimmed.is_char_boundary(end) {
-            end -= 1;
-        }
-        let cut = end < trimmed.len();
-        self.summary = match text {
-            Cow::Borrowed(text) => Cow::Borrowed(&text.trim()[..end]),
-            Cow::Owned(text) => Cow::Owned(text.trim()[..end].to_string()),
+        let cut = match text {
+            Cow::Borrowed(text) => {
+                let (summary, cut) = summary_of(text);
+                self.summary = Cow::Borrowed(summary);
+                cut
+            }
+            Cow::Owned(text) => {
+                let (summary, cut) = summary_of(&text);
+                self.summary = Cow::Owned(summary.to_string());
+                cut
+            }
         };
         if cut {
             self.details.insert(fields::details::TRUNCATED, true);

@@ -166,15 +166,10 @@ impl LineParser {
                 return then(&mut event);
             }
         }
-        let mut message = rfc3164_common(text, move |date| year_for(date, now_local))
-            .unwrap_or_else(|| {
-                syslog_loose::parse_message_with_year_tz(
-                    text,
-                    move |date| year_for(date, now_local),
-                    Some(utc),
-                    Variant::Either,
-                )
-            });
+        let year = move |date| year_for(date, now_local);
+        let mut message = rfc3164_common(text, year).unwrap_or_else(|| {
+            syslog_loose::parse_message_with_year_tz(text, year, Some(utc), Variant::Either)
+        });
         // An ISO 8601 stamp without an offset (`2019-06-14T10:40:20.912134 host …`) is
         // local time: give it the zone's offset and read the line again.
         if message.timestamp.is_none() {
@@ -182,7 +177,7 @@ impl LineParser {
                 zoned = rewritten;
                 message = syslog_loose::parse_message_with_year_tz(
                     &zoned,
-                    move |date| year_for(date, now_local),
+                    year,
                     Some(utc),
                     Variant::Either,
                 );
@@ -214,16 +209,16 @@ impl LineParser {
         if headed {
             event.hostname = Cow::Borrowed(self.host.resolve(message.hostname));
             // `host CEF:0|…` reads as a program named CEF; it is the CEF text, which
-            // starts where `CEF:` does in the line.
-            let cef_at = (message.appname == Some("CEF"))
-                .then(|| cef::find(text))
-                .flatten();
-            if let Some(at) = cef_at {
-                body = &text[at..];
-            } else if message.appname == Some("CEF") {
-                // Not CEF after all (no version): the text as it was, for the summary.
-                cef_text = format!("CEF:{}", message.msg);
-                body = &cef_text;
+            // starts where `CEF:` does in the line (without a version it is not CEF: the
+            // text as it was, for the summary).
+            if message.appname == Some("CEF") {
+                body = match cef::find(text) {
+                    Some(at) => &text[at..],
+                    None => {
+                        cef_text = format!("CEF:{}", message.msg);
+                        &cef_text
+                    }
+                };
             } else {
                 if let Some(app) = message.appname {
                     event.processname = Cow::Borrowed(program_name(app));
@@ -437,7 +432,7 @@ pub fn explain(event: &Event, read_at: DateTime<Utc>) -> String {
 }
 
 /// The header of the commonest line, `Mmm dd hh:mm:ss host tag[pid]: message` (no PRI,
-/// a month in its usual case, two-digit clock, a plain host name, a tag ending in `:`,
+/// a month's three letters in any case, as syslog_loose reads them; two-digit clock, a plain host name, a tag ending in `:`,
 /// a message not starting with `[`), read without `syslog_loose`: exactly what
 /// `syslog_loose` reads from such a line (a test holds the two to it), at a fraction of
 /// the cost. `None` for every other line, which `syslog_loose` reads.
@@ -445,14 +440,10 @@ fn rfc3164_common(
     text: &str,
     year: impl FnOnce(IncompleteDate) -> i32,
 ) -> Option<syslog_loose::Message<&str>> {
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
     // syslog_loose reads the line trimmed.
     let text = text.trim_end();
     let bytes = text.as_bytes();
-    let month = MONTHS.iter().position(|m| bytes.get(..3) == Some(&m[..]))? as u32 + 1;
+    let month = cef::month_number(text.get(..3)?)?;
     let mut at = 3;
     let spaces = bytes[at..].iter().take_while(|b| **b == b' ').count();
     if spaces == 0 {
