@@ -183,9 +183,74 @@ pub mod json {
     }
 
     /// `text` as a JSON string, escaped as serde_json escapes it.
+    #[inline]
     pub fn string(out: &mut Vec<u8>, text: &str) {
-        // Room for the usual case (nothing to escape) at once.
-        out.reserve(text.len() + 2);
+        let bytes = text.as_bytes();
+        if is_clean(bytes) {
+            quoted(out, bytes);
+        } else {
+            escaped(out, text);
+        }
+    }
+
+    /// Whether nothing in `bytes` needs escaping. Short strings (most of an event's:
+    /// keys, names, numbers as text) are checked a word or two at a time, the words
+    /// overlapping rather than looping over the tail.
+    #[inline]
+    fn is_clean(bytes: &[u8]) -> bool {
+        let word = |chunk: &[u8; 8]| u64::from_le_bytes(*chunk);
+        let half = |chunk: &[u8; 4]| u64::from(u32::from_le_bytes(*chunk));
+        match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+            (Some(first), Some(last)) if bytes.len() <= 16 => {
+                !word_needs_escape(word(first)) && !word_needs_escape(word(last))
+            }
+            (Some(_), Some(_)) => clean_prefix(bytes) == bytes.len(),
+            _ => match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+                // Two halves in one word; a quote or control byte in either shows.
+                (Some(first), Some(last)) => !word_needs_escape(half(first) | (half(last) << 32)),
+                _ => !bytes.iter().any(|b| needs_escape(*b)),
+            },
+        }
+    }
+
+    /// `"bytes"`, for bytes that need no escaping: one capacity check, and short
+    /// strings copied in two overlapping moves rather than through `memcpy`.
+    #[inline]
+    fn quoted(out: &mut Vec<u8>, bytes: &[u8]) {
+        let n = bytes.len();
+        out.reserve(n + 2);
+        let len = out.len();
+        // SAFETY: `reserve` made room for `n + 2` bytes past `len`. The writes cover
+        // exactly `len..len + n + 2` (the two moves of a short string overlap inside
+        // `len + 1..len + 1 + n`), every read is inside `bytes`, source and destination
+        // never overlap (`out` does not borrow `bytes`), and `set_len` is called once all
+        // `n + 2` bytes are written.
+        unsafe {
+            let dst = out.as_mut_ptr().add(len);
+            let src = bytes.as_ptr();
+            dst.write(b'"');
+            let body = dst.add(1);
+            if (8..=16).contains(&n) {
+                let first = src.cast::<u64>().read_unaligned();
+                let last = src.add(n - 8).cast::<u64>().read_unaligned();
+                body.cast::<u64>().write_unaligned(first);
+                body.add(n - 8).cast::<u64>().write_unaligned(last);
+            } else if (4..8).contains(&n) {
+                let first = src.cast::<u32>().read_unaligned();
+                let last = src.add(n - 4).cast::<u32>().read_unaligned();
+                body.cast::<u32>().write_unaligned(first);
+                body.add(n - 4).cast::<u32>().write_unaligned(last);
+            } else {
+                std::ptr::copy_nonoverlapping(src, body, n);
+            }
+            body.add(n).write(b'"');
+            out.set_len(len + n + 2);
+        }
+    }
+
+    /// `text` as a JSON string with escapes.
+    fn escaped(out: &mut Vec<u8>, text: &str) {
+        out.reserve(text.len() + 8);
         out.push(b'"');
         let bytes = text.as_bytes();
         let mut start = 0;
@@ -406,6 +471,29 @@ mod tests {
                 let mut want = serde_json::to_vec(&event).unwrap();
                 want.push(b'\n');
                 assert_eq!(line, want, "{special:?} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_strings_of_every_length_are_written_as_serde_writes_them() {
+        // The short paths check a word or two (overlapping) and copy in two moves:
+        // every length up to past two words, every ASCII byte at every position.
+        for len in 0..=20 {
+            let base: String = "abcdefghijklmnopqrstuvwxyz".chars().take(len).collect();
+            let mut texts = vec![base.clone()];
+            for at in 0..len {
+                for byte in 0u8..128 {
+                    let mut text = base.clone().into_bytes();
+                    text[at] = byte;
+                    texts.push(String::from_utf8(text).unwrap());
+                }
+            }
+            for text in texts {
+                let mut out = b"x".to_vec();
+                json::string(&mut out, &text);
+                let want = serde_json::to_vec(&text).unwrap();
+                assert_eq!(&out[1..], &want[..], "{text:?}");
             }
         }
     }

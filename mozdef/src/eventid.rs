@@ -65,19 +65,34 @@ pub fn is_event_id(text: &str) -> bool {
     text.len() == EVENT_ID_LEN && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// `n` in decimal, written into the end of `buf`.
+/// `n` in decimal, written into the end of `buf`, two digits at a time.
 pub(crate) fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
     let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    while n >= 100 {
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(digit_pair((n % 100) as usize));
+        n /= 100;
     }
-    // Only ASCII digits were written.
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+    if n >= 10 {
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(digit_pair(n as usize));
+    } else {
+        i -= 1;
+        buf[i] = b'0' + n as u8;
+    }
+    // SAFETY: only ASCII digits were written to `buf[i..]`.
+    unsafe { std::str::from_utf8_unchecked(&buf[i..]) }
+}
+
+/// `n` (below 100) as two ASCII digits.
+pub(crate) fn digit_pair(n: usize) -> &'static [u8] {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let at = (n % 100) * 2;
+    &PAIRS[at..at + 2]
 }
 
 #[cfg(test)]

@@ -31,54 +31,91 @@ pub fn format_fixed(at: &DateTime<FixedOffset>) -> String {
 /// strftime parsing dominated the parse benchmark.
 pub fn write_fixed(at: &DateTime<FixedOffset>, out: &mut [u8; 40]) -> usize {
     let local = at.naive_local();
-    let year = local.year();
-    if !(0..=9999).contains(&year) {
-        // Outside what four digits hold; chrono writes a signed, longer year.
-        let text = at.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
-        let len = text.len().min(out.len());
-        out[..len].copy_from_slice(&text.as_bytes()[..len]);
-        return len;
-    }
-    let mut at_byte = 0;
-    let mut push = |byte: u8| {
-        out[at_byte] = byte;
-        at_byte += 1;
-    };
-    push_digits(&mut push, year as u32, 4);
-    push(b'-');
-    push_digits(&mut push, local.month(), 2);
-    push(b'-');
-    push_digits(&mut push, local.day(), 2);
-    push(b'T');
-    push_digits(&mut push, local.hour(), 2);
-    push(b':');
-    push_digits(&mut push, local.minute(), 2);
-    push(b':');
     // A leap second is written as :60, as chrono does.
     let nanos = at.nanosecond();
-    let second = local.second() + nanos / 1_000_000_000;
-    push_digits(&mut push, second, 2);
-    let micros = (nanos % 1_000_000_000) / 1_000;
-    if micros != 0 {
-        push(b'.');
-        push_digits(&mut push, micros, 6);
+    let wall = Wall {
+        year: local.year(),
+        month: local.month(),
+        day: local.day(),
+        hour: local.hour(),
+        minute: local.minute(),
+        second: local.second() + nanos / 1_000_000_000,
+        micros: (nanos % 1_000_000_000) / 1_000,
+        offset_secs: at.offset().local_minus_utc(),
+    };
+    match write_wall(&wall, out) {
+        Some(len) => len,
+        None => {
+            // Outside what four digits hold; chrono writes a signed, longer year.
+            let text = at.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
+            let len = text.len().min(out.len());
+            out[..len].copy_from_slice(&text.as_bytes()[..len]);
+            len
+        }
     }
-    let offset = at.offset().local_minus_utc();
-    push(if offset < 0 { b'-' } else { b'+' });
-    let offset = offset.unsigned_abs() / 60;
-    push_digits(&mut push, offset / 60, 2);
-    push(b':');
-    push_digits(&mut push, offset % 60, 2);
-    at_byte
 }
 
-/// Writes `value` as exactly `width` decimal digits (zero-padded, `value` fits).
-fn push_digits(push: &mut impl FnMut(u8), value: u32, width: u32) {
-    let mut divisor = 10u32.pow(width - 1);
-    while divisor > 0 {
-        push(b'0' + ((value / divisor) % 10) as u8);
-        divisor /= 10;
+/// A wall-clock time and its zone's offset, the parts a timestamp is written from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wall {
+    pub year: i32,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    /// 60 for a leap second.
+    pub second: u32,
+    pub micros: u32,
+    /// Local time minus UTC.
+    pub offset_secs: i32,
+}
+
+/// Writes `wall` as [`write_fixed`] does, from its parts (no calendar arithmetic):
+/// `None` when a part is out of range (a year outside 0..=9999, a month 13).
+pub fn write_wall(wall: &Wall, out: &mut [u8; 40]) -> Option<usize> {
+    let in_range = (0..=9999).contains(&wall.year)
+        && wall.month <= 99
+        && wall.day <= 99
+        && wall.hour <= 99
+        && wall.minute <= 99
+        && wall.second <= 99
+        && wall.micros < 1_000_000
+        && wall.offset_secs.unsigned_abs() < 100 * 3600;
+    if !in_range {
+        return None;
     }
+    let year = wall.year as u32;
+    out[0..2].copy_from_slice(two_digits(year / 100));
+    out[2..4].copy_from_slice(two_digits(year % 100));
+    out[4] = b'-';
+    out[5..7].copy_from_slice(two_digits(wall.month));
+    out[7] = b'-';
+    out[8..10].copy_from_slice(two_digits(wall.day));
+    out[10] = b'T';
+    out[11..13].copy_from_slice(two_digits(wall.hour));
+    out[13] = b':';
+    out[14..16].copy_from_slice(two_digits(wall.minute));
+    out[16] = b':';
+    out[17..19].copy_from_slice(two_digits(wall.second));
+    let mut at = 19;
+    if wall.micros != 0 {
+        out[19] = b'.';
+        out[20..22].copy_from_slice(two_digits(wall.micros / 10_000));
+        out[22..24].copy_from_slice(two_digits(wall.micros / 100 % 100));
+        out[24..26].copy_from_slice(two_digits(wall.micros % 100));
+        at = 26;
+    }
+    out[at] = if wall.offset_secs < 0 { b'-' } else { b'+' };
+    let minutes = wall.offset_secs.unsigned_abs() / 60;
+    out[at + 1..at + 3].copy_from_slice(two_digits(minutes / 60));
+    out[at + 3] = b':';
+    out[at + 4..at + 6].copy_from_slice(two_digits(minutes % 60));
+    Some(at + 6)
+}
+
+/// `n` (below 100) as two ASCII digits.
+fn two_digits(n: u32) -> &'static [u8] {
+    crate::eventid::digit_pair(n as usize)
 }
 
 /// Reads a timestamp from a JSON value: a string (ISO 8601 or digits) or a number

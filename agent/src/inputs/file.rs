@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -305,6 +305,9 @@ struct OpenFile {
     overflow: bool,
     /// When bytes last arrived.
     last_data: Instant,
+    /// The clock at the last read: the `read_at` of the lines it brought (one clock
+    /// read per read, not per line).
+    read_at: DateTime<Utc>,
 }
 
 impl Followed {
@@ -377,6 +380,7 @@ impl Followed {
             pending: Vec::new(),
             overflow: false,
             last_data: Instant::now(),
+            read_at: Utc::now(),
             gzip: None,
             file,
         };
@@ -499,6 +503,7 @@ fn read_new(
         }
         total += n;
         open.last_data = Instant::now();
+        open.read_at = Utc::now();
         let mut from = 0;
         while let Some(newline) = memchr::memchr(b'\n', &buffer[from..n]) {
             let end = from + newline;
@@ -621,7 +626,7 @@ impl OpenFile {
             source: path,
             source_identity: &self.source_identity,
             offset: self.line_start,
-            read_at: Utc::now(),
+            read_at: self.read_at,
         };
         let next_offset = self.read_offset;
         input.parser.parse_line(line, &context, |event| {

@@ -102,10 +102,26 @@ impl Detail<'_> {
 }
 
 /// `details`: a few keys, kept in the order set and sorted when written (as the
-/// event's map orders them); setting a key again replaces its value.
+/// event's map orders them); setting a key again replaces its value. Each key carries
+/// its first eight bytes as a number, so finding and sorting keys compares numbers and
+/// only looks at the text when two keys share their first eight bytes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Details<'a> {
-    entries: Vec<(Cow<'a, str>, Detail<'a>)>,
+    entries: Vec<(Rank, Cow<'a, str>, Detail<'a>)>,
+}
+
+/// A key's first eight bytes, big-endian, zero-padded: ordered as the keys are, up to
+/// ties (a key that is a prefix of another within eight bytes, or has NUL bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank(u64);
+
+impl Rank {
+    fn of(key: &str) -> Rank {
+        let mut first = [0u8; 8];
+        let n = key.len().min(8);
+        first[..n].copy_from_slice(&key.as_bytes()[..n]);
+        Rank(u64::from_be_bytes(first))
+    }
 }
 
 impl<'a> Details<'a> {
@@ -120,22 +136,31 @@ impl<'a> Details<'a> {
     pub fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: impl Into<Detail<'a>>) {
         let key = key.into();
         let value = value.into();
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
-            Some(entry) => entry.1 = value,
-            None => self.entries.push((key, value)),
+        let rank = Rank::of(&key);
+        match self.position(rank, &key) {
+            Some(at) => self.entries[at].2 = value,
+            None => self.entries.push((rank, key, value)),
         }
     }
 
     /// Sets `key` only when it has no value yet.
     pub fn insert_if_absent(&mut self, key: impl Into<Cow<'a, str>>, value: Detail<'a>) {
         let key = key.into();
-        if !self.contains_key(&key) {
-            self.entries.push((key, value));
+        let rank = Rank::of(&key);
+        if self.position(rank, &key).is_none() {
+            self.entries.push((rank, key, value));
         }
     }
 
+    fn position(&self, rank: Rank, key: &str) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|(r, k, _)| *r == rank && k == key)
+    }
+
     pub fn get(&self, key: &str) -> Option<&Detail<'a>> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.position(Rank::of(key), key)
+            .map(|at| &self.entries[at].2)
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
@@ -143,11 +168,11 @@ impl<'a> Details<'a> {
     }
 
     pub fn remove(&mut self, key: &str) {
-        self.entries.retain(|(k, _)| k != key);
+        self.entries.retain(|(_, k, _)| k != key);
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        self.entries.retain(|(k, _)| keep(k));
+        self.entries.retain(|(_, k, _)| keep(k));
     }
 
     pub fn len(&self) -> usize {
@@ -159,13 +184,14 @@ impl<'a> Details<'a> {
     }
 
     fn sort(&mut self) {
-        self.entries.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        self.entries
+            .sort_unstable_by(|(ra, a, _), (rb, b, _)| ra.cmp(rb).then_with(|| a.cmp(b)));
     }
 
     pub fn to_map(&self) -> Map<String, Value> {
         self.entries
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_value()))
+            .map(|(_, k, v)| (k.to_string(), v.to_value()))
             .collect()
     }
 }
@@ -189,9 +215,16 @@ impl Stamp {
         stamp
     }
 
+    /// A wall-clock time as written (`None` when a part is out of range).
+    pub fn of_wall(wall: &time::Wall) -> Option<Stamp> {
+        let mut stamp = Stamp::default();
+        stamp.len = time::write_wall(wall, &mut stamp.bytes)? as u8;
+        Some(stamp)
+    }
+
     pub fn as_str(&self) -> &str {
         // write_fixed writes ASCII only.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+        ascii(&self.bytes[..usize::from(self.len)])
     }
 }
 
@@ -207,6 +240,17 @@ impl Default for Stamp {
 impl std::fmt::Debug for Stamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.as_str().fmt(f)
+    }
+}
+
+/// Bytes written ASCII (stamps, ids) as text, told a word at a time ("" if they were
+/// not, which they always are).
+fn ascii(bytes: &[u8]) -> &str {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    } else {
+        ""
     }
 }
 
@@ -256,6 +300,12 @@ impl<'a> Draft<'a> {
         self.utctimestamp = Stamp::of(&at.with_timezone(&chrono::Utc).fixed_offset());
     }
 
+    /// Sets `timestamp` and `utctimestamp` as written already (the same instant).
+    pub fn set_stamps(&mut self, timestamp: Stamp, utctimestamp: Stamp) {
+        self.timestamp = timestamp;
+        self.utctimestamp = utctimestamp;
+    }
+
     /// Sets `summary` to `text` trimmed, cut to 4,096 bytes on a UTF-8 boundary; a cut
     /// sets `details.truncated = true` (as [`Event::set_summary`]).
     pub fn set_summary(&mut self, text: Cow<'a, str>) {
@@ -282,7 +332,7 @@ impl<'a> Draft<'a> {
 
     /// The event id as text.
     pub fn eventid(&self) -> &str {
-        std::str::from_utf8(&self.eventid).unwrap_or("")
+        ascii(&self.eventid)
     }
 
     /// The finished event as the schema's type.
@@ -327,7 +377,7 @@ impl<'a> Draft<'a> {
         let tags = std::iter::once(self.parser).chain(self.tags.iter().map(|t| t.as_ref()));
         let details = &self.details.entries;
         fields.write_line(out, tags, |out| {
-            for (i, (key, value)) in details.iter().enumerate() {
+            for (i, (_, key, value)) in details.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
@@ -336,5 +386,50 @@ impl<'a> Draft<'a> {
                 value.write_json(out);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_are_written_in_key_order_whatever_their_first_eight_bytes() {
+        // Ties in the first eight bytes (a prefix, a shared start, a NUL byte) fall back
+        // to the whole key; the order must be the map's (byte order).
+        let keys = [
+            "destinationport",
+            "destinationipaddress",
+            "destinat",
+            "dest",
+            "dest\0",
+            "dest\0\0\0\0\0x",
+            "a",
+            "",
+            "zz",
+            "sourceipaddress",
+            "sourceport",
+            "é",
+            "destination",
+        ];
+        let mut details = Details::for_line();
+        for (n, key) in keys.iter().enumerate() {
+            details.insert(*key, n as i64);
+        }
+        // Setting a key again replaces it, in place.
+        details.insert("dest", 99i64);
+        assert_eq!(details.len(), keys.len());
+        assert_eq!(details.get("dest"), Some(&Detail::Int(99)));
+        assert_eq!(details.get("dest\0"), Some(&Detail::Int(4)));
+        assert!(!details.contains_key("des"));
+        details.sort();
+        let written: Vec<&str> = details.entries.iter().map(|(_, k, _)| k.as_ref()).collect();
+        let mut want = keys.to_vec();
+        want.sort();
+        assert_eq!(written, want);
+        assert_eq!(
+            details.to_map().keys().collect::<Vec<_>>(),
+            want.iter().collect::<Vec<_>>()
+        );
     }
 }

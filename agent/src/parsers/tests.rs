@@ -237,7 +237,7 @@ fn the_common_header_reader_reads_what_syslog_loose_reads() {
     let (mut fast, mut all) = (0, 0);
     for line in header_lines() {
         all += 1;
-        let Some(ours) = rfc3164_common(&line, |date| year_for(date, now)) else {
+        let Some((ours, wall)) = rfc3164_common(&line, |date| year_for(date, now)) else {
             continue;
         };
         fast += 1;
@@ -246,6 +246,15 @@ fn the_common_header_reader_reads_what_syslog_loose_reads() {
             |date| year_for(date, now),
             Some(utc),
             Variant::Either,
+        );
+        let stamp = ours.timestamp.unwrap().naive_utc();
+        assert_eq!(
+            (wall.year, wall.month, wall.day),
+            (stamp.year(), stamp.month(), stamp.day())
+        );
+        assert_eq!(
+            (wall.hour, wall.minute, wall.second),
+            (stamp.hour(), stamp.minute(), stamp.second())
         );
         assert_eq!(ours, theirs, "{line:?}");
     }
@@ -281,7 +290,7 @@ proptest::proptest! {
         }
         let line = String::from_utf8_lossy(&bytes).into_owned();
         let now = at_time("2026-11-24T12:00:00Z");
-        if let Some(ours) = rfc3164_common(&line, |date| year_for(date, now)) {
+        if let Some((ours, _)) = rfc3164_common(&line, |date| year_for(date, now)) {
             let theirs = syslog_loose::parse_message_with_year_tz(
                 &line,
                 |date| year_for(date, now),
@@ -295,4 +304,144 @@ proptest::proptest! {
 
 fn at_time(text: &str) -> NaiveDateTime {
     at(text).naive_utc()
+}
+
+#[test]
+fn stamps_written_from_the_wall_clock_are_what_chrono_gives() {
+    // Every hour of a year (and its edges) in zones with DST, half- and quarter-hour
+    // offsets and a half-hour DST shift: the stamps the hour cache writes equal
+    // localize + set_time, and the cache is taken nearly always.
+    let zones = [
+        "UTC",
+        "Europe/Berlin",
+        "America/New_York",
+        "America/St_Johns",
+        "Asia/Kathmandu",
+        "Australia/Lord_Howe",
+        "Pacific/Chatham",
+    ];
+    for zone in zones {
+        let parser = parser(zone);
+        let (mut fast, mut all) = (0, 0);
+        let mut day = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
+        while day <= NaiveDate::from_ymd_opt(2027, 1, 1).unwrap() {
+            for hour in 0..24 {
+                for (minute, second) in [
+                    (0, 0),
+                    (14, 59),
+                    (15, 0),
+                    (29, 59),
+                    (30, 0),
+                    (44, 1),
+                    (59, 59),
+                ] {
+                    let wall = Wall {
+                        year: day.year(),
+                        month: day.month(),
+                        day: day.day(),
+                        hour,
+                        minute,
+                        second,
+                        micros: 0,
+                        offset_secs: 0,
+                    };
+                    all += 1;
+                    let Some((local, utc)) = parser.wall_stamps(wall) else {
+                        continue;
+                    };
+                    fast += 1;
+                    let text = format!("{} host sshd[1]: x", day.format("%b %e"));
+                    let read = day.and_hms_opt(hour, minute, second).unwrap();
+                    let mut slow = Draft::blank([b'0'; mozdef::eventid::EVENT_ID_LEN], "s");
+                    slow.set_time(&parser.localize(&text, read.and_utc().fixed_offset()));
+                    assert_eq!(
+                        (local.as_str(), utc.as_str()),
+                        (slow.timestamp.as_str(), slow.utctimestamp.as_str()),
+                        "{zone} {read}"
+                    );
+                }
+            }
+            day = day.succ_opt().unwrap();
+        }
+        assert!(
+            fast * 10 > all * 9,
+            "{zone}: {fast} of {all} from the cache"
+        );
+    }
+}
+
+#[test]
+fn a_line_in_a_dst_change_hour_is_timed_as_before() {
+    // Europe/Berlin skips 02:00–03:00 on 29 March 2026 and repeats 02:00–03:00 on
+    // 25 October: both hours are read by localize (the skipped one with the offset in
+    // force before it, the repeated one as its first).
+    let parser = parser("Europe/Berlin");
+    let read = at("2026-11-24T12:00:00Z");
+    let context = LineContext {
+        source: "/var/log/auth.log",
+        source_identity: "file:1:2:3",
+        offset: 0,
+        read_at: read,
+    };
+    for (line, local, utc) in [
+        (
+            "Mar 29 02:30:00 host sshd[1]: x",
+            "2026-03-29T02:30:00+01:00",
+            "2026-03-29T01:30:00+00:00",
+        ),
+        (
+            "Oct 25 02:30:00 host sshd[1]: x",
+            "2026-10-25T02:30:00+02:00",
+            "2026-10-25T00:30:00+00:00",
+        ),
+        (
+            "Oct 25 03:30:00 host sshd[1]: x",
+            "2026-10-25T03:30:00+01:00",
+            "2026-10-25T02:30:00+00:00",
+        ),
+    ] {
+        let event = parser.parse(line.as_bytes(), &context);
+        assert_eq!(
+            (event.timestamp.as_str(), event.utctimestamp.as_str()),
+            (local, utc),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn the_year_shortcut_picks_what_the_closest_year_search_picks() {
+    // The search over last, this and next year, as year_for did it before its shortcut.
+    fn searched(date: IncompleteDate, now: NaiveDateTime) -> i32 {
+        let (month, day, hour, minute, second) = date;
+        let candidate = |year: i32| {
+            NaiveDate::from_ymd_opt(year, month, day)
+                .and_then(|d| d.and_hms_opt(hour.min(23), minute.min(59), second.min(59)))
+        };
+        let limit = now + Duration::days(1);
+        let this_year = now.year();
+        [this_year - 1, this_year, this_year + 1]
+            .into_iter()
+            .filter_map(|year| candidate(year).map(|at| (year, at)))
+            .filter(|(_, at)| *at <= limit)
+            .min_by_key(|(_, at)| (now - *at).num_seconds().abs())
+            .map(|(year, _)| year)
+            .unwrap_or_else(|| year_for(date, now))
+    }
+    let mut now = at_time("2023-12-25T00:00:00Z");
+    while now < at_time("2025-01-10T00:00:00Z") {
+        for month in 1..=12 {
+            for day in 1..=31 {
+                for (hour, minute, second) in [(0, 0, 0), (11, 30, 0), (23, 59, 59)] {
+                    let date = (month, day, hour, minute, second);
+                    assert_eq!(
+                        year_for(date, now),
+                        searched(date, now),
+                        "{date:?} at {now}"
+                    );
+                }
+            }
+        }
+        now += Duration::hours(37);
+    }
 }
