@@ -53,7 +53,16 @@ pub fn ip_address(text: &str) -> Option<Cow<'_, str>> {
     let written = match bare.parse::<IpAddr>().ok()? {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
-            None => v6.to_string(),
+            None => {
+                let mut buf = [0u8; IPV6_MAX];
+                let written = write_ipv6(v6.segments(), &mut buf);
+                // Already in its canonical form (the usual case): keep the borrowed
+                // text, nothing allocated.
+                if written == bare.as_bytes() {
+                    return Some(Cow::Borrowed(bare));
+                }
+                String::from_utf8_lossy(written).into_owned()
+            }
         },
         IpAddr::V4(v4) => v4.to_string(),
     };
@@ -62,6 +71,54 @@ pub fn ip_address(text: &str) -> Option<Cow<'_, str>> {
         return Some(Cow::Borrowed(bare));
     }
     Some(Cow::Owned(written))
+}
+
+/// The longest IPv6 address as text (eight groups of four hex digits).
+const IPV6_MAX: usize = 39;
+
+/// `segments` as `Ipv6Addr`'s `Display` writes a non-mapped address (RFC 5952:
+/// lower-case hex without leading zeros; the longest run of two or more zero groups,
+/// the first of equals, as `::`), into `out` without the formatter.
+fn write_ipv6(segments: [u16; 8], out: &mut [u8; IPV6_MAX]) -> &[u8] {
+    let (mut run_start, mut run_len) = (0, 0);
+    let (mut start, mut len) = (0, 0);
+    for (i, segment) in segments.iter().enumerate() {
+        if *segment == 0 {
+            if len == 0 {
+                start = i;
+            }
+            len += 1;
+            if len > run_len {
+                (run_start, run_len) = (start, len);
+            }
+        } else {
+            len = 0;
+        }
+    }
+    let at = if run_len > 1 {
+        let at = write_groups(out, 0, &segments[..run_start]);
+        out[at..at + 2].copy_from_slice(b"::");
+        write_groups(out, at + 2, &segments[run_start + run_len..])
+    } else {
+        write_groups(out, 0, &segments)
+    };
+    &out[..at]
+}
+
+/// Hex groups joined by `:` into `out` from `at`; where they end.
+fn write_groups(out: &mut [u8; IPV6_MAX], mut at: usize, groups: &[u16]) -> usize {
+    for (i, group) in groups.iter().enumerate() {
+        if i > 0 {
+            out[at] = b':';
+            at += 1;
+        }
+        let digits = (16 - group.leading_zeros()).div_ceil(4).max(1);
+        for d in (0..digits).rev() {
+            out[at] = b"0123456789abcdef"[usize::from((group >> (4 * d)) & 0xf)];
+            at += 1;
+        }
+    }
+    at
 }
 
 /// [`ip_address`] of text that may be owned (an unescaped CEF value).
@@ -170,6 +227,26 @@ pub fn session<'a>(event: &mut Draft<'a>, message: &'a str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        /// Any address (groups often zero, so runs of every length and place occur) is
+        /// written as `Ipv6Addr`'s `Display` writes it.
+        #[test]
+        fn ipv6_addresses_are_written_as_std_writes_them(
+            groups in proptest::collection::vec(
+                proptest::prop_oneof![3 => proptest::strategy::Just(0u16), 1 => 0u16..16, 1 => proptest::num::u16::ANY],
+                8,
+            ),
+        ) {
+            let segments: [u16; 8] = groups.try_into().unwrap();
+            let address = std::net::Ipv6Addr::from(segments);
+            proptest::prop_assume!(address.to_ipv4_mapped().is_none());
+            let mut buf = [0u8; IPV6_MAX];
+            let ours = std::str::from_utf8(write_ipv6(segments, &mut buf)).unwrap().to_string();
+            proptest::prop_assert_eq!(ours, address.to_string());
+        }
+    }
 
     #[test]
     fn addresses_are_written_as_the_contract_says() {

@@ -107,6 +107,9 @@ pub struct LineParser {
     now_local: Cell<Option<(DateTime<Utc>, NaiveDateTime)>>,
     /// The zone in the local hour of the last common header.
     hour_zone: Cell<Option<HourZone>>,
+    /// The year of the last zone-less date read: (month, day), the local date it was
+    /// read on, the year ([`year_by_day`]).
+    year: Cell<Option<((u32, u32), NaiveDate, i32)>>,
 }
 
 /// The zone's offset over one local hour in which it does not change, and the UTC
@@ -127,7 +130,26 @@ impl LineParser {
             timezone: timezone.0,
             now_local: Cell::new(None),
             hour_zone: Cell::new(None),
+            year: Cell::new(None),
         }
+    }
+
+    /// [`year_for`], kept for the next line of the same date read on the same day when
+    /// the day alone decides it (nearly always).
+    fn year_for(&self, date: IncompleteDate, now: NaiveDateTime) -> i32 {
+        let (month, day, ..) = date;
+        let today = now.date();
+        if let Some((kept, on, year)) = self.year.get()
+            && kept == (month, day)
+            && on == today
+        {
+            return year;
+        }
+        let year = year_for(date, now);
+        if year_by_day(month, day, today) == Some(year) {
+            self.year.set(Some(((month, day), today, year)));
+        }
+        year
     }
 
     /// `read_at` in the zone, as a wall-clock time (kept for the next line read at the
@@ -191,7 +213,7 @@ impl LineParser {
         // milliseconds): read the prefix ourselves.
         if let Some(at) = cef::find(text).filter(|at| *at > 0) {
             let year = |month, day, hour, minute, second| {
-                year_for((month, day, hour, minute, second), now_local)
+                self.year_for((month, day, hour, minute, second), now_local)
             };
             if let Some(prefix) = cef::prefix(&text[..at], self.timezone, year) {
                 event.set_time(&prefix.time);
@@ -213,7 +235,7 @@ impl LineParser {
                 return then(&mut event);
             }
         }
-        let year = move |date| year_for(date, now_local);
+        let year = |date| self.year_for(date, now_local);
         let (mut message, wall) = match rfc3164_common(text, year) {
             Some((message, wall)) => (message, Some(wall)),
             None => (
@@ -723,6 +745,26 @@ fn unwrap_repeated(message: &str) -> (&str, Option<u64>) {
     (inner, Some(count))
 }
 
+/// The year [`year_for`] gives for `month`/`day` whatever the time of day of the stamp
+/// and of `today`, when that is so: no year puts the date on the day after `today` (the
+/// one day whose times are on both sides of "at most a day ahead"), and one puts it on
+/// or before `today`, the latest of which is the closest by more than a day. `None`
+/// otherwise (and for a 29 February with no leap year near).
+fn year_by_day(month: u32, day: u32, today: NaiveDate) -> Option<i32> {
+    let mut best = None;
+    for year in [today.year() - 1, today.year(), today.year() + 1] {
+        let Some(date) = NaiveDate::from_ymd_opt(year, month, day) else {
+            continue;
+        };
+        match (today - date).num_days() {
+            -1 => return None,
+            back if back >= 0 => best = Some(year),
+            _ => {}
+        }
+    }
+    best
+}
+
 /// The year for a stamp without one: of last year, this year and next year, the one
 /// whose date is closest to `now` without being more than a day ahead of it. A
 /// 29 February looks back to the nearest leap year.
@@ -733,15 +775,6 @@ fn year_for(date: IncompleteDate, now: NaiveDateTime) -> i32 {
         NaiveDate::from_ymd_opt(year, month, day)
             .and_then(|d| d.and_hms_opt(hour.min(23), minute.min(59), second.min(59)))
     };
-    // This year's date, on `now`'s day or up to 181 days before it, is the closest
-    // (at most half a year back, never a day ahead): the other years' are more than half
-    // a year away. Told by day of the year, without a calendar subtraction.
-    if let Some(date) = NaiveDate::from_ymd_opt(this_year, month, day)
-        && date.ordinal() <= now.ordinal()
-        && now.ordinal() - date.ordinal() <= 181
-    {
-        return this_year;
-    }
     let limit = now + Duration::days(1);
     let best = [this_year - 1, this_year, this_year + 1]
         .into_iter()

@@ -182,18 +182,53 @@ fn peer_parts(rest: &str) -> Option<(Option<&str>, Option<&str>, &str, &str)> {
 }
 
 fn invalid<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let Some(c) = INVALID.captures(message) else {
-        return false;
+    let (user, address, port) = match invalid_parts(message) {
+        Some(parts) => parts,
+        None => {
+            let Some(c) = INVALID.captures(message) else {
+                return false;
+            };
+            (cap(&c, 1), cap(&c, 2), c.get(3).map(|m| m.as_str()))
+        }
     };
-    login(
-        event,
-        false,
-        cap(&c, 1),
-        cap(&c, 2),
-        c.get(3).map(|m| m.as_str()),
-    );
+    login(event, false, user, address, port);
     set(event, "invaliduser", true);
     true
+}
+
+/// [`INVALID`]'s reading of the usual line (`Invalid user <user> from <address>[ port
+/// <port>]`, ASCII), without the regex: the first ` from ` whose rest is one word,
+/// optionally ` port <digits>`, then blanks. `None` for any other line, which the
+/// regex reads (a test holds the two to the same answers).
+fn invalid_parts(message: &str) -> Option<(&str, &str, Option<&str>)> {
+    let first = message.get(..7)?;
+    if !message.is_ascii()
+        || !(first.eq_ignore_ascii_case("invalid") || first.eq_ignore_ascii_case("illegal"))
+    {
+        return None;
+    }
+    let rest = message[7..].strip_prefix(" user ")?;
+    let mut from = 0;
+    while let Some(at) = super::common::find(&rest[from..], " from ") {
+        let user = &rest[..from + at];
+        let tail = rest[from + at + " from ".len()..].trim_end();
+        let (address, port) = match split_once(tail, " port ") {
+            Some((address, port)) => (address, Some(port)),
+            None => (tail, None),
+        };
+        // `\S`: no ASCII blank, vertical tab included.
+        let word = |text: &str| {
+            !text.is_empty()
+                && !text
+                    .bytes()
+                    .any(|b| b.is_ascii_whitespace() || b == b'\x0b')
+        };
+        if word(address) && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+            return Some((user, address, port));
+        }
+        from += at + 1;
+    }
+    None
 }
 
 fn max_attempts<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
@@ -357,6 +392,47 @@ mod tests {
             (user, address, port),
             ("invalid user x from 1.1.1.1 port 1", "203.0.113.9", "2222")
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        /// Invalid-user lines built from words that hold the separators: whenever the
+        /// hand reader takes one, it reads what the regex reads.
+        #[test]
+        fn the_invalid_user_reader_reads_what_the_regex_reads(
+            words in proptest::collection::vec(proptest::sample::select(vec![
+                "from", "port", "user", "22", "1.2.3.4", "2001:db8::1", "a", "", " ", "\t",
+                "x y", "é", "0x", "Invalid", "[preauth]", "a\x0bb", "\x0c", "\r",
+            ]), 0..9),
+            first in proptest::sample::select(vec!["Invalid", "invalid", "Illegal", "illegal", "ILLEGAL", "Invalidx"]),
+            glue in proptest::collection::vec(proptest::sample::select(vec![" ", " ", " ", "  ", ""]), 10),
+        ) {
+            let mut message = format!("{first}{}user", glue[9]);
+            for (word, glue) in words.iter().zip(&glue) {
+                message.push_str(glue);
+                message.push_str(word);
+            }
+            if let Some(ours) = invalid_parts(&message) {
+                let c = INVALID.captures(&message);
+                proptest::prop_assert!(c.is_some(), "{:?}", message);
+                let c = c.unwrap();
+                let theirs = (cap(&c, 1), cap(&c, 2), c.get(3).map(|m| m.as_str()));
+                proptest::prop_assert_eq!(ours, theirs, "{:?}", message);
+            }
+        }
+    }
+
+    #[test]
+    fn the_usual_invalid_user_lines_are_read_without_the_regex() {
+        for (message, want) in [
+            ("Invalid user admin from 1.2.3.4 port 22", ("admin", "1.2.3.4", Some("22"))),
+            ("Invalid user a from b from 1.2.3.4", ("a from b", "1.2.3.4", None)),
+            ("invalid user  from 2001:db8::1 port 5 ", ("", "2001:db8::1", Some("5"))),
+        ] {
+            assert_eq!(invalid_parts(message), Some(want), "{message}");
+            let c = INVALID.captures(message).unwrap();
+            assert_eq!((cap(&c, 1), cap(&c, 2), c.get(3).map(|m| m.as_str())), want);
+        }
     }
 
     #[test]

@@ -428,17 +428,19 @@ fn the_year_shortcut_picks_what_the_closest_year_search_picks() {
             .map(|(year, _)| year)
             .unwrap_or_else(|| year_for(date, now))
     }
+    let kept = parser("UTC");
     let mut now = at_time("2023-12-25T00:00:00Z");
     while now < at_time("2025-01-10T00:00:00Z") {
         for month in 1..=12 {
             for day in 1..=31 {
                 for (hour, minute, second) in [(0, 0, 0), (11, 30, 0), (23, 59, 59)] {
                     let date = (month, day, hour, minute, second);
-                    assert_eq!(
-                        year_for(date, now),
-                        searched(date, now),
-                        "{date:?} at {now}"
-                    );
+                    let want = searched(date, now);
+                    assert_eq!(year_for(date, now), want, "{date:?} at {now}");
+                    // Kept by day: asked again on the same day, at another time.
+                    assert_eq!(kept.year_for(date, now), want, "{date:?} at {now}");
+                    let later = now.date().and_hms_opt(23, 59, 59).unwrap();
+                    assert_eq!(kept.year_for(date, later), searched(date, later), "{date:?} at {later}");
                 }
             }
         }
