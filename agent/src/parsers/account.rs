@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::draft::Draft;
+use super::common::TrimFast;
 
 use super::common::{outcome, set_int, set_text};
 
@@ -37,7 +38,7 @@ static PASSWORD_CHANGED_FOR: LazyLock<Regex> =
 /// Reads an account-program message into `event`. Always true: every line from these
 /// programs is an account event.
 pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let message = message.trim();
+    let message = message.trim_fast();
     let quoted: Vec<&str> = QUOTED
         .captures_iter(message)
         .filter_map(|c| c.get(1).map(|m| m.as_str()))
@@ -149,5 +150,5 @@ fn key_values(fields: &str) -> impl Iterator<Item = (&str, &str)> {
     fields
         .split(", ")
         .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.trim(), v.trim()))
+        .map(|(k, v)| (k.trim_fast(), v.trim_fast()))
 }

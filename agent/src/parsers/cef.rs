@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use mozdef::Severity;
 
 use super::common::{address, set, set_source};
+use super::common::TrimFast;
 use super::draft::Draft;
 
 /// Parser id, written into `tags`.
@@ -60,7 +61,7 @@ pub fn prefix<'a>(
     zone: Tz,
     year: impl Fn(u32, u32, u32, u32, u32) -> i32,
 ) -> Option<Prefix<'a>> {
-    let mut rest = prefix.trim();
+    let mut rest = prefix.trim_fast();
     let mut pri = None;
     if let Some(after) = rest.strip_prefix('<') {
         let (number, tail) = after.split_once('>')?;
@@ -237,7 +238,7 @@ pub fn parse<'a>(text: &'a str, event: &mut Draft<'a>, zone: Tz) -> bool {
             Some(label) => Cow::Owned(label),
             None => renamed(key),
         };
-        if (key == "rt" || (key == "end" && time.is_none())) && !value.trim().is_empty() {
+        if (key == "rt" || (key == "end" && time.is_none())) && !value.trim_fast().is_empty() {
             if let Some(at) = cef_time(&value, zone) {
                 if key == "rt" || time.is_none() {
                     time = Some(at);
@@ -245,7 +246,7 @@ pub fn parse<'a>(text: &'a str, event: &mut Draft<'a>, zone: Tz) -> bool {
             }
         }
         if key == "cat" {
-            category_hint = Some(value.trim().to_lowercase()).filter(|c| !c.is_empty());
+            category_hint = Some(value.trim_fast().to_lowercase()).filter(|c| !c.is_empty());
         }
         match name.as_ref() {
             "sourceipaddress" => set_source(event, value),
@@ -253,7 +254,7 @@ pub fn parse<'a>(text: &'a str, event: &mut Draft<'a>, zone: Tz) -> bool {
                 let value = address(&value).unwrap_or(value);
                 set(event, name, value);
             }
-            "sourceport" | "destinationport" => match value.trim().parse::<i64>() {
+            "sourceport" | "destinationport" => match value.trim_fast().parse::<i64>() {
                 Ok(port) => set(event, name, port),
                 Err(_) => set(event, name, value),
             },
@@ -276,13 +277,13 @@ pub fn parse<'a>(text: &'a str, event: &mut Draft<'a>, zone: Tz) -> bool {
 
 /// Sets a header field, unless it is empty.
 fn set_field<'a>(event: &mut Draft<'a>, key: &'static str, value: Cow<'a, str>) {
-    if !value.trim().is_empty() {
+    if !value.trim_fast().is_empty() {
         set(event, key, value);
     }
 }
 
 fn category(name: &str) -> Option<&'static str> {
-    let name = name.trim();
+    let name = name.trim_fast();
     let is = |s: &str| name.eq_ignore_ascii_case(s);
     if is("Access Control Violation") || is("Access Denied") {
         Some("authorization")
@@ -319,7 +320,7 @@ fn renamed(key: &str) -> Cow<'_, str> {
 }
 
 fn outcome(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
+    match value.trim_fast().to_ascii_lowercase().as_str() {
         "success" | "succeeded" | "allowed" | "allow" => Some(true),
         "failure" | "failed" | "denied" | "deny" => Some(false),
         _ => None,
@@ -365,10 +366,10 @@ fn split_header(body: &str) -> Option<([Cow<'_, str>; 7], &str)> {
 /// One header field: `\|` and `\\` undone (other escapes kept as written), trimmed.
 fn header_field(raw: &str, escaped: bool) -> Cow<'_, str> {
     if !escaped {
-        return Cow::Borrowed(raw.trim());
+        return Cow::Borrowed(raw.trim_fast());
     }
     let unescaped = undo_escapes(raw, |c| matches!(c, '|' | '\\').then_some(c));
-    Cow::Owned(unescaped.trim().to_string())
+    Cow::Owned(unescaped.trim_fast().to_string())
 }
 
 /// `raw` with each `\x` that `escape` maps replaced by what it maps to; other
@@ -453,7 +454,7 @@ fn unescape(raw: &str) -> Cow<'_, str> {
 
 /// `rt`/`end`: epoch milliseconds, or `MMM dd yyyy HH:mm:ss[.SSS] [zone]`.
 fn cef_time(value: &str, zone: Tz) -> Option<DateTime<FixedOffset>> {
-    let value = value.trim();
+    let value = value.trim_fast();
     if value.bytes().all(|b| b.is_ascii_digit()) {
         let millis: i64 = value.parse().ok()?;
         return chrono::Utc

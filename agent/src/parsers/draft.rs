@@ -11,6 +11,7 @@ use mozdef::event::{LineFields, json, summary_of};
 use mozdef::fields;
 use mozdef::{Event, time};
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 
 /// A value of `details`.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,14 +102,18 @@ impl Detail<'_> {
     }
 }
 
-/// `details`: a few keys, kept in the order set and sorted when written (as the
-/// event's map orders them); setting a key again replaces its value. Each key carries
-/// its first eight bytes as a number, so finding and sorting keys compares numbers and
-/// only looks at the text when two keys share their first eight bytes.
+/// `details`: a few keys, kept in key order (as the event's map orders them), in
+/// place for what a parsed line sets (an sshd login sets eight keys; nothing is
+/// allocated below [`DETAILS_INLINE`]); setting a key again replaces its value. Each key
+/// carries its first eight bytes as a number, so finding a key's place compares numbers
+/// and only looks at the text when two keys share their first eight bytes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Details<'a> {
-    entries: Vec<(Rank, Cow<'a, str>, Detail<'a>)>,
+    entries: SmallVec<[(Rank, Cow<'a, str>, Detail<'a>); DETAILS_INLINE]>,
 }
+
+/// Keys [`Details`] holds without allocating.
+const DETAILS_INLINE: usize = 10;
 
 /// A key's first eight bytes, big-endian, zero-padded: ordered as the keys are, up to
 /// ties (a key that is a prefix of another within eight bytes, or has NUL bytes).
@@ -125,21 +130,18 @@ impl Rank {
 }
 
 impl<'a> Details<'a> {
-    /// Room for what a parsed line sets (an sshd login sets eight keys), so the list
-    /// is allocated once per line, not grown.
+    /// Empty; kept for the parsers' call sites, which say what it is for.
     pub fn for_line() -> Details<'a> {
-        Details {
-            entries: Vec::with_capacity(12),
-        }
+        Details::default()
     }
 
     pub fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: impl Into<Detail<'a>>) {
         let key = key.into();
         let value = value.into();
         let rank = Rank::of(&key);
-        match self.position(rank, &key) {
-            Some(at) => self.entries[at].2 = value,
-            None => self.entries.push((rank, key, value)),
+        match self.place(rank, &key) {
+            Ok(at) => self.entries[at].2 = value,
+            Err(at) => self.entries.insert(at, (rank, key, value)),
         }
     }
 
@@ -147,19 +149,26 @@ impl<'a> Details<'a> {
     pub fn insert_if_absent(&mut self, key: impl Into<Cow<'a, str>>, value: Detail<'a>) {
         let key = key.into();
         let rank = Rank::of(&key);
-        if self.position(rank, &key).is_none() {
-            self.entries.push((rank, key, value));
+        if let Err(at) = self.place(rank, &key) {
+            self.entries.insert(at, (rank, key, value));
         }
     }
 
-    fn position(&self, rank: Rank, key: &str) -> Option<usize> {
-        self.entries
-            .iter()
-            .position(|(r, k, _)| *r == rank && k == key)
+    /// Where `key` is (`Ok`) or belongs (`Err`), in key order.
+    fn place(&self, rank: Rank, key: &str) -> Result<usize, usize> {
+        for (at, (r, k, _)) in self.entries.iter().enumerate() {
+            match r.cmp(&rank).then_with(|| k.as_ref().cmp(key)) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Ok(at),
+                std::cmp::Ordering::Greater => return Err(at),
+            }
+        }
+        Err(self.entries.len())
     }
 
     pub fn get(&self, key: &str) -> Option<&Detail<'a>> {
-        self.position(Rank::of(key), key)
+        self.place(Rank::of(key), key)
+            .ok()
             .map(|at| &self.entries[at].2)
     }
 
@@ -181,11 +190,6 @@ impl<'a> Details<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
-    }
-
-    fn sort(&mut self) {
-        self.entries
-            .sort_unstable_by(|(ra, a, _), (rb, b, _)| ra.cmp(rb).then_with(|| a.cmp(b)));
     }
 
     pub fn to_map(&self) -> Map<String, Value> {
@@ -358,9 +362,8 @@ impl<'a> Draft<'a> {
     }
 
     /// Appends the event as one line of NDJSON, byte for byte what
-    /// [`Event::write_json_line`] writes for [`Draft::to_event`]. Sorts `details`.
-    pub fn write_json_line(&mut self, out: &mut Vec<u8>) {
-        self.details.sort();
+    /// [`Event::write_json_line`] writes for [`Draft::to_event`].
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
         let fields = LineFields {
             eventid: self.eventid(),
             timestamp: self.timestamp.as_str(),
@@ -422,7 +425,6 @@ mod tests {
         assert_eq!(details.get("dest"), Some(&Detail::Int(99)));
         assert_eq!(details.get("dest\0"), Some(&Detail::Int(4)));
         assert!(!details.contains_key("des"));
-        details.sort();
         let written: Vec<&str> = details.entries.iter().map(|(_, k, _)| k.as_ref()).collect();
         let mut want = keys.to_vec();
         want.sort();

@@ -32,6 +32,7 @@ use serde_json::{Map, Value};
 use syslog_loose::{IncompleteDate, ProcId, Variant};
 
 use crate::host::HostIdentity;
+use common::TrimFast;
 pub use draft::Draft;
 use draft::Stamp;
 
@@ -61,7 +62,7 @@ pub struct TimeZoneChoice(pub Tz);
 impl TimeZoneChoice {
     /// `local` (this host's zone, UTC when it cannot be told), `UTC`, or an IANA name.
     pub fn parse(text: &str) -> Result<TimeZoneChoice, String> {
-        let text = text.trim();
+        let text = text.trim_fast();
         if text.eq_ignore_ascii_case("local") {
             let name = iana_time_zone::get_timezone().unwrap_or_else(|_| "UTC".to_string());
             return Ok(TimeZoneChoice(name.parse::<Tz>().unwrap_or(Tz::UTC)));
@@ -301,7 +302,7 @@ impl LineParser {
                 }
                 event.processid = match message.procid {
                     Some(ProcId::PID(pid)) => i64::from(pid),
-                    Some(ProcId::Name(name)) => name.trim().parse().unwrap_or(0),
+                    Some(ProcId::Name(name)) => name.trim_fast().parse().unwrap_or(0),
                     None => 0,
                 };
                 let (summary, repeats) = unwrap_repeated(message.msg);
@@ -405,7 +406,7 @@ impl LineParser {
     /// written with this zone's offset; `None` for any other line.
     fn zone_iso_stamp(&self, text: &str) -> Option<String> {
         let start = text.find(|c: char| c.is_ascii_digit())?;
-        if start > 0 && !text[..start].trim_end().ends_with('>') && !text[..start].trim().is_empty()
+        if start > 0 && !text[..start].trim_end().ends_with('>') && !text[..start].trim_fast().is_empty()
         {
             return None;
         }
@@ -721,7 +722,7 @@ fn starts_with_month(text: &str) -> bool {
 
 /// The program from a syslog tag: `sshd-session` is sshd, `sshd(pam_unix)` is sshd.
 fn program_name(tag: &str) -> &str {
-    let name = tag.split('(').next().unwrap_or(tag).trim();
+    let name = tag.split('(').next().unwrap_or(tag).trim_fast();
     match name {
         "" => PROCESSNAME_UNKNOWN,
         "sshd-session" | "sshd-auth" => "sshd",
@@ -731,17 +732,17 @@ fn program_name(tag: &str) -> &str {
 
 /// `message repeated 3 times: [ Failed password … ]` → (`Failed password …`, 3).
 fn unwrap_repeated(message: &str) -> (&str, Option<u64>) {
-    let trimmed = message.trim();
+    let trimmed = message.trim_fast();
     let Some(rest) = trimmed.strip_prefix("message repeated ") else {
         return (message, None);
     };
     let Some((count, rest)) = rest.split_once(" times: [") else {
         return (message, None);
     };
-    let Ok(count) = count.trim().parse::<u64>() else {
+    let Ok(count) = count.trim_fast().parse::<u64>() else {
         return (message, None);
     };
-    let inner = rest.strip_suffix(']').unwrap_or(rest).trim();
+    let inner = rest.strip_suffix(']').unwrap_or(rest).trim_fast();
     (inner, Some(count))
 }
 

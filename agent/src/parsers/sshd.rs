@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 use regex::{Captures, Regex};
 
 use super::draft::Draft;
+use super::common::TrimFast;
 
 use super::common::{
     outcome, pam_value, rsplit_once, session, set, set_int, set_source, set_text, split_once,
@@ -59,7 +60,7 @@ fn cap<'h>(c: &Captures<'h>, i: usize) -> &'h str {
 
 /// Reads an sshd message into `event`; false when it is none of the known shapes.
 pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let message = message.trim();
+    let message = message.trim_fast();
     let first = message.split(' ').next().unwrap_or("");
     match first {
         "Accepted" => accepted(message, event),

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use regex::{Captures, Regex};
 
 use super::common::{outcome, pam_value, session, set_text};
+use super::common::TrimFast;
 use super::draft::Draft;
 
 /// Parser id, written into `tags`.
@@ -21,7 +22,7 @@ static FOR_BY: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Reads an su message into `event`; false when it is none of the known shapes.
 pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let message = message.trim();
+    let message = message.trim_fast();
     if let Some(c) = TO.captures(message) {
         outcome(event, "authentication", "su", Some(c.get(1).is_none()));
         set_text(event, "username", cap(&c, 3));

@@ -3,6 +3,7 @@
 //! read by splitting, and PAM's auth failures and sessions.
 
 use super::common::{outcome, pam_value, session, set, set_text, split_once};
+use super::common::TrimFast;
 use super::draft::Draft;
 
 /// Parser id, written into `tags`.
@@ -10,7 +11,7 @@ pub const ID: &str = "sudo";
 
 /// Reads a sudo message into `event`; false when it is none of the known shapes.
 pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let message = message.trim();
+    let message = message.trim_fast();
     if message.starts_with("pam_unix(sudo:auth): authentication failure;") {
         outcome(event, "authentication", "command", Some(false));
         if let Some(user) = pam_value(message, "user").or_else(|| pam_value(message, "ruser")) {
@@ -30,7 +31,7 @@ fn command<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some((user, rest)) = split_once(message, " : ") else {
         return false;
     };
-    let user = user.trim();
+    let user = user.trim_fast();
     if user.is_empty() || user.contains(' ') {
         return false;
     }
@@ -64,16 +65,16 @@ fn command<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         [one] => std::borrow::Cow::Borrowed(*one),
         many => std::borrow::Cow::Owned(many.join(" ; ")),
     };
-    if problem.trim().is_empty() {
+    if problem.trim_fast().is_empty() {
         outcome(event, "authorization", "command", Some(true));
-    } else if let Some(attempts) = incorrect_password_attempts(problem.trim()) {
+    } else if let Some(attempts) = incorrect_password_attempts(problem.trim_fast()) {
         outcome(event, "authentication", "command", Some(false));
         set(event, "attempts", attempts);
     } else {
         outcome(event, "authorization", "command", Some(false));
         match problem {
             std::borrow::Cow::Borrowed(problem) => set_text(event, "reason", problem),
-            std::borrow::Cow::Owned(problem) => set(event, "reason", problem.trim().to_string()),
+            std::borrow::Cow::Owned(problem) => set(event, "reason", problem.trim_fast().to_string()),
         }
     }
     set_text(event, "username", user);
