@@ -122,9 +122,13 @@ struct Rank(u64);
 
 impl Rank {
     fn of(key: &str) -> Rank {
+        if let Some(first) = key.as_bytes().first_chunk::<8>() {
+            return Rank(u64::from_be_bytes(*first));
+        }
         let mut first = [0u8; 8];
-        let n = key.len().min(8);
-        first[..n].copy_from_slice(&key.as_bytes()[..n]);
+        for (to, from) in first.iter_mut().zip(key.bytes()) {
+            *to = from;
+        }
         Rank(u64::from_be_bytes(first))
     }
 }
