@@ -11,9 +11,14 @@
 //! [payload length: u32 LE][CRC-32 of the payload: u32 LE][payload]
 //! ```
 //!
-//! and `<dir>/ack`: 16 bytes, the segment and byte offset of the first record not yet
-//! acknowledged (written to `ack.tmp` and renamed over `ack` on every acknowledgement;
-//! fsynced with its directory at most once a second, and on close).
+//! and `<dir>/ack`: the segment and byte offset of the first record not yet
+//! acknowledged (u64 LE each) and the CRC-32 of those 16 bytes. Created once (written
+//! to `ack.tmp`, renamed over `ack`, fsynced with its directory), then rewritten in
+//! place on every acknowledgement (one `pwrite`; creating and renaming a file per
+//! batch cost the agent a tenth of its CPU per line) and fdatasynced at most once a
+//! second, and on close. An `ack` whose CRC does not match (a write torn by a power
+//! cut) reads as the start of the oldest segment: delivery repeats, nothing is lost.
+//! A 16-byte `ack` without a CRC (written by earlier versions) is read as it is.
 //!
 //! ## Invariants
 //!
@@ -38,6 +43,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -198,13 +204,15 @@ pub struct DiskBuffer {
     durable: Position,
     read_at: Position,
     acked: Position,
+    /// `<dir>/ack`, once this buffer has written it (then rewritten in place).
+    ack_file: Option<File>,
     /// Whether the ack point was written since its last fsync, and when that was.
     ack_unsynced: bool,
     ack_synced_at: Option<Instant>,
 }
 
-/// How often the ack point, written (renamed into place) on every acknowledgement, is
-/// also fsynced (two fsyncs each). A killed process loses nothing of it (the page cache
+/// How often the ack point, rewritten in place on every acknowledgement, is also
+/// fdatasynced. A killed process loses nothing of it (the page cache
 /// survives); a power cut repeats at most this much delivery, which event ids make
 /// harmless. Drop and [`DiskBuffer::reclaim`] fsync it at once.
 const ACK_SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -229,6 +237,40 @@ fn read_span(file: &mut File, len: usize, out: &mut Vec<u8>) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The ack point as `<dir>/ack` holds it: segment, offset, CRC-32 of the two.
+fn ack_bytes(at: Position) -> [u8; 20] {
+    let mut bytes = [0u8; 20];
+    bytes[..8].copy_from_slice(&at.segment.to_le_bytes());
+    bytes[8..16].copy_from_slice(&at.offset.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..16]);
+    bytes[16..].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// The ack point in `<dir>/ack`'s bytes: 20 with a matching CRC, or 16 (no CRC, as
+/// earlier versions wrote it); `None` for anything else (torn, corrupt).
+fn read_ack(bytes: &[u8]) -> Option<Position> {
+    let number = |at: usize| {
+        bytes
+            .get(at..at + 8)?
+            .try_into()
+            .ok()
+            .map(u64::from_le_bytes)
+    };
+    let position = Position {
+        segment: number(0)?,
+        offset: number(8)?,
+    };
+    match bytes.len() {
+        16 => Some(position),
+        20 => {
+            let crc = u32::from_le_bytes(bytes[16..20].try_into().ok()?);
+            (crc == crc32fast::hash(&bytes[..16])).then_some(position)
+        }
+        _ => None,
+    }
 }
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
@@ -264,16 +306,11 @@ impl DiskBuffer {
             .collect();
         segments.sort_unstable();
         let ack_path = dir.join("ack");
-        let mut acked = match fs::read(&ack_path) {
-            Ok(bytes) if bytes.len() == 16 => Position {
-                segment: u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default()),
-                offset: u64::from_le_bytes(bytes[8..].try_into().unwrap_or_default()),
-            },
-            _ => Position {
-                segment: segments.first().copied().unwrap_or(0),
-                offset: 0,
-            },
-        };
+        let saved = fs::read(&ack_path).ok().and_then(|bytes| read_ack(&bytes));
+        let mut acked = saved.unwrap_or(Position {
+            segment: segments.first().copied().unwrap_or(0),
+            offset: 0,
+        });
         // Segments wholly before the ack point are acknowledged garbage.
         for segment in segments.iter().filter(|s| **s < acked.segment) {
             let _ = fs::remove_file(segment_path(dir, *segment));
@@ -345,6 +382,8 @@ impl DiskBuffer {
             durable: end,
             read_at: acked,
             acked,
+            // A readable ack is rewritten in place; an unreadable one is replaced whole.
+            ack_file: saved.and_then(|_| OpenOptions::new().write(true).open(&ack_path).ok()),
             ack_unsynced: false,
             ack_synced_at: None,
         };
@@ -561,23 +600,30 @@ impl DiskBuffer {
         if sync {
             self.ack_synced_at = Some(Instant::now());
         }
+        let bytes = ack_bytes(self.acked);
+        if let Some(file) = &self.ack_file {
+            // The path is made only for an error: this runs once per batch.
+            let error = |e| io_err(&self.dir.join("ack"))(e);
+            file.write_all_at(&bytes, 0).map_err(error)?;
+            if sync {
+                file.sync_data().map_err(error)?;
+            }
+            self.ack_unsynced = !sync;
+            return Ok(());
+        }
+        // The first time: the file appears whole (renamed into place) and durable.
         let tmp = self.dir.join("ack.tmp");
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.acked.segment.to_le_bytes());
-        bytes[8..].copy_from_slice(&self.acked.offset.to_le_bytes());
         let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
         file.write_all(&bytes).map_err(io_err(&tmp))?;
-        if sync {
-            file.sync_all().map_err(io_err(&tmp))?;
-        }
+        file.sync_all().map_err(io_err(&tmp))?;
         let ack = self.dir.join("ack");
         fs::rename(&tmp, &ack).map_err(io_err(&ack))?;
-        if sync {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(&self.dir))?;
-        }
-        self.ack_unsynced = !sync;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))?;
+        self.ack_file = Some(file);
+        self.ack_synced_at = Some(Instant::now());
+        self.ack_unsynced = false;
         Ok(())
     }
 

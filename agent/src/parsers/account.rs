@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::draft::Draft;
 use super::common::TrimFast;
+use super::draft::Draft;
 
 use super::common::{outcome, set_int, set_text};
 

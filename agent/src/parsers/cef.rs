@@ -13,8 +13,8 @@ use std::borrow::Cow;
 
 use mozdef::Severity;
 
-use super::common::{address, set, set_source};
 use super::common::TrimFast;
+use super::common::{address, set, set_source};
 use super::draft::Draft;
 
 /// Parser id, written into `tags`.

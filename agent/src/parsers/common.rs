@@ -61,7 +61,10 @@ impl TrimFast for str {
 /// An address as the contract writes it: `::ffff:1.2.3.4` → `1.2.3.4`, zone ids
 /// (`fe80::1%lo`) dropped, brackets removed. `None` when the text is no address.
 pub fn ip_address(text: &str) -> Option<Cow<'_, str>> {
-    let text = text.trim_fast().trim_start_matches('[').trim_end_matches(']');
+    let text = text
+        .trim_fast()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let bare = text.split('%').next().unwrap_or(text);
     // A dotted quad that parses is already written as the contract writes it (the
     // parser refuses leading zeros and short forms): no formatting.

@@ -406,7 +406,9 @@ impl LineParser {
     /// written with this zone's offset; `None` for any other line.
     fn zone_iso_stamp(&self, text: &str) -> Option<String> {
         let start = text.find(|c: char| c.is_ascii_digit())?;
-        if start > 0 && !text[..start].trim_end().ends_with('>') && !text[..start].trim_fast().is_empty()
+        if start > 0
+            && !text[..start].trim_end().ends_with('>')
+            && !text[..start].trim_fast().is_empty()
         {
             return None;
         }

@@ -5,8 +5,8 @@ use std::sync::LazyLock;
 
 use regex::{Captures, Regex};
 
-use super::draft::Draft;
 use super::common::TrimFast;
+use super::draft::Draft;
 
 use super::common::{
     outcome, pam_value, rsplit_once, session, set, set_int, set_source, set_text, split_once,
@@ -224,7 +224,9 @@ fn invalid_parts(message: &str) -> Option<(&str, &str, Option<&str>)> {
                     .bytes()
                     .any(|b| b.is_ascii_whitespace() || b == b'\x0b')
         };
-        if word(address) && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+        if word(address)
+            && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        {
             return Some((user, address, port));
         }
         from += at + 1;
@@ -426,9 +428,18 @@ mod tests {
     #[test]
     fn the_usual_invalid_user_lines_are_read_without_the_regex() {
         for (message, want) in [
-            ("Invalid user admin from 1.2.3.4 port 22", ("admin", "1.2.3.4", Some("22"))),
-            ("Invalid user a from b from 1.2.3.4", ("a from b", "1.2.3.4", None)),
-            ("invalid user  from 2001:db8::1 port 5 ", ("", "2001:db8::1", Some("5"))),
+            (
+                "Invalid user admin from 1.2.3.4 port 22",
+                ("admin", "1.2.3.4", Some("22")),
+            ),
+            (
+                "Invalid user a from b from 1.2.3.4",
+                ("a from b", "1.2.3.4", None),
+            ),
+            (
+                "invalid user  from 2001:db8::1 port 5 ",
+                ("", "2001:db8::1", Some("5")),
+            ),
         ] {
             assert_eq!(invalid_parts(message), Some(want), "{message}");
             let c = INVALID.captures(message).unwrap();

@@ -4,8 +4,8 @@ use std::sync::LazyLock;
 
 use regex::{Captures, Regex};
 
-use super::common::{outcome, pam_value, session, set_text};
 use super::common::TrimFast;
+use super::common::{outcome, pam_value, session, set_text};
 use super::draft::Draft;
 
 /// Parser id, written into `tags`.

@@ -2,8 +2,8 @@
 //! `<user> : [<problem> ; ]TTY=… ; PWD=… ; USER=… ; [GROUP=… ; ][ENV=… ; ]COMMAND=…`
 //! read by splitting, and PAM's auth failures and sessions.
 
-use super::common::{outcome, pam_value, session, set, set_text, split_once};
 use super::common::TrimFast;
+use super::common::{outcome, pam_value, session, set, set_text, split_once};
 use super::draft::Draft;
 
 /// Parser id, written into `tags`.
@@ -74,7 +74,9 @@ fn command<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         outcome(event, "authorization", "command", Some(false));
         match problem {
             std::borrow::Cow::Borrowed(problem) => set_text(event, "reason", problem),
-            std::borrow::Cow::Owned(problem) => set(event, "reason", problem.trim_fast().to_string()),
+            std::borrow::Cow::Owned(problem) => {
+                set(event, "reason", problem.trim_fast().to_string())
+            }
         }
     }
     set_text(event, "username", user);

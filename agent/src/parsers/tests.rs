@@ -440,7 +440,11 @@ fn the_year_shortcut_picks_what_the_closest_year_search_picks() {
                     // Kept by day: asked again on the same day, at another time.
                     assert_eq!(kept.year_for(date, now), want, "{date:?} at {now}");
                     let later = now.date().and_hms_opt(23, 59, 59).unwrap();
-                    assert_eq!(kept.year_for(date, later), searched(date, later), "{date:?} at {later}");
+                    assert_eq!(
+                        kept.year_for(date, later),
+                        searched(date, later),
+                        "{date:?} at {later}"
+                    );
                 }
             }
         }
