@@ -12,6 +12,7 @@
 //! - [`checkpoint`]: read positions on disk.
 //! - [`buffer`]: the disk buffer (segment log).
 //! - [`metrics`]: the counters.
+//! - [`footprint`]: giving back the pages start-up mapped.
 //!
 //! [`run`] wires them: input threads → bounded channel → buffer stage (append, group
 //! fsync, then input checkpoints) → disk buffer → ship stage (batch, send, acknowledge).
@@ -21,6 +22,7 @@ pub mod buffer;
 pub mod checkpoint;
 pub mod config;
 pub mod deadletter;
+pub mod footprint;
 pub mod heartbeat;
 pub mod host;
 pub mod inputs;
@@ -294,7 +296,17 @@ async fn run_once(
         batch: Batch::default(),
         writer_done: false,
     };
+    // Start-up's code need not stay mapped in an agent that then idles.
+    let release = tokio::spawn(async {
+        tokio::time::sleep(footprint::AFTER_START).await;
+        let released = tokio::task::spawn_blocking(footprint::release_startup_pages).await;
+        debug!(
+            bytes = released.unwrap_or(0),
+            "Released the pages start-up mapped."
+        );
+    });
     pipeline.run(&mut writer).await;
+    release.abort();
 
     pipeline.stop_input.store(true, Ordering::Relaxed);
     let writer_done = pipeline.writer_done;

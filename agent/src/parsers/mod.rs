@@ -108,9 +108,16 @@ pub struct LineParser {
     now_local: Cell<Option<(DateTime<Utc>, NaiveDateTime)>>,
     /// The zone in the local hour of the last common header.
     hour_zone: Cell<Option<HourZone>>,
-    /// The year of the last zone-less date read: (month, day), the local date it was
-    /// read on, the year ([`year_by_day`]).
-    year: Cell<Option<((u32, u32), NaiveDate, i32)>>,
+    /// The year of the last zone-less date read ([`year_by_day`]).
+    year: Cell<Option<KeptYear>>,
+}
+
+/// A year [`year_by_day`] decided: for (month, day) read on `on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeptYear {
+    date: (u32, u32),
+    on: NaiveDate,
+    year: i32,
 }
 
 /// The zone's offset over one local hour in which it does not change, and the UTC
@@ -140,15 +147,19 @@ impl LineParser {
     fn year_for(&self, date: IncompleteDate, now: NaiveDateTime) -> i32 {
         let (month, day, ..) = date;
         let today = now.date();
-        if let Some((kept, on, year)) = self.year.get()
-            && kept == (month, day)
-            && on == today
+        if let Some(kept) = self.year.get()
+            && kept.date == (month, day)
+            && kept.on == today
         {
-            return year;
+            return kept.year;
         }
         let year = year_for(date, now);
         if year_by_day(month, day, today) == Some(year) {
-            self.year.set(Some(((month, day), today, year)));
+            self.year.set(Some(KeptYear {
+                date: (month, day),
+                on: today,
+                year,
+            }));
         }
         year
     }
