@@ -47,6 +47,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use thiserror::Error;
 
 /// Bytes of a record header.
@@ -84,12 +85,27 @@ pub struct Recovery {
 /// ends, and the position after the last. Kept and reused by the ship stage.
 #[derive(Debug, Default)]
 pub struct Batch {
-    bytes: Vec<u8>,
+    /// Where [`DiskBuffer::read_into`] reads to; handed over to `shared` when done.
+    filling: Vec<u8>,
+    /// The records' bytes, shareable: the HTTP shipper sends them without a copy, and
+    /// their memory comes back for the next batch once the request has let go of it.
+    bytes: Bytes,
     ends: Vec<usize>,
     last: Option<Position>,
 }
 
 impl Batch {
+    /// Emptied for reading into, reusing the memory of the last batch's bytes when
+    /// nothing else holds them any more.
+    fn start_filling(&mut self) {
+        if let Ok(back) = std::mem::take(&mut self.bytes).try_into_mut() {
+            self.filling = Vec::from(back);
+        }
+        self.filling.clear();
+        self.ends.clear();
+        self.last = None;
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -106,6 +122,7 @@ impl Batch {
     pub fn records(&self) -> Records<'_> {
         Records {
             bytes: &self.bytes,
+            shared: Some(&self.bytes),
             ends: &self.ends,
             from: 0,
         }
@@ -116,6 +133,8 @@ impl Batch {
 #[derive(Debug, Clone, Copy)]
 pub struct Records<'a> {
     bytes: &'a [u8],
+    /// `bytes` as shared memory, when they are (a [`Batch`]'s).
+    shared: Option<&'a Bytes>,
     /// Where each record ends in `bytes`.
     ends: &'a [usize],
     /// Where the first record starts in `bytes`.
@@ -154,6 +173,15 @@ impl<'a> Records<'a> {
         &self.bytes[self.from..end]
     }
 
+    /// [`Records::bytes`] as shared memory: without a copy when they are a batch's.
+    pub fn shared_bytes(&self) -> Bytes {
+        let end = self.ends.last().copied().unwrap_or(self.from);
+        match self.shared {
+            Some(shared) => shared.slice(self.from..end),
+            None => Bytes::copy_from_slice(&self.bytes[self.from..end]),
+        }
+    }
+
     /// The first `n` records and the rest.
     pub fn split_at(&self, n: usize) -> (Records<'a>, Records<'a>) {
         let (first, second) = self.ends.split_at(n.min(self.ends.len()));
@@ -161,11 +189,13 @@ impl<'a> Records<'a> {
         (
             Records {
                 bytes: self.bytes,
+                shared: self.shared,
                 ends: first,
                 from: self.from,
             },
             Records {
                 bytes: self.bytes,
+                shared: self.shared,
                 ends: second,
                 from: middle,
             },
@@ -498,9 +528,13 @@ impl DiskBuffer {
     /// last (what to acknowledge once they are delivered). Each segment's span is read
     /// with one `read`, and the headers are dropped in place: no allocation per record.
     pub fn read_into(&mut self, max: usize, batch: &mut Batch) -> Result<(), BufferError> {
-        batch.bytes.clear();
-        batch.ends.clear();
-        batch.last = None;
+        batch.start_filling();
+        let read = self.fill(max, batch);
+        batch.bytes = Bytes::from(std::mem::take(&mut batch.filling));
+        read
+    }
+
+    fn fill(&mut self, max: usize, batch: &mut Batch) -> Result<(), BufferError> {
         while batch.ends.len() < max && self.read_at < self.durable {
             let path = segment_path(&self.dir, self.read_at.segment);
             let segment_end = if self.read_at.segment == self.durable.segment {
@@ -526,19 +560,19 @@ impl DiskBuffer {
             let average = if batch.ends.is_empty() {
                 1024
             } else {
-                batch.bytes.len() / batch.ends.len() + HEADER as usize
+                batch.filling.len() / batch.ends.len() + HEADER as usize
             };
             let span = (segment_end - self.read_at.offset)
                 .min((wanted * average).max(64 * 1024) as u64) as usize;
             let mut file = File::open(&path).map_err(io_err(&path))?;
             file.seek(SeekFrom::Start(self.read_at.offset))
                 .map_err(io_err(&path))?;
-            let start = batch.bytes.len();
-            read_span(&mut file, span, &mut batch.bytes).map_err(io_err(&path))?;
+            let start = batch.filling.len();
+            read_span(&mut file, span, &mut batch.filling).map_err(io_err(&path))?;
             // Walk the records read, moving each payload down over the headers.
             let (mut from, mut to) = (start, start);
             while batch.ends.len() < max {
-                let Some(header) = batch.bytes.get(from..from + HEADER as usize) else {
+                let Some(header) = batch.filling.get(from..from + HEADER as usize) else {
                     break;
                 };
                 let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
@@ -546,19 +580,19 @@ impl DiskBuffer {
                 if body + len > start + span {
                     if from == start {
                         // A first record larger than the span: read it whole.
-                        read_span(&mut file, body + len - (start + span), &mut batch.bytes)
+                        read_span(&mut file, body + len - (start + span), &mut batch.filling)
                             .map_err(io_err(&path))?;
                     } else {
                         break;
                     }
                 }
-                batch.bytes.copy_within(body..body + len, to);
+                batch.filling.copy_within(body..body + len, to);
                 to += len;
                 from = body + len;
                 batch.ends.push(to);
                 self.read_at.offset += HEADER + len as u64;
             }
-            batch.bytes.truncate(to);
+            batch.filling.truncate(to);
             batch.last = Some(self.read_at);
         }
         Ok(())

@@ -125,7 +125,7 @@ impl HttpShipper {
             let body = encoder.finish().unwrap_or_default();
             request = request.header(CONTENT_ENCODING, "gzip").body(body);
         } else {
-            request = request.body(records.bytes().to_vec());
+            request = request.body(records.shared_bytes());
         }
         if let Some(authorization) = &self.authorization {
             request = request.header(AUTHORIZATION, authorization);
