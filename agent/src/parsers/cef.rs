@@ -124,13 +124,25 @@ pub fn prefix<'a>(
 
 /// `Jan` … `Dec` (any case) → 1 … 12.
 pub(super) fn month_number(word: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
-    MONTHS
-        .iter()
-        .position(|m| m.eq_ignore_ascii_case(word))
-        .map(|i| i as u32 + 1)
+    let &[a, b, c] = word.as_bytes() else {
+        return None;
+    };
+    let month = match &[a, b, c].map(|byte| byte.to_ascii_lowercase()) {
+        b"jan" => 1,
+        b"feb" => 2,
+        b"mar" => 3,
+        b"apr" => 4,
+        b"may" => 5,
+        b"jun" => 6,
+        b"jul" => 7,
+        b"aug" => 8,
+        b"sep" => 9,
+        b"oct" => 10,
+        b"nov" => 11,
+        b"dec" => 12,
+        _ => return None,
+    };
+    Some(month)
 }
 
 /// `15:27:43` or `15:27:43.120` → (hour, minute, second, nanoseconds).
@@ -510,6 +522,22 @@ fn cef_time(value: &str, zone: Tz) -> Option<DateTime<FixedOffset>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn months_are_read_in_any_case_and_nothing_else_is() {
+        let names = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        for (n, name) in names.iter().enumerate() {
+            let want = Some(n as u32 + 1);
+            assert_eq!(month_number(name), want);
+            assert_eq!(month_number(&name.to_uppercase()), want);
+            assert_eq!(month_number(&name.to_lowercase()), want);
+        }
+        for word in ["", "Ja", "Janu", "Jan ", "Mai", "J\u{e9}n", "\u{e9}", "1an"] {
+            assert_eq!(month_number(word), None, "{word:?}");
+        }
+    }
 
     #[test]
     fn extension_values_run_to_the_next_key() {

@@ -651,8 +651,9 @@ fn rfc3164_common(
     if !tag.is_ascii() || tag == "-" {
         return None;
     }
-    let (app, procid) = match tag.split_once('[') {
-        None if !tag.contains(']') => (tag, None),
+    let open = tag.bytes().position(|b| b == b'[');
+    let (app, procid) = match open.map(|at| (&tag[..at], &tag[at + 1..])) {
+        None if !tag.bytes().any(|b| b == b']') => (tag, None),
         None => return None,
         Some((name, rest)) => {
             let pid = rest.strip_suffix(']')?;
@@ -735,7 +736,11 @@ fn starts_with_month(text: &str) -> bool {
 
 /// The program from a syslog tag: `sshd-session` is sshd, `sshd(pam_unix)` is sshd.
 fn program_name(tag: &str) -> &str {
-    let name = tag.split('(').next().unwrap_or(tag).trim_fast();
+    let name = match tag.bytes().position(|b| b == b'(') {
+        Some(at) => &tag[..at],
+        None => tag,
+    }
+    .trim_fast();
     match name {
         "" => PROCESSNAME_UNKNOWN,
         "sshd-session" | "sshd-auth" => "sshd",

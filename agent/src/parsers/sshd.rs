@@ -61,7 +61,10 @@ fn cap<'h>(c: &Captures<'h>, i: usize) -> &'h str {
 /// Reads an sshd message into `event`; false when it is none of the known shapes.
 pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let message = message.trim_fast();
-    let first = message.split(' ').next().unwrap_or("");
+    let first = match message.bytes().position(|b| b == b' ') {
+        Some(at) => &message[..at],
+        None => message,
+    };
     match first {
         "Accepted" => accepted(message, event),
         "Failed" => failed(message, event),
