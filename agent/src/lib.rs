@@ -707,7 +707,7 @@ impl Positions {
             let end = self
                 .files
                 .entry(read.identity)
-                .or_insert_with(|| (read.path.to_string(), 0));
+                .or_insert_with(|| (chunk.path(read).to_string(), 0));
             end.1 = end.1.max(run_end);
             run_end = 0;
         }

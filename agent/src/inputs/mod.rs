@@ -20,6 +20,10 @@ pub struct Chunk {
     /// The events' JSON lines, back to back (each ends with `\n`).
     json: Vec<u8>,
     reads: Vec<Read>,
+    /// The files' paths the reads name, each once per run of events from it: one
+    /// reference count taken per run, not per event (the count's cache line would
+    /// otherwise move between the input's core and the buffer stage's for every event).
+    paths: Vec<Arc<str>>,
 }
 
 /// Where one event of a [`Chunk`] ends, and where its line ended: the position to
@@ -30,7 +34,8 @@ pub struct Read {
     /// End of the event's JSON line in [`Chunk::json`].
     end: usize,
     pub identity: FileIdentity,
-    pub path: Arc<str>,
+    /// The file's path: [`Chunk::path`].
+    path: usize,
     pub next_offset: u64,
     pub cursor: Option<Arc<str>>,
 }
@@ -51,6 +56,7 @@ impl Chunk {
             // Events are ~520 bytes of JSON on the standard workload.
             json: Vec::with_capacity(events * 640),
             reads: Vec::with_capacity(events),
+            paths: Vec::new(),
         }
     }
 
@@ -58,6 +64,7 @@ impl Chunk {
     pub fn recycle(mut self) {
         self.json.clear();
         self.reads.clear();
+        self.paths.clear();
         if let Ok(mut spare) = SPARE.lock()
             && spare.len() < SPARE_CHUNKS
         {
@@ -75,13 +82,25 @@ impl Chunk {
         cursor: Option<Arc<str>>,
     ) {
         event.write_json_line(&mut self.json);
+        if !self
+            .paths
+            .last()
+            .is_some_and(|last| Arc::ptr_eq(last, path))
+        {
+            self.paths.push(Arc::clone(path));
+        }
         self.reads.push(Read {
             end: self.json.len(),
             identity,
-            path: Arc::clone(path),
+            path: self.paths.len() - 1,
             next_offset,
             cursor,
         });
+    }
+
+    /// The path of the file `read` is from.
+    pub fn path(&self, read: &Read) -> &Arc<str> {
+        &self.paths[read.path]
     }
 
     pub fn len(&self) -> usize {
@@ -116,7 +135,7 @@ impl Chunk {
                 event: serde_json::from_slice(record)
                     .unwrap_or_else(|e| panic!("the agent's own JSON line does not decode: {e}")),
                 identity: read.identity,
-                path: Arc::clone(&read.path),
+                path: Arc::clone(self.path(read)),
                 next_offset: read.next_offset,
                 cursor: read.cursor.clone(),
             })
