@@ -497,7 +497,9 @@ impl Store<'_> {
         // Called on the worker, not through block_in_place: an append copies into the
         // writer's buffer and writes to the page cache every 256 KiB (tens of µs), while
         // handing the worker's core to another thread per chunk cost more than that. The
-        // fdatasync (milliseconds) goes through block_in_place in `commit`.
+        // fdatasync (milliseconds) goes through block_in_place in `commit`. A write the
+        // kernel throttles (too many dirty pages) holds this worker; the other runs
+        // the shipper meanwhile.
         let appended = self
             .disk
             .lock()
