@@ -134,11 +134,6 @@ impl Rank {
 }
 
 impl<'a> Details<'a> {
-    /// Empty; kept for the parsers' call sites, which say what it is for.
-    pub fn for_line() -> Details<'a> {
-        Details::default()
-    }
-
     pub fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: impl Into<Detail<'a>>) {
         let key = key.into();
         let value = value.into();
@@ -298,7 +293,7 @@ impl<'a> Draft<'a> {
             source,
             parser: super::SYSLOG_PARSER,
             tags: Vec::new(),
-            details: Details::for_line(),
+            details: Details::default(),
         }
     }
 
@@ -419,7 +414,7 @@ mod tests {
             "é",
             "destination",
         ];
-        let mut details = Details::for_line();
+        let mut details = Details::default();
         for (n, key) in keys.iter().enumerate() {
             details.insert(*key, n as i64);
         }
