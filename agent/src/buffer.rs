@@ -8,10 +8,22 @@
 //! `<dir>/<seq>.seg` (`seq` zero-padded to 20 digits, increasing), each a run of records
 //!
 //! ```text
-//! [payload length: u32 LE][CRC-32 of the payload: u32 LE][payload]
+//! [magic "PK\xFE\xFF"][payload length: u32 LE][CRC-32 of length and payload: u32 LE][payload]
 //! ```
 //!
-//! and `<dir>/ack`: the segment and byte offset of the first record not yet
+//! The magic lets recovery find the next record after a damaged one, and the CRC, which
+//! covers the length too, tells a real record from bytes that happen to look like one.
+//! Read as a length the magic is 0xFFFE4B50, larger than [`MAX_RECORD_BYTES`], and its
+//! bytes 0xFE and 0xFF never occur in UTF-8 (so not in an event's JSON).
+//!
+//! Records written before the magic (version 1 of this format, up to 0.1.0) are
+//! `[payload length: u32 LE][CRC-32 of the payload: u32 LE][payload]`. A record is told
+//! by its first four bytes: the magic, or else an old record (a length of at most
+//! [`MAX_RECORD_BYTES`] cannot be the magic). Old segments are read as they are, and an
+//! upgraded agent appends new records after old ones in the segment it finds newest: a
+//! buffer written by an earlier version is shipped, not lost.
+//!
+//! `<dir>/ack`: the segment and byte offset of the first record not yet
 //! acknowledged (u64 LE each) and the CRC-32 of those 16 bytes. Created once (written
 //! to `ack.tmp`, renamed over `ack`, fsynced with its directory), then rewritten in
 //! place on every acknowledgement (one `pwrite`; creating and renaming a file per
@@ -34,11 +46,26 @@
 //!
 //! ## Recovery
 //!
-//! On open every segment from the acknowledged position is scanned. The first record
-//! whose header or payload runs past the end of its segment (a torn write) or whose
-//! CRC does not match (corruption) ends the log: its segment is truncated there and
-//! any later segments are removed. Everything before it is kept. What was cut is
-//! reported (and logged at ERROR by the caller: those events are lost).
+//! On open every segment from the acknowledged position is scanned, record by record
+//! (CRC checked). A record that does not check out (a flipped byte, a wrong length)
+//! starts a *lost stretch*, which ends at the next record that does: found by its magic
+//! (or, in an old-format stretch, by a length that fits and a matching CRC, tried
+//! within a bounded amount of CRC work). The stretch is skipped when reading and
+//! reported with its bytes and the records in it (the damaged one and each magic
+//! inside): those events are lost, and the caller logs them at ERROR and counts them.
+//! Everything before and after it, later segments included, is kept.
+//!
+//! A stretch that reaches the end of the newest segment is cut off (the file is
+//! truncated there, so appends go on from whole records). When its last record is
+//! incomplete (its header or payload runs past the end of the file) or all zeros, that
+//! record is a *torn tail*: a write a crash interrupted, never fsynced, so the inputs'
+//! checkpoints never passed its lines and they are read again; it is reported apart,
+//! not as lost. In a sealed segment (fsynced whole before the next was begun) nothing
+//! is torn: an unreadable end is a lost stretch like any other.
+//!
+//! A lost stretch is skipped, not erased: a restart before the records ahead of it are
+//! acknowledged finds and reports it again. An acknowledgement that reaches its start
+//! moves the ack point past it.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -50,8 +77,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use thiserror::Error;
 
-/// Bytes of a record header.
-const HEADER: u64 = 8;
+/// The first bytes of every record (see the module doc).
+const MAGIC: [u8; 4] = [b'P', b'K', 0xFE, 0xFF];
+/// Bytes of a record header: magic, length, CRC.
+const HEADER: u64 = 12;
+/// Bytes of an old-format (version 1) record header: length, CRC.
+const OLD_HEADER: u64 = 8;
+/// Most payload bytes CRC-checked while looking for the next old-format record after a
+/// damaged one (old records have no magic: each offset whose bytes read as a length
+/// that fits is a candidate). Past it the rest of the segment is given up as lost.
+const OLD_RESYNC_CRC_BYTES: usize = 256 * 1024 * 1024;
 /// The largest record accepted (an event is far smaller).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 
@@ -76,9 +111,34 @@ pub struct Position {
 pub struct Recovery {
     /// Records kept, not yet acknowledged.
     pub records: u64,
-    /// Bytes cut from the end of the log (torn or corrupt), and whether a CRC failed.
-    pub cut_bytes: u64,
-    pub corrupt: bool,
+    /// Bytes of a torn tail cut from the newest segment: never fsynced, so their lines
+    /// are read again by the inputs (not lost).
+    pub torn_bytes: u64,
+    /// Unreadable stretches skipped (or cut off the newest segment): lost events.
+    pub lost: Vec<LostStretch>,
+}
+
+impl Recovery {
+    /// Records lost in all stretches.
+    pub fn lost_records(&self) -> u64 {
+        self.lost.iter().map(|l| l.records).sum()
+    }
+
+    /// Bytes lost in all stretches.
+    pub fn lost_bytes(&self) -> u64 {
+        self.lost.iter().map(|l| l.bytes).sum()
+    }
+}
+
+/// Bytes of a segment that do not read as records (see the module doc's recovery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LostStretch {
+    pub segment: u64,
+    /// Where the stretch starts in the segment.
+    pub offset: u64,
+    pub bytes: u64,
+    /// Records in it: the damaged one where it starts, and each magic after that.
+    pub records: u64,
 }
 
 /// Records read by [`DiskBuffer::read_into`]: their bytes back to back, where each
@@ -227,6 +287,9 @@ pub struct DiskBuffer {
     /// Lengths of the segments no longer written to (all but the newest), so sizes
     /// are known without asking the filesystem on every append.
     sealed: BTreeMap<u64, u64>,
+    /// Lost stretches recovery found, per segment, oldest first: `[start, end)` byte
+    /// ranges that readers skip.
+    holes: BTreeMap<u64, Vec<(u64, u64)>>,
     writer: BufWriter<File>,
     write_at: Position,
     /// What the last [`DiskBuffer::sync`] made durable; readers stop there, so nothing
@@ -355,8 +418,8 @@ impl DiskBuffer {
 
         let mut recovery = Recovery::default();
         let mut end = acked;
-        let mut cut_from: Option<usize> = None;
         let mut sealed = BTreeMap::new();
+        let mut holes: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
         for (i, segment) in segments.iter().enumerate() {
             let path = segment_path(dir, *segment);
             let start = if *segment == acked.segment {
@@ -364,32 +427,35 @@ impl DiskBuffer {
             } else {
                 0
             };
-            let (records, good_end, len, corrupt) = scan(&path, start)?;
-            recovery.records += records;
-            sealed.insert(*segment, good_end);
-            end = Position {
-                segment: *segment,
-                offset: good_end,
-            };
-            if good_end < len {
-                recovery.cut_bytes += len - good_end;
-                recovery.corrupt |= corrupt;
+            let newest = i + 1 == segments.len();
+            let scanned = scan(&path, start, newest)?;
+            recovery.records += scanned.records;
+            recovery.torn_bytes += scanned.torn;
+            for (from, to, records) in scanned.lost {
+                recovery.lost.push(LostStretch {
+                    segment: *segment,
+                    offset: from,
+                    bytes: to - from,
+                    records,
+                });
+                if to <= scanned.end {
+                    holes.entry(*segment).or_default().push((from, to));
+                }
+            }
+            if scanned.end < scanned.len {
+                // Only the newest segment is cut: appends go on from whole records.
                 let file = OpenOptions::new()
                     .write(true)
                     .open(&path)
                     .map_err(io_err(&path))?;
-                file.set_len(good_end).map_err(io_err(&path))?;
+                file.set_len(scanned.end).map_err(io_err(&path))?;
                 file.sync_all().map_err(io_err(&path))?;
-                cut_from = Some(i + 1);
-                break;
             }
-        }
-        if let Some(first_dropped) = cut_from {
-            for segment in segments.drain(first_dropped..) {
-                let path = segment_path(dir, segment);
-                recovery.cut_bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                let _ = fs::remove_file(&path);
-            }
+            sealed.insert(*segment, scanned.end);
+            end = Position {
+                segment: *segment,
+                offset: scanned.end,
+            };
         }
         if segments.is_empty() {
             segments.push(acked.segment);
@@ -401,22 +467,30 @@ impl DiskBuffer {
         // The newest segment is written to; its length is `write_at`.
         sealed.retain(|segment, _| *segment != end.segment);
         let writer = segment_writer(dir, end.segment)?;
-        let buffer = DiskBuffer {
+        // A lost stretch right at the ack point is passed at once (and saved below), so
+        // a restart does not find and report it again.
+        let mut start = acked;
+        skip_holes(&holes, &mut start);
+        let mut buffer = DiskBuffer {
             dir: dir.to_path_buf(),
             segment_max_bytes,
             max_bytes,
             segments,
             sealed,
+            holes,
             writer,
             write_at: end,
             durable: end,
-            read_at: acked,
-            acked,
+            read_at: start,
+            acked: start,
             // A readable ack is rewritten in place; an unreadable one is replaced whole.
             ack_file: saved.and_then(|_| OpenOptions::new().write(true).open(&ack_path).ok()),
             ack_unsynced: false,
             ack_synced_at: None,
         };
+        if start != acked {
+            buffer.persist_ack(true)?;
+        }
         Ok((buffer, recovery))
     }
 
@@ -429,8 +503,9 @@ impl DiskBuffer {
             self.roll()?;
         }
         let mut header = [0u8; HEADER as usize];
-        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        header[..4].copy_from_slice(&MAGIC);
+        header[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[8..].copy_from_slice(&record_crc(payload).to_le_bytes());
         // The segment's path is made only for an error: this runs once per event.
         let written = self
             .writer
@@ -542,6 +617,8 @@ impl DiskBuffer {
             } else {
                 self.sealed.get(&self.read_at.segment).copied().unwrap_or(0)
             };
+            // Up to the next lost stretch, once past any the reader is at.
+            let segment_end = skip_holes(&self.holes, &mut self.read_at).min(segment_end);
             if self.read_at.offset >= segment_end {
                 match self.segments.iter().find(|s| **s > self.read_at.segment) {
                     Some(next) => {
@@ -572,11 +649,10 @@ impl DiskBuffer {
             // Walk the records read, moving each payload down over the headers.
             let (mut from, mut to) = (start, start);
             while batch.ends.len() < max {
-                let Some(header) = batch.filling.get(from..from + HEADER as usize) else {
+                let Some((header, len)) = batch.filling.get(from..).and_then(record_header) else {
                     break;
                 };
-                let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-                let body = from + HEADER as usize;
+                let body = from + header;
                 if body + len > start + span {
                     if from == start {
                         // A first record larger than the span: read it whole.
@@ -590,7 +666,7 @@ impl DiskBuffer {
                 to += len;
                 from = body + len;
                 batch.ends.push(to);
-                self.read_at.offset += HEADER + len as u64;
+                self.read_at.offset += (header + len) as u64;
             }
             batch.filling.truncate(to);
             batch.last = Some(self.read_at);
@@ -607,6 +683,8 @@ impl DiskBuffer {
         if upto <= self.acked {
             return Ok(());
         }
+        let mut upto = upto;
+        skip_holes(&self.holes, &mut upto);
         self.acked = upto;
         let sync = self
             .ack_synced_at
@@ -624,6 +702,7 @@ impl DiskBuffer {
         }
         self.segments.retain(|s| *s >= upto.segment);
         self.sealed.retain(|s, _| *s >= upto.segment);
+        self.holes.retain(|s, _| *s >= upto.segment);
         self.reclaim((self.segment_max_bytes / 8).max(1))?;
         Ok(())
     }
@@ -688,6 +767,7 @@ impl DiskBuffer {
         };
         self.segments = vec![next];
         self.sealed.clear();
+        self.holes.clear();
         (self.write_at, self.durable, self.read_at, self.acked) = (start, start, start, start);
         let _ = self.persist_ack(true);
         Ok(true)
@@ -703,6 +783,7 @@ impl DiskBuffer {
             } else {
                 self.sealed.get(&at.segment).copied().unwrap_or(0)
             };
+            let end = skip_holes(&self.holes, &mut at).min(end);
             if at.offset >= end {
                 match self.segments.iter().find(|s| **s > at.segment) {
                     Some(next) => {
@@ -720,8 +801,15 @@ impl DiskBuffer {
             file.seek(SeekFrom::Start(at.offset))
                 .map_err(io_err(&path))?;
             let mut header = [0u8; HEADER as usize];
-            file.read_exact(&mut header).map_err(io_err(&path))?;
-            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            file.read_exact(&mut header[..OLD_HEADER as usize])
+                .map_err(io_err(&path))?;
+            if header[..4] == MAGIC {
+                file.read_exact(&mut header[OLD_HEADER as usize..])
+                    .map_err(io_err(&path))?;
+            }
+            let Some((_, len)) = record_header(&header) else {
+                return Ok(None);
+            };
             let mut payload = vec![0u8; len];
             file.read_exact(&mut payload).map_err(io_err(&path))?;
             return Ok(Some(payload));
@@ -763,29 +851,211 @@ impl Drop for DiskBuffer {
     }
 }
 
-/// Scans records from `start`: (records, end of the last good record, file length,
-/// whether a CRC failed).
-fn scan(path: &Path, start: u64) -> Result<(u64, u64, u64, bool), BufferError> {
-    let bytes = fs::read(path).map_err(io_err(path))?;
-    let len = bytes.len() as u64;
-    let mut at = start.min(len) as usize;
-    let mut records = 0;
-    loop {
-        let Some(header) = bytes.get(at..at + HEADER as usize) else {
-            return Ok((records, at as u64, len, false));
-        };
-        let size = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let body_start = at + HEADER as usize;
-        let Some(payload) = bytes.get(body_start..body_start + size) else {
-            return Ok((records, at as u64, len, false));
-        };
-        if crc32fast::hash(payload) != crc {
-            return Ok((records, at as u64, len, true));
-        }
-        records += 1;
-        at = body_start + size;
+/// A record header at the start of `bytes`: its length and the payload's, or `None`
+/// when `bytes` is shorter than the header. The magic says which format it is.
+fn record_header(bytes: &[u8]) -> Option<(usize, usize)> {
+    let word = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    if bytes.get(..4)? == MAGIC {
+        bytes
+            .get(..HEADER as usize)
+            .and(word(4))
+            .map(|len| (HEADER as usize, len))
+    } else {
+        bytes
+            .get(..OLD_HEADER as usize)
+            .and(word(0))
+            .map(|len| (OLD_HEADER as usize, len))
     }
+}
+
+/// The CRC a record's header holds: of its length (u32 LE) and payload.
+fn record_crc(payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&(payload.len() as u32).to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Moves `at` past the lost stretches it is at; returns where the next one starts in
+/// its segment (`u64::MAX` when none follows).
+fn skip_holes(holes: &BTreeMap<u64, Vec<(u64, u64)>>, at: &mut Position) -> u64 {
+    for (start, end) in holes
+        .get(&at.segment)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        if *start <= at.offset && at.offset < *end {
+            at.offset = *end;
+        } else if *start > at.offset {
+            return *start;
+        }
+    }
+    u64::MAX
+}
+
+/// What a record at some offset of a segment is.
+#[derive(Debug, PartialEq, Eq)]
+enum Check {
+    /// Whole and CRC-checked; the next record starts at `next`. `old`: version 1.
+    Good { next: usize, old: bool },
+    /// Its header or payload runs past the end of the segment.
+    Incomplete,
+    /// Anything else: a CRC that does not match, an impossible length.
+    Bad,
+}
+
+fn check(bytes: &[u8], at: usize) -> Check {
+    let rest = bytes.get(at..).unwrap_or_default();
+    let Some((header, len)) = record_header(rest) else {
+        return Check::Incomplete;
+    };
+    let old = header == OLD_HEADER as usize;
+    // The agent never writes an empty old record: all zeros (a file extended but never
+    // written) would otherwise read as a run of them.
+    if len > MAX_RECORD_BYTES || (old && len == 0) {
+        return Check::Bad;
+    }
+    let Some(payload) = rest.get(header..header + len) else {
+        return Check::Incomplete;
+    };
+    let crc = u32::from_le_bytes([
+        rest[header - 4],
+        rest[header - 3],
+        rest[header - 2],
+        rest[header - 1],
+    ]);
+    let expected = if old {
+        crc32fast::hash(payload)
+    } else {
+        record_crc(payload)
+    };
+    if crc == expected {
+        Check::Good {
+            next: at + header + len,
+            old,
+        }
+    } else {
+        Check::Bad
+    }
+}
+
+/// The first offset at or after `from` where a whole record starts: a current one, found
+/// by its magic, or (while the segment may still hold old records, `old`) an old one,
+/// within [`OLD_RESYNC_CRC_BYTES`] of CRC work (then by magic only).
+fn resync(bytes: &[u8], from: usize, old: bool) -> Option<usize> {
+    if !old {
+        let mut at = from;
+        while let Some(found) = memchr::memmem::find(bytes.get(at..)?, &MAGIC) {
+            let candidate = at + found;
+            if matches!(check(bytes, candidate), Check::Good { .. }) {
+                return Some(candidate);
+            }
+            at = candidate + 1;
+        }
+        return None;
+    }
+    let mut budget = OLD_RESYNC_CRC_BYTES;
+    for candidate in from..bytes.len() {
+        let Some(head) = bytes.get(candidate..candidate + OLD_HEADER as usize) else {
+            // Too short for any record.
+            return None;
+        };
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        // Cheap tests first: most offsets of JSON text read as lengths far too large.
+        let fits =
+            head[..4] == MAGIC || (len > 0 && candidate + OLD_HEADER as usize + len <= bytes.len());
+        if !fits {
+            continue;
+        }
+        if head[..4] != MAGIC {
+            if budget < len {
+                // Enough guessing: current records can still be found by their magic.
+                return resync(bytes, candidate, false);
+            }
+            budget -= len;
+        }
+        if matches!(check(bytes, candidate), Check::Good { .. }) {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+/// What [`scan`] found in one segment.
+#[derive(Debug, Default)]
+struct Scanned {
+    /// Whole records from the start position.
+    records: u64,
+    /// Lost stretches: start, end, records in it.
+    lost: Vec<(u64, u64, u64)>,
+    /// Where the segment's records end: its length, or (newest segment) where an
+    /// unreadable end is cut off.
+    end: u64,
+    /// Bytes of a torn tail after `end` (newest segment).
+    torn: u64,
+    /// The file's length.
+    len: u64,
+}
+
+/// Records of the segment at `path` after `start`, as the module doc's recovery says;
+/// `newest`: the segment the writer appends to (its end may be torn).
+fn scan(path: &Path, start: u64, newest: bool) -> Result<Scanned, BufferError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let len = bytes.len();
+    let mut scanned = Scanned {
+        len: len as u64,
+        end: len as u64,
+        ..Scanned::default()
+    };
+    let mut at = (start as usize).min(len);
+    // Old records only come before current ones (an upgraded agent appends after them):
+    // a segment that starts with a current record holds none.
+    let mut old_possible = !bytes.starts_with(&MAGIC);
+    let magics = |from: usize, to: usize| {
+        memchr::memmem::find_iter(bytes.get(from..to).unwrap_or_default(), &MAGIC).count() as u64
+    };
+    while at < len {
+        match check(&bytes, at) {
+            Check::Good { next, old } => {
+                scanned.records += 1;
+                old_possible &= old;
+                at = next;
+            }
+            Check::Incomplete | Check::Bad => {
+                if let Some(next) = resync(&bytes, at + 1, old_possible) {
+                    scanned
+                        .lost
+                        .push((at as u64, next as u64, 1 + magics(at + 1, next)));
+                    at = next;
+                    continue;
+                }
+                // Nothing readable follows. In the newest segment, the last record may
+                // be a write a crash cut short: torn, not lost.
+                let last = memchr::memmem::rfind(bytes.get(at + 1..).unwrap_or_default(), &MAGIC)
+                    .map_or(at, |i| at + 1 + i);
+                let torn = newest
+                    && (check(&bytes, last) == Check::Incomplete
+                        || bytes[last..].iter().all(|b| *b == 0));
+                let lost_end = if torn { last } else { len };
+                if lost_end > at {
+                    scanned
+                        .lost
+                        .push((at as u64, lost_end as u64, 1 + magics(at + 1, lost_end)));
+                }
+                if torn {
+                    scanned.torn = (len - last) as u64;
+                }
+                if newest {
+                    scanned.end = at as u64;
+                }
+                break;
+            }
+        }
+    }
+    Ok(scanned)
 }
 
 #[cfg(test)]

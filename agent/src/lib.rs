@@ -245,19 +245,34 @@ async fn run_once(
             return Err(e.into());
         }
     };
-    if recovery.corrupt {
+    for lost in recovery.lost.iter().take(10) {
+        error!(
+            segment = lost.segment,
+            offset = lost.offset,
+            bytes = lost.bytes,
+            events = lost.records,
+            "Disk buffer has an unreadable stretch (corrupt); skipped it, those events are lost, what follows is kept."
+        );
+    }
+    if !recovery.lost.is_empty() {
+        metrics
+            .buffer_records_lost
+            .fetch_add(recovery.lost_records(), Ordering::Relaxed);
         metrics
             .buffer_bytes_lost
-            .fetch_add(recovery.cut_bytes, Ordering::Relaxed);
+            .fetch_add(recovery.lost_bytes(), Ordering::Relaxed);
         error!(
-            bytes = recovery.cut_bytes,
-            "Disk buffer had a corrupt record; it and what followed are lost."
+            stretches = recovery.lost.len(),
+            events = recovery.lost_records(),
+            bytes = recovery.lost_bytes(),
+            "Disk buffer recovery lost events to corruption."
         );
-    } else if recovery.cut_bytes > 0 {
+    }
+    if recovery.torn_bytes > 0 {
         // A write cut by a crash was never fsynced, so the checkpoints of its lines did
         // not move: the inputs read them again.
         warn!(
-            bytes = recovery.cut_bytes,
+            bytes = recovery.torn_bytes,
             "Disk buffer had a torn tail from a crash; cut it (its lines are read again)."
         );
     }

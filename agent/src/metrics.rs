@@ -31,8 +31,10 @@ pub struct Metrics {
     pub events_lost: AtomicU64,
     /// Events dropped because the disk buffer was full (`when_full = "drop_newest"`).
     pub events_dropped: AtomicU64,
-    /// Bytes cut from the buffer at start after a CRC failure (data lost).
+    /// Bytes of the buffer found unreadable at start (corrupt) and skipped: data lost.
     pub buffer_bytes_lost: AtomicU64,
+    /// Events in those bytes: lost.
+    pub buffer_records_lost: AtomicU64,
     /// fdatasyncs of the disk buffer.
     pub buffer_syncs: AtomicU64,
     /// Requests that failed and were retried.
@@ -56,6 +58,7 @@ impl Metrics {
             retries = get(&self.retries),
             events_dropped = get(&self.events_dropped),
             buffer_bytes_lost = get(&self.buffer_bytes_lost),
+            buffer_records_lost = get(&self.buffer_records_lost),
             buffer_syncs = get(&self.buffer_syncs),
             "Agent totals."
         );
