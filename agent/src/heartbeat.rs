@@ -5,8 +5,10 @@
 //! `category: "heartbeat"`, `tags: ["heartbeat"]`, `processname: "picket-agent"`,
 //! `source: "picket-agent"`, and in `details`: `agentversion`, `eventsread`,
 //! `eventsshipped`, `parsefailures`, `eventsrejected`, `eventsdropped`,
-//! `bufferbytes` (not yet acknowledged) and `bufferoldestage` (seconds since the
-//! oldest event still in the buffer happened; 0 when the buffer is empty).
+//! `bufferbytes` (not yet acknowledged), `bufferoldestage` (seconds since the
+//! oldest event still in the buffer happened; 0 when the buffer is empty),
+//! `bufferrecordslost` (events found corrupt in the buffer since start) and
+//! `filesrefused` (watched paths not read: FIFOs, devices, links not to follow).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,6 +48,8 @@ pub fn event(
         "eventsdropped": get(&metrics.events_dropped),
         "bufferbytes": snapshot.buffer_bytes,
         "bufferoldestage": age,
+        "bufferrecordslost": get(&metrics.buffer_records_lost),
+        "filesrefused": get(&metrics.files_refused),
     });
     let Value::Object(details) = details else {
         unreachable!("json! of an object literal is an object")
@@ -90,6 +94,7 @@ mod tests {
         let host = HostIdentity::named("web1.example.org");
         let metrics = Metrics::default();
         metrics.lines_read.store(42, Ordering::Relaxed);
+        metrics.files_refused.store(2, Ordering::Relaxed);
         let now = "2026-11-25T10:00:00Z".parse::<DateTime<Utc>>().unwrap();
         let snapshot = Snapshot {
             buffer_bytes: 4096,
@@ -106,6 +111,8 @@ mod tests {
         assert_eq!(value["details"]["eventsread"], 42);
         assert_eq!(value["details"]["bufferbytes"], 4096);
         assert_eq!(value["details"]["bufferoldestage"], 90);
+        assert_eq!(value["details"]["filesrefused"], 2);
+        assert_eq!(value["details"]["bufferrecordslost"], 0);
         assert!(mozdef::eventid::is_event_id(
             value["eventid"].as_str().unwrap()
         ));

@@ -245,29 +245,7 @@ async fn run_once(
             return Err(e.into());
         }
     };
-    for lost in recovery.lost.iter().take(10) {
-        error!(
-            segment = lost.segment,
-            offset = lost.offset,
-            bytes = lost.bytes,
-            events = lost.records,
-            "Disk buffer has an unreadable stretch (corrupt); skipped it, those events are lost, what follows is kept."
-        );
-    }
-    if !recovery.lost.is_empty() {
-        metrics
-            .buffer_records_lost
-            .fetch_add(recovery.lost_records(), Ordering::Relaxed);
-        metrics
-            .buffer_bytes_lost
-            .fetch_add(recovery.lost_bytes(), Ordering::Relaxed);
-        error!(
-            stretches = recovery.lost.len(),
-            events = recovery.lost_records(),
-            bytes = recovery.lost_bytes(),
-            "Disk buffer recovery lost events to corruption."
-        );
-    }
+    report_lost(&recovery, &metrics);
     if recovery.torn_bytes > 0 {
         // A write cut by a crash was never fsynced, so the checkpoints of its lines did
         // not move: the inputs read them again.
@@ -341,6 +319,43 @@ async fn run_once(
         error!("The buffer stage did not stop cleanly.");
     }
     Ok(())
+}
+
+/// Logs at ERROR and counts the events the disk buffer's recovery found unreadable;
+/// each stretch once per process (a reload opens the buffer again).
+fn report_lost(recovery: &buffer::Recovery, metrics: &Metrics) {
+    let Ok(mut counted) = metrics.buffer_lost_counted.lock() else {
+        return;
+    };
+    let new: Vec<&buffer::LostStretch> = recovery
+        .lost
+        .iter()
+        .filter(|lost| counted.insert((lost.segment, lost.offset)))
+        .collect();
+    if new.is_empty() {
+        return;
+    }
+    for lost in new.iter().take(10) {
+        error!(
+            segment = lost.segment,
+            offset = lost.offset,
+            bytes = lost.bytes,
+            events = lost.records,
+            "Disk buffer has an unreadable stretch (corrupt); skipped it, those events are lost, what follows is kept."
+        );
+    }
+    let events: u64 = new.iter().map(|lost| lost.records).sum();
+    let bytes: u64 = new.iter().map(|lost| lost.bytes).sum();
+    metrics
+        .buffer_records_lost
+        .fetch_add(events, Ordering::Relaxed);
+    metrics
+        .buffer_bytes_lost
+        .fetch_add(bytes, Ordering::Relaxed);
+    error!(
+        stretches = new.len(),
+        events, bytes, "Disk buffer recovery lost events to corruption."
+    );
 }
 
 /// Settings of the disk buffer (`[agent.buffer]`, checked).

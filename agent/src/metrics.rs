@@ -1,6 +1,8 @@
 //! The agent's counters, in one place. Every line dropped, cut, retried or refused is
 //! counted here and logged where it happens; the totals are logged at shutdown.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::info;
@@ -19,6 +21,9 @@ pub struct Metrics {
     pub rotations: AtomicU64,
     /// Files found shorter than the read position.
     pub truncations: AtomicU64,
+    /// Watched paths not read because they are not regular files or are symbolic links
+    /// the agent must not follow (each counted once while it stays so).
+    pub files_refused: AtomicU64,
     /// Events the collector acknowledged.
     pub events_shipped: AtomicU64,
     /// Bytes of the delivered events' JSON lines (uncompressed; without HTTP or AMQP
@@ -35,6 +40,9 @@ pub struct Metrics {
     pub buffer_bytes_lost: AtomicU64,
     /// Events in those bytes: lost.
     pub buffer_records_lost: AtomicU64,
+    /// The lost stretches (segment, offset) already counted: a reload reopens the
+    /// buffer and finds them again until the records ahead of them are delivered.
+    pub buffer_lost_counted: Mutex<HashSet<(u64, u64)>>,
     /// fdatasyncs of the disk buffer.
     pub buffer_syncs: AtomicU64,
     /// Requests that failed and were retried.
@@ -51,6 +59,7 @@ impl Metrics {
             parse_failures = get(&self.parse_failures),
             rotations = get(&self.rotations),
             truncations = get(&self.truncations),
+            files_refused = get(&self.files_refused),
             events_shipped = get(&self.events_shipped),
             bytes_shipped = get(&self.bytes_shipped),
             events_rejected = get(&self.events_rejected),

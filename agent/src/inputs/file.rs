@@ -23,13 +23,27 @@
 //!   its newline and is flushed as a line once it has been idle for `partial_flush`;
 //! - a file deleted (or matched no more) is released once read to its end, and its
 //!   checkpoint pruned once the path is gone.
+//!
+//! What it opens ([`open_watched`]): the agent may read any file (`CAP_DAC_READ_SEARCH`),
+//! so a path is opened with `O_NOFOLLOW | O_NONBLOCK` and only a regular file is read
+//! (gzip-rotated ones too). A FIFO, socket or device put at a watched path is skipped:
+//! opening it cannot block the one reading thread, so the other files go on being read
+//! and a stop is seen at once. A symbolic link is followed only when its target is
+//! itself a file `paths` match (and `exclude` does not) and that file is owned by root
+//! or by the link's owner: whoever can plant a link in a log directory then gets only
+//! what the agent reads anyway, or their own file, never `/etc/shadow`. (Directories on
+//! the way to a configured path are resolved by the kernel, as they are: keep them
+//! writable by root only.) A refused path is logged once at WARN while it stays
+//! refused, counted (`files_refused`, in the heartbeat as `filesrefused`) and looked at
+//! again at each poll.
 
 pub mod discover;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -285,6 +299,9 @@ struct Followed {
     started: bool,
     /// Whether "cannot open" was logged, to log it once.
     reported_error: bool,
+    /// Whether the path was refused (not a regular file, a link not to follow), logged
+    /// and counted: once while it stays so.
+    refused: bool,
 }
 
 struct OpenFile {
@@ -319,6 +336,7 @@ impl Followed {
             open: None,
             started: false,
             reported_error: false,
+            refused: false,
         }
     }
 
@@ -358,18 +376,26 @@ impl Followed {
     }
 
     fn try_open(&mut self, input: &FileInput, first_look: bool) -> Option<OpenFile> {
-        let file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) => {
+        let (file, meta) = match open_watched(&self.path, &input.settings.discovery) {
+            Ok(opened) => opened,
+            Err(OpenError::Io(e)) => {
                 if !self.reported_error && e.kind() != io::ErrorKind::NotFound {
                     warn!(path = %self.path.display(), error = %e, "Cannot open the file; will retry.");
                     self.reported_error = true;
                 }
                 return None;
             }
+            Err(OpenError::Refused(reason)) => {
+                if !self.refused {
+                    input.metrics.files_refused.fetch_add(1, Ordering::Relaxed);
+                    warn!(path = %self.path.display(), reason = %reason, "Not reading this path: it is not a file the agent may follow; will look again.");
+                    self.refused = true;
+                }
+                return None;
+            }
         };
         self.reported_error = false;
-        let meta = file.metadata().ok()?;
+        self.refused = false;
         let mut open = OpenFile {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -638,6 +664,104 @@ impl OpenFile {
             chunk.push(event, identity, path, next_offset, None);
         });
     }
+}
+
+/// Why a watched path was not opened.
+#[derive(Debug)]
+enum OpenError {
+    /// It cannot be opened now (missing, not permitted): tried again, quietly.
+    Io(io::Error),
+    /// It is not a file the agent reads (see [`open_watched`]): why.
+    Refused(String),
+}
+
+/// Opens the file at a watched `path`, as the module doc says: the final component is
+/// not followed when it is a symbolic link, unless the link's target is a file
+/// `discovery` wants, owned by root or by the link's owner; only a regular file is
+/// accepted; nothing blocks (`O_NONBLOCK`, cleared once the file is known to be
+/// regular). Returns the file and its `fstat`.
+fn open_watched(
+    path: &Path,
+    discovery: &discover::Discovery,
+) -> Result<(File, Metadata), OpenError> {
+    match open_no_follow(path) {
+        Ok(file) => {
+            let meta = regular(&file)?;
+            Ok((file, meta))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => open_link(path, discovery),
+        Err(e) => Err(OpenError::Io(e)),
+    }
+}
+
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// The `fstat` of `file` when it is a regular file (then made blocking again).
+fn regular(file: &File) -> Result<Metadata, OpenError> {
+    let meta = file.metadata().map_err(OpenError::Io)?;
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        clear_nonblocking(file).map_err(OpenError::Io)?;
+        return Ok(meta);
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    };
+    Err(OpenError::Refused(format!("{what}, not a regular file")))
+}
+
+/// `path` is a symbolic link: its target, when the module doc's rule allows it.
+fn open_link(path: &Path, discovery: &discover::Discovery) -> Result<(File, Metadata), OpenError> {
+    let link = std::fs::symlink_metadata(path).map_err(OpenError::Io)?;
+    let target = std::fs::canonicalize(path).map_err(OpenError::Io)?;
+    if !discovery.wants(&target) {
+        return Err(OpenError::Refused(format!(
+            "a symbolic link to {}, which the configured paths do not match",
+            target.display()
+        )));
+    }
+    // The canonical path has no link at its end; were one put there meanwhile, this
+    // fails (ELOOP) and the path is tried again.
+    let file = open_no_follow(&target).map_err(OpenError::Io)?;
+    let meta = regular(&file)?;
+    if meta.uid() != 0 && meta.uid() != link.uid() {
+        return Err(OpenError::Refused(format!(
+            "a symbolic link owned by uid {} to {}, owned by uid {}: neither root nor the link's owner",
+            link.uid(),
+            target.display(),
+            meta.uid()
+        )));
+    }
+    Ok((file, meta))
+}
+
+/// Clears `O_NONBLOCK`. (It does nothing to regular files on Linux; cleared anyway, so
+/// no reader of the descriptor can ever see `EAGAIN`.)
+fn clear_nonblocking(file: &File) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL and F_SETFL take an open descriptor (`file` owns it) and an int;
+    // no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Hash of the file's first line (or first 1 KiB), once it is complete; FNV-1a. A

@@ -480,3 +480,153 @@ fn gzip_rotated_files_are_skipped_by_default_and_read_whole_when_asked() {
         "a .gz file is never 'truncated'"
     );
 }
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `name` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn a_file_swapped_for_a_fifo_is_skipped_and_blocks_neither_the_others_nor_a_stop() {
+    // The regression: the one reading thread blocked in open(2) on the FIFO forever.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    append(&a, b"a one\n");
+    append(&b, b"b one\n");
+    let mut input = start(
+        &[&a, &b],
+        StartAt::Beginning,
+        1024,
+        &dir.path().join("state"),
+    );
+    let mut got = summaries(&input.take(2));
+    got.sort();
+    assert_eq!(got, ["a one", "b one"]);
+    // b.log replaced by a FIFO no one writes to (as a rename rotation would put it).
+    let fifo = dir.path().join("fifo.tmp");
+    mkfifo(&fifo);
+    fs::rename(&fifo, &b).unwrap();
+    for i in 0..5 {
+        std::thread::sleep(Duration::from_millis(150));
+        append(&a, format!("a more {i}\n").as_bytes());
+    }
+    let want: Vec<String> = (0..5).map(|i| format!("a more {i}")).collect();
+    assert_eq!(summaries(&input.take(5)), want);
+    input.quiet();
+    let stopping = Instant::now();
+    let metrics = input.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopping.elapsed()
+    );
+    // Refused (and counted once) when the rotation check opened it before a rescan
+    // let go of the path (a FIFO is not a file to discover); `open_watched` itself is
+    // held to never blocking on one by the test below.
+    assert!(metrics.files_refused.load(Ordering::Relaxed) <= 1);
+}
+
+#[test]
+fn a_link_planted_to_a_secret_is_not_read_and_the_directory_goes_on_being_read() {
+    // The regression: a user owning a watched directory planted `x.log -> /etc/shadow`
+    // and the agent, able to read any file, shipped it.
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let secrets = dir.path().join("etc");
+    fs::create_dir_all(&logs).unwrap();
+    fs::create_dir_all(&secrets).unwrap();
+    let shadow = secrets.join("shadow");
+    append(&shadow, b"root:$6$secret-hash:19000:0:99999:7:::\n");
+    append(&logs.join("app.log"), b"app one\n");
+    std::os::unix::fs::symlink(&shadow, logs.join("x.log")).unwrap();
+    let pattern = logs.join("*.log");
+    let mut input = start_glob(&pattern, &dir.path().join("state"));
+    assert_eq!(summaries(&input.take(1)), ["app one"]);
+    // Planted after start too, and retargeted.
+    std::os::unix::fs::symlink(&shadow, logs.join("y.log")).unwrap();
+    append(&logs.join("app.log"), b"app two\n");
+    assert_eq!(summaries(&input.take(1)), ["app two"]);
+    append(&shadow, b"alice:$6$another-hash:19000:0:99999:7:::\n");
+    std::thread::sleep(Duration::from_millis(300));
+    input.quiet();
+    let metrics = input.stop();
+    assert_eq!(
+        metrics.files_refused.load(Ordering::Relaxed),
+        2,
+        "x.log and y.log, each once"
+    );
+}
+
+#[test]
+fn a_link_is_followed_only_to_a_watched_file_owned_by_root_or_the_links_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let other = dir.path().join("other");
+    fs::create_dir_all(&logs).unwrap();
+    fs::create_dir_all(&other).unwrap();
+    let discovery =
+        Discovery::build(&[logs.join("*.log"), other.join("*.log")], &[], false).unwrap();
+    let refused = |path: &Path| match open_watched(path, &discovery) {
+        Ok(_) => None,
+        Err(OpenError::Refused(reason)) => Some(reason),
+        Err(OpenError::Io(e)) => panic!("{}: {e}", path.display()),
+    };
+
+    let watched = other.join("watched.log");
+    append(&watched, b"line\n");
+    std::os::unix::fs::symlink(&watched, logs.join("to-watched.log")).unwrap();
+    assert_eq!(refused(&logs.join("to-watched.log")), None);
+    assert_eq!(refused(&watched), None, "a plain file");
+
+    let unwatched = other.join("secret.key");
+    append(&unwatched, b"key\n");
+    std::os::unix::fs::symlink(&unwatched, logs.join("to-secret.log")).unwrap();
+    let reason = refused(&logs.join("to-secret.log")).unwrap();
+    assert!(reason.contains("do not match"), "{reason}");
+    // Through a chain of links, and a relative one.
+    std::os::unix::fs::symlink("to-secret.log", logs.join("chain.log")).unwrap();
+    assert!(refused(&logs.join("chain.log")).is_some());
+    // Excluded paths are not watched.
+    let excluding = Discovery::build(
+        &[logs.join("*.log"), other.join("*.log")],
+        &[watched.display().to_string()],
+        false,
+    )
+    .unwrap();
+    assert!(matches!(
+        open_watched(&logs.join("to-watched.log"), &excluding),
+        Err(OpenError::Refused(_))
+    ));
+
+    let fifo = logs.join("pipe.log");
+    mkfifo(&fifo);
+    let reason = refused(&fifo).unwrap();
+    assert!(reason.contains("FIFO"), "{reason}");
+    std::os::unix::fs::symlink(&fifo, other.join("to-pipe.log")).unwrap();
+    assert!(refused(&other.join("to-pipe.log")).is_some());
+    assert!(refused(&logs).is_some(), "a directory");
+
+    if !is_root() {
+        return;
+    }
+    // Ownership (needs root to give files away): a link by uid 65534 to a watched file
+    // of uid 65533 is refused; to its own file or root's, followed.
+    use std::os::unix::fs::{chown, lchown};
+    let link = logs.join("by-nobody.log");
+    std::os::unix::fs::symlink(&watched, &link).unwrap();
+    lchown(&link, Some(65534), None).unwrap();
+    assert_eq!(refused(&link), None, "the target is root's");
+    chown(&watched, Some(65533), None).unwrap();
+    let reason = refused(&link).unwrap();
+    assert!(reason.contains("65533"), "{reason}");
+    chown(&watched, Some(65534), None).unwrap();
+    assert_eq!(refused(&link), None, "the link owner's own file");
+}
