@@ -68,7 +68,7 @@ echo "==> Collector listening on $url (log: $work/collector.log)"
 pids+=($!)
 echo "==> Agent following $log (log: $work/agent.log)"
 
-search=("$bin/picket-collector" search --url "$url")
+search=("$bin/picket-collector" --config "$work/picket.toml" search --url "$url")
 for _ in $(seq 1 100); do
   if "${search[@]}" '*' --size 1 2>/dev/null | grep -q .; then break; fi
   sleep 0.2

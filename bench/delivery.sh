@@ -143,7 +143,7 @@ delivered() {
   else
     local total
     total=$(curl -sf --cacert "$work/ca.pem" --cert "$work/client.pem" --key "$work/client.key" \
-      -H "Authorization: Bearer $(cat "$work/token")" \
+      -H "Authorization: Bearer $(cat "$work/collector/read.token")" \
       "https://localhost:$port/api/events?q=*&size=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
     [ "${total:-0}" -ge "$lines" ]
   fi

@@ -1,5 +1,6 @@
 //! Ingest benchmark: a real `picket-collector` process (this bench's build of it, on
-//! the embedded store, default settings but the listen address and connection cap)
+//! the embedded store, default settings but the listen address, the concurrency cap and no per-address
+//! connection limit: every connection comes from 127.0.0.1)
 //! takes EVENTS events from CONNS connections held open on loopback, each POSTing
 //! NDJSON batches of BATCH events one after another and waiting for each answer
 //! (answers come after the commit).
@@ -168,7 +169,7 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[collector]\ndata_dir = {:?}\n[collector.http]\nlisten = \"127.0.0.1:{port}\"\nmax_concurrent_requests = {}\n",
+            "[collector]\ndata_dir = {:?}\n[collector.http]\nlisten = \"127.0.0.1:{port}\"\nmax_concurrent_requests = {}\nmax_connections_per_address = 0\n",
             dir.path().join("data").display().to_string(),
             conns * 2
         ),

@@ -61,10 +61,28 @@ pub fn build_http_client<'a>(
     })
 }
 
+/// A client builder that sends `Authorization: Bearer <token>` on every request.
+pub fn with_token(
+    builder: reqwest::ClientBuilder,
+    token: Option<&str>,
+) -> Result<reqwest::ClientBuilder, ClientError> {
+    let Some(token) = token else {
+        return Ok(builder);
+    };
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| ClientError::Client("the token is not valid in an HTTP header".into()))?;
+    value.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Ok(builder.default_headers(headers))
+}
+
 /// One search, as the command line gives it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RemoteSearch {
     pub base_url: String,
+    /// A bearer token with the reader role.
+    pub token: Option<String>,
     pub query: String,
     pub from: Option<String>,
     pub to: Option<String>,
@@ -84,8 +102,8 @@ pub async fn search(request: &RemoteSearch) -> Result<(u64, Vec<Value>), ClientE
     if let Some(to) = &request.to {
         params.push(("to", to.clone()));
     }
-    let client = build_http_client(reqwest::Client::builder(), [url.as_str()], false)
-        .map_err(ClientError::Client)?;
+    let builder = with_token(reqwest::Client::builder(), request.token.as_deref())?;
+    let client = build_http_client(builder, [url.as_str()], false).map_err(ClientError::Client)?;
     let unreachable = |source| ClientError::Unreachable {
         url: url.clone(),
         source,
@@ -185,6 +203,7 @@ impl crate::alerts::engine::EventSource for RemoteSource {
             total: answer["total"].as_u64().unwrap_or(0) as usize,
             hits: answer["hits"].as_array().cloned().unwrap_or_default(),
             aggregations: answer.get("aggregations").cloned(),
+            truncated: answer["truncated"].as_bool().unwrap_or(false),
         })
     }
 }

@@ -63,6 +63,22 @@ pub struct CollectorConfig {
     /// `[collector.alerts]`: scheduled alert rules and notifications.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Events whose time is more than this many days before their reception are timed
+    /// at reception, the time they carried kept in `details.timestamperror` (and
+    /// counted in `picket_events_retimed_total`): a batch cannot make the store open
+    /// an index per day of the last century. 0: no limit but the store's (1677–2262).
+    #[serde(default = "default_max_event_age_days")]
+    pub max_event_age_days: u32,
+    /// The same for times ahead of reception, in hours (clock skew, a wrong time zone).
+    #[serde(default = "default_max_event_future_hours")]
+    pub max_event_future_hours: u32,
+}
+
+fn default_max_event_age_days() -> u32 {
+    365
+}
+fn default_max_event_future_hours() -> u32 {
+    24
 }
 
 /// `[collector.alerts]`.
@@ -440,6 +456,8 @@ impl Default for CollectorConfig {
             stores: StoresConfig::default(),
             amqp: None,
             alerts: AlertsConfig::default(),
+            max_event_age_days: default_max_event_age_days(),
+            max_event_future_hours: default_max_event_future_hours(),
         }
     }
 }
@@ -469,16 +487,72 @@ pub struct HttpConfig {
     /// (mutual TLS), and its name is recorded in `details.agentidentity`.
     #[serde(default)]
     pub client_ca_file: Option<PathBuf>,
-    /// File of bearer tokens, one a line (`#` comments); when set, every route but
-    /// `/status` and `/test` needs `Authorization: Bearer <token>`.
+    /// File of bearer tokens, one a line: `<token> [role]` (`#` comments). Roles:
+    /// `shipper` (the default: may only send events), `reader` (may search events and
+    /// alerts, read `/metrics`), `analyst` (a reader who may also triage). When set,
+    /// every route but `/status` and `/test` needs `Authorization: Bearer <token>`.
     #[serde(default)]
     pub tokens_file: Option<PathBuf>,
+    /// Let anyone who reaches the API search events (the behaviour before roles). Off
+    /// by default: searches need a `reader` token, or the collector's own read token
+    /// in `<data_dir>/read.token`, which `picket-collector search` uses.
+    #[serde(default)]
+    pub open_reads: bool,
     /// Longest a request may take, reading its body included, in seconds.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
     /// Most requests handled at once; more are answered 503 with `Retry-After`.
+    /// Health checks (`/status`, `/test`) and `/metrics` are not counted.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// Most events (items) one request may hold; more get 413.
+    #[serde(default = "default_max_events_per_request")]
+    pub max_events_per_request: usize,
+    /// Longest a client may take to send a request's headers, in seconds; then the
+    /// connection is closed.
+    #[serde(default = "default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
+    /// A keep-alive connection with no request for this long is closed, in seconds.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// Slowest a request body may arrive, in bytes per second, after its first five
+    /// seconds; slower gets 408 (a trickling body must not hold a request slot for the
+    /// whole `request_timeout_secs`). 0: no minimum.
+    #[serde(default = "default_min_body_bytes_per_sec")]
+    pub min_body_bytes_per_sec: u64,
+    /// Most connections open at once; more are closed as they are accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most connections open at once from one address. 0: no limit (behind a load
+    /// balancer or NAT that shows one address for many senders).
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// Largest search answer, in bytes of events: a search stops adding events once
+    /// they reach it and says `"truncated": true`.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+}
+
+fn default_max_events_per_request() -> usize {
+    100_000
+}
+fn default_header_timeout_secs() -> u64 {
+    10
+}
+fn default_idle_timeout_secs() -> u64 {
+    60
+}
+fn default_min_body_bytes_per_sec() -> u64 {
+    1024
+}
+fn default_max_connections() -> usize {
+    8192
+}
+fn default_max_connections_per_address() -> usize {
+    256
+}
+fn default_max_response_bytes() -> usize {
+    32 * 1024 * 1024
 }
 
 fn default_listen() -> String {
@@ -507,8 +581,16 @@ impl Default for HttpConfig {
             tls_key_file: None,
             client_ca_file: None,
             tokens_file: None,
+            open_reads: false,
             request_timeout_secs: default_request_timeout_secs(),
             max_concurrent_requests: default_max_concurrent_requests(),
+            max_events_per_request: default_max_events_per_request(),
+            header_timeout_secs: default_header_timeout_secs(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+            min_body_bytes_per_sec: default_min_body_bytes_per_sec(),
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
+            max_response_bytes: default_max_response_bytes(),
         }
     }
 }
@@ -617,8 +699,19 @@ pub struct Settings {
     pub client_certificates: bool,
     /// Bearer tokens, when configured.
     pub tokens: Option<Arc<Tokens>>,
+    /// Searches without a `reader` token are allowed.
+    pub open_reads: bool,
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
+    pub max_events_per_request: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub min_body_bytes_per_sec: u64,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub max_response_bytes: usize,
+    /// How far from its reception an event's time may be before it is retimed.
+    pub time_window: mozdef::normalize::TimeWindow,
     pub commit_interval: Duration,
     pub writer_memory_bytes: usize,
     pub amqp: Option<AmqpSettings>,
@@ -707,10 +800,33 @@ impl CollectorConfig {
                 "must be at least 1".into(),
             ));
         }
-        if http.max_concurrent_requests == 0 {
-            return Err(invalid(
+        for (key, value) in [
+            (
                 "collector.http.max_concurrent_requests",
-                "must be at least 1".into(),
+                http.max_concurrent_requests as u64,
+            ),
+            (
+                "collector.http.max_events_per_request",
+                http.max_events_per_request as u64,
+            ),
+            (
+                "collector.http.header_timeout_secs",
+                http.header_timeout_secs,
+            ),
+            ("collector.http.idle_timeout_secs", http.idle_timeout_secs),
+            (
+                "collector.http.max_connections",
+                http.max_connections as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        if http.max_response_bytes < 64 * 1024 {
+            return Err(invalid(
+                "collector.http.max_response_bytes",
+                "must be at least 65536".into(),
             ));
         }
         let embedded = &self.stores.embedded;
@@ -744,8 +860,21 @@ impl CollectorConfig {
             tls,
             client_certificates: http.client_ca_file.is_some(),
             tokens,
+            open_reads: http.open_reads,
             request_timeout: Duration::from_secs(http.request_timeout_secs),
             max_concurrent_requests: http.max_concurrent_requests,
+            max_events_per_request: http.max_events_per_request,
+            header_timeout: Duration::from_secs(http.header_timeout_secs),
+            idle_timeout: Duration::from_secs(http.idle_timeout_secs),
+            min_body_bytes_per_sec: http.min_body_bytes_per_sec,
+            max_connections: http.max_connections,
+            max_connections_per_address: http.max_connections_per_address,
+            max_response_bytes: http.max_response_bytes,
+            time_window: mozdef::normalize::TimeWindow {
+                max_age: (self.max_event_age_days > 0)
+                    .then(|| chrono::Duration::days(i64::from(self.max_event_age_days))),
+                max_future: chrono::Duration::hours(i64::from(self.max_event_future_hours)),
+            },
             commit_interval: Duration::from_millis(embedded.commit_interval_ms),
             writer_memory_bytes: embedded.writer_memory_bytes,
             amqp,

@@ -8,8 +8,11 @@
 //!   certificates.
 //! - [`stores`]: the one face of both stores; [`stores::embedded`]: the daily tantivy
 //!   indices; [`stores::elasticsearch`]: `_bulk` into MozDef's index layout.
+//! - [`server`]: connections and their limits (idle and header timeouts, per-address
+//!   caps) under the router.
 //! - [`metrics`]: the counters behind `GET /metrics`.
-//! - [`search`]: time bounds as operators write them.
+//! - [`search`]: time bounds as operators write them; [`query`]: the limits every
+//!   query string and aggregation request is held to before it is parsed.
 //! - [`client`]: what `picket-collector search` uses to ask a running collector.
 //!
 //! `main.rs` parses the command line and calls [`run`].
@@ -19,7 +22,9 @@ pub mod client;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
+pub mod query;
 pub mod search;
+pub mod server;
 pub mod stores;
 pub mod tls;
 
@@ -37,7 +42,7 @@ use crate::ingest::http::{AppState, router};
 use crate::stores::elasticsearch::ElasticStore;
 use crate::stores::embedded::EmbeddedStore;
 use crate::stores::{Store, StoreError};
-use crate::tls::{Peer, TlsListener};
+use crate::tls::TlsListener;
 
 /// Why the collector stopped with a failure.
 #[derive(Debug, Error)]
@@ -55,6 +60,8 @@ pub enum RunError {
     Alerts(String),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot read or make the read token {0}: {1}")]
+    ReadToken(std::path::PathBuf, std::io::Error),
 }
 
 /// Runs the collector until `shutdown` resolves, then drains: stops accepting,
@@ -88,6 +95,7 @@ pub async fn run(
         data_dir = %settings.data_dir.display(),
         client_certificates = settings.tls.is_some() && settings.client_certificates,
         bearer_tokens = settings.tokens.is_some(),
+        open_reads = settings.open_reads,
         "Collector listening for events and searches (POST /events, /nxlog, /cef, /custom/<application>, /_bulk; GET /api/events, /metrics, /status)."
     );
     match &*store {
@@ -165,11 +173,29 @@ pub async fn run(
             None
         }
     };
+    let read_token = crate::ingest::auth::local_read_token(&settings.data_dir).map_err(|e| {
+        RunError::ReadToken(
+            settings.data_dir.join(crate::ingest::auth::READ_TOKEN_FILE),
+            e,
+        )
+    })?;
+    let mut readers = crate::ingest::auth::Tokens::default();
+    readers.add(read_token.as_bytes(), crate::ingest::auth::Role::Reader);
+    let access = Arc::new(crate::ingest::auth::Access {
+        tokens: settings.tokens.clone(),
+        readers,
+        open_reads: settings.open_reads,
+        metrics: Arc::clone(&metrics),
+    });
     let state = AppState {
         store: Arc::clone(&store),
         max_body_bytes: settings.max_body_bytes,
         max_event_bytes: settings.max_event_bytes,
-        tokens: settings.tokens.clone(),
+        access,
+        max_events_per_request: settings.max_events_per_request,
+        min_body_bytes_per_sec: settings.min_body_bytes_per_sec,
+        max_response_bytes: settings.max_response_bytes,
+        time_window: settings.time_window,
         guards: Guards {
             slots: Arc::new(tokio::sync::Semaphore::new(
                 settings.max_concurrent_requests,
@@ -183,6 +209,7 @@ pub async fn run(
     let upkeep = tokio::spawn(upkeep(
         Arc::clone(&store),
         settings.retention_days,
+        settings.time_window.max_future,
         stop_rx.clone(),
     ));
     let amqp = settings.amqp.clone().map(|amqp| {
@@ -190,27 +217,29 @@ pub async fn run(
             amqp,
             Arc::clone(&store),
             Arc::clone(&metrics),
+            settings.time_window,
             stop_rx.clone(),
         ))
     });
-    let mut http_stop = stop_rx.clone();
-    let shutdown = async move {
-        let _ = http_stop.wait_for(|stop| *stop).await;
+    let connections = crate::server::Connections::new(
+        crate::server::Limits {
+            header_timeout: settings.header_timeout,
+            idle_timeout: settings.idle_timeout,
+            max_connections: settings.max_connections,
+            max_connections_per_address: settings.max_connections_per_address,
+        },
+        Arc::clone(&metrics),
+    );
+    let incoming = match settings.tls.clone() {
+        Some(tls) => crate::server::Incoming::Tls(TlsListener::new(
+            listener,
+            tls,
+            Arc::clone(&connections),
+            settings.client_certificates,
+        )),
+        None => crate::server::Incoming::Plain(listener),
     };
-    let app = router(state).into_make_service_with_connect_info::<Peer>();
-    let served = match settings.tls.clone() {
-        Some(tls) => {
-            let listener = TlsListener::new(listener, tls).map_err(RunError::Serve)?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    };
+    let served = crate::server::serve(incoming, router(state), connections, stop_rx.clone()).await;
     if let Some(amqp) = amqp {
         let _ = amqp.await;
     }
@@ -229,6 +258,7 @@ pub async fn run(
 async fn upkeep(
     store: Arc<Store>,
     retention_days: u32,
+    future: chrono::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
@@ -241,9 +271,9 @@ async fn upkeep(
         }
         store.maintain().await;
         let due = last_prune.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(3600));
-        if retention_days > 0 && due {
+        if due {
             last_prune = Some(std::time::Instant::now());
-            match store.prune(retention_days).await {
+            match store.prune(retention_days, future).await {
                 Ok(deleted) if !deleted.is_empty() => {
                     info!(retention_days, deleted = %deleted.join(", "), "Retention: deleted old days.")
                 }

@@ -30,6 +30,11 @@ struct Cli {
         env = "PICKET_COLLECTOR_CONFIG"
     )]
     config: PathBuf,
+    /// For `search` and `alerts test`: a file holding a bearer token with the reader
+    /// role. Default: `$PICKET_TOKEN`, else the collector's own read token in
+    /// `<data_dir>/read.token` (readable by the collector's user and root).
+    #[arg(long, global = true, env = "PICKET_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -132,13 +137,15 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Alerts { command } => match alerts_command(&cli.config, command) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
+        Command::Alerts { command } => {
+            match alerts_command(&cli.config, cli.token_file.as_deref(), command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Search {
             query,
             since,
@@ -149,8 +156,16 @@ fn main() -> ExitCode {
             json,
         } => {
             let base_url = url.unwrap_or_else(|| default_url(&cli.config));
+            let token = match read_token(&cli.config, cli.token_file.as_deref()) {
+                Ok(token) => token,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let request = RemoteSearch {
                 base_url,
+                token,
                 query,
                 from: since.or(from),
                 to,
@@ -248,6 +263,49 @@ fn default_url(path: &std::path::Path) -> String {
     }
 }
 
+/// The bearer token `search` and `alerts test` send: the `--token-file`'s, else
+/// `$PICKET_TOKEN`, else the collector's own read token when this user may read it.
+fn read_token(
+    config: &std::path::Path,
+    token_file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    let first_line = |text: &str| {
+        text.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| l.split_whitespace().next().unwrap_or(l).to_string())
+    };
+    if let Some(file) = token_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the token file {}", file.display()))?;
+        return first_line(&text)
+            .map(Some)
+            .with_context(|| format!("{} holds no token", file.display()));
+    }
+    if let Some(token) = std::env::var("PICKET_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Ok(Some(token.trim().to_string()));
+    }
+    let data_dir = ConfigFile::load(config)
+        .map(|file| file.collector.data_dir)
+        .unwrap_or_else(|_| PathBuf::from("/var/lib/picket-collector"));
+    let local = data_dir.join(picket_collector::ingest::auth::READ_TOKEN_FILE);
+    match std::fs::read_to_string(&local) {
+        Ok(text) => Ok(first_line(&text)),
+        Err(e) => {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                eprintln!(
+                    "note: cannot read {} ({e}); run as the collector's user or root, or pass --token-file with a reader token",
+                    local.display()
+                );
+            }
+            Ok(None)
+        }
+    }
+}
+
 async fn search(request: &RemoteSearch, json: bool) -> anyhow::Result<()> {
     let (total, hits) = client::search(request).await?;
     for hit in &hits {
@@ -271,7 +329,11 @@ fn rules_dir(config: &std::path::Path, flag: Option<PathBuf>) -> PathBuf {
     .unwrap_or_else(|| PathBuf::from("/etc/picket/rules"))
 }
 
-fn alerts_command(config: &std::path::Path, command: AlertsCommand) -> anyhow::Result<()> {
+fn alerts_command(
+    config: &std::path::Path,
+    token_file: Option<&std::path::Path>,
+    command: AlertsCommand,
+) -> anyhow::Result<()> {
     use picket_collector::alerts::{engine, rules};
     match command {
         AlertsCommand::List { rules: flag } => {
@@ -309,9 +371,13 @@ fn alerts_command(config: &std::path::Path, command: AlertsCommand) -> anyhow::R
                 *lookback = rule.window * 2;
             }
             let base_url = url.unwrap_or_else(|| default_url(config));
-            let http =
-                client::build_http_client(reqwest::Client::builder(), [base_url.as_str()], false)
-                    .map_err(anyhow::Error::msg)?;
+            let token = read_token(config, token_file)?;
+            let http = client::build_http_client(
+                client::with_token(reqwest::Client::builder(), token.as_deref())?,
+                [base_url.as_str()],
+                false,
+            )
+            .map_err(anyhow::Error::msg)?;
             let source = client::RemoteSource {
                 base_url,
                 client: http,

@@ -8,6 +8,8 @@
 //! - `picket_requests_refused_total{reason}`: whole requests refused (`unauthorized`,
 //!   `forbidden`, `body_too_large`, `bad_body`, `overloaded`, `timeout`,
 //!   `store_failed`).
+//! - `picket_events_retimed_total`: events timed at reception because the time they
+//!   carried was outside `collector.max_event_age_days` / `max_event_future_secs`.
 //! - `picket_store_seconds`: time from handing events to the store to their commit
 //!   (a histogram); `picket_store_queue_depth`: writes waiting for a commit now.
 
@@ -20,9 +22,20 @@ pub const SOURCES: [&str; 6] = ["events", "nxlog", "cef", "custom", "bulk", "amq
 /// Why an item is refused.
 /// `store_refused`: the store will never take it (an Elasticsearch mapping conflict);
 /// it went to the dead-letter file.
-pub const ITEM_REASONS: [&str; 4] = ["not_json", "too_large", "invalid", "store_refused"];
+/// `conflict`: an `eventid` already stored with a different body (the first copy wins).
+pub const ITEM_REASONS: [&str; 5] = [
+    "not_json",
+    "too_large",
+    "invalid",
+    "store_refused",
+    "conflict",
+];
 /// Why a whole request is refused.
-pub const REQUEST_REASONS: [&str; 7] = [
+/// `too_many_events`: over `max_events_per_request`; `slow_body`: a body arriving
+/// slower than `min_body_bytes_per_sec`; `connection_limit`: a connection closed at
+/// accept, over `max_connections` or `max_connections_per_address`; `idle`: a
+/// keep-alive connection closed after `idle_timeout_secs` without a request.
+pub const REQUEST_REASONS: [&str; 11] = [
     "unauthorized",
     "forbidden",
     "body_too_large",
@@ -30,6 +43,10 @@ pub const REQUEST_REASONS: [&str; 7] = [
     "overloaded",
     "timeout",
     "store_failed",
+    "too_many_events",
+    "slow_body",
+    "connection_limit",
+    "idle",
 ];
 /// Upper bounds of the store latency histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -45,6 +62,7 @@ pub struct Metrics {
     store_count: AtomicU64,
     store_micros: AtomicU64,
     queue_depth: AtomicI64,
+    retimed: AtomicU64,
     /// The alert scheduler's counters.
     pub alerts: std::sync::Arc<crate::alerts::AlertMetrics>,
 }
@@ -66,7 +84,17 @@ impl Metrics {
     }
 
     pub fn rejected(&self, reason: &str) {
-        self.rejected[index(&ITEM_REASONS, reason)].fetch_add(1, Ordering::Relaxed);
+        self.rejected_n(reason, 1);
+    }
+
+    pub fn rejected_n(&self, reason: &str, n: usize) {
+        self.rejected[index(&ITEM_REASONS, reason)].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Events whose time was too far from their reception: timed at reception, the
+    /// time sent kept in `details.timestamperror`.
+    pub fn retimed(&self, n: usize) {
+        self.retimed.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn refused(&self, reason: &str) {
@@ -162,6 +190,11 @@ impl Metrics {
             out,
             "# HELP picket_store_queue_depth Writes waiting for a commit.\n# TYPE picket_store_queue_depth gauge\npicket_store_queue_depth {}",
             self.queue_depth.load(Ordering::Relaxed).max(0)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP picket_events_retimed_total Events whose time was too far from their reception (timed at reception, details.timestamperror kept).\n# TYPE picket_events_retimed_total counter\npicket_events_retimed_total {}",
+            get(&self.retimed)
         );
         let a = &self.alerts;
         for (name, help, value) in [

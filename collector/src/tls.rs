@@ -11,8 +11,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -21,7 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tracing::debug;
+use tracing::{debug, warn};
+
+use crate::server::{Connections, Slot};
 
 /// Longest a client may take to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,21 +32,6 @@ pub struct Peer {
     pub address: SocketAddr,
     /// The client certificate's name, with mutual TLS.
     pub identity: Option<String>,
-}
-
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Peer {
-        Peer {
-            address: *stream.remote_addr(),
-            identity: None,
-        }
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Peer {
-        stream.remote_addr().clone()
-    }
 }
 
 /// Reads every certificate in a PEM file.
@@ -103,14 +88,21 @@ pub fn server_config(
 
 /// Accepts TCP connections and hands out those whose TLS handshake completed.
 pub struct TlsListener {
-    address: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, Peer)>,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, Peer, Slot)>,
 }
 
 impl TlsListener {
-    /// Starts accepting on `tcp`; handshakes run in their own tasks.
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<TlsListener> {
-        let address = tcp.local_addr()?;
+    /// Starts accepting on `tcp`; handshakes run in their own tasks. A connection gets
+    /// its place in `connections` before its handshake (one address cannot hold more
+    /// handshakes open than connections). With `client_certificates`, a certificate
+    /// the CA signed but that names nobody (no subject CN, no DNS name) is refused: its
+    /// events could not say who sent them.
+    pub fn new(
+        tcp: TcpListener,
+        config: Arc<ServerConfig>,
+        connections: Arc<Connections>,
+        client_certificates: bool,
+    ) -> TlsListener {
         let acceptor = TlsAcceptor::from(config);
         let (tx, ready) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -126,6 +118,9 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
+                let Some(slot) = connections.admit(remote.ip()) else {
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
@@ -138,11 +133,15 @@ impl TlsListener {
                                 .peer_certificates()
                                 .and_then(|chain| chain.first())
                                 .and_then(|cert| certificate_name(cert));
+                            if client_certificates && identity.is_none() {
+                                warn!(peer = %remote, "Refused a client certificate that names nobody (no subject CN, no DNS name): events need a sender's name.");
+                                return;
+                            }
                             let peer = Peer {
                                 address: remote,
                                 identity,
                             };
-                            let _ = tx.send((tls, peer)).await;
+                            let _ = tx.send((tls, peer, slot)).await;
                         }
                         Ok(Err(e)) => debug!(peer = %remote, error = %e, "TLS handshake refused."),
                         Err(_) => debug!(peer = %remote, "TLS handshake timed out."),
@@ -150,27 +149,16 @@ impl TlsListener {
                 });
             }
         });
-        Ok(TlsListener { address, ready })
+        TlsListener { ready }
     }
-}
 
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = Peer;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    /// The next connection whose handshake completed.
+    pub async fn accept(&mut self) -> (TlsStream<TcpStream>, Peer, Slot) {
         match self.ready.recv().await {
             Some(accepted) => accepted,
             // The accept task only ends when this listener is gone.
             None => std::future::pending().await,
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Peer> {
-        Ok(Peer {
-            address: self.address,
-            identity: None,
-        })
     }
 }
 
@@ -182,12 +170,15 @@ fn certificate_name(cert: &CertificateDer<'_>) -> Option<String> {
         .iter_common_name()
         .next()
         .and_then(|cn| cn.as_str().ok())
+        .filter(|cn| !cn.trim().is_empty())
     {
         return Some(cn.to_string());
     }
     let san = parsed.subject_alternative_name().ok()??;
     san.value.general_names.iter().find_map(|name| match name {
-        x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
+        x509_parser::extensions::GeneralName::DNSName(dns) if !dns.trim().is_empty() => {
+            Some(dns.to_string())
+        }
         _ => None,
     })
 }

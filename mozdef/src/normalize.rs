@@ -42,6 +42,50 @@ use crate::time;
 pub enum NormalizeError {
     #[error("item is a JSON {0}, not an object")]
     NotAnObject(&'static str),
+    #[error("{field} holds a control character (U+{code:04X}); host and program names are text")]
+    ControlCharacter { field: &'static str, code: u32 },
+}
+
+/// How far from its reception an event's time may be before the collector times it at
+/// reception instead (keeping the time it carried in `details.timestamperror`). Times
+/// outside 1677-09-22 to 2262-04-11, which a nanosecond index field cannot hold, are
+/// always outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// How far before reception; `None`: no limit.
+    pub max_age: Option<chrono::Duration>,
+    /// How far after reception.
+    pub max_future: chrono::Duration,
+}
+
+impl TimeWindow {
+    /// Times `event` at `received` when its time is outside the window; returns whether
+    /// it did. An event already timed at reception (its time unreadable) is left alone.
+    pub fn hold(&self, event: &mut Event, received: DateTime<Utc>) -> bool {
+        if event.details.contains_key(fields::details::TIMESTAMPERROR) {
+            return false;
+        }
+        let earliest = DateTime::<Utc>::from_timestamp(-9_223_372_036, 0).unwrap_or_default();
+        let latest = DateTime::<Utc>::from_timestamp(9_223_372_036, 0).unwrap_or_default();
+        let inside = event.utc().is_some_and(|at| {
+            at > earliest
+                && at < latest
+                && self.max_age.is_none_or(|age| received - at <= age)
+                && at - received <= self.max_future
+        });
+        if inside {
+            return false;
+        }
+        let sent = std::mem::take(&mut event.timestamp);
+        event.details.insert(
+            fields::details::TIMESTAMPERROR.to_string(),
+            Value::String(sent),
+        );
+        let text = time::format_utc(received);
+        event.timestamp = text.clone();
+        event.utctimestamp = text;
+        true
+    }
 }
 
 /// Which schema field a top-level key feeds, and how strongly (0 = canonical name).
@@ -256,6 +300,17 @@ pub fn normalize(value: Value, received: DateTime<Utc>) -> Result<Event, Normali
         }
     }
 
+    for (field, text) in [
+        ("hostname", &event.hostname),
+        ("processname", &event.processname),
+    ] {
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            return Err(NormalizeError::ControlCharacter {
+                field,
+                code: u32::from(c),
+            });
+        }
+    }
     for (key, value) in spill {
         details.entry(key).or_insert(value);
     }

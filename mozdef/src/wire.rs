@@ -35,45 +35,113 @@ pub enum ItemError {
 pub type Item = (usize, Result<Value, ItemError>);
 
 /// Splits `body` into items; an item longer than `max_item_bytes` is refused unread.
+/// It holds every item at once: the collector reads bodies with [`for_each_item`].
 pub fn split_body(body: &[u8], max_item_bytes: usize) -> Result<Vec<Item>, BodyError> {
+    let mut items = Vec::new();
+    for_each_item(body, max_item_bytes, |position, item| {
+        items.push((position, item));
+        std::ops::ControlFlow::Continue(())
+    })?;
+    Ok(items)
+}
+
+/// Hands each item of `body` to `each`, in order, as it is read: no list of items is
+/// built, so a body of millions of tiny or broken items costs the memory of one at a
+/// time (and of what `each` keeps). `each` may stop the reading with
+/// `ControlFlow::Break`. A body refused whole ([`BodyError`]) has handed `each`
+/// nothing, except an NDJSON body none of whose lines is JSON: its lines were handed
+/// over, as refused items, before the body is refused.
+pub fn for_each_item(
+    body: &[u8],
+    max_item_bytes: usize,
+    mut each: impl FnMut(usize, Result<Value, ItemError>) -> std::ops::ControlFlow<()>,
+) -> Result<(), BodyError> {
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     let trimmed = body.trim_ascii();
     if trimmed.is_empty() {
         return Err(BodyError::Empty);
     }
     match serde_json::from_slice::<&RawValue>(trimmed) {
-        Ok(raw) if trimmed.first() == Some(&b'[') => {
-            let items: Vec<&RawValue> =
-                serde_json::from_str(raw.get()).map_err(|e| BodyError::NotJson(e.to_string()))?;
-            Ok(items
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| (i, read_item(item.get().as_bytes(), max_item_bytes)))
-                .collect())
+        Ok(_) if trimmed.first() == Some(&b'[') => {
+            let mut deserializer = serde_json::Deserializer::from_slice(trimmed);
+            serde::de::DeserializeSeed::deserialize(
+                EachElement {
+                    each: &mut each,
+                    limit: max_item_bytes,
+                },
+                &mut deserializer,
+            )
+            .map_err(|e| BodyError::NotJson(e.to_string()))?;
+            Ok(())
         }
-        Ok(raw) => Ok(vec![(0, read_item(raw.get().as_bytes(), max_item_bytes))]),
+        Ok(raw) => {
+            let _ = each(0, read_item(raw.get().as_bytes(), max_item_bytes));
+            Ok(())
+        }
         Err(whole) => {
-            let lines: Vec<&[u8]> = trimmed
+            let mut lines = trimmed
                 .split(|b| *b == b'\n')
                 .map(<[u8]>::trim_ascii)
                 .filter(|line| !line.is_empty())
-                .collect();
-            if lines.len() < 2 {
+                .peekable();
+            let first = lines.next().unwrap_or_default();
+            if lines.peek().is_none() {
                 return Err(BodyError::NotJson(whole.to_string()));
             }
-            let items: Vec<Item> = lines
-                .into_iter()
-                .enumerate()
-                .map(|(i, line)| (i, read_item(line, max_item_bytes)))
-                .collect();
-            if items
-                .iter()
-                .all(|(_, item)| matches!(item, Err(ItemError::NotJson(_))))
-            {
+            let mut any_json = false;
+            for (i, line) in std::iter::once(first).chain(lines).enumerate() {
+                let item = read_item(line, max_item_bytes);
+                any_json |= !matches!(item, Err(ItemError::NotJson(_)));
+                if each(i, item).is_break() {
+                    return Ok(());
+                }
+            }
+            if !any_json {
                 return Err(BodyError::NotJson(format!("line 1: {whole}")));
             }
-            Ok(items)
+            Ok(())
         }
+    }
+}
+
+/// Reads a JSON array element by element, handing each to the callback.
+struct EachElement<'f, F> {
+    each: &'f mut F,
+    limit: usize,
+}
+
+impl<'de, F> serde::de::DeserializeSeed<'de> for EachElement<'_, F>
+where
+    F: FnMut(usize, Result<Value, ItemError>) -> std::ops::ControlFlow<()>,
+{
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, F> serde::de::Visitor<'de> for EachElement<'_, F>
+where
+    F: FnMut(usize, Result<Value, ItemError>) -> std::ops::ControlFlow<()>,
+{
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut position = 0;
+        let mut stopped = false;
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            if !stopped {
+                stopped =
+                    (self.each)(position, read_item(raw.get().as_bytes(), self.limit)).is_break();
+            }
+            position += 1;
+        }
+        Ok(())
     }
 }
 

@@ -181,6 +181,7 @@ fn router(state: Shared) -> Router {
         .route("/_alias/{name}", get(get_alias))
         .route("/_aliases", post(post_aliases))
         .route("/_bulk", post(bulk).put(bulk))
+        .route("/_mget", post(mget).get(mget))
         .route("/{index}/_search", post(search).get(search))
         .route("/{index}", put(create_index).delete(delete_index))
         .layer(axum::middleware::from_fn_with_state(
@@ -188,6 +189,35 @@ fn router(state: Shared) -> Router {
             authenticate,
         ))
         .with_state(state)
+}
+
+/// `_mget` with `{"docs": [{"_index", "_id"}]}`: each document's `_source` and
+/// `found`, in order.
+async fn mget(State(state): State<Shared>, body: axum::body::Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "parse_exception",
+            "body is not JSON",
+        );
+    };
+    let cluster = state.lock().expect("lock");
+    let docs: Vec<Value> = request["docs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|doc| {
+            let index = doc["_index"].as_str().unwrap_or_default();
+            let id = doc["_id"].as_str().unwrap_or_default();
+            match cluster.indices.get(index).and_then(|i| i.docs.get(id)) {
+                Some(source) => {
+                    json!({ "_index": index, "_id": id, "found": true, "_source": source })
+                }
+                None => json!({ "_index": index, "_id": id, "found": false }),
+            }
+        })
+        .collect();
+    axum::Json(json!({ "docs": docs })).into_response()
 }
 
 fn error(status: StatusCode, kind: &str, reason: &str) -> Response {

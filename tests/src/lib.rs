@@ -223,7 +223,8 @@ pub struct Collector {
     pub config: PathBuf,
     /// Trusts the test CA and presents the client certificate, when TLS is on.
     client: reqwest::blocking::Client,
-    token: Option<String>,
+    /// The collector's own read token (`<data_dir>/read.token`): searches need it.
+    read_token: String,
 }
 
 impl Collector {
@@ -277,16 +278,9 @@ impl Collector {
                     .identity(reqwest::Identity::from_pem(&identity).expect("client identity"));
             }
         }
-        let token = options.tokens_file.as_ref().map(|file| {
+        if let Some(file) = &options.tokens_file {
             http_keys.push_str(&format!("tokens_file = {:?}\n", file.display().to_string()));
-            fs::read_to_string(file)
-                .expect("tokens file")
-                .lines()
-                .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
-                .expect("a token")
-                .trim()
-                .to_string()
-        });
+        }
         fs::write(
             &config,
             format!(
@@ -335,13 +329,22 @@ impl Collector {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        let read_token = fs::read_to_string(dir.join("data").join("read.token"))
+            .expect("the collector's read token")
+            .trim()
+            .to_string();
         Some(Collector {
             service,
             base_url,
             config,
             client,
-            token,
+            read_token,
         })
+    }
+
+    /// The collector's own read token, for searches and `/metrics`.
+    pub fn read_token(&self) -> &str {
+        &self.read_token
     }
 
     /// The ingest URL agents send to.
@@ -355,9 +358,7 @@ impl Collector {
             .client
             .get(format!("{}/api/events", self.base_url))
             .query(&[("q", query), ("size", &size.to_string())]);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
+        request = request.bearer_auth(&self.read_token);
         let response = request.send().expect("search request");
         assert!(
             response.status().is_success(),
@@ -384,9 +385,7 @@ impl Collector {
             if let Some(to) = &to {
                 request = request.query(&[("to", to)]);
             }
-            if let Some(token) = &self.token {
-                request = request.bearer_auth(token);
-            }
+            request = request.bearer_auth(&self.read_token);
             let body: Value = request
                 .send()
                 .expect("search request")

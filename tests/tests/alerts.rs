@@ -603,6 +603,7 @@ fn a_running_collector_alerts_through_a_webhook_and_amqp_and_the_cli_shows_its_r
     assert!(metrics.contains("picket_alerts_fired_total 1"), "{metrics}");
     let stored: Value = http()
         .get(format!("{}/api/alerts", collector.base_url))
+        .bearer_auth(collector.read_token())
         .query(&[
             ("q", "details.rule:intrusion AND severity:WARNING"),
             ("from", "1h"),

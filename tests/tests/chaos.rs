@@ -42,6 +42,8 @@ use picket_tests::{Agent, Collector, CollectorOptions, free_port};
 
 const AGENTS: usize = 3;
 const TOKEN: &str = "chaos-token-0123456789abcdef";
+/// The test's own searches and metrics: a reader (the agents' token may only send).
+const READER: &str = "chaos-reader-0123456789abcdef";
 /// Garbage of each refused kind sent to the last collector at the end, which it must count.
 const FINAL_GARBAGE: u64 = 3;
 
@@ -283,7 +285,7 @@ fn send_garbage(client: &reqwest::blocking::Client, port: u16, kind: u64) -> &'s
 fn refusals(base_url: &str) -> [u64; 3] {
     let metrics = garbage_client()
         .get(format!("{base_url}/metrics"))
-        .bearer_auth(TOKEN)
+        .bearer_auth(READER)
         .send()
         .and_then(|r| r.text())
         .unwrap_or_default();
@@ -344,7 +346,7 @@ fn main() {
     let pki = Pki::generate(&root.join("pki"));
     let mut broker = RabbitMq::start(&root.join("rabbitmq"), &pki);
     let tokens = root.join("tokens");
-    fs::write(&tokens, format!("{TOKEN}\n")).unwrap();
+    fs::write(&tokens, format!("{TOKEN}\n{READER} reader\n")).unwrap();
     let collector_dir = root.join("collector");
     let port = free_port();
     let collector_options = CollectorOptions {
@@ -447,7 +449,7 @@ fn main() {
                 .expect("client");
             client
                 .get(format!("{base_url}/api/events"))
-                .bearer_auth(TOKEN)
+                .bearer_auth(READER)
                 .query(&[
                     (
                         "q",

@@ -67,6 +67,18 @@ fn post(url: &str, body: &Value) -> (u16, Value) {
     (status, response.json().unwrap_or(Value::Null))
 }
 
+/// `POST /api/search` with the collector's read token.
+fn search_post(collector: &Collector, body: &Value) -> (u16, Value) {
+    let response = http()
+        .post(format!("{}/api/search", collector.base_url))
+        .bearer_auth(collector.read_token())
+        .json(body)
+        .send()
+        .expect("POST");
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
 fn all_docs(node: &Node) -> Vec<(String, String, Value)> {
     node.with(|cluster| {
         cluster
@@ -178,8 +190,8 @@ fn events_land_in_mozdefs_indices_aliases_and_template_exactly_once() {
     // Searches and aggregations go to the cluster.
     let (total, hits) = collector.search("details.username:alice", 100);
     assert_eq!((total, hits.len()), (10, 10));
-    let (status, answer) = post(
-        &format!("{}/api/search", collector.base_url),
+    let (status, answer) = search_post(
+        &collector,
         &json!({
             "query": "category:authentication",
             "size": 0,

@@ -111,6 +111,7 @@ fn in_window(
         size,
         time_field: rule.time_field,
         aggs,
+        max_bytes: 0,
     }
 }
 

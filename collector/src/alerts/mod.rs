@@ -125,6 +125,7 @@ impl AlertStore {
         self: &Arc<Self>,
         request: crate::stores::SearchRequest,
     ) -> Result<crate::stores::SearchResult, crate::stores::StoreError> {
+        request.check()?;
         match &**self {
             AlertStore::Embedded(_) => {
                 let this = Arc::clone(self);

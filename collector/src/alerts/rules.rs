@@ -347,6 +347,7 @@ fn build(raw: RuleFile, file: &Path) -> Result<Rule, String> {
     if raw.query.trim().is_empty() {
         return Err("key query: must not be empty (use * for everything)".into());
     }
+    crate::query::check(&raw.query).map_err(|e| format!("key query: {e}"))?;
     Ok(Rule {
         name: raw.name,
         description: raw.description,
@@ -382,6 +383,7 @@ fn from_mozdef(generic: MozdefGeneric, file: &Path) -> Result<Rule, String> {
         query.push_str(" AND ");
         query.push_str(&filter_to_query(filter)?);
     }
+    crate::query::check(&query).map_err(|e| format!("search_string and filters: {e}"))?;
     let summary = generic
         .alert_summary
         .replace("{0}", "{value}")

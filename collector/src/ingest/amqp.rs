@@ -12,8 +12,14 @@
 //!   dead-letter queue (declared by us, durable) with the reason in the header
 //!   `x-picket-reason`, then acknowledged: moved, not lost.
 //! - A lost connection (broker restart) is rebuilt by [`run`] with backoff; what was
-//!   not acknowledged is redelivered by the broker and stored again by `eventid`,
-//!   which replaces rather than duplicates.
+//!   not acknowledged is redelivered by the broker and found stored by `eventid`
+//!   (the first copy wins; a redelivery is identical and counts as stored). A
+//!   message whose `eventid` is stored with a different body goes to the dead-letter
+//!   queue like one that is not an event.
+//! - `details.agentidentity` is the message's broker-validated `user_id` property, or
+//!   absent: a sender cannot name itself.
+//! - Event times are held to the collector's window (`max_event_age_days`,
+//!   `max_event_future_hours`), as on HTTP.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +51,7 @@ pub async fn run(
     settings: AmqpSettings,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    window: mozdef::normalize::TimeWindow,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut attempt = 0u32;
@@ -52,6 +59,7 @@ pub async fn run(
         settings: &settings,
         store: &store,
         metrics: &metrics,
+        window,
     };
     loop {
         match session(&ingest, &mut stop, &mut attempt).await {
@@ -143,6 +151,7 @@ struct Ingest<'a> {
     settings: &'a AmqpSettings,
     store: &'a Store,
     metrics: &'a Metrics,
+    window: mozdef::normalize::TimeWindow,
 }
 
 /// One connection's life: consume batches until stopped (Ok) or failed (Err).
@@ -217,11 +226,14 @@ async fn handle(
         settings,
         store,
         metrics,
+        window,
     } = ingest;
     let received_at = Utc::now();
     metrics.received("amqp", batch.len());
     let mut events = Vec::with_capacity(batch.len());
+    let mut messages = Vec::with_capacity(batch.len());
     let mut refused = Vec::new();
+    let mut retimed = 0;
     for message in &batch {
         let outcome = serde_json::from_slice::<serde_json::Value>(&message.data)
             .map_err(|e| ("not_json", format!("not JSON: {e}")))
@@ -229,7 +241,27 @@ async fn handle(
                 mozdef::normalize(value, received_at).map_err(|e| ("invalid", e.to_string()))
             });
         match outcome {
-            Ok(event) => events.push(Document::Event(event)),
+            Ok(mut event) => {
+                // Who sent it: only what the broker vouches for. RabbitMQ refuses a
+                // message whose `user_id` is not its connection's user, so that one is
+                // kept; a sender's own `details.agentidentity` is not.
+                match message.properties.user_id() {
+                    Some(user) => {
+                        event.details.insert(
+                            "agentidentity".into(),
+                            serde_json::Value::from(user.as_str()),
+                        );
+                    }
+                    None => {
+                        event.details.remove("agentidentity");
+                    }
+                }
+                if window.hold(&mut event, received_at) {
+                    retimed += 1;
+                }
+                events.push(Document::Event(event));
+                messages.push(message);
+            }
             Err((kind, reason)) => {
                 metrics.rejected(kind);
                 refused.push((message, reason));
@@ -254,10 +286,26 @@ async fn handle(
         store.store(events).await
     };
     metrics.store_finished(started.elapsed());
+    if retimed > 0 {
+        metrics.retimed(retimed);
+    }
     let count = match stored {
         Ok(outcome) => {
             for _ in 0..outcome.dead_lettered {
                 metrics.rejected("store_refused");
+            }
+            // An id already stored with another body: moved to the dead-letter queue
+            // with the reason, as what is not an event is (the first copy wins).
+            for &i in &outcome.conflicts {
+                metrics.rejected("conflict");
+                let reason = "an event with this eventid is already stored with a different body; stored events are not replaced";
+                if let Err(e) = dead_letter(dead, settings, messages[i], reason).await {
+                    requeue(consume, last_tag).await;
+                    return Err(format!(
+                        "cannot move a conflicting message to the dead-letter queue: {e}"
+                    ));
+                }
+                warn!(queue = %settings.dead_letter_queue, "A message whose eventid is stored with another body was moved to the dead-letter queue.");
             }
             outcome.stored
         }

@@ -1,5 +1,11 @@
-//! Who may send: bearer tokens read from a file and compared in constant time, plus the
-//! request guards every route shares (concurrency cap, request timeout).
+//! Who may do what: bearer tokens with roles read from a file and compared in constant
+//! time, the collector's own read token, and the request guards every route shares
+//! (concurrency cap, request timeout).
+//!
+//! Roles: a `shipper` token may only send events, a `reader` (or `analyst`) token may
+//! only search and read `/metrics`. Searches always need a reader token (or the local
+//! read token in `<data_dir>/read.token`) unless `open_reads` is set; sending needs a
+//! shipper token once a tokens file is configured.
 //!
 //! Mutual TLS is enforced in the handshake (`crate::tls`); a client without a good
 //! certificate never reaches these guards.
@@ -19,15 +25,62 @@ use tracing::warn;
 
 use crate::metrics::Metrics;
 
-/// The accepted bearer tokens.
-#[derive(Debug)]
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Send events; nothing else (the token every host of a fleet holds).
+    Shipper,
+    /// Search events and alerts, read `/metrics`.
+    Reader,
+    /// A reader who may also triage alerts.
+    Analyst,
+}
+
+impl Role {
+    fn parse(text: &str) -> Option<Role> {
+        match text {
+            "shipper" => Some(Role::Shipper),
+            "reader" => Some(Role::Reader),
+            "analyst" => Some(Role::Analyst),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Shipper => "shipper",
+            Role::Reader => "reader",
+            Role::Analyst => "analyst",
+        }
+    }
+
+    /// May send events.
+    pub fn ingests(self) -> bool {
+        self == Role::Shipper
+    }
+
+    /// May search.
+    pub fn reads(self) -> bool {
+        matches!(self, Role::Reader | Role::Analyst)
+    }
+}
+
+/// The accepted bearer tokens and their roles.
+#[derive(Default)]
 pub struct Tokens {
-    tokens: Vec<Vec<u8>>,
+    tokens: Vec<(Vec<u8>, Role)>,
+}
+
+// Never print a token, even in a debug dump of the settings.
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokens({} tokens, **REDACTED**)", self.tokens.len())
+    }
 }
 
 impl Tokens {
-    /// Reads one token a line; blank lines and `#` comments are skipped. A file with no
-    /// token is an error (it would lock every sender out).
+    /// Reads one token a line, `<token> [role]`; blank lines and `#` comments are
+    /// skipped. A file with no token is an error (it would lock every sender out).
     pub fn load(path: &Path) -> Result<Tokens, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -36,32 +89,99 @@ impl Tokens {
 
     /// Tokens from the text of a tokens file.
     pub fn parse(text: &str) -> Result<Tokens, String> {
-        let tokens: Vec<Vec<u8>> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| l.as_bytes().to_vec())
-            .collect();
+        let mut tokens = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let token = words.next().unwrap_or_default();
+            let role = match words.next() {
+                None => Role::Shipper,
+                Some(word) => Role::parse(word).ok_or_else(|| {
+                    format!(
+                        "line {}: {word:?} is not a role (shipper, reader, analyst)",
+                        number + 1
+                    )
+                })?,
+            };
+            if words.next().is_some() {
+                return Err(format!(
+                    "line {}: write a token and at most one role",
+                    number + 1
+                ));
+            }
+            if token.len() < 16 {
+                return Err(format!(
+                    "line {}: a token of {} characters is too short to be secret (at least 16)",
+                    number + 1,
+                    token.len()
+                ));
+            }
+            tokens.push((token.as_bytes().to_vec(), role));
+        }
         if tokens.is_empty() {
             return Err("holds no token".into());
-        }
-        if let Some(short) = tokens.iter().find(|t| t.len() < 16) {
-            return Err(format!(
-                "a token of {} characters is too short to be secret (at least 16)",
-                short.len()
-            ));
         }
         Ok(Tokens { tokens })
     }
 
-    /// Whether `presented` is one of the tokens. Every token is compared, each in
-    /// constant time, so timing tells nothing about which or how much matched.
+    /// Adds a token (the collector's own read token).
+    pub fn add(&mut self, token: &[u8], role: Role) {
+        self.tokens.push((token.to_vec(), role));
+    }
+
+    /// The role of `presented`, if it is one of the tokens. Every token is compared,
+    /// each in constant time, so timing tells nothing about which or how much matched.
+    pub fn role_of(&self, presented: &[u8]) -> Option<Role> {
+        let mut found = None;
+        for (token, role) in &self.tokens {
+            if bool::from(token.as_slice().ct_eq(presented)) {
+                found = Some(*role);
+            }
+        }
+        found
+    }
+
+    /// Whether `presented` is one of the tokens (any role).
     pub fn accepts(&self, presented: &[u8]) -> bool {
-        self.tokens.iter().fold(0u8, |found, t| {
-            found | t.as_slice().ct_eq(presented).unwrap_u8()
-        }) == 1
+        self.role_of(presented).is_some()
     }
 }
+
+/// The collector's own read token, `<data_dir>/read.token` (0600, made at the first
+/// start): the local `picket-collector search` reads it, so searching needs the
+/// collector's user (or root) on its host, or a `reader` token.
+pub fn local_read_token(data_dir: &Path) -> std::io::Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data_dir.join(READ_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 32 => return Ok(text.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(format!("{token}\n").as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, &path)?;
+    Ok(token)
+}
+
+/// The read token's file name in the data directory.
+pub const READ_TOKEN_FILE: &str = "read.token";
 
 fn refuse(status: StatusCode, message: &str) -> Response {
     let mut response = (status, axum::Json(json!({ "error": message }))).into_response();
@@ -74,42 +194,110 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// Routes anyone may call: health checks.
-fn is_open_route(path: &str) -> bool {
-    matches!(path, "/status" | "/test" | "/status/" | "/test/")
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Health checks: anyone.
+    Nothing,
+    /// `/metrics`: a reader when tokens are configured, else anyone.
+    Metrics,
+    /// Sending events: a shipper token when tokens are configured.
+    Ingest,
+    /// Searching events and alerts: a reader token or the local read token, unless
+    /// reads are open.
+    Read,
 }
 
-/// 401 without a bearer token, 403 with a wrong one.
-pub async fn require_token(
-    State((tokens, metrics)): State<(Arc<Tokens>, Arc<Metrics>)>,
+/// The need of a path.
+pub fn need(path: &str) -> Need {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    match path {
+        "/status" | "/test" => Need::Nothing,
+        "/metrics" => Need::Metrics,
+        _ if path.starts_with("/api/") || path == "/api" => Need::Read,
+        _ => Need::Ingest,
+    }
+}
+
+/// Who may do what: the tokens file's tokens, the local read token, open reads.
+pub struct Access {
+    /// Tokens from `tokens_file`; `None`: ingest is open (TLS client certificates may
+    /// still be required).
+    pub tokens: Option<Arc<Tokens>>,
+    /// Tokens that may read whatever the tokens file says: the local read token.
+    pub readers: Tokens,
+    pub open_reads: bool,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The bearer token of a request: `Authorization: Bearer <token>`, the scheme in any
+/// case (RFC 7235).
+fn bearer(request: &Request) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Lets a request through when its route's [`Need`] is met: 401 without a token where
+/// one is needed, 403 with a wrong one or one whose role may not do this.
+pub async fn authorize(
+    State(access): State<Arc<Access>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if is_open_route(request.uri().path()) {
+    let need = need(request.uri().path());
+    let presented = bearer(&request).map(str::as_bytes);
+    let role = presented.and_then(|token| {
+        access
+            .readers
+            .role_of(token)
+            .or_else(|| access.tokens.as_ref().and_then(|t| t.role_of(token)))
+    });
+    let allowed = match need {
+        Need::Nothing => true,
+        Need::Metrics => access.tokens.is_none() || role.is_some_and(Role::reads),
+        Need::Ingest => access.tokens.is_none() || role.is_some_and(Role::ingests),
+        Need::Read => access.open_reads || role.is_some_and(Role::reads),
+    };
+    if allowed {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    match presented {
-        None => {
-            metrics.refused("unauthorized");
-            refuse(
-                StatusCode::UNAUTHORIZED,
-                "a bearer token is required (Authorization: Bearer <token>)",
-            )
+    match (presented, role) {
+        (None, _) => {
+            access.metrics.refused("unauthorized");
+            let message = match need {
+                Need::Read | Need::Metrics => {
+                    "searches need a bearer token with the reader role (Authorization: Bearer <token>): one of tokens_file's with role reader, or the collector's own in <data_dir>/read.token, which `picket-collector search` sends"
+                }
+                _ => "a bearer token is required (Authorization: Bearer <token>)",
+            };
+            refuse(StatusCode::UNAUTHORIZED, message)
         }
-        Some(token) if tokens.accepts(token.as_bytes()) => next.run(request).await,
-        Some(_) => {
-            metrics.refused("forbidden");
+        (Some(_), None) => {
+            access.metrics.refused("forbidden");
             warn!("A request with a wrong bearer token was refused.");
             refuse(StatusCode::FORBIDDEN, "the bearer token is not accepted")
+        }
+        (Some(_), Some(role)) => {
+            access.metrics.refused("forbidden");
+            let message = match need {
+                Need::Ingest => format!(
+                    "a {} token may not send events (only shipper tokens may)",
+                    role.name()
+                ),
+                _ => format!(
+                    "a {} token may not search or read metrics (give it the reader role in tokens_file)",
+                    role.name()
+                ),
+            };
+            refuse(StatusCode::FORBIDDEN, &message)
         }
     }
 }
@@ -125,6 +313,12 @@ pub struct Guards {
 /// At most `slots` requests at once (more get 503 with `Retry-After: 1`), each within
 /// `timeout` (then 408), so slow clients cannot pin the collector.
 pub async fn guard(State(guards): State<Guards>, request: Request, next: Next) -> Response {
+    // Health checks and metrics answer from memory: they stay outside the cap, so a
+    // collector whose slots are all taken (slow senders, a stalled store) still says
+    // how it is.
+    if matches!(need(request.uri().path()), Need::Nothing | Need::Metrics) {
+        return next.run(request).await;
+    }
     let Ok(_slot) = guards.slots.clone().try_acquire_owned() else {
         guards.metrics.refused("overloaded");
         let mut response = refuse(
@@ -154,13 +348,34 @@ mod tests {
 
     #[test]
     fn tokens_file_rules() {
-        let tokens =
-            Tokens::parse("# fleet\n0123456789abcdef0123\n\n  fedcba9876543210fedc  \n").unwrap();
-        assert!(tokens.accepts(b"0123456789abcdef0123"));
-        assert!(tokens.accepts(b"fedcba9876543210fedc"));
+        let tokens = Tokens::parse(
+            "# fleet\n0123456789abcdef0123\n\n  fedcba9876543210fedc  reader\nanalyst-0123456789 analyst\n",
+        )
+        .unwrap();
+        assert_eq!(tokens.role_of(b"0123456789abcdef0123"), Some(Role::Shipper));
+        assert_eq!(tokens.role_of(b"fedcba9876543210fedc"), Some(Role::Reader));
+        assert_eq!(tokens.role_of(b"analyst-0123456789"), Some(Role::Analyst));
         assert!(!tokens.accepts(b"0123456789abcdef012"));
         assert!(!tokens.accepts(b""));
         assert!(Tokens::parse("# none\n").is_err());
         assert!(Tokens::parse("short\n").unwrap_err().contains("too short"));
+        assert!(
+            Tokens::parse("0123456789abcdef0123 admin\n")
+                .unwrap_err()
+                .contains("line 1: \"admin\" is not a role")
+        );
+        assert!(!format!("{tokens:?}").contains("0123456789abcdef0123"));
+    }
+
+    #[test]
+    fn routes_need_what_they_expose() {
+        assert_eq!(need("/status"), Need::Nothing);
+        assert_eq!(need("/test/"), Need::Nothing);
+        assert_eq!(need("/metrics"), Need::Metrics);
+        assert_eq!(need("/api/events"), Need::Read);
+        assert_eq!(need("/api/alerts/"), Need::Read);
+        assert_eq!(need("/events"), Need::Ingest);
+        assert_eq!(need("/custom/app"), Need::Ingest);
+        assert_eq!(need("/_bulk"), Need::Ingest);
     }
 }

@@ -8,6 +8,7 @@
 //! good ones are stored. Error bodies are JSON, `{"error": "..."}`, and say what was
 //! wrong with the request, never internal details.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -17,13 +18,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use mozdef::wire::{self, ItemError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{debug, error, warn};
 
-use crate::ingest::auth::{self, Guards, Tokens};
+use crate::ingest::auth::{self, Access, Guards};
 use crate::metrics::Metrics;
 use crate::search::parse_time_bound;
 use crate::stores::{Document, SearchRequest, Store, TimeField};
@@ -35,9 +36,17 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub max_body_bytes: usize,
     pub max_event_bytes: usize,
-    /// Bearer tokens, when configured: nothing but health checks gets in without one.
-    pub tokens: Option<Arc<Tokens>>,
+    /// Who may send and who may search.
+    pub access: Arc<Access>,
     pub guards: Guards,
+    /// Most items one request may hold.
+    pub max_events_per_request: usize,
+    /// Slowest a body may arrive after its first seconds (0: no minimum).
+    pub min_body_bytes_per_sec: u64,
+    /// Largest search answer, in bytes of events.
+    pub max_response_bytes: usize,
+    /// How far from reception an event's time may be.
+    pub time_window: mozdef::normalize::TimeWindow,
     pub metrics: Arc<Metrics>,
     /// Where alerts are kept, when alert rules run.
     pub alerts: Option<Arc<crate::alerts::AlertStore>>,
@@ -49,8 +58,8 @@ pub const MAX_SEARCH_SIZE: usize = 10_000;
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
     let guards = state.guards.clone();
-    let tokens = state.tokens.clone();
-    let mut router = Router::new()
+    let access = Arc::clone(&state.access);
+    Router::new()
         .route("/events", post(post_events).put(post_events))
         .route("/events/", post(post_events).put(post_events))
         .route("/nxlog", post(post_nxlog).put(post_nxlog))
@@ -65,14 +74,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/search", post(search_json))
         .route("/api/alerts", get(search_alerts))
         .route("/metrics", get(metrics))
-        .with_state(state.clone());
-    if let Some(tokens) = tokens {
-        router = router.layer(axum::middleware::from_fn_with_state(
-            (tokens, Arc::clone(&state.metrics)),
-            auth::require_token,
-        ));
-    }
-    router.layer(axum::middleware::from_fn_with_state(guards, auth::guard))
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            auth::authorize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(guards, auth::guard))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -97,11 +104,53 @@ struct Rejected {
     reason: String,
 }
 
+/// The items a request refused: every one counted, the first [`MAX_REJECTIONS_SHOWN`]
+/// named (a 10 KB gzip body of 5 million broken lines must not become a 360 MB answer).
+#[derive(Debug, Default)]
+struct Rejections {
+    first: Vec<Rejected>,
+    count: usize,
+    too_large: usize,
+    not_json: usize,
+    invalid: usize,
+}
+
+/// Refused items an ingest answer names; the rest are only counted.
+pub const MAX_REJECTIONS_SHOWN: usize = 100;
+
+impl Rejections {
+    fn push(&mut self, position: usize, error: &ItemError) {
+        self.count += 1;
+        match error {
+            ItemError::TooLarge { .. } => self.too_large += 1,
+            ItemError::NotJson(_) => self.not_json += 1,
+            ItemError::Invalid(_) => self.invalid += 1,
+        }
+        if self.first.len() < MAX_REJECTIONS_SHOWN {
+            self.first.push(Rejected {
+                position,
+                reason: error.to_string(),
+            });
+        }
+    }
+
+    fn by_reason(&self) -> [(&'static str, usize); 3] {
+        [
+            ("too_large", self.too_large),
+            ("not_json", self.not_json),
+            ("invalid", self.invalid),
+        ]
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct IngestAnswer {
     received: usize,
     stored: usize,
+    /// The first [`MAX_REJECTIONS_SHOWN`] refused items.
     rejected: Vec<Rejected>,
+    /// Every refused item, named or not.
+    rejected_count: usize,
     /// Taken, but refused for good by the store (Elasticsearch mapping conflicts):
     /// kept in the collector's dead-letter file, not searchable.
     #[serde(skip_serializing_if = "is_zero")]
@@ -165,35 +214,78 @@ impl Route {
         }
     }
 
-    /// The document to store from a prepared item.
+    /// The document to store from a prepared item. `details.agentidentity` is the
+    /// client certificate's name, or absent: whatever the sender put there is
+    /// replaced or removed, on every route, so no sender can pass as another.
     fn document(
         &self,
         value: serde_json::Value,
-        received_at: chrono::DateTime<Utc>,
-        identity: Option<&String>,
+        received: &Received<'_>,
     ) -> Result<Document, ItemError> {
         if let Route::Custom(_) = self {
             return match value {
-                serde_json::Value::Object(source) => Ok(Document::Custom {
-                    id: crate::alerts::new_id(),
-                    received: received_at,
-                    source,
-                }),
+                serde_json::Value::Object(mut source) => {
+                    source.remove(AGENT_IDENTITY);
+                    let identity = received.identity.map(|i| serde_json::Value::from(i));
+                    match (source.get_mut("details"), identity) {
+                        (Some(serde_json::Value::Object(details)), identity) => {
+                            details.remove(AGENT_IDENTITY);
+                            if let Some(identity) = identity {
+                                details.insert(AGENT_IDENTITY.into(), identity);
+                            }
+                        }
+                        (None, Some(identity)) => {
+                            source.insert(
+                                "details".into(),
+                                serde_json::json!({ AGENT_IDENTITY: identity }),
+                            );
+                        }
+                        (Some(_), Some(identity)) => {
+                            source.insert(AGENT_IDENTITY.into(), identity);
+                        }
+                        (_, None) => {}
+                    }
+                    Ok(Document::Custom {
+                        id: crate::alerts::new_id(),
+                        received: received.at,
+                        source,
+                    })
+                }
                 _ => Err(ItemError::Invalid(
                     "a custom document must be a JSON object".into(),
                 )),
             };
         }
         let mut event =
-            mozdef::normalize(value, received_at).map_err(|e| ItemError::Invalid(e.to_string()))?;
-        if let Some(identity) = identity {
-            event.details.insert(
-                "agentidentity".into(),
-                serde_json::Value::String(identity.clone()),
-            );
+            mozdef::normalize(value, received.at).map_err(|e| ItemError::Invalid(e.to_string()))?;
+        match received.identity {
+            Some(identity) => {
+                event
+                    .details
+                    .insert(AGENT_IDENTITY.into(), serde_json::Value::from(identity));
+            }
+            None => {
+                event.details.remove(AGENT_IDENTITY);
+            }
+        }
+        if received.window.hold(&mut event, received.at) {
+            received.retimed.set(received.retimed.get() + 1);
         }
         Ok(Document::Event(event))
     }
+}
+
+/// Where a client certificate's name is kept in each event.
+const AGENT_IDENTITY: &str = "agentidentity";
+
+/// What a request's items share: when and from whom they came, and the time window
+/// they are held to.
+struct Received<'a> {
+    at: chrono::DateTime<Utc>,
+    identity: Option<&'a str>,
+    window: mozdef::normalize::TimeWindow,
+    /// Events retimed so far (their time was outside the window).
+    retimed: std::cell::Cell<usize>,
 }
 
 /// An application name MozDef would take as a document type: letters, digits, `_`,
@@ -275,10 +367,26 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
     if declared.is_some_and(|n| n > state.max_body_bytes) {
         return too_large();
     }
-    let bytes: Bytes = match Limited::new(body, state.max_body_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return too_large(),
-        Err(_) => return bad_body("request body could not be read".into()),
+    let bytes: Bytes = match read_body(body, state.max_body_bytes, state.min_body_bytes_per_sec)
+        .await
+    {
+        Ok(bytes) => bytes,
+        Err(BodyRead::TooLarge) => return too_large(),
+        Err(BodyRead::TooSlow { bytes, seconds }) => {
+            metrics.refused("slow_body");
+            warn!(
+                bytes,
+                seconds, "A request body arrived too slowly; refused with 408."
+            );
+            return error_body(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body arrived slower than {} bytes/s ({bytes} bytes in {seconds} s); collector.http.min_body_bytes_per_sec",
+                    state.min_body_bytes_per_sec
+                ),
+            );
+        }
+        Err(BodyRead::Failed) => return bad_body("request body could not be read".into()),
     };
     let bytes = match content_encoding(headers) {
         Encoding::Identity => bytes,
@@ -295,46 +403,72 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
             );
         }
     };
-    let items = match wire::split_body(&bytes, state.max_event_bytes) {
-        Ok(items) => items,
-        Err(e) => return bad_body(e.to_string()),
+    let context = Received {
+        at: Utc::now(),
+        identity: identity.as_deref(),
+        window: state.time_window,
+        retimed: std::cell::Cell::new(0),
     };
-    let received_at = Utc::now();
     let mut received = 0;
-    let mut events = Vec::with_capacity(items.len());
-    let mut rejected = Vec::new();
+    let mut events = Vec::new();
+    // Each event's position in the request, for the store's per-event refusals.
+    let mut positions = Vec::new();
+    let mut rejected = Rejections::default();
     let mut all_too_large = true;
-    for (position, item) in items {
+    let mut too_many = false;
+    let split = wire::for_each_item(&bytes, state.max_event_bytes, |position, item| {
         let item = match item {
             Ok(value) => match route.prepare(value) {
                 Some(value) => Ok(value),
-                None => continue,
+                None => return ControlFlow::Continue(()),
             },
             Err(e) => Err(e),
         };
         received += 1;
-        let outcome = item.and_then(|value| route.document(value, received_at, identity.as_ref()));
-        match outcome {
-            Ok(document) => events.push(document),
+        if received > state.max_events_per_request {
+            too_many = true;
+            return ControlFlow::Break(());
+        }
+        match item.and_then(|value| route.document(value, &context)) {
+            Ok(document) => {
+                events.push(document);
+                positions.push(position);
+            }
             Err(e) => {
                 all_too_large &= matches!(e, ItemError::TooLarge { .. });
-                metrics.rejected(match e {
-                    ItemError::TooLarge { .. } => "too_large",
-                    ItemError::NotJson(_) => "not_json",
-                    ItemError::Invalid(_) => "invalid",
-                });
-                rejected.push(Rejected {
-                    position,
-                    reason: e.to_string(),
-                });
+                rejected.push(position, &e);
             }
         }
+        ControlFlow::Continue(())
+    });
+    if let Err(e) = split {
+        return bad_body(e.to_string());
+    }
+    if too_many {
+        metrics.refused("too_many_events");
+        return error_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request holds more than {} events (collector.http.max_events_per_request); send smaller batches",
+                state.max_events_per_request
+            ),
+        );
+    }
+    for (reason, n) in rejected.by_reason() {
+        metrics.rejected_n(reason, n);
+    }
+    if context.retimed.get() > 0 {
+        metrics.retimed(context.retimed.get());
+        debug!(
+            retimed = context.retimed.get(),
+            "Events timed at reception: their time was outside the accepted window."
+        );
     }
     metrics.received(route.source(), received);
-    if !rejected.is_empty() {
+    if rejected.count > 0 {
         warn!(
             received,
-            rejected = rejected.len(),
+            rejected = rejected.count,
             "Refused events in a request; the answer names them by position."
         );
     }
@@ -347,7 +481,8 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
         let answer = IngestAnswer {
             received,
             stored: 0,
-            rejected,
+            rejected_count: rejected.count,
+            rejected: rejected.first,
             deadlettered: 0,
             error: Some("no event in the request was accepted".into()),
         };
@@ -363,15 +498,40 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
             for _ in 0..outcome.dead_lettered {
                 metrics.rejected("store_refused");
             }
+            if !outcome.conflicts.is_empty() {
+                metrics.rejected_n("conflict", outcome.conflicts.len());
+                warn!(
+                    conflicts = outcome.conflicts.len(),
+                    "Refused events whose eventid is already stored with a different body (the first copy wins)."
+                );
+                let mut conflicts = outcome.conflicts.clone();
+                conflicts.sort_unstable();
+                for i in conflicts {
+                    rejected.push(
+                        positions[i],
+                        &ItemError::Invalid(
+                            "an event with this eventid is already stored with a different body; stored events are not replaced".into(),
+                        ),
+                    );
+                }
+                rejected.first.sort_by_key(|r| r.position);
+            }
             debug!(received, stored = outcome.stored, "Stored a request.");
+            let status = if outcome.stored == 0 && outcome.dead_lettered == 0 {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::OK
+            };
             let answer = IngestAnswer {
                 received,
                 stored: outcome.stored,
-                rejected,
+                rejected_count: rejected.count,
+                rejected: rejected.first,
                 deadlettered: outcome.dead_lettered,
-                error: None,
+                error: (status != StatusCode::OK)
+                    .then(|| "no event in the request was accepted".to_string()),
             };
-            (StatusCode::OK, Json(answer)).into_response()
+            (status, Json(answer)).into_response()
         }
         Err(e) => {
             metrics.refused("store_failed");
@@ -380,6 +540,58 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
                 StatusCode::SERVICE_UNAVAILABLE,
                 "events could not be stored; retry later",
             )
+        }
+    }
+}
+
+/// Why a body could not be read.
+enum BodyRead {
+    TooLarge,
+    TooSlow { bytes: usize, seconds: u64 },
+    Failed,
+}
+
+/// How long any body may take before the minimum rate applies.
+const BODY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads a body of at most `limit` bytes, arriving at `min_rate` bytes/s or faster
+/// after its first [`BODY_GRACE`] (0: no minimum): a client trickling a body a byte at
+/// a time is cut off in seconds, not after the whole request timeout, so a few
+/// hundred of them cannot hold every request slot.
+async fn read_body(
+    mut body: axum::body::Body,
+    limit: usize,
+    min_rate: u64,
+) -> Result<Bytes, BodyRead> {
+    let started = tokio::time::Instant::now();
+    let mut buffer: Vec<u8> = Vec::new();
+    loop {
+        let frame = if min_rate == 0 {
+            body.frame().await
+        } else {
+            let allowed = BODY_GRACE
+                + std::time::Duration::from_secs_f64(buffer.len() as f64 / min_rate as f64);
+            match tokio::time::timeout_at(started + allowed, body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => {
+                    return Err(BodyRead::TooSlow {
+                        bytes: buffer.len(),
+                        seconds: started.elapsed().as_secs(),
+                    });
+                }
+            }
+        };
+        match frame {
+            None => return Ok(Bytes::from(buffer)),
+            Some(Err(_)) => return Err(BodyRead::Failed),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if buffer.len() + data.len() > limit {
+                        return Err(BodyRead::TooLarge);
+                    }
+                    buffer.extend_from_slice(&data);
+                }
+            }
         }
     }
 }
@@ -458,7 +670,14 @@ async fn search_events(
         Err(e) => return error_body(StatusCode::BAD_REQUEST, e.body_text()),
     };
     match params_body(params) {
-        Ok(body) => run_search(Searched::Events(&state.store), body).await,
+        Ok(body) => {
+            run_search(
+                Searched::Events(&state.store),
+                body,
+                state.max_response_bytes,
+            )
+            .await
+        }
         Err(response) => response,
     }
 }
@@ -501,7 +720,7 @@ async fn search_alerts(
         );
     };
     match params_body(params) {
-        Ok(body) => run_search(Searched::Alerts(alerts), body).await,
+        Ok(body) => run_search(Searched::Alerts(alerts), body, state.max_response_bytes).await,
         Err(response) => response,
     }
 }
@@ -511,7 +730,14 @@ async fn search_json(
     body: Result<Json<SearchBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     match body {
-        Ok(Json(body)) => run_search(Searched::Events(&state.store), body).await,
+        Ok(Json(body)) => {
+            run_search(
+                Searched::Events(&state.store),
+                body,
+                state.max_response_bytes,
+            )
+            .await
+        }
         Err(e) => error_body(StatusCode::BAD_REQUEST, e.body_text()),
     }
 }
@@ -522,7 +748,7 @@ enum Searched<'a> {
     Alerts(Arc<crate::alerts::AlertStore>),
 }
 
-async fn run_search(searched: Searched<'_>, body: SearchBody) -> Response {
+async fn run_search(searched: Searched<'_>, body: SearchBody, max_bytes: usize) -> Response {
     let now = Utc::now();
     let bound = |text: &Option<String>| {
         text.as_deref()
@@ -564,6 +790,7 @@ async fn run_search(searched: Searched<'_>, body: SearchBody) -> Response {
         size,
         time_field,
         aggs: body.aggs,
+        max_bytes,
     };
     let result = match searched {
         Searched::Events(store) => store.search(request).await,

@@ -22,8 +22,9 @@
 //! ## Writing
 //!
 //! Each document is a `create` with `_id` = `eventid`: a resent event finds its first
-//! copy and gets 409, which means "already stored" and counts as stored. Per item:
-//! 2xx and 409 are stored; 429 and 5xx are retried, those items only, with backoff
+//! copy and gets 409. Those are fetched back (`_mget`): the same body (but for
+//! `receivedtimestamp` and `alert_names`) was a resend and counts as stored; another
+//! body is refused as a conflict (the first copy wins). Per item: 2xx are stored; 429 and 5xx are retried, those items only, with backoff
 //! (0.5 s doubling to 8 s) for up to `retry_secs`; any other 4xx is a document the
 //! cluster will never take (a mapping conflict): it goes to
 //! `<data_dir>/elasticsearch-dead-letter.ndjson` with the reason, fsynced, and is
@@ -126,6 +127,8 @@ struct Unreachable(String);
 /// A per-item outcome of `_bulk`.
 enum ItemOutcome {
     Stored,
+    /// 409 to a `create`: a document with this id is there already.
+    Exists,
     Retry(String),
     Refused(String),
 }
@@ -484,6 +487,7 @@ impl ElasticStore {
         let mut outcome = Stored::default();
         let mut pending: Vec<usize> = (0..documents.len()).collect();
         let mut backoff = Duration::from_millis(500);
+        let mut existing = Vec::new();
         loop {
             let mut retry = Vec::new();
             let mut last_reason = String::new();
@@ -498,6 +502,7 @@ impl ElasticStore {
                         for (&i, item) in chunk.iter().zip(items) {
                             match item {
                                 ItemOutcome::Stored => outcome.stored += 1,
+                                ItemOutcome::Exists => existing.push(i),
                                 ItemOutcome::Retry(reason) => {
                                     last_reason = reason;
                                     retry.push(i);
@@ -517,6 +522,10 @@ impl ElasticStore {
                 }
             }
             if retry.is_empty() {
+                if !existing.is_empty() {
+                    outcome.conflicts = self.conflicting(&documents, &existing).await?;
+                    outcome.stored += existing.len() - outcome.conflicts.len();
+                }
                 return Ok(outcome);
             }
             if started.elapsed() + backoff > self.settings.retry_for {
@@ -537,6 +546,47 @@ impl ElasticStore {
             backoff = (backoff * 2).min(Duration::from_secs(8));
             pending = retry;
         }
+    }
+
+    /// Of the documents at `positions`, whose ids the cluster already holds (409), the
+    /// positions of those whose stored body differs: the first copy stays, so those are
+    /// refused as conflicts; the others were resends and count as stored.
+    async fn conflicting(
+        &self,
+        documents: &[Document],
+        positions: &[usize],
+    ) -> Result<Vec<usize>, StoreError> {
+        let docs: Vec<Value> = positions
+            .iter()
+            .map(|&i| {
+                let document = &documents[i];
+                json!({ "_index": events_index(document.day_time().date_naive()), "_id": document.id() })
+            })
+            .collect();
+        let body = json!({ "docs": docs }).to_string().into_bytes();
+        let (status, answer) = self
+            .request(Method::POST, "/_mget", Some(("application/json", body)))
+            .await
+            .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+        if !status.is_success() {
+            return Err(StoreError::Unavailable(format!(
+                "_mget answered {status}: {}",
+                reason(&answer)
+            )));
+        }
+        let found = answer["docs"].as_array().cloned().unwrap_or_default();
+        let mut conflicts = Vec::new();
+        for (&i, doc) in positions
+            .iter()
+            .zip(found.iter().chain(std::iter::repeat(&Value::Null)))
+        {
+            let same = doc["found"].as_bool() == Some(true)
+                && super::same_document(&doc["_source"].to_string(), &documents[i]);
+            if !same {
+                conflicts.push(i);
+            }
+        }
+        Ok(conflicts)
     }
 
     /// One `_bulk` request: per-item outcomes in order, or why the whole request must
@@ -589,7 +639,7 @@ impl ElasticStore {
             .map_err(StoreError::Unavailable)?;
         for outcome in outcomes {
             match outcome {
-                ItemOutcome::Stored => {}
+                ItemOutcome::Stored | ItemOutcome::Exists => {}
                 ItemOutcome::Retry(reason) | ItemOutcome::Refused(reason) => {
                     return Err(StoreError::Unavailable(format!(
                         "alert not stored: {reason}"
@@ -634,7 +684,7 @@ impl ElasticStore {
         let failed: Vec<String> = outcomes
             .into_iter()
             .filter_map(|o| match o {
-                ItemOutcome::Stored => None,
+                ItemOutcome::Stored | ItemOutcome::Exists => None,
                 ItemOutcome::Retry(r) | ItemOutcome::Refused(r) => Some(r),
             })
             .collect();
@@ -750,25 +800,37 @@ impl ElasticStore {
             Value::Number(n) => n.as_u64().unwrap_or(0),
             other => other["value"].as_u64().unwrap_or(0),
         } as usize;
-        let hits = answer["hits"]["hits"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|hit| hit["_source"].clone())
-            .collect();
+        let mut hits = Vec::new();
+        let mut bytes = 0usize;
+        let mut truncated = false;
+        for hit in answer["hits"]["hits"].as_array().into_iter().flatten() {
+            let source = hit["_source"].clone();
+            bytes = bytes.saturating_add(source.to_string().len());
+            if request.max_bytes > 0 && bytes > request.max_bytes && !hits.is_empty() {
+                truncated = true;
+                break;
+            }
+            hits.push(source);
+        }
         let aggregations = answer.get("aggregations").cloned();
         Ok(SearchResult {
             total,
             hits,
             aggregations,
+            truncated,
         })
     }
 
-    /// Deletes the daily event indices of days before `oldest_kept` (alerts are kept).
-    pub async fn prune(&self, oldest_kept: NaiveDate) -> Result<Vec<String>, StoreError> {
+    /// Deletes the daily event indices of days before `oldest_kept` or after
+    /// `newest_kept` (alerts are kept).
+    pub async fn prune(
+        &self,
+        oldest_kept: NaiveDate,
+        newest_kept: NaiveDate,
+    ) -> Result<Vec<String>, StoreError> {
         let mut deleted = Vec::new();
         for (day, name) in self.daily_indices().await? {
-            if day >= oldest_kept {
+            if (oldest_kept..=newest_kept).contains(&day) {
                 continue;
             }
             let (status, answer) = self
@@ -833,7 +895,8 @@ fn item_outcome(item: &Value) -> ItemOutcome {
         .unwrap_or(Value::Null);
     let status = result["status"].as_u64().unwrap_or(0);
     match status {
-        200..=299 | 409 => ItemOutcome::Stored,
+        200..=299 => ItemOutcome::Stored,
+        409 => ItemOutcome::Exists,
         429 | 500..=599 => ItemOutcome::Retry(format!("{status} {}", reason(&result))),
         _ => ItemOutcome::Refused(format!("{status} {}", reason(&result))),
     }

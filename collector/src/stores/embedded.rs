@@ -16,12 +16,15 @@
 //!
 //! ## Invariants
 //!
-//! - `eventid` is unique within a day: storing an event deletes any document with the
-//!   same id in that day's index before adding it, in the same commit. An event resent
-//!   by an agent has the same id and the same time, so it lands on the same day and
-//!   replaces the earlier copy. (An event whose time could not be read is filed under
-//!   its reception day; a resend of it on another day is the one case that can make a
-//!   second copy.)
+//! - `eventid` is unique within a day, and the first copy wins (Elasticsearch's
+//!   `create`): an event whose id that day already holds is not written again. A
+//!   resend (the same body but for `receivedtimestamp`) counts as stored; a different
+//!   body is refused as a conflict, so nobody can rewrite a stored event by sending its
+//!   id. An event resent by an agent has the same id and the same time, so it lands on
+//!   the same day. (An event whose time could not be read is filed under its reception
+//!   day; a resend of it on another day is the one case that can make a second copy.)
+//! - A batch is written day by day, each day committed before the next is opened;
+//!   at most [`OPEN_WRITERS`] writers stay open between batches.
 //! - [`EmbeddedStore::store`] returns only after a commit that holds the events: a
 //!   caller may acknowledge them then. One writer thread owns every index writer and
 //!   groups requests: it commits as soon as the previous commit is
@@ -60,7 +63,7 @@ use tantivy::{
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
-use super::{Document, SearchRequest, SearchResult, StoreError};
+use super::{Document, SearchRequest, SearchResult, StoreError, Stored, same_document};
 
 /// Daily indices kept open for writing at once; older ones are closed after a commit.
 const OPEN_WRITERS: usize = 3;
@@ -105,11 +108,13 @@ enum WriteRequest {
     /// Store these, answer how many once committed.
     Write {
         events: Vec<Document>,
-        done: oneshot::Sender<Result<usize, String>>,
+        done: oneshot::Sender<Result<Stored, String>>,
     },
-    /// Delete every day before this one (`YYYYMMDD`); answer the days deleted.
+    /// Delete every day before `before` or after `after` (`YYYYMMDD`); answer the
+    /// days deleted.
     Prune {
         before: u32,
+        after: u32,
         done: oneshot::Sender<Result<Vec<String>, String>>,
     },
 }
@@ -150,16 +155,17 @@ impl EmbeddedStore {
         })
     }
 
-    /// Stores `events` and returns once they are committed (how many were written).
-    pub async fn store<D: Into<Document>>(&self, events: Vec<D>) -> Result<usize, StoreError> {
+    /// Stores `events` and returns once they are committed: how many are stored, and
+    /// which (by position) were refused because their id is stored with another body.
+    pub async fn store<D: Into<Document>>(&self, events: Vec<D>) -> Result<Stored, StoreError> {
         if events.is_empty() {
-            return Ok(0);
+            return Ok(Stored::default());
         }
         let events: Vec<Document> = events.into_iter().map(Into::into).collect();
         let (done, wait) = oneshot::channel();
         self.send(WriteRequest::Write { events, done })?;
         match wait.await {
-            Ok(Ok(n)) => Ok(n),
+            Ok(Ok(stored)) => Ok(stored),
             Ok(Err(message)) => Err(StoreError::Write(tantivy::TantivyError::InternalError(
                 message,
             ))),
@@ -167,13 +173,19 @@ impl EmbeddedStore {
         }
     }
 
-    /// Deletes the daily indices of days before `oldest_kept`; returns their names.
-    /// The writer thread does it between commits, so no write is lost to it (an event
-    /// for a deleted day arriving later makes that day again, until the next prune).
-    pub async fn prune(&self, oldest_kept: NaiveDate) -> Result<Vec<String>, StoreError> {
+    /// Deletes the daily indices of days before `oldest_kept` or after `newest_kept`;
+    /// returns their names. The writer thread does it between commits, so no write is
+    /// lost to it (an event for a deleted day arriving later makes that day again,
+    /// until the next prune).
+    pub async fn prune(
+        &self,
+        oldest_kept: NaiveDate,
+        newest_kept: NaiveDate,
+    ) -> Result<Vec<String>, StoreError> {
         let (done, wait) = oneshot::channel();
         self.send(WriteRequest::Prune {
             before: day_key(oldest_kept),
+            after: day_key(newest_kept),
             done,
         })?;
         match wait.await {
@@ -251,8 +263,13 @@ fn day_key(date: NaiveDate) -> u32 {
     (date.year().max(0) as u32) * 10_000 + date.month() * 100 + date.day()
 }
 
+/// The index's time for `at`. tantivy keeps nanoseconds in an i64, which holds
+/// 1677-09-21 to 2262-04-11: times beyond are clamped to those ends (a search
+/// `to=9999-…` means "no upper bound", not "before 1970" after an overflow). Ingest
+/// never stores such times (events are held to a window around their reception).
 fn tantivy_time(at: DateTime<Utc>) -> tantivy::DateTime {
-    tantivy::DateTime::from_timestamp_micros(at.timestamp_micros())
+    const LIMIT: i64 = i64::MAX / 1_000;
+    tantivy::DateTime::from_timestamp_micros(at.timestamp_micros().clamp(-LIMIT, LIMIT))
 }
 
 impl Shared {
@@ -394,6 +411,7 @@ impl Shared {
     }
 
     fn search(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
+        request.check()?;
         let f = &self.fields;
         let mut parser = QueryParser::new(
             self.schema.clone(),
@@ -407,9 +425,7 @@ impl Shared {
         } else {
             let ast = tantivy::query_grammar::parse_query(text)
                 .map_err(|_| StoreError::BadQuery(format!("cannot parse {text:?}")))?;
-            parser
-                .build_query_from_user_input_ast(lift_negations(ast))
-                .map_err(|e| StoreError::BadQuery(e.to_string()))?
+            self.build_query(&parser, lift_negations(ast))?
         };
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, matcher)];
         if request.from.is_some() || request.to.is_some() {
@@ -459,12 +475,19 @@ impl Shared {
         found.truncate(request.size);
 
         let mut hits = Vec::with_capacity(found.len());
+        let mut bytes = 0usize;
+        let mut truncated = false;
         for (_, i, address) in found {
             let doc: TantivyDocument = searchers[i].doc(address).map_err(StoreError::Search)?;
             let source = doc
                 .get_first(f.source_json)
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
+            bytes = bytes.saturating_add(source.len());
+            if request.max_bytes > 0 && bytes > request.max_bytes && !hits.is_empty() {
+                truncated = true;
+                break;
+            }
             match serde_json::from_str(&source) {
                 Ok(value) => hits.push(value),
                 Err(e) => warn!(error = %e, "Stored event is not JSON; skipped."),
@@ -478,7 +501,124 @@ impl Shared {
             total,
             hits,
             aggregations,
+            truncated,
         })
+    }
+
+    /// The query for a parsed query string. Leaves are built by tantivy's parser, but
+    /// wildcard terms (`hostname:web*`, `details.username:adm?n`), which it would look
+    /// up as the literal text `web*` and silently find nothing, become regular
+    /// expressions over the field's terms, `details.*` paths included. The AST is at
+    /// most [`crate::query::MAX_QUERY_DEPTH`] deep (checked before parsing).
+    fn build_query(
+        &self,
+        parser: &QueryParser,
+        ast: UserInputAst,
+    ) -> Result<Box<dyn Query>, StoreError> {
+        let bad = |e: tantivy::query::QueryParserError| StoreError::BadQuery(e.to_string());
+        match ast {
+            UserInputAst::Clause(items) => {
+                let mut clauses = Vec::with_capacity(items.len());
+                for (occur, child) in items {
+                    // The parser's conjunction default: a bare term is required.
+                    clauses.push((
+                        occur.unwrap_or(Occur::Must),
+                        self.build_query(parser, child)?,
+                    ));
+                }
+                if clauses.is_empty() {
+                    return Ok(Box::new(tantivy::query::EmptyQuery));
+                }
+                Ok(Box::new(BooleanQuery::new(clauses)))
+            }
+            UserInputAst::Boost(child, boost) => Ok(Box::new(tantivy::query::BoostQuery::new(
+                self.build_query(parser, *child)?,
+                boost.into_inner() as f32,
+            ))),
+            UserInputAst::Leaf(leaf) => match *leaf {
+                UserInputLeaf::Literal(literal)
+                    if literal.delimiter == tantivy::query_grammar::Delimiter::None
+                        && literal.phrase.contains(['*', '?']) =>
+                {
+                    self.wildcard_query(literal.field_name.as_deref(), &literal.phrase)
+                }
+                leaf => parser
+                    .build_query_from_user_input_ast(UserInputAst::Leaf(Box::new(leaf)))
+                    .map_err(bad),
+            },
+        }
+    }
+
+    /// `field:pattern` where `*` is any run of characters and `?` any one; with no
+    /// field, over the default fields (summary, hostname, processname, category, tags).
+    fn wildcard_query(
+        &self,
+        field: Option<&str>,
+        pattern: &str,
+    ) -> Result<Box<dyn Query>, StoreError> {
+        let f = &self.fields;
+        let regex = |glob: &str| {
+            let mut out = String::with_capacity(glob.len() * 2);
+            for c in glob.chars() {
+                match c {
+                    '*' => out.push_str(".*"),
+                    '?' => out.push('.'),
+                    c if "\\.+()|[]{}^$#&-~".contains(c) => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out
+        };
+        let regex_query = |pattern: String, field: Field| {
+            tantivy::query::RegexQuery::from_pattern(&pattern, field)
+                .map(|q| Box::new(q) as Box<dyn Query>)
+                .map_err(|e| StoreError::BadQuery(format!("wildcard {pattern:?}: {e}")))
+        };
+        let Some(name) = field else {
+            let mut any = Vec::new();
+            for field in [f.summary, f.hostname, f.processname, f.category, f.tags] {
+                let glob = if field == f.summary {
+                    pattern.to_lowercase()
+                } else {
+                    pattern.to_string()
+                };
+                any.push((Occur::Should, regex_query(regex(&glob), field)?));
+            }
+            return Ok(Box::new(BooleanQuery::new(any)));
+        };
+        if let Some(path) = name.strip_prefix("details.") {
+            // A JSON field's terms are the path (segments joined by 0x01), 0x00, the
+            // value's type (`s` for text), then the value as stored (raw).
+            let mut full = String::new();
+            for (i, segment) in path.split('.').enumerate() {
+                if i > 0 {
+                    full.push_str("\\x01");
+                }
+                full.push_str(&regex(&segment.replace(['*', '?'], "")));
+            }
+            full.push_str("\\x00s");
+            full.push_str(&regex(pattern));
+            return regex_query(full, f.details);
+        }
+        let field = match name {
+            "hostname" => f.hostname,
+            "processname" => f.processname,
+            "severity" => f.severity,
+            "category" => f.category,
+            "source" => f.source,
+            "tags" => f.tags,
+            "eventid" => f.eventid,
+            "summary" => return regex_query(regex(&pattern.to_lowercase()), f.summary),
+            other => {
+                return Err(StoreError::BadQuery(format!(
+                    "wildcards work on text fields and details.*, not on {other:?}"
+                )));
+            }
+        };
+        regex_query(regex(pattern), field)
     }
 
     /// Day indices that exist on disk and may hold events between `from` and `to`,
@@ -530,12 +670,19 @@ fn aggregate(
     };
     let request: Aggregations = serde_json::from_value(aggs.clone())
         .map_err(|e| StoreError::BadAggregation(e.to_string()))?;
+    // The budget is one search's, shared by its days: each day's collection may take
+    // its share (tantivy frees a day's count when the day is done, while its results
+    // stay in the merge), so a search over 365 days cannot take 365 budgets.
+    let per_day = (AGGREGATION_MEMORY_BYTES / searchers.len().max(1) as u64).max(1 << 20);
     let limits = || AggregationLimitsGuard::new(Some(AGGREGATION_MEMORY_BYTES), None);
     let mut merged: Option<IntermediateAggregationResults> = None;
     for searcher in searchers {
         let collector = DistributedAggregationCollector::from_aggs(
             request.clone(),
-            AggContextParams::new(limits(), TokenizerManager::default()),
+            AggContextParams::new(
+                AggregationLimitsGuard::new(Some(per_day), None),
+                TokenizerManager::default(),
+            ),
         );
         let fruit = searcher
             .search(query, &collector)
@@ -614,7 +761,11 @@ fn writer_loop(
         let mut prunes = Vec::new();
         match first {
             WriteRequest::Write { events, done } => batch.push((events, done)),
-            WriteRequest::Prune { before, done } => prunes.push((before, done)),
+            WriteRequest::Prune {
+                before,
+                after,
+                done,
+            } => prunes.push((before, after, done)),
         }
         if !batch.is_empty() {
             let deadline = last_commit + commit_interval;
@@ -623,7 +774,11 @@ fn writer_loop(
                 let wait = deadline.saturating_duration_since(now);
                 match requests.recv_timeout(wait) {
                     Ok(WriteRequest::Write { events, done }) => batch.push((events, done)),
-                    Ok(WriteRequest::Prune { before, done }) => prunes.push((before, done)),
+                    Ok(WriteRequest::Prune {
+                        before,
+                        after,
+                        done,
+                    }) => prunes.push((before, after, done)),
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => {
                         open = false;
@@ -633,11 +788,13 @@ fn writer_loop(
             }
         }
         if !batch.is_empty() {
+            let mut conflicts: Vec<Vec<usize>> = vec![Vec::new(); batch.len()];
             let result = write_batch(
                 &shared,
                 &mut writers,
                 &mut recent,
                 &batch,
+                &mut conflicts,
                 writer_memory_bytes,
             );
             last_commit = Instant::now();
@@ -648,17 +805,27 @@ fn writer_loop(
                     error!(error = %e, requests = batch.len(), events, "Commit failed; the senders are told to retry.")
                 }
             }
-            for (events, done) in batch {
+            for ((events, done), conflicts) in batch.into_iter().zip(conflicts) {
                 let answer = match &result {
-                    Ok(()) => Ok(events.len()),
+                    Ok(()) => Ok(Stored {
+                        stored: events.len() - conflicts.len(),
+                        dead_lettered: 0,
+                        conflicts,
+                    }),
                     Err(e) => Err(e.to_string()),
                 };
                 // A sender that gave up waiting is not an error here.
                 let _ = done.send(answer);
             }
         }
-        for (before, done) in prunes {
-            let _ = done.send(prune_days(&shared, &mut writers, &mut recent, before));
+        for (before, after, done) in prunes {
+            let _ = done.send(prune_days(
+                &shared,
+                &mut writers,
+                &mut recent,
+                before,
+                after,
+            ));
         }
     }
     for (key, writer) in writers {
@@ -669,15 +836,17 @@ fn writer_loop(
 }
 
 /// Documents of one request and where to answer.
-type Batch = (Vec<Document>, oneshot::Sender<Result<usize, String>>);
+type Batch = (Vec<Document>, oneshot::Sender<Result<Stored, String>>);
 
-/// Deletes the days before `before`: their writers closed, their readers forgotten,
-/// their directories removed (searches still holding one finish on the open files).
+/// Deletes the days before `before` and after `after`: their writers closed, their
+/// readers forgotten, their directories removed (searches still holding one finish on
+/// the open files).
 fn prune_days(
     shared: &Shared,
     writers: &mut HashMap<u32, IndexWriter>,
     recent: &mut VecDeque<u32>,
     before: u32,
+    after: u32,
 ) -> Result<Vec<String>, String> {
     let mut keys: Vec<u32> = std::fs::read_dir(&shared.root)
         .map_err(|e| format!("cannot list {}: {e}", shared.root.display()))?
@@ -688,7 +857,7 @@ fn prune_days(
                 .to_str()
                 .and_then(|n| n.parse::<u32>().ok())
         })
-        .filter(|key| *key < before)
+        .filter(|key| *key < before || *key > after)
         .collect();
     keys.sort_unstable();
     let mut deleted = Vec::with_capacity(keys.len());
@@ -703,7 +872,7 @@ fn prune_days(
         let path = shared.day_path(key);
         std::fs::remove_dir_all(&path)
             .map_err(|e| format!("cannot delete {}: {e}", path.display()))?;
-        info!(day = key, path = %path.display(), "Deleted a day past retention.");
+        info!(day = key, path = %path.display(), "Deleted a day past retention (or ahead of the accepted time window).");
         deleted.push(format!("{key:08}"));
     }
     Ok(deleted)
@@ -714,72 +883,134 @@ fn write_batch(
     writers: &mut HashMap<u32, IndexWriter>,
     recent: &mut VecDeque<u32>,
     batch: &[Batch],
+    conflicts: &mut [Vec<usize>],
     writer_memory_bytes: usize,
 ) -> Result<(), StoreError> {
-    let mut touched: Vec<u32> = Vec::new();
-    let written = add_and_commit(shared, writers, &mut touched, batch, writer_memory_bytes);
-    if written.is_err() {
-        // Nothing of a failed batch may ride along with the next one's commit.
-        for key in &touched {
-            if let Some(writer) = writers.get_mut(key) {
-                let _ = writer.rollback();
-            }
+    // Each request's documents by day, in order: a day is written and committed
+    // whole, then the next, so however many days a batch spans, at most
+    // OPEN_WRITERS + 1 writers (each with its threads and memory) exist at once. (One
+    // batch of 200 distinct days once opened 200 writers: 1,420 threads, 1.6 GB.)
+    let mut by_day: BTreeMap<u32, Vec<(usize, usize, DateTime<Utc>)>> = BTreeMap::new();
+    for (r, (events, _)) in batch.iter().enumerate() {
+        for (d, event) in events.iter().enumerate() {
+            let (key, at) = Shared::event_day(event);
+            by_day.entry(key).or_default().push((r, d, at));
         }
     }
-    for key in &touched {
-        recent.retain(|k| k != key);
-        recent.push_front(*key);
+    // Newest days first: they are the ones kept open for the next batch.
+    for (key, documents) in by_day.into_iter().rev() {
+        let written = write_day(
+            shared,
+            writers,
+            key,
+            batch,
+            &documents,
+            conflicts,
+            writer_memory_bytes,
+        );
+        recent.retain(|k| *k != key);
+        recent.push_front(key);
+        if let Err(e) = written {
+            // Nothing of a failed day may ride along with the next commit.
+            if let Some(writer) = writers.get_mut(&key) {
+                let _ = writer.rollback();
+            }
+            close_old_writers(writers, recent);
+            return Err(e);
+        }
+        close_old_writers(writers, recent);
     }
+    Ok(())
+}
+
+/// Keeps the writers of the [`OPEN_WRITERS`] days written most recently.
+fn close_old_writers(writers: &mut HashMap<u32, IndexWriter>, recent: &mut VecDeque<u32>) {
     while recent.len() > OPEN_WRITERS {
         if let Some(old) = recent.pop_back() {
-            if writers.remove(&old).is_some() {
+            if let Some(writer) = writers.remove(&old) {
+                if let Err(e) = writer.wait_merging_threads() {
+                    warn!(day = old, error = %e, "Index merge did not finish cleanly.");
+                }
                 debug!(day = old, "Closed the writer of an older day.");
             }
         }
     }
-    written
 }
 
-fn add_and_commit(
+/// Writes one day's documents of a batch and commits them. First copy wins: a document
+/// whose id is already stored that day (or earlier in this batch) is not written
+/// again; if its body differs (but for the reception time) its position goes to
+/// `conflicts`, else it was a resend and counts as stored.
+fn write_day(
     shared: &Shared,
     writers: &mut HashMap<u32, IndexWriter>,
-    touched: &mut Vec<u32>,
+    key: u32,
     batch: &[Batch],
+    documents: &[(usize, usize, DateTime<Utc>)],
+    conflicts: &mut [Vec<usize>],
     writer_memory_bytes: usize,
 ) -> Result<(), StoreError> {
-    for event in batch.iter().flat_map(|(events, _)| events) {
-        let (key, at) = Shared::event_day(event);
-        let writer = match writers.entry(key) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                let day = shared.day(key, true)?.ok_or(StoreError::Closed)?;
-                let writer = day
-                    .index
-                    .writer_with_num_threads(1, writer_memory_bytes)
-                    .map_err(|source| StoreError::Open {
-                        path: shared.day_path(key),
-                        source,
-                    })?;
-                entry.insert(writer)
-            }
-        };
-        if !touched.contains(&key) {
-            touched.push(key);
+    let day = shared.day(key, true)?.ok_or(StoreError::Closed)?;
+    let writer = match writers.entry(key) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => {
+            let writer = day
+                .index
+                .writer_with_num_threads(1, writer_memory_bytes)
+                .map_err(|source| StoreError::Open {
+                    path: shared.day_path(key),
+                    source,
+                })?;
+            entry.insert(writer)
         }
-        writer.delete_term(Term::from_field_text(shared.fields.eventid, event.id()));
+    };
+    let searcher = day.reader.searcher();
+    let mut added: HashMap<&str, (usize, usize)> = HashMap::with_capacity(documents.len());
+    for &(r, d, at) in documents {
+        let document = &batch[r].0[d];
+        let id = document.id();
+        let earlier = match added.get(id) {
+            Some(&(r0, d0)) => Some(batch[r0].0[d0].source_json()),
+            None => stored_source(shared, &searcher, id)?,
+        };
+        if let Some(earlier) = earlier {
+            if !same_document(&earlier, document) {
+                conflicts[r].push(d);
+            }
+            continue;
+        }
+        added.insert(id, (r, d));
         writer
-            .add_document(shared.document(event, at))
+            .add_document(shared.document(document, at))
             .map_err(StoreError::Write)?;
     }
-    for key in touched.iter() {
-        if let Some(writer) = writers.get_mut(key) {
-            writer.commit().map_err(StoreError::Write)?;
-        }
-        if let Some(day) = shared.day(*key, false)? {
-            day.reader.reload().map_err(StoreError::Write)?;
-        }
-    }
+    writer.commit().map_err(StoreError::Write)?;
+    day.reader.reload().map_err(StoreError::Write)?;
     Ok(())
+}
+
+/// The stored JSON of the document with this id in a day, if any.
+fn stored_source(
+    shared: &Shared,
+    searcher: &tantivy::Searcher,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
+    let term = Term::from_field_text(shared.fields.eventid, id);
+    // A term dictionary lookup per segment: the common case (a new id) ends here.
+    if searcher.doc_freq(&term).map_err(StoreError::Search)? == 0 {
+        return Ok(None);
+    }
+    let query = tantivy::query::TermQuery::new(term, IndexRecordOption::Basic);
+    let found = searcher
+        .search(&query, &tantivy::collector::DocSetCollector)
+        .map_err(StoreError::Search)?;
+    let Some(address) = found.into_iter().next() else {
+        return Ok(None);
+    };
+    let doc: TantivyDocument = searcher.doc(address).map_err(StoreError::Search)?;
+    Ok(doc
+        .get_first(shared.fields.source_json)
+        .and_then(|v| v.as_str().map(str::to_string)))
 }
 
 #[cfg(test)]

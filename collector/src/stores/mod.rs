@@ -32,6 +32,21 @@ pub struct SearchRequest {
     /// Elasticsearch aggregation JSON (`terms`, `cardinality`, `date_histogram`, …),
     /// computed over every matching event.
     pub aggs: Option<serde_json::Value>,
+    /// Most bytes of events to return (0: no limit); the result says `truncated` when
+    /// it stopped there.
+    pub max_bytes: usize,
+}
+
+impl SearchRequest {
+    /// Refuses, before anything parses them, a query string or aggregations too long or
+    /// too deeply nested to parse safely ([`crate::query`]'s limits).
+    pub fn check(&self) -> Result<(), StoreError> {
+        crate::query::check(&self.query).map_err(StoreError::BadQuery)?;
+        if let Some(aggs) = &self.aggs {
+            crate::query::check_aggregations(aggs).map_err(StoreError::BadAggregation)?;
+        }
+        Ok(())
+    }
 }
 
 /// The timestamp a search's time range applies to (alert rules choose; MozDef's
@@ -62,6 +77,10 @@ pub struct SearchResult {
     pub hits: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aggregations: Option<serde_json::Value>,
+    /// Fewer hits than asked for were returned: they reached the response size limit
+    /// (`collector.http.max_response_bytes`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// What is stored: a normalized event, or a `/custom/<application>` document kept as
@@ -125,13 +144,47 @@ impl Document {
 }
 
 /// What a store did with a batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stored {
     /// Documents now in the store (a resend of one already there counts: it is stored).
     pub stored: usize,
     /// Documents the store refused for good (Elasticsearch mapping errors); they were
     /// written to the dead-letter file with the reason.
     pub dead_lettered: usize,
+    /// Positions (in the batch handed to the store) of documents refused because a
+    /// document with the same id and a different body is already stored: the first
+    /// copy wins, an event cannot be rewritten by sending its id again.
+    pub conflicts: Vec<usize>,
+}
+
+/// Whether `stored` (a stored document's JSON) is the same document as `new`, a
+/// resend of it: equal but for `receivedtimestamp` (when it reached the collector) and
+/// `alert_names` (which alert rules add to stored events), and, for an event timed at its reception (`details.timestamperror`), its times.
+pub fn same_document(stored: &str, new: &Document) -> bool {
+    let Ok(stored) = serde_json::from_str::<serde_json::Value>(stored) else {
+        return false;
+    };
+    let new = match new {
+        Document::Event(event) => serde_json::to_value(event).unwrap_or_default(),
+        Document::Custom { source, .. } => serde_json::Value::Object(source.clone()),
+    };
+    let comparable = |mut value: serde_json::Value| {
+        if let Some(object) = value.as_object_mut() {
+            object.remove("receivedtimestamp");
+            // Added to stored events by the alert rules that counted them.
+            object.remove("alert_names");
+            let retimed = object
+                .get("details")
+                .and_then(|d| d.get(mozdef::fields::details::TIMESTAMPERROR))
+                .is_some();
+            if retimed {
+                object.remove("utctimestamp");
+                object.remove("timestamp");
+            }
+        }
+        value
+    };
+    comparable(stored) == comparable(new)
 }
 
 /// Why a store could not do what was asked.
@@ -184,10 +237,7 @@ impl Store {
     /// Elasticsearch), never before.
     pub async fn store(&self, documents: Vec<Document>) -> Result<Stored, StoreError> {
         match self {
-            Store::Embedded(store) => store.store(documents).await.map(|stored| Stored {
-                stored,
-                dead_lettered: 0,
-            }),
+            Store::Embedded(store) => store.store(documents).await,
             Store::Elasticsearch(store) => store.store(documents).await,
         }
     }
@@ -197,6 +247,7 @@ impl Store {
         self: &std::sync::Arc<Self>,
         request: SearchRequest,
     ) -> Result<SearchResult, StoreError> {
+        request.check()?;
         match &**self {
             Store::Embedded(_) => {
                 let this = std::sync::Arc::clone(self);
@@ -211,16 +262,25 @@ impl Store {
         }
     }
 
-    /// Deletes the days (indices) older than `keep_days` days before today (UTC);
-    /// returns the names deleted.
+    /// Deletes the days (indices) older than `keep_days` days before today (UTC), and
+    /// those more than `future` ahead of now (no event is filed there any more: their
+    /// times are held to the window; an older collector may have left some); returns
+    /// the names deleted. `keep_days` 0 keeps every past day.
     pub async fn prune(
         self: &std::sync::Arc<Self>,
         keep_days: u32,
+        future: chrono::Duration,
     ) -> Result<Vec<String>, StoreError> {
-        let oldest_kept = Utc::now().date_naive() - chrono::Days::new(u64::from(keep_days));
+        let now = Utc::now();
+        let oldest_kept = if keep_days == 0 {
+            chrono::NaiveDate::MIN
+        } else {
+            now.date_naive() - chrono::Days::new(u64::from(keep_days))
+        };
+        let newest_kept = (now + future).date_naive();
         match &**self {
-            Store::Embedded(store) => store.prune(oldest_kept).await,
-            Store::Elasticsearch(store) => store.prune(oldest_kept).await,
+            Store::Embedded(store) => store.prune(oldest_kept, newest_kept).await,
+            Store::Elasticsearch(store) => store.prune(oldest_kept, newest_kept).await,
         }
     }
 

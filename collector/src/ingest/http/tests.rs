@@ -7,6 +7,21 @@ use tower::ServiceExt;
 
 use super::*;
 
+/// The harness's reader token (the collector's own read token, in a real one).
+const READER: &str = "test-reader-token-0123456789";
+
+/// Access with the reader token and, when given, a tokens file's text.
+fn access(tokens: Option<&str>) -> Arc<Access> {
+    let mut readers = crate::ingest::auth::Tokens::default();
+    readers.add(READER.as_bytes(), crate::ingest::auth::Role::Reader);
+    Arc::new(Access {
+        tokens: tokens.map(|text| Arc::new(crate::ingest::auth::Tokens::parse(text).unwrap())),
+        readers,
+        open_reads: false,
+        metrics: Arc::default(),
+    })
+}
+
 struct Harness {
     _dir: tempfile::TempDir,
     state: AppState,
@@ -27,7 +42,14 @@ impl Harness {
                 store: Arc::new(Store::Embedded(store)),
                 max_body_bytes: 4096,
                 max_event_bytes: 1024,
-                tokens: None,
+                access: access(None),
+                max_events_per_request: 1000,
+                min_body_bytes_per_sec: 1024,
+                max_response_bytes: 1 << 20,
+                time_window: mozdef::normalize::TimeWindow {
+                    max_age: Some(chrono::Duration::days(365)),
+                    max_future: chrono::Duration::hours(24),
+                },
                 guards: Guards {
                     slots: Arc::new(tokio::sync::Semaphore::new(8)),
                     timeout: Duration::from_secs(5),
@@ -39,13 +61,13 @@ impl Harness {
         }
     }
 
+    /// Sends a request; searches (`/api/…`) with the reader token.
     async fn send(&self, method: Method, uri: &str, body: impl Into<Body>) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(body.into())
-            .unwrap();
-        self.send_request(request).await
+        let mut request = Request::builder().method(method).uri(uri);
+        if uri.starts_with("/api/") {
+            request = request.header("authorization", format!("Bearer {READER}"));
+        }
+        self.send_request(request.body(body.into()).unwrap()).await
     }
 
     async fn send_request(&self, request: Request<Body>) -> (StatusCode, Value) {
@@ -65,7 +87,12 @@ impl Harness {
 
     async fn search(&self, query: &str) -> Value {
         let uri = format!("/api/events?q={query}&size=100");
-        let (status, body) = self.send(Method::GET, &uri, Body::empty()).await;
+        let request = Request::builder()
+            .uri(uri)
+            .header("authorization", format!("Bearer {READER}"))
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = self.send_request(request).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
     }
@@ -243,7 +270,7 @@ async fn gzip_bodies_are_inflated_and_bombs_refused() {
 #[tokio::test]
 async fn bearer_tokens_guard_everything_but_health_checks() {
     let mut h = Harness::new();
-    h.state.tokens = Some(Arc::new(Tokens::parse("0123456789abcdef-fleet\n").unwrap()));
+    h.state.access = access(Some("0123456789abcdef-fleet\n"));
     let event = r#"{"summary":"with token","hostname":"tok1"}"#;
 
     let (status, body) = h.send_request(post_with(&[], event)).await;
@@ -255,8 +282,24 @@ async fn bearer_tokens_guard_everything_but_health_checks() {
         ))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, _) = h.send(Method::GET, "/api/events?q=*", Body::empty()).await;
+    let anonymous = Request::builder()
+        .uri("/api/events?q=*")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _) = h.send_request(anonymous).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The shipper token may send, not search.
+    let shipper = Request::builder()
+        .uri("/api/events?q=*")
+        .header("authorization", "Bearer 0123456789abcdef-fleet")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = h.send_request(shipper).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("shipper"),
+        "{body}"
+    );
     let (status, _) = h.send(Method::GET, "/status", Body::empty()).await;
     assert_eq!(status, StatusCode::OK);
 
@@ -436,6 +479,7 @@ async fn search_api_takes_aggregations_and_says_what_is_wrong() {
             .method(Method::POST)
             .uri("/api/search")
             .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {READER}"))
             .body(Body::from(body.to_string()))
             .unwrap()
     };

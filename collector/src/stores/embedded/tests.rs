@@ -47,6 +47,7 @@ fn search(store: &EmbeddedStore, query: &str) -> SearchResult {
             size: 100,
             aggs: None,
             time_field: Default::default(),
+            max_bytes: 0,
         })
         .unwrap()
 }
@@ -93,7 +94,7 @@ async fn stored_events_are_found_by_field_and_detail_newest_first() {
             "Failed password for root",
         ),
     ];
-    assert_eq!(store.store(events).await.unwrap(), 4);
+    assert_eq!(store.store(events).await.unwrap().stored, 4);
 
     let result = search(&store, "details.username:root AND category:authentication");
     assert_eq!(result.total, 2);
@@ -155,6 +156,7 @@ async fn time_range_limits_results() {
             size: 10,
             aggs: None,
             time_field: Default::default(),
+            max_bytes: 0,
         })
         .unwrap();
     assert_eq!(ids(&result), vec![id(3), id(2)]);
@@ -162,7 +164,7 @@ async fn time_range_limits_results() {
 }
 
 #[tokio::test]
-async fn a_resent_event_is_stored_once() {
+async fn a_resent_event_is_stored_once_and_the_first_copy_wins() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let first = event(
@@ -174,20 +176,126 @@ async fn a_resent_event_is_stored_once() {
     );
     let mut again = first.clone();
     again.summary = "second copy".into();
-    store
+    let mut resent = first.clone();
+    resent.receivedtimestamp = Some("2026-11-22T09:30:00+00:00".into());
+    let outcome = store
         .store(vec![first.clone(), first.clone()])
         .await
         .unwrap();
-    store.store(vec![again]).await.unwrap();
+    assert_eq!((outcome.stored, outcome.conflicts), (2, vec![]));
+    // A different body under a stored id is refused; a resend (received later) is not.
+    let outcome = store.store(vec![resent, again]).await.unwrap();
+    assert_eq!((outcome.stored, outcome.conflicts), (1, vec![1]));
     let result = search(&store, "*");
     assert_eq!(result.total, 1);
-    assert_eq!(result.hits[0]["summary"], json!("second copy"));
+    assert_eq!(result.hits[0]["summary"], json!("first copy"));
     store.close();
 
-    // Reopened from disk, still once.
+    // Reopened from disk, still once, still the first.
     let store = open(dir.path());
     store.store(vec![first]).await.unwrap();
-    assert_eq!(search(&store, "*").total, 1);
+    let result = search(&store, "*");
+    assert_eq!(result.total, 1);
+    assert_eq!(result.hits[0]["summary"], json!("first copy"));
+    store.close();
+}
+
+#[tokio::test]
+async fn one_batch_of_many_days_keeps_few_writers_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+    let events: Vec<Event> = (0..60)
+        .map(|i| {
+            let day = start + chrono::Days::new(i);
+            event(
+                &id(100 + i as u32),
+                &format!("{day}T12:00:00Z"),
+                "u",
+                "c",
+                "one a day",
+            )
+        })
+        .collect();
+    let threads_before = threads();
+    assert_eq!(store.store(events).await.unwrap().stored, 60);
+    // Each open writer holds threads of its own: 60 days at once held hundreds.
+    let grown = threads().saturating_sub(threads_before);
+    assert!(grown < 40, "{grown} more threads after a batch of 60 days");
+    assert_eq!(search(&store, "*").total, 60);
+    store.close();
+}
+
+/// This process's threads now.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn wildcards_match_terms_and_details() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut a = event(
+        &id(1),
+        "2026-11-22T08:00:00Z",
+        "admin",
+        "authentication",
+        "Failed password",
+    );
+    a.hostname = "web-01.example.com".into();
+    let mut b = event(
+        &id(2),
+        "2026-11-22T08:00:01Z",
+        "alice",
+        "authentication",
+        "Accepted key",
+    );
+    b.hostname = "db-01.example.com".into();
+    store.store(vec![a, b]).await.unwrap();
+    for (query, want) in [
+        ("hostname:web*", 1),
+        ("hostname:*-01.example.com", 2),
+        ("hostname:db-0?.example.com", 1),
+        ("details.username:adm*", 1),
+        ("details.username:a*", 2),
+        ("summary:fail*", 1),
+        ("fail*", 1),
+        ("hostname:nomatch*", 0),
+    ] {
+        assert_eq!(search(&store, query).total, want, "{query}");
+    }
+    store.close();
+}
+
+#[tokio::test]
+async fn answers_stop_at_the_byte_limit_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let events: Vec<Event> = (0..20)
+        .map(|i| {
+            let mut e = event(&id(i), "2026-11-22T08:00:00Z", "u", "c", "big");
+            e.details.insert("blob".into(), json!("x".repeat(10_000)));
+            e
+        })
+        .collect();
+    store.store(events).await.unwrap();
+    let result = store
+        .search(&SearchRequest {
+            query: "*".into(),
+            size: 20,
+            max_bytes: 50_000,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(result.total, 20);
+    assert!(result.truncated);
+    assert!(
+        (3..=5).contains(&result.hits.len()),
+        "{}",
+        result.hits.len()
+    );
     store.close();
 }
 
@@ -208,6 +316,7 @@ async fn a_bad_query_is_reported_as_such() {
                 size: 10,
                 aggs: None,
                 time_field: Default::default(),
+                max_bytes: 0,
             })
             .unwrap_err();
         assert!(matches!(err, StoreError::BadQuery(_)), "{query}: {err}");
@@ -268,6 +377,7 @@ async fn searches_racing_commits_never_mix_up_segments() {
                 size: 10_000,
                 aggs: None,
                 time_field: Default::default(),
+                max_bytes: 0,
             })
         })
         .await
@@ -429,7 +539,7 @@ async fn pruning_deletes_whole_days_before_the_cutoff_and_only_those() {
         .await
         .unwrap();
     let cutoff = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
-    let deleted = store.prune(cutoff).await.unwrap();
+    let deleted = store.prune(cutoff, NaiveDate::MAX).await.unwrap();
     assert_eq!(deleted, vec!["20261120".to_string()]);
     assert!(!dir.path().join("events/20261120").exists());
     assert_eq!(ids(&search(&store, "*")), vec![id(3), id(2)]);
@@ -439,6 +549,6 @@ async fn pruning_deletes_whole_days_before_the_cutoff_and_only_those() {
         .await
         .unwrap();
     assert_eq!(search(&store, "*").total, 3);
-    assert!(store.prune(cutoff).await.unwrap().len() == 1);
+    assert!(store.prune(cutoff, NaiveDate::MAX).await.unwrap().len() == 1);
     store.close();
 }
