@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::datadir::{self, Owners};
 use crate::host::{self, HostIdentity};
 use crate::inputs::file::discover::Discovery;
 use crate::parsers::TimeZoneChoice;
@@ -124,7 +125,8 @@ pub struct AgentConfig {
     /// Stable host id, an input of every event id (default: /etc/machine-id).
     #[serde(default)]
     pub host_id: Option<String>,
-    /// Where read positions are kept.
+    /// Where the state is kept (disk buffer, read positions, dead letters): owned by the
+    /// agent's user or root, writable by no one else (see [`crate::datadir`]).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// Zone of lines without one: an IANA name, `UTC` or `local`.
@@ -979,6 +981,12 @@ impl AgentConfig {
     /// Like [`AgentConfig::build`] for a merged configuration: an error names the file
     /// that set the bad key.
     pub fn build_from(&self, sources: &Sources) -> Result<Settings, ConfigError> {
+        self.build_with(sources, Owners::Agent)
+    }
+
+    /// Like [`AgentConfig::build_from`], with `owners` allowed to own `data_dir`
+    /// ([`Owners::Anyone`]: `validate` run as root, which cannot tell the service's user).
+    pub fn build_with(&self, sources: &Sources, owners: Owners) -> Result<Settings, ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
             path: sources.file_for(key).to_path_buf(),
             key,
@@ -1023,6 +1031,8 @@ impl AgentConfig {
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("agent.data_dir", "must not be empty".into()));
         }
+        datadir::check(&self.data_dir, owners)
+            .map_err(|e| invalid("agent.data_dir", e.to_string()))?;
         if self
             .hostname
             .as_deref()
@@ -1110,6 +1120,29 @@ mod tests {
             panic!("the example ships over HTTP");
         };
         assert_eq!(http.urls[0].as_str(), "http://127.0.0.1:8080/events");
+    }
+
+    #[test]
+    fn a_data_dir_others_can_write_to_is_a_config_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::write(state.join("checkpoints.json"), b"{}").unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let text = format!("[agent]\ndata_dir = {:?}\n", state.display().to_string());
+        let file: ConfigFile = toml::from_str(&text).unwrap();
+        let err = file
+            .agent
+            .build(Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("agent.data_dir") && err.contains("0777"),
+            "{err}"
+        );
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        file.agent.build(Path::new("a.toml")).unwrap();
     }
 
     #[test]

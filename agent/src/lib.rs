@@ -10,6 +10,7 @@
 //! - [`deadletter`]: events the collector refused, kept with the reason.
 //! - [`heartbeat`]: the agent's own periodic event.
 //! - [`checkpoint`]: read positions on disk.
+//! - [`datadir`]: whether `data_dir` can be trusted with them and the buffer.
 //! - [`buffer`]: the disk buffer (segment log).
 //! - [`metrics`]: the counters.
 //! - [`footprint`]: giving back the pages start-up mapped.
@@ -21,6 +22,7 @@
 pub mod buffer;
 pub mod checkpoint;
 pub mod config;
+pub mod datadir;
 pub mod deadletter;
 pub mod footprint;
 pub mod heartbeat;
@@ -71,6 +73,8 @@ pub enum RunError {
     Buffer(#[from] BufferError),
     #[error("{0}")]
     Signal(String),
+    #[error("untrusted agent.data_dir: {0}")]
+    DataDir(#[from] datadir::DataDirError),
 }
 
 /// Runs the agent until `shutdown` resolves, then stops reading, fsyncs what was read
@@ -188,6 +192,7 @@ async fn run_once(
     metrics: Arc<Metrics>,
     stop_rx: watch::Receiver<Stopping>,
 ) -> Result<(), RunError> {
+    datadir::prepare(&settings.data_dir)?;
     let checkpoints = Arc::new(Mutex::new(CheckpointStore::load(&settings.data_dir)?));
     let shipper = Shipper::build(&settings.shipper).map_err(RunError::Shipper)?;
     // Two chunks of 500 events in flight keep the buffer stage busy; more only holds

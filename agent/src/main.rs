@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use picket_agent::config::{ConfigFile, Settings};
+use picket_agent::datadir;
 use picket_agent::host::{self, HostIdentity};
 use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
 use tracing_subscriber::EnvFilter;
@@ -116,9 +117,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Validate => match ConfigFile::load(&cli.config)
-            .and_then(|file| file.agent.build_from(&file.sources).map(|_| file.sources))
-        {
+        Command::Validate => match ConfigFile::load(&cli.config).and_then(|file| {
+            // Root cannot tell which user the service runs as: data_dir's owner is
+            // checked when the agent's user validates (the unit's ExecStartPre) and runs.
+            let owners = if datadir::effective_uid() == 0 {
+                datadir::Owners::Anyone
+            } else {
+                datadir::Owners::Agent
+            };
+            file.agent
+                .build_with(&file.sources, owners)
+                .map(|_| file.sources)
+        }) {
             Ok(sources) => {
                 let files: Vec<String> = sources
                     .files
