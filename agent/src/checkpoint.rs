@@ -14,19 +14,29 @@
 //!   no-op at the collector), never skips.
 //! - The file is replaced atomically: written to a temporary file, fsynced, renamed over
 //!   the old one, and the directory fsynced. A crash leaves the old or the new file,
-//!   never a torn one. An unreadable file is moved aside (`.corrupt`) with an error
-//!   log, and reading starts over as for files never seen.
+//!   never a torn one. An unreadable file (a disk error, a hand edit) is moved aside
+//!   (`checkpoints.json.corrupt`) with an error log, and the positions count as *lost*
+//!   ([`CheckpointStore::lost_since`]), also at later starts while no good file has
+//!   been saved since (`checkpoints.json` missing beside a `.corrupt` one).
+//! - Lost positions are not a first start: `start_at = "end"` would skip every line
+//!   written while the agent was down. The buffer holds events, not positions (and only
+//!   until delivered), so it cannot say where each file was. Instead the file input
+//!   reads files without a position from their start and the journald input from when
+//!   the lost file was last written (its modification time); what was delivered before
+//!   is sent again with the same event ids (file identity and offset, journal cursor),
+//!   which the collector stores once. Both log at WARN what they do.
 //! - Entries not updated for 30 days are pruned.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Why checkpoints could not be read or written.
 #[derive(Debug, Error)]
@@ -86,6 +96,8 @@ pub struct CheckpointStore {
     path: PathBuf,
     entries: BTreeMap<String, Entry>,
     journal_cursor: Option<String>,
+    /// The positions were lost (see the module doc): when they were last saved.
+    lost_since: Option<SystemTime>,
 }
 
 const FILE_NAME: &str = "checkpoints.json";
@@ -99,19 +111,34 @@ impl CheckpointStore {
             source,
         })?;
         let path = dir.join(FILE_NAME);
+        let aside = path.with_extension("json.corrupt");
+        let modified = |path: &Path| {
+            fs::metadata(path)
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        };
+        let mut lost_since = None;
         let (entries, journal_cursor) = match fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
                 Ok(on_disk) => (on_disk.files, on_disk.journald),
                 Err(e) => {
-                    let aside = path.with_extension("json.corrupt");
-                    error!(path = %path.display(), error = %e, aside = %aside.display(), "Checkpoints unreadable; moved aside, files are read as never seen.");
+                    lost_since = Some(modified(&path));
+                    error!(path = %path.display(), error = %e, aside = %aside.display(), "Checkpoints unreadable; moved aside. Files without a position are read from their start (not start_at), the journal from when they were last saved.");
                     let _ = fs::rename(&path, &aside);
                     (BTreeMap::new(), None)
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if aside.exists() {
+                    // Found unreadable at an earlier start, and nothing saved since.
+                    lost_since = Some(modified(&aside));
+                    warn!(aside = %aside.display(), "No checkpoints saved since they were found unreadable; still reading files without a position from their start.");
+                }
+                (BTreeMap::new(), None)
+            }
             Err(e) => {
-                error!(path = %path.display(), error = %e, "Checkpoints unreadable; files are read as never seen.");
+                lost_since = Some(modified(&path));
+                error!(path = %path.display(), error = %e, "Checkpoints unreadable. Files without a position are read from their start (not start_at), the journal from when they were last saved.");
                 (BTreeMap::new(), None)
             }
         };
@@ -122,7 +149,15 @@ impl CheckpointStore {
             path,
             entries,
             journal_cursor,
+            lost_since,
         })
+    }
+
+    /// When the positions were lost (unreadable at load, see the module doc), the time
+    /// they were last saved; `None` when they were read, or never written (a first
+    /// start).
+    pub fn lost_since(&self) -> Option<SystemTime> {
+        self.lost_since
     }
 
     /// The saved offset of `identity`, if any.
@@ -222,11 +257,27 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_file_is_moved_aside_and_reading_starts_over() {
+    fn a_corrupt_file_is_moved_aside_and_the_positions_count_as_lost_until_saved() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("checkpoints.json"), b"{not json").unwrap();
+        assert_eq!(
+            CheckpointStore::load(dir.path()).unwrap().lost_since(),
+            None
+        );
+        let path = dir.path().join("checkpoints.json");
+        fs::write(&path, b"{not json").unwrap();
+        let written = fs::metadata(&path).unwrap().modified().unwrap();
         let store = CheckpointStore::load(dir.path()).unwrap();
         assert_eq!(store.offset(&id(1)), None);
+        assert_eq!(store.lost_since(), Some(written));
         assert!(dir.path().join("checkpoints.json.corrupt").exists());
+        drop(store);
+        // A restart before anything was saved: still lost.
+        let mut store = CheckpointStore::load(dir.path()).unwrap();
+        assert_eq!(store.lost_since(), Some(written));
+        store.set(&id(1), "/var/log/auth.log", 10);
+        store.save().unwrap();
+        let store = CheckpointStore::load(dir.path()).unwrap();
+        assert_eq!(store.lost_since(), None);
+        assert_eq!(store.offset(&id(1)), Some(10));
     }
 }

@@ -11,7 +11,9 @@
 //! - resume from a checkpoint when the file's identity (device, inode, first-line hash)
 //!   matches and the file is at least that long; otherwise `start_at` for files present
 //!   at start-up (`end` starts after the last complete line), unless the path was read
-//!   before (then the file is a rotation and is read from its start);
+//!   before (then the file is a rotation and is read from its start) or the
+//!   checkpoints were lost (unreadable: then from its start too, logged at WARN; lines
+//!   delivered before come again with the same event ids, see [`crate::checkpoint`]);
 //! - rename rotation: once the path names another file, the new one is read from its
 //!   start while the old one keeps being read until it has been idle for
 //!   `rotated_idle` (the writer may append until it reopens), then it is released;
@@ -415,12 +417,13 @@ impl Followed {
             open.gzip = open.file.try_clone().ok().map(flate2::read::GzDecoder::new);
         }
         open.learn_identity();
-        let (saved, known_path) = match input.checkpoints.lock() {
+        let (saved, known_path, lost) = match input.checkpoints.lock() {
             Ok(store) => (
                 open.identity.and_then(|identity| store.offset(&identity)),
                 store.knows_path(&self.path_text),
+                store.lost_since().is_some(),
             ),
-            Err(_) => (None, false),
+            Err(_) => (None, false, false),
         };
         let start = match saved {
             Some(offset) if offset <= meta.len() => {
@@ -433,6 +436,10 @@ impl Followed {
             }
             // `end` is for files never seen: a new file under a path already read is a
             // rotation that happened while the agent was stopped.
+            None if first_look && input.settings.start_at == StartAt::End && lost => {
+                warn!(path = %self.path.display(), "Checkpoints were lost: reading the file from its start, not its end, so no line written while the agent was down is skipped (lines delivered before are sent again with the same event ids).");
+                0
+            }
             None if first_look && input.settings.start_at == StartAt::End && !known_path => {
                 let end = last_line_end(&open.file, meta.len(), input.settings.max_line_bytes);
                 info!(path = %self.path.display(), offset = end, "Reading new lines from the end of the file.");

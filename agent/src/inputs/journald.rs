@@ -4,7 +4,11 @@
 //! programs the parsers know (configurable).
 //!
 //! - Start: `--after-cursor` the last delivered entry's cursor (from the checkpoint),
-//!   else `--since now` (`start_at = "end"`) or the whole journal (`"beginning"`).
+//!   else `--since now` (`start_at = "end"`) or the whole journal (`"beginning"`). When
+//!   the checkpoints were lost (unreadable), `end` starts from when they were last
+//!   saved instead (`--since=@<seconds>`, logged at WARN): entries delivered since then
+//!   come again with the same event ids, none written while the agent was down is
+//!   skipped.
 //! - Each JSON entry maps onto a record: `MESSAGE` (text, or bytes made text),
 //!   `SYSLOG_IDENTIFIER` → program, `_PID` (else `SYSLOG_PID`) → pid, `_HOSTNAME` →
 //!   host, `__REALTIME_TIMESTAMP` (µs) → time, `PRIORITY` → severity, `__CURSOR` →
@@ -17,7 +21,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use mozdef::Severity;
@@ -46,8 +50,9 @@ pub struct JournaldInput {
 const CHUNK_EVENTS: usize = 500;
 
 impl JournaldInput {
-    /// The arguments of one journalctl run, resuming after `cursor`.
-    pub fn arguments(&self, cursor: Option<&str>) -> Vec<String> {
+    /// The arguments of one journalctl run, resuming after `cursor`; `lost_since`: the
+    /// checkpoints were lost, and last saved then.
+    pub fn arguments(&self, cursor: Option<&str>, lost_since: Option<SystemTime>) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "--follow".into(),
             "--output=json".into(),
@@ -59,10 +64,18 @@ impl JournaldInput {
         for file in &self.settings.files {
             args.push(format!("--file={}", file.display()));
         }
-        match (cursor, self.settings.start_at) {
-            (Some(cursor), _) => args.push(format!("--after-cursor={cursor}")),
-            (None, StartAt::End) => args.push("--since=now".into()),
-            (None, StartAt::Beginning) => {}
+        match (cursor, self.settings.start_at, lost_since) {
+            (Some(cursor), _, _) => args.push(format!("--after-cursor={cursor}")),
+            (None, StartAt::End, Some(saved)) => {
+                // A second early: the stamp is cut to whole seconds.
+                let secs = saved
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+                    .saturating_sub(1);
+                args.push(format!("--since=@{secs}"));
+            }
+            (None, StartAt::End, None) => args.push("--since=now".into()),
+            (None, StartAt::Beginning, _) => {}
         }
         // `F=a F=b` is an OR of one field; `+` ORs groups.
         let mut first = true;
@@ -91,14 +104,18 @@ impl JournaldInput {
 
     /// Reads the journal until `stop` is set or the shipper goes away.
     pub fn run(self, out: mpsc::Sender<Chunk>, stop: Arc<AtomicBool>) {
-        let mut cursor: Option<String> = self
-            .checkpoints
-            .lock()
-            .ok()
-            .and_then(|c| c.journal_cursor().map(str::to_string));
+        let (mut cursor, lost_since) = match self.checkpoints.lock() {
+            Ok(c) => (c.journal_cursor().map(str::to_string), c.lost_since()),
+            Err(_) => (None, None),
+        };
         info!(resume = cursor.is_some(), "Journald input started.");
+        if let Some(saved) = lost_since.filter(|_| cursor.is_none())
+            && self.settings.start_at == StartAt::End
+        {
+            warn!(since = %DateTime::<Utc>::from(saved).to_rfc3339(), "Checkpoints were lost: reading the journal from when they were last saved, not from now (entries delivered since are sent again with the same event ids).");
+        }
         while !stop.load(Ordering::Relaxed) && !out.is_closed() {
-            let args = self.arguments(cursor.as_deref());
+            let args = self.arguments(cursor.as_deref(), lost_since);
             let mut child = match Command::new(&self.settings.journalctl)
                 .args(&args)
                 .stdin(Stdio::null())

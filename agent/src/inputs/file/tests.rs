@@ -630,3 +630,48 @@ fn a_link_is_followed_only_to_a_watched_file_owned_by_root_or_the_links_owner() 
     chown(&watched, Some(65534), None).unwrap();
     assert_eq!(refused(&link), None, "the link owner's own file");
 }
+
+#[test]
+fn lost_checkpoints_with_start_at_end_read_files_from_their_start_not_their_end() {
+    // The regression: a corrupt checkpoints file made `start_at = "end"` skip every
+    // line written while the agent was down.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    let state = dir.path().join("state");
+    append(&log, b"one\ntwo\nthree\n");
+    let before = read_and_checkpoint(&log, &state, 3, 2);
+    // Written while the agent is down; then the checkpoints are damaged.
+    append(&log, b"four\nfive\n");
+    fs::write(state.join("checkpoints.json"), b"{\"version\": 1, \"fil").unwrap();
+    for restart in 0..2 {
+        // Twice: a restart before anything was saved still knows they were lost.
+        let mut input = start(&[&log], StartAt::End, 1024, &state);
+        let events = input.take(5);
+        assert_eq!(
+            summaries(&events),
+            ["one", "two", "three", "four", "five"],
+            "start {restart}"
+        );
+        for (again, first) in events.iter().zip(&before) {
+            assert_eq!(
+                again.event.eventid, first.event.eventid,
+                "a line sent again keeps its id, so the collector stores it once"
+            );
+        }
+        input.quiet();
+        input.stop();
+    }
+    // Once positions are saved again, `end` is `end` for files never seen.
+    let mut store = CheckpointStore::load(&state).unwrap();
+    assert!(store.lost_since().is_some());
+    let len = fs::metadata(&log).unwrap().len();
+    store.set(&before[0].identity, &log.to_string_lossy(), len);
+    store.save().unwrap();
+    let other = dir.path().join("other.log");
+    append(&other, b"old\n");
+    let mut input = start(&[&log, &other], StartAt::End, 1024, &state);
+    input.quiet();
+    append(&other, b"new\n");
+    assert_eq!(summaries(&input.take(1)), ["new"]);
+    input.stop();
+}

@@ -2,7 +2,7 @@
 //! `systemd-journal-remote`, read by a real `journalctl`.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use std::path::PathBuf;
 
@@ -172,7 +172,7 @@ fn arguments_filter_by_facility_or_identifier_and_resume() {
     reader.settings.files.clear();
     reader.settings.start_at = StartAt::End;
     assert_eq!(
-        reader.arguments(None),
+        reader.arguments(None, None),
         [
             "--follow",
             "--output=json",
@@ -185,7 +185,50 @@ fn arguments_filter_by_facility_or_identifier_and_resume() {
             "SYSLOG_IDENTIFIER=sudo",
         ]
     );
-    let args = reader.arguments(Some("s=1;i=2"));
+    let args = reader.arguments(Some("s=1;i=2"), None);
     assert!(args.contains(&"--after-cursor=s=1;i=2".to_string()));
     assert!(!args.iter().any(|a| a.starts_with("--since")));
+    // Lost checkpoints: from when they were saved, not now (a cursor still wins).
+    let saved = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_335_246);
+    let args = reader.arguments(None, Some(saved));
+    assert!(
+        args.contains(&"--since=@1795335245".to_string()),
+        "{args:?}"
+    );
+    let args = reader.arguments(Some("s=1;i=2"), Some(saved));
+    assert!(!args.iter().any(|a| a.starts_with("--since")));
+}
+
+#[test]
+fn lost_checkpoints_with_start_at_end_read_the_journal_from_their_last_save() {
+    // The regression: a corrupt checkpoint made `end` skip what came while the agent
+    // was down. Entries are a second apart from 1_795_335_244 s.
+    let dir = tempfile::tempdir().unwrap();
+    let messages: Vec<String> = (1..=6)
+        .map(|i| format!("Failed password for root from 192.0.2.{i} port 22 ssh2"))
+        .collect();
+    let entries: Vec<(&str, u8, &str)> = messages.iter().map(|m| ("sshd", 4, m.as_str())).collect();
+    let file = journal(dir.path(), &entries);
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let checkpoints = state.join("checkpoints.json");
+    std::fs::write(&checkpoints, b"{\"version\": 1, \"files\": {tor").unwrap();
+    // Last saved just after the third entry.
+    let saved = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_335_246_500);
+    std::fs::File::options()
+        .write(true)
+        .open(&checkpoints)
+        .unwrap()
+        .set_modified(saved)
+        .unwrap();
+    let (mut reader, _) = input(&file, &state);
+    reader.settings.start_at = StartAt::End;
+    let events = collect(reader, 5);
+    let summaries: Vec<&str> = events.iter().map(|e| e.event.summary.as_str()).collect();
+    // `--since=@1795335245`: entry 2 (at 245 s) on; with `--since=now`, nothing.
+    assert_eq!(
+        summaries,
+        messages[1..],
+        "from a second before the last save on"
+    );
 }
