@@ -1,6 +1,6 @@
 //! Certificates for TLS tests, made fresh per test with rcgen: a CA, a server
 //! certificate for `localhost` and `127.0.0.1`, a client certificate (CN `agent-test`)
-//! it signed, and a "rogue" CA with its own client certificate, for the refusals.
+//! it signed, one it signed that names nobody, and a "rogue" CA with its own client certificate, for the refusals.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,9 @@ pub struct Pki {
     /// A client certificate from the rogue CA.
     pub rogue_cert: PathBuf,
     pub rogue_key: PathBuf,
+    /// A client certificate our CA signed that names nobody: no subject CN, no DNS name.
+    pub nameless_cert: PathBuf,
+    pub nameless_key: PathBuf,
 }
 
 /// The common name of the client certificate.
@@ -47,9 +50,12 @@ fn leaf(
     let key = KeyPair::generate().expect("a key pair");
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut params = CertificateParams::new(names).expect("leaf params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    if !common_name.is_empty() {
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+    }
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
@@ -85,6 +91,8 @@ impl Pki {
             &[],
             ExtendedKeyUsagePurpose::ClientAuth,
         );
+        let (nameless_cert, nameless_key) =
+            leaf(&issuer, "", &[], ExtendedKeyUsagePurpose::ClientAuth);
         let write = |name: &str, text: &str| {
             let path = dir.join(name);
             fs::write(&path, text).expect("write a PEM file");
@@ -99,6 +107,8 @@ impl Pki {
             rogue_ca: write("rogue-ca.pem", &rogue_pem),
             rogue_cert: write("rogue.pem", &rogue_cert),
             rogue_key: write("rogue.key", &rogue_key),
+            nameless_cert: write("nameless.pem", &nameless_cert),
+            nameless_key: write("nameless.key", &nameless_key),
         }
     }
 }

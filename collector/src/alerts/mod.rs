@@ -130,7 +130,7 @@ impl AlertStore {
             AlertStore::Embedded(_) => {
                 let this = Arc::clone(self);
                 tokio::task::spawn_blocking(move || match &*this {
-                    AlertStore::Embedded(store) => store.search(&request),
+                    AlertStore::Embedded(store) => crate::stores::guarded_search(store, &request),
                     AlertStore::Elasticsearch(_) => unreachable!("matched as embedded above"),
                 })
                 .await

@@ -226,7 +226,7 @@ impl Route {
             return match value {
                 serde_json::Value::Object(mut source) => {
                     source.remove(AGENT_IDENTITY);
-                    let identity = received.identity.map(|i| serde_json::Value::from(i));
+                    let identity = received.identity.map(serde_json::Value::from);
                     match (source.get_mut("details"), identity) {
                         (Some(serde_json::Value::Object(details)), identity) => {
                             details.remove(AGENT_IDENTITY);

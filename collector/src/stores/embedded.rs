@@ -464,7 +464,7 @@ impl Shared {
                 .order_by_fast_field::<tantivy::DateTime>("utctimestamp", Order::Desc);
             let (count, docs) = searcher
                 .search(&query, &(Count, top))
-                .map_err(StoreError::Search)?;
+                .map_err(search_error)?;
             total += count;
             for (at, address) in docs {
                 let micros = at.map(|t| t.into_timestamp_micros()).unwrap_or(i64::MIN);
@@ -541,6 +541,17 @@ impl Shared {
                         && literal.phrase.contains(['*', '?']) =>
                 {
                     self.wildcard_query(literal.field_name.as_deref(), &literal.phrase)
+                }
+                UserInputLeaf::Range {
+                    field: Some(field),
+                    lower,
+                    upper,
+                } if field.starts_with("details.") && mixed_bounds(&lower, &upper) => {
+                    Err(StoreError::BadQuery(format!(
+                        "the range on {field} mixes a number and text ({} TO {}); give both ends as numbers, or both as text",
+                        lower.term_str(),
+                        upper.term_str()
+                    )))
                 }
                 leaf => parser
                     .build_query_from_user_input_ast(UserInputAst::Leaf(Box::new(leaf)))
@@ -706,6 +717,30 @@ fn aggregate(
 
 /// The most memory one search's aggregations may take.
 const AGGREGATION_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// A failed search: the query's fault (a field it cannot be run on) or the store's.
+fn search_error(error: tantivy::TantivyError) -> StoreError {
+    use tantivy::TantivyError as E;
+    match error {
+        E::SchemaError(message) | E::InvalidArgument(message) => StoreError::BadQuery(message),
+        E::FieldNotFound(field) => StoreError::BadQuery(format!("no field {field:?}")),
+        other => StoreError::Search(other),
+    }
+}
+
+/// Whether a range's two ends are a number and text: tantivy panics running such a
+/// range over a JSON field.
+fn mixed_bounds(
+    lower: &tantivy::query_grammar::UserInputBound,
+    upper: &tantivy::query_grammar::UserInputBound,
+) -> bool {
+    use tantivy::query_grammar::UserInputBound;
+    let numeric = |bound: &UserInputBound| match bound {
+        UserInputBound::Unbounded => None,
+        bound => Some(bound.term_str().parse::<f64>().is_ok()),
+    };
+    matches!((numeric(lower), numeric(upper)), (Some(a), Some(b)) if a != b)
+}
 
 /// Makes `a AND NOT b` mean what Lucene users expect. tantivy's grammar reads it as
 /// `+a +(-b)`, and a clause holding only negations matches nothing; Lucene reads it as

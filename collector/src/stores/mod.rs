@@ -226,6 +226,23 @@ impl StoreError {
     }
 }
 
+/// Runs an embedded search, turning a panic inside the search engine (a query shape
+/// it does not expect) into a refused query instead of a failed search.
+pub fn guarded_search(
+    store: &EmbeddedStore,
+    request: &SearchRequest,
+) -> Result<SearchResult, StoreError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.search(request))) {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(query = %request.query.chars().take(200).collect::<String>(), "The search engine could not run a query; refused as a bad request.");
+            Err(StoreError::BadQuery(
+                "this query cannot be run by the embedded store; rewrite it".into(),
+            ))
+        }
+    }
+}
+
 /// The store the collector runs with.
 pub enum Store {
     Embedded(EmbeddedStore),
@@ -252,7 +269,7 @@ impl Store {
             Store::Embedded(_) => {
                 let this = std::sync::Arc::clone(self);
                 tokio::task::spawn_blocking(move || match &*this {
-                    Store::Embedded(store) => store.search(&request),
+                    Store::Embedded(store) => guarded_search(store, &request),
                     Store::Elasticsearch(_) => unreachable!("matched as embedded above"),
                 })
                 .await

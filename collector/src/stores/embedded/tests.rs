@@ -552,3 +552,58 @@ async fn pruning_deletes_whole_days_before_the_cutoff_and_only_those() {
     assert!(store.prune(cutoff, NaiveDate::MAX).await.unwrap().len() == 1);
     store.close();
 }
+
+#[tokio::test]
+async fn malformed_queries_are_bad_requests_never_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .store(vec![event(&id(1), "2026-11-22T08:00:00Z", "a", "x", "s t")])
+        .await
+        .unwrap();
+    let deep = format!("{}a{}", "(".repeat(3_000), ")".repeat(3_000));
+    let nots = "NOT ".repeat(50_000) + "a";
+    let queries = [
+        "hostname:\"web1 example\"",
+        "hostname:\"a b\"~2",
+        "processid:abc",
+        "processid:[a TO b]",
+        "utctimestamp:[yesterday TO now]",
+        "utctimestamp:nope",
+        "details.sourceport:[1 TO x]",
+        "summary:\"s t\"*",
+        "hostname:/[/",
+        "eventid:*",
+        "nosuchfield:x",
+        "a:b:c",
+        "(",
+        ")",
+        "\"",
+        "[1 TO",
+        "hostname:IN [a b",
+        "*:*",
+        "-",
+        "^2",
+        "a^x",
+        "hostname:web*^3",
+        "details.:x",
+        "details.a..b:x",
+        deep.as_str(),
+        nots.as_str(),
+    ];
+    for query in queries {
+        match store.search(&SearchRequest {
+            query: query.into(),
+            size: 10,
+            ..Default::default()
+        }) {
+            Ok(_) => {}
+            Err(e) => assert!(
+                e.is_bad_request(),
+                "{:?} failed as {e}, not as a bad request",
+                &query[..query.len().min(60)]
+            ),
+        }
+    }
+    store.close();
+}
