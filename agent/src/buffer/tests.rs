@@ -79,6 +79,26 @@ fn a_torn_write_at_the_tail_is_cut_and_everything_before_it_kept() {
     fill(&mut buffer, 3, 4);
     let (read, _) = payloads(&mut buffer, 100);
     assert_eq!(read, names(0, 4), "appends continue after the cut");
+    drop(buffer);
+
+    // Half a header, and the bytes tests/tests/delivery.rs tears a segment with (a
+    // length without the magic), are torn tails too.
+    for tail in [
+        &MAGIC[..3],
+        &[0xf4, 0x01, 0, 0, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab][..],
+    ] {
+        let good = fs::metadata(&segment).unwrap().len();
+        OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap()
+            .write_all(tail)
+            .unwrap();
+        let (_, recovery) = DiskBuffer::open(dir.path(), 1 << 20, 1 << 30).unwrap();
+        assert_eq!(recovery.torn_bytes, tail.len() as u64, "{tail:?}");
+        assert_eq!(recovery.lost, vec![], "{tail:?}");
+        assert_eq!(fs::metadata(&segment).unwrap().len(), good);
+    }
 }
 
 /// Each record of `fill` is 12 bytes of header and `event {i}`.
