@@ -1112,8 +1112,12 @@ mod tests {
     #[test]
     fn example_config_parses_and_builds() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.toml");
-        let file = ConfigFile::load(&path).unwrap();
+        let mut file = ConfigFile::load(&path).unwrap();
         assert!(file.collector.is_some());
+        assert_eq!(file.agent.data_dir, default_data_dir());
+        // Not this host's /var/lib/picket-agent, which an installed package owns.
+        let state = tempfile::tempdir().unwrap();
+        file.agent.data_dir = state.path().to_path_buf();
         let settings = file.agent.build(&path).unwrap();
         assert_eq!(settings.file.start_at, StartAt::End);
         let ShipperSettings::Http(http) = &settings.shipper else {
