@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for SECONDS (default 30) from its seeds; exits non-zero on
+# Runs every fuzz target (or those named after SECONDS) for SECONDS (default 30) from
+# its seeds and the corpus earlier runs grew; exits non-zero on
 # the first crash (its input is in fuzz/artifacts/<target>/). Needs nightly and
 # cargo-fuzz.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-30}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(line sshd sudo su account cef json_line query ingest_body)
 [ -d seeds ] || ./seeds.sh >/dev/null
 cargo +nightly fuzz build -O >/dev/null
-for target in line sshd sudo su account cef json_line query ingest_body; do
+for target in "${targets[@]}"; do
   mkdir -p "corpus/$target"
   echo "==> fuzz $target for ${seconds}s"
   cargo +nightly fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \

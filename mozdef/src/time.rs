@@ -171,8 +171,9 @@ pub fn parse_str(text: &str) -> Result<DateTime<FixedOffset>, TimeError> {
         .ok_or_else(err)
 }
 
-/// Years MozDef's format can write with four digits.
-fn in_range(at: &DateTime<FixedOffset>) -> bool {
+/// Years MozDef's format can write with four digits (and read back): a time outside
+/// them is no time.
+pub fn in_range(at: &DateTime<FixedOffset>) -> bool {
     (0..=9999).contains(&at.naive_utc().year())
 }
 

@@ -410,7 +410,7 @@ fn main() {
             let state = agent_dir.join("state");
             fs::create_dir_all(&state).unwrap();
             let mounted = std::process::Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+                .args(["-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs"])
                 .arg(&state)
                 .status()
                 .is_ok_and(|s| s.success());

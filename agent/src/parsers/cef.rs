@@ -83,8 +83,9 @@ pub fn prefix<'a>(
             let millis: i64 = words[0].parse().ok()?;
             chrono::Utc
                 .timestamp_millis_opt(millis)
-                .single()?
-                .fixed_offset()
+                .single()
+                .map(|t| t.fixed_offset())
+                .filter(mozdef::time::in_range)?
         } else {
             let zone_word = words
                 .last()
@@ -469,10 +470,12 @@ fn cef_time(value: &str, zone: Tz) -> Option<DateTime<FixedOffset>> {
     let value = value.trim_fast();
     if value.bytes().all(|b| b.is_ascii_digit()) {
         let millis: i64 = value.parse().ok()?;
+        // Year 13348 (a fuzzer's rt=359067048686000) would write a time nobody reads.
         return chrono::Utc
             .timestamp_millis_opt(millis)
             .single()
-            .map(|t| t.fixed_offset());
+            .map(|t| t.fixed_offset())
+            .filter(mozdef::time::in_range);
     }
     let mut words: Vec<&str> = value.split_whitespace().collect();
     let zone_word = match words.last() {
@@ -522,6 +525,15 @@ fn cef_time(value: &str, zone: Tz) -> Option<DateTime<FixedOffset>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_times_past_year_9999_are_no_times() {
+        let zone: Tz = "UTC".parse().unwrap();
+        // Found by the fuzzer: year 13348 was written as `+13348-…`, which no reader
+        // takes back.
+        assert_eq!(cef_time("359067048686000", zone), None);
+        assert!(cef_time("1795335243000", zone).is_some());
+    }
 
     #[test]
     fn months_are_read_in_any_case_and_nothing_else_is() {

@@ -62,7 +62,9 @@ impl HttpShipper {
         let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Under the collector's idle_timeout_secs (60 by default): the agent lets an
+            // idle connection go before the collector closes it under a request.
+            .pool_idle_timeout(Duration::from_secs(50))
             .user_agent(concat!("picket-agent/", env!("CARGO_PKG_VERSION")));
         let tls = settings.urls.iter().any(|url| url.scheme() == "https");
         if let Some(pem) = &settings.tls.ca_pem {
