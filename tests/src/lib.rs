@@ -347,6 +347,19 @@ impl Collector {
         &self.read_token
     }
 
+    /// `POST /api/search` with `body`, as a reader: (status, JSON answer).
+    pub fn search_json(&self, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/api/search", self.base_url))
+            .bearer_auth(&self.read_token)
+            .json(body)
+            .send()
+            .expect("search request");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
     /// The ingest URL agents send to.
     pub fn events_url(&self) -> String {
         format!("{}/events", self.base_url)

@@ -67,18 +67,6 @@ fn post(url: &str, body: &Value) -> (u16, Value) {
     (status, response.json().unwrap_or(Value::Null))
 }
 
-/// `POST /api/search` with the collector's read token.
-fn search_post(collector: &Collector, body: &Value) -> (u16, Value) {
-    let response = http()
-        .post(format!("{}/api/search", collector.base_url))
-        .bearer_auth(collector.read_token())
-        .json(body)
-        .send()
-        .expect("POST");
-    let status = response.status().as_u16();
-    (status, response.json().unwrap_or(Value::Null))
-}
-
 fn all_docs(node: &Node) -> Vec<(String, String, Value)> {
     node.with(|cluster| {
         cluster
@@ -187,17 +175,34 @@ fn events_land_in_mozdefs_indices_aliases_and_template_exactly_once() {
     let conflicts = node.with(|c| c.bulk_log.iter().filter(|(_, _, s)| *s == 409).count());
     assert_eq!(conflicts, 20);
 
+    // Another body under a stored id is refused: the first copy stays (create + _mget).
+    let (_, id, original) = all_docs(&node).into_iter().next().unwrap();
+    let mut forged = original.clone();
+    forged["summary"] = json!("nothing happened");
+    forged.as_object_mut().unwrap().remove("receivedtimestamp");
+    let (status, answer) = post(&collector.events_url(), &forged);
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already stored")
+    );
+    let kept = all_docs(&node)
+        .into_iter()
+        .find(|(_, i, _)| *i == id)
+        .unwrap()
+        .2;
+    assert_eq!(kept["summary"], original["summary"]);
+
     // Searches and aggregations go to the cluster.
     let (total, hits) = collector.search("details.username:alice", 100);
     assert_eq!((total, hits.len()), (10, 10));
-    let (status, answer) = search_post(
-        &collector,
-        &json!({
-            "query": "category:authentication",
-            "size": 0,
-            "aggs": { "sources": { "terms": { "field": "details.sourceipaddress" } } }
-        }),
-    );
+    let (status, answer) = collector.search_json(&json!({
+        "query": "category:authentication",
+        "size": 0,
+        "aggs": { "sources": { "terms": { "field": "details.sourceipaddress" } } }
+    }));
     assert_eq!(status, 200, "{answer}");
     let buckets = answer["aggregations"]["sources"]["buckets"]
         .as_array()

@@ -160,7 +160,10 @@ fn the_search_command_finds_a_stored_line() {
     let (total, _) = collector.wait_for("*", line_count, Duration::from_secs(60));
     assert_eq!(total, line_count);
 
+    // Through the collector's config the command finds its read token.
     let output = Command::new(binary("picket-collector"))
+        .arg("--config")
+        .arg(&collector.config)
         .args([
             "search",
             "processname:sshd AND summary:accepted",
@@ -179,11 +182,27 @@ fn the_search_command_finds_a_stored_line() {
     assert!(stderr.contains("matching events shown"), "{stderr}");
 
     let output = Command::new(binary("picket-collector"))
+        .arg("--config")
+        .arg(&collector.config)
         .args(["search", "category:(", "--url", &collector.base_url])
         .output()
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid query"));
+
+    // Without the collector's config (so without its read token) it says what it needs.
+    let output = Command::new(binary("picket-collector"))
+        .args(["--config", "/nonexistent/collector.toml", "search", "*"])
+        .args(["--url", &collector.base_url])
+        .env_remove("PICKET_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("401") && stderr.contains("reader"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -29,17 +29,6 @@ fn read(collector: &Collector, path: &str) -> (u16, Value) {
     (status, response.json().unwrap_or(Value::Null))
 }
 
-fn search_post(collector: &Collector, body: &Value) -> (u16, Value) {
-    let response = http()
-        .post(format!("{}/api/search", collector.base_url))
-        .bearer_auth(collector.read_token())
-        .json(body)
-        .send()
-        .expect("POST");
-    let status = response.status().as_u16();
-    (status, response.json().unwrap_or(Value::Null))
-}
-
 fn post(
     collector: &Collector,
     path: &str,
@@ -96,14 +85,14 @@ fn deep_queries_and_aggregations_are_refused_not_crashing() {
         "{body}"
     );
     let deeper = format!("{}a{}", "(".repeat(3_000), ")".repeat(3_000));
-    let (status, body) = search_post(&collector, &json!({ "query": deeper }));
+    let (status, body) = collector.search_json(&json!({ "query": deeper }));
     assert_eq!(status, 400, "{body}");
     let nots = "NOT ".repeat(50_000) + "a";
-    let (status, body) = search_post(&collector, &json!({ "query": nots }));
+    let (status, body) = collector.search_json(&json!({ "query": nots }));
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("bytes"), "{body}");
     let nots = "NOT ".repeat(2_000) + "a";
-    let (status, body) = search_post(&collector, &json!({ "query": nots }));
+    let (status, body) = collector.search_json(&json!({ "query": nots }));
     assert_eq!(status, 400, "{body}");
     let nested = |levels: usize| {
         let mut aggs = json!({"terms": {"field": "hostname"}});
@@ -112,11 +101,11 @@ fn deep_queries_and_aggregations_are_refused_not_crashing() {
         }
         json!({ "size": 0, "aggs": {"top": aggs} })
     };
-    let (status, body) = search_post(&collector, &nested(20));
+    let (status, body) = collector.search_json(&nested(20));
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("levels"), "{body}");
     // Deeper still, the JSON reader's own limit answers first.
-    let (status, body) = search_post(&collector, &nested(100));
+    let (status, body) = collector.search_json(&nested(100));
     assert_eq!(status, 400, "{body}");
     // A query the engine cannot run is a 400 too, never a 503.
     let (status, _) = post(
@@ -131,7 +120,7 @@ fn deep_queries_and_aggregations_are_refused_not_crashing() {
     );
     assert_eq!(status, 200);
     for query in ["eventid:*", "details.sourceport:[1 TO x]", "(("] {
-        let (status, body) = search_post(&collector, &json!({ "query": query }));
+        let (status, body) = collector.search_json(&json!({ "query": query }));
         assert_eq!(status, 400, "{query}: {body}");
     }
     assert_serves(&mut collector);
