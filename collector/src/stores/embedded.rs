@@ -40,6 +40,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -80,6 +81,9 @@ struct Shared {
     schema: Schema,
     fields: Fields,
     days: RwLock<BTreeMap<u32, Arc<Day>>>,
+    /// The most index writers that were ever open at once (each holds threads and
+    /// memory of its own); bounded by `OPEN_WRITERS + 1` however many days a batch spans.
+    peak_writers: AtomicUsize,
 }
 
 struct Day {
@@ -137,6 +141,7 @@ impl EmbeddedStore {
             schema,
             fields,
             days: RwLock::new(BTreeMap::new()),
+            peak_writers: AtomicUsize::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let thread_shared = Arc::clone(&shared);
@@ -206,6 +211,11 @@ impl EmbeddedStore {
     /// Runs a search (blocking: call it from a blocking thread).
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
         self.shared.search(request)
+    }
+
+    /// The most index writers this store has had open at once since it was opened.
+    pub fn peak_open_writers(&self) -> usize {
+        self.shared.peak_writers.load(Ordering::Relaxed)
     }
 
     /// Stops accepting writes, commits what is pending and stops the writer thread.
@@ -986,6 +996,7 @@ fn write_day(
     writer_memory_bytes: usize,
 ) -> Result<(), StoreError> {
     let day = shared.day(key, true)?.ok_or(StoreError::Closed)?;
+    let open_writers = writers.len() + usize::from(!writers.contains_key(&key));
     let writer = match writers.entry(key) {
         Entry::Occupied(entry) => entry.into_mut(),
         Entry::Vacant(entry) => {
@@ -999,6 +1010,9 @@ fn write_day(
             entry.insert(writer)
         }
     };
+    shared
+        .peak_writers
+        .fetch_max(open_writers, Ordering::Relaxed);
     let searcher = day.reader.searcher();
     let mut added: HashMap<&str, (usize, usize)> = HashMap::with_capacity(documents.len());
     for &(r, d, at) in documents {
