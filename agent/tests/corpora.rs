@@ -50,9 +50,12 @@ fn parse(parser: &LineParser, line: &str) -> Value {
         offset: 0,
         read_at,
     };
+    // The parser keeps what each process said (correlation): the twin reads the line
+    // from the same state.
+    let twin = parser.clone();
     let event = parser.parse(line.as_bytes(), &context);
     // The agent ships what the borrowed draft writes: it must be the event's line.
-    let direct = parser.parse_line(line.as_bytes(), &context, |draft| {
+    let direct = twin.parse_line(line.as_bytes(), &context, |draft| {
         let mut out = Vec::new();
         draft.write_json_line(&mut out);
         out

@@ -275,6 +275,11 @@ pub struct Draft<'a> {
     /// Tags after it.
     pub tags: Vec<Cow<'a, str>>,
     pub details: Details<'a>,
+    /// What the line is to a failed attempt (not written: [`super::context`] turns it
+    /// into `details.attemptid` and `details.echo`).
+    pub role: super::context::Role,
+    /// The line closes its process's connection (not written).
+    pub ends: bool,
 }
 
 impl<'a> Draft<'a> {
@@ -294,6 +299,8 @@ impl<'a> Draft<'a> {
             parser: super::SYSLOG_PARSER,
             tags: Vec::new(),
             details: Details::default(),
+            role: super::context::Role::None,
+            ends: false,
         }
     }
 

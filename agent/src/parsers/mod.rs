@@ -19,7 +19,7 @@
 //! table of `../shared/spec/EVENTS.md`.
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use chrono::{
     DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
@@ -39,8 +39,11 @@ use draft::Stamp;
 mod account;
 mod cef;
 mod common;
+pub mod context;
 pub mod draft;
+mod dropbear;
 mod json;
+mod pam;
 mod sshd;
 mod su;
 mod sudo;
@@ -110,6 +113,8 @@ pub struct LineParser {
     hour_zone: Cell<Option<HourZone>>,
     /// The year of the last zone-less date read ([`year_by_day`]).
     year: Cell<Option<KeptYear>>,
+    /// What each process said on earlier lines ([`context`]).
+    processes: RefCell<context::Processes>,
 }
 
 /// A year [`year_by_day`] decided: for (month, day) read on `on`.
@@ -139,6 +144,7 @@ impl LineParser {
             now_local: Cell::new(None),
             hour_zone: Cell::new(None),
             year: Cell::new(None),
+            processes: RefCell::new(context::Processes::default()),
         }
     }
 
@@ -308,15 +314,34 @@ impl LineParser {
                     }
                 };
             } else {
-                if let Some(app) = message.appname {
-                    event.processname = Cow::Borrowed(program_name(app));
+                match (message.appname, message.procid) {
+                    // `[sshd]:` (a bracketed tag): the name is no process id.
+                    (Some(""), Some(ProcId::Name(name)))
+                        if name.trim_fast().parse::<i64>().is_err() =>
+                    {
+                        event.processname = Cow::Borrowed(program_name(name));
+                    }
+                    (app, procid) => {
+                        if let Some(app) = app {
+                            event.processname = Cow::Borrowed(program_name(app));
+                        }
+                        event.processid = match procid {
+                            Some(ProcId::PID(pid)) => i64::from(pid),
+                            Some(ProcId::Name(name)) => name.trim_fast().parse().unwrap_or(0),
+                            None => 0,
+                        };
+                    }
                 }
-                event.processid = match message.procid {
-                    Some(ProcId::PID(pid)) => i64::from(pid),
-                    Some(ProcId::Name(name)) => name.trim_fast().parse().unwrap_or(0),
-                    None => 0,
+                let msg = match solaris_id(message.msg) {
+                    Some((rest, level)) => {
+                        if let Some(level) = level {
+                            event.severity = level.as_str();
+                        }
+                        rest
+                    }
+                    None => message.msg,
                 };
-                let (summary, repeats) = unwrap_repeated(message.msg);
+                let (summary, repeats) = unwrap_repeated(msg);
                 if let Some(n) = repeats {
                     event.details.insert(fields::details::REPEATCOUNT, n);
                 }
@@ -339,6 +364,13 @@ impl LineParser {
             let read = context.read_at.with_timezone(&self.timezone).fixed_offset();
             event.set_time(&read);
             event.hostname = Cow::Borrowed(&self.host.fqdn);
+            // No header we can read, but the text may still name its program
+            // (`garbage sshd[42]: Failed …`): the program's parser gets the rest.
+            if let Some((name, pid, rest)) = find_tag(text) {
+                event.processname = Cow::Borrowed(program_name(name));
+                event.processid = pid;
+                body = rest;
+            }
         }
         event.set_summary(Cow::Borrowed(body));
         self.finish(body, &mut event);
@@ -383,6 +415,9 @@ impl LineParser {
         event.parser = parser;
         if parser == SYSLOG_PARSER {
             event.category = Cow::Borrowed(CATEGORY_SYSLOG);
+        } else if matches!(parser, sshd::ID | dropbear::ID | pam::ID) {
+            let (role, ends) = (event.role, event.ends);
+            self.processes.borrow_mut().apply(event, role, ends);
         }
         let program = event.processname.clone();
         event.details.insert(fields::details::PROGRAM, program);
@@ -403,18 +438,27 @@ impl LineParser {
         }
         let recognised = program_parser(&event.processname)
             .and_then(|(id, parse)| parse(message, event).then_some(id));
-        match recognised {
-            Some(id) => id,
-            None => {
-                // A parser may have set fields before giving up on a shape.
-                event.details.retain(|k| KEPT_ON_FALLBACK.contains(&k));
-                SYSLOG_PARSER
-            }
+        if let Some(id) = recognised {
+            return id;
         }
+        // A parser may have set fields before giving up on a shape.
+        event.details.retain(|k| KEPT_ON_FALLBACK.contains(&k));
+        event.role = context::Role::None;
+        event.ends = false;
+        // PAM modules write the same lines whatever program loads them.
+        if pam::parse(message, event) {
+            return pam::ID;
+        }
+        event.details.retain(|k| KEPT_ON_FALLBACK.contains(&k));
+        event.role = context::Role::None;
+        event.ends = false;
+        SYSLOG_PARSER
     }
 
-    /// `2019-06-14T10:40:20.912134 rest` (no offset) → the same line with the stamp
-    /// written with this zone's offset; `None` for any other line.
+    /// An ISO 8601 stamp syslog_loose does not read, rewritten as RFC 3339: without an
+    /// offset (`2019-06-14T10:40:20.912134 rest`, read in this zone), or with a space
+    /// between date and time and any offset (`2020-03-23 06:47:42.801612-0700 rest`,
+    /// as macOS and some syslog-ng templates write). `None` for any other line.
     fn zone_iso_stamp(&self, text: &str) -> Option<String> {
         let start = text.find(|c: char| c.is_ascii_digit())?;
         if start > 0
@@ -423,16 +467,28 @@ impl LineParser {
         {
             return None;
         }
-        let (stamp, rest) = text[start..].split_once(' ')?;
+        let (mut stamp, mut rest) = text[start..].split_once(' ')?;
+        let joined: String;
+        if stamp.len() == 10 && rest.as_bytes().get(2) == Some(&b':') {
+            // `YYYY-MM-DD HH:MM:SS…`: date and time as one stamp.
+            let (time, after) = rest.split_once(' ')?;
+            joined = format!("{stamp}T{time}");
+            stamp = &joined;
+            rest = after;
+        }
         if stamp.len() < 19 || stamp.as_bytes().get(10) != Some(&b'T') {
             return None;
         }
-        let naive = NaiveDateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
-        let at = self
-            .timezone
-            .from_local_datetime(&naive)
-            .earliest()?
-            .fixed_offset();
+        let at = match DateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S%.f%z") {
+            Ok(at) => at,
+            Err(_) => {
+                let naive = NaiveDateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+                self.timezone
+                    .from_local_datetime(&naive)
+                    .earliest()?
+                    .fixed_offset()
+            }
+        };
         Some(format!(
             "{}{} {rest}",
             &text[..start],
@@ -541,6 +597,7 @@ fn program_parser(program: &str) -> Option<(&'static str, ProgramParser)> {
         "sshd" => Some((sshd::ID, sshd::parse)),
         "sudo" => Some((sudo::ID, sudo::parse)),
         "su" => Some((su::ID, su::parse)),
+        "dropbear" => Some((dropbear::ID, dropbear::parse)),
         _ if account::PROGRAMS.contains(&program) => Some((account::ID, account::parse)),
         _ => None,
     }
@@ -720,6 +777,51 @@ fn split_tag(message: &str) -> Option<(&str, Option<&str>, &str)> {
             b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'(' | b')')
         });
     valid.then_some((name, pid, rest))
+}
+
+/// Solaris and illumos write `[ID <msgid> <facility>.<level>] ` after the tag:
+/// (the message after it, the level when it names one). `None` when absent.
+fn solaris_id(message: &str) -> Option<(&str, Option<Severity>)> {
+    let rest = message.strip_prefix("[ID ")?;
+    let (inside, after) = rest.split_once(']')?;
+    let (id, priority) = inside.split_once(' ')?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (_, level) = priority.split_once('.')?;
+    let severity = match level {
+        "emerg" | "panic" => Some(Severity::Emergency),
+        "alert" => Some(Severity::Alert),
+        "crit" => Some(Severity::Critical),
+        "err" | "error" => Some(Severity::Error),
+        "warning" | "warn" => Some(Severity::Warning),
+        "notice" => Some(Severity::Notice),
+        "info" => Some(Severity::Info),
+        "debug" => Some(Severity::Debug),
+        _ => None,
+    };
+    Some((after.trim_start_matches(' '), severity))
+}
+
+/// A tag `name[pid]: ` within the first words of a line whose header could not be
+/// read: (name, pid, the message after it). The name is one word of the characters
+/// tags are made of, the pid digits.
+fn find_tag(text: &str) -> Option<(&str, i64, &str)> {
+    let mut end = text.len().min(160);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let window = &text[..end];
+    let close = common::find(window, "]: ")?;
+    let open = window[..close].rfind('[')?;
+    let pid = window[open + 1..close].parse::<i64>().ok()?;
+    let name_start = window[..open].rfind(' ').map_or(0, |at| at + 1);
+    let name = &window[name_start..open];
+    let valid = !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'(' | b')')
+        });
+    valid.then(|| (name, pid, &text[close + 3..]))
 }
 
 /// Whether the header's stamp (after an optional `<PRI>`) is RFC 3164's `Mmm dd`.

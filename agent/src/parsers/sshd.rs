@@ -1,15 +1,35 @@
-//! sshd lines (the contract's sshd table). The message's first word picks the shape;
-//! one anchored regex per shape reads the fields.
+//! sshd lines (the contract's sshd table), from OpenSSH 7.4 to 10.x: the shapes are
+//! taken from OpenSSH's own source (every `logit`, `verbose`, `error`, `fatal`,
+//! `sshpkt_fatal` and `auth_log` call that names a peer or a user), not from samples.
+//!
+//! What reaches syslog, and how it is read here:
+//!
+//! - A level prefix, `error: ` or `fatal: `, then the text, then ` [preauth]` when the
+//!   pre-authentication child wrote it (through the monitor, so with the monitor's
+//!   pid). Both are taken off first; the suffix sets `details.preauth`.
+//! - `sshpkt_fatal` names the peer as `[authenticating user U |invalid user U |user U
+//!   ]<ip> port <n>` (7.5+; the bare `<ip> port <n>` before), with the user name free
+//!   text: such ids are read from the right.
+//! - `auth_log` writes `<Accepted|Failed|Partial|Postponed> <method> for [invalid user
+//!   ]<user> from <ip> port <n> ssh2[: <key or principal>]`: the user and the tail are
+//!   both client text, so the peer is the rightmost ` from <ip> port <n> ssh2` whose tail
+//!   is exactly one OpenSSH writes (see [`auth_log_parts`]), and a line with more than
+//!   one candidate is tagged `suspicious`.
+//!
+//! PAM's lines from sshd's process (`pam_unix(sshd:auth): …`) are read by
+//! [`super::pam`] and tagged `sshd`. What each line is to a failed attempt (its
+//! [`Role`]) goes to [`super::context`], which numbers attempts and marks echoes.
 
 use std::sync::LazyLock;
 
 use regex::{Captures, Regex};
 
 use super::common::TrimFast;
+use super::context::Role;
 use super::draft::Draft;
 
 use super::common::{
-    outcome, pam_value, rsplit_once, session, set, set_int, set_source, set_text, split_once,
+    find, ip_address, outcome, rsplit_once, set, set_int, set_source, set_text, split_once,
 };
 
 /// Parser id, written into `tags`.
@@ -22,36 +42,36 @@ fn regex(pattern: &str) -> Regex {
 
 static INVALID: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^(?i:invalid|illegal) user (.*?) from (\S+?)(?: port (\d+))?\s*$"));
-static MAX_ATTEMPTS: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
-        r"^error: maximum authentication attempts exceeded for (invalid user )?(.*?) from (\S+) port (\d+)",
-    )
-});
 static RECEIVED_DISCONNECT: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^Received disconnect from (\S+)(?: port (\d+))?"));
+    LazyLock::new(|| regex(r"^Received disconnect from (\S+?)(?: port (\d+))?(?::\d+)?:"));
 static NO_IDENTIFICATION: LazyLock<Regex> = LazyLock::new(|| {
     regex(r"^Did not receive identification string from (\S+?)(?: port (\d+))?\s*$")
 });
-static NEGOTIATE: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^Unable to negotiate with (\S+)(?: port (\d+))?"));
-static BANNER: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^banner exchange: Connection from (\S+)(?: port (\d+))?"));
 static NOT_ALLOWED: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^User (\S+) from (\S+) not allowed because "));
+static NOT_ALLOWED_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"^User (\S+) not allowed because (?:account is locked|shell \S+ (?:does not exist|is not executable))$",
+    )
+});
 static ROOT_REFUSED: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^ROOT LOGIN REFUSED FROM (\S+?)(?: port (\d+))?(?:\s|$)"));
+    LazyLock::new(|| regex(r"^ROOT LOGIN REFUSED FROM (\S+?)(?: port (\d+))?$"));
 static TIMEOUT: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"^fatal: Timeout before authentication for (\S+?)(?: port (\d+))?(?:\s|$)")
+    regex(
+        r"^Timeout before authentication for (?:connection from (\S+) to \S+, pid = \d+.*|(\S+?)(?: port (\d+))?)$",
+    )
 });
-static DISPATCH_FATAL: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"^ssh_dispatch_run_fatal: Connection from (?:\S+ user \S+ )?(\S+)(?: port (\d+))?")
-});
+static PROBED: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^(?:probed|scanned) from (\S+) port (\d+) with "));
 static MAGIC: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^Magic value check failed .* from (\S+?)(?: port (\d+))?(?:\s|$)"));
 static REFUSED_CONNECT: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^refused connect from (?:\S+ )?\(?(?:\S*@)?([0-9A-Fa-f:.]+)\)?\s*$"));
-static PAM_MORE: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^PAM (\d+) more authentication failures?;"));
+static DROP: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^drop connection #\d+ from \[([^\]]+)\]:(\d+) on \[[^\]]+\]:\d+ "));
+static CONNECTION_FROM: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"^Connection from (\S+) port (\d+) on (\S+) port (\d+)(?: rdomain .*)?$")
+});
 
 /// Capture group `i` (empty when it did not take part), borrowed from the message.
 fn cap<'h>(c: &Captures<'h>, i: usize) -> &'h str {
@@ -61,36 +81,128 @@ fn cap<'h>(c: &Captures<'h>, i: usize) -> &'h str {
 /// Reads an sshd message into `event`; false when it is none of the known shapes.
 pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let message = message.trim_fast();
+    // PAM's lines from sshd's process.
+    if is_pam(message) {
+        if !super::pam::parse(message, event) {
+            return false;
+        }
+        // sshd sessions name only the user logged in (the contract's table).
+        if event.category == "session" {
+            event.details.remove("targetuser");
+        }
+        return true;
+    }
+    let (level, message) = match message.strip_prefix("error: ") {
+        Some(rest) => ("error", rest),
+        None => match message.strip_prefix("fatal: ") {
+            Some(rest) => ("fatal", rest),
+            None => ("", message),
+        },
+    };
+    let (message, preauth) = match message.strip_suffix(" [preauth]") {
+        Some(rest) => (rest, true),
+        None => match message.strip_suffix(" [postauth]") {
+            Some(rest) => (rest, false),
+            None => (message, false),
+        },
+    };
+    let recognised = shape(level, message, preauth, event);
+    if recognised && preauth {
+        set(event, "preauth", true);
+    }
+    if !recognised && preauth {
+        // Whatever else the pre-authentication child said before the connection
+        // ended (`fatal: Read from socket failed: …`, `Bad packet length …`, kex
+        // errors): a probe of the connection's peer, which the process table gives.
+        *event = reset(event);
+        outcome(event, "connection", "probe", None);
+        set(event, "preauth", true);
+        event.role = Role::Follows;
+        return true;
+    }
+    recognised
+}
+
+/// `event` as it was before a parser set any field (a failed shape may have).
+fn reset<'a>(event: &Draft<'a>) -> Draft<'a> {
+    let mut fresh = event.clone();
+    fresh
+        .details
+        .retain(|k| super::KEPT_ON_FALLBACK.contains(&k));
+    fresh.role = Role::None;
+    fresh.ends = false;
+    fresh.tags.clear();
+    fresh
+}
+
+/// A PAM module's line, old or new form.
+fn is_pam(message: &str) -> bool {
+    message.starts_with("pam_")
+        || (message.starts_with("PAM ")
+            && message.as_bytes().get(4).is_some_and(u8::is_ascii_digit))
+        || message.starts_with("authentication failure; logname=")
+        || message.starts_with("check pass; user ")
+        || message.starts_with("session opened for user ")
+        || message.starts_with("session closed for user ")
+        || message
+            .split_once(" more authentication failure")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The message's shape, without level prefix and `[preauth]` suffix.
+fn shape<'a>(level: &str, message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
     let first = match message.bytes().position(|b| b == b' ') {
         Some(at) => &message[..at],
         None => message,
     };
     match first {
-        "Accepted" => accepted(message, event),
-        "Failed" => failed(message, event),
+        "Accepted" | "Failed" | "Partial" | "Postponed" => auth_log(first, message, event),
         "Invalid" | "invalid" | "Illegal" | "illegal" => invalid(message, event),
-        "error:" => max_attempts(message, event),
-        "Connection" => connection_closed(message, event),
-        "Disconnected" => disconnected(message, event),
-        "Received" => received_disconnect(message, event),
-        "PAM" => pam_more(message, event),
+        "input_userauth_request:" => invalid_request(message, event),
+        "maximum" => max_attempts(message, event),
+        "Disconnecting" | "Disconnecting:" => disconnecting(message, preauth, event),
+        "Connection" => connection(message, preauth, event),
+        "Disconnected" => disconnected(message, preauth, event),
+        "Received" => received_disconnect(message, preauth, event),
         "User" => not_allowed(message, event),
         "ROOT" => root_refused(message, event),
-        "fatal:" => probe(&TIMEOUT, message, event),
-        "ssh_dispatch_run_fatal:" => probe(&DISPATCH_FATAL, message, event),
-        "Magic" => probe(&MAGIC, message, event),
-        "refused" => refused_connect(message, event),
-        "Did" => probe(&NO_IDENTIFICATION, message, event),
-        "Unable" => probe(&NEGOTIATE, message, event),
-        "banner" => probe(&BANNER, message, event),
+        "PAM:" => pam_error(message, event),
+        "Timeout" => timeout(message, event),
+        "Did" => probe_regex(&NO_IDENTIFICATION, message, event, true),
+        "Bad" => bad_version(message, event),
+        "Protocol" => major_versions(message, event),
+        "probed" | "scanned" => probe_regex(&PROBED, message, event, true),
+        "Unable" => negotiate(message, event),
+        "banner"
+        | "ssh_dispatch_run_fatal:"
+        | "dispatch_protocol_error:"
+        | "read:"
+        | "ssh_packet_disconnect:"
+        | "send" => tagged_connection(message, preauth, event),
         "kex_exchange_identification:" => {
             outcome(event, "connection", "probe", None);
+            event.role = Role::Follows;
             true
         }
-        _ if message.starts_with("pam_unix(sshd:auth): authentication failure;") => {
-            pam_failure(message, event)
+        "Magic" => probe_regex(&MAGIC, message, event, false),
+        "refused" => refused_connect(message, event),
+        "drop" => dropped(message, event),
+        "Username" => too_long(message, event),
+        "Access" => access_denied(message, event),
+        "administratively" => prohibited(message, event),
+        "Starting" => starting_session(message, event),
+        "Close" => close_session(message, event),
+        "Closing" => closing(message, event),
+        "subsystem" => subsystem(message, event),
+        "terminating" => inactive(message, event),
+        "Read" => read_error(message, preauth, event),
+        "Finished" => finished_discarding(message, event),
+        _ if level == "error" && message.starts_with("Could not get shadow information") => false,
+        _ if message.ends_with("with correct key but not from a permitted host")
+            || find(message, "Authentication tried for ").is_some() =>
+        {
+            key_from_elsewhere(message, event)
         }
-        _ if message.starts_with("pam_unix(sshd:session):") => session_line(message, event),
         _ => false,
     }
 }
@@ -108,64 +220,143 @@ fn login<'a>(
     if let Some(port) = port {
         set_int(event, "sourceport", port);
     }
-}
-
-/// `<method> for <user> from <address> port <port><tail>`, read from the right so a
-/// user name holding ` from ` cannot forge the address: (method, user, address, port,
-/// tail).
-fn login_parts(rest: &str) -> Option<(&str, &str, &str, &str, &str)> {
-    let (method, rest) = split_once(rest, " for ")?;
-    let (user, rest) = rsplit_once(rest, " from ")?;
-    let (address, rest) = split_once(rest, " port ")?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 || method.contains(' ') || address.contains(' ') {
-        return None;
+    if holds_address(user) {
+        event.tags.push("suspicious".into());
     }
-    Some((method, user, address, &rest[..digits], &rest[digits..]))
 }
 
-fn accepted<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let Some((method, user, address, port, tail)) =
-        message.strip_prefix("Accepted ").and_then(login_parts)
+/// Whether client text (a user name) holds something an address could be read from.
+fn holds_address(text: &str) -> bool {
+    text.split([' ', '[', ']', ',', '(', ')', '\''])
+        .any(|word| word.len() >= 3 && ip_address(word).is_some())
+}
+
+/// The fixed tails OpenSSH writes after `port <n> ` in `auth_log` and `maximum
+/// authentication attempts exceeded`: `ssh2`, `ssh1` (before 7.4), nothing, or `ssh2: `
+/// with one key (`RSA SHA256:…`) — strict — or any other info (a certificate's ID, a
+/// GSSAPI principal: client text) — loose.
+fn tail_kind(tail: &str) -> Option<bool> {
+    match tail {
+        "" | " ssh2" | " ssh1" => Some(true),
+        _ => {
+            let info = tail
+                .strip_prefix(" ssh2: ")
+                .or_else(|| tail.strip_prefix(" ssh1: "))?;
+            let mut words = info.split(' ');
+            let strict = matches!(
+                (words.next(), words.next(), words.next()),
+                (Some(kind), Some(print), None)
+                    if !kind.is_empty() && (print.starts_with("SHA256:") || print.starts_with("MD5:"))
+            );
+            Some(strict)
+        }
+    }
+}
+
+/// `<user> from <address> port <port><tail>`, where the user and (for certificates)
+/// the tail are client text: the rightmost ` from ` with a fixed tail, else the
+/// rightmost with any tail OpenSSH writes. (user, address, port, tail, whether more
+/// than one candidate was seen).
+fn from_parts(rest: &str) -> Option<(&str, &str, &str, &str, bool)> {
+    let mut strict = None;
+    let mut loose = None;
+    let mut candidates = 0;
+    let mut end = rest.len();
+    while let Some((user, _)) = rsplit_once(&rest[..end], " from ") {
+        let after_start = user.len() + " from ".len();
+        end = user.len();
+        let tail_all = &rest[after_start..];
+        let Some((address, port_tail)) = split_once(tail_all, " port ") else {
+            continue;
+        };
+        let digits = port_tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || address.is_empty() || address.contains(' ') {
+            continue;
+        }
+        let (port, tail) = port_tail.split_at(digits);
+        candidates += 1;
+        let Some(is_strict) = tail_kind(tail) else {
+            continue;
+        };
+        let found = (user, address, port, tail);
+        if is_strict && strict.is_none() {
+            strict = Some(found);
+        }
+        if loose.is_none() {
+            loose = Some(found);
+        }
+    }
+    let (user, address, port, tail) = strict.or(loose)?;
+    Some((user, address, port, tail, candidates > 1))
+}
+
+/// `auth_log`: `<Accepted|Failed|Partial|Postponed> <method> for [invalid user ]<user>
+/// from <ip> port <n> ssh2[: <info>]`.
+fn auth_log<'a>(verb: &str, message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some((method, rest)) = message
+        .get(verb.len() + 1..)
+        .and_then(|rest| split_once(rest, " for "))
     else {
         return false;
     };
-    login(event, true, user, address, Some(port));
-    set_text(event, "authmethod", method);
-    // ` ssh2: RSA SHA256:…`
-    if let Some((_, key)) = tail.split_once(": ") {
-        let mut words = key.split_whitespace();
-        if let (Some(kind), Some(print)) = (words.next(), words.next()) {
-            set(event, "keyfingerprint", format!("{kind} {print}"));
-        }
+    if method.contains(' ') || method.is_empty() {
+        return false;
     }
-    true
-}
-
-fn failed<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let Some((method, user, address, port, _)) =
-        message.strip_prefix("Failed ").and_then(login_parts)
-    else {
+    let Some((user, address, port, tail, forged)) = from_parts(rest) else {
         return false;
     };
     let (invalid, user) = match user.strip_prefix("invalid user ") {
         Some(user) => (true, user),
         None => (false, user),
     };
-    login(event, false, user, address, Some(port));
+    match verb {
+        "Accepted" => login(event, true, user, address, Some(port)),
+        "Failed" => {
+            login(event, false, user, address, Some(port));
+            event.role = Role::Fails;
+        }
+        _ => {
+            // Partial (one of several required methods passed), Postponed (more
+            // rounds to come): neither a login nor a failure.
+            login(event, false, user, address, Some(port));
+            event.details.remove("success");
+            set(
+                event,
+                "action",
+                if verb == "Partial" {
+                    "partial"
+                } else {
+                    "postponed"
+                },
+            );
+        }
+    }
     set_text(event, "authmethod", method);
     if invalid {
         set(event, "invaliduser", true);
     }
+    if forged && !event.has_tag("suspicious") {
+        event.tags.push("suspicious".into());
+    }
+    // ` ssh2: RSA SHA256:…` (or a certificate's `ED25519-CERT SHA256:… ID …`).
+    if let Some(info) = tail.strip_prefix(" ssh2: ") {
+        let mut words = info.split(' ');
+        if let (Some(kind), Some(print)) = (words.next(), words.next())
+            && (print.starts_with("SHA256:") || print.starts_with("MD5:"))
+        {
+            set(event, "keyfingerprint", format!("{kind} {print}"));
+        }
+    }
     true
 }
 
-/// `[<kind> user <user> ]<address> port <port>[ …]`, read from the right: (kind, user,
-/// address, port). `kind` is the word before ` user`, when there is one.
+/// `[<kind> user <user> ]<address> port <port>` (the connection id of `sshpkt_fatal`),
+/// read from the right: (kind, user, address, port). `kind` is the word before
+/// ` user`, when there is one.
 fn peer_parts(rest: &str) -> Option<(Option<&str>, Option<&str>, &str, &str)> {
     let (before, after) = rsplit_once(rest, " port ")?;
     let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
+    if digits == 0 || digits != after.len() {
         return None;
     }
     let port = &after[..digits];
@@ -185,6 +376,59 @@ fn peer_parts(rest: &str) -> Option<(Option<&str>, Option<&str>, &str, &str)> {
     Some((kind, user, address, port))
 }
 
+/// A connection id's peer and user onto the event: the user names an attempt
+/// (`authenticating user`, `invalid user`) or a session (`user`).
+fn set_peer<'a>(
+    event: &mut Draft<'a>,
+    kind: Option<&str>,
+    user: Option<&'a str>,
+    address: &'a str,
+    port: &str,
+) {
+    if let Some(user) = user {
+        set_text(event, "username", user);
+        if holds_address(user) {
+            event.tags.push("suspicious".into());
+        }
+    }
+    if kind == Some("invalid") {
+        set(event, "invaliduser", true);
+    }
+    set_source(event, address);
+    set_int(event, "sourceport", port);
+}
+
+/// The end of a connection named by its id: an attempt's end before authentication
+/// (`authenticating user`, `invalid user`), a probe's (no user, `[preauth]`), a
+/// session's (after login).
+fn connection_end<'a>(
+    event: &mut Draft<'a>,
+    kind: Option<&str>,
+    user: Option<&'a str>,
+    address: &'a str,
+    port: &str,
+    preauth: bool,
+) {
+    match kind {
+        Some("authenticating") | Some("invalid") => {
+            outcome(event, "authentication", "login", Some(false));
+            event.role = Role::Follows;
+        }
+        Some(_) => outcome(event, "session", "disconnect", None),
+        None if preauth => {
+            outcome(event, "connection", "disconnect", None);
+            event.role = Role::Follows;
+        }
+        // No user and no `[preauth]`: the banner exchange's end (≤ 9.9, a scanner's
+        // usual trace) or, rarer, a logged-in client's socket closing.
+        None => {
+            outcome(event, "connection", "disconnect", None);
+            event.role = Role::Follows;
+        }
+    }
+    set_peer(event, kind, user, address, port);
+}
+
 fn invalid<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let (user, address, port) = match invalid_parts(message) {
         Some(parts) => parts,
@@ -197,6 +441,19 @@ fn invalid<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     };
     login(event, false, user, address, port);
     set(event, "invaliduser", true);
+    event.role = Role::Begins;
+    true
+}
+
+/// 7.4's `input_userauth_request: invalid user <user> [preauth]` (no address).
+fn invalid_request<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(user) = message.strip_prefix("input_userauth_request: invalid user ") else {
+        return false;
+    };
+    outcome(event, "authentication", "login", Some(false));
+    set_text(event, "username", user);
+    set(event, "invaliduser", true);
+    event.role = Role::Begins;
     true
 }
 
@@ -237,71 +494,159 @@ fn invalid_parts(message: &str) -> Option<(&str, &str, Option<&str>)> {
     None
 }
 
+/// `maximum authentication attempts exceeded for [invalid user ]<user> from <ip> port
+/// <n> ssh2`: the last attempt's echo.
 fn max_attempts<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let Some(c) = MAX_ATTEMPTS.captures(message) else {
+    let Some(rest) = message.strip_prefix("maximum authentication attempts exceeded for ") else {
         return false;
     };
-    login(event, false, cap(&c, 2), cap(&c, 3), Some(cap(&c, 4)));
-    if c.get(1).is_some() {
+    let Some((user, address, port, _, forged)) = from_parts(rest) else {
+        return false;
+    };
+    let (invalid, user) = match user.strip_prefix("invalid user ") {
+        Some(user) => (true, user),
+        None => (false, user),
+    };
+    login(event, false, user, address, Some(port));
+    if invalid {
         set(event, "invaliduser", true);
     }
+    if forged && !event.has_tag("suspicious") {
+        event.tags.push("suspicious".into());
+    }
+    event.role = Role::Follows;
     true
 }
 
-fn connection_closed<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let Some(rest) = message
-        .strip_prefix("Connection closed by ")
-        .or_else(|| message.strip_prefix("Connection reset by "))
-    else {
+/// `Disconnecting <id>: <reason>` (7.5+), `Disconnecting: <reason>` (7.4).
+fn disconnecting<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
+    const TOO_MANY: &str = "Too many authentication failures";
+    event.ends = true;
+    if let Some(reason) = message.strip_prefix("Disconnecting: ") {
+        // 7.4 (and older): no id; `Too many authentication failures[ for <user>]`.
+        if let Some(rest) = reason.strip_prefix(TOO_MANY) {
+            outcome(event, "authentication", "login", Some(false));
+            if let Some(user) = rest.strip_prefix(" for ") {
+                let (invalid, user) = match user.strip_prefix("invalid user ") {
+                    Some(user) => (true, user),
+                    None => (false, user),
+                };
+                set_text(event, "username", user);
+                if invalid {
+                    set(event, "invaliduser", true);
+                }
+            }
+        } else {
+            outcome(event, "connection", "disconnect", None);
+        }
+        set_text(event, "reason", reason);
+        event.role = Role::Follows;
+        return true;
+    }
+    let Some(rest) = message.strip_prefix("Disconnecting ") else {
         return false;
     };
-    let Some((kind, user, address, port)) = peer_parts(rest) else {
-        // `Connection closed by <address> [preauth]`, no port.
-        let address = rest.split_whitespace().next().unwrap_or("");
-        if super::common::ip_address(address).is_none() {
-            return false;
-        }
-        outcome(event, "session", "disconnect", None);
-        set_source(event, address);
-        return true;
-    };
-    match user {
-        Some(user) => {
-            login(event, false, user, address, Some(port));
-            if kind == Some("invalid") {
-                set(event, "invaliduser", true);
+    // The reason is the server's, cut at 100 bytes, sometimes with client text in it:
+    // the id ends at the first `: ` after ` port <digits>` (the user before it is read
+    // from the right of that).
+    let mut from = 0;
+    while let Some(at) = find(&rest[from..], ": ") {
+        let at = from + at;
+        if let Some((kind, user, address, port)) = peer_parts(&rest[..at]) {
+            let reason = &rest[at + 2..];
+            if reason.starts_with(TOO_MANY) {
+                outcome(event, "authentication", "login", Some(false));
+                event.role = Role::Follows;
+                set_peer(event, kind, user, address, port);
+            } else {
+                connection_end(event, kind, user, address, port, preauth);
             }
+            set_text(event, "reason", reason);
+            return true;
         }
-        None => {
-            outcome(event, "session", "disconnect", None);
-            set_source(event, address);
-            set_int(event, "sourceport", port);
-        }
+        from = at + 2;
     }
-    true
+    false
 }
 
-fn disconnected<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let Some((_, user, address, port)) = message
+/// `Connection closed by <id>`, `Connection reset by <id>`, `Connection from <id> timed
+/// out`, `Connection from <ip> port <n> on <ip> port <n>` (a connection accepted,
+/// VERBOSE), `Connection from <id>: refusing non-sftp session`.
+fn connection<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
+    if let Some(rest) = message
+        .strip_prefix("Connection closed by ")
+        .or_else(|| message.strip_prefix("Connection reset by "))
+    {
+        event.ends = true;
+        let Some((kind, user, address, port)) = peer_parts(rest) else {
+            // `Connection closed by <address>` without a port (old releases).
+            if ip_address(rest).is_none() {
+                return false;
+            }
+            outcome(event, "connection", "disconnect", None);
+            set_source(event, rest);
+            event.role = Role::Follows;
+            return true;
+        };
+        connection_end(event, kind, user, address, port, preauth);
+        return true;
+    }
+    if let Some(rest) = message.strip_prefix("Connection from ") {
+        if let Some(id) = rest.strip_suffix(" timed out") {
+            let Some((kind, user, address, port)) = peer_parts(id) else {
+                return false;
+            };
+            event.ends = true;
+            connection_end(event, kind, user, address, port, preauth);
+            return true;
+        }
+        if let Some(c) = CONNECTION_FROM.captures(message) {
+            outcome(event, "connection", "connect", None);
+            set_source(event, cap(&c, 1));
+            set_int(event, "sourceport", cap(&c, 2));
+            if let Some(ip) = ip_address(cap(&c, 3)) {
+                set(event, "destinationipaddress", ip);
+            }
+            set_int(event, "destinationport", cap(&c, 4));
+            return true;
+        }
+        if let Some(id) = rest.strip_suffix(": refusing non-sftp session") {
+            let Some((kind, user, address, port)) = peer_parts(id) else {
+                return false;
+            };
+            outcome(event, "session", "refused", None);
+            set_peer(event, kind, user, address, port);
+            return true;
+        }
+    }
+    false
+}
+
+/// `Disconnected from <id>`: after `Received disconnect`, the end of an attempt, a
+/// probe, or a session.
+fn disconnected<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
+    let Some((kind, user, address, port)) = message
         .strip_prefix("Disconnected from ")
         .and_then(peer_parts)
     else {
         return false;
     };
-    outcome(event, "session", "disconnect", None);
-    if let Some(user) = user {
-        set_text(event, "username", user);
-    }
-    set_source(event, address);
-    set_int(event, "sourceport", port);
+    event.ends = true;
+    connection_end(event, kind, user, address, port, preauth);
     true
 }
 
-fn received_disconnect<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+/// `Received disconnect from <ip> port <n>:<code>: <client text>`.
+fn received_disconnect<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
     let Some(c) = RECEIVED_DISCONNECT.captures(message) else {
         return false;
     };
-    outcome(event, "session", "disconnect", None);
+    if preauth {
+        outcome(event, "connection", "disconnect", None);
+        event.role = Role::Follows;
+    } else {
+        outcome(event, "session", "disconnect", None);
+    }
     set_source(event, cap(&c, 1).trim_end_matches(':'));
     if let Some(port) = c.get(2) {
         set_int(event, "sourceport", port.as_str());
@@ -309,7 +654,39 @@ fn received_disconnect<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     true
 }
 
-fn probe<'a>(pattern: &Regex, message: &'a str, event: &mut Draft<'a>) -> bool {
+/// `<tag>: Connection from <id>: <error>` (`banner exchange`, `ssh_dispatch_run_fatal`,
+/// …): the connection ended on a protocol error.
+fn tagged_connection<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
+    let Some((tag, rest)) = split_once(message, ": Connection from ") else {
+        return false;
+    };
+    if tag.contains(": ") && !tag.starts_with("send") {
+        return false;
+    }
+    // The error after the id is OpenSSH's text (`message authentication code
+    // incorrect`, `invalid format`): the id ends at the first `: ` that follows
+    // ` port <digits>`.
+    let mut from = 0;
+    while let Some(at) = find(&rest[from..], ": ") {
+        let at = from + at;
+        if let Some((kind, user, address, port)) = peer_parts(&rest[..at]) {
+            event.ends = true;
+            if kind.is_none() || preauth {
+                outcome(event, "connection", "probe", None);
+                event.role = Role::Follows;
+                set_peer(event, kind, user, address, port);
+            } else {
+                connection_end(event, kind, user, address, port, preauth);
+            }
+            set_text(event, "reason", &rest[at + 2..]);
+            return true;
+        }
+        from = at + 2;
+    }
+    false
+}
+
+fn probe_regex<'a>(pattern: &Regex, message: &'a str, event: &mut Draft<'a>, ends: bool) -> bool {
     let Some(c) = pattern.captures(message) else {
         return false;
     };
@@ -319,20 +696,133 @@ fn probe<'a>(pattern: &Regex, message: &'a str, event: &mut Draft<'a>) -> bool {
     if let Some(port) = c.get(2) {
         set_int(event, "sourceport", port.as_str());
     }
+    event.role = Role::Follows;
+    event.ends = ends;
     true
 }
 
-/// `User <user> from <address> not allowed because …` (AllowUsers, DenyUsers, shell):
-/// beyond the contract's table, a refused login.
-fn not_allowed<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let Some(c) = NOT_ALLOWED.captures(message) else {
+/// `Bad protocol version identification '<client text>' from <ip> port <n>` (≤ 7.9),
+/// and 8.0+'s `Bad remote protocol version identification: '…'` (no address).
+fn bad_version<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    if message.starts_with("Bad remote protocol version identification: ")
+        || message.starts_with("Bad packet length ")
+    {
+        outcome(event, "connection", "probe", None);
+        event.role = Role::Follows;
+        return true;
+    }
+    let Some(rest) = message.strip_prefix("Bad protocol version identification '") else {
         return false;
     };
-    login(event, false, cap(&c, 1), cap(&c, 2), None);
+    let Some((_, id)) = rsplit_once(rest, "' from ") else {
+        return false;
+    };
+    let (address, port) = match split_once(id, " port ") {
+        Some((address, port)) if port.bytes().all(|b| b.is_ascii_digit()) => (address, Some(port)),
+        Some(_) => return false,
+        None => (id, None),
+    };
+    if address.contains(' ') {
+        return false;
+    }
+    outcome(event, "connection", "probe", None);
+    set_source(event, address);
+    if let Some(port) = port {
+        set_int(event, "sourceport", port);
+    }
+    event.role = Role::Follows;
+    event.ends = true;
     true
 }
 
-/// `ROOT LOGIN REFUSED FROM <address>`: beyond the contract's table, a refused login.
+/// `Protocol major versions differ for <ip> port <n>: <ours> vs. <theirs>` (≤ 7.9) and
+/// 8.0+'s `Protocol major versions differ: 2 vs. 1`.
+fn major_versions<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    if message.starts_with("Protocol major versions differ: ") {
+        outcome(event, "connection", "probe", None);
+        event.role = Role::Follows;
+        return true;
+    }
+    let Some(rest) = message.strip_prefix("Protocol major versions differ for ") else {
+        return false;
+    };
+    let Some((id, _)) = split_once(rest, ": ") else {
+        return false;
+    };
+    let Some((None, None, address, port)) = peer_parts(id) else {
+        return false;
+    };
+    outcome(event, "connection", "probe", None);
+    set_source(event, address);
+    set_int(event, "sourceport", port);
+    event.role = Role::Follows;
+    event.ends = true;
+    true
+}
+
+/// `Unable to negotiate with <id>: no matching <what> found. Their offer: <client
+/// list>`: the id ends at the first `: ` after ` port <digits>`.
+fn negotiate<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = message.strip_prefix("Unable to negotiate with ") else {
+        return false;
+    };
+    let mut from = 0;
+    while let Some(at) = find(&rest[from..], ": ") {
+        let at = from + at;
+        if let Some((kind, user, address, port)) = peer_parts(&rest[..at]) {
+            outcome(event, "connection", "probe", None);
+            set_peer(event, kind, user, address, port);
+            set_text(
+                event,
+                "reason",
+                rest[at + 2..].split(". Their offer").next().unwrap_or(""),
+            );
+            event.role = Role::Follows;
+            event.ends = true;
+            return true;
+        }
+        from = at + 2;
+    }
+    // 7.4 and older without a port: `Unable to negotiate with <ip>: …`.
+    let Some((address, reason)) = split_once(rest, ": ") else {
+        return false;
+    };
+    if ip_address(address).is_none() {
+        return false;
+    }
+    outcome(event, "connection", "probe", None);
+    set_source(event, address);
+    set_text(
+        event,
+        "reason",
+        reason.split(". Their offer").next().unwrap_or(""),
+    );
+    event.role = Role::Follows;
+    event.ends = true;
+    true
+}
+
+/// `User <user> from <host> not allowed because …` (AllowUsers, DenyUsers, groups)
+/// and `User <user> not allowed because account is locked` / `… shell …`: a refused
+/// login (the `Failed … for invalid user` line that follows is the same attempt).
+fn not_allowed<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    if let Some(c) = NOT_ALLOWED.captures(message) {
+        login(event, false, cap(&c, 1), cap(&c, 2), None);
+        set_text(event, "reason", &message[c.get(0).map_or(0, |m| m.end())..]);
+        event.role = Role::Begins;
+        return true;
+    }
+    if let Some(c) = NOT_ALLOWED_LOCAL.captures(message) {
+        outcome(event, "authentication", "login", Some(false));
+        set_text(event, "username", cap(&c, 1));
+        event.role = Role::Begins;
+        return true;
+    }
+    false
+}
+
+/// `ROOT LOGIN REFUSED FROM <address>[ port <n>]` (written by the monitor and again
+/// by the pre-authentication child: one attempt).
 fn root_refused<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(c) = ROOT_REFUSED.captures(message) else {
         return false;
@@ -344,10 +834,75 @@ fn root_refused<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         cap(&c, 1),
         c.get(2).map(|m| m.as_str()),
     );
+    event.role = Role::Begins;
     true
 }
 
-/// tcp_wrappers' `refused connect from <name> (<address>)`: beyond the table, a probe.
+/// `error: PAM: <PAM's error> for [illegal user ]<user> from <host>` (keyboard-
+/// interactive through PAM; no port).
+fn pam_error<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = message.strip_prefix("PAM: ") else {
+        return false;
+    };
+    let Some((head, host)) = rsplit_once(rest, " from ") else {
+        return false;
+    };
+    if host.contains(' ') {
+        return false;
+    }
+    let Some((error, user)) = split_once(head, " for ") else {
+        return false;
+    };
+    let (invalid, user) = match user.strip_prefix("illegal user ") {
+        Some(user) => (true, user),
+        None => (false, user),
+    };
+    login(event, false, user, host, None);
+    if invalid || error.starts_with("User not known") {
+        set(event, "invaliduser", true);
+    }
+    set_text(event, "reason", error);
+    event.role = Role::Begins;
+    true
+}
+
+/// `fatal: Timeout before authentication for <ip> port <n>` (≤ 9.7) and the
+/// listener's `Timeout before authentication for connection from <ip> to <ip>, pid =
+/// <n>` (9.8+).
+fn timeout<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    if message.starts_with("Timeout, client not responding") {
+        let Some(id) = message.strip_prefix("Timeout, client not responding from ") else {
+            outcome(event, "session", "disconnect", None);
+            event.ends = true;
+            return true;
+        };
+        let Some((kind, user, address, port)) = peer_parts(id) else {
+            return false;
+        };
+        outcome(event, "session", "disconnect", None);
+        set_peer(event, kind, user, address, port);
+        event.ends = true;
+        return true;
+    }
+    let Some(c) = TIMEOUT.captures(message) else {
+        return false;
+    };
+    outcome(event, "connection", "probe", None);
+    if let Some(address) = c.get(1) {
+        // The listener's line: its pid is the listener's, not the connection's.
+        set_source(event, address.as_str());
+        return true;
+    }
+    set_source(event, cap(&c, 2));
+    if let Some(port) = c.get(3) {
+        set_int(event, "sourceport", port.as_str());
+    }
+    event.role = Role::Follows;
+    event.ends = true;
+    true
+}
+
+/// tcp_wrappers' `refused connect from <name> (<address>)` (before 7.4): a probe.
 fn refused_connect<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(c) = REFUSED_CONNECT.captures(message) else {
         return false;
@@ -357,32 +912,234 @@ fn refused_connect<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     true
 }
 
-fn pam_failure<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    outcome(event, "authentication", "login", Some(false));
-    if let Some(user) = pam_value(message, "user") {
-        set_text(event, "username", user);
-    }
-    if let Some(host) = pam_value(message, "rhost") {
-        set_source(event, host);
-    }
-    true
-}
-
-fn pam_more<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let Some(c) = PAM_MORE.captures(message) else {
+/// The listener's `drop connection #<n> from [<ip>]:<port> on [<ip>]:<port> <why>`
+/// (MaxStartups, PerSourcePenalties): a connection refused before it began.
+fn dropped<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(c) = DROP.captures(message) else {
         return false;
     };
-    pam_failure(message, event);
-    set_int(event, "repeatcount", cap(&c, 1));
+    outcome(event, "connection", "probe", None);
+    set_source(event, cap(&c, 1));
+    set_int(event, "sourceport", cap(&c, 2));
+    set_text(event, "reason", &message[c.get(0).map_or(0, |m| m.end())..]);
     true
 }
 
-fn session_line<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    if !session(event, message) {
+/// `fatal: Username too long from <ip> port <n>`.
+fn too_long<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(id) = message.strip_prefix("Username too long from ") else {
+        return false;
+    };
+    let Some((None, None, address, port)) = peer_parts(id) else {
+        return false;
+    };
+    login(event, false, "", address, Some(port));
+    event.role = Role::Begins;
+    true
+}
+
+/// `fatal: Access denied for user <user> by PAM account configuration`: the
+/// credential was right, the account may not log in.
+fn access_denied<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(user) = message
+        .strip_prefix("Access denied for user ")
+        .and_then(|r| r.strip_suffix(" by PAM account configuration"))
+    else {
+        return false;
+    };
+    outcome(event, "authentication", "login", Some(false));
+    set_text(event, "username", user);
+    set_text(event, "reason", "PAM account configuration");
+    event.role = Role::Begins;
+    true
+}
+
+/// `administratively prohibited connection for [invalid user ]<user> from <ip> port
+/// <n>` (RefuseConnection, 9.9+).
+fn prohibited<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = message.strip_prefix("administratively prohibited connection for ") else {
+        return false;
+    };
+    let Some((user, address, port, _, _)) = from_parts(rest) else {
+        return false;
+    };
+    let (invalid, user) = match user.strip_prefix("invalid user ") {
+        Some(user) => (true, user),
+        None => (false, user),
+    };
+    login(event, false, user, address, Some(port));
+    if invalid {
+        set(event, "invaliduser", true);
+    }
+    event.role = Role::Begins;
+    true
+}
+
+/// `[<file>:<line>: |cert: ]Authentication tried for <user> with correct key but not
+/// from a permitted host (host=<h>, ip=<ip>[, required=…]).` and `… with valid
+/// certificate but not from a permitted source address (<ip>).`
+fn key_from_elsewhere<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(at) = find(message, "Authentication tried for ") else {
+        return false;
+    };
+    let rest = &message[at + "Authentication tried for ".len()..];
+    if let Some((user, tail)) =
+        split_once(rest, " with correct key but not from a permitted host (")
+    {
+        let Some(ip) = split_once(tail, "ip=").map(|(_, r)| {
+            let end = r.find([',', ')']).unwrap_or(r.len());
+            &r[..end]
+        }) else {
+            return false;
+        };
+        login(event, false, user, ip, None);
+    } else if let Some((user, tail)) =
+        split_once(rest, " with valid certificate but not from a permitted ")
+    {
+        let Some(ip) = tail
+            .split_once('(')
+            .and_then(|(_, r)| r.split_once(')'))
+            .map(|(ip, _)| ip.trim_start_matches("ip="))
+        else {
+            return false;
+        };
+        login(event, false, user, ip, None);
+    } else {
         return false;
     }
-    // sshd sessions name only the user logged in.
-    event.details.remove("targetuser");
+    set_text(event, "authmethod", "publickey");
+    event.role = Role::Fails;
+    true
+}
+
+/// `Starting session: <what> for <user> from <ip> port <n> id <n>` (VERBOSE).
+fn starting_session<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = message.strip_prefix("Starting session: ") else {
+        return false;
+    };
+    let Some((head, tail)) = rsplit_once(rest, " from ") else {
+        return false;
+    };
+    let Some((what, user)) = rsplit_once(head, " for ") else {
+        return false;
+    };
+    let Some((id, _)) = rsplit_once(tail, " id ") else {
+        return false;
+    };
+    let Some((None, None, address, port)) = peer_parts(id) else {
+        return false;
+    };
+    outcome(event, "session", "session_open", None);
+    set_text(event, "username", user);
+    set_text(event, "sessiontype", what);
+    set_source(event, address);
+    set_int(event, "sourceport", port);
+    true
+}
+
+/// `Close session: user <user> from <ip> port <n> id <n>` (VERBOSE).
+fn close_session<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = message.strip_prefix("Close session: user ") else {
+        return false;
+    };
+    let Some((user, tail)) = rsplit_once(rest, " from ") else {
+        return false;
+    };
+    let Some((id, _)) = rsplit_once(tail, " id ") else {
+        return false;
+    };
+    let Some((None, None, address, port)) = peer_parts(id) else {
+        return false;
+    };
+    outcome(event, "session", "session_close", None);
+    set_text(event, "username", user);
+    set_source(event, address);
+    set_int(event, "sourceport", port);
+    true
+}
+
+/// `Closing connection to <ip> port <n>` (VERBOSE, the session's end).
+fn closing<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some((None, None, address, port)) = message
+        .strip_prefix("Closing connection to ")
+        .and_then(peer_parts)
+    else {
+        return false;
+    };
+    outcome(event, "session", "disconnect", None);
+    set_source(event, address);
+    set_int(event, "sourceport", port);
+    event.ends = true;
+    true
+}
+
+/// `subsystem request for <name> by user <user>[ failed, <why>]`.
+fn subsystem<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = message.strip_prefix("subsystem request for ") else {
+        return false;
+    };
+    let Some((name, user)) = rsplit_once(rest, " by user ") else {
+        return false;
+    };
+    let (user, failed) = match split_once(user, " failed, ") {
+        Some((user, why)) => (user, Some(why)),
+        None => (user, None),
+    };
+    outcome(event, "session", "subsystem", Some(failed.is_none()));
+    set_text(event, "username", user);
+    set_text(event, "subsystem", name);
+    if let Some(why) = failed {
+        set_text(event, "reason", why);
+    }
+    true
+}
+
+/// `terminating inactive connection from <id>` (UnusedConnectionTimeout).
+fn inactive<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some((kind, user, address, port)) = message
+        .strip_prefix("terminating inactive connection from ")
+        .and_then(peer_parts)
+    else {
+        return false;
+    };
+    outcome(event, "session", "disconnect", None);
+    set_peer(event, kind, user, address, port);
+    event.ends = true;
+    true
+}
+
+/// `Read error from remote host <ip> port <n>: <error>`.
+fn read_error<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = message.strip_prefix("Read error from remote host ") else {
+        return false;
+    };
+    let Some((id, _)) = split_once(rest, ": ") else {
+        return false;
+    };
+    let Some((None, None, address, port)) = peer_parts(id) else {
+        return false;
+    };
+    event.ends = true;
+    connection_end(event, None, None, address, port, preauth);
+    if !preauth {
+        outcome(event, "session", "disconnect", None);
+        event.role = Role::None;
+    }
+    true
+}
+
+/// `Finished discarding for <ip> port <n>` (after a corrupt packet): a probe.
+fn finished_discarding<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some((None, None, address, port)) = message
+        .strip_prefix("Finished discarding for ")
+        .and_then(peer_parts)
+    else {
+        return false;
+    };
+    outcome(event, "connection", "probe", None);
+    set_source(event, address);
+    set_int(event, "sourceport", port);
+    event.role = Role::Follows;
     true
 }
 
@@ -392,11 +1149,31 @@ mod tests {
 
     #[test]
     fn a_user_name_cannot_forge_the_source_address() {
-        let message = "Failed password for invalid user x from 1.1.1.1 port 1 from 203.0.113.9 port 2222 ssh2";
-        let (_, user, address, port, _) = login_parts(&message["Failed ".len()..]).unwrap();
+        let rest = "invalid user x from 1.1.1.1 port 1 from 203.0.113.9 port 2222 ssh2";
+        let (user, address, port, _, forged) = from_parts(rest).unwrap();
         assert_eq!(
-            (user, address, port),
-            ("invalid user x from 1.1.1.1 port 1", "203.0.113.9", "2222")
+            (user, address, port, forged),
+            (
+                "invalid user x from 1.1.1.1 port 1",
+                "203.0.113.9",
+                "2222",
+                true
+            )
+        );
+        // A user name ending in a whole forged tail: the real tail is the last.
+        let rest = "x from 10.66.66.66 port 1 ssh2 from 203.0.113.9 port 22 ssh2";
+        let (user, address, ..) = from_parts(rest).unwrap();
+        assert_eq!(
+            (user, address),
+            ("x from 10.66.66.66 port 1 ssh2", "203.0.113.9")
+        );
+        // A certificate ID (client text in the tail) holding a forged peer: the strict
+        // tail wins over the loose one.
+        let rest = "alice from 203.0.113.9 port 22 ssh2: RSA SHA256:abc";
+        let (user, address, port, tail, forged) = from_parts(rest).unwrap();
+        assert_eq!(
+            (user, address, port, tail, forged),
+            ("alice", "203.0.113.9", "22", " ssh2: RSA SHA256:abc", false)
         );
     }
 
@@ -453,7 +1230,7 @@ mod tests {
     #[test]
     fn peers_are_read_with_and_without_a_user() {
         assert_eq!(
-            peer_parts("authenticating user root 1.2.3.4 port 22 [preauth]"),
+            peer_parts("authenticating user root 1.2.3.4 port 22"),
             Some((Some("authenticating"), Some("root"), "1.2.3.4", "22"))
         );
         assert_eq!(
@@ -461,7 +1238,7 @@ mod tests {
             Some((Some(""), Some("alice"), "2001:db8::1", "22"))
         );
         assert_eq!(
-            peer_parts("1.2.3.4 port 22 [preauth]"),
+            peer_parts("1.2.3.4 port 22"),
             Some((None, None, "1.2.3.4", "22"))
         );
         assert_eq!(peer_parts("1.2.3.4 port x"), None);

@@ -1,0 +1,313 @@
+//! What one process said on earlier lines, for the lines that do not say it again.
+//!
+//! sshd writes several lines per connection from one process, and not all of them
+//! name the peer: `Disconnecting: Too many authentication failures for root [preauth]`
+//! or `fatal: Read from socket failed: Connection reset by peer [preauth]` come with
+//! no address although the process knows it. And one wrong password writes up to three
+//! lines (`pam_unix(sshd:auth): authentication failure`, `Failed password …`,
+//! `Connection closed by authenticating user … [preauth]`), which must count as one
+//! attempt.
+//!
+//! [`Processes`] keeps, per (host, program, pid), the last address, port and user a
+//! line named, and the attempts seen so far. A parsed line that lacks one of them gets
+//! it from the table (`details.correlated: true`). A line that is part of a failed
+//! attempt (its [`Role`]) gets `details.attemptid`, the same for every line of the
+//! attempt; all lines but one of each attempt get `details.echo: true`, so rules that
+//! skip echoes count attempts, not lines:
+//!
+//! - an attempt begins with its first line: `Invalid user`, a PAM failure or `check
+//!   pass`, or its `Failed <method>` line when nothing came before it;
+//! - its `Failed <method>` line ends it (the next PAM failure begins another);
+//! - lines about the attempts so far (`PAM 2 more authentication failures`,
+//!   `maximum authentication attempts exceeded`, a disconnect before authentication)
+//!   belong to the last attempt, or begin one when there was none (a probe);
+//! - the attempt's first line that names an address is the one counted; the others
+//!   are echoes (a line with no address cannot be counted per address).
+//!
+//! Everything is decided by the lines themselves and their timestamps, never the
+//! agent's clock: the same input read again gives the same fields and ids. The table
+//! lives in the input's parser, so a restart loses at most the table (the lines after
+//! it are still parsed, without what the lost lines had said). Entries go when the
+//! process's connection ends, when not heard from for [`Processes::TTL_SECS`] (by the
+//! lines' own times), or, past [`Processes::CAPACITY`] live processes, oldest first.
+
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+
+use chrono::Datelike as _;
+
+use super::draft::{Detail, Draft};
+
+/// What a line is to the failed attempt it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Not part of a failed attempt (a login, a session, anything else).
+    #[default]
+    None,
+    /// The first sign of an attempt (`Invalid user`, a PAM failure).
+    Begins,
+    /// The attempt's own failure line (`Failed password …`): ends it.
+    Fails,
+    /// About the attempts so far (a summary, a disconnect before authentication).
+    Follows,
+}
+
+/// The per-process table of one input.
+#[derive(Debug, Clone, Default)]
+pub struct Processes {
+    live: HashMap<u64, Process>,
+    /// Keys in the order their entries were made (with the entry's serial, so a key
+    /// removed and made again is not evicted for its old place).
+    order: VecDeque<(u64, u64)>,
+    serial: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Process {
+    serial: u64,
+    /// When the first line of this process was written (seconds, UTC).
+    started: i64,
+    last_seen: i64,
+    address: Option<String>,
+    /// Whether `address` is a host name rather than an address.
+    address_is_name: bool,
+    port: Option<i64>,
+    user: Option<String>,
+    attempts: u32,
+    /// An attempt has begun whose failure line has not come yet.
+    open: bool,
+    /// The current attempt's counted line has been written.
+    counted: bool,
+}
+
+impl Processes {
+    /// An entry not heard from for this long (by the lines' times) is forgotten.
+    pub const TTL_SECS: i64 = 600;
+    /// Live processes kept at most; the oldest entry goes first.
+    pub const CAPACITY: usize = 4096;
+
+    /// Live entries now (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Completes `event` (parsed by a program parser) from what its process said
+    /// before, records what it says, and marks its place in an attempt. `ends` says
+    /// the line closes the process's connection: its entry goes after this line.
+    pub fn apply(&mut self, event: &mut Draft<'_>, role: Role, ends: bool) {
+        if event.processid <= 0 {
+            return;
+        }
+        let named_address = event.details.get("sourceipaddress").is_some()
+            || event.details.get("sourcehostname").is_some();
+        let named_port = event.details.get("sourceport").is_some();
+        let named_user = event.details.get("username").is_some();
+        let key = key(&event.hostname, &event.processname, event.processid);
+        let now = utc_seconds(event.utctimestamp.as_str()).unwrap_or(0);
+        // A line of a process with nothing to say or take (most lines): no entry made.
+        let known = match self.live.get(&key) {
+            Some(p) if now - p.last_seen > Self::TTL_SECS || now < p.started => {
+                self.live.remove(&key);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if !known && role == Role::None && !named_address && !named_user {
+            return;
+        }
+        let process = match self.live.entry(key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                self.serial += 1;
+                self.order.push_back((key, self.serial));
+                entry.insert(Process {
+                    serial: self.serial,
+                    started: now,
+                    last_seen: now,
+                    address: None,
+                    address_is_name: false,
+                    port: None,
+                    user: None,
+                    attempts: 0,
+                    open: false,
+                    counted: false,
+                })
+            }
+        };
+        process.last_seen = process.last_seen.max(now);
+        let mut correlated = false;
+        // The address: kept from the line, or given to it.
+        if let Some(Detail::Text(ip)) = event.details.get("sourceipaddress") {
+            process.address = Some(ip.to_string());
+            process.address_is_name = false;
+        } else if let Some(address) = &process.address {
+            if !process.address_is_name {
+                event
+                    .details
+                    .insert("sourceipaddress", Cow::<str>::Owned(address.clone()));
+                correlated = true;
+            } else if !named_address {
+                event
+                    .details
+                    .insert("sourcehostname", Cow::<str>::Owned(address.clone()));
+                correlated = true;
+            }
+        } else if let Some(Detail::Text(name)) = event.details.get("sourcehostname") {
+            process.address = Some(name.to_string());
+            process.address_is_name = true;
+        }
+        match event.details.get("sourceport") {
+            Some(Detail::Int(port)) => process.port = Some(*port),
+            _ => {
+                if let Some(port) = process.port.filter(|_| !named_port) {
+                    event.details.insert("sourceport", port);
+                    correlated = true;
+                }
+            }
+        }
+        match event.details.get("username").and_then(Detail::as_str) {
+            Some(user) => process.user = Some(user.to_string()),
+            None => {
+                if let Some(user) = process.user.as_ref().filter(|_| !named_user) {
+                    event
+                        .details
+                        .insert("username", Cow::<str>::Owned(user.clone()));
+                    correlated = true;
+                }
+            }
+        }
+        if correlated {
+            event.details.insert("correlated", true);
+        }
+        if role != Role::None {
+            match role {
+                Role::Begins if !process.open => {
+                    process.attempts += 1;
+                    process.open = true;
+                    process.counted = false;
+                }
+                Role::Fails => {
+                    if !process.open {
+                        process.attempts += 1;
+                        process.counted = false;
+                    }
+                    process.open = false;
+                }
+                Role::Follows if process.attempts == 0 => {
+                    process.attempts = 1;
+                    process.counted = false;
+                }
+                _ => {}
+            }
+            let has_address = event.details.get("sourceipaddress").is_some()
+                || event.details.get("sourcehostname").is_some();
+            let attempt = attempt_id(key, process.started, process.attempts);
+            event.details.insert("attemptid", attempt);
+            if !process.counted && has_address {
+                process.counted = true;
+            } else {
+                event.details.insert("echo", true);
+            }
+        }
+        if ends {
+            self.live.remove(&key);
+        }
+        self.evict();
+    }
+
+    /// Drops the oldest entries past [`Processes::CAPACITY`], and the stale places of
+    /// entries already gone.
+    fn evict(&mut self) {
+        while self.live.len() > Self::CAPACITY || self.order.len() > 2 * Self::CAPACITY {
+            let Some((key, serial)) = self.order.pop_front() else {
+                break;
+            };
+            if self.live.get(&key).is_some_and(|p| p.serial == serial) {
+                self.live.remove(&key);
+            }
+        }
+    }
+}
+
+/// The table's key: a 64-bit hash of (host, program, pid).
+fn key(host: &str, program: &str, pid: i64) -> u64 {
+    fnv(host
+        .bytes()
+        .chain([0xff])
+        .chain(program.bytes())
+        .chain([0xff])
+        .chain(pid.to_le_bytes()))
+}
+
+/// `details.attemptid`: 16 hex digits from the process (host, program, pid, when it
+/// was first heard from) and the attempt's number in it.
+fn attempt_id(key: u64, started: i64, attempt: u32) -> String {
+    let hash = fnv(key
+        .to_le_bytes()
+        .into_iter()
+        .chain(started.to_le_bytes())
+        .chain(attempt.to_le_bytes()));
+    format!("{hash:016x}")
+}
+
+/// FNV-1a: cheap for the few bytes hashed here, and stable across Rust releases
+/// (`DefaultHasher`'s output is not promised to be), so attempt ids stay the same
+/// when the agent is upgraded.
+fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Seconds since the epoch of a stamp written `YYYY-MM-DDTHH:MM:SS…` (UTC).
+fn utc_seconds(stamp: &str) -> Option<i64> {
+    let b = stamp.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let mut n = 0i64;
+        for &d in b.get(range)? {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + i64::from(d - b'0');
+        }
+        Some(n)
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(num(0..4)?).ok()?,
+        u32::try_from(num(5..7)?).ok()?,
+        u32::try_from(num(8..10)?).ok()?,
+    )?;
+    let days = i64::from(date.num_days_from_ce()) - 719_163;
+    Some(days * 86_400 + num(11..13)? * 3_600 + num(14..16)? * 60 + num(17..19)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_read_as_epoch_seconds() {
+        assert_eq!(utc_seconds("1970-01-01T00:00:00+00:00"), Some(0));
+        assert_eq!(
+            utc_seconds("2026-12-05T10:00:01.5+00:00"),
+            Some(
+                chrono::DateTime::parse_from_rfc3339("2026-12-05T10:00:01Z")
+                    .unwrap()
+                    .timestamp()
+            )
+        );
+        assert_eq!(utc_seconds("garbage"), None);
+    }
+}

@@ -1,0 +1,479 @@
+//! Lines PAM modules write, whatever program loaded them (login, vsftpd, cron, gdm,
+//! polkit, dovecot, sshd, …). Taken from the modules' sources (Linux-PAM 0.72 to 1.7,
+//! SSSD's pam_sss, nss-pam-ldapd's pam_ldap), not from sample lines:
+//!
+//! - Linux-PAM ≥ 0.99.1 writes `<module>(<service>:<type>): <text>` under the
+//!   program's own tag; lines written while the handle ends carry `PAM ` instead
+//!   (`PAM 2 more authentication failures; …`).
+//! - Linux-PAM 0.74–0.80 (RHEL 4) put the module in the tag (`sshd(pam_unix)[42]:`)
+//!   and wrote the bare text; [`parse`] reads the bare text too.
+//!
+//! `pam_unix`'s failure line is `authentication failure; logname=<l> uid=<n> euid=<n>
+//! tty=<t> ruser=<r> rhost=<h>  user=<u>` (two spaces before `user=`, which is left
+//! out when the account does not exist). `ruser` is the name a client typed for the
+//! ftp daemons and dovecot, and `user` is typed text for pam_sss, so both may hold a
+//! forged ` rhost=`: the host is read from the fixed grammar around them, and a line
+//! with more than one candidate is tagged `suspicious`.
+//!
+//! The user being authenticated is `user=`; `logname=` (the login of the process that
+//! asked, often empty for daemons) goes to `details.logname` and `ruser=` (who asks,
+//! for su and sudo) to `details.ruser`.
+
+use super::common::{
+    TrimFast, find, outcome, rsplit_once, session, set, set_int, set_source, set_text, split_once,
+};
+use super::context::Role;
+use super::draft::Draft;
+
+/// Parser id, written into `tags`.
+pub const ID: &str = "pam";
+
+/// `<module>(<service>:<type>): ` at the start of a message: (module, service, type,
+/// the text after it).
+pub fn prefix(message: &str) -> Option<(&str, &str, &str, &str)> {
+    let open = message.bytes().position(|b| b == b'(')?;
+    let module = &message[..open];
+    if module.is_empty()
+        || module.len() > 64
+        || !module
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return None;
+    }
+    let (inside, rest) = split_once(&message[open + 1..], "): ")?;
+    let (service, kind) = inside.rsplit_once(':')?;
+    if inside.contains(['(', ')']) {
+        return None;
+    }
+    Some((module, service, kind, rest))
+}
+
+/// Reads a PAM line into `event`; false when it is none of the known shapes.
+pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let message = message.trim_fast();
+    let (module, text) = match prefix(message) {
+        Some((module, service, kind, text)) => {
+            set_text(event, "pammodule", module);
+            set_text(event, "pamservice", service);
+            set_text(event, "pamtype", kind);
+            (Some(module), text)
+        }
+        None => match message
+            .strip_prefix("PAM ")
+            .or_else(|| message.strip_prefix("PAM-listfile: "))
+            .or_else(|| message.strip_prefix("pam_ldap: "))
+        {
+            Some(text) => (None, text),
+            None => (None, message),
+        },
+    };
+    body(module, text, event)
+}
+
+/// The text after the prefix.
+fn body<'a>(module: Option<&str>, text: &'a str, event: &mut Draft<'a>) -> bool {
+    let first = match text.bytes().position(|b| b == b' ') {
+        Some(at) => &text[..at],
+        None => text,
+    };
+    match first {
+        "authentication" => authentication(text, event),
+        "check" => check_pass(text, event),
+        "bad" => bad_username(text, event),
+        "auth" => no_password(text, event),
+        "session" => {
+            if !session(event, text) {
+                return false;
+            }
+            event.ends = text.starts_with("session closed");
+            true
+        }
+        "Consecutive" => faillock(text, event),
+        "user" => tally(text, event),
+        "received" => sss_received(text, event),
+        "requirement" => succeed_if(text, event),
+        "access" => access(text, event),
+        "Refused" => listfile(text, event),
+        "password" => check_failed(text, event),
+        "Authentication" | "User" if module == Some("pam_ldap") => ldap(text, event),
+        _ => match first.parse::<u64>() {
+            Ok(_) => more_failures(text, event),
+            Err(_) => false,
+        },
+    }
+}
+
+/// The `key=value` list of a failure line, read by its fixed order: (logname, tty,
+/// ruser, rhost, user, whether some value held a second ` rhost=`).
+struct FailureFields<'a> {
+    logname: &'a str,
+    tty: &'a str,
+    ruser: &'a str,
+    rhost: &'a str,
+    user: &'a str,
+    forged: bool,
+}
+
+/// `logname=<l> uid=<n> euid=<n> tty=<t> ruser=<r> rhost=<h>[  user=<u>]` (pam_unix:
+/// two spaces before `user=`, whose account exists) or `… rhost=<h> user=<u>`
+/// (pam_sss: one space, `user` typed by the client).
+fn failure_fields(list: &str) -> Option<FailureFields<'_>> {
+    let (head, tail) = split_once(list, " ruser=")?;
+    let logname = head
+        .strip_prefix("logname=")
+        .and_then(|rest| rsplit_once(rest, " uid=").map(|(l, _)| l))
+        .unwrap_or("");
+    let tty = rsplit_once(head, " tty=").map_or("", |(_, t)| t);
+    // `ruser` (typed for ftp daemons) is followed by ` rhost=`, `rhost` by the user
+    // or nothing: the host is the one word between the last ` rhost=` whose rest
+    // reads as `<word>[ user=…]`.
+    let mut candidates = 0;
+    let mut found: Option<(&str, &str, &str)> = None;
+    let mut from = 0;
+    while let Some(at) = find(&tail[from..], " rhost=") {
+        let at = from + at;
+        candidates += 1;
+        let after = &tail[at + " rhost=".len()..];
+        let (host, user) = match after.bytes().position(|b| b == b' ') {
+            Some(space) => (&after[..space], &after[space..]),
+            None => (after, ""),
+        };
+        let user = user.trim_start_matches(' ');
+        let user_ok = user.is_empty() || user.starts_with("user=");
+        if user_ok {
+            let user = user.strip_prefix("user=").unwrap_or("");
+            // pam_unix's user names an account (no typed text): the last candidate;
+            // pam_sss's user is typed and may itself hold ` rhost=`: the first.
+            let two_spaces = after[host.len()..].starts_with("  user=");
+            if found.is_none() || two_spaces {
+                found = Some((&tail[..at], host, user));
+            }
+        }
+        from = at + 1;
+    }
+    let (ruser, rhost, user) = found?;
+    Some(FailureFields {
+        logname,
+        tty,
+        ruser,
+        rhost,
+        user,
+        forged: candidates > 1,
+    })
+}
+
+/// Sets the fields of a failure (or success) line.
+fn failure<'a>(event: &mut Draft<'a>, fields: &FailureFields<'a>) {
+    set_text(event, "username", fields.user);
+    set_text(event, "ruser", fields.ruser);
+    set_text(event, "logname", fields.logname);
+    set_text(event, "tty", fields.tty);
+    set_source(event, fields.rhost);
+    if fields.forged {
+        event.tags.push("suspicious".into());
+    }
+}
+
+/// `authentication failure; …` (pam_unix, pam_sss), `authentication success; …`
+/// (pam_sss).
+fn authentication<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let (success, list) = match text.strip_prefix("authentication failure; ") {
+        Some(list) => (false, list),
+        None => match text.strip_prefix("authentication success; ") {
+            Some(list) => (true, list),
+            None => return false,
+        },
+    };
+    let Some(fields) = failure_fields(list) else {
+        return false;
+    };
+    outcome(event, "authentication", "login", Some(success));
+    failure(event, &fields);
+    if !success {
+        event.role = Role::Begins;
+    }
+    true
+}
+
+/// `<n> more authentication failure[s]; …`: the failures after the first of one PAM
+/// handle, written as it ends; they were attempts already seen.
+fn more_failures<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some((count, rest)) = text.split_once(' ') else {
+        return false;
+    };
+    let Some(list) = rest
+        .strip_prefix("more authentication failures; ")
+        .or_else(|| rest.strip_prefix("more authentication failure; "))
+    else {
+        return false;
+    };
+    let Some(fields) = failure_fields(list) else {
+        return false;
+    };
+    outcome(event, "authentication", "login", Some(false));
+    failure(event, &fields);
+    set_int(event, "repeatcount", count);
+    event.role = Role::Follows;
+    true
+}
+
+/// `check pass; user unknown` / `check pass; user (<typed>) unknown`: the account does
+/// not exist.
+fn check_pass<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = text.strip_prefix("check pass; user ") else {
+        return false;
+    };
+    outcome(event, "authentication", "login", Some(false));
+    set(event, "invaliduser", true);
+    if let Some(user) = rest
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(") unknown"))
+    {
+        set_text(event, "username", user);
+    } else if rest != "unknown" {
+        return false;
+    }
+    event.role = Role::Begins;
+    true
+}
+
+/// `bad username [<typed>]`.
+fn bad_username<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(user) = text
+        .strip_prefix("bad username [")
+        .and_then(|r| r.strip_suffix(']'))
+    else {
+        return false;
+    };
+    outcome(event, "authentication", "login", Some(false));
+    set_text(event, "username", user);
+    event.role = Role::Begins;
+    true
+}
+
+/// `auth could not identify password for [<user>]`: the client gave no password.
+fn no_password<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(user) = text
+        .strip_prefix("auth could not identify password for [")
+        .and_then(|r| r.strip_suffix(']'))
+    else {
+        return false;
+    };
+    outcome(event, "authentication", "login", Some(false));
+    set_text(event, "username", user);
+    event.role = Role::Begins;
+    true
+}
+
+/// unix_chkpwd's `password check failed for user (<user>)`.
+fn check_failed<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(user) = text
+        .strip_prefix("password check failed for user (")
+        .and_then(|r| r.strip_suffix(')'))
+    else {
+        return false;
+    };
+    outcome(event, "authentication", "login", Some(false));
+    set_text(event, "username", user);
+    event.role = Role::Begins;
+    true
+}
+
+/// pam_faillock's `Consecutive login failures for user <u> account temporarily locked`.
+fn faillock<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(user) = text
+        .strip_prefix("Consecutive login failures for user ")
+        .and_then(|r| r.strip_suffix(" account temporarily locked"))
+    else {
+        return false;
+    };
+    outcome(event, "account lock", "lock", None);
+    set_text(event, "username", user);
+    true
+}
+
+/// pam_tally2 / pam_tally: `user <u> (<uid>) tally <n>, deny <m>` and `user <u>
+/// (<uid>) has time limit [<s>s left] since last failure.`
+fn tally<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = text.strip_prefix("user ") else {
+        return false;
+    };
+    let Some((user, rest)) = rsplit_once(rest, " (") else {
+        return false;
+    };
+    let Some((_uid, rest)) = rest.split_once(") ") else {
+        return false;
+    };
+    if let Some(counts) = rest.strip_prefix("tally ") {
+        let Some((tally, deny)) = counts.split_once(", deny ") else {
+            return false;
+        };
+        outcome(event, "account lock", "lock", None);
+        set_int(event, "attempts", tally);
+        set_int(event, "deny", deny);
+    } else if rest.starts_with("has time limit [") {
+        outcome(event, "account lock", "lock", None);
+    } else {
+        return false;
+    }
+    set_text(event, "username", user);
+    true
+}
+
+/// pam_sss's `received for user <typed>: <code> (<text>)`.
+fn sss_received<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = text.strip_prefix("received for user ") else {
+        return false;
+    };
+    // The user is typed text: the code is the last `: <digits> (`.
+    let Some((user, rest)) = rsplit_once(rest, ": ") else {
+        return false;
+    };
+    let Some((code, _)) = rest.split_once(" (") else {
+        return false;
+    };
+    match code {
+        "7" => outcome(event, "authentication", "login", Some(false)),
+        "10" => {
+            outcome(event, "authentication", "login", Some(false));
+            set(event, "invaliduser", true);
+        }
+        _ => return false,
+    }
+    set_text(event, "username", user);
+    set_int(event, "pamcode", code);
+    event.role = Role::Begins;
+    true
+}
+
+/// pam_succeed_if's `requirement "<cond>" not met by user "<u>"` (a refusal) and
+/// `… was met by user …` (nothing happened: not recognised, stays `syslog`).
+fn succeed_if<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = text.strip_prefix("requirement \"") else {
+        return false;
+    };
+    let Some((condition, user)) = rsplit_once(rest, "\" not met by user \"") else {
+        return false;
+    };
+    let Some(user) = user.strip_suffix('"') else {
+        return false;
+    };
+    outcome(event, "authorization", "login", Some(false));
+    set_text(event, "username", user);
+    set_text(event, "reason", condition);
+    true
+}
+
+/// pam_access's ``access denied for user `<u>' from `<host or tty>'``.
+fn access<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = text.strip_prefix("access denied for user `") else {
+        return false;
+    };
+    let Some((user, from)) = rsplit_once(rest, "' from `") else {
+        return false;
+    };
+    let Some(from) = from.strip_suffix('\'') else {
+        return false;
+    };
+    outcome(event, "authorization", "login", Some(false));
+    set_text(event, "username", user);
+    if from.starts_with("tty") || from.starts_with("pts/") || from.starts_with(':') {
+        set_text(event, "tty", from);
+    } else {
+        set_source(event, from);
+    }
+    true
+}
+
+/// pam_listfile's `Refused user <u> for service <s>`.
+fn listfile<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some((user, _service)) = text
+        .strip_prefix("Refused user ")
+        .and_then(|r| rsplit_once(r, " for service "))
+    else {
+        return false;
+    };
+    outcome(event, "authorization", "login", Some(false));
+    set_text(event, "username", user);
+    true
+}
+
+/// nss-pam-ldapd's pam_ldap: `<pam_strerror>; user=<typed>`.
+fn ldap<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let (invalid, user) = if let Some(user) = text.strip_prefix("Authentication failure; user=") {
+        (false, user)
+    } else if let Some(user) =
+        text.strip_prefix("User not known to the underlying authentication module; user=")
+    {
+        (true, user)
+    } else {
+        return false;
+    };
+    outcome(event, "authentication", "login", Some(false));
+    set_text(event, "username", user);
+    if invalid {
+        set(event, "invaliduser", true);
+    }
+    event.role = Role::Begins;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_name_module_service_and_type() {
+        assert_eq!(
+            prefix("pam_unix(sshd:auth): authentication failure; x"),
+            Some(("pam_unix", "sshd", "auth", "authentication failure; x"))
+        );
+        assert_eq!(
+            prefix("pam_unix(gdm-password:auth): x"),
+            Some(("pam_unix", "gdm-password", "auth", "x"))
+        );
+        assert_eq!(prefix("Failed password for x(y:z): a"), None);
+        assert_eq!(prefix("nothing"), None);
+    }
+
+    #[test]
+    fn failure_lists_are_read_by_their_fixed_order() {
+        let f = failure_fields("logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.1  user=root")
+            .unwrap();
+        assert_eq!(
+            (f.logname, f.tty, f.ruser, f.rhost, f.user, f.forged),
+            ("", "ssh", "", "192.0.2.1", "root", false)
+        );
+        // Unknown account: no user, a trailing space.
+        let f = failure_fields("logname= uid=0 euid=0 tty=ssh ruser= rhost=2001:db8::7 ").unwrap();
+        assert_eq!((f.rhost, f.user), ("2001:db8::7", ""));
+        // A typed ruser (ftp) holding a forged host: the real one is the last.
+        let f = failure_fields(
+            "logname= uid=0 euid=0 tty=ftp ruser=x rhost=10.66.66.66 rhost=192.0.2.1  user=bob",
+        )
+        .unwrap();
+        assert_eq!(
+            (f.ruser, f.rhost, f.user, f.forged),
+            ("x rhost=10.66.66.66", "192.0.2.1", "bob", true)
+        );
+        // A typed user (pam_sss) holding a forged host: the real one is the first.
+        let f = failure_fields(
+            "logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.1 user=x rhost=10.66.66.66",
+        )
+        .unwrap();
+        assert_eq!(
+            (f.rhost, f.user, f.forged),
+            ("192.0.2.1", "x rhost=10.66.66.66", true)
+        );
+        // su: logname and ruser named, no host.
+        let f = failure_fields(
+            "logname=alice uid=1000 euid=0 tty=/dev/pts/0 ruser=alice rhost=  user=root",
+        )
+        .unwrap();
+        assert_eq!(
+            (f.logname, f.tty, f.ruser, f.rhost, f.user),
+            ("alice", "/dev/pts/0", "alice", "", "root")
+        );
+    }
+}
