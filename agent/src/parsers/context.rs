@@ -18,11 +18,15 @@
 //! - an attempt begins with its first line: `Invalid user`, a PAM failure or `check
 //!   pass`, or its `Failed <method>` line when nothing came before it;
 //! - its `Failed <method>` line ends it (the next PAM failure begins another);
-//! - lines about the attempts so far (`PAM 2 more authentication failures`,
-//!   `maximum authentication attempts exceeded`, a disconnect before authentication)
-//!   belong to the last attempt, or begin one when there was none (a probe);
-//! - the attempt's first line that names an address is the one counted; the others
-//!   are echoes (a line with no address cannot be counted per address).
+//! - lines about the attempts so far (`maximum authentication attempts exceeded`, a
+//!   disconnect before authentication) belong to the last attempt, or begin one when
+//!   there was none (a probe);
+//! - summaries written after the connection's end (`PAM 2 more authentication
+//!   failures`) are always echoes;
+//! - the attempt's first line that names an address is the one counted (for sshd and
+//!   dropbear, whose later lines name it; a line with no address cannot be counted
+//!   per address), or its first line (other programs: login, su, gdm, polkit); the
+//!   others are echoes.
 //!
 //! Everything is decided by the lines themselves and their timestamps, never the
 //! agent's clock: the same input read again gives the same fields and ids. The table
@@ -49,8 +53,12 @@ pub enum Role {
     Begins,
     /// The attempt's own failure line (`Failed password …`): ends it.
     Fails,
-    /// About the attempts so far (a summary, a disconnect before authentication).
+    /// About the attempts so far (a disconnect before authentication): begins one
+    /// when there was none (a probe).
     Follows,
+    /// A summary of attempts already written (`PAM 2 more authentication failures`,
+    /// written as the handle closes, after the connection's last line): always an echo.
+    Echo,
 }
 
 /// The per-process table of one input.
@@ -99,7 +107,11 @@ impl Processes {
     /// Completes `event` (parsed by a program parser) from what its process said
     /// before, records what it says, and marks its place in an attempt. `ends` says
     /// the line closes the process's connection: its entry goes after this line.
-    pub fn apply(&mut self, event: &mut Draft<'_>, role: Role, ends: bool) {
+    ///
+    /// `remote` says the program serves remote peers (sshd, dropbear), whose attempts
+    /// are counted on a line that names the peer; a local program's (login, su, gdm)
+    /// attempt is counted on its first line.
+    pub fn apply(&mut self, event: &mut Draft<'_>, role: Role, ends: bool, remote: bool) {
         if event.processid <= 0 {
             return;
         }
@@ -119,6 +131,12 @@ impl Processes {
             None => false,
         };
         if !known && role == Role::None && !named_address && !named_user {
+            return;
+        }
+        if !known && role == Role::Echo {
+            // The process's entry is gone (its connection ended): an echo of attempts
+            // already counted.
+            event.details.insert("echo", true);
             return;
         }
         let process = match self.live.entry(key) {
@@ -207,9 +225,9 @@ impl Processes {
             }
             let has_address = event.details.get("sourceipaddress").is_some()
                 || event.details.get("sourcehostname").is_some();
-            let attempt = attempt_id(key, process.started, process.attempts);
+            let attempt = attempt_id(key, process.started, process.attempts.max(1));
             event.details.insert("attemptid", attempt);
-            if !process.counted && has_address {
+            if !process.counted && (has_address || !remote) && role != Role::Echo {
                 process.counted = true;
             } else {
                 event.details.insert("echo", true);

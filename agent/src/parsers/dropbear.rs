@@ -24,7 +24,7 @@ pub const ID: &str = "dropbear";
 
 /// Reads a dropbear message into `event`; false when it is none of the known shapes.
 pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    let message = message.trim_fast();
+    let message = stderr_prefix(message.trim_fast());
     // PAM modules loaded by dropbear (PAM builds).
     if super::pam::prefix(message).is_some()
         || message.starts_with("PAM ") && !message.starts_with("PAM password")
@@ -60,6 +60,28 @@ pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         "exit" | "early" | "premature" => exit(message, event),
         _ => false,
     }
+}
+
+/// dropbear run with `-E` (its log on stderr, as journald keeps it under a unit)
+/// writes `[<pid>] Mmm dd hh:mm:ss ` before the message: the text after it.
+fn stderr_prefix(message: &str) -> &str {
+    let Some(rest) = message.strip_prefix('[') else {
+        return message;
+    };
+    let Some((pid, rest)) = rest.split_once("] ") else {
+        return message;
+    };
+    let stamp = rest.as_bytes();
+    let stamped = stamp.len() > 16
+        && stamp[3] == b' '
+        && stamp[6] == b' '
+        && stamp[9] == b':'
+        && stamp[12] == b':'
+        && stamp[15] == b' ';
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) || !stamped {
+        return message;
+    }
+    &rest[16..]
 }
 
 /// `<ip>:<port>`, `[<ip>]:<port>`, or an address alone: (address, port).

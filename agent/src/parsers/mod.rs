@@ -417,7 +417,8 @@ impl LineParser {
             event.category = Cow::Borrowed(CATEGORY_SYSLOG);
         } else if matches!(parser, sshd::ID | dropbear::ID | pam::ID) {
             let (role, ends) = (event.role, event.ends);
-            self.processes.borrow_mut().apply(event, role, ends);
+            let remote = parser != pam::ID;
+            self.processes.borrow_mut().apply(event, role, ends, remote);
         }
         let program = event.processname.clone();
         event.details.insert(fields::details::PROGRAM, program);

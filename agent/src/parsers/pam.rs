@@ -214,7 +214,7 @@ fn more_failures<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
     outcome(event, "authentication", "login", Some(false));
     failure(event, &fields);
     set_int(event, "repeatcount", count);
-    event.role = Role::Follows;
+    event.role = Role::Echo;
     true
 }
 

@@ -43,7 +43,7 @@ fn regex(pattern: &str) -> Regex {
 static INVALID: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^(?i:invalid|illegal) user (.*?) from (\S+?)(?: port (\d+))?\s*$"));
 static RECEIVED_DISCONNECT: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^Received disconnect from (\S+?)(?: port (\d+))?(?::\d+)?:"));
+    LazyLock::new(|| regex(r"^Received disconnect from (\S+)(?: port (\d+))?"));
 static NO_IDENTIFICATION: LazyLock<Regex> = LazyLock::new(|| {
     regex(r"^Did not receive identification string from (\S+?)(?: port (\d+))?\s*$")
 });
@@ -167,7 +167,7 @@ fn shape<'a>(level: &str, message: &'a str, preauth: bool, event: &mut Draft<'a>
         "User" => not_allowed(message, event),
         "ROOT" => root_refused(message, event),
         "PAM:" => pam_error(message, event),
-        "Timeout" => timeout(message, event),
+        "Timeout" | "Timeout," => timeout(message, event),
         "Did" => probe_regex(&NO_IDENTIFICATION, message, event, true),
         "Bad" => bad_version(message, event),
         "Protocol" => major_versions(message, event),
@@ -622,8 +622,9 @@ fn connection<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> boo
     false
 }
 
-/// `Disconnected from <id>`: after `Received disconnect`, the end of an attempt, a
-/// probe, or a session.
+/// `Disconnected from <id>`, after `Received disconnect`: before authentication
+/// (`[preauth]`) a disconnect of the connection (named user or not), after it a
+/// session's end (`user U`, or no user in 7.4).
 fn disconnected<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
     let Some((kind, user, address, port)) = message
         .strip_prefix("Disconnected from ")
@@ -632,7 +633,13 @@ fn disconnected<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> b
         return false;
     };
     event.ends = true;
-    connection_end(event, kind, user, address, port, preauth);
+    if preauth {
+        outcome(event, "connection", "disconnect", None);
+        event.role = Role::Follows;
+    } else {
+        outcome(event, "session", "disconnect", None);
+    }
+    set_peer(event, kind, user, address, port);
     true
 }
 
