@@ -137,14 +137,22 @@ async fn scenarios(world: &mut World) {
             ),
         ));
     }
+    // Each of .6's nine attempts writes three lines, as OpenSSH 9.x with PAM does: the
+    // PAM failure, the `Failed password`, and the connection's close. The rule counts
+    // attempts (the echoes are marked), so 27 lines are still 9 attempts: a near miss.
     for i in 0..9 {
+        let (pid, port) = (200 + i, 41000 + i);
         lines.push((
             format!("10:03:{:02}", i * 2 + 1),
-            format!(
-                "web1 sshd[{}]: Failed password for root from 203.0.113.6 port {} ssh2",
-                200 + i,
-                41000 + i
-            ),
+            format!("web1 sshd[{pid}]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.6  user=root"),
+        ));
+        lines.push((
+            format!("10:03:{:02}", i * 2 + 1),
+            format!("web1 sshd[{pid}]: Failed password for root from 203.0.113.6 port {port} ssh2"),
+        ));
+        lines.push((
+            format!("10:03:{:02}", i * 2 + 1),
+            format!("web1 sshd[{pid}]: Connection closed by authenticating user root 203.0.113.6 port {port} [preauth]"),
         ));
     }
     // ...and then a login from .5 succeeds (a brute force that worked); .6 logs in
