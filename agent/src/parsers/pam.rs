@@ -78,7 +78,7 @@ fn body<'a>(module: Option<&str>, text: &'a str, event: &mut Draft<'a>) -> bool 
         None => text,
     };
     match first {
-        "authentication" => authentication(text, event),
+        "authentication" => authentication(module, text, event),
         "check" => check_pass(text, event),
         "bad" => bad_username(text, event),
         "auth" => no_password(text, event),
@@ -116,41 +116,48 @@ struct FailureFields<'a> {
 }
 
 /// `logname=<l> uid=<n> euid=<n> tty=<t> ruser=<r> rhost=<h>[  user=<u>]` (pam_unix:
-/// two spaces before `user=`, whose account exists) or `… rhost=<h> user=<u>`
-/// (pam_sss: one space, `user` typed by the client).
-fn failure_fields(list: &str) -> Option<FailureFields<'_>> {
+/// two spaces before `user=`, whose account exists, so one word; none for an unknown
+/// account) or `… rhost=<h> user=<u>` (pam_sss, `typed_user`: one space, always
+/// there, the name as the client typed it). `ruser` is typed text for the ftp daemons
+/// and dovecot and comes before the host, the pam_sss user after it: the host is the
+/// last ` rhost=<word>` that the fixed end follows (pam_unix), or the first that
+/// ` user=` follows (pam_sss).
+fn failure_fields(list: &str, typed_user: bool) -> Option<FailureFields<'_>> {
     let (head, tail) = split_once(list, " ruser=")?;
     let logname = head
         .strip_prefix("logname=")
         .and_then(|rest| rsplit_once(rest, " uid=").map(|(l, _)| l))
         .unwrap_or("");
     let tty = rsplit_once(head, " tty=").map_or("", |(_, t)| t);
-    // `ruser` (typed for ftp daemons) is followed by ` rhost=`, `rhost` by the user
-    // or nothing: the host is the one word between the last ` rhost=` whose rest
-    // reads as `<word>[ user=…]`.
     let mut candidates = 0;
     let mut found: Option<(&str, &str, &str)> = None;
     let mut from = 0;
     while let Some(at) = find(&tail[from..], " rhost=") {
         let at = from + at;
         candidates += 1;
+        from = at + 1;
         let after = &tail[at + " rhost=".len()..];
-        let (host, user) = match after.bytes().position(|b| b == b' ') {
+        let (host, rest) = match after.bytes().position(|b| b == b' ') {
             Some(space) => (&after[..space], &after[space..]),
             None => (after, ""),
         };
-        let user = user.trim_start_matches(' ');
-        let user_ok = user.is_empty() || user.starts_with("user=");
-        if user_ok {
-            let user = user.strip_prefix("user=").unwrap_or("");
-            // pam_unix's user names an account (no typed text): the last candidate;
-            // pam_sss's user is typed and may itself hold ` rhost=`: the first.
-            let two_spaces = after[host.len()..].starts_with("  user=");
-            if found.is_none() || two_spaces {
-                found = Some((&tail[..at], host, user));
+        let candidate = if typed_user {
+            // Always ` user=<typed>`: the first host it follows.
+            match rest.strip_prefix(" user=") {
+                Some(user) if found.is_none() => Some(user),
+                _ => None,
             }
+        } else if rest.trim_end_matches(' ').is_empty() {
+            Some("")
+        } else {
+            // `  user=<account>`: one word to the end.
+            rest.strip_prefix("  user=")
+                .map(|user| user.trim_end_matches(' '))
+                .filter(|user| !user.contains(' '))
+        };
+        if let Some(user) = candidate {
+            found = Some((&tail[..at], host, user));
         }
-        from = at + 1;
     }
     let (ruser, rhost, user) = found?;
     Some(FailureFields {
@@ -177,7 +184,7 @@ fn failure<'a>(event: &mut Draft<'a>, fields: &FailureFields<'a>) {
 
 /// `authentication failure; …` (pam_unix, pam_sss), `authentication success; …`
 /// (pam_sss).
-fn authentication<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+fn authentication<'a>(module: Option<&str>, text: &'a str, event: &mut Draft<'a>) -> bool {
     let (success, list) = match text.strip_prefix("authentication failure; ") {
         Some(list) => (false, list),
         None => match text.strip_prefix("authentication success; ") {
@@ -185,7 +192,7 @@ fn authentication<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
             None => return false,
         },
     };
-    let Some(fields) = failure_fields(list) else {
+    let Some(fields) = failure_fields(list, module == Some("pam_sss")) else {
         return false;
     };
     outcome(event, "authentication", "login", Some(success));
@@ -208,7 +215,7 @@ fn more_failures<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
     else {
         return false;
     };
-    let Some(fields) = failure_fields(list) else {
+    let Some(fields) = failure_fields(list, false) else {
         return false;
     };
     outcome(event, "authentication", "login", Some(false));
@@ -439,18 +446,26 @@ mod tests {
 
     #[test]
     fn failure_lists_are_read_by_their_fixed_order() {
-        let f = failure_fields("logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.1  user=root")
-            .unwrap();
+        let f = failure_fields(
+            "logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.1  user=root",
+            false,
+        )
+        .unwrap();
         assert_eq!(
             (f.logname, f.tty, f.ruser, f.rhost, f.user, f.forged),
             ("", "ssh", "", "192.0.2.1", "root", false)
         );
         // Unknown account: no user, a trailing space.
-        let f = failure_fields("logname= uid=0 euid=0 tty=ssh ruser= rhost=2001:db8::7 ").unwrap();
+        let f = failure_fields(
+            "logname= uid=0 euid=0 tty=ssh ruser= rhost=2001:db8::7 ",
+            false,
+        )
+        .unwrap();
         assert_eq!((f.rhost, f.user), ("2001:db8::7", ""));
         // A typed ruser (ftp) holding a forged host: the real one is the last.
         let f = failure_fields(
             "logname= uid=0 euid=0 tty=ftp ruser=x rhost=10.66.66.66 rhost=192.0.2.1  user=bob",
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -460,6 +475,7 @@ mod tests {
         // A typed user (pam_sss) holding a forged host: the real one is the first.
         let f = failure_fields(
             "logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.1 user=x rhost=10.66.66.66",
+            true,
         )
         .unwrap();
         assert_eq!(
@@ -469,6 +485,7 @@ mod tests {
         // su: logname and ruser named, no host.
         let f = failure_fields(
             "logname=alice uid=1000 euid=0 tty=/dev/pts/0 ruser=alice rhost=  user=root",
+            false,
         )
         .unwrap();
         assert_eq!(

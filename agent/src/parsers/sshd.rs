@@ -47,13 +47,6 @@ static RECEIVED_DISCONNECT: LazyLock<Regex> =
 static NO_IDENTIFICATION: LazyLock<Regex> = LazyLock::new(|| {
     regex(r"^Did not receive identification string from (\S+?)(?: port (\d+))?\s*$")
 });
-static NOT_ALLOWED: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^User (\S+) from (\S+) not allowed because "));
-static NOT_ALLOWED_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
-        r"^User (\S+) not allowed because (?:account is locked|shell \S+ (?:does not exist|is not executable))$",
-    )
-});
 static ROOT_REFUSED: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^ROOT LOGIN REFUSED FROM (\S+?)(?: port (\d+))?$"));
 static TIMEOUT: LazyLock<Regex> = LazyLock::new(|| {
@@ -254,12 +247,14 @@ fn tail_kind(tail: &str) -> Option<bool> {
 }
 
 /// `<user> from <address> port <port><tail>`, where the user and (for certificates)
-/// the tail are client text: the rightmost ` from ` with a fixed tail, else the
-/// rightmost with any tail OpenSSH writes. (user, address, port, tail, whether more
+/// the tail are client text: the leftmost ` from ` when the user before it is one
+/// word, else the rightmost with a fixed tail, else the rightmost with any tail
+/// OpenSSH writes. (user, address, port, tail, whether more
 /// than one candidate was seen).
 fn from_parts(rest: &str) -> Option<(&str, &str, &str, &str, bool)> {
     let mut strict = None;
     let mut loose = None;
+    let mut leftmost = None;
     let mut candidates = 0;
     let mut end = rest.len();
     while let Some((user, _)) = rsplit_once(&rest[..end], " from ") {
@@ -279,11 +274,22 @@ fn from_parts(rest: &str) -> Option<(&str, &str, &str, &str, bool)> {
             continue;
         };
         let found = (user, address, port, tail);
+        leftmost = Some(found);
         if is_strict && strict.is_none() {
             strict = Some(found);
         }
         if loose.is_none() {
             loose = Some(found);
+        }
+    }
+    // An account's name (no `invalid user `) has no blanks, so cannot hold a forged
+    // ` from `: then the leftmost candidate is the peer, whatever a certificate's ID
+    // in the tail says. A typed name (`invalid user …`) may: the rightmost.
+    if let Some(first) = leftmost {
+        let (user, ..) = first;
+        if !user.starts_with("invalid user ") && !user.contains(' ') {
+            let (user, address, port, tail) = first;
+            return Some((user, address, port, tail, candidates > 1));
         }
     }
     let (user, address, port, tail) = strict.or(loose)?;
@@ -546,6 +552,19 @@ fn disconnecting<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> 
     let Some(rest) = message.strip_prefix("Disconnecting ") else {
         return false;
     };
+    // The usual reason ends the line: the id before it is read from the right (its
+    // user name is client text).
+    if let Some(id) = rest
+        .strip_suffix(TOO_MANY)
+        .and_then(|r| r.strip_suffix(": "))
+        && let Some((kind, user, address, port)) = peer_parts(id)
+    {
+        outcome(event, "authentication", "login", Some(false));
+        event.role = Role::Follows;
+        set_peer(event, kind, user, address, port);
+        set_text(event, "reason", TOO_MANY);
+        return true;
+    }
     // The reason is the server's, cut at 100 bytes, sometimes with client text in it:
     // the id ends at the first `: ` after ` port <digits>` (the user before it is read
     // from the right of that).
@@ -812,20 +831,29 @@ fn negotiate<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
 /// `User <user> from <host> not allowed because …` (AllowUsers, DenyUsers, groups)
 /// and `User <user> not allowed because account is locked` / `… shell …`: a refused
 /// login (the `Failed … for invalid user` line that follows is the same attempt).
+/// The reason is the server's text, the host one word: both read from the right.
 fn not_allowed<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    if let Some(c) = NOT_ALLOWED.captures(message) {
-        login(event, false, cap(&c, 1), cap(&c, 2), None);
-        set_text(event, "reason", &message[c.get(0).map_or(0, |m| m.end())..]);
-        event.role = Role::Begins;
-        return true;
-    }
-    if let Some(c) = NOT_ALLOWED_LOCAL.captures(message) {
+    let Some((head, reason)) = message
+        .strip_prefix("User ")
+        .and_then(|rest| rsplit_once(rest, " not allowed because "))
+    else {
+        return false;
+    };
+    // The reason tells the shape: the account's own state names no host.
+    if reason == "account is locked" || reason.starts_with("shell ") {
         outcome(event, "authentication", "login", Some(false));
-        set_text(event, "username", cap(&c, 1));
-        event.role = Role::Begins;
-        return true;
+        set_text(event, "username", head);
+    } else {
+        match rsplit_once(head, " from ") {
+            Some((user, host)) if !host.is_empty() && !host.contains(' ') => {
+                login(event, false, user, host, None);
+            }
+            _ => return false,
+        }
     }
-    false
+    set_text(event, "reason", reason);
+    event.role = Role::Begins;
+    true
 }
 
 /// `ROOT LOGIN REFUSED FROM <address>[ port <n>]` (written by the monitor and again
