@@ -40,6 +40,14 @@ pub fn outcome(
     }
 }
 
+/// Tags the event `suspicious` (once): its client text holds what the line's own
+/// grammar puts elsewhere (a second address).
+pub fn mark_suspicious(event: &mut Draft<'_>) {
+    if !event.has_tag("suspicious") {
+        event.tags.push(Cow::Borrowed("suspicious"));
+    }
+}
+
 /// `str::trim` with a shortcut for the usual text, which neither starts nor ends with
 /// a blank: two byte tests instead of decoding characters from both ends.
 pub trait TrimFast {

@@ -38,6 +38,7 @@
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::Datelike as _;
 
@@ -64,7 +65,7 @@ pub enum Role {
 /// The per-process table of one input.
 #[derive(Debug, Clone, Default)]
 pub struct Processes {
-    live: HashMap<u64, Process>,
+    live: HashMap<u64, Process, BuildHasherDefault<KeyHasher>>,
     /// Keys in the order their entries were made (with the entry's serial, so a key
     /// removed and made again is not evicted for its old place).
     order: VecDeque<(u64, u64)>,
@@ -95,30 +96,38 @@ impl Processes {
     /// Live processes kept at most; the oldest entry goes first.
     pub const CAPACITY: usize = 4096;
 
-    /// Live entries now (for tests and metrics).
-    pub fn len(&self) -> usize {
-        self.live.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
-    }
-
     /// Completes `event` (parsed by a program parser) from what its process said
-    /// before, records what it says, and marks its place in an attempt. `ends` says
-    /// the line closes the process's connection: its entry goes after this line.
+    /// before, records what it says, and marks its place in an attempt (its
+    /// [`Role`]). When the line closes the process's connection (`event.ends`), its
+    /// entry goes after this line.
     ///
     /// `remote` says the program serves remote peers (sshd, dropbear), whose attempts
     /// are counted on a line that names the peer; a local program's (login, su, gdm)
     /// attempt is counted on its first line.
-    pub fn apply(&mut self, event: &mut Draft<'_>, role: Role, ends: bool, remote: bool) {
+    pub fn apply(&mut self, event: &mut Draft<'_>, remote: bool) {
         if event.processid <= 0 {
             return;
         }
-        let named_address = event.details.get("sourceipaddress").is_some()
-            || event.details.get("sourcehostname").is_some();
-        let named_port = event.details.get("sourceport").is_some();
-        let named_user = event.details.get("username").is_some();
+        let (role, ends) = (event.role, event.ends);
+        // What the line names, in one pass over its details. `named_port` is
+        // `Some(None)` for a port that is no number (kept as it is).
+        let (mut named_ip, mut named_host, mut named_user, mut named_port) =
+            (None, None, None, None);
+        for (key, value) in event.details.iter() {
+            match key {
+                "sourceipaddress" => named_ip = value.as_str(),
+                "sourcehostname" => named_host = value.as_str(),
+                "username" => named_user = value.as_str(),
+                "sourceport" => {
+                    named_port = Some(match value {
+                        Detail::Int(port) => Some(*port),
+                        _ => None,
+                    })
+                }
+                _ => {}
+            }
+        }
+        let named_address = named_ip.is_some() || named_host.is_some();
         let key = key(&event.hostname, &event.processname, event.processid);
         let now = utc_seconds(event.utctimestamp.as_str()).unwrap_or(0);
         // A line of a process with nothing to say or take (most lines): no entry made.
@@ -130,7 +139,7 @@ impl Processes {
             Some(_) => true,
             None => false,
         };
-        if !known && role == Role::None && !named_address && !named_user {
+        if !known && role == Role::None && !named_address && named_user.is_none() {
             return;
         }
         if !known && role == Role::Echo {
@@ -159,48 +168,56 @@ impl Processes {
             }
         };
         process.last_seen = process.last_seen.max(now);
-        let mut correlated = false;
-        // The address: kept from the line, or given to it.
-        if let Some(Detail::Text(ip)) = event.details.get("sourceipaddress") {
-            process.address = Some(ip.to_string());
-            process.address_is_name = false;
-        } else if let Some(address) = &process.address {
-            if !process.address_is_name {
-                event
-                    .details
-                    .insert("sourceipaddress", Cow::<str>::Owned(address.clone()));
-                correlated = true;
-            } else if !named_address {
-                event
-                    .details
-                    .insert("sourcehostname", Cow::<str>::Owned(address.clone()));
-                correlated = true;
+        // What the line names is kept; what it lacks is given from what was kept.
+        let give_address = match (named_ip, named_host) {
+            (Some(ip), _) => {
+                keep(&mut process.address, ip);
+                process.address_is_name = false;
+                false
             }
-        } else if let Some(Detail::Text(name)) = event.details.get("sourcehostname") {
-            process.address = Some(name.to_string());
-            process.address_is_name = true;
-        }
-        match event.details.get("sourceport") {
-            Some(Detail::Int(port)) => process.port = Some(*port),
-            _ => {
-                if let Some(port) = process.port.filter(|_| !named_port) {
-                    event.details.insert("sourceport", port);
-                    correlated = true;
-                }
+            _ if process.address.is_some() => !named_address || !process.address_is_name,
+            (None, Some(name)) => {
+                keep(&mut process.address, name);
+                process.address_is_name = true;
+                false
             }
-        }
-        match event.details.get("username").and_then(Detail::as_str) {
-            Some(user) => process.user = Some(user.to_string()),
-            None => {
-                if let Some(user) = process.user.as_ref().filter(|_| !named_user) {
-                    event
-                        .details
-                        .insert("username", Cow::<str>::Owned(user.clone()));
-                    correlated = true;
-                }
+            (None, None) => false,
+        };
+        let give_port = match named_port {
+            Some(Some(port)) => {
+                process.port = Some(port);
+                false
             }
+            Some(None) => false,
+            None => process.port.is_some(),
+        };
+        let give_user = match named_user {
+            Some(user) => {
+                keep(&mut process.user, user);
+                false
+            }
+            None => process.user.is_some(),
+        };
+        let mut has_address = named_address;
+        if give_address && let Some(address) = &process.address {
+            let field = match process.address_is_name {
+                false => "sourceipaddress",
+                true => "sourcehostname",
+            };
+            event
+                .details
+                .insert(field, Cow::<str>::Owned(address.clone()));
+            has_address = true;
         }
-        if correlated {
+        if give_port && let Some(port) = process.port {
+            event.details.insert("sourceport", port);
+        }
+        if give_user && let Some(user) = &process.user {
+            event
+                .details
+                .insert("username", Cow::<str>::Owned(user.clone()));
+        }
+        if give_address || give_port || give_user {
             event.details.insert("correlated", true);
         }
         if role != Role::None {
@@ -223,8 +240,6 @@ impl Processes {
                 }
                 _ => {}
             }
-            let has_address = event.details.get("sourceipaddress").is_some()
-                || event.details.get("sourcehostname").is_some();
             let attempt = attempt_id(key, process.started, process.attempts.max(1));
             event.details.insert("attemptid", attempt);
             if !process.counted && (has_address || !remote) && role != Role::Echo {
@@ -253,14 +268,61 @@ impl Processes {
     }
 }
 
-/// The table's key: a 64-bit hash of (host, program, pid).
+/// Sets `slot` to `text`, without a new allocation when it holds it already (most
+/// lines of a process repeat its peer and user).
+fn keep(slot: &mut Option<String>, text: &str) {
+    match slot {
+        Some(kept) if kept == text => {}
+        Some(kept) => {
+            kept.clear();
+            kept.push_str(text);
+        }
+        None => *slot = Some(text.to_string()),
+    }
+}
+
+/// The table's key: a 64-bit hash of (host, program, pid), eight bytes a step (the
+/// table hashes it no further: [`KeyHasher`]).
 fn key(host: &str, program: &str, pid: i64) -> u64 {
-    fnv(host
-        .bytes()
-        .chain([0xff])
-        .chain(program.bytes())
-        .chain([0xff])
-        .chain(pid.to_le_bytes()))
+    let mut hash = mix(0xcbf2_9ce4_8422_2325, pid as u64);
+    for text in [host, program] {
+        let mut chunks = text.as_bytes().chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            hash = mix(hash, u64::from_le_bytes(word));
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        // The length ends the text, so `ab` + `c` and `a` + `bc` differ.
+        hash = mix(mix(hash, u64::from_le_bytes(last)), text.len() as u64);
+    }
+    hash
+}
+
+/// One step of the key's hash (FxHash's).
+fn mix(hash: u64, word: u64) -> u64 {
+    (hash.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95)
+}
+
+/// The table's hasher: its keys are hashes already.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = mix(self.0, u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
 }
 
 /// `details.attemptid`: 16 hex digits from the process (host, program, pid, when it
@@ -271,7 +333,13 @@ fn attempt_id(key: u64, started: i64, attempt: u32) -> String {
         .into_iter()
         .chain(started.to_le_bytes())
         .chain(attempt.to_le_bytes()));
-    format!("{hash:016x}")
+    let mut id = String::with_capacity(16);
+    for shift in (0..16).rev() {
+        id.push(char::from(
+            b"0123456789abcdef"[((hash >> (shift * 4)) & 0xf) as usize],
+        ));
+    }
+    id
 }
 
 /// FNV-1a: cheap for the few bytes hashed here, and stable across Rust releases

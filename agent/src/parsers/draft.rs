@@ -171,6 +171,11 @@ impl<'a> Details<'a> {
             .map(|at| &self.entries[at].2)
     }
 
+    /// The keys and values, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Detail<'a>)> {
+        self.entries.iter().map(|(_, k, v)| (k.as_ref(), v))
+    }
+
     pub fn contains_key(&self, key: &str) -> bool {
         self.get(key).is_some()
     }

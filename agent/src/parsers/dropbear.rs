@@ -31,33 +31,35 @@ pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     {
         return super::pam::parse(message, event);
     }
-    // 0.44–0.52 wrote every message lower-case; compare the first letter either way.
-    let first = match message.bytes().position(|b| b == b' ') {
-        Some(at) => &message[..at],
-        None => message,
+    // 0.44–0.52 wrote every message lower-case: the first word is compared in lower
+    // case (lowered on the stack; no first word is longer than the buffer).
+    let first = message.split(' ').next().unwrap_or("");
+    let mut lower = [0u8; 12];
+    let Some(first) = lower.get_mut(..first.len()).map(|buf| {
+        buf.copy_from_slice(first.as_bytes());
+        buf.make_ascii_lowercase();
+        &*buf
+    }) else {
+        return false;
     };
-    match first.to_ascii_lowercase().as_str() {
-        "child" => connection(message, event),
-        "bad" => bad_password(message, event),
-        "password" => succeeded(message, "password auth succeeded for '", "password", event),
-        "pam" => pam_lines(message, event),
-        "pubkey" => pubkey(message, event),
-        "auth" => succeeded(
-            message,
-            "Auth succeeded with blank password for '",
-            "password",
-            event,
-        ),
-        "login" => login_attempt(message, event),
-        "root" if message == "root login rejected" => {
+    match first {
+        b"child" => connection(message, event),
+        b"bad" => bad_password(message, event),
+        b"password" => succeeded(message, "password auth succeeded for '", event),
+        // (PAM's failure echo `pam_authenticate() failed, rc=…` stays `syslog`.)
+        b"pam" => succeeded(message, "PAM password auth succeeded for '", event),
+        b"pubkey" => pubkey(message, event),
+        b"auth" => succeeded(message, "Auth succeeded with blank password for '", event),
+        b"login" => login_attempt(message, event),
+        b"root" if message == "root login rejected" => {
             refused(event, "root", None);
             true
         }
-        "user" => user_refused(message, event),
-        "logins" => group_refused(message, event),
-        "too-long" => too_long(message, event),
-        "client" => multiple_users(message, event),
-        "exit" | "early" | "premature" => exit(message, event),
+        b"user" => user_refused(message, event),
+        b"logins" => group_refused(message, event),
+        b"too-long" => too_long(message, event),
+        b"client" => multiple_users(message, event),
+        b"exit" | b"early" | b"premature" => exit(message, event),
         _ => false,
     }
 }
@@ -166,14 +168,9 @@ fn bad_password<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     true
 }
 
-/// `Password auth succeeded for '<u>' from <peer>` and the like: a login (or, with
-/// `, extra auth required`, a first factor passed: not a login yet).
-fn succeeded<'a>(
-    message: &'a str,
-    prefix: &str,
-    method: &'static str,
-    event: &mut Draft<'a>,
-) -> bool {
+/// `[PAM ]Password auth succeeded for '<u>' from <peer>` and the like: a password
+/// login (or, with `, extra auth required`, a first factor passed: not a login yet).
+fn succeeded<'a>(message: &'a str, prefix: &str, event: &mut Draft<'a>) -> bool {
     let Some((user, peer, extra)) = strip_prefix_ci(message, prefix).and_then(user_from) else {
         return false;
     };
@@ -183,20 +180,9 @@ fn succeeded<'a>(
         outcome(event, "authentication", "login", Some(true));
     }
     set_text(event, "username", user);
-    set_text(event, "authmethod", method);
+    set_text(event, "authmethod", "password");
     set_peer(event, peer);
     true
-}
-
-/// `PAM password auth succeeded for …`; the PAM failure echo `pam_authenticate()
-/// failed, rc=<n>, <text>` is left to `syslog`.
-fn pam_lines<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
-    succeeded(
-        message,
-        "PAM password auth succeeded for '",
-        "password",
-        event,
-    )
 }
 
 /// `Pubkey auth succeeded for '<u>' with [<type> ]key <fingerprint> from <peer>`,
@@ -338,6 +324,21 @@ fn multiple_users<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     true
 }
 
+/// What follows an exit line's keyword: ` from <<peer>>: <rest>` (2020.79+), or `:
+/// <rest>` / ` <rest>` before: (the peer when named, the rest).
+fn exit_peer(text: &str) -> Option<(Option<&str>, &str)> {
+    match text.strip_prefix(" from <") {
+        Some(after) => after
+            .split_once(">: ")
+            .map(|(peer, rest)| (Some(peer), rest)),
+        None => Some((
+            None,
+            text.strip_prefix(": ")
+                .unwrap_or_else(|| text.trim_start_matches(' ')),
+        )),
+    }
+}
+
 /// The exit lines: before authentication a probe or the end of failed attempts,
 /// after it the end of a session.
 fn exit<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
@@ -345,15 +346,8 @@ fn exit<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     if let Some(rest) = strip_prefix_ci(message, "Exit before auth") {
         // ` from <peer>: [(user 'u', n fails): ]reason` or ` (user 'u', n fails): reason`
         // or `: reason`.
-        let (peer, rest) = match rest.strip_prefix(" from <") {
-            Some(after) => match after.split_once(">: ") {
-                Some((peer, rest)) => (Some(peer), rest),
-                None => return false,
-            },
-            None => match rest.strip_prefix(": ") {
-                Some(rest) => (None, rest),
-                None => (None, rest.trim_start_matches(' ')),
-            },
+        let Some((peer, rest)) = exit_peer(rest) else {
+            return false;
         };
         let (user, fails, reason) = match rest.strip_prefix("(user '") {
             Some(after) => {
@@ -380,11 +374,10 @@ fn exit<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         });
         if reason.starts_with("Max auth tries reached") {
             outcome(event, "authentication", "login", Some(false));
-            event.role = Role::Follows;
         } else {
             outcome(event, "connection", "disconnect", None);
-            event.role = Role::Follows;
         }
+        event.role = Role::Follows;
         set(event, "preauth", true);
         if let Some(user) = user.filter(|u| *u != "is invalid") {
             set_text(event, "username", user);
@@ -403,12 +396,8 @@ fn exit<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         let Some((user, rest)) = split_once(rest, ")") else {
             return false;
         };
-        let (peer, reason) = match rest.strip_prefix(" from <") {
-            Some(after) => match after.split_once(">: ") {
-                Some((peer, reason)) => (Some(peer), reason),
-                None => return false,
-            },
-            None => (None, rest.strip_prefix(": ").unwrap_or(rest)),
+        let Some((peer, reason)) = exit_peer(rest) else {
+            return false;
         };
         outcome(event, "session", "session_close", None);
         set_text(event, "username", user);
@@ -424,12 +413,8 @@ fn exit<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     else {
         return false;
     };
-    let (peer, reason) = match rest.strip_prefix(" from <") {
-        Some(after) => match after.split_once(">: ") {
-            Some((peer, reason)) => (Some(peer), reason),
-            None => return false,
-        },
-        None => (None, rest.strip_prefix(": ").unwrap_or(rest)),
+    let Some((peer, reason)) = exit_peer(rest) else {
+        return false;
     };
     outcome(event, "connection", "disconnect", None);
     set(event, "preauth", true);

@@ -416,9 +416,8 @@ impl LineParser {
         if parser == SYSLOG_PARSER {
             event.category = Cow::Borrowed(CATEGORY_SYSLOG);
         } else if matches!(parser, sshd::ID | dropbear::ID | pam::ID) {
-            let (role, ends) = (event.role, event.ends);
             let remote = parser != pam::ID;
-            self.processes.borrow_mut().apply(event, role, ends, remote);
+            self.processes.borrow_mut().apply(event, remote);
         }
         let program = event.processname.clone();
         event.details.insert(fields::details::PROGRAM, program);
@@ -442,17 +441,12 @@ impl LineParser {
         if let Some(id) = recognised {
             return id;
         }
-        // A parser may have set fields before giving up on a shape.
-        event.details.retain(|k| KEPT_ON_FALLBACK.contains(&k));
-        event.role = context::Role::None;
-        event.ends = false;
+        forget_parse(event);
         // PAM modules write the same lines whatever program loads them.
         if pam::parse(message, event) {
             return pam::ID;
         }
-        event.details.retain(|k| KEPT_ON_FALLBACK.contains(&k));
-        event.role = context::Role::None;
-        event.ends = false;
+        forget_parse(event);
         SYSLOG_PARSER
     }
 
@@ -587,6 +581,15 @@ impl LineParser {
             }
         }
     }
+}
+
+/// Undoes what a parser set before giving up on a shape: its details (but those the
+/// header gave), its tags, its place in an attempt.
+fn forget_parse(event: &mut Draft<'_>) {
+    event.details.retain(|k| KEPT_ON_FALLBACK.contains(&k));
+    event.tags.clear();
+    event.role = context::Role::None;
+    event.ends = false;
 }
 
 /// A program parser: reads a message into the event, false when no shape matched.
@@ -773,11 +776,16 @@ fn split_tag(message: &str) -> Option<(&str, Option<&str>, &str)> {
         Some((name, pid)) => (name, Some(pid.strip_suffix(']')?)),
         None => (tag, None),
     };
-    let valid = !name.is_empty()
+    tag_name(name).then_some((name, pid, rest))
+}
+
+/// Whether `name` is a program's name as tags write it (`sshd`, `sshd(pam_unix)`,
+/// `/usr/sbin/cron`).
+fn tag_name(name: &str) -> bool {
+    !name.is_empty()
         && name.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'(' | b')')
-        });
-    valid.then_some((name, pid, rest))
+        })
 }
 
 /// Solaris and illumos write `[ID <msgid> <facility>.<level>] ` after the tag:
@@ -790,17 +798,7 @@ fn solaris_id(message: &str) -> Option<(&str, Option<Severity>)> {
         return None;
     }
     let (_, level) = priority.split_once('.')?;
-    let severity = match level {
-        "emerg" | "panic" => Some(Severity::Emergency),
-        "alert" => Some(Severity::Alert),
-        "crit" => Some(Severity::Critical),
-        "err" | "error" => Some(Severity::Error),
-        "warning" | "warn" => Some(Severity::Warning),
-        "notice" => Some(Severity::Notice),
-        "info" => Some(Severity::Info),
-        "debug" => Some(Severity::Debug),
-        _ => None,
-    };
+    let severity = Severity::from_name(level);
     Some((after.trim_start_matches(' '), severity))
 }
 
@@ -818,11 +816,7 @@ fn find_tag(text: &str) -> Option<(&str, i64, &str)> {
     let pid = window[open + 1..close].parse::<i64>().ok()?;
     let name_start = window[..open].rfind(' ').map_or(0, |at| at + 1);
     let name = &window[name_start..open];
-    let valid = !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'(' | b')')
-        });
-    valid.then(|| (name, pid, &text[close + 3..]))
+    tag_name(name).then(|| (name, pid, &text[close + 3..]))
 }
 
 /// Whether the header's stamp (after an optional `<PRI>`) is RFC 3164's `Mmm dd`.

@@ -20,7 +20,8 @@
 //! for su and sudo) to `details.ruser`.
 
 use super::common::{
-    TrimFast, find, outcome, rsplit_once, session, set, set_int, set_source, set_text, split_once,
+    TrimFast, find, mark_suspicious, outcome, rsplit_once, session, set, set_int, set_source,
+    set_text, split_once,
 };
 use super::context::Role;
 use super::draft::Draft;
@@ -31,16 +32,16 @@ pub const ID: &str = "pam";
 /// `<module>(<service>:<type>): ` at the start of a message: (module, service, type,
 /// the text after it).
 pub fn prefix(message: &str) -> Option<(&str, &str, &str, &str)> {
-    let open = message.bytes().position(|b| b == b'(')?;
-    let module = &message[..open];
-    if module.is_empty()
-        || module.len() > 64
-        || !module
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    {
+    // The module's name (at most 64 of its characters), then `(`: most messages
+    // are told apart at their first blank.
+    let open = message
+        .bytes()
+        .take(65)
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))?;
+    if open == 0 || message.as_bytes()[open] != b'(' {
         return None;
     }
+    let module = &message[..open];
     let (inside, rest) = split_once(&message[open + 1..], "): ")?;
     let (service, kind) = inside.rsplit_once(':')?;
     if inside.contains(['(', ')']) {
@@ -80,8 +81,7 @@ fn body<'a>(module: Option<&str>, text: &'a str, event: &mut Draft<'a>) -> bool 
     match first {
         "authentication" => authentication(module, text, event),
         "check" => check_pass(text, event),
-        "bad" => bad_username(text, event),
-        "auth" => no_password(text, event),
+        "bad" | "auth" | "password" => named_failure(text, event),
         "session" => {
             if !session(event, text) {
                 return false;
@@ -95,7 +95,6 @@ fn body<'a>(module: Option<&str>, text: &'a str, event: &mut Draft<'a>) -> bool 
         "requirement" => succeed_if(text, event),
         "access" => access(text, event),
         "Refused" => listfile(text, event),
-        "password" => check_failed(text, event),
         "Authentication" | "User" if module == Some("pam_ldap") => ldap(text, event),
         _ => match first.parse::<u64>() {
             Ok(_) => more_failures(text, event),
@@ -178,7 +177,7 @@ fn failure<'a>(event: &mut Draft<'a>, fields: &FailureFields<'a>) {
     set_text(event, "tty", fields.tty);
     set_source(event, fields.rhost);
     if fields.forged {
-        event.tags.push("suspicious".into());
+        mark_suspicious(event);
     }
 }
 
@@ -231,60 +230,44 @@ fn check_pass<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(rest) = text.strip_prefix("check pass; user ") else {
         return false;
     };
-    outcome(event, "authentication", "login", Some(false));
-    set(event, "invaliduser", true);
-    if let Some(user) = rest
+    let user = match rest
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(") unknown"))
     {
-        set_text(event, "username", user);
-    } else if rest != "unknown" {
-        return false;
-    }
-    event.role = Role::Begins;
+        Some(user) => user,
+        None if rest == "unknown" => "",
+        None => return false,
+    };
+    begins_failure(event, user);
+    set(event, "invaliduser", true);
     true
 }
 
-/// `bad username [<typed>]`.
-fn bad_username<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
-    let Some(user) = text
-        .strip_prefix("bad username [")
-        .and_then(|r| r.strip_suffix(']'))
+/// Failures that name only the user, between a fixed opening and close: pam_unix's
+/// `bad username [<typed>]` and `auth could not identify password for [<user>]` (the
+/// client gave no password), unix_chkpwd's `password check failed for user (<user>)`.
+const NAMED_FAILURES: [(&str, &str); 3] = [
+    ("bad username [", "]"),
+    ("auth could not identify password for [", "]"),
+    ("password check failed for user (", ")"),
+];
+
+fn named_failure<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(user) = NAMED_FAILURES
+        .iter()
+        .find_map(|(open, close)| text.strip_prefix(open)?.strip_suffix(close))
     else {
         return false;
     };
-    outcome(event, "authentication", "login", Some(false));
-    set_text(event, "username", user);
-    event.role = Role::Begins;
+    begins_failure(event, user);
     true
 }
 
-/// `auth could not identify password for [<user>]`: the client gave no password.
-fn no_password<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
-    let Some(user) = text
-        .strip_prefix("auth could not identify password for [")
-        .and_then(|r| r.strip_suffix(']'))
-    else {
-        return false;
-    };
+/// The first sign of a failed attempt by `user`.
+fn begins_failure<'a>(event: &mut Draft<'a>, user: &'a str) {
     outcome(event, "authentication", "login", Some(false));
     set_text(event, "username", user);
     event.role = Role::Begins;
-    true
-}
-
-/// unix_chkpwd's `password check failed for user (<user>)`.
-fn check_failed<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
-    let Some(user) = text
-        .strip_prefix("password check failed for user (")
-        .and_then(|r| r.strip_suffix(')'))
-    else {
-        return false;
-    };
-    outcome(event, "authentication", "login", Some(false));
-    set_text(event, "username", user);
-    event.role = Role::Begins;
-    true
 }
 
 /// pam_faillock's `Consecutive login failures for user <u> account temporarily locked`.
@@ -340,17 +323,16 @@ fn sss_received<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
     let Some((code, _)) = rest.split_once(" (") else {
         return false;
     };
-    match code {
-        "7" => outcome(event, "authentication", "login", Some(false)),
-        "10" => {
-            outcome(event, "authentication", "login", Some(false));
-            set(event, "invaliduser", true);
-        }
+    let invalid = match code {
+        "7" => false,
+        "10" => true,
         _ => return false,
+    };
+    begins_failure(event, user);
+    if invalid {
+        set(event, "invaliduser", true);
     }
-    set_text(event, "username", user);
     set_int(event, "pamcode", code);
-    event.role = Role::Begins;
     true
 }
 
@@ -417,12 +399,10 @@ fn ldap<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
     } else {
         return false;
     };
-    outcome(event, "authentication", "login", Some(false));
-    set_text(event, "username", user);
+    begins_failure(event, user);
     if invalid {
         set(event, "invaliduser", true);
     }
-    event.role = Role::Begins;
     true
 }
 

@@ -29,7 +29,8 @@ use super::context::Role;
 use super::draft::Draft;
 
 use super::common::{
-    find, ip_address, outcome, rsplit_once, set, set_int, set_source, set_text, split_once,
+    find, ip_address, mark_suspicious, outcome, rsplit_once, set, set_int, set_source, set_text,
+    split_once,
 };
 
 /// Parser id, written into `tags`.
@@ -85,13 +86,10 @@ pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         }
         return true;
     }
-    let (level, message) = match message.strip_prefix("error: ") {
-        Some(rest) => ("error", rest),
-        None => match message.strip_prefix("fatal: ") {
-            Some(rest) => ("fatal", rest),
-            None => ("", message),
-        },
-    };
+    let message = message
+        .strip_prefix("error: ")
+        .or_else(|| message.strip_prefix("fatal: "))
+        .unwrap_or(message);
     let (message, preauth) = match message.strip_suffix(" [preauth]") {
         Some(rest) => (rest, true),
         None => match message.strip_suffix(" [postauth]") {
@@ -99,7 +97,7 @@ pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
             None => (message, false),
         },
     };
-    let recognised = shape(level, message, preauth, event);
+    let recognised = shape(message, preauth, event);
     if recognised && preauth {
         set(event, "preauth", true);
     }
@@ -107,25 +105,12 @@ pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         // Whatever else the pre-authentication child said before the connection
         // ended (`fatal: Read from socket failed: …`, `Bad packet length …`, kex
         // errors): a probe of the connection's peer, which the process table gives.
-        *event = reset(event);
-        outcome(event, "connection", "probe", None);
+        super::forget_parse(event);
+        probe(event, false);
         set(event, "preauth", true);
-        event.role = Role::Follows;
         return true;
     }
     recognised
-}
-
-/// `event` as it was before a parser set any field (a failed shape may have).
-fn reset<'a>(event: &Draft<'a>) -> Draft<'a> {
-    let mut fresh = event.clone();
-    fresh
-        .details
-        .retain(|k| super::KEPT_ON_FALLBACK.contains(&k));
-    fresh.role = Role::None;
-    fresh.ends = false;
-    fresh.tags.clear();
-    fresh
 }
 
 /// A PAM module's line, old or new form.
@@ -137,13 +122,14 @@ fn is_pam(message: &str) -> bool {
         || message.starts_with("check pass; user ")
         || message.starts_with("session opened for user ")
         || message.starts_with("session closed for user ")
-        || message
-            .split_once(" more authentication failure")
-            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        || (message.as_bytes().first().is_some_and(u8::is_ascii_digit)
+            && message
+                .split_once(" more authentication failure")
+                .is_some_and(|(n, _)| n.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// The message's shape, without level prefix and `[preauth]` suffix.
-fn shape<'a>(level: &str, message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
+fn shape<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
     let first = match message.bytes().position(|b| b == b' ') {
         Some(at) => &message[..at],
         None => message,
@@ -153,8 +139,8 @@ fn shape<'a>(level: &str, message: &'a str, preauth: bool, event: &mut Draft<'a>
         "Invalid" | "invalid" | "Illegal" | "illegal" => invalid(message, event),
         "input_userauth_request:" => invalid_request(message, event),
         "maximum" => max_attempts(message, event),
-        "Disconnecting" | "Disconnecting:" => disconnecting(message, preauth, event),
-        "Connection" => connection(message, preauth, event),
+        "Disconnecting" | "Disconnecting:" => disconnecting(message, event),
+        "Connection" => connection(message, event),
         "Disconnected" => disconnected(message, preauth, event),
         "Received" => received_disconnect(message, preauth, event),
         "User" => not_allowed(message, event),
@@ -173,8 +159,7 @@ fn shape<'a>(level: &str, message: &'a str, preauth: bool, event: &mut Draft<'a>
         | "ssh_packet_disconnect:"
         | "send" => tagged_connection(message, preauth, event),
         "kex_exchange_identification:" => {
-            outcome(event, "connection", "probe", None);
-            event.role = Role::Follows;
+            probe(event, false);
             true
         }
         "Magic" => probe_regex(&MAGIC, message, event, false),
@@ -190,13 +175,7 @@ fn shape<'a>(level: &str, message: &'a str, preauth: bool, event: &mut Draft<'a>
         "terminating" => inactive(message, event),
         "Read" => read_error(message, preauth, event),
         "Finished" => finished_discarding(message, event),
-        _ if level == "error" && message.starts_with("Could not get shadow information") => false,
-        _ if message.ends_with("with correct key but not from a permitted host")
-            || find(message, "Authentication tried for ").is_some() =>
-        {
-            key_from_elsewhere(message, event)
-        }
-        _ => false,
+        _ => key_from_elsewhere(message, event),
     }
 }
 
@@ -214,14 +193,59 @@ fn login<'a>(
         set_int(event, "sourceport", port);
     }
     if holds_address(user) {
-        event.tags.push("suspicious".into());
+        mark_suspicious(event);
     }
+}
+
+/// A pre-authentication probe: the connection's peer was up to no good before it
+/// named a user. `ends` when the line is the connection's last.
+fn probe(event: &mut Draft<'_>, ends: bool) {
+    outcome(event, "connection", "probe", None);
+    event.role = Role::Follows;
+    event.ends = ends;
+}
+
+/// A disconnect: of a connection before authentication (`[preauth]`, part of the
+/// attempts so far), of a session after it.
+fn disconnect(event: &mut Draft<'_>, preauth: bool) {
+    if preauth {
+        outcome(event, "connection", "disconnect", None);
+        event.role = Role::Follows;
+    } else {
+        outcome(event, "session", "disconnect", None);
+    }
+}
+
+/// `invalid user <name>` (a name the client typed, no account) or an account's name.
+fn typed_user(user: &str) -> (bool, &str) {
+    match user.strip_prefix("invalid user ") {
+        Some(user) => (true, user),
+        None => (false, user),
+    }
+}
+
+/// A login line's `[invalid user ]<user> from <ip> port <n><tail>` ([`from_parts`])
+/// onto the event; the tail, or `None` when the text is not that.
+fn login_from<'a>(event: &mut Draft<'a>, success: bool, rest: &'a str) -> Option<&'a str> {
+    let (user, address, port, tail, forged) = from_parts(rest)?;
+    let (invalid, user) = typed_user(user);
+    login(event, success, user, address, Some(port));
+    if invalid {
+        set(event, "invaliduser", true);
+    }
+    if forged {
+        mark_suspicious(event);
+    }
+    Some(tail)
 }
 
 /// Whether client text (a user name) holds something an address could be read from.
 fn holds_address(text: &str) -> bool {
-    text.split([' ', '[', ']', ',', '(', ')', '\''])
-        .any(|word| word.len() >= 3 && ip_address(word).is_some())
+    // Only a word with a `.` or `:` can be an address: most names are read no further.
+    text.bytes().any(|b| b == b'.' || b == b':')
+        && text
+            .split([' ', '[', ']', ',', '(', ')', '\''])
+            .any(|word| word.len() >= 3 && ip_address(word).is_some())
 }
 
 /// The fixed tails OpenSSH writes after `port <n> ` in `auth_log` and `maximum
@@ -308,23 +332,15 @@ fn auth_log<'a>(verb: &str, message: &'a str, event: &mut Draft<'a>) -> bool {
     if method.contains(' ') || method.is_empty() {
         return false;
     }
-    let Some((user, address, port, tail, forged)) = from_parts(rest) else {
+    let Some(tail) = login_from(event, verb == "Accepted", rest) else {
         return false;
     };
-    let (invalid, user) = match user.strip_prefix("invalid user ") {
-        Some(user) => (true, user),
-        None => (false, user),
-    };
     match verb {
-        "Accepted" => login(event, true, user, address, Some(port)),
-        "Failed" => {
-            login(event, false, user, address, Some(port));
-            event.role = Role::Fails;
-        }
+        "Accepted" => {}
+        "Failed" => event.role = Role::Fails,
         _ => {
             // Partial (one of several required methods passed), Postponed (more
             // rounds to come): neither a login nor a failure.
-            login(event, false, user, address, Some(port));
             event.details.remove("success");
             set(
                 event,
@@ -338,12 +354,6 @@ fn auth_log<'a>(verb: &str, message: &'a str, event: &mut Draft<'a>) -> bool {
         }
     }
     set_text(event, "authmethod", method);
-    if invalid {
-        set(event, "invaliduser", true);
-    }
-    if forged && !event.has_tag("suspicious") {
-        event.tags.push("suspicious".into());
-    }
     // ` ssh2: RSA SHA256:…` (or a certificate's `ED25519-CERT SHA256:… ID …`).
     if let Some(info) = tail.strip_prefix(" ssh2: ") {
         let mut words = info.split(' ');
@@ -359,7 +369,7 @@ fn auth_log<'a>(verb: &str, message: &'a str, event: &mut Draft<'a>) -> bool {
 /// `[<kind> user <user> ]<address> port <port>` (the connection id of `sshpkt_fatal`),
 /// read from the right: (kind, user, address, port). `kind` is the word before
 /// ` user`, when there is one.
-fn peer_parts(rest: &str) -> Option<(Option<&str>, Option<&str>, &str, &str)> {
+fn peer_parts(rest: &str) -> Option<Id<'_>> {
     let (before, after) = rsplit_once(rest, " port ")?;
     let digits = after.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 || digits != after.len() {
@@ -382,6 +392,24 @@ fn peer_parts(rest: &str) -> Option<(Option<&str>, Option<&str>, &str, &str)> {
     Some((kind, user, address, port))
 }
 
+/// `<id>: <text>` where the text after the id is OpenSSH's (an error, a reason, cut
+/// at 100 bytes, sometimes with client text in it): the id ends at the first `: `
+/// after which what precedes reads as an id (its user, if any, read from the right).
+fn id_then_text(rest: &str) -> Option<(Id<'_>, &str)> {
+    let mut from = 0;
+    while let Some(at) = find(&rest[from..], ": ") {
+        let at = from + at;
+        if let Some(id) = peer_parts(&rest[..at]) {
+            return Some((id, &rest[at + 2..]));
+        }
+        from = at + 2;
+    }
+    None
+}
+
+/// A connection id's parts: (kind, user, address, port).
+type Id<'a> = (Option<&'a str>, Option<&'a str>, &'a str, &'a str);
+
 /// A connection id's peer and user onto the event: the user names an attempt
 /// (`authenticating user`, `invalid user`) or a session (`user`).
 fn set_peer<'a>(
@@ -394,7 +422,7 @@ fn set_peer<'a>(
     if let Some(user) = user {
         set_text(event, "username", user);
         if holds_address(user) {
-            event.tags.push("suspicious".into());
+            mark_suspicious(event);
         }
     }
     if kind == Some("invalid") {
@@ -413,7 +441,6 @@ fn connection_end<'a>(
     user: Option<&'a str>,
     address: &'a str,
     port: &str,
-    preauth: bool,
 ) {
     match kind {
         Some("authenticating") | Some("invalid") => {
@@ -421,16 +448,10 @@ fn connection_end<'a>(
             event.role = Role::Follows;
         }
         Some(_) => outcome(event, "session", "disconnect", None),
-        None if preauth => {
-            outcome(event, "connection", "disconnect", None);
-            event.role = Role::Follows;
-        }
-        // No user and no `[preauth]`: the banner exchange's end (≤ 9.9, a scanner's
-        // usual trace) or, rarer, a logged-in client's socket closing.
-        None => {
-            outcome(event, "connection", "disconnect", None);
-            event.role = Role::Follows;
-        }
+        // No user: a disconnect before authentication, `[preauth]` or not (without
+        // it, the banner exchange's end — ≤ 9.9, a scanner's usual trace — or, rarer,
+        // a logged-in client's socket closing).
+        None => disconnect(event, true),
     }
     set_peer(event, kind, user, address, port);
 }
@@ -506,26 +527,15 @@ fn max_attempts<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(rest) = message.strip_prefix("maximum authentication attempts exceeded for ") else {
         return false;
     };
-    let Some((user, address, port, _, forged)) = from_parts(rest) else {
+    if login_from(event, false, rest).is_none() {
         return false;
-    };
-    let (invalid, user) = match user.strip_prefix("invalid user ") {
-        Some(user) => (true, user),
-        None => (false, user),
-    };
-    login(event, false, user, address, Some(port));
-    if invalid {
-        set(event, "invaliduser", true);
-    }
-    if forged && !event.has_tag("suspicious") {
-        event.tags.push("suspicious".into());
     }
     event.role = Role::Follows;
     true
 }
 
 /// `Disconnecting <id>: <reason>` (7.5+), `Disconnecting: <reason>` (7.4).
-fn disconnecting<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
+fn disconnecting<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     const TOO_MANY: &str = "Too many authentication failures";
     event.ends = true;
     if let Some(reason) = message.strip_prefix("Disconnecting: ") {
@@ -533,10 +543,7 @@ fn disconnecting<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> 
         if let Some(rest) = reason.strip_prefix(TOO_MANY) {
             outcome(event, "authentication", "login", Some(false));
             if let Some(user) = rest.strip_prefix(" for ") {
-                let (invalid, user) = match user.strip_prefix("invalid user ") {
-                    Some(user) => (true, user),
-                    None => (false, user),
-                };
+                let (invalid, user) = typed_user(user);
                 set_text(event, "username", user);
                 if invalid {
                     set(event, "invaliduser", true);
@@ -565,33 +572,24 @@ fn disconnecting<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> 
         set_text(event, "reason", TOO_MANY);
         return true;
     }
-    // The reason is the server's, cut at 100 bytes, sometimes with client text in it:
-    // the id ends at the first `: ` after ` port <digits>` (the user before it is read
-    // from the right of that).
-    let mut from = 0;
-    while let Some(at) = find(&rest[from..], ": ") {
-        let at = from + at;
-        if let Some((kind, user, address, port)) = peer_parts(&rest[..at]) {
-            let reason = &rest[at + 2..];
-            if reason.starts_with(TOO_MANY) {
-                outcome(event, "authentication", "login", Some(false));
-                event.role = Role::Follows;
-                set_peer(event, kind, user, address, port);
-            } else {
-                connection_end(event, kind, user, address, port, preauth);
-            }
-            set_text(event, "reason", reason);
-            return true;
-        }
-        from = at + 2;
+    let Some(((kind, user, address, port), reason)) = id_then_text(rest) else {
+        return false;
+    };
+    if reason.starts_with(TOO_MANY) {
+        outcome(event, "authentication", "login", Some(false));
+        event.role = Role::Follows;
+        set_peer(event, kind, user, address, port);
+    } else {
+        connection_end(event, kind, user, address, port);
     }
-    false
+    set_text(event, "reason", reason);
+    true
 }
 
 /// `Connection closed by <id>`, `Connection reset by <id>`, `Connection from <id> timed
 /// out`, `Connection from <ip> port <n> on <ip> port <n>` (a connection accepted,
 /// VERBOSE), `Connection from <id>: refusing non-sftp session`.
-fn connection<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
+fn connection<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     if let Some(rest) = message
         .strip_prefix("Connection closed by ")
         .or_else(|| message.strip_prefix("Connection reset by "))
@@ -602,12 +600,11 @@ fn connection<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> boo
             if ip_address(rest).is_none() {
                 return false;
             }
-            outcome(event, "connection", "disconnect", None);
+            disconnect(event, true);
             set_source(event, rest);
-            event.role = Role::Follows;
             return true;
         };
-        connection_end(event, kind, user, address, port, preauth);
+        connection_end(event, kind, user, address, port);
         return true;
     }
     if let Some(rest) = message.strip_prefix("Connection from ") {
@@ -616,7 +613,7 @@ fn connection<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> boo
                 return false;
             };
             event.ends = true;
-            connection_end(event, kind, user, address, port, preauth);
+            connection_end(event, kind, user, address, port);
             return true;
         }
         if let Some(c) = CONNECTION_FROM.captures(message) {
@@ -652,12 +649,7 @@ fn disconnected<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> b
         return false;
     };
     event.ends = true;
-    if preauth {
-        outcome(event, "connection", "disconnect", None);
-        event.role = Role::Follows;
-    } else {
-        outcome(event, "session", "disconnect", None);
-    }
+    disconnect(event, preauth);
     set_peer(event, kind, user, address, port);
     true
 }
@@ -667,12 +659,7 @@ fn received_disconnect<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a
     let Some(c) = RECEIVED_DISCONNECT.captures(message) else {
         return false;
     };
-    if preauth {
-        outcome(event, "connection", "disconnect", None);
-        event.role = Role::Follows;
-    } else {
-        outcome(event, "session", "disconnect", None);
-    }
+    disconnect(event, preauth);
     set_source(event, cap(&c, 1).trim_end_matches(':'));
     if let Some(port) = c.get(2) {
         set_int(event, "sourceport", port.as_str());
@@ -689,41 +676,32 @@ fn tagged_connection<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>)
     if tag.contains(": ") && !tag.starts_with("send") {
         return false;
     }
-    // The error after the id is OpenSSH's text (`message authentication code
-    // incorrect`, `invalid format`): the id ends at the first `: ` that follows
-    // ` port <digits>`.
-    let mut from = 0;
-    while let Some(at) = find(&rest[from..], ": ") {
-        let at = from + at;
-        if let Some((kind, user, address, port)) = peer_parts(&rest[..at]) {
-            event.ends = true;
-            if kind.is_none() || preauth {
-                outcome(event, "connection", "probe", None);
-                event.role = Role::Follows;
-                set_peer(event, kind, user, address, port);
-            } else {
-                connection_end(event, kind, user, address, port, preauth);
-            }
-            set_text(event, "reason", &rest[at + 2..]);
-            return true;
-        }
-        from = at + 2;
+    // The error after the id (`message authentication code incorrect`, `invalid
+    // format`).
+    let Some(((kind, user, address, port), error)) = id_then_text(rest) else {
+        return false;
+    };
+    if kind.is_none() || preauth {
+        probe(event, true);
+        set_peer(event, kind, user, address, port);
+    } else {
+        connection_end(event, kind, user, address, port);
+        event.ends = true;
     }
-    false
+    set_text(event, "reason", error);
+    true
 }
 
 fn probe_regex<'a>(pattern: &Regex, message: &'a str, event: &mut Draft<'a>, ends: bool) -> bool {
     let Some(c) = pattern.captures(message) else {
         return false;
     };
-    outcome(event, "connection", "probe", None);
+    probe(event, ends);
     // `from 2001:db8::1: reason`: the colon ends the message's clause, not the address.
     set_source(event, cap(&c, 1).trim_end_matches(':'));
     if let Some(port) = c.get(2) {
         set_int(event, "sourceport", port.as_str());
     }
-    event.role = Role::Follows;
-    event.ends = ends;
     true
 }
 
@@ -733,8 +711,7 @@ fn bad_version<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     if message.starts_with("Bad remote protocol version identification: ")
         || message.starts_with("Bad packet length ")
     {
-        outcome(event, "connection", "probe", None);
-        event.role = Role::Follows;
+        probe(event, false);
         return true;
     }
     let Some(rest) = message.strip_prefix("Bad protocol version identification '") else {
@@ -751,13 +728,11 @@ fn bad_version<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     if address.contains(' ') {
         return false;
     }
-    outcome(event, "connection", "probe", None);
+    probe(event, true);
     set_source(event, address);
     if let Some(port) = port {
         set_int(event, "sourceport", port);
     }
-    event.role = Role::Follows;
-    event.ends = true;
     true
 }
 
@@ -765,8 +740,7 @@ fn bad_version<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
 /// 8.0+'s `Protocol major versions differ: 2 vs. 1`.
 fn major_versions<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     if message.starts_with("Protocol major versions differ: ") {
-        outcome(event, "connection", "probe", None);
-        event.role = Role::Follows;
+        probe(event, false);
         return true;
     }
     let Some(rest) = message.strip_prefix("Protocol major versions differ for ") else {
@@ -778,11 +752,8 @@ fn major_versions<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some((None, None, address, port)) = peer_parts(id) else {
         return false;
     };
-    outcome(event, "connection", "probe", None);
-    set_source(event, address);
-    set_int(event, "sourceport", port);
-    event.role = Role::Follows;
-    event.ends = true;
+    probe(event, true);
+    set_peer(event, None, None, address, port);
     true
 }
 
@@ -792,39 +763,30 @@ fn negotiate<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(rest) = message.strip_prefix("Unable to negotiate with ") else {
         return false;
     };
-    let mut from = 0;
-    while let Some(at) = find(&rest[from..], ": ") {
-        let at = from + at;
-        if let Some((kind, user, address, port)) = peer_parts(&rest[..at]) {
-            outcome(event, "connection", "probe", None);
+    let reason = match id_then_text(rest) {
+        Some(((kind, user, address, port), reason)) => {
             set_peer(event, kind, user, address, port);
-            set_text(
-                event,
-                "reason",
-                rest[at + 2..].split(". Their offer").next().unwrap_or(""),
-            );
-            event.role = Role::Follows;
-            event.ends = true;
-            return true;
+            reason
         }
-        from = at + 2;
-    }
-    // 7.4 and older without a port: `Unable to negotiate with <ip>: …`.
-    let Some((address, reason)) = split_once(rest, ": ") else {
-        return false;
+        None => {
+            // 7.4 and older without a port: `Unable to negotiate with <ip>: …`.
+            let Some((address, reason)) = split_once(rest, ": ") else {
+                return false;
+            };
+            if ip_address(address).is_none() {
+                return false;
+            }
+            set_source(event, address);
+            reason
+        }
     };
-    if ip_address(address).is_none() {
-        return false;
-    }
-    outcome(event, "connection", "probe", None);
-    set_source(event, address);
+    probe(event, true);
+    // The client's offer is its own text.
     set_text(
         event,
         "reason",
         reason.split(". Their offer").next().unwrap_or(""),
     );
-    event.role = Role::Follows;
-    event.ends = true;
     true
 }
 
@@ -922,18 +884,18 @@ fn timeout<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(c) = TIMEOUT.captures(message) else {
         return false;
     };
-    outcome(event, "connection", "probe", None);
     if let Some(address) = c.get(1) {
-        // The listener's line: its pid is the listener's, not the connection's.
+        // The listener's line: its pid is the listener's, not the connection's, so it
+        // is no part of the connection's attempts.
+        outcome(event, "connection", "probe", None);
         set_source(event, address.as_str());
         return true;
     }
+    probe(event, true);
     set_source(event, cap(&c, 2));
     if let Some(port) = c.get(3) {
         set_int(event, "sourceport", port.as_str());
     }
-    event.role = Role::Follows;
-    event.ends = true;
     true
 }
 
@@ -995,16 +957,8 @@ fn prohibited<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(rest) = message.strip_prefix("administratively prohibited connection for ") else {
         return false;
     };
-    let Some((user, address, port, _, _)) = from_parts(rest) else {
+    if login_from(event, false, rest).is_none() {
         return false;
-    };
-    let (invalid, user) = match user.strip_prefix("invalid user ") {
-        Some(user) => (true, user),
-        None => (false, user),
-    };
-    login(event, false, user, address, Some(port));
-    if invalid {
-        set(event, "invaliduser", true);
     }
     event.role = Role::Begins;
     true
@@ -1058,18 +1012,23 @@ fn starting_session<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some((what, user)) = rsplit_once(head, " for ") else {
         return false;
     };
-    let Some((id, _)) = rsplit_once(tail, " id ") else {
-        return false;
-    };
-    let Some((None, None, address, port)) = peer_parts(id) else {
+    let Some((address, port)) = session_peer(tail) else {
         return false;
     };
     outcome(event, "session", "session_open", None);
     set_text(event, "username", user);
     set_text(event, "sessiontype", what);
-    set_source(event, address);
-    set_int(event, "sourceport", port);
+    set_peer(event, None, None, address, port);
     true
+}
+
+/// `<ip> port <n> id <n>`, the end of the session lines: (address, port).
+fn session_peer(tail: &str) -> Option<(&str, &str)> {
+    let (id, _) = rsplit_once(tail, " id ")?;
+    match peer_parts(id)? {
+        (None, None, address, port) => Some((address, port)),
+        _ => None,
+    }
 }
 
 /// `Close session: user <user> from <ip> port <n> id <n>` (VERBOSE).
@@ -1080,16 +1039,12 @@ fn close_session<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some((user, tail)) = rsplit_once(rest, " from ") else {
         return false;
     };
-    let Some((id, _)) = rsplit_once(tail, " id ") else {
-        return false;
-    };
-    let Some((None, None, address, port)) = peer_parts(id) else {
+    let Some((address, port)) = session_peer(tail) else {
         return false;
     };
     outcome(event, "session", "session_close", None);
     set_text(event, "username", user);
-    set_source(event, address);
-    set_int(event, "sourceport", port);
+    set_peer(event, None, None, address, port);
     true
 }
 
@@ -1102,8 +1057,7 @@ fn closing<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         return false;
     };
     outcome(event, "session", "disconnect", None);
-    set_source(event, address);
-    set_int(event, "sourceport", port);
+    set_peer(event, None, None, address, port);
     event.ends = true;
     true
 }
@@ -1155,11 +1109,8 @@ fn read_error<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> boo
         return false;
     };
     event.ends = true;
-    connection_end(event, None, None, address, port, preauth);
-    if !preauth {
-        outcome(event, "session", "disconnect", None);
-        event.role = Role::None;
-    }
+    disconnect(event, preauth);
+    set_peer(event, None, None, address, port);
     true
 }
 
@@ -1171,10 +1122,8 @@ fn finished_discarding<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     else {
         return false;
     };
-    outcome(event, "connection", "probe", None);
-    set_source(event, address);
-    set_int(event, "sourceport", port);
-    event.role = Role::Follows;
+    probe(event, false);
+    set_peer(event, None, None, address, port);
     true
 }
 
