@@ -248,36 +248,49 @@ fn holds_address(text: &str) -> bool {
             .any(|word| word.len() >= 3 && ip_address(word).is_some())
 }
 
-/// The fixed tails OpenSSH writes after `port <n> ` in `auth_log` and `maximum
-/// authentication attempts exceeded`: `ssh2`, `ssh1` (before 7.4), nothing, or `ssh2: `
-/// with one key (`RSA SHA256:…`) — strict — or any other info (a certificate's ID, a
-/// GSSAPI principal: client text) — loose.
-fn tail_kind(tail: &str) -> Option<bool> {
-    match tail {
-        "" | " ssh2" | " ssh1" => Some(true),
-        _ => {
-            let info = tail
-                .strip_prefix(" ssh2: ")
-                .or_else(|| tail.strip_prefix(" ssh1: "))?;
-            let mut words = info.split(' ');
-            let strict = matches!(
-                (words.next(), words.next(), words.next()),
-                (Some(kind), Some(print), None)
-                    if !kind.is_empty() && (print.starts_with("SHA256:") || print.starts_with("MD5:"))
-            );
-            Some(strict)
+/// A login line's (user, address, port, tail).
+type LoginPeer<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+/// How sure a tail after `port <n>` (in `auth_log` and `maximum authentication
+/// attempts exceeded`) makes the peer before it, best last: any other text (no
+/// OpenSSH writes it, but patched builds, relays and test harnesses append their own),
+/// `ssh2: ` with info that may be client text (a certificate's ID, a GSSAPI
+/// principal), or a tail fixed by OpenSSH — `ssh2`, `ssh1` (before 7.4), nothing, or
+/// `ssh2: ` with one key (`RSA SHA256:…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Tail {
+    Other,
+    Loose,
+    Fixed,
+}
+
+fn tail_kind(tail: &str) -> Tail {
+    if matches!(tail, "" | " ssh2" | " ssh1") {
+        return Tail::Fixed;
+    }
+    let Some(info) = tail
+        .strip_prefix(" ssh2: ")
+        .or_else(|| tail.strip_prefix(" ssh1: "))
+    else {
+        return Tail::Other;
+    };
+    let mut words = info.split(' ');
+    match (words.next(), words.next(), words.next()) {
+        (Some(kind), Some(print), None)
+            if !kind.is_empty() && (print.starts_with("SHA256:") || print.starts_with("MD5:")) =>
+        {
+            Tail::Fixed
         }
+        _ => Tail::Loose,
     }
 }
 
 /// `<user> from <address> port <port><tail>`, where the user and (for certificates)
-/// the tail are client text: the leftmost ` from ` when the user before it is one
-/// word, else the rightmost with a fixed tail, else the rightmost with any tail
-/// OpenSSH writes. (user, address, port, tail, whether more
-/// than one candidate was seen).
+/// the tail are client text: the leftmost ` from ` when the user before it is an
+/// account's name, else the rightmost with the surest tail ([`Tail`]). (user, address,
+/// port, tail, whether more than one candidate was seen).
 fn from_parts(rest: &str) -> Option<(&str, &str, &str, &str, bool)> {
-    let mut strict = None;
-    let mut loose = None;
+    let mut best: Option<(Tail, LoginPeer<'_>)> = None;
     let mut leftmost = None;
     let mut candidates = 0;
     let mut end = rest.len();
@@ -294,21 +307,20 @@ fn from_parts(rest: &str) -> Option<(&str, &str, &str, &str, bool)> {
         }
         let (port, tail) = port_tail.split_at(digits);
         candidates += 1;
-        let Some(is_strict) = tail_kind(tail) else {
-            continue;
-        };
+        let kind = tail_kind(tail);
         let found = (user, address, port, tail);
-        leftmost = Some(found);
-        if is_strict && strict.is_none() {
-            strict = Some(found);
+        if kind != Tail::Other {
+            leftmost = Some(found);
         }
-        if loose.is_none() {
-            loose = Some(found);
+        // Right to left: a candidate replaces the best only when its tail is surer.
+        if best.is_none_or(|(surest, _)| kind > surest) {
+            best = Some((kind, found));
         }
     }
     // An account's name (no `invalid user `) has no blanks, so cannot hold a forged
-    // ` from `: then the leftmost candidate is the peer, whatever a certificate's ID
-    // in the tail says. A typed name (`invalid user …`) may: the rightmost.
+    // ` from `: then the leftmost candidate with a tail OpenSSH writes is the peer,
+    // whatever a certificate's ID in the tail says. A typed name (`invalid user …`)
+    // may: the rightmost.
     if let Some(first) = leftmost {
         let (user, ..) = first;
         if !user.starts_with("invalid user ") && !user.contains(' ') {
@@ -316,7 +328,7 @@ fn from_parts(rest: &str) -> Option<(&str, &str, &str, &str, bool)> {
             return Some((user, address, port, tail, candidates > 1));
         }
     }
-    let (user, address, port, tail) = strict.or(loose)?;
+    let (_, (user, address, port, tail)) = best?;
     Some((user, address, port, tail, candidates > 1))
 }
 
@@ -1209,6 +1221,23 @@ mod tests {
             let c = INVALID.captures(message).unwrap();
             assert_eq!((cap(&c, 1), cap(&c, 2), c.get(3).map(|m| m.as_str())), want);
         }
+    }
+
+    #[test]
+    fn a_tail_openssh_does_not_write_still_gives_the_peer() {
+        // Relays and test harnesses append their own text after `ssh2`.
+        let (user, address, port, tail, forged) =
+            from_parts("root from 192.0.2.1 port 22 ssh2 seq-7").unwrap();
+        assert_eq!(
+            (user, address, port, tail, forged),
+            ("root", "192.0.2.1", "22", " ssh2 seq-7", false)
+        );
+        // A typed name holding a peer with a fixed tail loses to nothing but a surer
+        // tail: here the real one is as unsure as the forged one, and rightmost.
+        let (_, address, ..) =
+            from_parts("invalid user x from 10.66.66.66 port 1 from 192.0.2.1 port 22 ssh2 seq-7")
+                .unwrap();
+        assert_eq!(address, "192.0.2.1");
     }
 
     #[test]
