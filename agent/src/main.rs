@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use picket_agent::config::{ConfigFile, Settings};
 use picket_agent::datadir;
 use picket_agent::host::{self, HostIdentity};
+use picket_agent::parsers::unrecognized::Report;
 use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
 use tracing_subscriber::EnvFilter;
 
@@ -68,9 +69,24 @@ enum Command {
         source: Option<String>,
         /// Before each event, print `{"explain": …}`: the line number, the parser that
         /// took the line, or why it fell to `syslog`.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "unrecognized")]
         explain: bool,
+        /// Print no events: report the lines that fell to `syslog` by shape (program and
+        /// message with addresses, fingerprints, hex ids and numbers masked), commonest
+        /// first, with counts, so an operator sees what a host writes that Picket does
+        /// not recognise yet.
+        #[arg(long)]
+        unrecognized: bool,
+        /// The report's format: `text`, or `json` (one object per shape, then a summary).
+        #[arg(long, value_enum, default_value = "text", requires = "unrecognized")]
+        format: ReportFormat,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -150,7 +166,16 @@ fn main() -> ExitCode {
             now,
             source,
             explain,
-        } => match parse(&files, hostname, &timezone, now, source, explain) {
+            unrecognized,
+            format,
+        } => match parse(
+            &files,
+            hostname,
+            &timezone,
+            now,
+            source,
+            Output::of(explain, unrecognized.then_some(format)),
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -168,13 +193,33 @@ fn load(path: &Path) -> Result<Settings, ExitCode> {
     })
 }
 
+/// What `parse` prints.
+#[derive(Debug, Clone, Copy)]
+enum Output {
+    Events,
+    /// Each event after its `{"explain": …}`.
+    Explained,
+    /// No events: the report of the lines that fell to `syslog`.
+    Report(ReportFormat),
+}
+
+impl Output {
+    fn of(explain: bool, report: Option<ReportFormat>) -> Output {
+        match (report, explain) {
+            (Some(format), _) => Output::Report(format),
+            (None, true) => Output::Explained,
+            (None, false) => Output::Events,
+        }
+    }
+}
+
 fn parse(
     files: &[PathBuf],
     hostname: Option<String>,
     timezone: &str,
     now: Option<String>,
     source: Option<String>,
-    explain: bool,
+    output: Output,
 ) -> anyhow::Result<()> {
     let zone = TimeZoneChoice::parse(timezone).map_err(anyhow::Error::msg)?;
     let read_at: DateTime<Utc> = match now {
@@ -208,6 +253,7 @@ fn parse(
         }
     }
     let mut line = Vec::with_capacity(4096);
+    let mut report = Report::default();
     for (name, bytes) in inputs {
         let identity = format!("parse:{name}");
         let mut offset = 0u64;
@@ -228,8 +274,12 @@ fn parse(
                     read_at,
                 },
             );
+            if let Output::Report(_) = output {
+                report.add(&event);
+                continue;
+            }
             line.clear();
-            if explain {
+            if let Output::Explained = output {
                 let why = serde_json::json!({"explain": {
                     "source": &name,
                     "line": number + 1,
@@ -248,7 +298,12 @@ fn parse(
             }
         }
     }
-    match out.flush() {
+    let written = match output {
+        Output::Report(ReportFormat::Text) => report.write_text(&mut out),
+        Output::Report(ReportFormat::Json) => report.write_json(&mut out),
+        Output::Events | Output::Explained => Ok(()),
+    };
+    match written.and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(e).context("cannot write to stdout")
         }

@@ -47,6 +47,7 @@ mod pam;
 mod sshd;
 mod su;
 mod sudo;
+pub mod unrecognized;
 
 /// Id of the fallback parser, written into `tags`.
 pub const SYSLOG_PARSER: &str = "syslog";
