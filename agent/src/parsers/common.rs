@@ -178,8 +178,21 @@ pub fn set_source<'a>(event: &mut Draft<'a>, text: impl Into<Cow<'a, str>>) {
 /// costs more to set up than the search itself.
 pub fn find(text: &str, needle: &str) -> Option<usize> {
     let (bytes, wanted) = (text.as_bytes(), needle.as_bytes());
-    let first = *wanted.first()?;
-    memchr::memchr_iter(first, bytes).find(|&at| bytes[at..].starts_with(wanted))
+    let (skip, anchor) = anchor(wanted)?;
+    // A candidate start `at` has the anchor at `at + skip`.
+    memchr::memchr_iter(anchor, bytes.get(skip..)?).find(|&at| bytes[at..].starts_with(wanted))
+}
+
+/// The byte of `needle` to look for first, and its place: the first that is not a
+/// blank (the parsers' needles are mostly ` word `, and a line has many blanks).
+fn anchor(needle: &[u8]) -> Option<(usize, u8)> {
+    let first = *needle.first()?;
+    Some(
+        needle
+            .iter()
+            .position(|b| *b != b' ')
+            .map_or((0, first), |at| (at, needle[at])),
+    )
 }
 
 /// `text.split_once(needle)` through [`find`].
@@ -192,8 +205,9 @@ pub fn split_once<'a>(text: &'a str, needle: &str) -> Option<(&'a str, &'a str)>
 /// `text.rsplit_once(needle)` (needle ASCII), as [`find`] from the end.
 pub fn rsplit_once<'a>(text: &'a str, needle: &str) -> Option<(&'a str, &'a str)> {
     let (bytes, wanted) = (text.as_bytes(), needle.as_bytes());
-    let first = *wanted.first()?;
-    let at = memchr::memrchr_iter(first, bytes).find(|&at| bytes[at..].starts_with(wanted))?;
+    let (skip, anchor) = anchor(wanted)?;
+    let at = memchr::memrchr_iter(anchor, bytes.get(skip..)?)
+        .find(|&at| bytes[at..].starts_with(wanted))?;
     Some((&text[..at], &text[at + needle.len()..]))
 }
 
@@ -301,9 +315,12 @@ mod tests {
             "é for ü from 1 port 2",
             "for",
             "a fo",
+            " from  from x",
+            "  x  x m m ",
+            "from",
         ];
         for text in texts {
-            for needle in [" for ", "for", " ", " from "] {
+            for needle in [" for ", "for", " ", " from ", "  ", "  x", "m "] {
                 assert_eq!(
                     split_once(text, needle),
                     text.split_once(needle),

@@ -40,8 +40,6 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use chrono::Datelike as _;
-
 use super::draft::{Detail, Draft};
 
 /// What a line is to the failed attempt it belongs to.
@@ -78,11 +76,11 @@ struct Process {
     /// When the first line of this process was written (seconds, UTC).
     started: i64,
     last_seen: i64,
-    address: Option<String>,
+    address: Option<Kept>,
     /// Whether `address` is a host name rather than an address.
     address_is_name: bool,
     port: Option<i64>,
-    user: Option<String>,
+    user: Option<Kept>,
     attempts: u32,
     /// An attempt has begun whose failure line has not come yet.
     open: bool,
@@ -131,25 +129,26 @@ impl Processes {
         let key = key(&event.hostname, &event.processname, event.processid);
         let now = utc_seconds(event.utctimestamp.as_str()).unwrap_or(0);
         // A line of a process with nothing to say or take (most lines): no entry made.
-        let known = match self.live.get(&key) {
-            Some(p) if now - p.last_seen > Self::TTL_SECS || now < p.started => {
-                self.live.remove(&key);
-                false
-            }
-            Some(_) => true,
-            None => false,
-        };
-        if !known && role == Role::None && !named_address && named_user.is_none() {
-            return;
-        }
-        if !known && role == Role::Echo {
-            // The process's entry is gone (its connection ended): an echo of attempts
-            // already counted.
-            event.details.insert("echo", true);
-            return;
+        // One probe for the common case (a live entry); a stale one is made again.
+        if self
+            .live
+            .get(&key)
+            .is_some_and(|p| now - p.last_seen > Self::TTL_SECS || now < p.started)
+        {
+            self.live.remove(&key);
         }
         let process = match self.live.entry(key) {
             Entry::Occupied(entry) => entry.into_mut(),
+            // A line of a process with nothing to say or take (most lines): no entry.
+            Entry::Vacant(_) if role == Role::None && !named_address && named_user.is_none() => {
+                return;
+            }
+            Entry::Vacant(_) if role == Role::Echo => {
+                // The process's entry is gone (its connection ended): an echo of
+                // attempts already counted.
+                event.details.insert("echo", true);
+                return;
+            }
             Entry::Vacant(entry) => {
                 self.serial += 1;
                 self.order.push_back((key, self.serial));
@@ -206,7 +205,7 @@ impl Processes {
             };
             event
                 .details
-                .insert(field, Cow::<str>::Owned(address.clone()));
+                .insert(field, Cow::<str>::Owned(address.as_str().to_owned()));
             has_address = true;
         }
         if give_port && let Some(port) = process.port {
@@ -215,7 +214,7 @@ impl Processes {
         if give_user && let Some(user) = &process.user {
             event
                 .details
-                .insert("username", Cow::<str>::Owned(user.clone()));
+                .insert("username", Cow::<str>::Owned(user.as_str().to_owned()));
         }
         if give_address || give_port || give_user {
             event.details.insert("correlated", true);
@@ -241,7 +240,7 @@ impl Processes {
                 _ => {}
             }
             let attempt = attempt_id(key, process.started, process.attempts.max(1));
-            event.details.insert("attemptid", attempt);
+            event.details.insert("attemptid", Detail::Hex(attempt));
             if !process.counted && (has_address || !remote) && role != Role::Echo {
                 process.counted = true;
             } else {
@@ -270,14 +269,51 @@ impl Processes {
 
 /// Sets `slot` to `text`, without a new allocation when it holds it already (most
 /// lines of a process repeat its peer and user).
-fn keep(slot: &mut Option<String>, text: &str) {
+fn keep(slot: &mut Option<Kept>, text: &str) {
     match slot {
-        Some(kept) if kept == text => {}
-        Some(kept) => {
-            kept.clear();
-            kept.push_str(text);
+        Some(kept) if kept.bytes() == text.as_bytes() => {}
+        _ => *slot = Some(Kept::new(text)),
+    }
+}
+
+/// A text the table keeps: inline when short (addresses, most user names), so making
+/// and evicting entries allocates nothing.
+#[derive(Debug, Clone)]
+enum Kept {
+    Inline { len: u8, bytes: [u8; Kept::INLINE] },
+    Heap(Box<str>),
+}
+
+impl Kept {
+    /// The longest IPv6 address with a zone fits.
+    const INLINE: usize = 54;
+
+    fn new(text: &str) -> Kept {
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= Self::INLINE => {
+                let mut bytes = [0u8; Self::INLINE];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                Kept::Inline { len, bytes }
+            }
+            _ => Kept::Heap(text.into()),
         }
-        None => *slot = Some(text.to_string()),
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Kept::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Kept::Heap(text) => text.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied whole from a `str`: always UTF-8.
+            Kept::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Kept::Heap(text) => text,
+        }
     }
 }
 
@@ -325,33 +361,16 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// `details.attemptid`: 16 hex digits from the process (host, program, pid, when it
-/// was first heard from) and the attempt's number in it.
-fn attempt_id(key: u64, started: i64, attempt: u32) -> String {
-    let hash = fnv(key
-        .to_le_bytes()
-        .into_iter()
-        .chain(started.to_le_bytes())
-        .chain(attempt.to_le_bytes()));
-    let mut id = String::with_capacity(16);
-    for shift in (0..16).rev() {
-        id.push(char::from(
-            b"0123456789abcdef"[((hash >> (shift * 4)) & 0xf) as usize],
-        ));
-    }
-    id
-}
-
-/// FNV-1a: cheap for the few bytes hashed here, and stable across Rust releases
-/// (`DefaultHasher`'s output is not promised to be), so attempt ids stay the same
-/// when the agent is upgraded.
-fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+/// `details.attemptid` (written as 16 hex digits): a hash of the process (host,
+/// program, pid, when it was first heard from) and the attempt's number in it. The
+/// hash is this module's own ([`mix`]), so ids stay the same when Rust is upgraded.
+fn attempt_id(key: u64, started: i64, attempt: u32) -> u64 {
+    let hash = mix(
+        mix(mix(key, started as u64), u64::from(attempt)),
+        0x9e37_79b9,
+    );
+    // A last avalanche, so ids of one process's attempts differ in every digit.
+    (hash ^ (hash >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (hash >> 32)
 }
 
 /// Seconds since the epoch of a stamp written `YYYY-MM-DDTHH:MM:SS…` (UTC).
@@ -370,13 +389,27 @@ fn utc_seconds(stamp: &str) -> Option<i64> {
         }
         Some(n)
     };
-    let date = chrono::NaiveDate::from_ymd_opt(
-        i32::try_from(num(0..4)?).ok()?,
-        u32::try_from(num(5..7)?).ok()?,
-        u32::try_from(num(8..10)?).ok()?,
-    )?;
-    let days = i64::from(date.num_days_from_ce()) - 719_163;
-    Some(days * 86_400 + num(11..13)? * 3_600 + num(14..16)? * 60 + num(17..19)?)
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    Some(
+        days_from_civil(year, month, day) * 86_400
+            + num(11..13)? * 3_600
+            + num(14..16)? * 60
+            + num(17..19)?,
+    )
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard
+/// Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
@@ -395,5 +428,17 @@ mod tests {
             )
         );
         assert_eq!(utc_seconds("garbage"), None);
+        for (stamp, epoch) in [
+            ("2000-02-29T00:00:00Z", 951_782_400),
+            ("1969-12-31T23:59:59Z", -1),
+            ("2100-03-01T12:00:00Z", 4_107_585_600),
+            ("2026-01-01T00:00:00Z", 1_767_225_600),
+        ] {
+            let want = chrono::DateTime::parse_from_rfc3339(stamp)
+                .unwrap()
+                .timestamp();
+            assert_eq!(want, epoch, "{stamp}");
+            assert_eq!(utc_seconds(stamp), Some(epoch), "{stamp}");
+        }
     }
 }

@@ -19,6 +19,8 @@ pub enum Detail<'a> {
     Text(Cow<'a, str>),
     Int(i64),
     Bool(bool),
+    /// A 64-bit id, written as a string of 16 lowercase hex digits (no allocation).
+    Hex(u64),
     /// Anything else (JSON lines, structured data).
     Json(Value),
 }
@@ -87,6 +89,7 @@ impl Detail<'_> {
             Detail::Text(text) => Value::String(text.to_string()),
             Detail::Int(n) => Value::from(*n),
             Detail::Bool(b) => Value::Bool(*b),
+            Detail::Hex(id) => Value::String(String::from_utf8_lossy(&hex16(*id)).into_owned()),
             Detail::Json(value) => value.clone(),
         }
     }
@@ -97,9 +100,23 @@ impl Detail<'_> {
             Detail::Int(n) => json::integer(out, *n),
             Detail::Bool(true) => out.extend_from_slice(b"true"),
             Detail::Bool(false) => out.extend_from_slice(b"false"),
+            Detail::Hex(id) => {
+                out.push(b'"');
+                out.extend_from_slice(&hex16(*id));
+                out.push(b'"');
+            }
             Detail::Json(value) => json::value(out, value),
         }
     }
+}
+
+/// `id` as 16 lowercase hex digits.
+pub fn hex16(id: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (at, digit) in out.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[((id >> ((15 - at) * 4)) & 0xf) as usize];
+    }
+    out
 }
 
 /// `details`: a few keys, kept in key order (as the event's map orders them), in
