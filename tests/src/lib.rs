@@ -5,12 +5,14 @@
 //! the logs.
 //!
 //! Fixtures shared by every crate's tests live beside this file in `tests/fixtures/`.
-//! [`pki`] makes certificates for TLS tests; [`rabbitmq`] runs a private broker.
+//! [`pki`] makes certificates for TLS tests; [`rabbitmq`] runs a private broker; [`sshd`]
+//! a real OpenSSH server logging through a real rsyslogd.
 
 pub mod elastic;
 pub mod ircd;
 pub mod pki;
 pub mod rabbitmq;
+pub mod sshd;
 
 use std::fs;
 use std::net::TcpListener;
