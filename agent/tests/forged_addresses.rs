@@ -1,7 +1,8 @@
 //! Client text cannot move the address. A user name, a client's version banner, its
 //! disconnect message, its algorithm offer, PAM's `ruser`/`user`: every slot a client
 //! (or attacker) fills is given text that looks like the grammar's own peer (` from
-//! 10.66.66.66 port 1 ssh2` and its variants), in every line of the sshd, PAM and
+//! 10.66.66.66 port 1 ssh2` and its variants; reverse-DNS names and certificate IDs
+//! too), in every line of the sshd, PAM and
 //! dropbear fixtures, and the event's address must stay what it was.
 
 use std::path::Path;
@@ -61,8 +62,13 @@ fn address(line: &str) -> (Option<String>, Option<String>, Value) {
 /// after a typed user name (wherever it occurs past the header), but for pam_unix's
 /// account name.
 fn slots(line: &str, user: Option<&str>) -> Vec<usize> {
-    const MARKERS: [&str; 9] = [
+    const MARKERS: [&str; 13] = [
         "Their offer: ",
+        // Reverse DNS is the DNS owner's text (an attacker's own PTR records).
+        "getaddrinfo for ",
+        " maps to ",
+        "Nasty PTR record \"",
+        "certificate ID \"",
         "identification '",
         " with SSH-",
         "version '",

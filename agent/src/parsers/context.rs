@@ -58,6 +58,10 @@ pub enum Role {
     /// A summary of attempts already written (`PAM 2 more authentication failures`,
     /// written as the handle closes, after the connection's last line): always an echo.
     Echo,
+    /// A line of sshd's listener (one pid for every connection: drops, penalties,
+    /// crashes): it names its own peer or none, is no part of a connection's attempts,
+    /// and is neither recorded in the table nor completed from it.
+    Listener,
 }
 
 /// The per-process table of one input.
@@ -103,7 +107,7 @@ impl Processes {
     /// are counted on a line that names the peer; a local program's (login, su, gdm)
     /// attempt is counted on its first line.
     pub fn apply(&mut self, event: &mut Draft<'_>, remote: bool) {
-        if event.processid <= 0 {
+        if event.processid <= 0 || event.role == Role::Listener {
             return;
         }
         let (role, ends) = (event.role, event.ends);

@@ -24,6 +24,8 @@ use std::sync::LazyLock;
 
 use regex::{Captures, Regex};
 
+mod listener;
+
 use super::common::TrimFast;
 use super::context::Role;
 use super::draft::Draft;
@@ -135,7 +137,15 @@ fn shape<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
         None => message,
     };
     match first {
-        "Accepted" | "Failed" | "Partial" | "Postponed" => auth_log(first, message, event),
+        "Accepted" => {
+            auth_log(first, message, event)
+                || (
+                    super::forget_parse(event),
+                    listener::key_match(message, event),
+                )
+                    .1
+        }
+        "Failed" | "Partial" | "Postponed" => auth_log(first, message, event),
         "Invalid" | "invalid" | "Illegal" | "illegal" => invalid(message, event),
         "input_userauth_request:" => invalid_request(message, event),
         "maximum" => max_attempts(message, event),
@@ -175,6 +185,12 @@ fn shape<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
         "terminating" => inactive(message, event),
         "Read" => read_error(message, preauth, event),
         "Finished" => finished_discarding(message, event),
+        "srclimit_penalise:" => listener::penalty(message, event),
+        "beginning" | "in" | "exited" | "PerSourcePenalties" | "MaxStartups" => {
+            listener::throttling(message, event)
+        }
+        "session" | "Session" => listener::crash(message, event),
+        "reverse" | "Address" | "Nasty" => listener::dns(message, event),
         _ => key_from_elsewhere(message, event),
     }
 }
@@ -638,6 +654,22 @@ fn connection<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
             set_int(event, "destinationport", cap(&c, 4));
             return true;
         }
+        // `fatal: Connection from <ip> port <n> with IP opts: <hex bytes>`: source-routed
+        // packets, refused before the banner.
+        if let Some((peer, options)) = split_once(rest, " with IP opts: ") {
+            let Some((address, port)) = split_once(peer, " port ") else {
+                return false;
+            };
+            if ip_address(address).is_none() || port.parse::<u16>().is_err() {
+                return false;
+            }
+            probe(event, true);
+            set_source(event, address);
+            set_int(event, "sourceport", port);
+            set(event, "reason", "IP options");
+            set_text(event, "ipoptions", options);
+            return true;
+        }
         if let Some(id) = rest.strip_suffix(": refusing non-sftp session") {
             let Some((kind, user, address, port)) = peer_parts(id) else {
                 return false;
@@ -901,6 +933,7 @@ fn timeout<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         // is no part of the connection's attempts.
         outcome(event, "connection", "probe", None);
         set_source(event, address.as_str());
+        event.role = Role::Listener;
         return true;
     }
     probe(event, true);
@@ -931,6 +964,7 @@ fn dropped<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     set_source(event, cap(&c, 1));
     set_int(event, "sourceport", cap(&c, 2));
     set_text(event, "reason", &message[c.get(0).map_or(0, |m| m.end())..]);
+    event.role = Role::Listener;
     true
 }
 
