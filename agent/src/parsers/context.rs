@@ -31,9 +31,12 @@
 //! Everything is decided by the lines themselves and their timestamps, never the
 //! agent's clock: the same input read again gives the same fields and ids. The table
 //! lives in the input's parser, so a restart loses at most the table (the lines after
-//! it are still parsed, without what the lost lines had said). Entries go when the
-//! process's connection ends, when not heard from for [`Processes::TTL_SECS`] (by the
-//! lines' own times), or, past [`Processes::CAPACITY`] live processes, oldest first.
+//! it are still parsed, without what the lost lines had said). When the process's
+//! connection ends its entry is kept, closed, only for the summaries PAM writes as its
+//! handle closes (`PAM 5 more authentication failures`, `PAM service(sshd) ignoring
+//! max retries`: echoes, completed from it); any other line of that pid starts a new
+//! entry. Entries go when not heard from for [`Processes::TTL_SECS`] (by the lines'
+//! own times), or, past [`Processes::CAPACITY`] live processes, oldest first.
 
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
@@ -90,6 +93,8 @@ struct Process {
     open: bool,
     /// The current attempt's counted line has been written.
     counted: bool,
+    /// The connection has ended: only echoes read the entry now.
+    closed: bool,
 }
 
 impl Processes {
@@ -101,7 +106,7 @@ impl Processes {
     /// Completes `event` (parsed by a program parser) from what its process said
     /// before, records what it says, and marks its place in an attempt (its
     /// [`Role`]). When the line closes the process's connection (`event.ends`), its
-    /// entry goes after this line.
+    /// entry is closed: only echoes read it after this line.
     ///
     /// `remote` says the program serves remote peers (sshd, dropbear), whose attempts
     /// are counted on a line that names the peer; a local program's (login, su, gdm)
@@ -133,12 +138,13 @@ impl Processes {
         let key = key(&event.hostname, &event.processname, event.processid);
         let now = utc_seconds(event.utctimestamp.as_str()).unwrap_or(0);
         // A line of a process with nothing to say or take (most lines): no entry made.
-        // One probe for the common case (a live entry); a stale one is made again.
-        if self
-            .live
-            .get(&key)
-            .is_some_and(|p| now - p.last_seen > Self::TTL_SECS || now < p.started)
-        {
+        // One probe for the common case (a live entry); a stale one, or a closed one
+        // for anything but an echo (a new connection given the same pid), is made again.
+        if self.live.get(&key).is_some_and(|p| {
+            now - p.last_seen > Self::TTL_SECS
+                || now < p.started
+                || (p.closed && role != Role::Echo)
+        }) {
             self.live.remove(&key);
         }
         let process = match self.live.entry(key) {
@@ -167,6 +173,7 @@ impl Processes {
                     attempts: 0,
                     open: false,
                     counted: false,
+                    closed: false,
                 })
             }
         };
@@ -252,7 +259,7 @@ impl Processes {
             }
         }
         if ends {
-            self.live.remove(&key);
+            process.closed = true;
         }
         self.evict();
     }

@@ -96,6 +96,7 @@ fn body<'a>(module: Option<&str>, text: &'a str, event: &mut Draft<'a>) -> bool 
         "access" => access(text, event),
         "Refused" => listfile(text, event),
         "Authentication" | "User" if module == Some("pam_ldap") => ldap(text, event),
+        _ if first.starts_with("service(") => max_retries(text, event),
         _ => match first.parse::<u64>() {
             Ok(_) => more_failures(text, event),
             Err(_) => false,
@@ -220,6 +221,30 @@ fn more_failures<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
     outcome(event, "authentication", "login", Some(false));
     failure(event, &fields);
     set_int(event, "repeatcount", count);
+    event.role = Role::Echo;
+    true
+}
+
+/// pam_unix's `service(<svc>) ignoring max retries; <n> > <max>` (`PAM ` before it):
+/// written with `PAM <n-1> more authentication failures` as the handle closes, a
+/// summary of attempts already counted (an echo): `attempts` n, `maxretries`.
+fn max_retries<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some((service, rest)) = text
+        .strip_prefix("service(")
+        .and_then(|rest| split_once(rest, ") ignoring max retries; "))
+    else {
+        return false;
+    };
+    let Some((count, max)) = rest.split_once(" > ") else {
+        return false;
+    };
+    let (Ok(_), Ok(_)) = (count.parse::<u32>(), max.parse::<u32>()) else {
+        return false;
+    };
+    outcome(event, "authentication", "login", Some(false));
+    set_text(event, "pamservice", service);
+    set_int(event, "attempts", count);
+    set_int(event, "maxretries", max);
     event.role = Role::Echo;
     true
 }

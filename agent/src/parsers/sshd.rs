@@ -120,6 +120,7 @@ fn is_pam(message: &str) -> bool {
     message.starts_with("pam_")
         || (message.starts_with("PAM ")
             && message.as_bytes().get(4).is_some_and(u8::is_ascii_digit))
+        || message.starts_with("PAM service(")
         || message.starts_with("authentication failure; logname=")
         || message.starts_with("check pass; user ")
         || message.starts_with("session opened for user ")
