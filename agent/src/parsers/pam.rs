@@ -90,13 +90,17 @@ fn body<'a>(module: Option<&str>, text: &'a str, event: &mut Draft<'a>) -> bool 
             true
         }
         "Consecutive" => faillock(text, event),
-        "user" => tally(text, event),
+        "user" => tally(text, event) || (module.is_some() && blank_password(text, event)),
         "received" => sss_received(text, event),
         "requirement" => succeed_if(text, event),
-        "access" => access(text, event),
+        "access" => access(text, event) || (module.is_some() && securetty(text, event)),
         "Refused" => listfile(text, event),
         "Authentication" | "User" if module == Some("pam_ldap") => ldap(text, event),
         _ if first.starts_with("service(") => max_retries(text, event),
+        // Only after a module's prefix: these words are common in other programs' text.
+        "account" if module.is_some() => expired(text, event),
+        "Access" if module.is_some() => sss_denied(text, event),
+        "User" if module.is_some() => faillock_unknown(text, event) || shells(text, event),
         _ => match first.parse::<u64>() {
             Ok(_) => more_failures(text, event),
             Err(_) => false,
@@ -333,6 +337,118 @@ fn tally<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
         return false;
     }
     set_text(event, "username", user);
+    true
+}
+
+/// pam_unix's `user [<u>] has blank password; authenticated without it` (1.4.0+,
+/// `nullok`): a successful authentication without a password, tagged `suspicious`.
+fn blank_password<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(user) = text
+        .strip_prefix("user [")
+        .and_then(|rest| rest.strip_suffix("] has blank password; authenticated without it"))
+    else {
+        return false;
+    };
+    outcome(event, "authentication", "login", Some(true));
+    set_text(event, "username", user);
+    set(event, "blankpassword", true);
+    super::common::mark_suspicious(event);
+    true
+}
+
+/// pam_securetty's `access denied: tty '<tty>' is not secure !`: root (or an unknown
+/// user, which the module does not name) refused on a terminal not in
+/// /etc/securetty.
+fn securetty<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(tty) = text
+        .strip_prefix("access denied: tty '")
+        .and_then(|rest| rest.strip_suffix("' is not secure !"))
+    else {
+        return false;
+    };
+    outcome(event, "authentication", "login", Some(false));
+    set_text(event, "tty", tty);
+    set(event, "reason", "tty is not secure");
+    event.role = Role::Begins;
+    true
+}
+
+/// pam_unix's `account <u> has expired (account expired|failed to change password)`:
+/// the credential was right, the account may not log in.
+fn expired<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = text.strip_prefix("account ") else {
+        return false;
+    };
+    let Some((user, reason)) = rest
+        .strip_suffix(" (account expired)")
+        .map(|user| (user, "account expired"))
+        .or_else(|| {
+            rest.strip_suffix(" (failed to change password)")
+                .map(|user| (user, "failed to change password"))
+        })
+    else {
+        return false;
+    };
+    let Some(user) = user.strip_suffix(" has expired") else {
+        return false;
+    };
+    outcome(event, "authorization", "login", Some(false));
+    set_text(event, "username", user);
+    set(event, "reason", reason);
+    true
+}
+
+/// pam_sss's account phase: `Access denied for user <u>: <code> (<text>)`.
+fn sss_denied<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = text.strip_prefix("Access denied for user ") else {
+        return false;
+    };
+    let Some((user, why)) = rsplit_once(rest, ": ") else {
+        return false;
+    };
+    let Some((code, reason)) = why.split_once(" (") else {
+        return false;
+    };
+    if code.parse::<u32>().is_err() {
+        return false;
+    }
+    outcome(event, "authorization", "login", Some(false));
+    set_text(event, "username", user);
+    set_text(event, "reason", reason.strip_suffix(')').unwrap_or(reason));
+    true
+}
+
+/// pam_faillock's `User unknown` / `User unknown: <typed>` (with `audit`): a login
+/// attempt for an account that does not exist.
+fn faillock_unknown<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let user = match text.strip_prefix("User unknown") {
+        Some("") => None,
+        Some(rest) => match rest.strip_prefix(": ") {
+            Some(user) => Some(user),
+            None => return false,
+        },
+        None => return false,
+    };
+    outcome(event, "authentication", "login", Some(false));
+    if let Some(user) = user {
+        set_text(event, "username", user);
+    }
+    set(event, "invaliduser", true);
+    event.role = Role::Begins;
+    true
+}
+
+/// pam_shells' `User has an invalid shell '<shell>'` (1.6.0+): refused by policy.
+fn shells<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(shell) = text
+        .strip_prefix("User has an invalid shell '")
+        .and_then(|rest| rest.strip_suffix('\''))
+    else {
+        return false;
+    };
+    outcome(event, "authorization", "login", Some(false));
+    set_text(event, "shell", shell);
+    set(event, "reason", "invalid shell");
     true
 }
 

@@ -186,6 +186,8 @@ fn shape<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
         "terminating" => inactive(message, event),
         "Read" => read_error(message, preauth, event),
         "Finished" => finished_discarding(message, event),
+        "public" => key_rejected(message, event),
+        "userauth_hostbased" => hostbased_mismatch(message, event),
         "srclimit_penalise:" => listener::penalty(message, event),
         "beginning" | "in" | "exited" | "PerSourcePenalties" | "MaxStartups" => {
             listener::throttling(message, event)
@@ -966,6 +968,80 @@ fn dropped<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     set_int(event, "sourceport", cap(&c, 2));
     set_text(event, "reason", &message[c.get(0).map_or(0, |m| m.end())..]);
     event.role = Role::Listener;
+    true
+}
+
+/// A FIDO key's signature refused (8.4+): `public key <type> [<fp> ]signature for
+/// [invalid user ]<user> from <ip> port <n> rejected: user presence (authenticator
+/// touch) requirement not met` or `…: user verification requirement not met` (a
+/// trailing blank). The reasons are OpenSSH's, so the peer is the last ` from ` before
+/// them; the user is client text.
+fn key_rejected<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = message.strip_prefix("public key ") else {
+        return false;
+    };
+    let rest = rest.trim_end();
+    let Some(rest) = rest
+        .strip_suffix(" rejected: user presence (authenticator touch) requirement not met")
+        .or_else(|| rest.strip_suffix(" rejected: user verification requirement not met"))
+    else {
+        return false;
+    };
+    let Some((key, rest)) = split_once(rest, " signature for ") else {
+        return false;
+    };
+    let Some((user, peer)) = rsplit_once(rest, " from ") else {
+        return false;
+    };
+    let Some((address, port)) = split_once(peer, " port ") else {
+        return false;
+    };
+    if ip_address(address).is_none() || port.parse::<u16>().is_err() {
+        return false;
+    }
+    let (user, invalid) = match user.strip_prefix("invalid user ") {
+        Some(user) => (user, true),
+        None => (user, false),
+    };
+    login(event, false, user, address, Some(port));
+    set(event, "authmethod", "publickey");
+    if key.contains(' ') {
+        set(event, "keyfingerprint", key);
+    }
+    if invalid {
+        set(event, "invaliduser", true);
+    }
+    set(
+        event,
+        "reason",
+        "FIDO user presence or verification not met",
+    );
+    event.role = Role::Fails;
+    true
+}
+
+/// `userauth_hostbased mismatch: client sends <name>, but we resolve <ip> to <name>`: a
+/// host-based login whose claimed host name is not the peer's (the claim is client
+/// text; the address is OpenSSH's, after the last `, but we resolve `).
+fn hostbased_mismatch<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
+    let Some(rest) = message.strip_prefix("userauth_hostbased mismatch: client sends ") else {
+        return false;
+    };
+    let Some((claimed, resolved)) = rsplit_once(rest, ", but we resolve ") else {
+        return false;
+    };
+    let Some((address, name)) = split_once(resolved, " to ") else {
+        return false;
+    };
+    if ip_address(address).is_none() {
+        return false;
+    }
+    outcome(event, "authentication", "login", Some(false));
+    set_source(event, address);
+    set(event, "authmethod", "hostbased");
+    set_text(event, "clienthostname", claimed);
+    set_text(event, "ptr", name);
+    event.role = Role::Begins;
     true
 }
 
