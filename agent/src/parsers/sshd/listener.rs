@@ -175,7 +175,8 @@ pub fn crash<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
 /// - `Nasty PTR record "<name>" is set up for <ip>, ignoring`
 ///
 /// The name is the DNS owner's text: a `connection` event, action `dns_mismatch`,
-/// `sourceipaddress`, `ptr` (the name), `reason`.
+/// `sourceipaddress`, `ptr` (the name), `reason`, `preauth` (written before
+/// authentication, though the monitor adds no `[preauth]`).
 pub fn dns<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let (name, address, reason) =
         if let Some(rest) = message.strip_prefix("reverse mapping checking getaddrinfo for ") {
@@ -224,6 +225,9 @@ pub fn dns<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     set_source(event, address);
     set_text(event, "ptr", name);
     set(event, "reason", reason);
+    // Written as the connection's authentication begins (no `[preauth]` suffix: the
+    // monitor writes it): before authentication all the same.
+    set(event, "preauth", true);
     true
 }
 
