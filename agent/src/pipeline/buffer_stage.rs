@@ -1,0 +1,404 @@
+//! The buffer stage: between the inputs' channel and the disk buffer.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use super::Stopping;
+use crate::buffer::DiskBuffer;
+use crate::checkpoint::{CheckpointStore, FileIdentity};
+use crate::config::BufferSettings;
+use crate::heartbeat;
+use crate::host::HostIdentity;
+use crate::inputs::Chunk;
+use crate::metrics::Metrics;
+
+/// The buffer stage: appends what the inputs read to the disk buffer, fsyncs in
+/// groups (every `sync_interval` or 5,000 events), then advances the inputs'
+/// checkpoints and wakes the shipper. While the buffer is full it stops taking from the
+/// inputs (they block, keeping their positions) or, with `when_full = "drop_newest"`,
+/// drops what arrives (counted, logged). When the disk cannot be written (full), what
+/// was appended since the last fsync is undone and appended again once it can be; the
+/// inputs wait meanwhile, so no line is skipped.
+pub(super) async fn buffer_stage(
+    mut events: mpsc::Receiver<Chunk>,
+    stage: BufferStage,
+    stop_rx: watch::Receiver<Stopping>,
+) {
+    let BufferStage {
+        disk,
+        checkpoints,
+        synced,
+        settings,
+        metrics,
+        heartbeat,
+    } = stage;
+    let mut store = Store {
+        disk: &disk,
+        checkpoints: &checkpoints,
+        metrics: &metrics,
+        stop_rx: &stop_rx,
+        synced: &synced,
+        positions: Positions::default(),
+        pending: Vec::new(),
+        unsynced: 0,
+        last_sync: Instant::now(),
+        line: Vec::with_capacity(4096),
+        write_log: EveryMinute::default(),
+    };
+    // A buffer that stays full fills and drains by the batch: say so once a minute.
+    let mut full_log = EveryMinute::default();
+    // The first heartbeat goes out at start: a restarted agent says so at once.
+    let mut next_heartbeat = Instant::now();
+    loop {
+        if let Some((every, host)) = &heartbeat
+            && Instant::now() >= next_heartbeat
+            && *stop_rx.borrow() == Stopping::No
+        {
+            next_heartbeat = Instant::now() + *every;
+            match write_heartbeat(&disk, host, &metrics, &mut store.line) {
+                Ok(true) => store.unsynced += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    if !store.settle(Err(e)).await {
+                        return;
+                    }
+                }
+            }
+        }
+        // Idle, the stage sleeps until events arrive or the next heartbeat is due: no
+        // wake-ups while nothing waits for an fsync.
+        let wait = if store.unsynced > 0 {
+            settings
+                .sync_interval
+                .saturating_sub(store.last_sync.elapsed())
+        } else if heartbeat.is_some() {
+            next_heartbeat.saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_secs(3600)
+        };
+        let received = match tokio::time::timeout(wait, events.recv()).await {
+            Ok(Some(chunk)) => Some(chunk),
+            Ok(None) => break,
+            Err(_) => None,
+        };
+        if let Some(chunk) = received {
+            let full = disk.lock().map(|d| d.is_full()).unwrap_or(false);
+            if full && settings.drop_newest {
+                let dropped = metrics
+                    .events_dropped
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed)
+                    + chunk.len() as u64;
+                if full_log.due() {
+                    error!(
+                        events_dropped_in_all = dropped,
+                        "Disk buffer full; dropping the newest events (when_full = drop_newest)."
+                    );
+                }
+                // Their lines are passed: the positions move on.
+                store.positions.take(&chunk);
+                chunk.recycle();
+            } else {
+                if full {
+                    if full_log.due() {
+                        warn!(
+                            max_bytes = settings.max_bytes,
+                            "Disk buffer full; inputs wait until the collector takes events."
+                        );
+                    }
+                    // What fills the buffer must be durable, or the shipper cannot
+                    // take it and nothing ever frees the space.
+                    if store.unsynced > 0 {
+                        let committed = store.commit();
+                        if !store.settle(committed).await {
+                            return;
+                        }
+                    }
+                    while disk.lock().map(|d| d.is_full()).unwrap_or(false)
+                        && *stop_rx.borrow() == Stopping::No
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                if let Err(e) = store.append(chunk) {
+                    if !store.settle(Err(e)).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        if store.unsynced > 0
+            && (store.last_sync.elapsed() >= settings.sync_interval || store.unsynced >= 5_000)
+        {
+            let committed = store.commit();
+            if !store.settle(committed).await {
+                return;
+            }
+        }
+    }
+    // Stopping: on a failed fsync one more try, else the lines are read again after the
+    // restart.
+    let committed = store.commit();
+    store.settle(committed).await;
+}
+
+/// Appends a chunk's events to the buffer.
+fn append_chunk(disk: &mut DiskBuffer, chunk: &Chunk) -> Result<(), String> {
+    for record in chunk.records() {
+        disk.append(record).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The buffer stage's writes: the buffer, the checkpoints, and what was appended since
+/// the last fsync.
+struct Store<'a> {
+    disk: &'a Mutex<DiskBuffer>,
+    checkpoints: &'a Mutex<CheckpointStore>,
+    metrics: &'a Metrics,
+    stop_rx: &'a watch::Receiver<Stopping>,
+    /// Wakes the shipper after an fsync.
+    synced: &'a tokio::sync::Notify,
+    /// Input positions reached by what was appended, saved at the fsync.
+    positions: Positions,
+    /// Chunks appended since the last fsync, kept to be appended again after a failed
+    /// write (at most one sync interval's or 5,000 events' worth).
+    pending: Vec<Chunk>,
+    unsynced: usize,
+    last_sync: Instant,
+    line: Vec<u8>,
+    write_log: EveryMinute,
+}
+
+impl Store<'_> {
+    /// Appends a chunk (kept in `pending` until the fsync).
+    fn append(&mut self, chunk: Chunk) -> Result<(), String> {
+        self.positions.take(&chunk);
+        self.unsynced += chunk.len();
+        // Called on the worker, not through block_in_place: an append copies into the
+        // writer's buffer and writes to the page cache every 256 KiB (tens of µs), while
+        // handing the worker's core to another thread per chunk cost more than that. The
+        // fdatasync (milliseconds) goes through block_in_place in `commit`. A write the
+        // kernel throttles (too many dirty pages) holds this worker; the other runs
+        // the shipper meanwhile.
+        let appended = self
+            .disk
+            .lock()
+            .map_err(|_| "buffer lock poisoned".to_string())
+            .and_then(|mut disk| append_chunk(&mut disk, &chunk));
+        self.pending.push(chunk);
+        appended
+    }
+
+    /// fsyncs the buffer, then moves the inputs' checkpoints to what it now holds. On
+    /// a failed fsync the checkpoints stay and the error is returned.
+    fn commit(&mut self) -> Result<(), String> {
+        let (disk, checkpoints, metrics) = (self.disk, self.checkpoints, self.metrics);
+        let positions = &mut self.positions;
+        tokio::task::block_in_place(|| {
+            let lock = || disk.lock().map_err(|_| "buffer lock poisoned".to_string());
+            // The fdatasync runs unlocked: the shipper reads and acknowledges meanwhile.
+            let pending = lock()?.begin_sync().map_err(|e| e.to_string())?;
+            pending.sync().map_err(|e| e.to_string())?;
+            lock()?.end_sync(pending);
+            metrics.buffer_syncs.fetch_add(1, Ordering::Relaxed);
+            let Ok(mut store) = checkpoints.lock() else {
+                return Ok(());
+            };
+            for (identity, (path, offset)) in positions.files.drain() {
+                store.set(&identity, &path, offset);
+            }
+            if let Some(cursor) = positions.cursor.take() {
+                store.set_journal_cursor(&cursor);
+            }
+            if let Err(e) = store.save() {
+                error!(error = %e, "Cannot save checkpoints; lines may be read again after a restart.");
+            }
+            Ok(())
+        })
+    }
+
+    /// After a commit or a failed write: on failure recovers first; then the
+    /// appended events are durable and the shipper is woken. False when a stop came
+    /// during recovery (the caller ends without committing).
+    async fn settle(&mut self, result: Result<(), String>) -> bool {
+        if let Err(error) = result
+            && !self.recover(error).await
+        {
+            return false;
+        }
+        self.pending.drain(..).for_each(Chunk::recycle);
+        self.unsynced = 0;
+        self.last_sync = Instant::now();
+        self.synced.notify_one();
+        true
+    }
+
+    /// After a failed write: undoes what the buffer took since the last fsync (and
+    /// reclaims the newest segment once all of it is acknowledged), appends `pending`
+    /// again and commits, retrying (0.1 s doubling to 5 s) until that works.
+    /// The inputs wait meanwhile (nothing is taken from them). False when a stop came
+    /// first: the positions are dropped unsaved, so those lines are read again after
+    /// the restart.
+    async fn recover(&mut self, mut error: String) -> bool {
+        let events: usize = self.pending.iter().map(Chunk::len).sum();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            if self.write_log.due() {
+                error!(
+                    error = %error,
+                    events,
+                    "Cannot write the disk buffer (disk full?); inputs wait, retrying."
+                );
+            }
+            let disk = self.disk;
+            // Undone, and when the shipper has acknowledged everything, the newest
+            // segment's space given back: on a disk it alone fills, waiting frees nothing.
+            let undone = tokio::task::block_in_place(|| {
+                let mut d = disk
+                    .lock()
+                    .map_err(|_| "buffer lock poisoned".to_string())?;
+                d.rollback()
+                    .and_then(|()| d.reclaim(0))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            });
+            if *self.stop_rx.borrow() != Stopping::No {
+                if let Err(e) = undone {
+                    error!(error = %e, "Cannot undo a failed write in the disk buffer.");
+                }
+                self.positions = Positions::default();
+                warn!(
+                    events,
+                    "Stopping while the disk buffer cannot be written; these lines are read again after the restart."
+                );
+                return false;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+            let pending = &self.pending;
+            let appended = undone.and_then(|()| {
+                tokio::task::block_in_place(|| {
+                    let mut disk = disk
+                        .lock()
+                        .map_err(|_| "buffer lock poisoned".to_string())?;
+                    pending
+                        .iter()
+                        .try_for_each(|chunk| append_chunk(&mut disk, chunk))
+                })
+            });
+            match appended.and_then(|()| self.commit()) {
+                Ok(()) => {
+                    info!(events, "Disk buffer writable again; inputs resume.");
+                    return true;
+                }
+                Err(e) => error = e,
+            }
+        }
+    }
+}
+
+/// Lets a repeated condition be logged once, then at most once a minute.
+#[derive(Default)]
+struct EveryMinute {
+    last: Option<Instant>,
+}
+
+impl EveryMinute {
+    fn due(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(60))
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
+/// What the buffer stage works with.
+pub(super) struct BufferStage {
+    pub(super) disk: Arc<Mutex<DiskBuffer>>,
+    pub(super) checkpoints: Arc<Mutex<CheckpointStore>>,
+    pub(super) synced: Arc<tokio::sync::Notify>,
+    pub(super) settings: BufferSettings,
+    pub(super) metrics: Arc<Metrics>,
+    /// How often, and as which host, to write heartbeats.
+    pub(super) heartbeat: Option<(Duration, HostIdentity)>,
+}
+
+/// Appends a heartbeat to the buffer (unless it is full: a heartbeat never takes the
+/// place of a log line). True when one was written; an error when the write failed.
+fn write_heartbeat(
+    disk: &Mutex<DiskBuffer>,
+    host: &HostIdentity,
+    metrics: &Metrics,
+    line: &mut Vec<u8>,
+) -> Result<bool, String> {
+    tokio::task::block_in_place(|| {
+        let Ok(mut disk) = disk.lock() else {
+            return Ok(false);
+        };
+        if disk.is_full() {
+            return Ok(false);
+        }
+        let oldest = match disk.peek_oldest() {
+            Ok(record) => record.as_deref().and_then(heartbeat::record_time),
+            Err(e) => {
+                warn!(error = %e, "Cannot read the oldest buffered event for the heartbeat.");
+                None
+            }
+        };
+        let snapshot = heartbeat::Snapshot {
+            buffer_bytes: disk.unacked_bytes(),
+            oldest,
+        };
+        let event = heartbeat::event(host, metrics, &snapshot, chrono::Utc::now());
+        line.clear();
+        event.write_json_line(line);
+        // A failed append may leave part of a record: the caller undoes it.
+        disk.append(line).map(|_| true).map_err(|e| e.to_string())
+    })
+}
+
+/// Input positions reached by events now in the buffer.
+#[derive(Default)]
+struct Positions {
+    files: HashMap<FileIdentity, (String, u64)>,
+    cursor: Option<String>,
+}
+
+impl Positions {
+    fn take(&mut self, chunk: &Chunk) {
+        let reads = chunk.reads();
+        // One map update per run of events from one file, not per event.
+        let mut run_end = 0;
+        for (i, read) in reads.iter().enumerate() {
+            if let Some(cursor) = &read.cursor {
+                self.cursor = Some(cursor.to_string());
+                continue;
+            }
+            run_end = run_end.max(read.next_offset);
+            if reads
+                .get(i + 1)
+                .is_some_and(|next| next.cursor.is_none() && next.identity == read.identity)
+            {
+                continue;
+            }
+            let end = self
+                .files
+                .entry(read.identity)
+                .or_insert_with(|| (chunk.path(read).to_string(), 0));
+            end.1 = end.1.max(run_end);
+            run_end = 0;
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The agent as a process: [`run`] one pipeline until a shutdown future resolves, or
+//! [`serve`] it until SIGTERM/SIGINT, reloading the configuration on SIGHUP. Either way
+//! a stop drains: reading stops, what was read is fsynced into the disk buffer with its
+//! read positions, and delivery is tried for [`DRAIN_TIMEOUT`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use crate::buffer::BufferError;
+use crate::checkpoint::CheckpointError;
+use crate::config::Settings;
+use crate::datadir;
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Stopping};
+use crate::shippers::Shipper;
+
+/// How long a stopping agent keeps trying to deliver what it has read.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the agent stopped with a failure.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("cannot set up the shipper: {0}")]
+    Shipper(String),
+    #[error("cannot start an input thread: {0}")]
+    Thread(std::io::Error),
+    #[error(transparent)]
+    Buffer(#[from] BufferError),
+    #[error("{0}")]
+    Signal(String),
+    #[error("untrusted agent.data_dir: {0}")]
+    DataDir(#[from] datadir::DataDirError),
+}
+
+/// Runs the agent until `shutdown` resolves, then stops reading, fsyncs what was read
+/// into the disk buffer, tries for [`DRAIN_TIMEOUT`] to deliver it and returns. What
+/// was not delivered stays in the buffer for the next start.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let (stop_tx, stop_rx) = watch::channel(Stopping::No);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(Stopping::Exit);
+    });
+    let metrics = Arc::new(Metrics::default());
+    let result = pipeline::run_once(settings, Arc::clone(&metrics), stop_rx).await;
+    metrics.log_totals();
+    info!("Agent stopped.");
+    result
+}
+
+/// Runs the agent as a service: until SIGTERM or SIGINT, reloading on SIGHUP.
+///
+/// On SIGHUP `load` reads the configuration again. A configuration that does not load
+/// (or moves `data_dir`, which holds the buffer and the read positions) is refused with
+/// an error log and the agent runs on unchanged. A good one replaces the running
+/// inputs, parsers and shipper: reading stops, what was read is fsynced into the disk
+/// buffer with its read positions, the batch in flight finishes, and the pipeline starts
+/// again on the new settings from those positions and that buffer — no line is lost or
+/// read twice, and the process (its counters included) stays.
+pub async fn serve(
+    mut settings: Settings,
+    mut load: impl FnMut() -> Result<Settings, String>,
+) -> Result<(), RunError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| RunError::Signal(format!("cannot listen for {name}: {e}")))
+    };
+    let mut term = listen(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = listen(SignalKind::interrupt(), "SIGINT")?;
+    let mut hup = listen(SignalKind::hangup(), "SIGHUP")?;
+    let metrics = Arc::new(Metrics::default());
+    let result = loop {
+        let (stop_tx, stop_rx) = watch::channel(Stopping::No);
+        let running = pipeline::run_once(settings.clone(), Arc::clone(&metrics), stop_rx);
+        tokio::pin!(running);
+        let mut next = None;
+        let ended = loop {
+            tokio::select! {
+                ended = &mut running => break ended,
+                _ = term.recv() => {
+                    info!("SIGTERM received.");
+                    let _ = stop_tx.send(Stopping::Exit);
+                }
+                _ = int.recv() => {
+                    info!("SIGINT received.");
+                    let _ = stop_tx.send(Stopping::Exit);
+                }
+                _ = hup.recv(), if *stop_tx.borrow() == Stopping::No => {
+                    info!("SIGHUP received: reading the configuration again.");
+                    match load() {
+                        Ok(new) if new.data_dir != settings.data_dir => error!(
+                            running = %settings.data_dir.display(),
+                            configured = %new.data_dir.display(),
+                            "Reload refused: agent.data_dir cannot change while the agent runs (it holds the buffer and read positions); the running configuration stays."
+                        ),
+                        // What `run_once` would fail on at start (a client certificate
+                        // that does not load, say) is refused here, while the old
+                        // pipeline still runs.
+                        Ok(new) => match Shipper::build(&new.shipper) {
+                            Err(e) => error!(
+                                "Reload refused, the running configuration stays: cannot set up the shipper: {e}"
+                            ),
+                            Ok(_) => {
+                                next = Some(new);
+                                let _ = stop_tx.send(Stopping::Reload);
+                            }
+                        },
+                        Err(e) => error!(
+                            "Reload refused, the running configuration stays: {e}"
+                        ),
+                    }
+                }
+            }
+        };
+        match (ended, next) {
+            (Ok(()), Some(new)) if *stop_tx.borrow() == Stopping::Reload => {
+                settings = new;
+                info!("Configuration reloaded.");
+            }
+            (ended, _) => break ended,
+        }
+    };
+    metrics.log_totals();
+    info!("Agent stopped.");
+    result
+}
