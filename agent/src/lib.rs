@@ -37,7 +37,8 @@ pub mod pipeline;
 pub mod service;
 pub mod shippers;
 
-pub use service::{DRAIN_TIMEOUT, RunError, run, serve};
+pub use pipeline::{DRAIN_TIMEOUT, RunError};
+pub use service::{run, serve};
 
 /// Settings of the disk buffer (`[agent.buffer]`, checked).
 pub use crate::config::BufferSettings;

@@ -1,46 +1,21 @@
 //! The agent as a process: [`run`] one pipeline until a shutdown future resolves, or
 //! [`serve`] it until SIGTERM/SIGINT, reloading the configuration on SIGHUP. Either way
 //! a stop drains: reading stops, what was read is fsynced into the disk buffer with its
-//! read positions, and delivery is tried for [`DRAIN_TIMEOUT`].
+//! read positions, and delivery is tried for [`crate::DRAIN_TIMEOUT`].
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use crate::buffer::BufferError;
-use crate::checkpoint::CheckpointError;
 use crate::config::Settings;
-use crate::datadir;
 use crate::metrics::Metrics;
-use crate::pipeline::{self, Stopping};
+use crate::pipeline::{self, RunError, Stopping};
 use crate::shippers::Shipper;
 
-/// How long a stopping agent keeps trying to deliver what it has read.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why the agent stopped with a failure.
-#[derive(Debug, Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    #[error("cannot set up the shipper: {0}")]
-    Shipper(String),
-    #[error("cannot start an input thread: {0}")]
-    Thread(std::io::Error),
-    #[error(transparent)]
-    Buffer(#[from] BufferError),
-    #[error("{0}")]
-    Signal(String),
-    #[error("untrusted agent.data_dir: {0}")]
-    DataDir(#[from] datadir::DataDirError),
-}
-
 /// Runs the agent until `shutdown` resolves, then stops reading, fsyncs what was read
-/// into the disk buffer, tries for [`DRAIN_TIMEOUT`] to deliver it and returns. What
+/// into the disk buffer, tries for [`crate::DRAIN_TIMEOUT`] to deliver it and returns. What
 /// was not delivered stays in the buffer for the next start.
 pub async fn run(
     settings: Settings,

@@ -43,29 +43,8 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
+pub use super::draft::Role;
 use super::draft::{Detail, Draft};
-
-/// What a line is to the failed attempt it belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Role {
-    /// Not part of a failed attempt (a login, a session, anything else).
-    #[default]
-    None,
-    /// The first sign of an attempt (`Invalid user`, a PAM failure).
-    Begins,
-    /// The attempt's own failure line (`Failed password …`): ends it.
-    Fails,
-    /// About the attempts so far (a disconnect before authentication): begins one
-    /// when there was none (a probe).
-    Follows,
-    /// A summary of attempts already written (`PAM 2 more authentication failures`,
-    /// written as the handle closes, after the connection's last line): always an echo.
-    Echo,
-    /// A line of sshd's listener (one pid for every connection: drops, penalties,
-    /// crashes): it names its own peer or none, is no part of a connection's attempts,
-    /// and is neither recorded in the table nor completed from it.
-    Listener,
-}
 
 /// The per-process table of one input.
 #[derive(Debug, Clone, Default)]

@@ -279,6 +279,29 @@ fn ascii(bytes: &[u8]) -> &str {
     }
 }
 
+/// What a line is to the failed attempt it belongs to (read by the per-process table,
+/// `context.rs`, which numbers attempts and marks echoes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Not part of a failed attempt (a login, a session, anything else).
+    #[default]
+    None,
+    /// The first sign of an attempt (`Invalid user`, a PAM failure).
+    Begins,
+    /// The attempt's own failure line (`Failed password …`): ends it.
+    Fails,
+    /// About the attempts so far (a disconnect before authentication): begins one
+    /// when there was none (a probe).
+    Follows,
+    /// A summary of attempts already written (`PAM 2 more authentication failures`,
+    /// written as the handle closes, after the connection's last line): always an echo.
+    Echo,
+    /// A line of sshd's listener (one pid for every connection: drops, penalties,
+    /// crashes): it names its own peer or none, is no part of a connection's attempts,
+    /// and is neither recorded in the table nor completed from it.
+    Listener,
+}
+
 /// One event being read from one line.
 #[derive(Debug, Clone)]
 pub struct Draft<'a> {
@@ -297,9 +320,9 @@ pub struct Draft<'a> {
     /// Tags after it.
     pub tags: Vec<Cow<'a, str>>,
     pub details: Details<'a>,
-    /// What the line is to a failed attempt (not written: [`super::context`] turns it
+    /// What the line is to a failed attempt (not written: the per-process table turns it
     /// into `details.attemptid` and `details.echo`).
-    pub role: super::context::Role,
+    pub role: Role,
     /// The line closes its process's connection (not written).
     pub ends: bool,
 }
@@ -321,7 +344,7 @@ impl<'a> Draft<'a> {
             parser: super::SYSLOG_PARSER,
             tags: Vec::new(),
             details: Details::default(),
-            role: super::context::Role::None,
+            role: Role::None,
             ends: false,
         }
     }

@@ -10,14 +10,17 @@ mod ship_stage;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use self::buffer_stage::{BufferStage, buffer_stage};
 use self::ship_stage::ShipStage;
+use crate::buffer::BufferError;
 use crate::buffer::{Batch, DiskBuffer};
-use crate::checkpoint::CheckpointStore;
+use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::config::Settings;
 use crate::deadletter::DeadLetter;
 use crate::inputs::Chunk;
@@ -25,16 +28,35 @@ use crate::inputs::file::FileInput;
 use crate::inputs::journald::JournaldInput;
 use crate::metrics::Metrics;
 use crate::parsers::LineParser;
-use crate::service::RunError;
 use crate::shippers::Shipper;
 use crate::{buffer, datadir, footprint};
+
+/// How long a stopping agent keeps trying to deliver what it has read.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the agent stopped with a failure.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("cannot set up the shipper: {0}")]
+    Shipper(String),
+    #[error("cannot start an input thread: {0}")]
+    Thread(std::io::Error),
+    #[error(transparent)]
+    Buffer(#[from] BufferError),
+    #[error("{0}")]
+    Signal(String),
+    #[error("untrusted agent.data_dir: {0}")]
+    DataDir(#[from] datadir::DataDirError),
+}
 
 /// What the pipeline has been asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stopping {
     /// Keep running.
     No,
-    /// Stop reading and try for [`crate::DRAIN_TIMEOUT`] to deliver what was read.
+    /// Stop reading and try for [`DRAIN_TIMEOUT`] to deliver what was read.
     Exit,
     /// Stop reading and finish the batch in flight; the buffer is shipped by the
     /// pipeline that follows.

@@ -8,8 +8,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use super::DRAIN_TIMEOUT;
 use super::Stopping;
-use crate::DRAIN_TIMEOUT;
 use crate::buffer::{Batch, DiskBuffer, Records};
 use crate::deadletter::DeadLetter;
 use crate::metrics::Metrics;
