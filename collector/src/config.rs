@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+pub use crate::ingest::amqp::AmqpSettings;
 use crate::ingest::auth::Tokens;
 
 /// Why a configuration could not be used. The binary exits with 78 (`EX_CONFIG`).
@@ -424,24 +425,6 @@ fn default_prefetch() -> u16 {
 }
 fn default_plain() -> String {
     "plain".to_string()
-}
-
-/// The checked `[collector.amqp]`.
-#[derive(Debug, Clone)]
-pub struct AmqpSettings {
-    /// With credentials and the login mechanism in it: never log this.
-    pub uri: String,
-    /// The URL as configured, for logs.
-    pub display_url: String,
-    pub queue: String,
-    pub exchange: String,
-    pub routing_key: String,
-    pub dead_letter_queue: String,
-    pub prefetch: u16,
-    /// PEM CA bundle.
-    pub ca_pem: Option<String>,
-    /// PEM client certificate chain and key.
-    pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 fn default_data_dir() -> PathBuf {

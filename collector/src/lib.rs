@@ -8,18 +8,21 @@
 //!   certificates.
 //! - [`stores`]: the one face of both stores; [`stores::embedded`]: the daily tantivy
 //!   indices; [`stores::elasticsearch`]: `_bulk` into MozDef's index layout.
-//! - [`server`]: connections and their limits (idle and header timeouts, per-address
-//!   caps) under the router.
+//! - [`server`]: accepting connections and holding them to their timeouts under the
+//!   router; [`connections`]: the connection limits (in all, per address).
 //! - [`metrics`]: the counters behind `GET /metrics`.
 //! - [`search`]: time bounds as operators write them; [`query`]: the limits every
 //!   query string and aggregation request is held to before it is parsed.
-//! - [`client`]: what `picket-collector search` uses to ask a running collector.
+//! - [`client`]: what `picket-collector search` uses to ask a running collector;
+//!   [`http_client`]: the outgoing HTTP client (Elasticsearch, webhooks, `search`).
 //!
 //! `main.rs` parses the command line and calls [`run`].
 
 pub mod alerts;
 pub mod client;
 pub mod config;
+pub mod connections;
+pub mod http_client;
 pub mod ingest;
 pub mod metrics;
 pub mod query;
@@ -221,8 +224,8 @@ pub async fn run(
             stop_rx.clone(),
         ))
     });
-    let connections = crate::server::Connections::new(
-        crate::server::Limits {
+    let connections = crate::connections::Connections::new(
+        crate::connections::Limits {
             header_timeout: settings.header_timeout,
             idle_timeout: settings.idle_timeout,
             max_connections: settings.max_connections,

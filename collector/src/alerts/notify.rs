@@ -33,7 +33,7 @@ pub enum Notifier {
     },
     Irc(super::irc::Irc),
     Amqp {
-        settings: Box<crate::config::AmqpSettings>,
+        settings: Box<crate::ingest::amqp::AmqpSettings>,
         /// Connected on first use, dropped on any failure and made again.
         session: tokio::sync::Mutex<Option<(lapin::Connection, lapin::Channel)>>,
     },
@@ -65,7 +65,7 @@ pub fn one_line(alert: &Alert) -> String {
 
 impl Notifier {
     pub fn webhook(settings: WebhookSettings) -> Result<Notifier, String> {
-        let client = crate::client::build_http_client(
+        let client = crate::http_client::build_http_client(
             reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .user_agent(concat!("picket-collector/", env!("CARGO_PKG_VERSION"))),
@@ -75,7 +75,7 @@ impl Notifier {
         Ok(Notifier::Webhook { settings, client })
     }
 
-    pub fn amqp(settings: crate::config::AmqpSettings) -> Notifier {
+    pub fn amqp(settings: crate::ingest::amqp::AmqpSettings) -> Notifier {
         Notifier::Amqp {
             settings: Box::new(settings),
             session: tokio::sync::Mutex::new(None),
@@ -94,7 +94,7 @@ impl Notifier {
 
     /// One publish on the current session (made first when there is none).
     async fn publish(
-        settings: &crate::config::AmqpSettings,
+        settings: &crate::ingest::amqp::AmqpSettings,
         session: &tokio::sync::Mutex<Option<(lapin::Connection, lapin::Channel)>>,
         body: &[u8],
     ) -> Result<(), String> {

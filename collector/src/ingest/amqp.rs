@@ -37,9 +37,26 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use crate::config::AmqpSettings;
 use crate::metrics::Metrics;
 use crate::stores::{Document, Store};
+
+/// The checked `[collector.amqp]`.
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    /// With credentials and the login mechanism in it: never log this.
+    pub uri: String,
+    /// The URL as configured, for logs.
+    pub display_url: String,
+    pub queue: String,
+    pub exchange: String,
+    pub routing_key: String,
+    pub dead_letter_queue: String,
+    pub prefetch: u16,
+    /// PEM CA bundle.
+    pub ca_pem: Option<String>,
+    /// PEM client certificate chain and key.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
 
 /// Longest a batch waits to fill once its first message arrived.
 const BATCH_WAIT: Duration = Duration::from_millis(100);

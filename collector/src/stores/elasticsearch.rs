@@ -46,7 +46,7 @@ use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use super::{Document, SearchRequest, SearchResult, StoreError, Stored};
-use crate::client::error_chain;
+use crate::http_client::error_chain;
 
 /// The checked `[collector.stores.elasticsearch]`.
 #[derive(Debug, Clone)]
@@ -151,7 +151,7 @@ impl ElasticStore {
                 .map_err(|e| format!("cannot read the CA bundle: {e}"))?;
             builder = builder.tls_certs_only(roots);
         }
-        let client = crate::client::build_http_client(
+        let client = crate::http_client::build_http_client(
             builder,
             settings.urls.iter().map(|u| u.as_str()),
             settings.ca_pem.is_some(),
