@@ -67,6 +67,8 @@
 //! acknowledged finds and reports it again. An acknowledgement that reaches its start
 //! moves the ack point past it.
 
+pub mod config;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
