@@ -5,8 +5,10 @@
 //!
 //! Each component's table lives beside the component and is built by it, giving a
 //! [`key::KeyError`] that this root turns into a [`ConfigError`] naming the file:
-//! `[agent.buffer]` in [`crate::buffer::config`]. (The inputs' and shippers' tables are
-//! still here; issue 18 moves them next.)
+//! `[agent.buffer]` in [`crate::buffer::config`], `[agent.inputs.file]` in
+//! [`crate::inputs::file::config`], `[agent.inputs.journald]` in
+//! [`crate::inputs::journald::config`]. (The shippers' tables are still here; issue 18
+//! moves them next.)
 
 pub mod key;
 
@@ -18,10 +20,12 @@ use thiserror::Error;
 
 use crate::datadir::{self, Owners};
 use crate::host::{self, HostIdentity};
-use crate::inputs::file::discover::Discovery;
 use crate::parsers::TimeZoneChoice;
 
 pub use crate::buffer::config::{BufferConfig, BufferSettings, WhenFull};
+pub use crate::inputs::StartAt;
+pub use crate::inputs::file::config::{FileInputConfig, FileInputSettings};
+pub use crate::inputs::journald::config::{JournaldInputConfig, JournaldMode, JournaldSettings};
 
 /// Why a configuration could not be used. The binary exits with 78 (`EX_CONFIG`).
 #[derive(Debug, Error)]
@@ -191,175 +195,6 @@ pub struct InputsConfig {
     /// `[agent.inputs.journald]`.
     #[serde(default)]
     pub journald: JournaldInputConfig,
-}
-
-/// Whether the journal is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JournaldMode {
-    /// Read the journal when none of the file input's `paths` names an existing file
-    /// at start (a host without rsyslog).
-    Auto,
-    On,
-    Off,
-}
-
-/// `[agent.inputs.journald]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JournaldInputConfig {
-    /// `auto`, `on` or `off`.
-    #[serde(default = "default_journald_mode")]
-    pub mode: JournaldMode,
-    /// The journalctl program.
-    #[serde(default = "default_journalctl")]
-    pub journalctl: PathBuf,
-    /// Journal directories to read instead of the system journal.
-    #[serde(default)]
-    pub directories: Vec<PathBuf>,
-    /// Journal files to read instead of the system journal.
-    #[serde(default)]
-    pub files: Vec<PathBuf>,
-    /// Syslog facilities whose entries are read (4 auth, 10 authpriv).
-    #[serde(default = "default_facilities")]
-    pub facilities: Vec<u8>,
-    /// Programs (`SYSLOG_IDENTIFIER`) whose entries are read, whatever their facility.
-    #[serde(default = "default_identifiers")]
-    pub identifiers: Vec<String>,
-    /// Where to start without a checkpoint: `end` (new entries) or `beginning`.
-    #[serde(default = "default_start_at")]
-    pub start_at: StartAt,
-}
-
-fn default_journald_mode() -> JournaldMode {
-    JournaldMode::Auto
-}
-fn default_journalctl() -> PathBuf {
-    PathBuf::from("journalctl")
-}
-fn default_facilities() -> Vec<u8> {
-    vec![4, 10]
-}
-fn default_identifiers() -> Vec<String> {
-    [
-        "sshd",
-        "sshd-session",
-        "sudo",
-        "su",
-        "useradd",
-        "userdel",
-        "usermod",
-        "groupadd",
-        "groupdel",
-        "groupmod",
-        "gpasswd",
-        "passwd",
-        "chpasswd",
-        "chage",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-impl Default for JournaldInputConfig {
-    fn default() -> Self {
-        JournaldInputConfig {
-            mode: default_journald_mode(),
-            journalctl: default_journalctl(),
-            directories: Vec::new(),
-            files: Vec::new(),
-            facilities: default_facilities(),
-            identifiers: default_identifiers(),
-            start_at: default_start_at(),
-        }
-    }
-}
-
-/// Where to start in a file never read before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StartAt {
-    Beginning,
-    End,
-}
-
-/// `[agent.inputs.file]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileInputConfig {
-    /// Files to follow, globs allowed; files that appear later are picked up.
-    #[serde(default = "default_paths")]
-    pub paths: Vec<PathBuf>,
-    /// Globs of files not to follow, though `paths` match them.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// Whether gzip-rotated files (`*.gz`) that `paths` match are read.
-    #[serde(default)]
-    pub read_gzip: bool,
-    /// `beginning` or `end`, for files never read before.
-    #[serde(default = "default_start_at")]
-    pub start_at: StartAt,
-    /// How often to look for new lines when no change notification comes, in
-    /// milliseconds (with inotify working, at most once a second).
-    #[serde(default = "default_poll_interval_ms")]
-    pub poll_interval_ms: u64,
-    /// How often to expand `paths` again for new files, in milliseconds (created files
-    /// are also found at once when inotify reports them).
-    #[serde(default = "default_scan_interval_ms")]
-    pub scan_interval_ms: u64,
-    /// How long a rotated-away or deleted file is still read after its last new byte,
-    /// in seconds (writers append until they reopen).
-    #[serde(default = "default_rotated_idle_secs")]
-    pub rotated_idle_secs: u64,
-    /// How long a last line without its newline waits before it is sent as it is, in
-    /// milliseconds.
-    #[serde(default = "default_partial_line_flush_ms")]
-    pub partial_line_flush_ms: u64,
-    /// Longest line kept whole, in bytes.
-    #[serde(default = "default_max_line_bytes")]
-    pub max_line_bytes: usize,
-}
-
-fn default_paths() -> Vec<PathBuf> {
-    vec![
-        PathBuf::from("/var/log/auth.log"),
-        PathBuf::from("/var/log/secure"),
-    ]
-}
-fn default_start_at() -> StartAt {
-    StartAt::End
-}
-fn default_poll_interval_ms() -> u64 {
-    250
-}
-fn default_scan_interval_ms() -> u64 {
-    10_000
-}
-fn default_rotated_idle_secs() -> u64 {
-    5
-}
-fn default_partial_line_flush_ms() -> u64 {
-    5_000
-}
-fn default_max_line_bytes() -> usize {
-    64 * 1024
-}
-
-impl Default for FileInputConfig {
-    fn default() -> Self {
-        FileInputConfig {
-            paths: default_paths(),
-            exclude: Vec::new(),
-            read_gzip: false,
-            start_at: default_start_at(),
-            poll_interval_ms: default_poll_interval_ms(),
-            scan_interval_ms: default_scan_interval_ms(),
-            rotated_idle_secs: default_rotated_idle_secs(),
-            partial_line_flush_ms: default_partial_line_flush_ms(),
-            max_line_bytes: default_max_line_bytes(),
-        }
-    }
 }
 
 /// `[agent.shippers]`: where events go. Configure one of `http` (the default, to
@@ -548,29 +383,6 @@ pub struct AmqpSettings {
 pub enum ShipperSettings {
     Http(HttpSettings),
     Amqp(AmqpSettings),
-}
-
-/// The checked journald settings.
-#[derive(Debug, Clone)]
-pub struct JournaldSettings {
-    pub journalctl: PathBuf,
-    pub directories: Vec<PathBuf>,
-    pub files: Vec<PathBuf>,
-    pub facilities: Vec<u8>,
-    pub identifiers: Vec<String>,
-    pub start_at: StartAt,
-}
-
-/// The checked file input settings.
-#[derive(Debug, Clone)]
-pub struct FileInputSettings {
-    pub discovery: Discovery,
-    pub start_at: StartAt,
-    pub poll_interval: Duration,
-    pub scan_interval: Duration,
-    pub rotated_idle: Duration,
-    pub partial_flush: Duration,
-    pub max_line_bytes: usize,
 }
 
 /// The checked configuration the agent runs with.
@@ -942,39 +754,11 @@ impl AgentConfig {
         };
         let timezone =
             TimeZoneChoice::parse(&self.timezone).map_err(|e| invalid("agent.timezone", e))?;
-        let file = &self.inputs.file;
-        if file.paths.is_empty() {
-            return Err(invalid(
-                "agent.inputs.file.paths",
-                "must name at least one file".into(),
-            ));
-        }
-        if let Some(p) = file.paths.iter().find(|p| !p.is_absolute()) {
-            return Err(invalid(
-                "agent.inputs.file.paths",
-                format!("{} is not an absolute path", p.display()),
-            ));
-        }
-        let discovery = Discovery::build(&file.paths, &file.exclude, file.read_gzip)
-            .map_err(|e| invalid("agent.inputs.file.paths", e))?;
-        if file.scan_interval_ms < 100 {
-            return Err(invalid(
-                "agent.inputs.file.scan_interval_ms",
-                "must be at least 100".into(),
-            ));
-        }
-        if !(10..=60_000).contains(&file.poll_interval_ms) {
-            return Err(invalid(
-                "agent.inputs.file.poll_interval_ms",
-                "must be between 10 and 60000".into(),
-            ));
-        }
-        if !(256..=64 * 1024 * 1024).contains(&file.max_line_bytes) {
-            return Err(invalid(
-                "agent.inputs.file.max_line_bytes",
-                "must be between 256 and 67108864".into(),
-            ));
-        }
+        let file = self
+            .inputs
+            .file
+            .build()
+            .map_err(|e| invalid(e.key, e.message))?;
         let (shipper, batch_max_events) = self.shippers.build(&invalid)?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("agent.data_dir", "must not be empty".into()));
@@ -991,26 +775,11 @@ impl AgentConfig {
                 "must not be empty when set".into(),
             ));
         }
-        let journald_config = &self.inputs.journald;
-        if let Some(f) = journald_config.facilities.iter().find(|f| **f > 23) {
-            return Err(invalid(
-                "agent.inputs.journald.facilities",
-                format!("{f} is not a syslog facility (0 to 23)"),
-            ));
-        }
-        let journald_on = match journald_config.mode {
-            JournaldMode::On => true,
-            JournaldMode::Off => false,
-            JournaldMode::Auto => discovery.scan().is_empty(),
-        };
-        let journald = journald_on.then(|| JournaldSettings {
-            journalctl: journald_config.journalctl.clone(),
-            directories: journald_config.directories.clone(),
-            files: journald_config.files.clone(),
-            facilities: journald_config.facilities.clone(),
-            identifiers: journald_config.identifiers.clone(),
-            start_at: journald_config.start_at,
-        });
+        let journald = self
+            .inputs
+            .journald
+            .build(!file.discovery.scan().is_empty())
+            .map_err(|e| invalid(e.key, e.message))?;
         let buffer = self.buffer.build().map_err(|e| invalid(e.key, e.message))?;
         let host = host::identity(self.hostname.as_deref(), self.host_id.as_deref());
         Ok(Settings {
@@ -1019,15 +788,7 @@ impl AgentConfig {
             timezone,
             journald,
             buffer,
-            file: FileInputSettings {
-                discovery,
-                start_at: file.start_at,
-                poll_interval: Duration::from_millis(file.poll_interval_ms),
-                scan_interval: Duration::from_millis(file.scan_interval_ms),
-                rotated_idle: Duration::from_secs(file.rotated_idle_secs),
-                partial_flush: Duration::from_millis(file.partial_line_flush_ms),
-                max_line_bytes: file.max_line_bytes,
-            },
+            file,
             shipper,
             batch_max_events,
             heartbeat: (self.heartbeat_secs > 0).then(|| Duration::from_secs(self.heartbeat_secs)),

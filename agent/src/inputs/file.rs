@@ -39,6 +39,7 @@
 //! refused, counted (`files_refused`, in the heartbeat as `filesrefused`) and looked at
 //! again at each poll.
 
+pub mod config;
 pub mod discover;
 
 use std::collections::{BTreeMap, HashSet};
@@ -55,9 +56,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use self::config::FileInputSettings;
 use super::Chunk;
+use super::StartAt;
 use crate::checkpoint::{CheckpointStore, FileIdentity};
-use crate::config::{FileInputSettings, StartAt};
 use crate::metrics::Metrics;
 use crate::parsers::{LineContext, LineParser};
 

@@ -17,6 +17,8 @@
 //! - When journalctl exits it is started again after a second, after the last cursor
 //!   read, so nothing is read twice and nothing skipped.
 
+pub mod config;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,9 +31,10 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use self::config::JournaldSettings;
 use super::Chunk;
+use super::StartAt;
 use crate::checkpoint::{CheckpointStore, FileIdentity};
-use crate::config::{JournaldSettings, StartAt};
 use crate::metrics::Metrics;
 use crate::parsers::{LineParser, Structured};
 

@@ -8,9 +8,22 @@ pub mod journald;
 use std::sync::{Arc, Mutex};
 
 use mozdef::Event;
+use serde::Deserialize;
 
 use crate::checkpoint::FileIdentity;
 use crate::parsers::Draft;
+
+/// Where to start in a file never read before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    Beginning,
+    End,
+}
+
+pub(crate) fn default_start_at() -> StartAt {
+    StartAt::End
+}
 
 /// Events an input read, each serialized (one JSON line) on the input's thread right
 /// after it was parsed, with the read position its line ended at. The event's own
