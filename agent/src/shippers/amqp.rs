@@ -16,6 +16,8 @@
 //! - TLS with rustls: the configured CA (plus the public web roots, lapin's root
 //!   store), a client certificate, and PLAIN or EXTERNAL login.
 
+pub mod config;
+
 use std::time::Duration;
 
 use lapin::options::{
@@ -29,9 +31,9 @@ use lapin::{
 };
 use tracing::{info, warn};
 
+use self::config::{AmqpAuth, AmqpSettings};
 use super::Outcome;
 use crate::buffer::Records;
-use crate::config::{AmqpAuth, AmqpSettings};
 
 /// Publishes batches to one broker, reconnecting as needed.
 pub struct AmqpShipper {

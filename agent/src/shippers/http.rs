@@ -7,6 +7,8 @@
 //! - Several URLs: a network error, a timeout or a 5xx moves the next attempt to the
 //!   next URL (logged); a 429 stays, honouring `Retry-After`.
 
+pub mod config;
+
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -16,9 +18,9 @@ use serde::Deserialize;
 use thiserror::Error;
 use tracing::warn;
 
+use self::config::HttpSettings;
 use super::Outcome;
 use crate::buffer::Records;
-use crate::config::HttpSettings;
 
 /// Why the shipper could not be built.
 #[derive(Debug, Error)]

@@ -4,12 +4,14 @@
 //! split, dead-letter, acknowledge).
 
 pub mod amqp;
+pub mod common;
+pub mod config;
 pub mod http;
 
 use std::time::Duration;
 
+use self::config::ShipperSettings;
 use crate::buffer::Records;
-use crate::config::ShipperSettings;
 
 /// What became of one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
