@@ -14,6 +14,11 @@ def files(crate):
         for f in fs:
             if f.endswith('.rs'): out.append(os.path.join(d,f))
     return sorted(out)
+def code(line):
+    # Braces inside string and char literals and comments do not count.
+    line = re.sub(r'"(\\.|[^"\\])*"', '""', line)
+    line = re.sub(r"'(\\.|[^'\\])'", "''", line)
+    return line.split('//')[0]
 def strip_tests(text):
     # remove #[cfg(test)] mod tests { ... } blocks
     lines=text.split('\n'); out=[]; i=0
@@ -21,7 +26,7 @@ def strip_tests(text):
         if lines[i].strip()=='#[cfg(test)]' and i+1<len(lines) and re.match(r'\s*(pub )?mod \w+ \{',lines[i+1]):
             depth=0; j=i+1
             while j<len(lines):
-                depth+=lines[j].count('{')-lines[j].count('}')
+                c=code(lines[j]); depth+=c.count('{')-c.count('}')
                 if depth<=0 and j>i+1: break
                 j+=1
             i=j+1; continue
@@ -46,8 +51,9 @@ for crate in ['agent','collector']:
             if mm and not l.rstrip().endswith(';'):
                 ind=len(mm.group(1)); depth=0; started=False
                 for j in range(i,len(lines)):
-                    depth+=lines[j].count('{')-lines[j].count('}')
-                    if '{' in lines[j]: started=True
+                    c=code(lines[j])
+                    depth+=c.count('{')-c.count('}')
+                    if '{' in c: started=True
                     if started and depth<=0: break
                 if j-i+1>100: longfns.append((j-i+1,os.path.relpath(p,root),mm.group(7)))
         text='\n'.join(lines)
