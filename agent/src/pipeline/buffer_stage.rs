@@ -88,49 +88,10 @@ pub(super) async fn buffer_stage(
             Err(_) => None,
         };
         if let Some(chunk) = received {
-            let full = disk.lock().map(|d| d.is_full()).unwrap_or(false);
-            if full && settings.drop_newest {
-                let dropped = metrics
-                    .events_dropped
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed)
-                    + chunk.len() as u64;
-                if full_log.due() {
-                    error!(
-                        events_dropped_in_all = dropped,
-                        "Disk buffer full; dropping the newest events (when_full = drop_newest)."
-                    );
-                }
-                // Their lines are passed: the positions move on.
-                store.positions.take(&chunk);
-                chunk.recycle();
-            } else {
-                if full {
-                    if full_log.due() {
-                        warn!(
-                            max_bytes = settings.max_bytes,
-                            "Disk buffer full; inputs wait until the collector takes events."
-                        );
-                    }
-                    // What fills the buffer must be durable, or the shipper cannot
-                    // take it and nothing ever frees the space.
-                    if store.unsynced > 0 {
-                        let committed = store.commit();
-                        if !store.settle(committed).await {
-                            return;
-                        }
-                    }
-                    while disk.lock().map(|d| d.is_full()).unwrap_or(false)
-                        && *stop_rx.borrow() == Stopping::No
-                    {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-                if let Err(e) = store.append(chunk) {
-                    if !store.settle(Err(e)).await {
-                        return;
-                    }
-                    continue;
-                }
+            match store.take(chunk, &settings, &mut full_log).await {
+                Step::Stop => return,
+                Step::Skip => continue,
+                Step::Go => {}
             }
         }
         if store.unsynced > 0
@@ -156,6 +117,16 @@ fn append_chunk(disk: &mut DiskBuffer, chunk: &Chunk) -> Result<(), String> {
     Ok(())
 }
 
+/// What the buffer stage does after taking a chunk.
+enum Step {
+    /// Carry on (fsync when due).
+    Go,
+    /// A failed write was settled: wait for the next chunk.
+    Skip,
+    /// The stage ends (stopping while the disk cannot be written).
+    Stop,
+}
+
 /// The buffer stage's writes: the buffer, the checkpoints, and what was appended since
 /// the last fsync.
 struct Store<'a> {
@@ -177,6 +148,63 @@ struct Store<'a> {
 }
 
 impl Store<'_> {
+    /// Takes one chunk from the inputs: appends it (after waiting, fsynced, while the
+    /// buffer is full), or with `drop_newest` and a full buffer drops it (counted,
+    /// logged). [`Step::Stop`] when the stage must end.
+    async fn take(
+        &mut self,
+        chunk: Chunk,
+        settings: &BufferSettings,
+        full_log: &mut EveryMinute,
+    ) -> Step {
+        let full = self.disk.lock().map(|d| d.is_full()).unwrap_or(false);
+        if full && settings.drop_newest {
+            let dropped = self
+                .metrics
+                .events_dropped
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed)
+                + chunk.len() as u64;
+            if full_log.due() {
+                error!(
+                    events_dropped_in_all = dropped,
+                    "Disk buffer full; dropping the newest events (when_full = drop_newest)."
+                );
+            }
+            // Their lines are passed: the positions move on.
+            self.positions.take(&chunk);
+            chunk.recycle();
+        } else {
+            if full {
+                if full_log.due() {
+                    warn!(
+                        max_bytes = settings.max_bytes,
+                        "Disk buffer full; inputs wait until the collector takes events."
+                    );
+                }
+                // What fills the buffer must be durable, or the shipper cannot
+                // take it and nothing ever frees the space.
+                if self.unsynced > 0 {
+                    let committed = self.commit();
+                    if !self.settle(committed).await {
+                        return Step::Stop;
+                    }
+                }
+                while self.disk.lock().map(|d| d.is_full()).unwrap_or(false)
+                    && *self.stop_rx.borrow() == Stopping::No
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            if let Err(e) = self.append(chunk) {
+                if !self.settle(Err(e)).await {
+                    return Step::Stop;
+                }
+                return Step::Skip;
+            }
+        }
+        Step::Go
+    }
+
     /// Appends a chunk (kept in `pending` until the fsync).
     fn append(&mut self, chunk: Chunk) -> Result<(), String> {
         self.positions.take(&chunk);

@@ -78,37 +78,7 @@ pub(crate) async fn run_once(
     let (events_tx, events_rx) = mpsc::channel::<Chunk>(2);
     let stop_input = Arc::new(AtomicBool::new(false));
 
-    let input = FileInput {
-        settings: settings.file.clone(),
-        parser: LineParser::new(settings.host.clone(), settings.timezone),
-        checkpoints: Arc::clone(&checkpoints),
-        metrics: Arc::clone(&metrics),
-    };
-    let mut input_threads = Vec::new();
-    if let Some(journal) = &settings.journald {
-        let journald = JournaldInput {
-            settings: journal.clone(),
-            parser: LineParser::new(settings.host.clone(), settings.timezone),
-            checkpoints: Arc::clone(&checkpoints),
-            metrics: Arc::clone(&metrics),
-        };
-        let journald_tx = events_tx.clone();
-        let journald_stop = Arc::clone(&stop_input);
-        input_threads.push(
-            std::thread::Builder::new()
-                .name("journald-input".into())
-                .spawn(move || journald.run(journald_tx, journald_stop))
-                .map_err(RunError::Thread)?,
-        );
-        info!("Reading the journal (journald input on).");
-    }
-    let input_stop = Arc::clone(&stop_input);
-    input_threads.push(
-        std::thread::Builder::new()
-            .name("file-input".into())
-            .spawn(move || input.run(events_tx, input_stop))
-            .map_err(RunError::Thread)?,
-    );
+    let input_threads = start_inputs(&settings, &checkpoints, &metrics, events_tx, &stop_input)?;
 
     info!(
         destination = %shipper.destination(),
@@ -116,33 +86,13 @@ pub(crate) async fn run_once(
         "Agent started."
     );
 
-    let opened = DiskBuffer::open(
-        &settings.data_dir.join("buffer"),
-        settings.buffer.segment_max_bytes,
-        settings.buffer.max_bytes,
-    );
-    let (disk, recovery) = match opened {
-        Ok(opened) => opened,
+    let disk = match open_buffer(&settings, &metrics) {
+        Ok(disk) => disk,
         Err(e) => {
             stop_input.store(true, Ordering::Relaxed);
             return Err(e.into());
         }
     };
-    report_lost(&recovery, &metrics);
-    if recovery.torn_bytes > 0 {
-        // A write cut by a crash was never fsynced, so the checkpoints of its lines did
-        // not move: the inputs read them again.
-        warn!(
-            bytes = recovery.torn_bytes,
-            "Disk buffer had a torn tail from a crash; cut it (its lines are read again)."
-        );
-    }
-    if recovery.records > 0 {
-        info!(
-            events = recovery.records,
-            "Disk buffer holds undelivered events; shipping them first."
-        );
-    }
     let disk = Arc::new(Mutex::new(disk));
     let synced = Arc::new(tokio::sync::Notify::new());
     let mut writer = tokio::spawn(buffer_stage(
@@ -187,6 +137,87 @@ pub(crate) async fn run_once(
     ship.stop_input.store(true, Ordering::Relaxed);
     let writer_done = ship.writer_done;
     drop(ship);
+    join_inputs(input_threads).await;
+    // The inputs are gone, so the buffer stage takes what they left in the channel,
+    // fsyncs it and saves the read positions, then ends.
+    if !writer_done && writer.await.is_err() {
+        error!("The buffer stage did not stop cleanly.");
+    }
+    Ok(())
+}
+
+/// Starts the input threads (the journal's when it is read, then the files'), each
+/// with its own parser, sending to `events_tx` until `stop_input` is set.
+fn start_inputs(
+    settings: &Settings,
+    checkpoints: &Arc<Mutex<CheckpointStore>>,
+    metrics: &Arc<Metrics>,
+    events_tx: mpsc::Sender<Chunk>,
+    stop_input: &Arc<AtomicBool>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, RunError> {
+    let input = FileInput {
+        settings: settings.file.clone(),
+        parser: LineParser::new(settings.host.clone(), settings.timezone),
+        checkpoints: Arc::clone(checkpoints),
+        metrics: Arc::clone(metrics),
+    };
+    let mut input_threads = Vec::new();
+    if let Some(journal) = &settings.journald {
+        let journald = JournaldInput {
+            settings: journal.clone(),
+            parser: LineParser::new(settings.host.clone(), settings.timezone),
+            checkpoints: Arc::clone(checkpoints),
+            metrics: Arc::clone(metrics),
+        };
+        let journald_tx = events_tx.clone();
+        let journald_stop = Arc::clone(stop_input);
+        input_threads.push(
+            std::thread::Builder::new()
+                .name("journald-input".into())
+                .spawn(move || journald.run(journald_tx, journald_stop))
+                .map_err(RunError::Thread)?,
+        );
+        info!("Reading the journal (journald input on).");
+    }
+    let input_stop = Arc::clone(stop_input);
+    input_threads.push(
+        std::thread::Builder::new()
+            .name("file-input".into())
+            .spawn(move || input.run(events_tx, input_stop))
+            .map_err(RunError::Thread)?,
+    );
+    Ok(input_threads)
+}
+
+/// Opens the disk buffer under `data_dir`, saying what its recovery found (lost
+/// stretches, a torn tail, undelivered events).
+fn open_buffer(settings: &Settings, metrics: &Metrics) -> Result<DiskBuffer, BufferError> {
+    let opened = DiskBuffer::open(
+        &settings.data_dir.join("buffer"),
+        settings.buffer.segment_max_bytes,
+        settings.buffer.max_bytes,
+    );
+    let (disk, recovery) = opened?;
+    report_lost(&recovery, metrics);
+    if recovery.torn_bytes > 0 {
+        // A write cut by a crash was never fsynced, so the checkpoints of its lines did
+        // not move: the inputs read them again.
+        warn!(
+            bytes = recovery.torn_bytes,
+            "Disk buffer had a torn tail from a crash; cut it (its lines are read again)."
+        );
+    }
+    if recovery.records > 0 {
+        info!(
+            events = recovery.records,
+            "Disk buffer holds undelivered events; shipping them first."
+        );
+    }
+    Ok(disk)
+}
+
+/// Waits (off the runtime's threads) for the input threads to end.
+async fn join_inputs(input_threads: Vec<std::thread::JoinHandle<()>>) {
     let joined = tokio::task::spawn_blocking(move || {
         input_threads
             .into_iter()
@@ -196,12 +227,6 @@ pub(crate) async fn run_once(
     if !matches!(joined, Ok(true)) {
         error!("An input thread did not stop cleanly.");
     }
-    // The inputs are gone, so the buffer stage takes what they left in the channel,
-    // fsyncs it and saves the read positions, then ends.
-    if !writer_done && writer.await.is_err() {
-        error!("The buffer stage did not stop cleanly.");
-    }
-    Ok(())
 }
 
 /// Logs at ERROR and counts the events the disk buffer's recovery found unreadable;
