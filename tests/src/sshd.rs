@@ -10,7 +10,6 @@
 //! traditional file format, as Debian 12's default configuration does. Needs root
 //! (mount namespaces, sshd's privilege separation). Both are killed on drop.
 
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -167,10 +166,7 @@ impl Sshd {
     pub fn fail_logins(&self, user: &str, passwords: u32) {
         let askpass = self.dir.join("askpass.sh");
         if !askpass.exists() {
-            let mut file = std::fs::File::create(&askpass).expect("askpass");
-            file.write_all(b"#!/bin/sh\necho 'not-the-password'\n")
-                .expect("askpass");
-            drop(file);
+            std::fs::write(&askpass, "#!/bin/sh\necho 'not-the-password'\n").expect("askpass");
             std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755))
                 .expect("askpass mode");
         }
@@ -237,9 +233,7 @@ impl Drop for Sshd {
 }
 
 fn log_file(path: &Path) -> Stdio {
-    std::fs::File::create(path)
-        .map(Stdio::from)
-        .unwrap_or_else(|_| Stdio::null())
+    Stdio::from(std::fs::File::create(path).expect("log file"))
 }
 
 fn wait_until(timeout: Duration, what: &str, ready: impl Fn() -> bool) {

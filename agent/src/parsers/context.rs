@@ -117,8 +117,8 @@ impl Processes {
         let key = key(&event.hostname, &event.processname, event.processid);
         let now = utc_seconds(event.utctimestamp.as_str()).unwrap_or(0);
         // A line of a process with nothing to say or take (most lines): no entry made.
-        // One probe for the common case (a live entry); a stale one, or a closed one
-        // for anything but an echo (a new connection given the same pid), is made again.
+        // A stale entry, or a closed one for anything but an echo (a new connection
+        // given the same pid), is dropped and made again.
         if self.live.get(&key).is_some_and(|p| {
             now - p.last_seen > Self::TTL_SECS
                 || now < p.started

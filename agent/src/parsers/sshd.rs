@@ -139,12 +139,10 @@ fn shape<'a>(message: &'a str, preauth: bool, event: &mut Draft<'a>) -> bool {
     };
     match first {
         "Accepted" => {
-            auth_log(first, message, event)
-                || (
-                    super::forget_parse(event),
-                    listener::key_match(message, event),
-                )
-                    .1
+            auth_log(first, message, event) || {
+                super::forget_parse(event);
+                listener::key_match(message, event)
+            }
         }
         "Failed" | "Partial" | "Postponed" => auth_log(first, message, event),
         "Invalid" | "invalid" | "Illegal" | "illegal" => invalid(message, event),
@@ -293,15 +291,24 @@ fn tail_kind(tail: &str) -> Tail {
     else {
         return Tail::Other;
     };
-    let mut words = info.split(' ');
-    match (words.next(), words.next(), words.next()) {
-        (Some(kind), Some(print), None)
-            if !kind.is_empty() && (print.starts_with("SHA256:") || print.starts_with("MD5:")) =>
-        {
-            Tail::Fixed
-        }
-        _ => Tail::Loose,
+    if is_key(info) {
+        Tail::Fixed
+    } else {
+        Tail::Loose
     }
+}
+
+/// `<type> <SHA256:…|MD5:…>`: a key as OpenSSH names it.
+fn is_key(text: &str) -> bool {
+    text.split_once(' ')
+        .is_some_and(|(kind, print)| is_key_parts(kind, print))
+}
+
+fn is_key_parts(kind: &str, print: &str) -> bool {
+    !kind.is_empty()
+        && !kind.contains(' ')
+        && !print.contains(' ')
+        && (print.starts_with("SHA256:") || print.starts_with("MD5:"))
 }
 
 /// `<user> from <address> port <port><tail>`, where the user and (for certificates)
@@ -660,12 +667,9 @@ fn connection<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         // `fatal: Connection from <ip> port <n> with IP opts: <hex bytes>`: source-routed
         // packets, refused before the banner.
         if let Some((peer, options)) = split_once(rest, " with IP opts: ") {
-            let Some((address, port)) = split_once(peer, " port ") else {
+            let Some((None, None, address, port)) = peer_parts(peer) else {
                 return false;
             };
-            if ip_address(address).is_none() || port.parse::<u16>().is_err() {
-                return false;
-            }
             probe(event, true);
             set_source(event, address);
             set_int(event, "sourceport", port);
@@ -974,8 +978,8 @@ fn dropped<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
 /// A FIDO key's signature refused (8.4+): `public key <type> [<fp> ]signature for
 /// [invalid user ]<user> from <ip> port <n> rejected: user presence (authenticator
 /// touch) requirement not met` or `…: user verification requirement not met` (a
-/// trailing blank). The reasons are OpenSSH's, so the peer is the last ` from ` before
-/// them; the user is client text.
+/// trailing blank). The reasons are OpenSSH's; what is before them is read as a login
+/// line's `<user> from <ip> port <n>` ([`login_from`]).
 fn key_rejected<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some(rest) = message.strip_prefix("public key ") else {
         return false;
@@ -990,26 +994,13 @@ fn key_rejected<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     let Some((key, rest)) = split_once(rest, " signature for ") else {
         return false;
     };
-    let Some((user, peer)) = rsplit_once(rest, " from ") else {
-        return false;
-    };
-    let Some((address, port)) = split_once(peer, " port ") else {
-        return false;
-    };
-    if ip_address(address).is_none() || port.parse::<u16>().is_err() {
+    // Nothing follows the port: the reason was cut off above.
+    if login_from(event, false, rest) != Some("") {
         return false;
     }
-    let (user, invalid) = match user.strip_prefix("invalid user ") {
-        Some(user) => (user, true),
-        None => (user, false),
-    };
-    login(event, false, user, address, Some(port));
     set(event, "authmethod", "publickey");
     if key.contains(' ') {
         set(event, "keyfingerprint", key);
-    }
-    if invalid {
-        set(event, "invaliduser", true);
     }
     set(
         event,

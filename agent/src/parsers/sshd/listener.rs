@@ -15,6 +15,7 @@ use super::super::common::{
 };
 use super::super::context::Role;
 use super::super::draft::{Detail, Draft};
+use super::{is_key, is_key_parts};
 
 /// PerSourcePenalties' bookkeeping (9.8+, the listener, `srclimit_penalise: ` prefix):
 /// - `<ipv4|ipv6>: new <block> <active|deferred> penalty of <n>[.nnn] seconds for <reason>`
@@ -285,17 +286,4 @@ pub fn key_match<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     set(event, "cafingerprint", print);
     set_text(event, "keyfile", file);
     true
-}
-
-/// `<type> <SHA256:…|MD5:…>`.
-fn is_key(text: &str) -> bool {
-    text.split_once(' ')
-        .is_some_and(|(kind, print)| is_key_parts(kind, print))
-}
-
-fn is_key_parts(kind: &str, print: &str) -> bool {
-    !kind.is_empty()
-        && !kind.contains(' ')
-        && !print.contains(' ')
-        && (print.starts_with("SHA256:") || print.starts_with("MD5:"))
 }
