@@ -4,19 +4,16 @@
 //! re-check.
 //!
 //! Each component's table lives beside the component and is built by it, giving a
-//! [`key::KeyError`] that this root turns into a [`ConfigError`] naming the file:
+//! [`KeyError`] that this root turns into a [`ConfigError`] naming the file:
 //! `[agent.buffer]` in [`crate::buffer::config`], `[agent.inputs.file]` in
 //! [`crate::inputs::file::config`], `[agent.inputs.journald]` in
 //! [`crate::inputs::journald::config`], `[agent.shippers]` in [`crate::shippers::config`]
 //! and each shipper's `config.rs`.
 
-pub mod key;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use thiserror::Error;
 
 use crate::datadir::{self, Owners};
 use crate::host::{self, HostIdentity};
@@ -27,27 +24,11 @@ pub use crate::inputs::StartAt;
 pub use crate::inputs::file::config::{FileInputConfig, FileInputSettings};
 pub use crate::inputs::journald::config::{JournaldInputConfig, JournaldMode, JournaldSettings};
 pub use crate::shippers::amqp::config::{AmqpAuth, AmqpSettings, AmqpShipperConfig};
-pub use crate::shippers::common::{ClientCertificate, TlsFiles};
 pub use crate::shippers::config::{ShipperSettings, ShippersConfig};
 pub use crate::shippers::http::config::{HttpSettings, HttpShipperConfig};
+pub use picket_common::tls::{ClientCertificate, TlsFiles};
 
-/// Why a configuration could not be used. The binary exits with 78 (`EX_CONFIG`).
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid config file {path}: key {key}: {message}")]
-    Invalid {
-        path: PathBuf,
-        key: &'static str,
-        message: String,
-    },
-}
+pub use picket_common::config::{ConfigError, KeyError, Sources, dropin_dir};
 
 /// The whole file; the collector's table may sit beside ours and is ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -62,74 +43,6 @@ pub struct ConfigFile {
     /// The files it was read from (the main file, then its drop-ins).
     #[serde(skip)]
     pub sources: Sources,
-}
-
-/// The files a configuration was merged from, and which of them set each key: errors
-/// name the file an operator has to edit.
-#[derive(Debug, Default, Clone)]
-pub struct Sources {
-    /// The main file first, then the drop-ins in the order they were merged.
-    pub files: Vec<PathBuf>,
-    /// Dotted key (`agent.inputs.file.paths`) → index in `files` of the last file
-    /// that set it.
-    origins: std::collections::HashMap<String, usize>,
-}
-
-impl Sources {
-    /// One file and nothing else.
-    pub fn single(path: &Path) -> Sources {
-        Sources {
-            files: vec![path.to_path_buf()],
-            origins: Default::default(),
-        }
-    }
-
-    /// The file that set `key` (or the nearest table above it); the main file when
-    /// none did (a default).
-    pub fn file_for(&self, key: &str) -> &Path {
-        let mut key = key;
-        loop {
-            if let Some(&index) = self.origins.get(key) {
-                return &self.files[index];
-            }
-            match key.rsplit_once('.') {
-                Some((parent, _)) => key = parent,
-                None => return &self.files[0],
-            }
-        }
-    }
-
-    fn record(&mut self, prefix: &str, table: &toml::Table, index: usize) {
-        for (name, value) in table {
-            let key = if prefix.is_empty() {
-                name.clone()
-            } else {
-                format!("{prefix}.{name}")
-            };
-            if let toml::Value::Table(inner) = value {
-                self.record(&key, inner, index);
-            }
-            self.origins.insert(key, index);
-        }
-    }
-}
-
-/// The drop-in folder of a config file: `agent.d/` beside `agent.toml`.
-pub fn dropin_dir(path: &Path) -> PathBuf {
-    path.with_extension("d")
-}
-
-/// Merges `over` into `base`: tables merge key by key, any other value (arrays
-/// included) replaces what was there.
-fn merge(base: &mut toml::Table, over: toml::Table) {
-    for (name, value) in over {
-        match (base.get_mut(&name), value) {
-            (Some(toml::Value::Table(below)), toml::Value::Table(above)) => merge(below, above),
-            (_, value) => {
-                base.insert(name, value);
-            }
-        }
-    }
 }
 
 /// `[agent]`.
@@ -220,64 +133,13 @@ pub struct Settings {
 }
 
 impl ConfigFile {
-    /// Reads and parses a config file and its drop-ins (syntax and key names only).
-    ///
-    /// Drop-ins are the `*.toml` files of [`dropin_dir`] (`/etc/picket/agent.d/`),
-    /// merged over the main file in byte order of their names: a table merges key by
-    /// key, any other value (a list too) replaces the one before. Each file must be
-    /// valid on its own, so a typo is reported with the file that holds it. Other
-    /// files there (`.dpkg-old`, editor backups) are skipped.
+    /// Reads and parses a config file and its drop-ins (`agent.d/*.toml`; syntax and
+    /// key names only): see [`picket_common::config::load`].
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let mut files = vec![path.to_path_buf()];
-        let dir = dropin_dir(path);
-        match std::fs::read_dir(&dir) {
-            Ok(entries) => {
-                let mut dropins: Vec<PathBuf> = entries
-                    .filter_map(|entry| entry.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|e| e == "toml") && !is_hidden(p))
-                    .collect();
-                dropins.sort();
-                files.extend(dropins);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(ConfigError::Read { path: dir, source }),
-        }
-        let mut merged = toml::Table::new();
-        let mut sources = Sources::default();
-        for (index, file) in files.iter().enumerate() {
-            let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-                path: file.clone(),
-                source,
-            })?;
-            let parse_error = |e: toml::de::Error| ConfigError::Parse {
-                path: file.clone(),
-                message: e.to_string(),
-            };
-            let table: toml::Table = toml::from_str(&text).map_err(parse_error)?;
-            // Alone first: unknown keys and wrong types are the fault of this file.
-            toml::Value::Table(table.clone())
-                .try_into::<ConfigFile>()
-                .map_err(parse_error)?;
-            sources.record("", &table, index);
-            merge(&mut merged, table);
-        }
-        sources.files = files;
-        let mut config: ConfigFile =
-            toml::Value::Table(merged)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?;
+        let (mut config, sources): (ConfigFile, Sources) = picket_common::config::load(path)?;
         config.sources = sources;
         Ok(config)
     }
-}
-
-fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_none_or(|n| n.starts_with('.'))
 }
 
 impl AgentConfig {
@@ -296,22 +158,11 @@ impl AgentConfig {
     /// Like [`AgentConfig::build_from`], with `owners` allowed to own `data_dir`
     /// ([`Owners::Anyone`]: `validate` run as root, which cannot tell the service's user).
     pub fn build_with(&self, sources: &Sources, owners: Owners) -> Result<Settings, ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
-            path: sources.file_for(key).to_path_buf(),
-            key,
-            message,
-        };
+        let invalid = |key: &str, message: String| sources.invalid(KeyError::new(key, message));
         let timezone =
             TimeZoneChoice::parse(&self.timezone).map_err(|e| invalid("agent.timezone", e))?;
-        let file = self
-            .inputs
-            .file
-            .build()
-            .map_err(|e| invalid(e.key, e.message))?;
-        let (shipper, batch_max_events) = self
-            .shippers
-            .build()
-            .map_err(|e| invalid(e.key, e.message))?;
+        let file = self.inputs.file.build().map_err(|e| sources.invalid(e))?;
+        let (shipper, batch_max_events) = self.shippers.build().map_err(|e| sources.invalid(e))?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("agent.data_dir", "must not be empty".into()));
         }
@@ -331,8 +182,8 @@ impl AgentConfig {
             .inputs
             .journald
             .build(!file.discovery.scan().is_empty())
-            .map_err(|e| invalid(e.key, e.message))?;
-        let buffer = self.buffer.build().map_err(|e| invalid(e.key, e.message))?;
+            .map_err(|e| sources.invalid(e))?;
+        let buffer = self.buffer.build().map_err(|e| sources.invalid(e))?;
         let host = host::identity(self.hostname.as_deref(), self.host_id.as_deref());
         Ok(Settings {
             host,

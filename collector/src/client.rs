@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use thiserror::Error;
 
-pub use crate::http_client::{build_http_client, error_chain};
+pub use picket_common::http_client::{HttpClientError, build_http_client, error_chain};
+use picket_common::tls::TlsFiles;
 
 /// Why a search through a running collector failed.
 #[derive(Debug, Error)]
@@ -17,8 +18,10 @@ pub enum ClientError {
     Refused(String),
     #[error("the collector answered something that is not a search result: {0}")]
     BadAnswer(String),
-    #[error("{0}")]
-    Client(String),
+    #[error(transparent)]
+    Client(#[from] HttpClientError),
+    #[error("the token is not valid in an HTTP header")]
+    BadToken,
 }
 
 /// A client builder that sends `Authorization: Bearer <token>` on every request.
@@ -30,7 +33,7 @@ pub fn with_token(
         return Ok(builder);
     };
     let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| ClientError::Client("the token is not valid in an HTTP header".into()))?;
+        .map_err(|_| ClientError::BadToken)?;
     value.set_sensitive(true);
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -63,7 +66,7 @@ pub async fn search(request: &RemoteSearch) -> Result<(u64, Vec<Value>), ClientE
         params.push(("to", to.clone()));
     }
     let builder = with_token(reqwest::Client::builder(), request.token.as_deref())?;
-    let client = build_http_client(builder, [url.as_str()], false).map_err(ClientError::Client)?;
+    let client = build_http_client(builder, [url.as_str()], &TlsFiles::default())?;
     let unreachable = |source| ClientError::Unreachable {
         url: url.clone(),
         source,

@@ -3,7 +3,7 @@
 //! searches.
 //!
 //! - [`config`]: the `[collector]` config table and its checked [`config::Settings`].
-//! - [`ingest::http`]: the HTTP routes (`/events`, `/status`, `/api/events`);
+//! - [`http`]: the HTTP routes (`/events`, `/status`, `/api/events`);
 //!   [`ingest::auth`]: bearer tokens and request guards; [`tls`]: HTTPS and client
 //!   certificates.
 //! - [`stores`]: the one face of both stores; [`stores::embedded`]: the daily tantivy
@@ -19,17 +19,14 @@
 //! `main.rs` parses the command line and calls [`run`].
 
 pub mod alerts;
+pub mod amqp;
 pub mod client;
 pub mod config;
-pub mod connections;
-pub mod http_client;
-pub mod ingest;
+pub mod http;
 pub mod metrics;
 pub mod query;
 pub mod search;
-pub mod server;
 pub mod stores;
-pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,12 +37,12 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use crate::config::Settings;
-use crate::ingest::auth::Guards;
-use crate::ingest::http::{AppState, router};
+use crate::http::auth::Guards;
+use crate::http::tls::TlsListener;
+use crate::http::{AppState, router};
 use crate::stores::elasticsearch::ElasticStore;
 use crate::stores::embedded::EmbeddedStore;
 use crate::stores::{Store, StoreError};
-use crate::tls::TlsListener;
 
 /// Why the collector stopped with a failure.
 #[derive(Debug, Error)]
@@ -73,43 +70,40 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let store = Arc::new(match &settings.elasticsearch {
+    let http = &settings.http;
+    let store = Arc::new(match &settings.stores.elasticsearch {
         Some(es) => {
             Store::Elasticsearch(ElasticStore::new(es.clone()).map_err(RunError::Elasticsearch)?)
         }
         None => Store::Embedded(EmbeddedStore::open(
             &settings.data_dir,
-            settings.commit_interval,
-            settings.writer_memory_bytes,
+            settings.stores.embedded.commit_interval,
+            settings.stores.embedded.writer_memory_bytes,
         )?),
     });
-    let listener = listen(settings.listen).map_err(|source| RunError::Bind {
-        address: settings.listen,
+    let listener = listen(http.listen).map_err(|source| RunError::Bind {
+        address: http.listen,
         source,
     })?;
     let address = listener.local_addr().map_err(RunError::Serve)?;
-    let scheme = if settings.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if http.tls.is_some() { "https" } else { "http" };
     info!(
         url = %format!("{scheme}://{address}"),
         data_dir = %settings.data_dir.display(),
-        client_certificates = settings.tls.is_some() && settings.client_certificates,
-        bearer_tokens = settings.tokens.is_some(),
-        open_reads = settings.open_reads,
+        client_certificates = http.tls.is_some() && http.client_certificates,
+        bearer_tokens = http.tokens.is_some(),
+        open_reads = http.open_reads,
         "Collector listening for events and searches (POST /events, /nxlog, /cef, /custom/<application>, /_bulk; GET /api/events, /metrics, /status)."
     );
     match &*store {
         Store::Elasticsearch(es) => {
-            info!(nodes = %es.urls(), retention_days = settings.retention_days, "Storing events in Elasticsearch.")
+            info!(nodes = %es.urls(), retention_days = settings.stores.retention_days, "Storing events in Elasticsearch.")
         }
         Store::Embedded(_) => {
-            info!(path = %settings.data_dir.join("events").display(), retention_days = settings.retention_days, "Storing events in the embedded store.")
+            info!(path = %settings.data_dir.join("events").display(), retention_days = settings.stores.retention_days, "Storing events in the embedded store.")
         }
     }
-    if settings.tls.is_none() && settings.tokens.is_none() && !address.ip().is_loopback() {
+    if http.tls.is_none() && http.tokens.is_none() && !address.ip().is_loopback() {
         warn!(address = %address, "The API is open to anyone who can reach this address: no TLS client certificates and no bearer tokens are configured.");
     }
     let metrics = Arc::new(crate::metrics::Metrics::default());
@@ -129,7 +123,7 @@ pub async fn run(
             for hook in &settings.alerts.webhooks {
                 notifiers.push(Arc::new(
                     crate::alerts::notify::Notifier::webhook(hook.clone())
-                        .map_err(RunError::Alerts)?,
+                        .map_err(|e| RunError::Alerts(e.to_string()))?,
                 ));
             }
             if let Some(irc) = &settings.alerts.irc {
@@ -176,34 +170,32 @@ pub async fn run(
             None
         }
     };
-    let read_token = crate::ingest::auth::local_read_token(&settings.data_dir).map_err(|e| {
+    let read_token = crate::http::auth::local_read_token(&settings.data_dir).map_err(|e| {
         RunError::ReadToken(
-            settings.data_dir.join(crate::ingest::auth::READ_TOKEN_FILE),
+            settings.data_dir.join(crate::http::auth::READ_TOKEN_FILE),
             e,
         )
     })?;
-    let mut readers = crate::ingest::auth::Tokens::default();
-    readers.add(read_token.as_bytes(), crate::ingest::auth::Role::Reader);
-    let access = Arc::new(crate::ingest::auth::Access {
-        tokens: settings.tokens.clone(),
+    let mut readers = crate::http::auth::Tokens::default();
+    readers.add(read_token.as_bytes(), crate::http::auth::Role::Reader);
+    let access = Arc::new(crate::http::auth::Access {
+        tokens: http.tokens.clone(),
         readers,
-        open_reads: settings.open_reads,
+        open_reads: http.open_reads,
         metrics: Arc::clone(&metrics),
     });
     let state = AppState {
         store: Arc::clone(&store),
-        max_body_bytes: settings.max_body_bytes,
-        max_event_bytes: settings.max_event_bytes,
+        max_body_bytes: http.max_body_bytes,
+        max_event_bytes: http.max_event_bytes,
         access,
-        max_events_per_request: settings.max_events_per_request,
-        min_body_bytes_per_sec: settings.min_body_bytes_per_sec,
-        max_response_bytes: settings.max_response_bytes,
+        max_events_per_request: http.max_events_per_request,
+        min_body_bytes_per_sec: http.min_body_bytes_per_sec,
+        max_response_bytes: http.max_response_bytes,
         time_window: settings.time_window,
         guards: Guards {
-            slots: Arc::new(tokio::sync::Semaphore::new(
-                settings.max_concurrent_requests,
-            )),
-            timeout: settings.request_timeout,
+            slots: Arc::new(tokio::sync::Semaphore::new(http.max_concurrent_requests)),
+            timeout: http.request_timeout,
             metrics: Arc::clone(&metrics),
         },
         metrics: Arc::clone(&metrics),
@@ -211,12 +203,12 @@ pub async fn run(
     };
     let upkeep = tokio::spawn(upkeep(
         Arc::clone(&store),
-        settings.retention_days,
+        settings.stores.retention_days,
         settings.time_window.max_future,
         stop_rx.clone(),
     ));
     let amqp = settings.amqp.clone().map(|amqp| {
-        tokio::spawn(crate::ingest::amqp::run(
+        tokio::spawn(crate::amqp::run(
             amqp,
             Arc::clone(&store),
             Arc::clone(&metrics),
@@ -224,25 +216,26 @@ pub async fn run(
             stop_rx.clone(),
         ))
     });
-    let connections = crate::connections::Connections::new(
-        crate::connections::Limits {
-            header_timeout: settings.header_timeout,
-            idle_timeout: settings.idle_timeout,
-            max_connections: settings.max_connections,
-            max_connections_per_address: settings.max_connections_per_address,
+    let connections = crate::http::connections::Connections::new(
+        crate::http::connections::Limits {
+            header_timeout: http.header_timeout,
+            idle_timeout: http.idle_timeout,
+            max_connections: http.max_connections,
+            max_connections_per_address: http.max_connections_per_address,
         },
         Arc::clone(&metrics),
     );
-    let incoming = match settings.tls.clone() {
-        Some(tls) => crate::server::Incoming::Tls(TlsListener::new(
+    let incoming = match http.tls.clone() {
+        Some(tls) => crate::http::server::Incoming::Tls(TlsListener::new(
             listener,
             tls,
             Arc::clone(&connections),
-            settings.client_certificates,
+            http.client_certificates,
         )),
-        None => crate::server::Incoming::Plain(listener),
+        None => crate::http::server::Incoming::Plain(listener),
     };
-    let served = crate::server::serve(incoming, router(state), connections, stop_rx.clone()).await;
+    let served =
+        crate::http::server::serve(incoming, router(state), connections, stop_rx.clone()).await;
     if let Some(amqp) = amqp {
         let _ = amqp.await;
     }

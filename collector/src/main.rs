@@ -183,7 +183,7 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &std::path::Path) -> Result<picket_collector::config::Settings, ExitCode> {
-    let built = ConfigFile::load(path).and_then(|file| file.collector.build(path));
+    let built = ConfigFile::load(path).and_then(|file| file.collector.build_from(&file.sources));
     built.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(EX_CONFIG)
@@ -219,7 +219,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    raise_open_file_limit(settings.max_concurrent_requests);
+    raise_open_file_limit(settings.http.max_concurrent_requests);
     let result = runtime().and_then(|rt| {
         rt.block_on(picket_collector::run(
             settings,
@@ -291,7 +291,7 @@ fn read_token(
     let data_dir = ConfigFile::load(config)
         .map(|file| file.collector.data_dir)
         .unwrap_or_else(|_| PathBuf::from("/var/lib/picket-collector"));
-    let local = data_dir.join(picket_collector::ingest::auth::READ_TOKEN_FILE);
+    let local = data_dir.join(picket_collector::http::auth::READ_TOKEN_FILE);
     match std::fs::read_to_string(&local) {
         Ok(text) => Ok(first_line(&text)),
         Err(e) => {
@@ -375,9 +375,8 @@ fn alerts_command(
             let http = client::build_http_client(
                 client::with_token(reqwest::Client::builder(), token.as_deref())?,
                 [base_url.as_str()],
-                false,
-            )
-            .map_err(anyhow::Error::msg)?;
+                &picket_common::tls::TlsFiles::default(),
+            )?;
             let source = client::RemoteSource {
                 base_url,
                 client: http,

@@ -45,7 +45,7 @@ impl World {
         let settings = ElasticSettings {
             urls: vec![format!("{url}/").parse().unwrap()],
             credentials: None,
-            ca_pem: None,
+            tls: Default::default(),
             timeout: Duration::from_secs(10),
             retry_for: Duration::from_secs(5),
             bulk_max_bytes: 10 * 1024 * 1024,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::key::KeyError;
+use picket_common::config::KeyError;
 
 /// What the buffer does when it reaches `max_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

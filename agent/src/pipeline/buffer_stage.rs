@@ -5,6 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use picket_common::backoff::Backoff;
+use picket_common::ratelog::LogLimiter;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
@@ -49,10 +51,10 @@ pub(super) async fn buffer_stage(
         unsynced: 0,
         last_sync: Instant::now(),
         line: Vec::with_capacity(4096),
-        write_log: EveryMinute::default(),
+        write_log: LogLimiter::every_minute(),
     };
     // A buffer that stays full fills and drains by the batch: say so once a minute.
-    let mut full_log = EveryMinute::default();
+    let full_log = LogLimiter::every_minute();
     // The first heartbeat goes out at start: a restarted agent says so at once.
     let mut next_heartbeat = Instant::now();
     loop {
@@ -88,7 +90,7 @@ pub(super) async fn buffer_stage(
             Err(_) => None,
         };
         if let Some(chunk) = received {
-            match store.take(chunk, &settings, &mut full_log).await {
+            match store.take(chunk, &settings, &full_log).await {
                 Step::Stop => return,
                 Step::Skip => continue,
                 Step::Go => {}
@@ -144,7 +146,7 @@ struct Store<'a> {
     unsynced: usize,
     last_sync: Instant,
     line: Vec<u8>,
-    write_log: EveryMinute,
+    write_log: LogLimiter,
 }
 
 impl Store<'_> {
@@ -155,7 +157,7 @@ impl Store<'_> {
         &mut self,
         chunk: Chunk,
         settings: &BufferSettings,
-        full_log: &mut EveryMinute,
+        full_log: &LogLimiter,
     ) -> Step {
         let full = self.disk.lock().map(|d| d.is_full()).unwrap_or(false);
         if full && settings.drop_newest {
@@ -276,7 +278,7 @@ impl Store<'_> {
     /// the restart.
     async fn recover(&mut self, mut error: String) -> bool {
         let events: usize = self.pending.iter().map(Chunk::len).sum();
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             if self.write_log.due() {
                 error!(
@@ -308,8 +310,7 @@ impl Store<'_> {
                 );
                 return false;
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+            tokio::time::sleep(backoff.next_delay()).await;
             let pending = &self.pending;
             let appended = undone.and_then(|()| {
                 tokio::task::block_in_place(|| {
@@ -329,26 +330,6 @@ impl Store<'_> {
                 Err(e) => error = e,
             }
         }
-    }
-}
-
-/// Lets a repeated condition be logged once, then at most once a minute.
-#[derive(Default)]
-struct EveryMinute {
-    last: Option<Instant>,
-}
-
-impl EveryMinute {
-    fn due(&mut self) -> bool {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(60))
-        {
-            return false;
-        }
-        self.last = Some(now);
-        true
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use picket_common::backoff;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -17,6 +18,8 @@ use crate::shippers::{Outcome, Shipper};
 
 /// Longest wait between two tries of one batch.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The wait after the first failure, doubled per failure after it.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// The ship stage: reads batches from the disk buffer, sends them, acknowledges them
 /// in the buffer after a 2xx.
@@ -179,7 +182,9 @@ impl ShipStage {
                     }
                     Outcome::Retry { reason, after } => {
                         self.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                        let delay = after.unwrap_or_else(|| backoff(attempt)).min(MAX_BACKOFF);
+                        let delay = after
+                            .unwrap_or_else(|| backoff::delay(FIRST_BACKOFF, MAX_BACKOFF, attempt))
+                            .min(MAX_BACKOFF);
                         attempt = attempt.saturating_add(1);
                         warn!(reason = %reason, retry_in_ms = delay.as_millis() as u64, attempt, "Delivery failed; retrying.");
                         if !self.wait_or_give_up(delay).await {
@@ -226,31 +231,5 @@ impl ShipStage {
         }
         self.drain_deadline
             .is_none_or(|deadline| Instant::now() < deadline)
-    }
-}
-
-/// 0.5 s doubled per attempt, at most [`MAX_BACKOFF`], with ±20 % jitter.
-fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(500).saturating_mul(1u32 << attempt.min(10));
-    let base = base.min(MAX_BACKOFF);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = 0.8 + f64::from(nanos % 400) / 1000.0;
-    base.mul_f64(jitter)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(
-            backoff(0) >= Duration::from_millis(400) && backoff(0) <= Duration::from_millis(600)
-        );
-        assert!(backoff(3) >= Duration::from_millis(3200));
-        assert!(backoff(30) <= MAX_BACKOFF.mul_f64(1.2));
     }
 }

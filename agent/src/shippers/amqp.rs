@@ -24,14 +24,11 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::FieldTable;
-use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
-};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
 use tracing::{info, warn};
 
-use self::config::{AmqpAuth, AmqpSettings};
+use self::config::AmqpSettings;
 use super::Outcome;
 use crate::buffer::Records;
 
@@ -59,55 +56,17 @@ impl AmqpShipper {
     pub fn destination(&self) -> String {
         format!(
             "{} exchange {:?} routing key {:?}",
-            self.settings.url, self.settings.exchange, self.settings.routing_key
+            self.settings.endpoint.url, self.settings.exchange, self.settings.routing_key
         )
     }
 
-    /// The URI lapin connects with: credentials, login mechanism, heartbeat and
-    /// connect timeout added to the configured URL.
-    fn uri(&self) -> String {
-        let mut url = self.settings.url.clone();
-        if self.settings.auth == AmqpAuth::Plain
-            && let (Some(user), Some(password)) = (&self.settings.username, &self.settings.password)
-        {
-            let _ = url.set_username(user);
-            let _ = url.set_password(Some(password));
-        }
-        let mechanism = match self.settings.auth {
-            AmqpAuth::Plain => "plain",
-            AmqpAuth::External => "external",
-        };
-        let timeout_ms = self.settings.timeout.as_millis().to_string();
-        url.query_pairs_mut()
-            .append_pair("auth_mechanism", mechanism)
-            .append_pair("heartbeat", "30")
-            .append_pair("connection_timeout", &timeout_ms);
-        url.to_string()
-    }
-
     async fn connect(&self) -> Result<Session, String> {
-        let tls = &self.settings.tls;
-        // Read at load time: a reconnect does not go back to the disk.
-        let identity = tls.client.as_ref().map(|client| OwnedIdentity::PKCS8 {
-            pem: client.cert_pem.clone(),
-            key: client.key_pem.clone(),
-        });
-        let config = OwnedTLSConfig {
-            identity,
-            cert_chain: tls
-                .ca_pem
-                .as_ref()
-                .map(|pem| String::from_utf8_lossy(pem).into_owned()),
-        };
-        let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
-        let properties = ConnectionProperties::default()
-            .with_connection_name(concat!("picket-agent/", env!("CARGO_PKG_VERSION")).into());
-        let uri = self.uri();
-        let connect = Connection::connect_with_config(&uri, properties, config, runtime);
-        let connection = tokio::time::timeout(self.settings.timeout, connect)
+        let connection = self
+            .settings
+            .endpoint
+            .connect(concat!("picket-agent/", env!("CARGO_PKG_VERSION")))
             .await
-            .map_err(|_| format!("no connection within {:?}", self.settings.timeout))?
-            .map_err(|e| format!("cannot connect: {e}"))?;
+            .map_err(|e| e.to_string())?;
         let setup = async {
             let channel = connection.create_channel().await?;
             channel
@@ -147,7 +106,7 @@ impl AmqpShipper {
                 .await?;
             Ok::<Channel, lapin::Error>(channel)
         };
-        let channel = tokio::time::timeout(self.settings.timeout, setup)
+        let channel = tokio::time::timeout(self.settings.endpoint.timeout, setup)
             .await
             .map_err(|_| "the broker did not answer the channel setup in time".to_string())?
             .map_err(|e| format!("cannot set up the exchange and queue: {e}"))?;
@@ -177,7 +136,7 @@ impl AmqpShipper {
                 Ok(session) => self.session = Some(session),
                 Err(reason) => {
                     return Outcome::Retry {
-                        reason: format!("{}: {reason}", self.settings.url),
+                        reason: format!("{}: {reason}", self.settings.endpoint.url),
                         after: None,
                     };
                 }
@@ -187,7 +146,7 @@ impl AmqpShipper {
             unreachable!("a session was just made")
         };
         let outcome = tokio::time::timeout(
-            self.settings.timeout,
+            self.settings.endpoint.timeout,
             publish_all(&session.channel, &self.settings, records),
         )
         .await
@@ -195,7 +154,7 @@ impl AmqpShipper {
             Err(format!(
                 "the broker did not confirm {} messages within {:?}",
                 records.len(),
-                self.settings.timeout
+                self.settings.endpoint.timeout
             ))
         });
         match outcome {
@@ -212,7 +171,7 @@ impl AmqpShipper {
                     .await;
                 }
                 Outcome::Retry {
-                    reason: format!("{}: {reason}", self.settings.url),
+                    reason: format!("{}: {reason}", self.settings.endpoint.url),
                     after: None,
                 }
             }

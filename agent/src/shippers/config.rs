@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::amqp::config::{AmqpSettings, AmqpShipperConfig};
 use super::http::config::{HttpSettings, HttpShipperConfig};
-use crate::config::key::KeyError;
+use picket_common::config::KeyError;
 
 /// `[agent.shippers]`: where events go. Configure one of `http` (the default, to
 /// `http://127.0.0.1:8080/events`) or `amqp`.

@@ -12,27 +12,19 @@ pub mod config;
 use std::io::Write as _;
 use std::time::Duration;
 
+use picket_common::http_client::{HttpClientError, build_http_client, error_chain};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
-use thiserror::Error;
 use tracing::warn;
 
 use self::config::HttpSettings;
 use super::Outcome;
 use crate::buffer::Records;
 
-/// Why the shipper could not be built.
-#[derive(Debug, Error)]
-pub enum HttpShipperError {
-    #[error("cannot build the HTTP client: {}", error_chain(.0))]
-    Client(reqwest::Error),
-    #[error(
-        "cannot load this host's CA certificates to check the collector's ({}); install them (Debian: ca-certificates) or set agent.shippers.http.ca_file",
-        error_chain(.0)
-    )]
-    SystemRoots(reqwest::Error),
-}
+/// Why the shipper could not be built: its client (with no CA file configured and none
+/// on the host, set `agent.shippers.http.ca_file`).
+pub type HttpShipperError = HttpClientError;
 
 /// Sends batches to the collector URLs, one at a time, in order of preference.
 #[derive(Debug, Clone)]
@@ -61,41 +53,27 @@ struct RejectedItem {
 impl HttpShipper {
     /// A shipper for the checked settings.
     pub fn build(settings: &HttpSettings) -> Result<HttpShipper, HttpShipperError> {
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             // Under the collector's idle_timeout_secs (60 by default): the agent lets an
             // idle connection go before the collector closes it under a request.
             .pool_idle_timeout(Duration::from_secs(50))
             .user_agent(concat!("picket-agent/", env!("CARGO_PKG_VERSION")));
-        let tls = settings.urls.iter().any(|url| url.scheme() == "https");
-        if let Some(pem) = &settings.tls.ca_pem {
-            let roots =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(HttpShipperError::Client)?;
-            builder = builder.tls_certs_only(roots);
-        } else if !tls {
-            // Plain HTTP needs no roots: a host without a CA store (a minimal image)
-            // must not fail for want of them.
-            builder = builder.tls_certs_only(Vec::new());
-        }
-        if let Some(client) = &settings.tls.client {
-            let identity = reqwest::Identity::from_pem(&client.identity_pem())
-                .map_err(HttpShipperError::Client)?;
-            builder = builder.identity(identity);
-        }
-        let client = builder.build().map_err(|e| {
-            if tls && settings.tls.ca_pem.is_none() {
-                HttpShipperError::SystemRoots(e)
-            } else {
-                HttpShipperError::Client(e)
-            }
-        })?;
+        let client = build_http_client(
+            builder,
+            settings.urls.iter().map(|u| u.as_str()),
+            &settings.tls,
+        )?;
         Ok(HttpShipper {
             client,
             urls: settings.urls.clone(),
             current: 0,
             gzip: settings.gzip,
-            authorization: settings.token.as_ref().map(|t| format!("Bearer {t}")),
+            authorization: settings
+                .token
+                .as_ref()
+                .map(|t| format!("Bearer {}", t.expose())),
         })
     }
 
@@ -206,19 +184,6 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = when.timestamp() - chrono::Utc::now().timestamp();
     Some(Duration::from_secs(wait.max(0) as u64))
-}
-
-/// An error and its causes, which is where reqwest says "certificate unknown" or
-/// "connection refused".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

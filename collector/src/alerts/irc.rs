@@ -8,29 +8,18 @@
 //! then one every [`PACE`], as servers expect of a well-behaved client. Reconnects with
 //! backoff (1 s doubling to 60 s); a nick in use gets `_` appended.
 
+pub mod config;
+
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use picket_common::backoff::Backoff;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
-/// `[collector.alerts.irc]`, checked.
-#[derive(Debug, Clone)]
-pub struct IrcSettings {
-    /// Host name (also the TLS server name).
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-    /// PEM CA bundle for the server's certificate; `None`: the system's roots.
-    pub ca_pem: Option<Vec<u8>>,
-    pub nick: String,
-    /// The channel alerts go to unless their rule names another.
-    pub channel: String,
-    /// Server password (`PASS`), when the server wants one.
-    pub password: Option<String>,
-}
+pub use self::config::IrcSettings;
 
 /// Most alerts waiting to be said.
 pub const QUEUE: usize = 1000;
@@ -168,16 +157,17 @@ async fn connection_loop(
     queue: Arc<Mutex<VecDeque<Line>>>,
     wake: Arc<Notify>,
 ) {
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
-        match session(&settings, &queue, &wake).await {
-            Ok(()) => backoff = Duration::from_secs(1),
-            Err(e) => {
-                warn!(server = %format!("{}:{}", settings.host, settings.port), error = %e, retry_in = ?backoff, "IRC connection failed; alerts wait in the queue.");
-            }
+        let outcome = session(&settings, &queue, &wake).await;
+        if outcome.is_ok() {
+            backoff.reset();
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(60));
+        let delay = backoff.next_delay();
+        if let Err(e) = outcome {
+            warn!(server = %format!("{}:{}", settings.host, settings.port), error = %e, retry_in = ?delay, "IRC connection failed; alerts wait in the queue.");
+        }
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -194,7 +184,7 @@ async fn session(
     let send = |text: String| format!("{text}\r\n").into_bytes();
     if let Some(password) = &settings.password {
         write
-            .write_all(&send(format!("PASS {password}")))
+            .write_all(&send(format!("PASS {}", password.expose())))
             .await
             .map_err(|e| e.to_string())?;
     }

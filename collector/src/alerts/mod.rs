@@ -11,6 +11,7 @@
 //! embedded store in its own daily indices under `<data_dir>/alerts/`. The ledgers are
 //! JSON files under `<data_dir>/alerts/ledger/`, one per rule.
 
+pub mod config;
 pub mod engine;
 pub mod irc;
 pub mod notify;

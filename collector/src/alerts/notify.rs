@@ -8,21 +8,17 @@
 //! - IRC: `SEVERITY: category summary` in the rule's channel or the default one
 //!   ([`super::irc`]).
 
+pub mod config;
+
 use std::time::Duration;
 
+use picket_common::http_client::HttpClientError;
+use picket_common::tls::TlsFiles;
 use serde_json::json;
 
 use super::engine::Alert;
 
-/// `[[collector.alerts.webhook]]`, checked.
-#[derive(Debug, Clone)]
-pub struct WebhookSettings {
-    pub url: reqwest::Url,
-    /// Slack-compatible `{"text": ...}` instead of the alert document.
-    pub slack: bool,
-    /// Alerts below this severity are not sent (`DEBUG` sends all).
-    pub min_severity: mozdef::Severity,
-}
+pub use self::config::{AlertAmqpSettings, WebhookSettings};
 
 /// A way of telling people. A handful exist per collector, made once.
 #[allow(clippy::large_enum_variant)]
@@ -33,7 +29,7 @@ pub enum Notifier {
     },
     Irc(super::irc::Irc),
     Amqp {
-        settings: Box<crate::ingest::amqp::AmqpSettings>,
+        settings: Box<AlertAmqpSettings>,
         /// Connected on first use, dropped on any failure and made again.
         session: tokio::sync::Mutex<Option<(lapin::Connection, lapin::Channel)>>,
     },
@@ -64,18 +60,18 @@ pub fn one_line(alert: &Alert) -> String {
 }
 
 impl Notifier {
-    pub fn webhook(settings: WebhookSettings) -> Result<Notifier, String> {
-        let client = crate::http_client::build_http_client(
+    pub fn webhook(settings: WebhookSettings) -> Result<Notifier, HttpClientError> {
+        let client = picket_common::http_client::build_http_client(
             reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .user_agent(concat!("picket-collector/", env!("CARGO_PKG_VERSION"))),
             [settings.url.as_str()],
-            false,
+            &TlsFiles::default(),
         )?;
         Ok(Notifier::Webhook { settings, client })
     }
 
-    pub fn amqp(settings: crate::ingest::amqp::AmqpSettings) -> Notifier {
+    pub fn amqp(settings: AlertAmqpSettings) -> Notifier {
         Notifier::Amqp {
             settings: Box::new(settings),
             session: tokio::sync::Mutex::new(None),
@@ -87,21 +83,25 @@ impl Notifier {
             Notifier::Webhook { settings, .. } => {
                 format!("webhook {}", settings.url.host_str().unwrap_or("?"))
             }
-            Notifier::Amqp { settings, .. } => format!("amqp {}", settings.display_url),
+            Notifier::Amqp { settings, .. } => format!("amqp {}", settings.endpoint.url),
             Notifier::Irc(irc) => irc.name(),
         }
     }
 
     /// One publish on the current session (made first when there is none).
     async fn publish(
-        settings: &crate::ingest::amqp::AmqpSettings,
+        settings: &AlertAmqpSettings,
         session: &tokio::sync::Mutex<Option<(lapin::Connection, lapin::Channel)>>,
         body: &[u8],
     ) -> Result<(), String> {
         use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
         let mut guard = session.lock().await;
         if guard.is_none() {
-            let connection = crate::ingest::amqp::connect(settings).await?;
+            let connection = settings
+                .endpoint
+                .connect(concat!("picket-collector/", env!("CARGO_PKG_VERSION")))
+                .await
+                .map_err(|e| e.to_string())?;
             let channel = connection
                 .create_channel()
                 .await

@@ -35,8 +35,12 @@
 //! Versions: Elasticsearch 7.x and 8.x (composable templates from 7.8, legacy
 //! `_template` before) and OpenSearch 1.x/2.x, told apart by `GET /`.
 
+pub mod config;
+
+pub use self::config::{Credentials, ElasticSettings};
+
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -46,46 +50,8 @@ use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use super::{Document, SearchRequest, SearchResult, StoreError, Stored};
-use crate::http_client::error_chain;
-
-/// The checked `[collector.stores.elasticsearch]`.
-#[derive(Debug, Clone)]
-pub struct ElasticSettings {
-    /// Node URLs, tried in turn (`https://es1:9200/`).
-    pub urls: Vec<Url>,
-    pub credentials: Option<Credentials>,
-    /// PEM CA bundle the nodes' certificates must chain to (else the system roots).
-    pub ca_pem: Option<Vec<u8>>,
-    /// One HTTP request's limit.
-    pub timeout: Duration,
-    /// How long a batch's refused-for-now items are retried before the sender is told
-    /// to retry later.
-    pub retry_for: Duration,
-    /// Largest `_bulk` body; bigger batches are split.
-    pub bulk_max_bytes: usize,
-    /// Where refused documents go.
-    pub dead_letter_path: PathBuf,
-}
-
-/// How the collector logs in to the cluster.
-#[derive(Clone)]
-pub enum Credentials {
-    Basic {
-        username: String,
-        password: String,
-    },
-    /// The `encoded` value Elasticsearch returns when an API key is created.
-    ApiKey(String),
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credentials::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
-            Credentials::ApiKey(_) => write!(f, "ApiKey(***)"),
-        }
-    }
-}
+use picket_common::backoff::Backoff;
+use picket_common::http_client::error_chain;
 
 /// What `GET /` said the cluster is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +78,7 @@ struct Prepared {
 
 /// The Elasticsearch store. Cheap to share behind an `Arc`.
 pub struct ElasticStore {
-    settings: ElasticSettings,
+    settings: Arc<ElasticSettings>,
     client: reqwest::Client,
     /// The node tried first: the last one that answered.
     current: AtomicUsize,
@@ -141,23 +107,19 @@ impl ElasticStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("picket-collector/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &settings.ca_pem {
-            let roots = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| format!("cannot read the CA bundle: {e}"))?;
-            builder = builder.tls_certs_only(roots);
-        }
-        let client = crate::http_client::build_http_client(
+        let client = picket_common::http_client::build_http_client(
             builder,
             settings.urls.iter().map(|u| u.as_str()),
-            settings.ca_pem.is_some(),
-        )?;
+            &settings.tls,
+        )
+        .map_err(|e| e.to_string())?;
         Ok(ElasticStore {
-            settings,
+            settings: Arc::new(settings),
             client,
             current: AtomicUsize::new(0),
             prepared: tokio::sync::Mutex::new(Prepared::default()),
@@ -195,11 +157,12 @@ impl ElasticStore {
             let mut request = self.client.request(method.clone(), url.clone());
             request = match &self.settings.credentials {
                 Some(Credentials::Basic { username, password }) => {
-                    request.basic_auth(username, Some(password))
+                    request.basic_auth(username, Some(password.expose()))
                 }
-                Some(Credentials::ApiKey(key)) => {
-                    request.header(reqwest::header::AUTHORIZATION, format!("ApiKey {key}"))
-                }
+                Some(Credentials::ApiKey(key)) => request.header(
+                    reqwest::header::AUTHORIZATION,
+                    format!("ApiKey {}", key.expose()),
+                ),
                 None => request,
             };
             if let Some((content_type, bytes)) = &body {
@@ -486,7 +449,7 @@ impl ElasticStore {
         let started = Instant::now();
         let mut outcome = Stored::default();
         let mut pending: Vec<usize> = (0..documents.len()).collect();
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
         let mut existing = Vec::new();
         loop {
             let mut retry = Vec::new();
@@ -528,7 +491,8 @@ impl ElasticStore {
                 }
                 return Ok(outcome);
             }
-            if started.elapsed() + backoff > self.settings.retry_for {
+            let delay = backoff.next_delay();
+            if started.elapsed() + delay > self.settings.retry_for {
                 return Err(StoreError::Unavailable(format!(
                     "{} of {} documents not stored after {:?}: {last_reason}",
                     retry.len(),
@@ -542,8 +506,7 @@ impl ElasticStore {
                 reason = %last_reason,
                 "Elasticsearch refused documents for now; retrying those."
             );
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(8));
+            tokio::time::sleep(delay).await;
             pending = retry;
         }
     }

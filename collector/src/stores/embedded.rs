@@ -36,6 +36,8 @@
 //! commit loses only what no caller was told was stored. On open, a day's leftover
 //! lock and uncommitted files are cleaned up by tantivy itself.
 
+pub mod config;
+
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;

@@ -4,6 +4,7 @@
 //! store a batch durably (answer only once it is stored), search with aggregations,
 //! delete old days.
 
+pub mod config;
 pub mod elasticsearch;
 pub mod embedded;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::discover::Discovery;
-use crate::config::key::KeyError;
 use crate::inputs::StartAt;
+use picket_common::config::KeyError;
 
 /// `[agent.inputs.file]`.
 #[derive(Debug, Deserialize)]

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::key::KeyError;
 use crate::inputs::StartAt;
+use picket_common::config::KeyError;
 
 /// Whether the journal is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::key::KeyError;
+pub use picket_common::amqp::AmqpAuth;
+use picket_common::amqp::{AmqpEndpoint, EndpointConfig};
+use picket_common::config::KeyError;
+
 use crate::shippers::common::{
-    TlsFiles, check_batch, check_timeout, default_batch_max_events, default_timeout_secs,
-    read_secret, secret_path, tls_files,
+    check_batch, check_timeout, default_batch_max_events, default_timeout_secs,
 };
 
 /// `[agent.shippers.amqp]`: MozDef's RabbitMQ layout.
@@ -55,15 +57,6 @@ pub struct AmqpShipperConfig {
     pub timeout_secs: u64,
 }
 
-/// How the AMQP shipper logs in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AmqpAuth {
-    #[default]
-    Plain,
-    External,
-}
-
 fn default_eventtask() -> String {
     "eventtask".to_string()
 }
@@ -71,33 +64,29 @@ fn default_eventtask() -> String {
 /// The checked AMQP shipper settings.
 #[derive(Debug, Clone)]
 pub struct AmqpSettings {
-    /// Without credentials; they are added when connecting.
-    pub url: reqwest::Url,
+    /// The broker, its login and TLS.
+    pub endpoint: AmqpEndpoint,
     pub exchange: String,
     pub routing_key: String,
     pub queue: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub auth: AmqpAuth,
-    pub tls: TlsFiles,
-    pub timeout: Duration,
 }
 
 impl AmqpShipperConfig {
     /// The checked settings and the batch size, or the key that is wrong.
     pub fn build(&self) -> Result<(AmqpSettings, usize), KeyError> {
-        const KEY: &str = "agent.shippers.amqp.url";
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| KeyError::new(KEY, format!("{:?}: {e}", self.url)))?;
-        if !matches!(url.scheme(), "amqp" | "amqps") {
-            return Err(KeyError::new(KEY, "must be an amqp:// or amqps:// URL"));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(KeyError::new(
-                KEY,
-                "must not hold credentials: set username and password_file",
-            ));
-        }
+        check_timeout("agent.shippers.amqp.timeout_secs", self.timeout_secs)?;
+        let endpoint = AmqpEndpoint::build(EndpointConfig {
+            table: "agent.shippers.amqp",
+            url: &self.url,
+            username: &self.username,
+            password_file: &self.password_file,
+            password_env: "PICKET_AGENT_AMQP_PASSWORD_FILE",
+            auth: self.auth,
+            ca_file: &self.ca_file,
+            client_cert_file: &self.client_cert_file,
+            client_key_file: &self.client_key_file,
+            timeout: Duration::from_secs(self.timeout_secs),
+        })?;
         if self.exchange.is_empty() {
             return Err(KeyError::new(
                 "agent.shippers.amqp.exchange",
@@ -108,45 +97,11 @@ impl AmqpShipperConfig {
             "agent.shippers.amqp.batch_max_events",
             self.batch_max_events,
         )?;
-        check_timeout("agent.shippers.amqp.timeout_secs", self.timeout_secs)?;
-        let tls = tls_files(
-            &[
-                "agent.shippers.amqp.ca_file",
-                "agent.shippers.amqp.client_cert_file",
-                "agent.shippers.amqp.client_key_file",
-            ],
-            &self.ca_file,
-            &self.client_cert_file,
-            &self.client_key_file,
-        )?;
-        let password = secret_path("PICKET_AGENT_AMQP_PASSWORD_FILE", &self.password_file)
-            .map(|path| read_secret("agent.shippers.amqp.password_file", &path))
-            .transpose()?;
-        match self.auth {
-            AmqpAuth::External if tls.client.is_none() || url.scheme() != "amqps" => {
-                return Err(KeyError::new(
-                    "agent.shippers.amqp.auth",
-                    "external needs an amqps:// URL and a client certificate",
-                ));
-            }
-            AmqpAuth::Plain if self.username.is_some() != password.is_some() => {
-                return Err(KeyError::new(
-                    "agent.shippers.amqp.password_file",
-                    "username and password_file go together",
-                ));
-            }
-            _ => {}
-        }
         let settings = AmqpSettings {
-            url,
+            endpoint,
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),
             queue: self.queue.clone(),
-            username: self.username.clone(),
-            password,
-            auth: self.auth,
-            tls,
-            timeout: Duration::from_secs(self.timeout_secs),
         };
         Ok((settings, self.batch_max_events))
     }

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::key::KeyError;
+use picket_common::config::KeyError;
+use picket_common::secret::{Secret, configured_secret};
+use picket_common::tls::{TlsFiles, TlsKeys, tls_files};
+
 use crate::shippers::common::{
-    TlsFiles, check_batch, check_timeout, default_batch_max_events, default_timeout_secs,
-    read_secret, secret_path, tls_files,
+    check_batch, check_timeout, default_batch_max_events, default_timeout_secs,
 };
 
 /// `[agent.shippers.http]`.
@@ -74,7 +76,7 @@ pub struct HttpSettings {
     pub urls: Vec<reqwest::Url>,
     pub gzip: bool,
     pub tls: TlsFiles,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     pub timeout: Duration,
 }
 
@@ -108,18 +110,16 @@ impl HttpShipperConfig {
         )?;
         check_timeout("agent.shippers.http.timeout_secs", self.timeout_secs)?;
         let tls = tls_files(
-            &[
-                "agent.shippers.http.ca_file",
-                "agent.shippers.http.client_cert_file",
-                "agent.shippers.http.client_key_file",
-            ],
+            &TlsKeys::of("agent.shippers.http"),
             &self.ca_file,
             &self.client_cert_file,
             &self.client_key_file,
         )?;
-        let token = secret_path("PICKET_AGENT_TOKEN_FILE", &self.token_file)
-            .map(|path| read_secret("agent.shippers.http.token_file", &path))
-            .transpose()?;
+        let token = configured_secret(
+            "agent.shippers.http.token_file",
+            "PICKET_AGENT_TOKEN_FILE",
+            &self.token_file,
+        )?;
         if token.is_some() && urls.iter().any(|u| u.scheme() == "http" && !is_loopback(u)) {
             return Err(KeyError::new(
                 "agent.shippers.http.token_file",

@@ -14,7 +14,7 @@
 //!   a minute).
 //!
 //! Slow bodies are the ingest handler's (a minimum rate), and the concurrency cap the
-//! router's ([`crate::ingest::auth::guard`]).
+//! router's ([`crate::http::auth::guard`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,8 +29,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use crate::connections::{Connections, Slot};
-use crate::tls::{Peer, TlsListener};
+use crate::http::connections::{Connections, Slot};
+use crate::http::tls::{Peer, TlsListener};
 
 /// Where connections come from.
 pub enum Incoming {

@@ -21,6 +21,8 @@
 //! - Event times are held to the collector's window (`max_event_age_days`,
 //!   `max_event_future_hours`), as on HTTP.
 
+pub mod config;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,37 +33,23 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, ExchangeKind};
+use picket_common::backoff;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::metrics::Metrics;
 use crate::stores::{Document, Store};
 
-/// The checked `[collector.amqp]`.
-#[derive(Debug, Clone)]
-pub struct AmqpSettings {
-    /// With credentials and the login mechanism in it: never log this.
-    pub uri: String,
-    /// The URL as configured, for logs.
-    pub display_url: String,
-    pub queue: String,
-    pub exchange: String,
-    pub routing_key: String,
-    pub dead_letter_queue: String,
-    pub prefetch: u16,
-    /// PEM CA bundle.
-    pub ca_pem: Option<String>,
-    /// PEM client certificate chain and key.
-    pub identity: Option<(Vec<u8>, Vec<u8>)>,
-}
+pub use self::config::AmqpSettings;
 
 /// Longest a batch waits to fill once its first message arrived.
 const BATCH_WAIT: Duration = Duration::from_millis(100);
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The wait after the first failure, doubled per failure after it.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Consumes until `stop` turns true, reconnecting after failures.
 pub async fn run(
@@ -82,11 +70,9 @@ pub async fn run(
         match session(&ingest, &mut stop, &mut attempt).await {
             Ok(()) => return,
             Err(reason) => {
-                let delay = Duration::from_millis(500)
-                    .saturating_mul(1 << attempt.min(6))
-                    .min(MAX_BACKOFF);
+                let delay = backoff::delay(FIRST_BACKOFF, MAX_BACKOFF, attempt);
                 attempt = attempt.saturating_add(1);
-                warn!(url = %settings.display_url, reason = %reason, retry_in_ms = delay.as_millis() as u64, "AMQP ingest interrupted; reconnecting.");
+                warn!(url = %settings.endpoint.url, reason = %reason, retry_in_ms = delay.as_millis() as u64, "AMQP ingest interrupted; reconnecting.");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.changed() => return,
@@ -97,27 +83,6 @@ pub async fn run(
             return;
         }
     }
-}
-
-pub(crate) async fn connect(settings: &AmqpSettings) -> Result<Connection, String> {
-    let config = OwnedTLSConfig {
-        identity: settings
-            .identity
-            .as_ref()
-            .map(|(pem, key)| OwnedIdentity::PKCS8 {
-                pem: pem.clone(),
-                key: key.clone(),
-            }),
-        cert_chain: settings.ca_pem.clone(),
-    };
-    let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
-    let properties = ConnectionProperties::default()
-        .with_connection_name(concat!("picket-collector/", env!("CARGO_PKG_VERSION")).into());
-    let connect = Connection::connect_with_config(&settings.uri, properties, config, runtime);
-    tokio::time::timeout(Duration::from_secs(30), connect)
-        .await
-        .map_err(|_| "no connection within 30 s".to_string())?
-        .map_err(|e| format!("cannot connect: {e}"))
 }
 
 /// Declares what we consume from and publish to.
@@ -178,7 +143,11 @@ async fn session(
     attempt: &mut u32,
 ) -> Result<(), String> {
     let settings = ingest.settings;
-    let connection = connect(settings).await?;
+    let connection = settings
+        .endpoint
+        .connect(concat!("picket-collector/", env!("CARGO_PKG_VERSION")))
+        .await
+        .map_err(|e| e.to_string())?;
     let setup = async {
         let consume = connection.create_channel().await?;
         declare(&consume, settings).await?;
@@ -200,7 +169,7 @@ async fn session(
     let (consume, dead, mut consumer) = setup
         .await
         .map_err(|e| format!("cannot set up the queues: {e}"))?;
-    info!(url = %settings.display_url, queue = %settings.queue, prefetch = settings.prefetch, "Consuming events from RabbitMQ.");
+    info!(url = %settings.endpoint.url, queue = %settings.queue, prefetch = settings.prefetch, "Consuming events from RabbitMQ.");
     *attempt = 0;
     loop {
         let first = tokio::select! {

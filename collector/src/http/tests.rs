@@ -6,16 +6,18 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::*;
+use crate::http::tls::Peer;
+use axum::extract::ConnectInfo;
 
 /// The harness's reader token (the collector's own read token, in a real one).
 const READER: &str = "test-reader-token-0123456789";
 
 /// Access with the reader token and, when given, a tokens file's text.
 fn access(tokens: Option<&str>) -> Arc<Access> {
-    let mut readers = crate::ingest::auth::Tokens::default();
-    readers.add(READER.as_bytes(), crate::ingest::auth::Role::Reader);
+    let mut readers = crate::http::auth::Tokens::default();
+    readers.add(READER.as_bytes(), crate::http::auth::Role::Reader);
     Arc::new(Access {
-        tokens: tokens.map(|text| Arc::new(crate::ingest::auth::Tokens::parse(text).unwrap())),
+        tokens: tokens.map(|text| Arc::new(crate::http::auth::Tokens::parse(text).unwrap())),
         readers,
         open_reads: false,
         metrics: Arc::default(),

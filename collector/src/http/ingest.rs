@@ -1,101 +1,24 @@
-//! The HTTP API: MozDef loginput's `POST`/`PUT /events` (one JSON object, a JSON array,
-//! or NDJSON; gzip bodies accepted), `/nxlog` and `/cef` (the same, with `endpoint`
-//! set as MozDef does), `POST /_bulk` (Elasticsearch bulk bodies, action lines
-//! skipped), `GET /status` and `GET /test`, and the search API `GET /api/events`. Bearer tokens and the request guards are in [`super::auth`].
-//!
-//! A request is answered 200 only after its events are committed to the store. Each
-//! item refused (not JSON, not an object, too large) is reported by position while the
-//! good ones are stored. Error bodies are JSON, `{"error": "..."}`, and say what was
-//! wrong with the request, never internal details.
+//! The routes events come in by: `/events`, `/nxlog`, `/cef`, `/custom/<application>`
+//! and `/_bulk`. A request is answered 200 only after its events are committed.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::Utc;
 use http_body_util::BodyExt;
 use mozdef::wire::{self, ItemError};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Serialize;
 use tracing::{debug, error, warn};
 
-use crate::ingest::auth::{self, Access, Guards};
-use crate::metrics::Metrics;
-use crate::search::parse_time_bound;
-use crate::stores::{Document, SearchRequest, Store, TimeField};
-use crate::tls::Peer;
+use crate::http::tls::Peer;
+use crate::stores::Document;
 
-/// What the handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<Store>,
-    pub max_body_bytes: usize,
-    pub max_event_bytes: usize,
-    /// Who may send and who may search.
-    pub access: Arc<Access>,
-    pub guards: Guards,
-    /// Most items one request may hold.
-    pub max_events_per_request: usize,
-    /// Slowest a body may arrive after its first seconds (0: no minimum).
-    pub min_body_bytes_per_sec: u64,
-    /// Largest search answer, in bytes of events.
-    pub max_response_bytes: usize,
-    /// How far from reception an event's time may be.
-    pub time_window: mozdef::normalize::TimeWindow,
-    pub metrics: Arc<Metrics>,
-    /// Where alerts are kept, when alert rules run.
-    pub alerts: Option<Arc<crate::alerts::AlertStore>>,
-}
-
-/// The most events one search returns.
-pub const MAX_SEARCH_SIZE: usize = 10_000;
-
-/// The API's routes.
-pub fn router(state: AppState) -> Router {
-    let guards = state.guards.clone();
-    let access = Arc::clone(&state.access);
-    Router::new()
-        .route("/events", post(post_events).put(post_events))
-        .route("/events/", post(post_events).put(post_events))
-        .route("/nxlog", post(post_nxlog).put(post_nxlog))
-        .route("/nxlog/", post(post_nxlog).put(post_nxlog))
-        .route("/cef", post(post_cef).put(post_cef))
-        .route("/cef/", post(post_cef).put(post_cef))
-        .route("/custom/{application}", post(post_custom).put(post_custom))
-        .route("/_bulk", post(post_bulk).put(post_bulk))
-        .route("/status", get(status))
-        .route("/test", get(status))
-        .route("/api/events", get(search_events))
-        .route("/api/search", post(search_json))
-        .route("/api/alerts", get(search_alerts))
-        .route("/metrics", get(metrics))
-        .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(
-            access,
-            auth::authorize,
-        ))
-        .layer(axum::middleware::from_fn_with_state(guards, auth::guard))
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
-}
-
-async fn status() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "service": "loginput"}))
-}
+use super::{AppState, error_body};
 
 /// One refused item in an ingest answer.
 #[derive(Debug, Serialize)]
@@ -161,10 +84,6 @@ struct IngestAnswer {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
-}
-
-fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
 /// MozDef's loginput routes beside `/events`: what each does to an item before it is
@@ -305,19 +224,19 @@ fn is_bulk_action(object: &serde_json::Map<String, serde_json::Value>) -> bool {
         })
 }
 
-async fn post_events(state: State<AppState>, request: Request) -> Response {
+pub(super) async fn post_events(state: State<AppState>, request: Request) -> Response {
     ingest(state, request, Route::Events).await
 }
 
-async fn post_nxlog(state: State<AppState>, request: Request) -> Response {
+pub(super) async fn post_nxlog(state: State<AppState>, request: Request) -> Response {
     ingest(state, request, Route::Endpoint("nxlog")).await
 }
 
-async fn post_cef(state: State<AppState>, request: Request) -> Response {
+pub(super) async fn post_cef(state: State<AppState>, request: Request) -> Response {
     ingest(state, request, Route::Endpoint("cef")).await
 }
 
-async fn post_custom(
+pub(super) async fn post_custom(
     state: State<AppState>,
     axum::extract::Path(application): axum::extract::Path<String>,
     request: Request,
@@ -334,7 +253,7 @@ async fn post_custom(
     ingest(state, request, Route::Custom(application)).await
 }
 
-async fn post_bulk(state: State<AppState>, request: Request) -> Response {
+pub(super) async fn post_bulk(state: State<AppState>, request: Request) -> Response {
     ingest(state, request, Route::Bulk).await
 }
 
@@ -628,186 +547,3 @@ fn gunzip(compressed: &[u8], limit: usize) -> std::io::Result<Option<Bytes>> {
     }
     Ok(Some(Bytes::from(plain)))
 }
-
-/// `GET /api/events` parameters.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchParams {
-    /// Query string; empty matches everything.
-    #[serde(default)]
-    pub q: String,
-    /// Earliest time (ISO 8601, epoch, `now-1h` or `1h`).
-    pub from: Option<String>,
-    /// Latest time, same forms.
-    pub to: Option<String>,
-    /// Most events to return (default 100).
-    pub size: Option<usize>,
-}
-
-/// `POST /api/search` body: the same as `GET /api/events`, plus Elasticsearch
-/// aggregations (`terms`, `cardinality`, `date_histogram`, …) over every match.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchBody {
-    #[serde(default)]
-    pub query: String,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    /// Most events to return (default 100; 0 for only the count and aggregations).
-    pub size: Option<usize>,
-    pub aggs: Option<serde_json::Value>,
-    /// `utctimestamp` (default) or `receivedtimestamp`: what `from`/`to` bound.
-    #[serde(default)]
-    pub time_field: Option<String>,
-}
-
-async fn search_events(
-    State(state): State<AppState>,
-    params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Query(params) = match params {
-        Ok(params) => params,
-        Err(e) => return error_body(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    match params_body(params) {
-        Ok(body) => {
-            run_search(
-                Searched::Events(&state.store),
-                body,
-                state.max_response_bytes,
-            )
-            .await
-        }
-        Err(response) => response,
-    }
-}
-
-/// The `GET` parameters as a search body (`size` 0 is refused there: a `GET` search
-/// returns events).
-#[allow(clippy::result_large_err)] // the error is the answer itself
-fn params_body(params: SearchParams) -> Result<SearchBody, Response> {
-    if params.size == Some(0) {
-        return Err(error_body(
-            StatusCode::BAD_REQUEST,
-            format!("size must be between 1 and {MAX_SEARCH_SIZE}"),
-        ));
-    }
-    Ok(SearchBody {
-        query: params.q,
-        from: params.from,
-        to: params.to,
-        size: params.size,
-        aggs: None,
-        time_field: None,
-    })
-}
-
-/// `GET /api/alerts`: stored alerts, newest first; the same parameters as
-/// `/api/events`, over the alert documents (`details.rule:ssh-bruteforce`,
-/// `severity:ERROR`).
-async fn search_alerts(
-    State(state): State<AppState>,
-    params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Query(params) = match params {
-        Ok(params) => params,
-        Err(e) => return error_body(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    let Some(alerts) = state.alerts.clone() else {
-        return error_body(
-            StatusCode::NOT_FOUND,
-            "alerts are off (no rules folder: collector.alerts.rules_dir)",
-        );
-    };
-    match params_body(params) {
-        Ok(body) => run_search(Searched::Alerts(alerts), body, state.max_response_bytes).await,
-        Err(response) => response,
-    }
-}
-
-async fn search_json(
-    State(state): State<AppState>,
-    body: Result<Json<SearchBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    match body {
-        Ok(Json(body)) => {
-            run_search(
-                Searched::Events(&state.store),
-                body,
-                state.max_response_bytes,
-            )
-            .await
-        }
-        Err(e) => error_body(StatusCode::BAD_REQUEST, e.body_text()),
-    }
-}
-
-/// What a search runs over.
-enum Searched<'a> {
-    Events(&'a Arc<Store>),
-    Alerts(Arc<crate::alerts::AlertStore>),
-}
-
-async fn run_search(searched: Searched<'_>, body: SearchBody, max_bytes: usize) -> Response {
-    let now = Utc::now();
-    let bound = |text: &Option<String>| {
-        text.as_deref()
-            .map(|t| parse_time_bound(t, now))
-            .transpose()
-    };
-    let from = match bound(&body.from) {
-        Ok(t) => t,
-        Err(e) => return error_body(StatusCode::BAD_REQUEST, format!("from: {e}")),
-    };
-    let to = match bound(&body.to) {
-        Ok(t) => t,
-        Err(e) => return error_body(StatusCode::BAD_REQUEST, format!("to: {e}")),
-    };
-    let size = body.size.unwrap_or(100);
-    if size > MAX_SEARCH_SIZE {
-        return error_body(
-            StatusCode::BAD_REQUEST,
-            format!("size must be at most {MAX_SEARCH_SIZE}"),
-        );
-    }
-    if body.aggs.as_ref().is_some_and(|a| !a.is_object()) {
-        return error_body(StatusCode::BAD_REQUEST, "aggs must be a JSON object");
-    }
-    let time_field = match body.time_field.as_deref() {
-        None | Some("utctimestamp") => TimeField::UtcTimestamp,
-        Some("receivedtimestamp") => TimeField::ReceivedTimestamp,
-        Some(other) => {
-            return error_body(
-                StatusCode::BAD_REQUEST,
-                format!("time_field {other:?} is not utctimestamp or receivedtimestamp"),
-            );
-        }
-    };
-    let request = SearchRequest {
-        query: body.query,
-        from,
-        to,
-        size,
-        time_field,
-        aggs: body.aggs,
-        max_bytes,
-    };
-    let result = match searched {
-        Searched::Events(store) => store.search(request).await,
-        Searched::Alerts(alerts) => alerts.search(request).await,
-    };
-    match result {
-        Ok(result) => (StatusCode::OK, Json(result)).into_response(),
-        Err(e) if e.is_bad_request() => error_body(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e) => {
-            error!(error = %e, "Search failed.");
-            error_body(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "search failed; retry later",
-            )
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -11,9 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use picket_common::config::KeyError;
+use picket_common::tls::{read_certificates, read_private_key};
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -21,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
-use crate::connections::{Connections, Slot};
+use crate::http::connections::{Connections, Slot};
 
 /// Longest a client may take to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,54 +35,39 @@ pub struct Peer {
     pub identity: Option<String>,
 }
 
-/// Reads every certificate in a PEM file.
-pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not PEM certificates: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
-    }
-    Ok(certs)
-}
-
 /// The server's TLS settings: its certificate chain and key, and, when `client_ca` is
 /// given, client certificates required and checked against it.
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
-) -> Result<Arc<ServerConfig>, (&'static str, String)> {
-    let chain = read_certificates(cert).map_err(|e| ("collector.http.tls_cert_file", e))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        (
-            "collector.http.tls_key_file",
-            format!("{}: no usable private key ({e})", key.display()),
-        )
-    })?;
+) -> Result<Arc<ServerConfig>, KeyError> {
+    const CERT: &str = "collector.http.tls_cert_file";
+    const KEY: &str = "collector.http.tls_key_file";
+    const CLIENT_CA: &str = "collector.http.client_ca_file";
+    let chain = read_certificates(cert).map_err(|e| KeyError::new(CERT, e.to_string()))?;
+    let key = read_private_key(key).map_err(|e| KeyError::new(KEY, e.to_string()))?;
     let builder = ServerConfig::builder();
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in read_certificates(ca).map_err(|e| ("collector.http.client_ca_file", e))? {
-                roots.add(cert).map_err(|e| {
-                    (
-                        "collector.http.client_ca_file",
-                        format!("{}: {e}", ca.display()),
-                    )
-                })?;
+            for cert in
+                read_certificates(ca).map_err(|e| KeyError::new(CLIENT_CA, e.to_string()))?
+            {
+                roots
+                    .add(cert)
+                    .map_err(|e| KeyError::new(CLIENT_CA, format!("{}: {e}", ca.display())))?;
             }
             let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
                 .build()
-                .map_err(|e| ("collector.http.client_ca_file", e.to_string()))?;
+                .map_err(|e| KeyError::new(CLIENT_CA, e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let mut config = builder
         .with_single_cert(chain, key)
-        .map_err(|e| ("collector.http.tls_key_file", e.to_string()))?;
+        .map_err(|e| KeyError::new(KEY, e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -1,0 +1,106 @@
+//! The HTTP API: MozDef loginput's `POST`/`PUT /events` (one JSON object, a JSON array,
+//! or NDJSON; gzip bodies accepted), `/nxlog` and `/cef` (the same, with `endpoint`
+//! set as MozDef does), `POST /_bulk` (Elasticsearch bulk bodies, action lines
+//! skipped), `GET /status` and `GET /test`, and the search API `GET /api/events`. Bearer tokens and the request guards are in [`super::auth`].
+//!
+//! A request is answered 200 only after its events are committed to the store. Each
+//! item refused (not JSON, not an object, too large) is reported by position while the
+//! good ones are stored. Error bodies are JSON, `{"error": "..."}`, and say what was
+//! wrong with the request, never internal details.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+pub mod auth;
+pub mod config;
+pub mod connections;
+mod ingest;
+mod search;
+pub mod server;
+pub mod tls;
+
+use self::auth::{Access, Guards};
+use self::ingest::{post_bulk, post_cef, post_custom, post_events, post_nxlog};
+use self::search::{search_alerts, search_events, search_json};
+use crate::metrics::Metrics;
+use crate::stores::Store;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub max_body_bytes: usize,
+    pub max_event_bytes: usize,
+    /// Who may send and who may search.
+    pub access: Arc<Access>,
+    pub guards: Guards,
+    /// Most items one request may hold.
+    pub max_events_per_request: usize,
+    /// Slowest a body may arrive after its first seconds (0: no minimum).
+    pub min_body_bytes_per_sec: u64,
+    /// Largest search answer, in bytes of events.
+    pub max_response_bytes: usize,
+    /// How far from reception an event's time may be.
+    pub time_window: mozdef::normalize::TimeWindow,
+    pub metrics: Arc<Metrics>,
+    /// Where alerts are kept, when alert rules run.
+    pub alerts: Option<Arc<crate::alerts::AlertStore>>,
+}
+
+/// The most events one search returns.
+pub const MAX_SEARCH_SIZE: usize = 10_000;
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    let guards = state.guards.clone();
+    let access = Arc::clone(&state.access);
+    Router::new()
+        .route("/events", post(post_events).put(post_events))
+        .route("/events/", post(post_events).put(post_events))
+        .route("/nxlog", post(post_nxlog).put(post_nxlog))
+        .route("/nxlog/", post(post_nxlog).put(post_nxlog))
+        .route("/cef", post(post_cef).put(post_cef))
+        .route("/cef/", post(post_cef).put(post_cef))
+        .route("/custom/{application}", post(post_custom).put(post_custom))
+        .route("/_bulk", post(post_bulk).put(post_bulk))
+        .route("/status", get(status))
+        .route("/test", get(status))
+        .route("/api/events", get(search_events))
+        .route("/api/search", post(search_json))
+        .route("/api/alerts", get(search_alerts))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            auth::authorize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(guards, auth::guard))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn status() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "service": "loginput"}))
+}
+
+fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+#[cfg(test)]
+mod tests;

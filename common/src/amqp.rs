@@ -1,0 +1,209 @@
+//! A RabbitMQ endpoint as a config table names it (`url`, `username`,
+//! `password_file`, `auth`, `ca_file`, `client_cert_file`, `client_key_file`), checked
+//! once, and the connection to it. The agent's shipper, the collector's consumer and
+//! its alert notifier all connect through [`AmqpEndpoint::connect`]; what each declares
+//! on the channel is its own.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::{Connection, ConnectionProperties};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::config::KeyError;
+use crate::secret::{Secret, configured_secret};
+use crate::tls::{TlsFiles, TlsKeys, tls_files};
+
+/// How the client logs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmqpAuth {
+    /// User name and password.
+    #[default]
+    Plain,
+    /// The client certificate's name (RabbitMQ's `rabbitmq_auth_mechanism_ssl`).
+    External,
+}
+
+/// Why a connection failed.
+#[derive(Debug, Error)]
+pub enum AmqpError {
+    #[error("no connection within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot connect: {0}")]
+    Connect(lapin::Error),
+}
+
+/// The endpoint keys of a config table, as read by serde.
+pub struct EndpointConfig<'a> {
+    /// The table (`collector.amqp`), for the keys in errors.
+    pub table: &'a str,
+    pub url: &'a str,
+    pub username: &'a Option<String>,
+    pub password_file: &'a Option<PathBuf>,
+    /// The environment variable naming a password file that wins over `password_file`.
+    pub password_env: &'a str,
+    pub auth: AmqpAuth,
+    pub ca_file: &'a Option<PathBuf>,
+    pub client_cert_file: &'a Option<PathBuf>,
+    pub client_key_file: &'a Option<PathBuf>,
+    /// Longest a connection attempt may take.
+    pub timeout: Duration,
+}
+
+/// A checked endpoint. `Debug` shows no secret.
+#[derive(Debug, Clone)]
+pub struct AmqpEndpoint {
+    /// As configured, without credentials: safe to log.
+    pub url: reqwest::Url,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub auth: AmqpAuth,
+    pub tls: TlsFiles,
+    pub timeout: Duration,
+}
+
+impl AmqpEndpoint {
+    /// Checks the table's endpoint keys and reads its files.
+    pub fn build(config: EndpointConfig<'_>) -> Result<AmqpEndpoint, KeyError> {
+        let key = |name: &str| format!("{}.{name}", config.table);
+        let url = reqwest::Url::parse(config.url)
+            .map_err(|e| KeyError::new(key("url"), format!("{:?}: {e}", config.url)))?;
+        if !matches!(url.scheme(), "amqp" | "amqps") {
+            return Err(KeyError::new(
+                key("url"),
+                "must be an amqp:// or amqps:// URL",
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(KeyError::new(
+                key("url"),
+                "must not hold credentials: set username and password_file",
+            ));
+        }
+        let tls = tls_files(
+            &TlsKeys::of(config.table),
+            config.ca_file,
+            config.client_cert_file,
+            config.client_key_file,
+        )?;
+        let password = configured_secret(
+            &key("password_file"),
+            config.password_env,
+            config.password_file,
+        )?;
+        match config.auth {
+            AmqpAuth::External if tls.client.is_none() || url.scheme() != "amqps" => {
+                return Err(KeyError::new(
+                    key("auth"),
+                    "external needs an amqps:// URL and a client certificate",
+                ));
+            }
+            AmqpAuth::Plain if config.username.is_some() != password.is_some() => {
+                return Err(KeyError::new(
+                    key("password_file"),
+                    "username and password_file go together",
+                ));
+            }
+            _ => {}
+        }
+        Ok(AmqpEndpoint {
+            url,
+            username: config.username.clone(),
+            password,
+            auth: config.auth,
+            tls,
+            timeout: config.timeout,
+        })
+    }
+
+    /// The URI lapin connects with: credentials, login mechanism, heartbeat and
+    /// connect timeout added to the configured URL. Never log it.
+    pub fn uri(&self) -> String {
+        let mut url = self.url.clone();
+        if self.auth == AmqpAuth::Plain
+            && let (Some(user), Some(password)) = (&self.username, &self.password)
+        {
+            let _ = url.set_username(user);
+            let _ = url.set_password(Some(password.expose()));
+        }
+        let mechanism = match self.auth {
+            AmqpAuth::Plain => "plain",
+            AmqpAuth::External => "external",
+        };
+        let timeout_ms = self.timeout.as_millis().to_string();
+        url.query_pairs_mut()
+            .append_pair("auth_mechanism", mechanism)
+            .append_pair("heartbeat", "30")
+            .append_pair("connection_timeout", &timeout_ms);
+        url.to_string()
+    }
+
+    /// Connects, as `client` (`picket-agent/0.1.0`: the connection name the broker's
+    /// management UI shows).
+    pub async fn connect(&self, client: &str) -> Result<Connection, AmqpError> {
+        // Read at load time: a reconnect does not go back to the disk.
+        let config = OwnedTLSConfig {
+            identity: self.tls.client.as_ref().map(|c| OwnedIdentity::PKCS8 {
+                pem: c.cert_pem.clone(),
+                key: c.key_pem.clone(),
+            }),
+            cert_chain: self
+                .tls
+                .ca_pem
+                .as_ref()
+                .map(|pem| String::from_utf8_lossy(pem).into_owned()),
+        };
+        let runtime = lapin::runtime::default_runtime().map_err(AmqpError::Connect)?;
+        let properties = ConnectionProperties::default().with_connection_name(client.into());
+        let uri = self.uri();
+        let connect = Connection::connect_with_config(&uri, properties, config, runtime);
+        tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| AmqpError::Timeout(self.timeout))?
+            .map_err(AmqpError::Connect)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(
+        url: &str,
+        username: &Option<String>,
+        auth: AmqpAuth,
+    ) -> Result<AmqpEndpoint, KeyError> {
+        AmqpEndpoint::build(EndpointConfig {
+            table: "collector.alerts.amqp",
+            url,
+            username,
+            password_file: &None,
+            password_env: "PICKET_TEST_UNSET_PASSWORD_FILE",
+            auth,
+            ca_file: &None,
+            client_cert_file: &None,
+            client_key_file: &None,
+            timeout: Duration::from_secs(5),
+        })
+    }
+
+    #[test]
+    fn keys_in_errors_are_the_tables() {
+        let err = endpoint("http://x/", &None, AmqpAuth::Plain).unwrap_err();
+        assert_eq!(err.key, "collector.alerts.amqp.url");
+        let err = endpoint("amqp://u:p@x/", &None, AmqpAuth::Plain).unwrap_err();
+        assert!(err.message.contains("credentials"), "{err}");
+        let err = endpoint("amqp://x/", &Some("u".into()), AmqpAuth::Plain).unwrap_err();
+        assert_eq!(err.key, "collector.alerts.amqp.password_file");
+        let err = endpoint("amqp://x/", &None, AmqpAuth::External).unwrap_err();
+        assert_eq!(err.key, "collector.alerts.amqp.auth");
+        let ok = endpoint("amqp://x:5672/%2f", &None, AmqpAuth::Plain).unwrap();
+        assert!(
+            ok.uri().contains("auth_mechanism=plain")
+                && ok.uri().contains("connection_timeout=5000")
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! What `picket-agent` and `picket-collector` both need and would otherwise each write:
+//!
+//! - [`config`]: reading a config file and its drop-ins, and the errors that name the
+//!   file and key an operator must fix ([`config::KeyError`] from a component's table,
+//!   [`config::ConfigError`] from the root).
+//! - [`secret`]: `*_file` secrets (the environment variable wins) held in a
+//!   [`secret::Secret`] that never prints.
+//! - [`tls`]: PEM CA bundles and client certificates, read and checked at load time.
+//! - [`http_client`]: the reqwest client both binaries build, and [`http_client::error_chain`].
+//! - [`amqp`]: a RabbitMQ endpoint (URL, login, TLS) checked from config and connected to.
+//! - [`backoff`]: the one retry delay policy.
+//! - [`ratelog`]: logging a repeated condition at most once a period.
+//!
+//! No component logic lives here, and `mozdef/` stays free of I/O: this crate is the
+//! plumbing around it.
+
+pub mod amqp;
+pub mod backoff;
+pub mod config;
+pub mod http_client;
+pub mod ratelog;
+pub mod secret;
+pub mod tls;
