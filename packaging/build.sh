@@ -64,8 +64,10 @@ collector_start=$(grep -n '^\[collector' config.example.toml | head -1 | cut -d:
   sed -n "1,$((collector_start - 1))p" config.example.toml
 } > "$stage/agent.toml"
 {
-  echo "# /etc/picket/collector.toml: the Picket collector's configuration."
-  echo "# Check with \`picket-collector validate\`; alert rules live in /etc/picket/rules."
+  echo "# /etc/picket/collector.toml: the Picket collector's configuration. Files in"
+  echo "# /etc/picket/collector.d/*.toml are merged over it in name order (tables key by key,"
+  echo "# other values replaced). Check with \`picket-collector validate\`; alert rules live"
+  echo "# in /etc/picket/rules."
   echo "#"
   sed -n "1,${header_end}p" config.example.toml
   sed -n "${collector_start},\$p" config.example.toml

@@ -180,4 +180,70 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn dropins_merge_and_a_bad_value_names_its_dropin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.toml");
+        std::fs::write(
+            &path,
+            "[collector.http]\nlisten = \"127.0.0.1:8080\"\nmax_body_bytes = 2000000\n",
+        )
+        .unwrap();
+        let dropins = dir.path().join("collector.d");
+        std::fs::create_dir(&dropins).unwrap();
+        std::fs::write(
+            dropins.join("10-listen.toml"),
+            "[collector.http]\nlisten = \"127.0.0.1:9090\"\n",
+        )
+        .unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        let settings = file.collector.build_from(&file.sources).unwrap();
+        assert_eq!(settings.http.listen.port(), 9090);
+        assert_eq!(settings.http.max_body_bytes, 2_000_000);
+        std::fs::write(
+            dropins.join("20-store.toml"),
+            "[collector.stores.embedded]\ncommit_interval_ms = 1\n",
+        )
+        .unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        let err = file
+            .collector
+            .build_from(&file.sources)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("20-store.toml")
+                && err.contains("collector.stores.embedded.commit_interval_ms"),
+            "{err}"
+        );
+        std::fs::write(
+            dropins.join("30-typo.toml"),
+            "[collector.http]\nlisten_on = 1\n",
+        )
+        .unwrap();
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("30-typo.toml") && err.contains("listen_on"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn settings_print_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("es.password");
+        std::fs::write(&password, "s3cret-es-password\n").unwrap();
+        let text = format!(
+            "[collector.stores.elasticsearch]\nurls = [\"https://es.example:9200\"]\nusername = \"picket\"\npassword_file = {:?}\n",
+            password.display().to_string()
+        );
+        let file: ConfigFile = toml::from_str(&text).unwrap();
+        let settings = file.collector.build(Path::new("c.toml")).unwrap();
+        let shown = format!("{settings:?}");
+        assert!(
+            shown.contains("picket") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    }
 }

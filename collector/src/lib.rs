@@ -1,26 +1,31 @@
-//! The Picket collector: receives MozDef events over HTTP, normalizes them with the
-//! `mozdef` crate, stores them (embedded tantivy store by default) and answers
-//! searches.
+//! The Picket collector: receives MozDef events over HTTP and AMQP, normalizes them with
+//! the `mozdef` crate, stores them (embedded tantivy store by default), answers searches
+//! and runs alert rules.
 //!
-//! - [`config`]: the `[collector]` config table and its checked [`config::Settings`].
-//! - [`http`]: the HTTP routes (`/events`, `/status`, `/api/events`);
-//!   [`ingest::auth`]: bearer tokens and request guards; [`tls`]: HTTPS and client
-//!   certificates.
-//! - [`stores`]: the one face of both stores; [`stores::embedded`]: the daily tantivy
-//!   indices; [`stores::elasticsearch`]: `_bulk` into MozDef's index layout.
-//! - [`server`]: accepting connections and holding them to their timeouts under the
-//!   router; [`connections`]: the connection limits (in all, per address).
+//! One module per table of the config file, each with its `config.rs` (keys, defaults,
+//! `build()` into checked settings); [`config`] is the root that names them.
+//!
+//! - [`http`] (`[collector.http]`): the router; [`http::ingest`]'s event routes,
+//!   [`http::auth`]'s tokens and request guards, [`http::tls`], [`http::server`]
+//!   (connections and their timeouts), [`http::connections`] (connection limits).
+//! - [`amqp`] (`[collector.amqp]`): MozDef's RabbitMQ queue, consumed.
+//! - [`stores`] (`[collector.stores]`): the one face of both stores;
+//!   [`stores::embedded`]: the daily tantivy indices; [`stores::elasticsearch`]: `_bulk`
+//!   into MozDef's index layout.
+//! - [`alerts`] (`[collector.alerts]`): rules, the scheduler, the notifiers.
 //! - [`metrics`]: the counters behind `GET /metrics`.
 //! - [`search`]: time bounds as operators write them; [`query`]: the limits every
 //!   query string and aggregation request is held to before it is parsed.
-//! - [`client`]: what `picket-collector search` uses to ask a running collector;
-//!   [`http_client`]: the outgoing HTTP client (Elasticsearch, webhooks, `search`).
+//! - [`cli`]: the commands that ask a running collector (`search`, `alerts test`)
+//!   through [`cli::client`], or read the rules folder (`alerts list`).
 //!
-//! `main.rs` parses the command line and calls [`run`].
+//! Plumbing shared with the agent (config files, secrets, TLS files, the HTTP client,
+//! AMQP connections, backoff) is `picket_common`'s. `main.rs` parses the command line
+//! and calls [`run`].
 
 pub mod alerts;
 pub mod amqp;
-pub mod client;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
@@ -37,7 +42,7 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use crate::config::Settings;
-use crate::http::auth::Guards;
+use crate::http::auth::{Access, Guards};
 use crate::http::tls::TlsListener;
 use crate::http::{AppState, router};
 use crate::stores::elasticsearch::ElasticStore;
@@ -70,8 +75,170 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let http = &settings.http;
-    let store = Arc::new(match &settings.stores.elasticsearch {
+    App::build(settings)?.run(shutdown).await
+}
+
+/// A collector built from its settings: the store open, the socket bound, the alert
+/// rules loaded. Nothing is served until [`App::run`].
+pub struct App {
+    settings: Settings,
+    store: Arc<Store>,
+    listener: TcpListener,
+    address: SocketAddr,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// The scheduler, when alert rules run.
+    scheduler: Option<crate::alerts::Scheduler<Arc<Store>>>,
+    alert_store: Option<Arc<crate::alerts::AlertStore>>,
+    access: Arc<Access>,
+}
+
+impl App {
+    /// Opens the store, binds the listening socket, loads the rules and tokens: every
+    /// failure a fresh start can have, before anything runs.
+    pub fn build(settings: Settings) -> Result<App, RunError> {
+        let store = Arc::new(open_store(&settings)?);
+        let http = &settings.http;
+        let listener = listen(http.listen).map_err(|source| RunError::Bind {
+            address: http.listen,
+            source,
+        })?;
+        let address = listener.local_addr().map_err(RunError::Serve)?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let (scheduler, alert_store) = match &settings.alerts.rules_dir {
+            Some(rules_dir) => {
+                let alert_store = Arc::new(
+                    crate::alerts::AlertStore::for_store(&store, &settings.data_dir)
+                        .map_err(RunError::Alerts)?,
+                );
+                let mut scheduler = crate::alerts::Scheduler::new(
+                    rules_dir,
+                    Arc::clone(&store),
+                    Some(Arc::clone(&alert_store)),
+                    notifiers(&settings.alerts)?,
+                    Some(settings.data_dir.join("alerts").join("ledger")),
+                )
+                .map_err(|e| RunError::Alerts(e.to_string()))?;
+                scheduler.metrics = Arc::clone(&metrics.alerts);
+                (Some(scheduler), Some(alert_store))
+            }
+            None => (None, None),
+        };
+        let access = access(&settings, &metrics)?;
+        Ok(App {
+            settings,
+            store,
+            listener,
+            address,
+            metrics,
+            scheduler,
+            alert_store,
+            access,
+        })
+    }
+
+    /// The address it listens on (the port, when the config asked for port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until `shutdown` resolves, then drains.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RunError> {
+        let App {
+            settings,
+            store,
+            listener,
+            address,
+            metrics,
+            scheduler,
+            alert_store,
+            access,
+        } = self;
+        log_start(&settings, address, &store);
+        let http = &settings.http;
+        // One stop signal for every task.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let reload = Arc::new(tokio::sync::Notify::new());
+        on_sighup(scheduler.is_some().then(|| Arc::clone(&reload)));
+        let alerts = scheduler
+            .map(|scheduler| tokio::spawn(crate::alerts::run(scheduler, reload, stop_rx.clone())));
+        let state = AppState {
+            store: Arc::clone(&store),
+            max_body_bytes: http.max_body_bytes,
+            max_event_bytes: http.max_event_bytes,
+            access,
+            max_events_per_request: http.max_events_per_request,
+            min_body_bytes_per_sec: http.min_body_bytes_per_sec,
+            max_response_bytes: http.max_response_bytes,
+            time_window: settings.time_window,
+            guards: Guards {
+                slots: Arc::new(tokio::sync::Semaphore::new(http.max_concurrent_requests)),
+                timeout: http.request_timeout,
+                metrics: Arc::clone(&metrics),
+            },
+            metrics: Arc::clone(&metrics),
+            alerts: alert_store.clone(),
+        };
+        let upkeep = tokio::spawn(upkeep(
+            Arc::clone(&store),
+            settings.stores.retention_days,
+            settings.time_window.max_future,
+            stop_rx.clone(),
+        ));
+        let amqp = settings.amqp.clone().map(|amqp| {
+            tokio::spawn(crate::amqp::run(
+                amqp,
+                Arc::clone(&store),
+                Arc::clone(&metrics),
+                settings.time_window,
+                stop_rx.clone(),
+            ))
+        });
+        let connections = crate::http::connections::Connections::new(
+            crate::http::connections::Limits {
+                header_timeout: http.header_timeout,
+                idle_timeout: http.idle_timeout,
+                max_connections: http.max_connections,
+                max_connections_per_address: http.max_connections_per_address,
+            },
+            Arc::clone(&metrics),
+        );
+        let incoming = match http.tls.clone() {
+            Some(tls) => crate::http::server::Incoming::Tls(TlsListener::new(
+                listener,
+                tls,
+                Arc::clone(&connections),
+                http.client_certificates,
+            )),
+            None => crate::http::server::Incoming::Plain(listener),
+        };
+        let served =
+            crate::http::server::serve(incoming, router(state), connections, stop_rx.clone()).await;
+        if let Some(amqp) = amqp {
+            let _ = amqp.await;
+        }
+        let _ = upkeep.await;
+        if let Some(task) = alerts {
+            let _ = task.await;
+        }
+        if let Some(alert_store) = alert_store {
+            let _ = tokio::task::spawn_blocking(move || alert_store.close()).await;
+        }
+        info!("Shutting down; committing pending events.");
+        store.close().await;
+        served.map_err(RunError::Serve)
+    }
+}
+
+/// The Elasticsearch store when one is configured, else the embedded one.
+fn open_store(settings: &Settings) -> Result<Store, RunError> {
+    Ok(match &settings.stores.elasticsearch {
         Some(es) => {
             Store::Elasticsearch(ElasticStore::new(es.clone()).map_err(RunError::Elasticsearch)?)
         }
@@ -80,12 +247,56 @@ pub async fn run(
             settings.stores.embedded.commit_interval,
             settings.stores.embedded.writer_memory_bytes,
         )?),
-    });
-    let listener = listen(http.listen).map_err(|source| RunError::Bind {
-        address: http.listen,
-        source,
+    })
+}
+
+/// The notifiers `[collector.alerts]` names, made once.
+fn notifiers(
+    alerts: &crate::alerts::config::AlertSettings,
+) -> Result<Vec<Arc<crate::alerts::notify::Notifier>>, RunError> {
+    use crate::alerts::notify::Notifier;
+    let mut notifiers = Vec::new();
+    for hook in &alerts.webhooks {
+        notifiers.push(Arc::new(
+            Notifier::webhook(hook.clone()).map_err(|e| RunError::Alerts(e.to_string()))?,
+        ));
+    }
+    if let Some(irc) = &alerts.irc {
+        notifiers.push(Arc::new(Notifier::Irc(crate::alerts::irc::Irc::start(
+            irc.clone(),
+        ))));
+    }
+    if let Some(amqp) = &alerts.amqp {
+        notifiers.push(Arc::new(Notifier::amqp(amqp.clone())));
+    }
+    Ok(notifiers)
+}
+
+/// Who may send and search: the configured tokens, and the collector's own read token
+/// (made on first start) for `picket-collector search`.
+fn access(
+    settings: &Settings,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> Result<Arc<Access>, RunError> {
+    let read_token = crate::http::auth::local_read_token(&settings.data_dir).map_err(|e| {
+        RunError::ReadToken(
+            settings.data_dir.join(crate::http::auth::READ_TOKEN_FILE),
+            e,
+        )
     })?;
-    let address = listener.local_addr().map_err(RunError::Serve)?;
+    let mut readers = crate::http::auth::Tokens::default();
+    readers.add(read_token.as_bytes(), crate::http::auth::Role::Reader);
+    Ok(Arc::new(Access {
+        tokens: settings.http.tokens.clone(),
+        readers,
+        open_reads: settings.http.open_reads,
+        metrics: Arc::clone(metrics),
+    }))
+}
+
+/// Says where it listens, what guards the API and where events go.
+fn log_start(settings: &Settings, address: SocketAddr, store: &Store) {
+    let http = &settings.http;
     let scheme = if http.tls.is_some() { "https" } else { "http" };
     info!(
         url = %format!("{scheme}://{address}"),
@@ -95,158 +306,47 @@ pub async fn run(
         open_reads = http.open_reads,
         "Collector listening for events and searches (POST /events, /nxlog, /cef, /custom/<application>, /_bulk; GET /api/events, /metrics, /status)."
     );
-    match &*store {
+    let retention_days = settings.stores.retention_days;
+    match store {
         Store::Elasticsearch(es) => {
-            info!(nodes = %es.urls(), retention_days = settings.stores.retention_days, "Storing events in Elasticsearch.")
+            info!(nodes = %es.urls(), retention_days, "Storing events in Elasticsearch.")
         }
         Store::Embedded(_) => {
-            info!(path = %settings.data_dir.join("events").display(), retention_days = settings.stores.retention_days, "Storing events in the embedded store.")
+            info!(path = %settings.data_dir.join("events").display(), retention_days, "Storing events in the embedded store.")
         }
     }
     if http.tls.is_none() && http.tokens.is_none() && !address.ip().is_loopback() {
         warn!(address = %address, "The API is open to anyone who can reach this address: no TLS client certificates and no bearer tokens are configured.");
     }
-    let metrics = Arc::new(crate::metrics::Metrics::default());
-    // One stop signal for every ingest path.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if settings.alerts.rules_dir.is_none() {
+        info!(
+            "No alert rules folder (collector.alerts.rules_dir, default /etc/picket/rules): alerts are off."
+        );
+    }
+}
+
+/// SIGHUP (`systemctl reload`), the one place it is received: the alert rules reload
+/// (`reload` wakes the scheduler); other settings apply at restart. Without rules it
+/// must still not end the process, as its default action would.
+fn on_sighup(reload: Option<Arc<tokio::sync::Notify>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => hup,
+        Err(e) => {
+            error!(error = %e, "Cannot listen for SIGHUP; reloading the rules needs a restart.");
+            return;
+        }
+    };
     tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let alerts = match &settings.alerts.rules_dir {
-        Some(rules_dir) => {
-            let alert_store = Arc::new(
-                crate::alerts::AlertStore::for_store(&store, &settings.data_dir)
-                    .map_err(RunError::Alerts)?,
-            );
-            let mut notifiers = Vec::new();
-            for hook in &settings.alerts.webhooks {
-                notifiers.push(Arc::new(
-                    crate::alerts::notify::Notifier::webhook(hook.clone())
-                        .map_err(|e| RunError::Alerts(e.to_string()))?,
-                ));
+        while hup.recv().await.is_some() {
+            match &reload {
+                Some(reload) => reload.notify_one(),
+                None => info!(
+                    "SIGHUP: alerts are off, no rules to reload; other settings apply at restart."
+                ),
             }
-            if let Some(irc) = &settings.alerts.irc {
-                notifiers.push(Arc::new(crate::alerts::notify::Notifier::Irc(
-                    crate::alerts::irc::Irc::start(irc.clone()),
-                )));
-            }
-            if let Some(amqp) = &settings.alerts.amqp {
-                notifiers.push(Arc::new(crate::alerts::notify::Notifier::amqp(
-                    amqp.clone(),
-                )));
-            }
-            let mut scheduler = crate::alerts::Scheduler::new(
-                rules_dir,
-                Arc::clone(&store),
-                Some(Arc::clone(&alert_store)),
-                notifiers,
-                Some(settings.data_dir.join("alerts").join("ledger")),
-            )
-            .map_err(|e| RunError::Alerts(e.to_string()))?;
-            scheduler.metrics = Arc::clone(&metrics.alerts);
-            Some((
-                tokio::spawn(crate::alerts::run(scheduler, stop_rx.clone())),
-                alert_store,
-            ))
         }
-        None => {
-            info!(
-                "No alert rules folder (collector.alerts.rules_dir, default /etc/picket/rules): alerts are off."
-            );
-            // SIGHUP (`systemctl reload`) reloads the rules; with none it must not
-            // end the process, as its default action would.
-            if let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            {
-                tokio::spawn(async move {
-                    while hup.recv().await.is_some() {
-                        info!(
-                            "SIGHUP: alerts are off, no rules to reload; other settings apply at restart."
-                        );
-                    }
-                });
-            }
-            None
-        }
-    };
-    let read_token = crate::http::auth::local_read_token(&settings.data_dir).map_err(|e| {
-        RunError::ReadToken(
-            settings.data_dir.join(crate::http::auth::READ_TOKEN_FILE),
-            e,
-        )
-    })?;
-    let mut readers = crate::http::auth::Tokens::default();
-    readers.add(read_token.as_bytes(), crate::http::auth::Role::Reader);
-    let access = Arc::new(crate::http::auth::Access {
-        tokens: http.tokens.clone(),
-        readers,
-        open_reads: http.open_reads,
-        metrics: Arc::clone(&metrics),
     });
-    let state = AppState {
-        store: Arc::clone(&store),
-        max_body_bytes: http.max_body_bytes,
-        max_event_bytes: http.max_event_bytes,
-        access,
-        max_events_per_request: http.max_events_per_request,
-        min_body_bytes_per_sec: http.min_body_bytes_per_sec,
-        max_response_bytes: http.max_response_bytes,
-        time_window: settings.time_window,
-        guards: Guards {
-            slots: Arc::new(tokio::sync::Semaphore::new(http.max_concurrent_requests)),
-            timeout: http.request_timeout,
-            metrics: Arc::clone(&metrics),
-        },
-        metrics: Arc::clone(&metrics),
-        alerts: alerts.as_ref().map(|(_, store)| Arc::clone(store)),
-    };
-    let upkeep = tokio::spawn(upkeep(
-        Arc::clone(&store),
-        settings.stores.retention_days,
-        settings.time_window.max_future,
-        stop_rx.clone(),
-    ));
-    let amqp = settings.amqp.clone().map(|amqp| {
-        tokio::spawn(crate::amqp::run(
-            amqp,
-            Arc::clone(&store),
-            Arc::clone(&metrics),
-            settings.time_window,
-            stop_rx.clone(),
-        ))
-    });
-    let connections = crate::http::connections::Connections::new(
-        crate::http::connections::Limits {
-            header_timeout: http.header_timeout,
-            idle_timeout: http.idle_timeout,
-            max_connections: http.max_connections,
-            max_connections_per_address: http.max_connections_per_address,
-        },
-        Arc::clone(&metrics),
-    );
-    let incoming = match http.tls.clone() {
-        Some(tls) => crate::http::server::Incoming::Tls(TlsListener::new(
-            listener,
-            tls,
-            Arc::clone(&connections),
-            http.client_certificates,
-        )),
-        None => crate::http::server::Incoming::Plain(listener),
-    };
-    let served =
-        crate::http::server::serve(incoming, router(state), connections, stop_rx.clone()).await;
-    if let Some(amqp) = amqp {
-        let _ = amqp.await;
-    }
-    let _ = upkeep.await;
-    if let Some((task, alert_store)) = alerts {
-        let _ = task.await;
-        let _ = tokio::task::spawn_blocking(move || alert_store.close()).await;
-    }
-    info!("Shutting down; committing pending events.");
-    store.close().await;
-    served.map_err(RunError::Serve)
 }
 
 /// The store's upkeep until `stop`: Elasticsearch's templates and daily aliases every

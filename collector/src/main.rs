@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use picket_collector::client::{self, RemoteSearch};
+use picket_collector::cli as commands;
+use picket_collector::cli::client::RemoteSearch;
 use picket_collector::config::ConfigFile;
 use tracing_subscriber::EnvFilter;
 
@@ -155,8 +156,8 @@ fn main() -> ExitCode {
             url,
             json,
         } => {
-            let base_url = url.unwrap_or_else(|| default_url(&cli.config));
-            let token = match read_token(&cli.config, cli.token_file.as_deref()) {
+            let base_url = url.unwrap_or_else(|| commands::default_url(&cli.config));
+            let token = match commands::read_token(&cli.config, cli.token_file.as_deref()) {
                 Ok(token) => token,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -171,7 +172,7 @@ fn main() -> ExitCode {
                 to,
                 size,
             };
-            match runtime().and_then(|rt| rt.block_on(search(&request, json))) {
+            match runtime().and_then(|rt| rt.block_on(commands::search(&request, json))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -243,161 +244,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// The collector's own address from its config, with a wildcard turned into loopback.
-fn default_url(path: &std::path::Path) -> String {
-    let listen = ConfigFile::load(path).ok().and_then(|file| {
-        file.collector
-            .http
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .ok()
-    });
-    match listen {
-        Some(mut address) => {
-            if address.ip().is_unspecified() {
-                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            format!("http://{address}")
-        }
-        None => "http://127.0.0.1:8080".to_string(),
-    }
-}
-
-/// The bearer token `search` and `alerts test` send: the `--token-file`'s, else
-/// `$PICKET_TOKEN`, else the collector's own read token when this user may read it.
-fn read_token(
-    config: &std::path::Path,
-    token_file: Option<&std::path::Path>,
-) -> anyhow::Result<Option<String>> {
-    let first_line = |text: &str| {
-        text.lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| l.split_whitespace().next().unwrap_or(l).to_string())
-    };
-    if let Some(file) = token_file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the token file {}", file.display()))?;
-        return first_line(&text)
-            .map(Some)
-            .with_context(|| format!("{} holds no token", file.display()));
-    }
-    if let Some(token) = std::env::var("PICKET_TOKEN")
-        .ok()
-        .filter(|t| !t.trim().is_empty())
-    {
-        return Ok(Some(token.trim().to_string()));
-    }
-    let data_dir = ConfigFile::load(config)
-        .map(|file| file.collector.data_dir)
-        .unwrap_or_else(|_| PathBuf::from("/var/lib/picket-collector"));
-    let local = data_dir.join(picket_collector::http::auth::READ_TOKEN_FILE);
-    match std::fs::read_to_string(&local) {
-        Ok(text) => Ok(first_line(&text)),
-        Err(e) => {
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                eprintln!(
-                    "note: cannot read {} ({e}); run as the collector's user or root, or pass --token-file with a reader token",
-                    local.display()
-                );
-            }
-            Ok(None)
-        }
-    }
-}
-
-async fn search(request: &RemoteSearch, json: bool) -> anyhow::Result<()> {
-    let (total, hits) = client::search(request).await?;
-    for hit in &hits {
-        if json {
-            println!("{hit}");
-        } else {
-            println!("{}", client::format_line(hit));
-        }
-    }
-    eprintln!("{} of {} matching events shown", hits.len(), total);
-    Ok(())
-}
-
-/// The rules folder: the flag, else the config's, else the package's default.
-fn rules_dir(config: &std::path::Path, flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| {
-        ConfigFile::load(config)
-            .ok()
-            .and_then(|file| file.collector.alerts.rules_dir)
-    })
-    .unwrap_or_else(|| PathBuf::from("/etc/picket/rules"))
-}
-
 fn alerts_command(
     config: &std::path::Path,
     token_file: Option<&std::path::Path>,
     command: AlertsCommand,
 ) -> anyhow::Result<()> {
-    use picket_collector::alerts::{engine, rules};
     match command {
-        AlertsCommand::List { rules: flag } => {
-            let dir = rules_dir(config, flag);
-            let rules = rules::load_dir(&dir)?;
-            for rule in &rules {
-                println!(
-                    "{:<28} {:<11} {:<16} window {:<5} {:<9} {}",
-                    rule.name,
-                    rule.kind.name(),
-                    rule.schedule.describe(),
-                    rules::describe_duration(rule.window),
-                    rule.severity,
-                    rule.query
-                );
-            }
-            eprintln!("{} rules in {}", rules.len(), dir.display());
-            Ok(())
-        }
+        AlertsCommand::List { rules } => commands::list_rules(&commands::rules_dir(config, rules)),
         AlertsCommand::Test {
-            rule: name,
+            rule,
             since,
-            rules: flag,
+            rules,
             url,
-        } => {
-            let dir = rules_dir(config, flag);
-            let mut rule = rules::load_dir(&dir)?
-                .into_iter()
-                .find(|r| r.name == name)
-                .with_context(|| format!("no rule named {name:?} in {}", dir.display()))?;
-            rule.window = rules::parse_duration(&since).map_err(anyhow::Error::msg)?;
-            if let rules::RuleKind::Deadman { lookback, .. } = &mut rule.kind
-                && *lookback <= rule.window
-            {
-                *lookback = rule.window * 2;
-            }
-            let base_url = url.unwrap_or_else(|| default_url(config));
-            let token = read_token(config, token_file)?;
-            let http = client::build_http_client(
-                client::with_token(reqwest::Client::builder(), token.as_deref())?,
-                [base_url.as_str()],
-                &picket_common::tls::TlsFiles::default(),
-            )?;
-            let source = client::RemoteSource {
-                base_url,
-                client: http,
-            };
-            let alerts = runtime()?
-                .block_on(engine::evaluate(
-                    &rule,
-                    &source,
-                    &engine::RuleLedger::default(),
-                    chrono::Utc::now(),
-                ))
-                .map_err(anyhow::Error::msg)?;
-            for alert in &alerts {
-                println!("{}", picket_collector::alerts::notify::one_line(alert));
-            }
-            eprintln!(
-                "{} alerts from rule {} over the last {since} (nothing stored, nobody notified)",
-                alerts.len(),
-                rule.name
-            );
-            Ok(())
-        }
+        } => commands::test_rule(
+            &commands::rules_dir(config, rules),
+            &rule,
+            &since,
+            url.unwrap_or_else(|| commands::default_url(config)),
+            commands::read_token(config, token_file)?,
+        ),
     }
 }

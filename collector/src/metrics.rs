@@ -64,7 +64,7 @@ pub struct Metrics {
     queue_depth: AtomicI64,
     retimed: AtomicU64,
     /// The alert scheduler's counters.
-    pub alerts: std::sync::Arc<crate::alerts::AlertMetrics>,
+    pub alerts: std::sync::Arc<AlertMetrics>,
 }
 
 fn index(names: &[&str], name: &str) -> usize {
@@ -224,6 +224,16 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The alert scheduler's counters behind `/metrics`.
+#[derive(Debug, Default)]
+pub struct AlertMetrics {
+    pub runs: AtomicU64,
+    pub fired: AtomicU64,
+    pub failures: AtomicU64,
+    pub missed_runs: AtomicU64,
+    pub notify_failures: AtomicU64,
 }
 
 #[cfg(test)]

@@ -58,15 +58,7 @@ pub fn severities() -> impl Iterator<Item = mozdef::Severity> {
         .filter_map(mozdef::Severity::from_syslog_code)
 }
 
-/// Counters behind `/metrics`.
-#[derive(Debug, Default)]
-pub struct AlertMetrics {
-    pub runs: AtomicU64,
-    pub fired: AtomicU64,
-    pub failures: AtomicU64,
-    pub missed_runs: AtomicU64,
-    pub notify_failures: AtomicU64,
-}
+pub use crate::metrics::AlertMetrics;
 
 /// Where alerts are kept.
 pub enum AlertStore {
@@ -386,12 +378,13 @@ impl<S: EventSource> Scheduler<S> {
     }
 }
 
-/// Runs `scheduler` until `stop`; SIGHUP reloads the rules.
+/// Runs `scheduler` until `stop`; a `reload` notification (SIGHUP, received by the
+/// collector's `run`) reloads the rules.
 pub async fn run(
     mut scheduler: Scheduler<Arc<Store>>,
+    reload: Arc<tokio::sync::Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     info!(rules = scheduler.rules().len(), folder = %scheduler.rules_dir.display(), "Alert rules loaded.");
     loop {
         let now = Utc::now();
@@ -404,7 +397,7 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {
                 scheduler.run_due(Utc::now()).await;
             }
-            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => {
+            _ = reload.notified() => {
                 match scheduler.reload() {
                     Ok(n) => info!(rules = n, "Alert rules reloaded (SIGHUP)."),
                     Err(e) => error!(error = %e, "Alert rules not reloaded; the running rules stay."),

@@ -2,7 +2,6 @@
 //! and `/_bulk`. A request is answered 200 only after its events are committed.
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -263,8 +262,31 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
         .get::<ConnectInfo<Peer>>()
         .and_then(|info| info.0.identity.clone());
     let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let metrics = Arc::clone(&state.metrics);
+    let bytes = match read_request_body(&state, &parts.headers, body).await {
+        Ok(bytes) => bytes,
+        Err(answer) => return answer,
+    };
+    let context = Received {
+        at: Utc::now(),
+        identity: identity.as_deref(),
+        window: state.time_window,
+        retimed: std::cell::Cell::new(0),
+    };
+    let items = match split_items(&state, &route, &bytes, &context) {
+        Ok(items) => items,
+        Err(answer) => return answer,
+    };
+    store_items(&state, &route, items).await
+}
+
+/// The request's body, read within the limits and decoded; else the answer that says
+/// why not.
+async fn read_request_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Bytes, Response> {
+    let metrics = &state.metrics;
     let bad_body = |message: String| {
         metrics.refused("bad_body");
         error_body(StatusCode::BAD_REQUEST, message)
@@ -284,58 +306,75 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > state.max_body_bytes) {
-        return too_large();
+        return Err(too_large());
     }
-    let bytes: Bytes = match read_body(body, state.max_body_bytes, state.min_body_bytes_per_sec)
-        .await
-    {
+    let bytes = match read_body(body, state.max_body_bytes, state.min_body_bytes_per_sec).await {
         Ok(bytes) => bytes,
-        Err(BodyRead::TooLarge) => return too_large(),
+        Err(BodyRead::TooLarge) => return Err(too_large()),
         Err(BodyRead::TooSlow { bytes, seconds }) => {
             metrics.refused("slow_body");
             warn!(
                 bytes,
                 seconds, "A request body arrived too slowly; refused with 408."
             );
-            return error_body(
+            return Err(error_body(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "the request body arrived slower than {} bytes/s ({bytes} bytes in {seconds} s); collector.http.min_body_bytes_per_sec",
                     state.min_body_bytes_per_sec
                 ),
-            );
+            ));
         }
-        Err(BodyRead::Failed) => return bad_body("request body could not be read".into()),
+        Err(BodyRead::Failed) => return Err(bad_body("request body could not be read".into())),
     };
-    let bytes = match content_encoding(headers) {
-        Encoding::Identity => bytes,
+    match content_encoding(headers) {
+        Encoding::Identity => Ok(bytes),
         Encoding::Gzip => match gunzip(&bytes, state.max_body_bytes) {
-            Ok(Some(plain)) => plain,
-            Ok(None) => return too_large(),
-            Err(e) => return bad_body(format!("request body is not valid gzip: {e}")),
+            Ok(Some(plain)) => Ok(plain),
+            Ok(None) => Err(too_large()),
+            Err(e) => Err(bad_body(format!("request body is not valid gzip: {e}"))),
         },
         Encoding::Other(name) => {
             metrics.refused("bad_body");
-            return error_body(
+            Err(error_body(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("Content-Encoding {name:?} is not supported (use gzip or none)"),
-            );
+            ))
         }
+    }
+}
+
+/// A request's items, checked: the documents to store and what was refused.
+struct Items {
+    /// Items the route keeps (`_bulk` action lines are not counted).
+    received: usize,
+    events: Vec<Document>,
+    /// Each event's position in the request, for the store's per-event refusals.
+    positions: Vec<usize>,
+    rejected: Rejections,
+    /// Every refused item was refused for its size (413 when nothing is left).
+    all_too_large: bool,
+}
+
+/// Splits the body into items and makes each a document (counting what is refused and
+/// retimed); an answer instead when the request itself is refused.
+#[allow(clippy::result_large_err)] // the error is the answer itself
+fn split_items(
+    state: &AppState,
+    route: &Route,
+    bytes: &[u8],
+    context: &Received<'_>,
+) -> Result<Items, Response> {
+    let metrics = &state.metrics;
+    let mut items = Items {
+        received: 0,
+        events: Vec::new(),
+        positions: Vec::new(),
+        rejected: Rejections::default(),
+        all_too_large: true,
     };
-    let context = Received {
-        at: Utc::now(),
-        identity: identity.as_deref(),
-        window: state.time_window,
-        retimed: std::cell::Cell::new(0),
-    };
-    let mut received = 0;
-    let mut events = Vec::new();
-    // Each event's position in the request, for the store's per-event refusals.
-    let mut positions = Vec::new();
-    let mut rejected = Rejections::default();
-    let mut all_too_large = true;
     let mut too_many = false;
-    let split = wire::for_each_item(&bytes, state.max_event_bytes, |position, item| {
+    let split = wire::for_each_item(bytes, state.max_event_bytes, |position, item| {
         let item = match item {
             Ok(value) => match route.prepare(value) {
                 Some(value) => Ok(value),
@@ -343,37 +382,38 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
             },
             Err(e) => Err(e),
         };
-        received += 1;
-        if received > state.max_events_per_request {
+        items.received += 1;
+        if items.received > state.max_events_per_request {
             too_many = true;
             return ControlFlow::Break(());
         }
-        match item.and_then(|value| route.document(value, &context)) {
+        match item.and_then(|value| route.document(value, context)) {
             Ok(document) => {
-                events.push(document);
-                positions.push(position);
+                items.events.push(document);
+                items.positions.push(position);
             }
             Err(e) => {
-                all_too_large &= matches!(e, ItemError::TooLarge { .. });
-                rejected.push(position, &e);
+                items.all_too_large &= matches!(e, ItemError::TooLarge { .. });
+                items.rejected.push(position, &e);
             }
         }
         ControlFlow::Continue(())
     });
     if let Err(e) = split {
-        return bad_body(e.to_string());
+        metrics.refused("bad_body");
+        return Err(error_body(StatusCode::BAD_REQUEST, e.to_string()));
     }
     if too_many {
         metrics.refused("too_many_events");
-        return error_body(
+        return Err(error_body(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the request holds more than {} events (collector.http.max_events_per_request); send smaller batches",
                 state.max_events_per_request
             ),
-        );
+        ));
     }
-    for (reason, n) in rejected.by_reason() {
+    for (reason, n) in items.rejected.by_reason() {
         metrics.rejected_n(reason, n);
     }
     if context.retimed.get() > 0 {
@@ -383,14 +423,28 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
             "Events timed at reception: their time was outside the accepted window."
         );
     }
-    metrics.received(route.source(), received);
-    if rejected.count > 0 {
+    metrics.received(route.source(), items.received);
+    if items.rejected.count > 0 {
         warn!(
-            received,
-            rejected = rejected.count,
+            received = items.received,
+            rejected = items.rejected.count,
             "Refused events in a request; the answer names them by position."
         );
     }
+    Ok(items)
+}
+
+/// Stores the accepted items and answers: 200 once they are committed, 409 when every
+/// one conflicts with a stored event, 503 when the store failed (the sender retries).
+async fn store_items(state: &AppState, route: &Route, items: Items) -> Response {
+    let metrics = &state.metrics;
+    let Items {
+        received,
+        events,
+        positions,
+        mut rejected,
+        all_too_large,
+    } = items;
     if events.is_empty() {
         let status = if all_too_large {
             StatusCode::PAYLOAD_TOO_LARGE
@@ -411,56 +465,55 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
     let started = std::time::Instant::now();
     let outcome = state.store.store(events).await;
     metrics.store_finished(started.elapsed());
-    match outcome {
-        Ok(outcome) => {
-            metrics.stored(route.source(), outcome.stored);
-            for _ in 0..outcome.dead_lettered {
-                metrics.rejected("store_refused");
-            }
-            if !outcome.conflicts.is_empty() {
-                metrics.rejected_n("conflict", outcome.conflicts.len());
-                warn!(
-                    conflicts = outcome.conflicts.len(),
-                    "Refused events whose eventid is already stored with a different body (the first copy wins)."
-                );
-                let mut conflicts = outcome.conflicts.clone();
-                conflicts.sort_unstable();
-                for i in conflicts {
-                    rejected.push(
-                        positions[i],
-                        &ItemError::Invalid(
-                            "an event with this eventid is already stored with a different body; stored events are not replaced".into(),
-                        ),
-                    );
-                }
-                rejected.first.sort_by_key(|r| r.position);
-            }
-            debug!(received, stored = outcome.stored, "Stored a request.");
-            let status = if outcome.stored == 0 && outcome.dead_lettered == 0 {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::OK
-            };
-            let answer = IngestAnswer {
-                received,
-                stored: outcome.stored,
-                rejected_count: rejected.count,
-                rejected: rejected.first,
-                deadlettered: outcome.dead_lettered,
-                error: (status != StatusCode::OK)
-                    .then(|| "no event in the request was accepted".to_string()),
-            };
-            (status, Json(answer)).into_response()
-        }
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
         Err(e) => {
             metrics.refused("store_failed");
             error!(error = %e, received, "Store failed; the sender is told to retry.");
-            error_body(
+            return error_body(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "events could not be stored; retry later",
-            )
+            );
         }
+    };
+    metrics.stored(route.source(), outcome.stored);
+    for _ in 0..outcome.dead_lettered {
+        metrics.rejected("store_refused");
     }
+    if !outcome.conflicts.is_empty() {
+        metrics.rejected_n("conflict", outcome.conflicts.len());
+        warn!(
+            conflicts = outcome.conflicts.len(),
+            "Refused events whose eventid is already stored with a different body (the first copy wins)."
+        );
+        let mut conflicts = outcome.conflicts.clone();
+        conflicts.sort_unstable();
+        for i in conflicts {
+            rejected.push(
+                positions[i],
+                &ItemError::Invalid(
+                    "an event with this eventid is already stored with a different body; stored events are not replaced".into(),
+                ),
+            );
+        }
+        rejected.first.sort_by_key(|r| r.position);
+    }
+    debug!(received, stored = outcome.stored, "Stored a request.");
+    let status = if outcome.stored == 0 && outcome.dead_lettered == 0 {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    let answer = IngestAnswer {
+        received,
+        stored: outcome.stored,
+        rejected_count: rejected.count,
+        rejected: rejected.first,
+        deadlettered: outcome.dead_lettered,
+        error: (status != StatusCode::OK)
+            .then(|| "no event in the request was accepted".to_string()),
+    };
+    (status, Json(answer)).into_response()
 }
 
 /// Why a body could not be read.

@@ -20,8 +20,8 @@ use serde_json::json;
 pub mod auth;
 pub mod config;
 pub mod connections;
-mod ingest;
-mod search;
+pub mod ingest;
+pub mod search;
 pub mod server;
 pub mod tls;
 
