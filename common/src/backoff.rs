@@ -1,6 +1,6 @@
-//! The one retry delay policy: a first delay doubled per attempt up to a cap, with
-//! ±20 % jitter so a fleet that lost its collector at the same instant does not come
-//! back at the same instant.
+//! The one retry delay policy: a first delay doubled per attempt up to a cap, less a
+//! random share of up to 20 %, so a fleet that lost its collector at the same instant
+//! does not come back at the same instant, and no wait is longer than the cap.
 
 use std::time::Duration;
 
@@ -40,14 +40,14 @@ impl Backoff {
 }
 
 /// The delay before retry number `attempt` (0-based): `first · 2^attempt`, at most
-/// `max`, times a jitter between 0.8 and 1.2.
+/// `max`, times a jitter between 0.8 and 1.
 pub fn delay(first: Duration, max: Duration, attempt: u32) -> Duration {
     let base = first.saturating_mul(1u32 << attempt.min(20)).min(max);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    base.mul_f64(0.8 + f64::from(nanos % 401) / 1000.0)
+    base.mul_f64(0.8 + f64::from(nanos % 201) / 1000.0)
 }
 
 #[cfg(test)]
@@ -70,6 +70,6 @@ mod tests {
         }
         assert_eq!(backoff.attempts(), 12);
         backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_millis(600));
+        assert!(backoff.next_delay() <= Duration::from_millis(500));
     }
 }

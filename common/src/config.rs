@@ -84,7 +84,12 @@ impl Sources {
             }
             match key.rsplit_once('.') {
                 Some((parent, _)) => key = parent,
-                None => return &self.files[0],
+                None => {
+                    return self
+                        .files
+                        .first()
+                        .map_or(Path::new("(no file)"), PathBuf::as_path);
+                }
             }
         }
     }
@@ -122,8 +127,9 @@ pub fn dropin_dir(path: &Path) -> PathBuf {
 ///
 /// Drop-ins are the `*.toml` files of [`dropin_dir`] (`/etc/picket/agent.d/`), merged
 /// over the main file in byte order of their names: a table merges key by key, any
-/// other value (a list too) replaces the one before. Each file must be valid on its own
-/// as a `T`, so a typo is reported with the file that holds it. Other files there
+/// other value (a list too) replaces the one before. Each file must be valid as a `T`
+/// on its own or merged over the files before it, so a typo is reported with the file
+/// that holds it. Other files there
 /// (`.dpkg-old`, editor backups, hidden files) are skipped.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<(T, Sources), ConfigError> {
     let mut files = vec![path.to_path_buf()];
@@ -152,12 +158,17 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<(T, Sources), ConfigErro
             message: e.to_string(),
         };
         let table: toml::Table = toml::from_str(&text).map_err(parse_error)?;
-        // Alone first: unknown keys and wrong types are the fault of this file.
-        toml::Value::Table(table.clone())
-            .try_into::<T>()
-            .map_err(parse_error)?;
         sources.record("", &table, index);
+        // Unknown keys and wrong types are the fault of the file that brings them: it
+        // must be valid alone, or over the files before it (a drop-in that sets only
+        // `password_file` of a table whose `url` the main file holds).
+        let alone = toml::Value::Table(table.clone()).try_into::<T>();
         merge(&mut merged, table);
+        if alone.is_err() {
+            toml::Value::Table(merged.clone())
+                .try_into::<T>()
+                .map_err(parse_error)?;
+        }
     }
     sources.files = files;
     let config = toml::Value::Table(merged)
@@ -221,6 +232,48 @@ mod tests {
             .to_string();
         assert!(
             err.contains("10.toml") && err.contains("a.b.y: too big"),
+            "{err}"
+        );
+        assert_eq!(Sources::default().file_for("a"), Path::new("(no file)"));
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Table {
+        t: Inner,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        url: String,
+        #[serde(default)]
+        password_file: Option<String>,
+    }
+
+    #[test]
+    fn a_dropin_may_complete_a_table_whose_required_key_is_in_the_main_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("c.toml");
+        std::fs::write(&main, "[t]\nurl = \"amqp://x/\"\n").unwrap();
+        std::fs::create_dir(dir.path().join("c.d")).unwrap();
+        std::fs::write(
+            dir.path().join("c.d/10.toml"),
+            "[t]\npassword_file = \"/p\"\n",
+        )
+        .unwrap();
+        let (value, _) = load::<Table>(&main).unwrap();
+        assert_eq!(value.t.url, "amqp://x/");
+        assert_eq!(value.t.password_file.as_deref(), Some("/p"));
+        // A typo is still the drop-in's.
+        std::fs::write(
+            dir.path().join("c.d/20.toml"),
+            "[t]\npasword_file = \"/p\"\n",
+        )
+        .unwrap();
+        let err = load::<Table>(&main).unwrap_err().to_string();
+        assert!(
+            err.contains("20.toml") && err.contains("pasword_file"),
             "{err}"
         );
     }

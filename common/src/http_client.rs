@@ -11,7 +11,7 @@ use crate::tls::TlsFiles;
 pub enum HttpClientError {
     /// HTTPS without a configured CA, and the host has no CA store.
     #[error(
-        "cannot load this host's CA certificates ({0}); install them (Debian: ca-certificates) or configure a CA file"
+        "cannot load this host's CA certificates ({0}); install them (Debian: ca-certificates) or set the table's ca_file"
     )]
     SystemRoots(String),
     #[error("cannot build the HTTP client: {0}")]

@@ -33,7 +33,7 @@ impl LogLimiter {
     pub fn due(&self) -> bool {
         let now = self.started.elapsed().as_millis() as u64 + 1;
         let last = self.last.load(Ordering::Relaxed);
-        if last != 0 && now - last < self.period.as_millis() as u64 {
+        if last != 0 && now.saturating_sub(last) < self.period.as_millis() as u64 {
             return false;
         }
         self.last

@@ -378,8 +378,8 @@ impl<S: EventSource> Scheduler<S> {
     }
 }
 
-/// Runs `scheduler` until `stop`; a `reload` notification (SIGHUP, received by the
-/// collector's `run`) reloads the rules.
+/// Runs `scheduler` until `stop`; a `reload` notification (SIGHUP, received by
+/// `on_sighup` in the crate root) reloads the rules.
 pub async fn run(
     mut scheduler: Scheduler<Arc<Store>>,
     reload: Arc<tokio::sync::Notify>,

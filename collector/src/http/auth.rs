@@ -7,7 +7,7 @@
 //! read token in `<data_dir>/read.token`) unless `open_reads` is set; sending needs a
 //! shipper token once a tokens file is configured.
 //!
-//! Mutual TLS is enforced in the handshake (`crate::tls`); a client without a good
+//! Mutual TLS is enforced in the handshake (`crate::http::tls`); a client without a good
 //! certificate never reaches these guards.
 
 use std::path::Path;

@@ -6,10 +6,11 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use picket_common::ratelog::LogLimiter;
 use tokio::sync::Notify;
 use tracing::warn;
 
@@ -31,9 +32,8 @@ pub struct Connections {
     pub(crate) metrics: Arc<Metrics>,
     open: AtomicUsize,
     by_address: Mutex<HashMap<IpAddr, usize>>,
-    /// When a refusal was last logged (ms since `started`), to log once a minute.
-    last_warned: AtomicU64,
-    started: Instant,
+    /// Refusals are logged once a minute.
+    refusal_log: LogLimiter,
     closed: Notify,
 }
 
@@ -67,8 +67,7 @@ impl Connections {
             metrics,
             open: AtomicUsize::new(0),
             by_address: Mutex::new(HashMap::new()),
-            last_warned: AtomicU64::new(0),
-            started: Instant::now(),
+            refusal_log: LogLimiter::every_minute(),
             closed: Notify::new(),
         })
     }
@@ -94,14 +93,7 @@ impl Connections {
         if let Some(why) = refusal {
             drop(by_address);
             self.metrics.refused("connection_limit");
-            let now = self.started.elapsed().as_millis() as u64;
-            let last = self.last_warned.load(Ordering::Relaxed);
-            if (last == 0 || now.saturating_sub(last) >= 60_000)
-                && self
-                    .last_warned
-                    .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if self.refusal_log.due() {
                 warn!(peer = %address, "Closed a new connection: {why}. (Logged at most once a minute; counted in picket_requests_refused_total{{reason=\"connection_limit\"}}.)");
             }
             return None;

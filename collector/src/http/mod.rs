@@ -1,7 +1,7 @@
 //! The HTTP API: MozDef loginput's `POST`/`PUT /events` (one JSON object, a JSON array,
 //! or NDJSON; gzip bodies accepted), `/nxlog` and `/cef` (the same, with `endpoint`
 //! set as MozDef does), `POST /_bulk` (Elasticsearch bulk bodies, action lines
-//! skipped), `GET /status` and `GET /test`, and the search API `GET /api/events`. Bearer tokens and the request guards are in [`super::auth`].
+//! skipped), `GET /status` and `GET /test`, and the search API `GET /api/events`.
 //!
 //! A request is answered 200 only after its events are committed to the store. Each
 //! item refused (not JSON, not an object, too large) is reported by position while the
