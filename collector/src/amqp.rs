@@ -214,46 +214,13 @@ async fn handle(
         metrics,
         window,
     } = ingest;
-    let received_at = Utc::now();
     metrics.received("amqp", batch.len());
-    let mut events = Vec::with_capacity(batch.len());
-    let mut messages = Vec::with_capacity(batch.len());
-    let mut refused = Vec::new();
-    let mut retimed = 0;
-    for message in &batch {
-        let outcome = serde_json::from_slice::<serde_json::Value>(&message.data)
-            .map_err(|e| ("not_json", format!("not JSON: {e}")))
-            .and_then(|value| {
-                mozdef::normalize(value, received_at).map_err(|e| ("invalid", e.to_string()))
-            });
-        match outcome {
-            Ok(mut event) => {
-                // Who sent it: only what the broker vouches for. RabbitMQ refuses a
-                // message whose `user_id` is not its connection's user, so that one is
-                // kept; a sender's own `details.agentidentity` is not.
-                match message.properties.user_id() {
-                    Some(user) => {
-                        event.details.insert(
-                            "agentidentity".into(),
-                            serde_json::Value::from(user.as_str()),
-                        );
-                    }
-                    None => {
-                        event.details.remove("agentidentity");
-                    }
-                }
-                if window.hold(&mut event, received_at) {
-                    retimed += 1;
-                }
-                events.push(Document::Event(event));
-                messages.push(message);
-            }
-            Err((kind, reason)) => {
-                metrics.rejected(kind);
-                refused.push((message, reason));
-            }
-        }
-    }
+    let Parsed {
+        events,
+        messages,
+        refused,
+        retimed,
+    } = parse_batch(&batch, Utc::now(), window, metrics);
     let last_tag = batch.last().map(|d| d.delivery_tag).unwrap_or(0);
     for (message, reason) in &refused {
         if let Err(e) = dead_letter(dead, settings, message, reason).await {
@@ -312,6 +279,67 @@ async fn handle(
         "Stored a batch from RabbitMQ."
     );
     Ok(())
+}
+
+/// A batch's messages: the events, and those that are not events with the reason.
+struct Parsed<'a> {
+    events: Vec<Document>,
+    /// The message of each event, by the event's position.
+    messages: Vec<&'a Delivery>,
+    refused: Vec<(&'a Delivery, String)>,
+    /// Events timed at reception (their time was outside the window).
+    retimed: usize,
+}
+
+/// Normalizes each message of `batch` into an event, with the broker's user (the only
+/// sender identity it vouches for) as `details.agentidentity`.
+fn parse_batch<'a>(
+    batch: &'a [Delivery],
+    received_at: chrono::DateTime<Utc>,
+    window: &mozdef::normalize::TimeWindow,
+    metrics: &Metrics,
+) -> Parsed<'a> {
+    let mut parsed = Parsed {
+        events: Vec::with_capacity(batch.len()),
+        messages: Vec::with_capacity(batch.len()),
+        refused: Vec::new(),
+        retimed: 0,
+    };
+    for message in batch {
+        let outcome = serde_json::from_slice::<serde_json::Value>(&message.data)
+            .map_err(|e| ("not_json", format!("not JSON: {e}")))
+            .and_then(|value| {
+                mozdef::normalize(value, received_at).map_err(|e| ("invalid", e.to_string()))
+            });
+        match outcome {
+            Ok(mut event) => {
+                // RabbitMQ refuses a message whose `user_id` is not its connection's
+                // user, so that one is kept; a sender's own `details.agentidentity` is
+                // not.
+                match message.properties.user_id() {
+                    Some(user) => {
+                        event.details.insert(
+                            "agentidentity".into(),
+                            serde_json::Value::from(user.as_str()),
+                        );
+                    }
+                    None => {
+                        event.details.remove("agentidentity");
+                    }
+                }
+                if window.hold(&mut event, received_at) {
+                    parsed.retimed += 1;
+                }
+                parsed.events.push(Document::Event(event));
+                parsed.messages.push(message);
+            }
+            Err((kind, reason)) => {
+                metrics.rejected(kind);
+                parsed.refused.push((message, reason));
+            }
+        }
+    }
+    parsed
 }
 
 async fn requeue(channel: &Channel, last_tag: u64) {

@@ -122,51 +122,50 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::with_capacity(4096);
-        let mut family = |name: &str,
-                          help: &str,
-                          kind: &str,
-                          label: &str,
-                          names: &[&str],
-                          values: &[AtomicU64]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        let families: [Family<'_>; 4] = [
+            (
+                "picket_events_received_total",
+                "Events taken in, by way in.",
+                "source",
+                &SOURCES,
+                &self.received,
+            ),
+            (
+                "picket_events_stored_total",
+                "Events committed to the store, by way in.",
+                "source",
+                &SOURCES,
+                &self.stored,
+            ),
+            (
+                "picket_events_rejected_total",
+                "Items refused one by one, by reason.",
+                "reason",
+                &ITEM_REASONS,
+                &self.rejected,
+            ),
+            (
+                "picket_requests_refused_total",
+                "Whole requests refused, by reason.",
+                "reason",
+                &REQUEST_REASONS,
+                &self.refused,
+            ),
+        ];
+        for (name, help, label, names, values) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for (n, v) in names.iter().zip(values) {
                 let _ = writeln!(out, "{name}{{{label}=\"{n}\"}} {}", get(v));
             }
-        };
-        family(
-            "picket_events_received_total",
-            "Events taken in, by way in.",
-            "counter",
-            "source",
-            &SOURCES,
-            &self.received,
-        );
-        family(
-            "picket_events_stored_total",
-            "Events committed to the store, by way in.",
-            "counter",
-            "source",
-            &SOURCES,
-            &self.stored,
-        );
-        family(
-            "picket_events_rejected_total",
-            "Items refused one by one, by reason.",
-            "counter",
-            "reason",
-            &ITEM_REASONS,
-            &self.rejected,
-        );
-        family(
-            "picket_requests_refused_total",
-            "Whole requests refused, by reason.",
-            "counter",
-            "reason",
-            &REQUEST_REASONS,
-            &self.refused,
-        );
+        }
+        self.render_store(&mut out);
+        self.alerts.render(&mut out);
+        out
+    }
+
+    /// The store's commit latency histogram, queue depth and retimed events.
+    fn render_store(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP picket_store_seconds Time from handing events to the store to their commit.\n# TYPE picket_store_seconds histogram"
@@ -196,34 +195,14 @@ impl Metrics {
             "# HELP picket_events_retimed_total Events whose time was too far from their reception (timed at reception, details.timestamperror kept).\n# TYPE picket_events_retimed_total counter\npicket_events_retimed_total {}",
             get(&self.retimed)
         );
-        let a = &self.alerts;
-        for (name, help, value) in [
-            ("picket_alert_rule_runs_total", "Alert rule runs.", &a.runs),
-            ("picket_alerts_fired_total", "Alerts fired.", &a.fired),
-            (
-                "picket_alert_rule_failures_total",
-                "Alert rule runs that failed (bad query, store down, alert not stored).",
-                &a.failures,
-            ),
-            (
-                "picket_alert_runs_missed_total",
-                "Scheduled alert rule runs skipped because an earlier one ran late.",
-                &a.missed_runs,
-            ),
-            (
-                "picket_alert_notifications_failed_total",
-                "Notifications given up after retries.",
-                &a.notify_failures,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                get(value)
-            );
-        }
-        out
     }
+}
+
+/// A labelled counter family: name, help, label, label values, counters.
+type Family<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a [AtomicU64]);
+
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
 }
 
 /// The alert scheduler's counters behind `/metrics`.
@@ -234,6 +213,40 @@ pub struct AlertMetrics {
     pub failures: AtomicU64,
     pub missed_runs: AtomicU64,
     pub notify_failures: AtomicU64,
+}
+
+impl AlertMetrics {
+    fn render(&self, out: &mut String) {
+        for (name, help, value) in [
+            (
+                "picket_alert_rule_runs_total",
+                "Alert rule runs.",
+                &self.runs,
+            ),
+            ("picket_alerts_fired_total", "Alerts fired.", &self.fired),
+            (
+                "picket_alert_rule_failures_total",
+                "Alert rule runs that failed (bad query, store down, alert not stored).",
+                &self.failures,
+            ),
+            (
+                "picket_alert_runs_missed_total",
+                "Scheduled alert rule runs skipped because an earlier one ran late.",
+                &self.missed_runs,
+            ),
+            (
+                "picket_alert_notifications_failed_total",
+                "Notifications given up after retries.",
+                &self.notify_failures,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                get(value)
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -147,6 +147,72 @@ pub async fn evaluate_run<S: EventSource>(
         )
         .await;
     }
+    let fresh = unalerted(matches(rule, source, now, window).await?, ledger);
+    let mut alerts = match &rule.kind {
+        RuleKind::Simple => simple(rule, now, fresh),
+        RuleKind::Aggregate {
+            field,
+            threshold,
+            samples,
+        } => aggregate(rule, now, fresh, field, *threshold, *samples),
+        RuleKind::Cardinality {
+            field,
+            distinct_field,
+            threshold,
+            samples,
+        } => cardinality(
+            rule,
+            now,
+            fresh,
+            field,
+            distinct_field,
+            *threshold,
+            *samples,
+        ),
+        RuleKind::Sequence {
+            field,
+            threshold,
+            then,
+            samples,
+        } => {
+            let followers = source
+                .search(in_window(
+                    rule,
+                    then.clone(),
+                    now - window,
+                    now,
+                    MAX_EVENTS,
+                    None,
+                ))
+                .await?;
+            let followers = unalerted(followers.hits, ledger);
+            sequence(rule, now, fresh, followers, field, *threshold, *samples)
+        }
+        RuleKind::Deadman { .. } => unreachable!("handled above"),
+    };
+    for alert in &mut alerts {
+        for (_, at) in &mut alert.contributing {
+            // Events without a readable time are remembered as of now.
+            if at.timestamp() == 0 {
+                *at = now;
+            }
+        }
+    }
+    Ok(Evaluation {
+        alerts,
+        recovered: Vec::new(),
+    })
+}
+
+/// The events of the window that match the rule's query: one fetch of the newest
+/// [`MAX_EVENTS`], or, for a grouped rule whose window holds more, the events of the
+/// values that can reach the threshold.
+async fn matches<S: EventSource>(
+    rule: &Rule,
+    source: &S,
+    now: DateTime<Utc>,
+    window: chrono::Duration,
+) -> Result<Vec<Value>, String> {
     let found = source
         .search(in_window(
             rule,
@@ -169,148 +235,148 @@ pub async fn evaluate_run<S: EventSource>(
         } => Some((field.as_str(), *threshold)),
         RuleKind::Simple | RuleKind::Deadman { .. } => None,
     };
-    let hits = match grouped_by {
+    match grouped_by {
         Some((field, threshold)) if found.total > MAX_EVENTS => {
             // More than one fetch holds: find the values that can reach the threshold
             // with a terms aggregation over every match, then fetch their events.
-            candidates(rule, source, now, window, field, threshold).await?
+            candidates(rule, source, now, window, field, threshold).await
         }
         _ => {
             if found.total > MAX_EVENTS {
                 tracing::warn!(rule = %rule.name, matched = found.total, looked_at = MAX_EVENTS, "Rule matched more events than one run looks at; only the newest alert. Narrow its query or window.");
             }
-            found.hits
+            Ok(found.hits)
         }
-    };
-    let fresh = unalerted(hits, ledger);
-    let mut alerts = Vec::new();
-    match &rule.kind {
-        RuleKind::Simple => {
-            for hit in fresh {
-                let facts = Facts {
-                    count: 1,
-                    value: None,
-                    distinct: None,
-                    threshold: None,
-                };
-                alerts.push(build(rule, now, &facts, vec![hit.clone()], vec![hit]));
-            }
-        }
-        RuleKind::Aggregate {
-            field,
-            threshold,
-            samples,
-        } => {
-            for (value, group) in groups(&fresh, field) {
-                let count = group.len() as u64;
-                if count >= *threshold {
-                    let facts = Facts {
-                        count,
-                        value: Some(value),
-                        distinct: None,
-                        threshold: Some(*threshold),
-                    };
-                    let shown = group.iter().take(*samples).cloned().collect();
-                    alerts.push(build(rule, now, &facts, shown, group));
-                }
-            }
-        }
-        RuleKind::Cardinality {
-            field,
-            distinct_field,
-            threshold,
-            samples,
-        } => {
-            for (value, group) in groups(&fresh, field) {
-                let distinct: BTreeSet<String> = group
-                    .iter()
-                    .flat_map(|hit| values(hit, distinct_field))
-                    .collect();
-                if distinct.len() as u64 >= *threshold {
-                    let facts = Facts {
-                        count: group.len() as u64,
-                        value: Some(value),
-                        distinct: Some(distinct.len() as u64),
-                        threshold: Some(*threshold),
-                    };
-                    let shown = group.iter().take(*samples).cloned().collect();
-                    alerts.push(build(rule, now, &facts, shown, group));
-                }
-            }
-        }
-        RuleKind::Sequence {
-            field,
-            threshold,
-            then,
-            samples,
-        } => {
-            let followers = source
-                .search(in_window(
-                    rule,
-                    then.clone(),
-                    now - window,
-                    now,
-                    MAX_EVENTS,
-                    None,
-                ))
-                .await?;
-            let followers = unalerted(followers.hits, ledger);
-            let followers = groups(&followers, field);
-            let time_field = rule.time_field.name();
-            let time = |hit: &Value| {
-                hit[time_field]
-                    .as_str()
-                    .and_then(|t| mozdef::time::parse_str(t).ok())
-                    .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// A `simple` rule: an alert per event.
+fn simple(rule: &Rule, now: DateTime<Utc>, fresh: Vec<Value>) -> Vec<Alert> {
+    fresh
+        .into_iter()
+        .map(|hit| {
+            let facts = Facts {
+                count: 1,
+                value: None,
+                distinct: None,
+                threshold: None,
             };
-            for (value, group) in groups(&fresh, field) {
-                let count = group.len() as u64;
-                if count < *threshold {
-                    continue;
-                }
-                // The time the threshold was reached: the `threshold`-th oldest event.
-                let mut times: Vec<DateTime<Utc>> = group.iter().filter_map(time).collect();
-                times.sort();
-                let Some(reached) = times.get(*threshold as usize - 1).copied() else {
-                    continue;
-                };
-                let after: Vec<Value> = followers
-                    .get(&value)
-                    .into_iter()
-                    .flatten()
-                    .filter(|hit| time(hit).is_some_and(|t| t >= reached))
-                    .cloned()
-                    .collect();
-                if after.is_empty() {
-                    continue;
-                }
-                let facts = Facts {
-                    count,
-                    value: Some(value),
-                    distinct: None,
-                    threshold: Some(*threshold),
-                };
-                let mut shown: Vec<Value> = after.clone();
-                shown.extend(group.iter().take(*samples).cloned());
-                let mut all = group;
-                all.extend(after);
-                alerts.push(build(rule, now, &facts, shown, all));
-            }
-        }
-        RuleKind::Deadman { .. } => unreachable!("handled above"),
-    }
-    for alert in &mut alerts {
-        for (_, at) in &mut alert.contributing {
-            // Events without a readable time are remembered as of now.
-            if at.timestamp() == 0 {
-                *at = now;
-            }
+            build(rule, now, &facts, vec![hit.clone()], vec![hit])
+        })
+        .collect()
+}
+
+/// An `aggregate` rule: an alert per value of `field` with at least `threshold` events.
+fn aggregate(
+    rule: &Rule,
+    now: DateTime<Utc>,
+    fresh: Vec<Value>,
+    field: &str,
+    threshold: u64,
+    samples: usize,
+) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    for (value, group) in groups(&fresh, field) {
+        let count = group.len() as u64;
+        if count >= threshold {
+            let facts = Facts {
+                count,
+                value: Some(value),
+                distinct: None,
+                threshold: Some(threshold),
+            };
+            let shown = group.iter().take(samples).cloned().collect();
+            alerts.push(build(rule, now, &facts, shown, group));
         }
     }
-    Ok(Evaluation {
-        alerts,
-        recovered: Vec::new(),
-    })
+    alerts
+}
+
+/// A `cardinality` rule: an alert per value of `field` whose events hold at least
+/// `threshold` distinct values of `distinct_field`.
+fn cardinality(
+    rule: &Rule,
+    now: DateTime<Utc>,
+    fresh: Vec<Value>,
+    field: &str,
+    distinct_field: &str,
+    threshold: u64,
+    samples: usize,
+) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    for (value, group) in groups(&fresh, field) {
+        let distinct: BTreeSet<String> = group
+            .iter()
+            .flat_map(|hit| values(hit, distinct_field))
+            .collect();
+        if distinct.len() as u64 >= threshold {
+            let facts = Facts {
+                count: group.len() as u64,
+                value: Some(value),
+                distinct: Some(distinct.len() as u64),
+                threshold: Some(threshold),
+            };
+            let shown = group.iter().take(samples).cloned().collect();
+            alerts.push(build(rule, now, &facts, shown, group));
+        }
+    }
+    alerts
+}
+
+/// A `sequence` rule: an alert per value of `field` with at least `threshold` events
+/// followed, after the threshold was reached, by a `then` event of the same value.
+fn sequence(
+    rule: &Rule,
+    now: DateTime<Utc>,
+    fresh: Vec<Value>,
+    followers: Vec<Value>,
+    field: &str,
+    threshold: u64,
+    samples: usize,
+) -> Vec<Alert> {
+    let followers = groups(&followers, field);
+    let time_field = rule.time_field.name();
+    let time = |hit: &Value| {
+        hit[time_field]
+            .as_str()
+            .and_then(|t| mozdef::time::parse_str(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let mut alerts = Vec::new();
+    for (value, group) in groups(&fresh, field) {
+        let count = group.len() as u64;
+        if count < threshold {
+            continue;
+        }
+        // The time the threshold was reached: the `threshold`-th oldest event.
+        let mut times: Vec<DateTime<Utc>> = group.iter().filter_map(time).collect();
+        times.sort();
+        let Some(reached) = times.get(threshold as usize - 1).copied() else {
+            continue;
+        };
+        let after: Vec<Value> = followers
+            .get(&value)
+            .into_iter()
+            .flatten()
+            .filter(|hit| time(hit).is_some_and(|t| t >= reached))
+            .cloned()
+            .collect();
+        if after.is_empty() {
+            continue;
+        }
+        let facts = Facts {
+            count,
+            value: Some(value),
+            distinct: None,
+            threshold: Some(threshold),
+        };
+        let mut shown: Vec<Value> = after.clone();
+        shown.extend(group.iter().take(samples).cloned());
+        let mut all = group;
+        all.extend(after);
+        alerts.push(build(rule, now, &facts, shown, all));
+    }
+    alerts
 }
 
 /// Most values one run follows up when its window holds more than [`MAX_EVENTS`].
