@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 pub mod auth;
+mod body;
 pub mod config;
 pub mod connections;
 pub mod ingest;

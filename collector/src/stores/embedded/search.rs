@@ -1,0 +1,341 @@
+//! Searching the day indices: the query string parsed (negations lifted, bounded
+//! wildcards), the days that can hold the time range opened, aggregations run within
+//! their memory limit.
+
+use super::*;
+
+impl Shared {
+    pub(super) fn search(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
+        request.check()?;
+        let f = &self.fields;
+        let mut parser = QueryParser::new(
+            self.schema.clone(),
+            vec![f.summary, f.hostname, f.processname, f.category, f.tags],
+            TokenizerManager::default(),
+        );
+        parser.set_conjunction_by_default();
+        let text = request.query.trim();
+        let matcher: Box<dyn Query> = if text.is_empty() || text == "*" {
+            Box::new(AllQuery)
+        } else {
+            let ast = tantivy::query_grammar::parse_query(text)
+                .map_err(|_| StoreError::BadQuery(format!("cannot parse {text:?}")))?;
+            self.build_query(&parser, lift_negations(ast))?
+        };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, matcher)];
+        if request.from.is_some() || request.to.is_some() {
+            let field = match request.time_field {
+                crate::stores::TimeField::UtcTimestamp => f.utctimestamp,
+                crate::stores::TimeField::ReceivedTimestamp => f.receivedtimestamp,
+            };
+            let bound = |t: Option<DateTime<Utc>>| match t {
+                Some(t) => Bound::Included(Term::from_field_date(field, tantivy_time(t))),
+                None => Bound::Unbounded,
+            };
+            clauses.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(bound(request.from), bound(request.to))),
+            ));
+        }
+        let query = BooleanQuery::new(clauses);
+        // Days are filed by utctimestamp; an event received late sits in an earlier
+        // day than its reception, so a reception-time search looks a day further back.
+        let days = match request.time_field {
+            crate::stores::TimeField::UtcTimestamp => {
+                self.days_between(request.from, request.to)?
+            }
+            crate::stores::TimeField::ReceivedTimestamp => {
+                self.days_between(request.from.map(|t| t - chrono::Duration::days(1)), None)?
+            }
+        };
+        let size = request.size.max(1);
+
+        let mut total = 0;
+        let mut found: Vec<(i64, usize, DocAddress)> = Vec::new();
+        // One searcher per day for both the search and the document fetch: a commit in
+        // between reloads the reader, and addresses from one searcher are meaningless
+        // (out of bounds) in the next.
+        let searchers: Vec<_> = days.iter().map(|day| day.reader.searcher()).collect();
+        for (i, searcher) in searchers.iter().enumerate() {
+            let top = TopDocs::with_limit(size)
+                .order_by_fast_field::<tantivy::DateTime>("utctimestamp", Order::Desc);
+            let (count, docs) = searcher
+                .search(&query, &(Count, top))
+                .map_err(search_error)?;
+            total += count;
+            for (at, address) in docs {
+                let micros = at.map(|t| t.into_timestamp_micros()).unwrap_or(i64::MIN);
+                found.push((micros, i, address));
+            }
+        }
+        found.sort_by_key(|hit| std::cmp::Reverse(hit.0));
+        found.truncate(request.size);
+
+        let mut hits = Vec::with_capacity(found.len());
+        let mut bytes = 0usize;
+        let mut truncated = false;
+        for (_, i, address) in found {
+            let doc: TantivyDocument = searchers[i].doc(address).map_err(StoreError::Search)?;
+            let source = doc
+                .get_first(f.source_json)
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            bytes = bytes.saturating_add(source.len());
+            if request.max_bytes > 0 && bytes > request.max_bytes && !hits.is_empty() {
+                truncated = true;
+                break;
+            }
+            match serde_json::from_str(&source) {
+                Ok(value) => hits.push(value),
+                Err(e) => warn!(error = %e, "Stored event is not JSON; skipped."),
+            }
+        }
+        let aggregations = match &request.aggs {
+            Some(aggs) => Some(aggregate(&searchers, &query, aggs)?),
+            None => None,
+        };
+        Ok(SearchResult {
+            total,
+            hits,
+            aggregations,
+            truncated,
+        })
+    }
+
+    /// The query for a parsed query string. Leaves are built by tantivy's parser, but
+    /// wildcard terms (`hostname:web*`, `details.username:adm?n`), which it would look
+    /// up as the literal text `web*` and silently find nothing, become regular
+    /// expressions over the field's terms, `details.*` paths included. The AST is at
+    /// most [`crate::query::MAX_QUERY_DEPTH`] deep (checked before parsing).
+    pub(super) fn build_query(
+        &self,
+        parser: &QueryParser,
+        ast: UserInputAst,
+    ) -> Result<Box<dyn Query>, StoreError> {
+        let bad = |e: tantivy::query::QueryParserError| StoreError::BadQuery(e.to_string());
+        match ast {
+            UserInputAst::Clause(items) => {
+                let mut clauses = Vec::with_capacity(items.len());
+                for (occur, child) in items {
+                    // The parser's conjunction default: a bare term is required.
+                    clauses.push((
+                        occur.unwrap_or(Occur::Must),
+                        self.build_query(parser, child)?,
+                    ));
+                }
+                if clauses.is_empty() {
+                    return Ok(Box::new(tantivy::query::EmptyQuery));
+                }
+                Ok(Box::new(BooleanQuery::new(clauses)))
+            }
+            UserInputAst::Boost(child, boost) => Ok(Box::new(tantivy::query::BoostQuery::new(
+                self.build_query(parser, *child)?,
+                boost.into_inner() as f32,
+            ))),
+            UserInputAst::Leaf(leaf) => match *leaf {
+                UserInputLeaf::Literal(literal)
+                    if literal.delimiter == tantivy::query_grammar::Delimiter::None
+                        && literal.phrase.contains(['*', '?']) =>
+                {
+                    self.wildcard_query(literal.field_name.as_deref(), &literal.phrase)
+                }
+                UserInputLeaf::Range {
+                    field: Some(field),
+                    lower,
+                    upper,
+                } if field.starts_with("details.") && mixed_bounds(&lower, &upper) => {
+                    Err(StoreError::BadQuery(format!(
+                        "the range on {field} mixes a number and text ({} TO {}); give both ends as numbers, or both as text",
+                        lower.term_str(),
+                        upper.term_str()
+                    )))
+                }
+                leaf => parser
+                    .build_query_from_user_input_ast(UserInputAst::Leaf(Box::new(leaf)))
+                    .map_err(bad),
+            },
+        }
+    }
+
+    /// `field:pattern` where `*` is any run of characters and `?` any one; with no
+    /// field, over the default fields (summary, hostname, processname, category, tags).
+    pub(super) fn wildcard_query(
+        &self,
+        field: Option<&str>,
+        pattern: &str,
+    ) -> Result<Box<dyn Query>, StoreError> {
+        let f = &self.fields;
+        let regex = |glob: &str| {
+            let mut out = String::with_capacity(glob.len() * 2);
+            for c in glob.chars() {
+                match c {
+                    '*' => out.push_str(".*"),
+                    '?' => out.push('.'),
+                    c if "\\.+()|[]{}^$#&-~".contains(c) => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out
+        };
+        let regex_query = |pattern: String, field: Field| {
+            tantivy::query::RegexQuery::from_pattern(&pattern, field)
+                .map(|q| Box::new(q) as Box<dyn Query>)
+                .map_err(|e| StoreError::BadQuery(format!("wildcard {pattern:?}: {e}")))
+        };
+        let Some(name) = field else {
+            let mut any = Vec::new();
+            for field in [f.summary, f.hostname, f.processname, f.category, f.tags] {
+                let glob = if field == f.summary {
+                    pattern.to_lowercase()
+                } else {
+                    pattern.to_string()
+                };
+                any.push((Occur::Should, regex_query(regex(&glob), field)?));
+            }
+            return Ok(Box::new(BooleanQuery::new(any)));
+        };
+        if let Some(path) = name.strip_prefix("details.") {
+            // A JSON field's terms are the path (segments joined by 0x01), 0x00, the
+            // value's type (`s` for text), then the value as stored (raw).
+            let mut full = String::new();
+            for (i, segment) in path.split('.').enumerate() {
+                if i > 0 {
+                    full.push_str("\\x01");
+                }
+                full.push_str(&regex(&segment.replace(['*', '?'], "")));
+            }
+            full.push_str("\\x00s");
+            full.push_str(&regex(pattern));
+            return regex_query(full, f.details);
+        }
+        let field = match name {
+            "hostname" => f.hostname,
+            "processname" => f.processname,
+            "severity" => f.severity,
+            "category" => f.category,
+            "source" => f.source,
+            "tags" => f.tags,
+            "eventid" => f.eventid,
+            "summary" => return regex_query(regex(&pattern.to_lowercase()), f.summary),
+            other => {
+                return Err(StoreError::BadQuery(format!(
+                    "wildcards work on text fields and details.*, not on {other:?}"
+                )));
+            }
+        };
+        regex_query(regex(pattern), field)
+    }
+}
+
+/// Runs Elasticsearch-style aggregations over every day's matches and merges them
+/// (tantivy's distributed collector: per-index intermediate results, merged, then
+/// finished once, so a `terms` count spans days exactly).
+pub(super) fn aggregate(
+    searchers: &[tantivy::Searcher],
+    query: &dyn Query,
+    aggs: &serde_json::Value,
+) -> Result<serde_json::Value, StoreError> {
+    use tantivy::aggregation::agg_req::Aggregations;
+    use tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResults;
+    use tantivy::aggregation::{
+        AggContextParams, AggregationLimitsGuard, DistributedAggregationCollector,
+    };
+    let request: Aggregations = serde_json::from_value(aggs.clone())
+        .map_err(|e| StoreError::BadAggregation(e.to_string()))?;
+    // The budget is one search's, shared by its days: each day's collection may take
+    // its share (tantivy frees a day's count when the day is done, while its results
+    // stay in the merge), so a search over 365 days cannot take 365 budgets.
+    let per_day = (AGGREGATION_MEMORY_BYTES / searchers.len().max(1) as u64).max(1 << 20);
+    let limits = || AggregationLimitsGuard::new(Some(AGGREGATION_MEMORY_BYTES), None);
+    let mut merged: Option<IntermediateAggregationResults> = None;
+    for searcher in searchers {
+        let collector = DistributedAggregationCollector::from_aggs(
+            request.clone(),
+            AggContextParams::new(
+                AggregationLimitsGuard::new(Some(per_day), None),
+                TokenizerManager::default(),
+            ),
+        );
+        let fruit = searcher
+            .search(query, &collector)
+            .map_err(|e| StoreError::BadAggregation(e.to_string()))?;
+        merged = Some(match merged {
+            None => fruit,
+            Some(mut so_far) => {
+                so_far
+                    .merge_fruits(fruit)
+                    .map_err(|e| StoreError::BadAggregation(e.to_string()))?;
+                so_far
+            }
+        });
+    }
+    let merged = merged.unwrap_or_default();
+    let result = merged
+        .into_final_result(request, limits())
+        .map_err(|e| StoreError::BadAggregation(e.to_string()))?;
+    serde_json::to_value(result).map_err(|e| StoreError::BadAggregation(e.to_string()))
+}
+
+/// The most memory one search's aggregations may take.
+pub(super) const AGGREGATION_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// A failed search: the query's fault (a field it cannot be run on) or the store's.
+pub(super) fn search_error(error: tantivy::TantivyError) -> StoreError {
+    use tantivy::TantivyError as E;
+    match error {
+        E::SchemaError(message) | E::InvalidArgument(message) => StoreError::BadQuery(message),
+        E::FieldNotFound(field) => StoreError::BadQuery(format!("no field {field:?}")),
+        other => StoreError::Search(other),
+    }
+}
+
+/// Whether a range's two ends are a number and text: tantivy panics running such a
+/// range over a JSON field.
+pub(super) fn mixed_bounds(
+    lower: &tantivy::query_grammar::UserInputBound,
+    upper: &tantivy::query_grammar::UserInputBound,
+) -> bool {
+    use tantivy::query_grammar::UserInputBound;
+    let numeric = |bound: &UserInputBound| match bound {
+        UserInputBound::Unbounded => None,
+        bound => Some(bound.term_str().parse::<f64>().is_ok()),
+    };
+    matches!((numeric(lower), numeric(upper)), (Some(a), Some(b)) if a != b)
+}
+
+/// Makes `a AND NOT b` mean what Lucene users expect. tantivy's grammar reads it as
+/// `+a +(-b)`, and a clause holding only negations matches nothing; Lucene reads it as
+/// `+a -b`. Purely negative clauses under a required parent are lifted into it, and a
+/// query that is only negations matches everything else (`NOT category:session`).
+pub(super) fn lift_negations(ast: UserInputAst) -> UserInputAst {
+    let UserInputAst::Clause(items) = ast else {
+        return ast;
+    };
+    let only_negations = |ast: &UserInputAst| match ast {
+        UserInputAst::Clause(inner) => {
+            !inner.is_empty() && inner.iter().all(|(o, _)| *o == Some(Occur::MustNot))
+        }
+        _ => false,
+    };
+    let mut lifted = Vec::with_capacity(items.len());
+    for (occur, child) in items {
+        let child = lift_negations(child);
+        if occur != Some(Occur::Should) && only_negations(&child) {
+            if let UserInputAst::Clause(inner) = child {
+                lifted.extend(inner);
+            }
+        } else {
+            lifted.push((occur, child));
+        }
+    }
+    if !lifted.is_empty() && lifted.iter().all(|(o, _)| *o == Some(Occur::MustNot)) {
+        lifted.push((
+            Some(Occur::Must),
+            UserInputAst::Leaf(Box::new(UserInputLeaf::All)),
+        ));
+    }
+    UserInputAst::Clause(lifted)
+}
