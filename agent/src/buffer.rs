@@ -68,6 +68,12 @@
 //! moves the ack point past it.
 
 pub mod config;
+mod read;
+mod records;
+mod recovery;
+
+pub use self::records::{Batch, Records};
+use self::recovery::*;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -143,128 +149,6 @@ pub struct LostStretch {
     pub records: u64,
 }
 
-/// Records read by [`DiskBuffer::read_into`]: their bytes back to back, where each
-/// ends, and the position after the last. Kept and reused by the ship stage.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// Where [`DiskBuffer::read_into`] reads to; handed over to `shared` when done.
-    filling: Vec<u8>,
-    /// The records' bytes, shareable: the HTTP shipper sends them without a copy, and
-    /// their memory comes back for the next batch once the request has let go of it.
-    bytes: Bytes,
-    ends: Vec<usize>,
-    last: Option<Position>,
-}
-
-impl Batch {
-    /// Emptied for reading into, reusing the memory of the last batch's bytes when
-    /// nothing else holds them any more.
-    fn start_filling(&mut self) {
-        if let Ok(back) = std::mem::take(&mut self.bytes).try_into_mut() {
-            self.filling = Vec::from(back);
-        }
-        self.filling.clear();
-        self.ends.clear();
-        self.last = None;
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// The position after the last record: what to acknowledge once it is delivered.
-    pub fn last(&self) -> Option<Position> {
-        self.last
-    }
-
-    pub fn records(&self) -> Records<'_> {
-        Records {
-            bytes: &self.bytes,
-            shared: Some(&self.bytes),
-            ends: &self.ends,
-            from: 0,
-        }
-    }
-}
-
-/// A run of records stored back to back (a [`Batch`] or part of one).
-#[derive(Debug, Clone, Copy)]
-pub struct Records<'a> {
-    bytes: &'a [u8],
-    /// `bytes` as shared memory, when they are (a [`Batch`]'s).
-    shared: Option<&'a Bytes>,
-    /// Where each record ends in `bytes`.
-    ends: &'a [usize],
-    /// Where the first record starts in `bytes`.
-    from: usize,
-}
-
-impl<'a> Records<'a> {
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// Record `i`.
-    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
-        let end = *self.ends.get(i)?;
-        let start = if i == 0 { self.from } else { self.ends[i - 1] };
-        Some(&self.bytes[start..end])
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        let (bytes, ends) = (self.bytes, self.ends);
-        let mut start = self.from;
-        ends.iter().map(move |&end| {
-            let record = &bytes[start..end];
-            start = end;
-            record
-        })
-    }
-
-    /// Every record's bytes in one slice.
-    pub fn bytes(&self) -> &'a [u8] {
-        let end = self.ends.last().copied().unwrap_or(self.from);
-        &self.bytes[self.from..end]
-    }
-
-    /// [`Records::bytes`] as shared memory: without a copy when they are a batch's.
-    pub fn shared_bytes(&self) -> Bytes {
-        let end = self.ends.last().copied().unwrap_or(self.from);
-        match self.shared {
-            Some(shared) => shared.slice(self.from..end),
-            None => Bytes::copy_from_slice(&self.bytes[self.from..end]),
-        }
-    }
-
-    /// The first `n` records and the rest.
-    pub fn split_at(&self, n: usize) -> (Records<'a>, Records<'a>) {
-        let (first, second) = self.ends.split_at(n.min(self.ends.len()));
-        let middle = first.last().copied().unwrap_or(self.from);
-        (
-            Records {
-                bytes: self.bytes,
-                shared: self.shared,
-                ends: first,
-                from: self.from,
-            },
-            Records {
-                bytes: self.bytes,
-                shared: self.shared,
-                ends: second,
-                from: middle,
-            },
-        )
-    }
-}
-
 /// A flush waiting for its fdatasync (see [`DiskBuffer::begin_sync`]).
 pub struct PendingSync {
     file: File,
@@ -317,21 +201,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BufferError + '_ {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Appends exactly `len` bytes from `file` to `out` (into its spare capacity: nothing
-/// is zeroed first).
-fn read_span(file: &mut File, len: usize, out: &mut Vec<u8>) -> io::Result<()> {
-    let want = out.len() + len;
-    out.reserve(len);
-    file.take(len as u64).read_to_end(out)?;
-    if out.len() < want {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "segment shorter than its records",
-        ));
-    }
-    Ok(())
 }
 
 /// The ack point as `<dir>/ack` holds it: segment, offset, CRC-32 of the two.
@@ -391,74 +260,17 @@ impl DiskBuffer {
         max_bytes: u64,
     ) -> Result<(DiskBuffer, Recovery), BufferError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let mut segments: Vec<u64> = fs::read_dir(dir)
-            .map_err(io_err(dir))?
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                name.strip_suffix(".seg").and_then(|n| n.parse().ok())
-            })
-            .collect();
-        segments.sort_unstable();
+        let mut segments = list_segments(dir)?;
         let ack_path = dir.join("ack");
         let saved = fs::read(&ack_path).ok().and_then(|bytes| read_ack(&bytes));
-        let mut acked = saved.unwrap_or(Position {
-            segment: segments.first().copied().unwrap_or(0),
-            offset: 0,
-        });
-        // Segments wholly before the ack point are acknowledged garbage.
-        for segment in segments.iter().filter(|s| **s < acked.segment) {
-            let _ = fs::remove_file(segment_path(dir, *segment));
-        }
-        segments.retain(|s| *s >= acked.segment);
-        if segments.first().is_some_and(|s| *s > acked.segment) {
-            acked = Position {
-                segment: segments[0],
-                offset: 0,
-            };
-        }
-
-        let mut recovery = Recovery::default();
-        let mut end = acked;
-        let mut sealed = BTreeMap::new();
-        let mut holes: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-        for (i, segment) in segments.iter().enumerate() {
-            let path = segment_path(dir, *segment);
-            let start = if *segment == acked.segment {
-                acked.offset
-            } else {
-                0
-            };
-            let newest = i + 1 == segments.len();
-            let scanned = scan(&path, start, newest)?;
-            recovery.records += scanned.records;
-            recovery.torn_bytes += scanned.torn;
-            for (from, to, records) in scanned.lost {
-                recovery.lost.push(LostStretch {
-                    segment: *segment,
-                    offset: from,
-                    bytes: to - from,
-                    records,
-                });
-                if to <= scanned.end {
-                    holes.entry(*segment).or_default().push((from, to));
-                }
-            }
-            if scanned.end < scanned.len {
-                // Only the newest segment is cut: appends go on from whole records.
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io_err(&path))?;
-                file.set_len(scanned.end).map_err(io_err(&path))?;
-                file.sync_all().map_err(io_err(&path))?;
-            }
-            sealed.insert(*segment, scanned.end);
-            end = Position {
-                segment: *segment,
-                offset: scanned.end,
-            };
-        }
+        let acked = drop_acked(dir, &mut segments, saved);
+        let Recovered {
+            recovery,
+            end,
+            mut sealed,
+            holes,
+        } = recover_segments(dir, &segments, acked)?;
+        let mut end = end.unwrap_or(acked);
         if segments.is_empty() {
             segments.push(acked.segment);
             end = Position {
@@ -597,82 +409,6 @@ impl DiskBuffer {
             segment: next,
             offset: 0,
         };
-        Ok(())
-    }
-
-    /// Up to `max` durable records after the reader's position into `batch` (emptied
-    /// first; its memory is reused), back to back, with the position just after the
-    /// last (what to acknowledge once they are delivered). Each segment's span is read
-    /// with one `read`, and the headers are dropped in place: no allocation per record.
-    pub fn read_into(&mut self, max: usize, batch: &mut Batch) -> Result<(), BufferError> {
-        batch.start_filling();
-        let read = self.fill(max, batch);
-        batch.bytes = Bytes::from(std::mem::take(&mut batch.filling));
-        read
-    }
-
-    fn fill(&mut self, max: usize, batch: &mut Batch) -> Result<(), BufferError> {
-        while batch.ends.len() < max && self.read_at < self.durable {
-            let path = segment_path(&self.dir, self.read_at.segment);
-            let segment_end = if self.read_at.segment == self.durable.segment {
-                self.durable.offset
-            } else {
-                self.sealed.get(&self.read_at.segment).copied().unwrap_or(0)
-            };
-            // Up to the next lost stretch, once past any the reader is at.
-            let segment_end = skip_holes(&self.holes, &mut self.read_at).min(segment_end);
-            if self.read_at.offset >= segment_end {
-                match self.segments.iter().find(|s| **s > self.read_at.segment) {
-                    Some(next) => {
-                        self.read_at = Position {
-                            segment: *next,
-                            offset: 0,
-                        };
-                        continue;
-                    }
-                    None => break,
-                }
-            }
-            // Read what `max` records may take at the batch's average record size so
-            // far (a guess; the rest is read again next time), at least 64 KiB.
-            let wanted = max - batch.ends.len();
-            let average = if batch.ends.is_empty() {
-                1024
-            } else {
-                batch.filling.len() / batch.ends.len() + HEADER as usize
-            };
-            let span = (segment_end - self.read_at.offset)
-                .min((wanted * average).max(64 * 1024) as u64) as usize;
-            let mut file = File::open(&path).map_err(io_err(&path))?;
-            file.seek(SeekFrom::Start(self.read_at.offset))
-                .map_err(io_err(&path))?;
-            let start = batch.filling.len();
-            read_span(&mut file, span, &mut batch.filling).map_err(io_err(&path))?;
-            // Walk the records read, moving each payload down over the headers.
-            let (mut from, mut to) = (start, start);
-            while batch.ends.len() < max {
-                let Some((header, len)) = batch.filling.get(from..).and_then(record_header) else {
-                    break;
-                };
-                let body = from + header;
-                if body + len > start + span {
-                    if from == start {
-                        // A first record larger than the span: read it whole.
-                        read_span(&mut file, body + len - (start + span), &mut batch.filling)
-                            .map_err(io_err(&path))?;
-                    } else {
-                        break;
-                    }
-                }
-                batch.filling.copy_within(body..body + len, to);
-                to += len;
-                from = body + len;
-                batch.ends.push(to);
-                self.read_at.offset += (header + len) as u64;
-            }
-            batch.filling.truncate(to);
-            batch.last = Some(self.read_at);
-        }
         Ok(())
     }
 
@@ -851,213 +587,6 @@ impl Drop for DiskBuffer {
             let _ = self.persist_ack(true);
         }
     }
-}
-
-/// A record header at the start of `bytes`: its length and the payload's, or `None`
-/// when `bytes` is shorter than the header. The magic says which format it is.
-fn record_header(bytes: &[u8]) -> Option<(usize, usize)> {
-    let word = |at: usize| -> Option<usize> {
-        let b = bytes.get(at..at + 4)?;
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    };
-    if bytes.get(..4)? == MAGIC {
-        bytes
-            .get(..HEADER as usize)
-            .and(word(4))
-            .map(|len| (HEADER as usize, len))
-    } else {
-        bytes
-            .get(..OLD_HEADER as usize)
-            .and(word(0))
-            .map(|len| (OLD_HEADER as usize, len))
-    }
-}
-
-/// The CRC a record's header holds: of its length (u32 LE) and payload.
-fn record_crc(payload: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&(payload.len() as u32).to_le_bytes());
-    hasher.update(payload);
-    hasher.finalize()
-}
-
-/// Moves `at` past the lost stretches it is at; returns where the next one starts in
-/// its segment (`u64::MAX` when none follows).
-fn skip_holes(holes: &BTreeMap<u64, Vec<(u64, u64)>>, at: &mut Position) -> u64 {
-    for (start, end) in holes
-        .get(&at.segment)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        if *start <= at.offset && at.offset < *end {
-            at.offset = *end;
-        } else if *start > at.offset {
-            return *start;
-        }
-    }
-    u64::MAX
-}
-
-/// What a record at some offset of a segment is.
-#[derive(Debug, PartialEq, Eq)]
-enum Check {
-    /// Whole and CRC-checked; the next record starts at `next`. `old`: version 1.
-    Good { next: usize, old: bool },
-    /// Its header or payload runs past the end of the segment.
-    Incomplete,
-    /// Anything else: a CRC that does not match, an impossible length.
-    Bad,
-}
-
-fn check(bytes: &[u8], at: usize) -> Check {
-    let rest = bytes.get(at..).unwrap_or_default();
-    let Some((header, len)) = record_header(rest) else {
-        return Check::Incomplete;
-    };
-    let old = header == OLD_HEADER as usize;
-    // The agent never writes an empty old record: all zeros (a file extended but never
-    // written) would otherwise read as a run of them.
-    if len > MAX_RECORD_BYTES || (old && len == 0) {
-        return Check::Bad;
-    }
-    let Some(payload) = rest.get(header..header + len) else {
-        return Check::Incomplete;
-    };
-    let crc = u32::from_le_bytes([
-        rest[header - 4],
-        rest[header - 3],
-        rest[header - 2],
-        rest[header - 1],
-    ]);
-    let expected = if old {
-        crc32fast::hash(payload)
-    } else {
-        record_crc(payload)
-    };
-    if crc == expected {
-        Check::Good {
-            next: at + header + len,
-            old,
-        }
-    } else {
-        Check::Bad
-    }
-}
-
-/// The first offset at or after `from` where a whole record starts: a current one, found
-/// by its magic, or (while the segment may still hold old records, `old`) an old one,
-/// within [`OLD_RESYNC_CRC_BYTES`] of CRC work (then by magic only).
-fn resync(bytes: &[u8], from: usize, old: bool) -> Option<usize> {
-    if !old {
-        let mut at = from;
-        while let Some(found) = memchr::memmem::find(bytes.get(at..)?, &MAGIC) {
-            let candidate = at + found;
-            if matches!(check(bytes, candidate), Check::Good { .. }) {
-                return Some(candidate);
-            }
-            at = candidate + 1;
-        }
-        return None;
-    }
-    let mut budget = OLD_RESYNC_CRC_BYTES;
-    for candidate in from..bytes.len() {
-        let Some(head) = bytes.get(candidate..candidate + OLD_HEADER as usize) else {
-            // Too short for any record.
-            return None;
-        };
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        // Cheap tests first: most offsets of JSON text read as lengths far too large.
-        let fits =
-            head[..4] == MAGIC || (len > 0 && candidate + OLD_HEADER as usize + len <= bytes.len());
-        if !fits {
-            continue;
-        }
-        if head[..4] != MAGIC {
-            if budget < len {
-                // Enough guessing: current records can still be found by their magic.
-                return resync(bytes, candidate, false);
-            }
-            budget -= len;
-        }
-        if matches!(check(bytes, candidate), Check::Good { .. }) {
-            return Some(candidate);
-        }
-    }
-    None
-}
-
-/// What [`scan`] found in one segment.
-#[derive(Debug, Default)]
-struct Scanned {
-    /// Whole records from the start position.
-    records: u64,
-    /// Lost stretches: start, end, records in it.
-    lost: Vec<(u64, u64, u64)>,
-    /// Where the segment's records end: its length, or (newest segment) where an
-    /// unreadable end is cut off.
-    end: u64,
-    /// Bytes of a torn tail after `end` (newest segment).
-    torn: u64,
-    /// The file's length.
-    len: u64,
-}
-
-/// Records of the segment at `path` after `start`, as the module doc's recovery says;
-/// `newest`: the segment the writer appends to (its end may be torn).
-fn scan(path: &Path, start: u64, newest: bool) -> Result<Scanned, BufferError> {
-    let bytes = fs::read(path).map_err(io_err(path))?;
-    let len = bytes.len();
-    let mut scanned = Scanned {
-        len: len as u64,
-        end: len as u64,
-        ..Scanned::default()
-    };
-    let mut at = (start as usize).min(len);
-    // Old records only come before current ones (an upgraded agent appends after them):
-    // a segment that starts with a current record holds none.
-    let mut old_possible = !bytes.starts_with(&MAGIC);
-    let magics = |from: usize, to: usize| {
-        memchr::memmem::find_iter(bytes.get(from..to).unwrap_or_default(), &MAGIC).count() as u64
-    };
-    while at < len {
-        match check(&bytes, at) {
-            Check::Good { next, old } => {
-                scanned.records += 1;
-                old_possible &= old;
-                at = next;
-            }
-            Check::Incomplete | Check::Bad => {
-                if let Some(next) = resync(&bytes, at + 1, old_possible) {
-                    scanned
-                        .lost
-                        .push((at as u64, next as u64, 1 + magics(at + 1, next)));
-                    at = next;
-                    continue;
-                }
-                // Nothing readable follows. In the newest segment, the last record may
-                // be a write a crash cut short: torn, not lost.
-                let last = memchr::memmem::rfind(bytes.get(at + 1..).unwrap_or_default(), &MAGIC)
-                    .map_or(at, |i| at + 1 + i);
-                let torn = newest
-                    && (check(&bytes, last) == Check::Incomplete
-                        || bytes[last..].iter().all(|b| *b == 0));
-                let lost_end = if torn { last } else { len };
-                if lost_end > at {
-                    scanned
-                        .lost
-                        .push((at as u64, lost_end as u64, 1 + magics(at + 1, lost_end)));
-                }
-                if torn {
-                    scanned.torn = (len - last) as u64;
-                }
-                if newest {
-                    scanned.end = at as u64;
-                }
-                break;
-            }
-        }
-    }
-    Ok(scanned)
 }
 
 #[cfg(test)]
