@@ -95,24 +95,12 @@ impl Processes {
             return;
         }
         let (role, ends) = (event.role, event.ends);
-        // What the line names, in one pass over its details. `named_port` is
-        // `Some(None)` for a port that is no number (kept as it is).
-        let (mut named_ip, mut named_host, mut named_user, mut named_port) =
-            (None, None, None, None);
-        for (key, value) in event.details.iter() {
-            match key {
-                "sourceipaddress" => named_ip = value.as_str(),
-                "sourcehostname" => named_host = value.as_str(),
-                "username" => named_user = value.as_str(),
-                "sourceport" => {
-                    named_port = Some(match value {
-                        Detail::Int(port) => Some(*port),
-                        _ => None,
-                    })
-                }
-                _ => {}
-            }
-        }
+        let Named {
+            ip: named_ip,
+            host: named_host,
+            user: named_user,
+            port: named_port,
+        } = Named::of(event);
         let named_address = named_ip.is_some() || named_host.is_some();
         let key = key(&event.hostname, &event.processname, event.processid);
         let now = utc_seconds(event.utctimestamp.as_str()).unwrap_or(0);
@@ -158,77 +146,10 @@ impl Processes {
         };
         process.last_seen = process.last_seen.max(now);
         // What the line names is kept; what it lacks is given from what was kept.
-        let give_address = match (named_ip, named_host) {
-            (Some(ip), _) => {
-                keep(&mut process.address, ip);
-                process.address_is_name = false;
-                false
-            }
-            _ if process.address.is_some() => !named_address || !process.address_is_name,
-            (None, Some(name)) => {
-                keep(&mut process.address, name);
-                process.address_is_name = true;
-                false
-            }
-            (None, None) => false,
-        };
-        let give_port = match named_port {
-            Some(Some(port)) => {
-                process.port = Some(port);
-                false
-            }
-            Some(None) => false,
-            None => process.port.is_some(),
-        };
-        let give_user = match named_user {
-            Some(user) => {
-                keep(&mut process.user, user);
-                false
-            }
-            None => process.user.is_some(),
-        };
-        let mut has_address = named_address;
-        if give_address && let Some(address) = &process.address {
-            let field = match process.address_is_name {
-                false => "sourceipaddress",
-                true => "sourcehostname",
-            };
-            event
-                .details
-                .insert(field, Cow::<str>::Owned(address.as_str().to_owned()));
-            has_address = true;
-        }
-        if give_port && let Some(port) = process.port {
-            event.details.insert("sourceport", port);
-        }
-        if give_user && let Some(user) = &process.user {
-            event
-                .details
-                .insert("username", Cow::<str>::Owned(user.as_str().to_owned()));
-        }
-        if give_address || give_port || give_user {
-            event.details.insert("correlated", true);
-        }
+        let gives = process.keep(named_ip, named_host, named_user, named_port);
+        let has_address = process.give(gives, named_address, event);
         if role != Role::None {
-            match role {
-                Role::Begins if !process.open => {
-                    process.attempts += 1;
-                    process.open = true;
-                    process.counted = false;
-                }
-                Role::Fails => {
-                    if !process.open {
-                        process.attempts += 1;
-                        process.counted = false;
-                    }
-                    process.open = false;
-                }
-                Role::Follows if process.attempts == 0 => {
-                    process.attempts = 1;
-                    process.counted = false;
-                }
-                _ => {}
-            }
+            process.count(role);
             let attempt = attempt_id(key, process.started, process.attempts.max(1));
             event.details.insert("attemptid", Detail::Hex(attempt));
             if !process.counted && (has_address || !remote) && role != Role::Echo {
@@ -400,6 +321,157 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
+}
+
+/// What a line names, read in one pass over its details.
+struct Named<'e> {
+    ip: Option<&'e str>,
+    host: Option<&'e str>,
+    user: Option<&'e str>,
+    /// `Some(None)` for a port that is no number (kept as it is).
+    port: Option<Option<i64>>,
+}
+
+impl<'e> Named<'e> {
+    #[inline(always)]
+    fn of(event: &'e Draft<'_>) -> Named<'e> {
+        let mut named = Named {
+            ip: None,
+            host: None,
+            user: None,
+            port: None,
+        };
+        for (key, value) in event.details.iter() {
+            match key {
+                "sourceipaddress" => named.ip = value.as_str(),
+                "sourcehostname" => named.host = value.as_str(),
+                "username" => named.user = value.as_str(),
+                "sourceport" => {
+                    named.port = Some(match value {
+                        Detail::Int(port) => Some(*port),
+                        _ => None,
+                    })
+                }
+                _ => {}
+            }
+        }
+        named
+    }
+}
+
+/// Which kept values a line lacks and is given.
+#[derive(Clone, Copy)]
+struct Gives {
+    address: bool,
+    port: bool,
+    user: bool,
+}
+
+impl Process {
+    /// Keeps what the line names; says what it lacks that was kept before.
+    #[inline(always)]
+    fn keep(
+        &mut self,
+        ip: Option<&str>,
+        host: Option<&str>,
+        user: Option<&str>,
+        port: Option<Option<i64>>,
+    ) -> Gives {
+        let named_address = ip.is_some() || host.is_some();
+        let address = match (ip, host) {
+            (Some(ip), _) => {
+                keep(&mut self.address, ip);
+                self.address_is_name = false;
+                false
+            }
+            _ if self.address.is_some() => !named_address || !self.address_is_name,
+            (None, Some(name)) => {
+                keep(&mut self.address, name);
+                self.address_is_name = true;
+                false
+            }
+            (None, None) => false,
+        };
+        let port = match port {
+            Some(Some(port)) => {
+                self.port = Some(port);
+                false
+            }
+            Some(None) => false,
+            None => self.port.is_some(),
+        };
+        let user = match user {
+            Some(user) => {
+                keep(&mut self.user, user);
+                false
+            }
+            None => self.user.is_some(),
+        };
+        Gives {
+            address,
+            port,
+            user,
+        }
+    }
+
+    /// Gives the line what it lacks (marked `correlated`); true when it then has an
+    /// address.
+    #[inline(always)]
+    fn give(&self, gives: Gives, named_address: bool, event: &mut Draft<'_>) -> bool {
+        let mut has_address = named_address;
+        if gives.address
+            && let Some(address) = &self.address
+        {
+            let field = match self.address_is_name {
+                false => "sourceipaddress",
+                true => "sourcehostname",
+            };
+            event
+                .details
+                .insert(field, Cow::<str>::Owned(address.as_str().to_owned()));
+            has_address = true;
+        }
+        if gives.port
+            && let Some(port) = self.port
+        {
+            event.details.insert("sourceport", port);
+        }
+        if gives.user
+            && let Some(user) = &self.user
+        {
+            event
+                .details
+                .insert("username", Cow::<str>::Owned(user.as_str().to_owned()));
+        }
+        if gives.address || gives.port || gives.user {
+            event.details.insert("correlated", true);
+        }
+        has_address
+    }
+
+    /// Counts the attempt a line with `role` begins, fails or follows.
+    #[inline(always)]
+    fn count(&mut self, role: Role) {
+        match role {
+            Role::Begins if !self.open => {
+                self.attempts += 1;
+                self.open = true;
+                self.counted = false;
+            }
+            Role::Fails => {
+                if !self.open {
+                    self.attempts += 1;
+                    self.counted = false;
+                }
+                self.open = false;
+            }
+            Role::Follows if self.attempts == 0 => {
+                self.attempts = 1;
+                self.counted = false;
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]
