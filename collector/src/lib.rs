@@ -108,7 +108,7 @@ impl App {
             Some(rules_dir) => {
                 let alert_store = Arc::new(
                     crate::alerts::AlertStore::for_store(&store, &settings.data_dir)
-                        .map_err(RunError::Alerts)?,
+                        .map_err(|e| RunError::Alerts(e.to_string()))?,
                 );
                 let mut scheduler = crate::alerts::Scheduler::new(
                     rules_dir,
@@ -239,9 +239,9 @@ impl App {
 /// The Elasticsearch store when one is configured, else the embedded one.
 fn open_store(settings: &Settings) -> Result<Store, RunError> {
     Ok(match &settings.stores.elasticsearch {
-        Some(es) => {
-            Store::Elasticsearch(ElasticStore::new(es.clone()).map_err(RunError::Elasticsearch)?)
-        }
+        Some(es) => Store::Elasticsearch(Arc::new(
+            ElasticStore::new(es.clone()).map_err(RunError::Elasticsearch)?,
+        )),
         None => Store::Embedded(EmbeddedStore::open(
             &settings.data_dir,
             settings.stores.embedded.commit_interval,

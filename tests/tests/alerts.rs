@@ -53,7 +53,7 @@ impl World {
         };
         World::with(
             dir,
-            Store::Elasticsearch(ElasticStore::new(settings).unwrap()),
+            Store::Elasticsearch(Arc::new(ElasticStore::new(settings).unwrap())),
             true,
         )
     }

@@ -28,8 +28,9 @@ use tracing::{error, info, warn};
 use self::engine::{Alert, EventSource, RuleLedger};
 use self::notify::Notifier;
 use self::rules::Rule;
+use crate::stores::elasticsearch::ElasticStore;
 use crate::stores::embedded::EmbeddedStore;
-use crate::stores::{Document, Store};
+use crate::stores::{Store, StoreError, Stored};
 
 /// 32 random hex characters: the id of an alert, or of a custom document (which brings
 /// none).
@@ -60,79 +61,57 @@ pub fn severities() -> impl Iterator<Item = mozdef::Severity> {
 
 pub use crate::metrics::AlertMetrics;
 
-/// Where alerts are kept.
+/// Where alerts are kept: the embedded store's indices of their own, or `alerts-*` in
+/// the cluster the events go to. Both answer the same calls.
 pub enum AlertStore {
     /// Daily tantivy indices under `<data_dir>/alerts/`.
     Embedded(EmbeddedStore),
     /// `alerts-YYYYMM` through the Elasticsearch store.
-    Elasticsearch(Arc<Store>),
+    Elasticsearch(Arc<ElasticStore>),
 }
 
 impl AlertStore {
     /// The alert store that goes with `store`.
-    pub fn for_store(store: &Arc<Store>, data_dir: &Path) -> Result<AlertStore, String> {
-        match &**store {
-            Store::Elasticsearch(_) => Ok(AlertStore::Elasticsearch(Arc::clone(store))),
+    pub fn for_store(store: &Store, data_dir: &Path) -> Result<AlertStore, StoreError> {
+        match store {
+            Store::Elasticsearch(es) => Ok(AlertStore::Elasticsearch(Arc::clone(es))),
             Store::Embedded(_) => EmbeddedStore::open(
                 &data_dir.join("alerts"),
                 std::time::Duration::from_millis(100),
                 15_000_000,
             )
-            .map(AlertStore::Embedded)
-            .map_err(|e| e.to_string()),
+            .map(AlertStore::Embedded),
         }
     }
 
-    async fn save(&self, alerts: &[Alert]) -> Result<(), String> {
+    async fn save(&self, alerts: &[Alert]) -> Result<Stored, StoreError> {
+        let documents: Vec<(String, serde_json::Value)> = alerts
+            .iter()
+            .map(|a| (a.id.clone(), a.document.clone()))
+            .collect();
         match self {
-            AlertStore::Embedded(store) => {
-                let documents: Vec<Document> = alerts
-                    .iter()
-                    .map(|alert| Document::Custom {
-                        id: alert.id.clone(),
-                        received: Utc::now(),
-                        source: alert.document.as_object().cloned().unwrap_or_default(),
-                    })
-                    .collect();
-                store
-                    .store(documents)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-            AlertStore::Elasticsearch(store) => match &**store {
-                Store::Elasticsearch(es) => {
-                    let documents: Vec<(String, serde_json::Value)> = alerts
-                        .iter()
-                        .map(|a| (a.id.clone(), a.document.clone()))
-                        .collect();
-                    es.store_alerts(&documents).await.map_err(|e| e.to_string())
-                }
-                Store::Embedded(_) => Err("alert store mismatch".into()),
-            },
+            AlertStore::Embedded(store) => store.store_alerts(&documents).await,
+            AlertStore::Elasticsearch(store) => store.store_alerts(&documents).await,
         }
     }
 
     /// Searches stored alerts, newest first.
     pub async fn search(
-        self: &Arc<Self>,
+        &self,
         request: crate::stores::SearchRequest,
-    ) -> Result<crate::stores::SearchResult, crate::stores::StoreError> {
+    ) -> Result<crate::stores::SearchResult, StoreError> {
         request.check()?;
-        match &**self {
-            AlertStore::Embedded(_) => {
-                let this = Arc::clone(self);
-                tokio::task::spawn_blocking(move || match &*this {
-                    AlertStore::Embedded(store) => crate::stores::guarded_search(store, &request),
-                    AlertStore::Elasticsearch(_) => unreachable!("matched as embedded above"),
-                })
-                .await
-                .map_err(|e| crate::stores::StoreError::Unavailable(e.to_string()))?
-            }
-            AlertStore::Elasticsearch(store) => match &**store {
-                Store::Elasticsearch(es) => es.search_alerts(&request).await,
-                Store::Embedded(_) => Err(crate::stores::StoreError::Closed),
-            },
+        match self {
+            AlertStore::Embedded(store) => store.search_alerts(&request).await,
+            AlertStore::Elasticsearch(store) => store.search_alerts(&request).await,
+        }
+    }
+
+    /// The cluster, when alerts are kept there (events are tagged with `alert_names`).
+    fn elasticsearch(&self) -> Option<&ElasticStore> {
+        match self {
+            AlertStore::Elasticsearch(store) => Some(store),
+            AlertStore::Embedded(_) => None,
         }
     }
 
@@ -317,6 +296,7 @@ impl<S: EventSource> Scheduler<S> {
             && let Some(store) = &self.alerts
             && let Err(e) = store.save(&alerts).await
         {
+            let e = e.to_string();
             // Not recorded in the ledger either: the next run finds them again.
             self.metrics.failures.fetch_add(1, Ordering::Relaxed);
             error!(rule = %rule.name, error = %e, alerts = alerts.len(), "Cannot store alerts; the rule finds them again at its next run.");
@@ -326,10 +306,7 @@ impl<S: EventSource> Scheduler<S> {
         // MozDef marks the events of an alert with the rule's name (`alert_names`), and
         // its queries and dashboards rely on it. The ledger is what keeps events from
         // alerting twice here, so a failed tagging is logged, not fatal.
-        if let Some(store) = &self.alerts
-            && let AlertStore::Elasticsearch(events) = &**store
-            && let Store::Elasticsearch(es) = &**events
-        {
+        if let Some(es) = self.alerts.as_deref().and_then(AlertStore::elasticsearch) {
             let documents: Vec<(String, String)> = alerts
                 .iter()
                 .flat_map(|a| a.documents.iter().cloned())

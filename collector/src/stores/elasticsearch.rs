@@ -253,8 +253,10 @@ impl ElasticStore {
                 }
                 return Ok(outcome);
             }
-            let delay = backoff.next_delay();
-            if started.elapsed() + delay > self.settings.retry_for {
+            // Retried for the whole window: the last wait is cut to its end.
+            let left = self.settings.retry_for.saturating_sub(started.elapsed());
+            let delay = backoff.next_delay().min(left);
+            if delay.is_zero() {
                 return Err(StoreError::Unavailable(format!(
                     "{} of {} documents not stored after {:?}: {last_reason}",
                     retry.len(),
@@ -340,9 +342,9 @@ impl ElasticStore {
 
     /// Indexes alert documents into `alerts-YYYYMM` (by their `utctimestamp`), `_id`
     /// the alert's id (a retry overwrites, never doubles). All must be taken.
-    pub async fn store_alerts(&self, alerts: &[(String, Value)]) -> Result<(), StoreError> {
+    pub async fn store_alerts(&self, alerts: &[(String, Value)]) -> Result<Stored, StoreError> {
         if alerts.is_empty() {
-            return Ok(());
+            return Ok(Stored::default());
         }
         self.prepare(Utc::now().date_naive()).await?;
         let mut body = Vec::new();
@@ -372,7 +374,10 @@ impl ElasticStore {
                 }
             }
         }
-        Ok(())
+        Ok(Stored {
+            stored: alerts.len(),
+            ..Stored::default()
+        })
     }
 
     /// Adds `rule` to the `alert_names` of each (index, id), as MozDef does for the

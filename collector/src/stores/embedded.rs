@@ -214,9 +214,43 @@ impl EmbeddedStore {
         sender.send(request).map_err(|_| StoreError::Closed)
     }
 
-    /// Runs a search (blocking: call it from a blocking thread).
-    pub fn search(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
+    /// Runs a search on this thread (blocking; a panic in the engine is not caught:
+    /// see [`super::guarded_search`]).
+    pub fn search_blocking(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
         self.shared.search(request)
+    }
+
+    /// Runs a search on a blocking thread, a panic in the engine refused as a bad
+    /// query: the same shape as [`super::elasticsearch::ElasticStore::search`].
+    pub async fn search(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let request = request.clone();
+        tokio::task::spawn_blocking(move || super::guarded(&request, || shared.search(&request)))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("search task failed: {e}")))?
+    }
+
+    /// Stores alert documents (`(id, document)`), as the Elasticsearch store does in
+    /// `alerts-*`; this store is the alerts' own.
+    pub async fn store_alerts(
+        &self,
+        alerts: &[(String, serde_json::Value)],
+    ) -> Result<Stored, StoreError> {
+        let received = Utc::now();
+        let documents: Vec<Document> = alerts
+            .iter()
+            .map(|(id, document)| Document::Custom {
+                id: id.clone(),
+                received,
+                source: document.as_object().cloned().unwrap_or_default(),
+            })
+            .collect();
+        self.store(documents).await
+    }
+
+    /// Searches stored alerts: this store holds only alerts.
+    pub async fn search_alerts(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
+        self.search(request).await
     }
 
     /// The most index writers this store has had open at once since it was opened.

@@ -233,7 +233,15 @@ pub fn guarded_search(
     store: &EmbeddedStore,
     request: &SearchRequest,
 ) -> Result<SearchResult, StoreError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.search(request))) {
+    guarded(request, || store.search_blocking(request))
+}
+
+/// Runs `search`, a panic inside it refused as a bad query (see [`guarded_search`]).
+pub(crate) fn guarded(
+    request: &SearchRequest,
+    search: impl FnOnce() -> Result<SearchResult, StoreError>,
+) -> Result<SearchResult, StoreError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(search)) {
         Ok(result) => result,
         Err(_) => {
             tracing::warn!(query = %request.query.chars().take(200).collect::<String>(), "The search engine could not run a query; refused as a bad request.");
@@ -247,7 +255,8 @@ pub fn guarded_search(
 /// The store the collector runs with.
 pub enum Store {
     Embedded(EmbeddedStore),
-    Elasticsearch(ElasticStore),
+    /// Shared with the alert store, which keeps `alerts-*` in the same cluster.
+    Elasticsearch(std::sync::Arc<ElasticStore>),
 }
 
 impl Store {
@@ -267,15 +276,7 @@ impl Store {
     ) -> Result<SearchResult, StoreError> {
         request.check()?;
         match &**self {
-            Store::Embedded(_) => {
-                let this = std::sync::Arc::clone(self);
-                tokio::task::spawn_blocking(move || match &*this {
-                    Store::Embedded(store) => guarded_search(store, &request),
-                    Store::Elasticsearch(_) => unreachable!("matched as embedded above"),
-                })
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("search task failed: {e}")))?
-            }
+            Store::Embedded(store) => store.search(&request).await,
             Store::Elasticsearch(store) => store.search(&request).await,
         }
     }

@@ -40,7 +40,7 @@ fn open(dir: &Path) -> EmbeddedStore {
 
 fn search(store: &EmbeddedStore, query: &str) -> SearchResult {
     store
-        .search(&SearchRequest {
+        .search_blocking(&SearchRequest {
             query: query.into(),
             from: None,
             to: None,
@@ -149,7 +149,7 @@ async fn time_range_limits_results() {
         .unwrap();
     let t = |s: &str| Some(mozdef::time::parse_str(s).unwrap().with_timezone(&Utc));
     let result = store
-        .search(&SearchRequest {
+        .search_blocking(&SearchRequest {
             query: "*".into(),
             from: t("2026-11-22T00:00:00Z"),
             to: t("2026-11-22T23:59:59Z"),
@@ -279,7 +279,7 @@ async fn answers_stop_at_the_byte_limit_and_say_so() {
         .collect();
     store.store(events).await.unwrap();
     let result = store
-        .search(&SearchRequest {
+        .search_blocking(&SearchRequest {
             query: "*".into(),
             size: 20,
             max_bytes: 50_000,
@@ -306,7 +306,7 @@ async fn a_bad_query_is_reported_as_such() {
         .unwrap();
     for query in ["nosuchfield:x", "category:(", "AND AND"] {
         let err = store
-            .search(&SearchRequest {
+            .search_blocking(&SearchRequest {
                 query: query.into(),
                 from: None,
                 to: None,
@@ -367,7 +367,7 @@ async fn searches_racing_commits_never_mix_up_segments() {
     while !writing.is_finished() {
         let reader = Arc::clone(&store);
         let result = tokio::task::spawn_blocking(move || {
-            reader.search(&SearchRequest {
+            reader.search_blocking(&SearchRequest {
                 query: "*".into(),
                 from: None,
                 to: None,
@@ -455,7 +455,7 @@ async fn aggregations_span_days_as_elasticsearch_answers_them() {
     ];
     store.store(events).await.unwrap();
     let result = store
-        .search(&SearchRequest {
+        .search_blocking(&SearchRequest {
             query: "category:authentication".into(),
             size: 0,
             aggs: Some(json!({
@@ -487,7 +487,7 @@ async fn aggregations_span_days_as_elasticsearch_answers_them() {
     assert_eq!(counts, vec![1, 4], "{aggs}");
     assert_eq!(hours[1]["key_as_string"], "2026-11-22T00:00:00Z");
 
-    let bad = store.search(&SearchRequest {
+    let bad = store.search_blocking(&SearchRequest {
         query: "*".into(),
         size: 1,
         aggs: Some(json!({ "x": { "no_such_aggregation": {} } })),
@@ -589,7 +589,7 @@ async fn malformed_queries_are_bad_requests_never_failures() {
         nots.as_str(),
     ];
     for query in queries {
-        match store.search(&SearchRequest {
+        match store.search_blocking(&SearchRequest {
             query: query.into(),
             size: 10,
             ..Default::default()
