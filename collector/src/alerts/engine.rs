@@ -15,12 +15,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use thiserror::Error;
 
 mod document;
 
 use self::document::{Facts, build};
 use super::rules::{Rule, RuleKind, describe_duration};
-use crate::stores::{SearchRequest, SearchResult, Store};
+use crate::stores::{SearchRequest, SearchResult, Store, StoreError};
 
 /// Most events one run of a rule looks at (the newest of its window).
 pub const MAX_EVENTS: usize = 10_000;
@@ -28,17 +29,34 @@ pub const MAX_EVENTS: usize = 10_000;
 /// Where a rule's events come from: the running collector's store, or a collector
 /// asked over HTTP (`picket-collector alerts test`).
 pub trait EventSource: Send + Sync {
+    type Error: std::error::Error + Send + Sync + 'static;
+
     fn search(
         &self,
         request: SearchRequest,
-    ) -> impl Future<Output = Result<SearchResult, String>> + Send;
+    ) -> impl Future<Output = Result<SearchResult, Self::Error>> + Send;
 }
 
 impl EventSource for Arc<Store> {
-    async fn search(&self, request: SearchRequest) -> Result<SearchResult, String> {
-        Store::search(self, request)
-            .await
-            .map_err(|e| e.to_string())
+    type Error = StoreError;
+
+    async fn search(&self, request: SearchRequest) -> Result<SearchResult, StoreError> {
+        Store::search(self, request).await
+    }
+}
+
+/// Why a rule could not run.
+#[derive(Debug, Error)]
+pub enum AlertError {
+    #[error("the rule's window or lookback is too long: {0}")]
+    Window(#[from] chrono::OutOfRangeError),
+    #[error("search failed: {0}")]
+    Search(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AlertError {
+    fn search(error: impl std::error::Error + Send + Sync + 'static) -> AlertError {
+        AlertError::Search(Box::new(error))
     }
 }
 
@@ -92,7 +110,7 @@ pub async fn evaluate<S: EventSource>(
     source: &S,
     ledger: &RuleLedger,
     now: DateTime<Utc>,
-) -> Result<Vec<Alert>, String> {
+) -> Result<Vec<Alert>, AlertError> {
     evaluate_run(rule, source, ledger, now)
         .await
         .map(|run| run.alerts)
@@ -135,10 +153,10 @@ pub async fn evaluate_run<S: EventSource>(
     source: &S,
     ledger: &RuleLedger,
     now: DateTime<Utc>,
-) -> Result<Evaluation, String> {
-    let window = chrono::Duration::from_std(rule.window).map_err(|e| e.to_string())?;
+) -> Result<Evaluation, AlertError> {
+    let window = chrono::Duration::from_std(rule.window)?;
     if let RuleKind::Deadman { field, lookback } = &rule.kind {
-        let lookback = chrono::Duration::from_std(*lookback).map_err(|e| e.to_string())?;
+        let lookback = chrono::Duration::from_std(*lookback)?;
         return deadman(
             rule,
             source,
@@ -187,7 +205,8 @@ pub async fn evaluate_run<S: EventSource>(
                     MAX_EVENTS,
                     None,
                 ))
-                .await?;
+                .await
+                .map_err(AlertError::search)?;
             let followers = unalerted(followers.hits, ledger);
             sequence(rule, now, fresh, followers, field, *threshold, *samples)
         }
@@ -215,7 +234,7 @@ async fn matches<S: EventSource>(
     source: &S,
     now: DateTime<Utc>,
     window: chrono::Duration,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, AlertError> {
     let found = source
         .search(in_window(
             rule,
@@ -225,7 +244,8 @@ async fn matches<S: EventSource>(
             MAX_EVENTS,
             None,
         ))
-        .await?;
+        .await
+        .map_err(AlertError::search)?;
     let grouped_by = match &rule.kind {
         RuleKind::Aggregate {
             field, threshold, ..
@@ -394,7 +414,7 @@ async fn candidates<S: EventSource>(
     window: chrono::Duration,
     field: &str,
     threshold: u64,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, AlertError> {
     let counted = source
         .search(in_window(
             rule,
@@ -406,7 +426,8 @@ async fn candidates<S: EventSource>(
                 "field": field, "size": MAX_CANDIDATES, "min_doc_count": threshold
             } } })),
         ))
-        .await?;
+        .await
+        .map_err(AlertError::search)?;
     let values = bucket_keys(&counted);
     if values.len() >= MAX_CANDIDATES {
         tracing::warn!(rule = %rule.name, followed = MAX_CANDIDATES, "More values reach the threshold than one run follows; the rest alert at later runs.");
@@ -424,7 +445,8 @@ async fn candidates<S: EventSource>(
                 MAX_EVENTS,
                 None,
             ))
-            .await?;
+            .await
+            .map_err(AlertError::search)?;
         for hit in found.hits {
             let id = hit["eventid"].as_str().unwrap_or("").to_string();
             if seen.insert(id) {
@@ -443,12 +465,12 @@ async fn deadman<S: EventSource>(
     window: chrono::Duration,
     lookback: chrono::Duration,
     field: Option<&str>,
-) -> Result<Evaluation, String> {
+) -> Result<Evaluation, AlertError> {
     let search = |from: DateTime<Utc>| {
         let aggs = field.map(|f| json!({ "values": { "terms": { "field": f, "size": 10_000 } } }));
         source.search(in_window(rule, rule.query.clone(), from, now, 0, aggs))
     };
-    let recent = search(now - window).await?;
+    let recent = search(now - window).await.map_err(AlertError::search)?;
     let mut run = Evaluation::default();
     if field.is_none() {
         if recent.total > 0 {
@@ -475,7 +497,7 @@ async fn deadman<S: EventSource>(
         .filter(|v| recent.contains(*v))
         .cloned()
         .collect();
-    let seen = search(now - lookback).await?;
+    let seen = search(now - lookback).await.map_err(AlertError::search)?;
     for value in bucket_keys(&seen) {
         if recent.contains(&value) || ledger.silent.contains_key(&value) {
             continue;

@@ -288,7 +288,7 @@ impl<S: EventSource> Scheduler<S> {
             Err(e) => {
                 self.metrics.failures.fetch_add(1, Ordering::Relaxed);
                 error!(rule = %rule.name, error = %e, "Rule failed; it runs again at its next time.");
-                report.error = Some(e);
+                report.error = Some(e.to_string());
                 return report;
             }
         };

@@ -125,10 +125,12 @@ pub struct RemoteSource {
 }
 
 impl crate::alerts::engine::EventSource for RemoteSource {
+    type Error = ClientError;
+
     async fn search(
         &self,
         request: crate::stores::SearchRequest,
-    ) -> Result<crate::stores::SearchResult, String> {
+    ) -> Result<crate::stores::SearchResult, ClientError> {
         let url = format!("{}/api/search", self.base_url.trim_end_matches('/'));
         let mut body = serde_json::json!({
             "query": request.query,
@@ -150,17 +152,20 @@ impl crate::alerts::engine::EventSource for RemoteSource {
             .json(&body)
             .send()
             .await
-            .map_err(|e| format!("cannot reach the collector at {url}: {e}"))?;
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
         let status = response.status();
         let answer: Value = response
             .json()
             .await
-            .map_err(|e| format!("the collector's answer is not JSON: {e}"))?;
+            .map_err(|e| ClientError::BadAnswer(format!("not JSON: {e}")))?;
         if !status.is_success() {
-            return Err(format!(
-                "the collector refused the search ({status}): {}",
+            return Err(ClientError::Refused(format!(
+                "{status}: {}",
                 answer["error"].as_str().unwrap_or("")
-            ));
+            )));
         }
         Ok(crate::stores::SearchResult {
             total: answer["total"].as_u64().unwrap_or(0) as usize,
