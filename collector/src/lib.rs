@@ -60,9 +60,13 @@ pub enum RunError {
     #[error("cannot open the embedded store: {0}")]
     Store(#[from] StoreError),
     #[error("cannot set up the Elasticsearch store: {0}")]
-    Elasticsearch(String),
+    Elasticsearch(#[from] crate::stores::elasticsearch::ElasticSetupError),
+    #[error("cannot open the alert store: {0}")]
+    AlertStore(StoreError),
     #[error("cannot start the alert rules: {0}")]
-    Alerts(String),
+    Alerts(#[from] crate::alerts::rules::RuleError),
+    #[error("cannot set up an alert webhook: {0}")]
+    Webhook(#[from] picket_common::http_client::HttpClientError),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
     #[error("cannot read or make the read token {0}: {1}")]
@@ -108,7 +112,7 @@ impl App {
             Some(rules_dir) => {
                 let alert_store = Arc::new(
                     crate::alerts::AlertStore::for_store(&store, &settings.data_dir)
-                        .map_err(|e| RunError::Alerts(e.to_string()))?,
+                        .map_err(RunError::AlertStore)?,
                 );
                 let mut scheduler = crate::alerts::Scheduler::new(
                     rules_dir,
@@ -116,8 +120,7 @@ impl App {
                     Some(Arc::clone(&alert_store)),
                     notifiers(&settings.alerts)?,
                     Some(settings.data_dir.join("alerts").join("ledger")),
-                )
-                .map_err(|e| RunError::Alerts(e.to_string()))?;
+                )?;
                 scheduler.metrics = Arc::clone(&metrics.alerts);
                 (Some(scheduler), Some(alert_store))
             }
@@ -239,9 +242,7 @@ impl App {
 /// The Elasticsearch store when one is configured, else the embedded one.
 fn open_store(settings: &Settings) -> Result<Store, RunError> {
     Ok(match &settings.stores.elasticsearch {
-        Some(es) => Store::Elasticsearch(Arc::new(
-            ElasticStore::new(es.clone()).map_err(RunError::Elasticsearch)?,
-        )),
+        Some(es) => Store::Elasticsearch(Arc::new(ElasticStore::new(es.clone())?)),
         None => Store::Embedded(EmbeddedStore::open(
             &settings.data_dir,
             settings.stores.embedded.commit_interval,
@@ -257,9 +258,7 @@ fn notifiers(
     use crate::alerts::notify::Notifier;
     let mut notifiers = Vec::new();
     for hook in &alerts.webhooks {
-        notifiers.push(Arc::new(
-            Notifier::webhook(hook.clone()).map_err(|e| RunError::Alerts(e.to_string()))?,
-        ));
+        notifiers.push(Arc::new(Notifier::webhook(hook.clone())?));
     }
     if let Some(irc) = &alerts.irc {
         notifiers.push(Arc::new(Notifier::Irc(crate::alerts::irc::Irc::start(

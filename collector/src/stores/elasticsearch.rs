@@ -102,13 +102,27 @@ enum ItemOutcome {
     Refused(String),
 }
 
+/// Why the Elasticsearch store could not be set up (nothing is sent to the cluster yet).
+#[derive(Debug, thiserror::Error)]
+pub enum ElasticSetupError {
+    #[error("cannot create {path}: {source}")]
+    DeadLetterDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Client(#[from] picket_common::http_client::HttpClientError),
+}
+
 impl ElasticStore {
     /// Builds the client; nothing is sent until the first write or [`Self::maintain`]
     /// (a cluster that is down at start delays events, it does not stop the collector).
-    pub fn new(settings: ElasticSettings) -> Result<ElasticStore, String> {
+    pub fn new(settings: ElasticSettings) -> Result<ElasticStore, ElasticSetupError> {
         if let Some(dir) = settings.dead_letter_path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| ElasticSetupError::DeadLetterDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         let builder = reqwest::Client::builder()
             .timeout(settings.timeout)
@@ -119,8 +133,7 @@ impl ElasticStore {
             builder,
             settings.urls.iter().map(|u| u.as_str()),
             &settings.tls,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(ElasticStore {
             settings: Arc::new(settings),
             client,
