@@ -28,7 +28,7 @@ pub use crate::shippers::config::{ShipperSettings, ShippersConfig};
 pub use crate::shippers::http::config::{HttpSettings, HttpShipperConfig};
 pub use picket_common::tls::{ClientCertificate, TlsFiles};
 
-pub use picket_common::config::{ConfigError, KeyError, Sources, dropin_dir};
+pub use picket_common::config::{ConfigError, KeyError, Sources};
 
 /// The whole file; the collector's table may sit beside ours and is ignored.
 #[derive(Debug, Default, Deserialize)]

@@ -31,10 +31,11 @@ use futures_lite::StreamExt as _;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, ExchangeKind};
+use picket_common::amqp::{declare_exchange, declare_queue};
 use picket_common::backoff;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
@@ -87,44 +88,14 @@ pub async fn run(
 
 /// Declares what we consume from and publish to.
 async fn declare(channel: &Channel, settings: &AmqpSettings) -> lapin::Result<()> {
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .exchange_declare(
-            settings.exchange.as_str().into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_declare(
-            settings.queue.as_str().into(),
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            settings.queue.as_str().into(),
-            settings.exchange.as_str().into(),
-            settings.routing_key.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_declare(
-            settings.dead_letter_queue.as_str().into(),
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
+    declare_exchange(channel, &settings.exchange, ExchangeKind::Direct).await?;
+    declare_queue(
+        channel,
+        &settings.queue,
+        Some((&settings.exchange, &settings.routing_key)),
+    )
+    .await?;
+    declare_queue(channel, &settings.dead_letter_queue, None).await?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use crate::amqp::config::{AmqpConfig, AmqpSettings};
 use crate::http::config::{HttpConfig, HttpSettings};
 use crate::stores::config::{StoreSettings, StoresConfig};
 
-pub use picket_common::config::{ConfigError, KeyError, Sources, dropin_dir};
+pub use picket_common::config::{ConfigError, KeyError, Sources};
 
 /// The whole file. The agent's table may sit beside ours (one file for a demo or a
 /// small site); the collector ignores it.

@@ -172,7 +172,7 @@ fn main() -> ExitCode {
                 to,
                 size,
             };
-            match runtime().and_then(|rt| rt.block_on(commands::search(&request, json))) {
+            match commands::runtime().and_then(|rt| rt.block_on(commands::search(&request, json))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -221,7 +221,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
         Err(code) => return code,
     };
     raise_open_file_limit(settings.http.max_concurrent_requests);
-    let result = runtime().and_then(|rt| {
+    let result = commands::runtime().and_then(|rt| {
         rt.block_on(picket_collector::run(
             settings,
             picket_collector::shutdown_signal(),
@@ -235,13 +235,6 @@ fn serve(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
 }
 
 fn alerts_command(

@@ -7,8 +7,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
-use lapin::{Connection, ConnectionProperties};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -165,6 +167,56 @@ impl AmqpEndpoint {
             .map_err(|_| AmqpError::Timeout(self.timeout))?
             .map_err(AmqpError::Connect)
     }
+}
+
+/// Declares the durable exchange `name` of `kind` (an existing one must match).
+pub async fn declare_exchange(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+) -> lapin::Result<()> {
+    channel
+        .exchange_declare(
+            name.into(),
+            kind,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Declares the durable queue `queue`, bound to `exchange` with `routing_key` when a
+/// binding is given: messages wait in the broker until a consumer takes them.
+pub async fn declare_queue(
+    channel: &Channel,
+    queue: &str,
+    binding: Option<(&str, &str)>,
+) -> lapin::Result<()> {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    if let Some((exchange, routing_key)) = binding {
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                routing_key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

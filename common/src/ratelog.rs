@@ -42,12 +42,6 @@ impl LogLimiter {
     }
 }
 
-impl Default for LogLimiter {
-    fn default() -> Self {
-        LogLimiter::every_minute()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

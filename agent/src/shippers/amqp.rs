@@ -20,12 +20,9 @@ pub mod config;
 
 use std::time::Duration;
 
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
+use picket_common::amqp::{declare_exchange, declare_queue};
 use tracing::{info, warn};
 
 use self::config::AmqpSettings;
@@ -69,37 +66,15 @@ impl AmqpShipper {
             .map_err(|e| e.to_string())?;
         let setup = async {
             let channel = connection.create_channel().await?;
-            channel
-                .exchange_declare(
-                    self.settings.exchange.as_str().into(),
-                    ExchangeKind::Direct,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
+            let settings = &self.settings;
+            declare_exchange(&channel, &settings.exchange, ExchangeKind::Direct).await?;
+            if !settings.queue.is_empty() {
+                declare_queue(
+                    &channel,
+                    &settings.queue,
+                    Some((&settings.exchange, &settings.routing_key)),
                 )
                 .await?;
-            if !self.settings.queue.is_empty() {
-                channel
-                    .queue_declare(
-                        self.settings.queue.as_str().into(),
-                        QueueDeclareOptions {
-                            durable: true,
-                            ..Default::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await?;
-                channel
-                    .queue_bind(
-                        self.settings.queue.as_str().into(),
-                        self.settings.exchange.as_str().into(),
-                        self.settings.routing_key.as_str().into(),
-                        QueueBindOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
             }
             channel
                 .confirm_select(ConfirmSelectOptions::default())

@@ -94,7 +94,7 @@ impl Notifier {
         session: &tokio::sync::Mutex<Option<(lapin::Connection, lapin::Channel)>>,
         body: &[u8],
     ) -> Result<(), String> {
-        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
         let mut guard = session.lock().await;
         if guard.is_none() {
             let connection = settings
@@ -110,18 +110,13 @@ impl Notifier {
                 .confirm_select(ConfirmSelectOptions::default())
                 .await
                 .map_err(|e| format!("no publisher confirms: {e}"))?;
-            channel
-                .exchange_declare(
-                    settings.exchange.as_str().into(),
-                    lapin::ExchangeKind::Topic,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..Default::default()
-                    },
-                    lapin::types::FieldTable::default(),
-                )
-                .await
-                .map_err(|e| format!("cannot declare exchange {}: {e}", settings.exchange))?;
+            picket_common::amqp::declare_exchange(
+                &channel,
+                &settings.exchange,
+                lapin::ExchangeKind::Topic,
+            )
+            .await
+            .map_err(|e| format!("cannot declare exchange {}: {e}", settings.exchange))?;
             *guard = Some((connection, channel));
         }
         let (_, channel) = guard.as_ref().expect("set above");

@@ -96,6 +96,14 @@ pub fn rules_dir(config: &Path, flag: Option<PathBuf>) -> PathBuf {
     .unwrap_or_else(|| PathBuf::from("/etc/picket/rules"))
 }
 
+/// The runtime the commands (and `serve`) run on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 /// `alerts list`: every rule of the folder, one a line.
 pub fn list_rules(dir: &Path) -> anyhow::Result<()> {
     use crate::alerts::rules;
@@ -144,10 +152,7 @@ pub fn test_rule(
         base_url,
         client: http,
     };
-    let alerts = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
+    let alerts = runtime()?
         .block_on(engine::evaluate(
             &rule,
             &source,
