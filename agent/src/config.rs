@@ -159,8 +159,8 @@ impl AgentConfig {
     /// ([`Owners::Anyone`]: `validate` run as root, which cannot tell the service's user).
     pub fn build_with(&self, sources: &Sources, owners: Owners) -> Result<Settings, ConfigError> {
         let invalid = |key: &str, message: String| sources.invalid(KeyError::new(key, message));
-        let timezone =
-            TimeZoneChoice::parse(&self.timezone).map_err(|e| invalid("agent.timezone", e))?;
+        let timezone = TimeZoneChoice::parse(&self.timezone)
+            .map_err(|e| invalid("agent.timezone", e.to_string()))?;
         let file = self.inputs.file.build().map_err(|e| sources.invalid(e))?;
         let (shipper, batch_max_events) = self.shippers.build().map_err(|e| sources.invalid(e))?;
         if self.data_dir.as_os_str().is_empty() {

@@ -120,7 +120,6 @@ fn main() -> ExitCode {
                     let reload = || {
                         ConfigFile::load(&cli.config)
                             .and_then(|file| file.agent.build_from(&file.sources))
-                            .map_err(|e| e.to_string())
                     };
                     rt.block_on(picket_agent::serve(settings, reload))
                         .context("agent failed")
@@ -221,7 +220,7 @@ fn parse(
     source: Option<String>,
     output: Output,
 ) -> anyhow::Result<()> {
-    let zone = TimeZoneChoice::parse(timezone).map_err(anyhow::Error::msg)?;
+    let zone = TimeZoneChoice::parse(timezone)?;
     let read_at: DateTime<Utc> = match now {
         Some(text) => DateTime::parse_from_rfc3339(&text)
             .with_context(|| format!("--now {text:?} is not an RFC 3339 time"))?

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, RunError, Stopping};
 use crate::shippers::Shipper;
@@ -44,11 +44,11 @@ pub async fn run(
 /// read twice, and the process (its counters included) stays.
 pub async fn serve(
     mut settings: Settings,
-    mut load: impl FnMut() -> Result<Settings, String>,
+    mut load: impl FnMut() -> Result<Settings, ConfigError>,
 ) -> Result<(), RunError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let listen = |kind: SignalKind, name: &str| {
-        signal(kind).map_err(|e| RunError::Signal(format!("cannot listen for {name}: {e}")))
+    let listen = |kind: SignalKind, name: &'static str| {
+        signal(kind).map_err(|source| RunError::Signal { name, source })
     };
     let mut term = listen(SignalKind::terminate(), "SIGTERM")?;
     let mut int = listen(SignalKind::interrupt(), "SIGINT")?;

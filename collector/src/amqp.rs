@@ -35,13 +35,14 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, ExchangeKind};
-use picket_common::amqp::{declare_exchange, declare_queue};
+use picket_common::amqp::{AmqpError, declare_exchange, declare_queue};
 use picket_common::backoff;
+use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::metrics::Metrics;
-use crate::stores::{Document, Store};
+use crate::stores::{Document, Store, StoreError};
 
 pub use self::config::AmqpSettings;
 
@@ -99,6 +100,37 @@ async fn declare(channel: &Channel, settings: &AmqpSettings) -> lapin::Result<()
     Ok(())
 }
 
+/// Why a consuming session ended (the next one starts after a backoff).
+#[derive(Debug, Error)]
+enum SessionError {
+    #[error(transparent)]
+    Connect(#[from] AmqpError),
+    #[error("cannot set up the queues: {0}")]
+    Setup(lapin::Error),
+    #[error("consumer failed: {0}")]
+    Consumer(lapin::Error),
+    #[error("the broker ended the consumer")]
+    ConsumerEnded,
+    #[error("cannot move {what} to the dead-letter queue: {source}")]
+    DeadLetter {
+        what: &'static str,
+        source: DeadLetterError,
+    },
+    #[error("store failed: {0}")]
+    Store(StoreError),
+    #[error("cannot acknowledge: {0}")]
+    Ack(lapin::Error),
+}
+
+/// Why a message could not be moved to the dead-letter queue.
+#[derive(Debug, Error)]
+enum DeadLetterError {
+    #[error("{0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker did not take it")]
+    NotTaken,
+}
+
 /// What a session works with.
 struct Ingest<'a> {
     settings: &'a AmqpSettings,
@@ -112,13 +144,12 @@ async fn session(
     ingest: &Ingest<'_>,
     stop: &mut watch::Receiver<bool>,
     attempt: &mut u32,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let settings = ingest.settings;
     let connection = settings
         .endpoint
         .connect(concat!("picket-collector/", env!("CARGO_PKG_VERSION")))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let setup = async {
         let consume = connection.create_channel().await?;
         declare(&consume, settings).await?;
@@ -137,9 +168,7 @@ async fn session(
             .await?;
         Ok::<_, lapin::Error>((consume, dead, consumer))
     };
-    let (consume, dead, mut consumer) = setup
-        .await
-        .map_err(|e| format!("cannot set up the queues: {e}"))?;
+    let (consume, dead, mut consumer) = setup.await.map_err(SessionError::Setup)?;
     info!(url = %settings.endpoint.url, queue = %settings.queue, prefetch = settings.prefetch, "Consuming events from RabbitMQ.");
     *attempt = 0;
     loop {
@@ -163,11 +192,11 @@ async fn session(
     }
 }
 
-fn delivery(next: Option<lapin::Result<Delivery>>) -> Result<Delivery, String> {
+fn delivery(next: Option<lapin::Result<Delivery>>) -> Result<Delivery, SessionError> {
     match next {
         Some(Ok(delivery)) => Ok(delivery),
-        Some(Err(e)) => Err(format!("consumer failed: {e}")),
-        None => Err("the broker ended the consumer".into()),
+        Some(Err(e)) => Err(SessionError::Consumer(e)),
+        None => Err(SessionError::ConsumerEnded),
     }
 }
 
@@ -178,7 +207,7 @@ async fn handle(
     consume: &Channel,
     dead: &Channel,
     batch: Vec<Delivery>,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let Ingest {
         settings,
         store,
@@ -194,11 +223,12 @@ async fn handle(
     } = parse_batch(&batch, Utc::now(), window, metrics);
     let last_tag = batch.last().map(|d| d.delivery_tag).unwrap_or(0);
     for (message, reason) in &refused {
-        if let Err(e) = dead_letter(dead, settings, message, reason).await {
+        if let Err(source) = dead_letter(dead, settings, message, reason).await {
             requeue(consume, last_tag).await;
-            return Err(format!(
-                "cannot move a bad message to the dead-letter queue: {e}"
-            ));
+            return Err(SessionError::DeadLetter {
+                what: "a bad message",
+                source,
+            });
         }
         warn!(queue = %settings.dead_letter_queue, reason = %reason, "A message that is not an event was moved to the dead-letter queue.");
     }
@@ -223,11 +253,12 @@ async fn handle(
             for &i in &outcome.conflicts {
                 metrics.rejected("conflict");
                 let reason = "an event with this eventid is already stored with a different body; stored events are not replaced";
-                if let Err(e) = dead_letter(dead, settings, messages[i], reason).await {
+                if let Err(source) = dead_letter(dead, settings, messages[i], reason).await {
                     requeue(consume, last_tag).await;
-                    return Err(format!(
-                        "cannot move a conflicting message to the dead-letter queue: {e}"
-                    ));
+                    return Err(SessionError::DeadLetter {
+                        what: "a conflicting message",
+                        source,
+                    });
                 }
                 warn!(queue = %settings.dead_letter_queue, "A message whose eventid is stored with another body was moved to the dead-letter queue.");
             }
@@ -236,13 +267,13 @@ async fn handle(
         Err(e) => {
             error!(error = %e, messages = batch.len(), "Store failed; the batch goes back to the queue.");
             requeue(consume, last_tag).await;
-            return Err(format!("store failed: {e}"));
+            return Err(SessionError::Store(e));
         }
     };
     consume
         .basic_ack(last_tag, BasicAckOptions { multiple: true })
         .await
-        .map_err(|e| format!("cannot acknowledge: {e}"))?;
+        .map_err(SessionError::Ack)?;
     metrics.stored("amqp", count);
     debug!(
         stored = count,
@@ -330,7 +361,7 @@ async fn dead_letter(
     settings: &AmqpSettings,
     message: &Delivery,
     reason: &str,
-) -> Result<(), String> {
+) -> Result<(), DeadLetterError> {
     let mut headers = FieldTable::default();
     headers.insert(
         "x-picket-reason".into(),
@@ -354,13 +385,11 @@ async fn dead_letter(
             &message.data,
             properties,
         )
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?
+        .await?;
     if confirm.is_ack() && confirm.take_message().is_none() {
         Ok(())
     } else {
-        Err("the broker did not take it".into())
+        Err(DeadLetterError::NotTaken)
     }
 }

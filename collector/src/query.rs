@@ -8,6 +8,7 @@
 //! Alert rules go through the same check when they are loaded.
 
 use serde_json::Value;
+use thiserror::Error;
 
 /// The longest query string accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 16 * 1024;
@@ -19,13 +20,33 @@ pub const MAX_AGGREGATION_DEPTH: usize = 8;
 /// The most aggregations one search may ask for, sub-aggregations included.
 pub const MAX_AGGREGATIONS: usize = 100;
 
+/// A query or aggregation request over a limit (or not the shape it must have).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LimitError {
+    #[error("the query is {0} bytes, over the limit of {MAX_QUERY_BYTES}")]
+    TooLong(usize),
+    #[error("the query holds a control character (U+{:04X})", u32::from(*.0))]
+    ControlCharacter(char),
+    #[error(
+        "the query nests {0} levels deep (parentheses and NOT/-/+ operators), over the limit of {MAX_QUERY_DEPTH}"
+    )]
+    TooDeep(usize),
+    #[error("aggs must be a JSON object")]
+    AggsNotObject,
+    #[error("aggregations nest more than {MAX_AGGREGATION_DEPTH} levels deep")]
+    AggregationsTooDeep,
+    #[error("more than {MAX_AGGREGATIONS} aggregations in one search")]
+    TooManyAggregations,
+    #[error("aggregation {0:?} must be a JSON object")]
+    AggregationNotObject(String),
+    #[error("{key} of aggregation {name:?} must be a JSON object")]
+    SubAggregationsNotObject { key: &'static str, name: String },
+}
+
 /// Checks a query string against [`MAX_QUERY_BYTES`] and [`MAX_QUERY_DEPTH`].
-pub fn check(query: &str) -> Result<(), String> {
+pub fn check(query: &str) -> Result<(), LimitError> {
     if query.len() > MAX_QUERY_BYTES {
-        return Err(format!(
-            "the query is {} bytes, over the limit of {MAX_QUERY_BYTES}",
-            query.len()
-        ));
+        return Err(LimitError::TooLong(query.len()));
     }
     // NUL is the index's own separator inside `details.*` paths (a NUL in a field name
     // trips an assertion in tantivy, found by the query fuzz target); no other control
@@ -34,16 +55,11 @@ pub fn check(query: &str) -> Result<(), String> {
         .chars()
         .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
     {
-        return Err(format!(
-            "the query holds a control character (U+{:04X})",
-            u32::from(c)
-        ));
+        return Err(LimitError::ControlCharacter(c));
     }
     let depth = depth(query);
     if depth > MAX_QUERY_DEPTH {
-        return Err(format!(
-            "the query nests {depth} levels deep (parentheses and NOT/-/+ operators), over the limit of {MAX_QUERY_DEPTH}"
-        ));
+        return Err(LimitError::TooDeep(depth));
     }
     Ok(())
 }
@@ -132,36 +148,33 @@ fn word_end(bytes: &[u8], start: usize) -> usize {
 
 /// Checks an aggregation request against [`MAX_AGGREGATION_DEPTH`] and
 /// [`MAX_AGGREGATIONS`], walking it without recursion.
-pub fn check_aggregations(aggs: &Value) -> Result<(), String> {
+pub fn check_aggregations(aggs: &Value) -> Result<(), LimitError> {
     let Some(top) = aggs.as_object() else {
-        return Err("aggs must be a JSON object".into());
+        return Err(LimitError::AggsNotObject);
     };
     let mut count = 0;
     let mut pending: Vec<(&serde_json::Map<String, Value>, usize)> = vec![(top, 1)];
     while let Some((level, depth)) = pending.pop() {
         if depth > MAX_AGGREGATION_DEPTH {
-            return Err(format!(
-                "aggregations nest more than {MAX_AGGREGATION_DEPTH} levels deep"
-            ));
+            return Err(LimitError::AggregationsTooDeep);
         }
         for (name, aggregation) in level {
             count += 1;
             if count > MAX_AGGREGATIONS {
-                return Err(format!(
-                    "more than {MAX_AGGREGATIONS} aggregations in one search"
-                ));
+                return Err(LimitError::TooManyAggregations);
             }
             let Some(aggregation) = aggregation.as_object() else {
-                return Err(format!("aggregation {name:?} must be a JSON object"));
+                return Err(LimitError::AggregationNotObject(name.clone()));
             };
             for key in ["aggs", "aggregations"] {
                 if let Some(sub) = aggregation.get(key) {
                     match sub.as_object() {
                         Some(sub) => pending.push((sub, depth + 1)),
                         None => {
-                            return Err(format!(
-                                "{key} of aggregation {name:?} must be a JSON object"
-                            ));
+                            return Err(LimitError::SubAggregationsNotObject {
+                                key,
+                                name: name.clone(),
+                            });
                         }
                     }
                 }
@@ -206,11 +219,21 @@ mod tests {
     #[test]
     fn the_attacks_are_refused() {
         let parens = format!("{}a{}", "(".repeat(2_500), ")".repeat(2_500));
-        assert!(check(&parens).unwrap_err().contains("limit of 64"));
+        assert!(
+            check(&parens)
+                .unwrap_err()
+                .to_string()
+                .contains("limit of 64")
+        );
         let nots = "NOT ".repeat(3_000) + "a";
-        assert!(check(&nots).unwrap_err().contains("over the limit"));
+        assert!(
+            check(&nots)
+                .unwrap_err()
+                .to_string()
+                .contains("over the limit")
+        );
         let long = "NOT ".repeat(50_000) + "a";
-        assert!(check(&long).unwrap_err().contains("bytes"));
+        assert!(check(&long).unwrap_err().to_string().contains("bytes"));
         let unclosed = "(".repeat(65);
         assert!(check(&unclosed).is_err());
         let at_limit = format!("{}a{}", "(".repeat(64), ")".repeat(64));
@@ -218,6 +241,7 @@ mod tests {
         assert!(
             check("details.use\u{0}name:root")
                 .unwrap_err()
+                .to_string()
                 .contains("U+0000")
         );
         assert_eq!(check("a\tb\nc"), Ok(()));
@@ -234,6 +258,7 @@ mod tests {
         assert!(
             check_aggregations(&json!({ "top": deep }))
                 .unwrap_err()
+                .to_string()
                 .contains("levels")
         );
         let wide: serde_json::Map<String, Value> = (0..200)
@@ -242,6 +267,7 @@ mod tests {
         assert!(
             check_aggregations(&Value::Object(wide))
                 .unwrap_err()
+                .to_string()
                 .contains("more than")
         );
         assert!(check_aggregations(&json!([1])).is_err());

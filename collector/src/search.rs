@@ -2,9 +2,27 @@
 //! bare duration (`1h`, `7d`: that long ago), ISO 8601, or epoch seconds/milliseconds.
 
 use chrono::{DateTime, Duration, Utc};
+use thiserror::Error;
+
+/// A time or duration that does not read as one.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TimeError {
+    #[error("{0:?} has no unit (s, m, h, d, w)")]
+    NoUnit(String),
+    #[error("{0:?} is not a duration")]
+    NotDuration(String),
+    #[error("{0:?} has an unknown unit (s, m, h, d, w)")]
+    UnknownUnit(String),
+    #[error("{0:?} is too long")]
+    TooLong(String),
+    #[error("{0:?} is zero")]
+    Zero(String),
+    #[error("{0:?} is not a time (use ISO 8601, epoch seconds, now-1h or a duration such as 15m)")]
+    NotTime(String),
+}
 
 /// Reads `text` as an instant, relative to `now` where it says so.
-pub fn parse_time_bound(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+pub fn parse_time_bound(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, TimeError> {
     let text = text.trim();
     if text == "now" {
         return Ok(now);
@@ -17,33 +35,31 @@ pub fn parse_time_bound(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>,
     }
     mozdef::time::parse_str(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            format!("{text:?} is not a time (use ISO 8601, epoch seconds, now-1h or a duration such as 15m)")
-        })
+        .map_err(|_| TimeError::NotTime(text.to_string()))
 }
 
 /// `90s`, `15m`, `1h`, `7d`, `2w`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, TimeError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit (s, m, h, d, w)"))?;
+        .ok_or_else(|| TimeError::NoUnit(text.to_string()))?;
     let (digits, unit) = text.split_at(split);
     let n: i64 = digits
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration"))?;
+        .map_err(|_| TimeError::NotDuration(text.to_string()))?;
     let seconds = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
         "w" => 604_800,
-        _ => return Err(format!("{text:?} has an unknown unit (s, m, h, d, w)")),
+        _ => return Err(TimeError::UnknownUnit(text.to_string())),
     };
     n.checked_mul(seconds)
         .filter(|s| *s <= 100 * 365 * 86_400)
         .map(Duration::seconds)
-        .ok_or_else(|| format!("{text:?} is too long"))
+        .ok_or_else(|| TimeError::TooLong(text.to_string()))
 }
 
 #[cfg(test)]

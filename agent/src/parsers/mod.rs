@@ -63,13 +63,18 @@ const KEPT_ON_FALLBACK: [&str; 3] = [
     fields::details::TRUNCATED,
 ];
 
+/// A time zone name that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a time zone (use an IANA name such as Europe/Berlin, UTC, or local)")]
+pub struct UnknownZone(pub String);
+
 /// The zone lines without one are read in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeZoneChoice(pub Tz);
 
 impl TimeZoneChoice {
     /// `local` (this host's zone, UTC when it cannot be told), `UTC`, or an IANA name.
-    pub fn parse(text: &str) -> Result<TimeZoneChoice, String> {
+    pub fn parse(text: &str) -> Result<TimeZoneChoice, UnknownZone> {
         let text = text.trim_fast();
         if text.eq_ignore_ascii_case("local") {
             let name = iana_time_zone::get_timezone().unwrap_or_else(|_| "UTC".to_string());
@@ -77,7 +82,7 @@ impl TimeZoneChoice {
         }
         text.parse::<Tz>()
             .map(TimeZoneChoice)
-            .map_err(|_| format!("{text:?} is not a time zone (use an IANA name such as Europe/Berlin, UTC, or local)"))
+            .map_err(|_| UnknownZone(text.to_string()))
     }
 }
 

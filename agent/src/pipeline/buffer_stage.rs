@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use picket_common::backoff::Backoff;
 use picket_common::ratelog::LogLimiter;
+use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::Stopping;
-use crate::buffer::DiskBuffer;
+use crate::buffer::{BufferError, DiskBuffer};
 use crate::checkpoint::{CheckpointStore, FileIdentity};
 use crate::config::BufferSettings;
 use crate::heartbeat;
@@ -111,10 +112,24 @@ pub(super) async fn buffer_stage(
     store.settle(committed).await;
 }
 
+/// Why a write to the disk buffer failed.
+#[derive(Debug, Error)]
+enum WriteError {
+    #[error(transparent)]
+    Buffer(#[from] BufferError),
+    #[error("the disk buffer's lock is poisoned (a thread panicked holding it)")]
+    Poisoned,
+}
+
+/// Locks the buffer.
+fn lock(disk: &Mutex<DiskBuffer>) -> Result<std::sync::MutexGuard<'_, DiskBuffer>, WriteError> {
+    disk.lock().map_err(|_| WriteError::Poisoned)
+}
+
 /// Appends a chunk's events to the buffer.
-fn append_chunk(disk: &mut DiskBuffer, chunk: &Chunk) -> Result<(), String> {
+fn append_chunk(disk: &mut DiskBuffer, chunk: &Chunk) -> Result<(), WriteError> {
     for record in chunk.records() {
-        disk.append(record).map_err(|e| e.to_string())?;
+        disk.append(record)?;
     }
     Ok(())
 }
@@ -208,7 +223,7 @@ impl Store<'_> {
     }
 
     /// Appends a chunk (kept in `pending` until the fsync).
-    fn append(&mut self, chunk: Chunk) -> Result<(), String> {
+    fn append(&mut self, chunk: Chunk) -> Result<(), WriteError> {
         self.positions.take(&chunk);
         self.unsynced += chunk.len();
         // Called on the worker, not through block_in_place: an append copies into the
@@ -217,26 +232,21 @@ impl Store<'_> {
         // fdatasync (milliseconds) goes through block_in_place in `commit`. A write the
         // kernel throttles (too many dirty pages) holds this worker; the other runs
         // the shipper meanwhile.
-        let appended = self
-            .disk
-            .lock()
-            .map_err(|_| "buffer lock poisoned".to_string())
-            .and_then(|mut disk| append_chunk(&mut disk, &chunk));
+        let appended = lock(self.disk).and_then(|mut disk| append_chunk(&mut disk, &chunk));
         self.pending.push(chunk);
         appended
     }
 
     /// fsyncs the buffer, then moves the inputs' checkpoints to what it now holds. On
     /// a failed fsync the checkpoints stay and the error is returned.
-    fn commit(&mut self) -> Result<(), String> {
+    fn commit(&mut self) -> Result<(), WriteError> {
         let (disk, checkpoints, metrics) = (self.disk, self.checkpoints, self.metrics);
         let positions = &mut self.positions;
         tokio::task::block_in_place(|| {
-            let lock = || disk.lock().map_err(|_| "buffer lock poisoned".to_string());
             // The fdatasync runs unlocked: the shipper reads and acknowledges meanwhile.
-            let pending = lock()?.begin_sync().map_err(|e| e.to_string())?;
-            pending.sync().map_err(|e| e.to_string())?;
-            lock()?.end_sync(pending);
+            let pending = lock(disk)?.begin_sync()?;
+            pending.sync()?;
+            lock(disk)?.end_sync(pending);
             metrics.buffer_syncs.fetch_add(1, Ordering::Relaxed);
             let Ok(mut store) = checkpoints.lock() else {
                 return Ok(());
@@ -257,7 +267,7 @@ impl Store<'_> {
     /// After a commit or a failed write: on failure recovers first; then the
     /// appended events are durable and the shipper is woken. False when a stop came
     /// during recovery (the caller ends without committing).
-    async fn settle(&mut self, result: Result<(), String>) -> bool {
+    async fn settle(&mut self, result: Result<(), WriteError>) -> bool {
         if let Err(error) = result
             && !self.recover(error).await
         {
@@ -276,7 +286,7 @@ impl Store<'_> {
     /// The inputs wait meanwhile (nothing is taken from them). False when a stop came
     /// first: the positions are dropped unsaved, so those lines are read again after
     /// the restart.
-    async fn recover(&mut self, mut error: String) -> bool {
+    async fn recover(&mut self, mut error: WriteError) -> bool {
         let events: usize = self.pending.iter().map(Chunk::len).sum();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
@@ -291,13 +301,10 @@ impl Store<'_> {
             // Undone, and when the shipper has acknowledged everything, the newest
             // segment's space given back: on a disk it alone fills, waiting frees nothing.
             let undone = tokio::task::block_in_place(|| {
-                let mut d = disk
-                    .lock()
-                    .map_err(|_| "buffer lock poisoned".to_string())?;
-                d.rollback()
-                    .and_then(|()| d.reclaim(0))
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                let mut d = lock(disk)?;
+                d.rollback()?;
+                d.reclaim(0)?;
+                Ok::<(), WriteError>(())
             });
             if *self.stop_rx.borrow() != Stopping::No {
                 if let Err(e) = undone {
@@ -314,9 +321,7 @@ impl Store<'_> {
             let pending = &self.pending;
             let appended = undone.and_then(|()| {
                 tokio::task::block_in_place(|| {
-                    let mut disk = disk
-                        .lock()
-                        .map_err(|_| "buffer lock poisoned".to_string())?;
+                    let mut disk = lock(disk)?;
                     pending
                         .iter()
                         .try_for_each(|chunk| append_chunk(&mut disk, chunk))
@@ -351,7 +356,7 @@ fn write_heartbeat(
     host: &HostIdentity,
     metrics: &Metrics,
     line: &mut Vec<u8>,
-) -> Result<bool, String> {
+) -> Result<bool, WriteError> {
     tokio::task::block_in_place(|| {
         let Ok(mut disk) = disk.lock() else {
             return Ok(false);
@@ -374,7 +379,7 @@ fn write_heartbeat(
         line.clear();
         event.write_json_line(line);
         // A failed append may leave part of a record: the caller undoes it.
-        disk.append(line).map(|_| true).map_err(|e| e.to_string())
+        Ok(disk.append(line).map(|_| true)?)
     })
 }
 

@@ -29,6 +29,7 @@ use crate::inputs::journald::JournaldInput;
 use crate::metrics::Metrics;
 use crate::parsers::LineParser;
 use crate::shippers::Shipper;
+use crate::shippers::http::HttpShipperError;
 use crate::{buffer, datadir, footprint};
 
 /// How long a stopping agent keeps trying to deliver what it has read.
@@ -40,13 +41,16 @@ pub enum RunError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("cannot set up the shipper: {0}")]
-    Shipper(String),
+    Shipper(#[from] HttpShipperError),
     #[error("cannot start an input thread: {0}")]
     Thread(std::io::Error),
     #[error(transparent)]
     Buffer(#[from] BufferError),
-    #[error("{0}")]
-    Signal(String),
+    #[error("cannot listen for {name}: {source}")]
+    Signal {
+        name: &'static str,
+        source: std::io::Error,
+    },
     #[error("untrusted agent.data_dir: {0}")]
     DataDir(#[from] datadir::DataDirError),
 }
@@ -72,7 +76,7 @@ pub(crate) async fn run_once(
 ) -> Result<(), RunError> {
     datadir::prepare(&settings.data_dir)?;
     let checkpoints = Arc::new(Mutex::new(CheckpointStore::load(&settings.data_dir)?));
-    let shipper = Shipper::build(&settings.shipper).map_err(RunError::Shipper)?;
+    let shipper = Shipper::build(&settings.shipper)?;
     // Two chunks of 500 events in flight keep the buffer stage busy; more only holds
     // memory (parsed events are about 1 KiB each).
     let (events_tx, events_rx) = mpsc::channel::<Chunk>(2);

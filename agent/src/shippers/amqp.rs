@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
-use picket_common::amqp::{declare_exchange, declare_queue};
+use picket_common::amqp::{AmqpError, declare_exchange, declare_queue};
+use thiserror::Error;
 use tracing::{info, warn};
 
 use self::config::AmqpSettings;
@@ -38,6 +39,34 @@ pub struct AmqpShipper {
 struct Session {
     connection: Connection,
     channel: Channel,
+}
+
+/// Why a batch was not published (the batch is retried).
+#[derive(Debug, Error)]
+enum PublishError {
+    #[error(transparent)]
+    Connect(#[from] AmqpError),
+    #[error("the broker did not answer the channel setup in time")]
+    SetupTimeout,
+    #[error("cannot set up the exchange and queue: {0}")]
+    Setup(lapin::Error),
+    #[error("publish failed: {0}")]
+    Publish(lapin::Error),
+    #[error("confirmation lost: {0}")]
+    Confirm(lapin::Error),
+    #[error(
+        "the broker could not route a message ({code} {text}): no queue is bound to exchange {exchange:?} with routing key {routing_key:?}"
+    )]
+    Unroutable {
+        code: u16,
+        text: String,
+        exchange: String,
+        routing_key: String,
+    },
+    #[error("the broker refused (nacked) a message")]
+    Nacked,
+    #[error("the broker did not confirm {count} messages within {within:?}")]
+    NotConfirmed { count: usize, within: Duration },
 }
 
 impl AmqpShipper {
@@ -57,13 +86,12 @@ impl AmqpShipper {
         )
     }
 
-    async fn connect(&self) -> Result<Session, String> {
+    async fn connect(&self) -> Result<Session, PublishError> {
         let connection = self
             .settings
             .endpoint
             .connect(concat!("picket-agent/", env!("CARGO_PKG_VERSION")))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let setup = async {
             let channel = connection.create_channel().await?;
             let settings = &self.settings;
@@ -83,8 +111,8 @@ impl AmqpShipper {
         };
         let channel = tokio::time::timeout(self.settings.endpoint.timeout, setup)
             .await
-            .map_err(|_| "the broker did not answer the channel setup in time".to_string())?
-            .map_err(|e| format!("cannot set up the exchange and queue: {e}"))?;
+            .map_err(|_| PublishError::SetupTimeout)?
+            .map_err(PublishError::Setup)?;
         info!(destination = %self.destination(), "Connected to RabbitMQ.");
         Ok(Session {
             connection,
@@ -126,11 +154,10 @@ impl AmqpShipper {
         )
         .await
         .unwrap_or_else(|_| {
-            Err(format!(
-                "the broker did not confirm {} messages within {:?}",
-                records.len(),
-                self.settings.endpoint.timeout
-            ))
+            Err(PublishError::NotConfirmed {
+                count: records.len(),
+                within: self.settings.endpoint.timeout,
+            })
         });
         match outcome {
             Ok(()) => Outcome::Delivered {
@@ -159,7 +186,7 @@ async fn publish_all(
     channel: &Channel,
     settings: &AmqpSettings,
     records: Records<'_>,
-) -> Result<(), String> {
+) -> Result<(), PublishError> {
     let mut confirms = Vec::with_capacity(records.len());
     for record in records.iter() {
         let payload = trim_newline(record);
@@ -181,25 +208,21 @@ async fn publish_all(
                 properties,
             )
             .await
-            .map_err(|e| format!("publish failed: {e}"))?;
+            .map_err(PublishError::Publish)?;
         confirms.push(confirm);
     }
     for confirm in confirms {
-        match confirm
-            .await
-            .map_err(|e| format!("confirmation lost: {e}"))?
-        {
+        match confirm.await.map_err(PublishError::Confirm)? {
             Confirmation::Ack(None) | Confirmation::NotRequested => {}
             Confirmation::Ack(Some(returned)) => {
-                return Err(format!(
-                    "the broker could not route a message ({} {}): no queue is bound to exchange {:?} with routing key {:?}",
-                    returned.reply_code,
-                    returned.reply_text,
-                    settings.exchange,
-                    settings.routing_key
-                ));
+                return Err(PublishError::Unroutable {
+                    code: returned.reply_code,
+                    text: returned.reply_text.to_string(),
+                    exchange: settings.exchange.clone(),
+                    routing_key: settings.routing_key.clone(),
+                });
             }
-            Confirmation::Nack(_) => return Err("the broker refused (nacked) a message".into()),
+            Confirmation::Nack(_) => return Err(PublishError::Nacked),
         }
     }
     Ok(())

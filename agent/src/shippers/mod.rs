@@ -38,11 +38,9 @@ pub enum Shipper {
 
 impl Shipper {
     /// Builds the shipper the settings name (AMQP connects lazily, at the first batch).
-    pub fn build(settings: &ShipperSettings) -> Result<Shipper, String> {
+    pub fn build(settings: &ShipperSettings) -> Result<Shipper, http::HttpShipperError> {
         match settings {
-            ShipperSettings::Http(http) => http::HttpShipper::build(http)
-                .map(Shipper::Http)
-                .map_err(|e| e.to_string()),
+            ShipperSettings::Http(http) => http::HttpShipper::build(http).map(Shipper::Http),
             ShipperSettings::Amqp(amqp) => Ok(Shipper::Amqp(Box::new(amqp::AmqpShipper::new(
                 amqp.clone(),
             )))),

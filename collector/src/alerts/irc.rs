@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use picket_common::backoff::Backoff;
+use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
@@ -101,18 +102,55 @@ impl Irc {
     }
 }
 
+/// Why an IRC connection ended or could not be made.
+#[derive(Debug, Error)]
+enum IrcError {
+    #[error("{address}: no connection within 30 s")]
+    Timeout { address: String },
+    #[error("{address}: {source}")]
+    Connect {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("CA bundle: {0}")]
+    CaBundle(rustls::pki_types::pem::Error),
+    #[error("CA certificate: {0}")]
+    CaCertificate(rustls::Error),
+    #[error("{host}: {source}")]
+    ServerName {
+        host: String,
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    #[error("{address}: TLS: {source}")]
+    Tls {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("server said: {0}")]
+    Server(String),
+}
+
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-async fn open(settings: &IrcSettings) -> Result<Box<dyn Stream>, String> {
+async fn open(settings: &IrcSettings) -> Result<Box<dyn Stream>, IrcError> {
     let address = format!("{}:{}", settings.host, settings.port);
     let tcp = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::net::TcpStream::connect(&address),
     )
     .await
-    .map_err(|_| format!("{address}: no connection within 30 s"))?
-    .map_err(|e| format!("{address}: {e}"))?;
+    .map_err(|_| IrcError::Timeout {
+        address: address.clone(),
+    })?
+    .map_err(|source| IrcError::Connect {
+        address: address.clone(),
+        source,
+    })?;
     if !settings.tls {
         return Ok(Box::new(tcp));
     }
@@ -120,9 +158,7 @@ async fn open(settings: &IrcSettings) -> Result<Box<dyn Stream>, String> {
     match &settings.ca_pem {
         Some(pem) => {
             for cert in rustls_pemfile_certs(pem)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("CA certificate: {e}"))?;
+                roots.add(cert).map_err(IrcError::CaCertificate)?;
             }
         }
         None => {
@@ -134,22 +170,27 @@ async fn open(settings: &IrcSettings) -> Result<Box<dyn Stream>, String> {
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(settings.host.clone())
-        .map_err(|e| format!("{}: {e}", settings.host))?;
+    let name =
+        rustls::pki_types::ServerName::try_from(settings.host.clone()).map_err(|source| {
+            IrcError::ServerName {
+                host: settings.host.clone(),
+                source,
+            }
+        })?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("{address}: TLS: {e}"))?;
+        .map_err(|source| IrcError::Tls { address, source })?;
     Ok(Box::new(tls))
 }
 
 fn rustls_pemfile_certs(
     pem: &[u8],
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, IrcError> {
     use rustls::pki_types::pem::PemObject as _;
     rustls::pki_types::CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("CA bundle: {e}"))
+        .map_err(IrcError::CaBundle)
 }
 
 async fn connection_loop(
@@ -177,7 +218,7 @@ async fn session(
     settings: &IrcSettings,
     queue: &Mutex<VecDeque<Line>>,
     wake: &Notify,
-) -> Result<(), String> {
+) -> Result<(), IrcError> {
     let stream = open(settings).await?;
     let (read, mut write) = tokio::io::split(stream);
     let mut lines = BufReader::new(read).lines();
@@ -185,16 +226,14 @@ async fn session(
     if let Some(password) = &settings.password {
         write
             .write_all(&send(format!("PASS {}", password.expose())))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     let mut nick = settings.nick.clone();
     write
         .write_all(&send(format!(
             "NICK {nick}\r\nUSER {nick} 0 * :Picket alerts"
         )))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let mut registered = false;
     let mut joined: BTreeSet<String> = BTreeSet::new();
     let mut budget = BURST;
@@ -214,8 +253,7 @@ async fn session(
                 if !joined.contains(&line.channel) {
                     write
                         .write_all(&send(format!("JOIN {}", line.channel)))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        .await?;
                     joined.insert(line.channel.clone());
                     budget = budget.saturating_sub(1);
                 }
@@ -224,7 +262,7 @@ async fn session(
                     .await;
                 if let Err(e) = sent {
                     queue.lock().await.push_front(line);
-                    return Err(e.to_string());
+                    return Err(e.into());
                 }
                 budget = budget.saturating_sub(1);
             }
@@ -237,29 +275,29 @@ async fn session(
         };
         tokio::select! {
             line = lines.next_line() => {
-                let Some(line) = line.map_err(|e| e.to_string())? else {
-                    return Err("the server closed the connection".into());
+                let Some(line) = line? else {
+                    return Err(IrcError::Closed);
                 };
                 let mut parts = line.splitn(3, ' ');
                 let first = parts.next().unwrap_or("");
                 if first == "PING" {
                     let token = line.get(5..).unwrap_or("");
-                    write.write_all(&send(format!("PONG {token}"))).await.map_err(|e| e.to_string())?;
+                    write.write_all(&send(format!("PONG {token}"))).await?;
                     continue;
                 }
                 match parts.next().unwrap_or("") {
                     "001" => {
                         registered = true;
                         info!(server = %settings.host, nick = %nick, "IRC: registered.");
-                        write.write_all(&send(format!("JOIN {}", settings.channel))).await.map_err(|e| e.to_string())?;
+                        write.write_all(&send(format!("JOIN {}", settings.channel))).await?;
                         joined.insert(settings.channel.clone());
                     }
                     "433" if !registered => {
                         nick.push('_');
-                        write.write_all(&send(format!("NICK {nick}"))).await.map_err(|e| e.to_string())?;
+                        write.write_all(&send(format!("NICK {nick}"))).await?;
                     }
-                    "ERROR" => return Err(format!("server said: {line}")),
-                    _ if first == "ERROR" => return Err(format!("server said: {line}")),
+                    "ERROR" => return Err(IrcError::Server(line)),
+                    _ if first == "ERROR" => return Err(IrcError::Server(line)),
                     _ => {}
                 }
             }

@@ -122,6 +122,14 @@ impl AlertStore {
     }
 }
 
+/// A rule's ledger that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {}: {source}", .path.display())]
+pub struct LedgerError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
 /// Runs the rules.
 pub struct Scheduler<S: EventSource> {
     rules: Vec<Rule>,
@@ -155,9 +163,9 @@ impl<S: EventSource> Scheduler<S> {
     ) -> Result<Scheduler<S>, rules::RuleError> {
         let rules = rules::load_dir(rules_dir)?;
         if let Some(dir) = &ledger_dir {
-            std::fs::create_dir_all(dir).map_err(|e| rules::RuleError {
-                file: dir.clone(),
-                message: format!("cannot create the ledger folder: {e}"),
+            std::fs::create_dir_all(dir).map_err(|source| rules::RuleError::LedgerDir {
+                dir: dir.clone(),
+                source,
             })?;
         }
         let mut scheduler = Scheduler {
@@ -219,20 +227,20 @@ impl<S: EventSource> Scheduler<S> {
         }
     }
 
-    fn save_ledger(&self, rule: &str) -> Result<(), String> {
+    fn save_ledger(&self, rule: &str) -> Result<(), LedgerError> {
         let (Some(path), Some(ledger)) = (self.ledger_path(rule), self.ledgers.get(rule)) else {
             return Ok(());
         };
         let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(ledger).map_err(|e| e.to_string())?;
         (|| {
             use std::io::Write as _;
+            let bytes = serde_json::to_vec(ledger)?;
             let mut file = std::fs::File::create(&tmp)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
             std::fs::rename(&tmp, &path)
         })()
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|source| LedgerError { path, source })
     }
 
     /// When the next rule is due (now, for a rule that never ran).

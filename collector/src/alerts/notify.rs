@@ -12,9 +12,11 @@ pub mod config;
 
 use std::time::Duration;
 
+use picket_common::amqp::AmqpError;
 use picket_common::http_client::HttpClientError;
 use picket_common::tls::TlsFiles;
 use serde_json::json;
+use thiserror::Error;
 
 use super::engine::Alert;
 
@@ -33,6 +35,50 @@ pub enum Notifier {
         /// Connected on first use, dropped on any failure and made again.
         session: tokio::sync::Mutex<Option<(lapin::Connection, lapin::Channel)>>,
     },
+}
+
+/// Why an alert did not reach a notifier (after its retries).
+#[derive(Debug, Error)]
+pub enum NotifyError {
+    #[error(transparent)]
+    Connect(#[from] AmqpError),
+    #[error("cannot open a channel: {0}")]
+    Channel(lapin::Error),
+    #[error("no publisher confirms: {0}")]
+    Confirms(lapin::Error),
+    #[error("cannot declare exchange {exchange}: {source}")]
+    Exchange {
+        exchange: String,
+        source: lapin::Error,
+    },
+    #[error("publish failed: {0}")]
+    Publish(lapin::Error),
+    #[error("no confirm within 30 s")]
+    ConfirmTimeout,
+    #[error("the broker refused the alert (nack)")]
+    Nacked,
+    #[error("answered {0}")]
+    Status(reqwest::StatusCode),
+    #[error("{0}")]
+    Request(reqwest::Error),
+}
+
+/// Up to 4 tries, 1 s, 2 s, 4 s apart; the last error when every one failed.
+async fn with_retries<F, Fut>(mut once: F) -> Result<(), NotifyError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), NotifyError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match once().await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt == 3 => return Err(e),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+        attempt += 1;
+    }
 }
 
 /// The alert as MozDef publishes it: `{_id, _index, _source}`.
@@ -93,30 +139,32 @@ impl Notifier {
         settings: &AlertAmqpSettings,
         session: &tokio::sync::Mutex<Option<(lapin::Connection, lapin::Channel)>>,
         body: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), NotifyError> {
         use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
         let mut guard = session.lock().await;
         if guard.is_none() {
             let connection = settings
                 .endpoint
                 .connect(concat!("picket-collector/", env!("CARGO_PKG_VERSION")))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let channel = connection
                 .create_channel()
                 .await
-                .map_err(|e| format!("cannot open a channel: {e}"))?;
+                .map_err(NotifyError::Channel)?;
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await
-                .map_err(|e| format!("no publisher confirms: {e}"))?;
+                .map_err(NotifyError::Confirms)?;
             picket_common::amqp::declare_exchange(
                 &channel,
                 &settings.exchange,
                 lapin::ExchangeKind::Topic,
             )
             .await
-            .map_err(|e| format!("cannot declare exchange {}: {e}", settings.exchange))?;
+            .map_err(|source| NotifyError::Exchange {
+                exchange: settings.exchange.clone(),
+                source,
+            })?;
             *guard = Some((connection, channel));
         }
         let (_, channel) = guard.as_ref().expect("set above");
@@ -132,13 +180,13 @@ impl Notifier {
                         .with_content_type("application/json".into()),
                 )
                 .await
-                .map_err(|e| format!("publish failed: {e}"))?;
+                .map_err(NotifyError::Publish)?;
             let confirm = tokio::time::timeout(Duration::from_secs(30), confirm)
                 .await
-                .map_err(|_| "no confirm within 30 s".to_string())?
-                .map_err(|e| format!("publish failed: {e}"))?;
+                .map_err(|_| NotifyError::ConfirmTimeout)?
+                .map_err(NotifyError::Publish)?;
             if confirm.is_nack() {
-                return Err("the broker refused the alert (nack)".to_string());
+                return Err(NotifyError::Nacked);
             }
             Ok(())
         }
@@ -150,7 +198,7 @@ impl Notifier {
     }
 
     /// Sends `alert`: up to 4 tries, 1 s, 2 s, 4 s apart.
-    pub async fn send(&self, alert: &Alert) -> Result<(), String> {
+    pub async fn send(&self, alert: &Alert) -> Result<(), NotifyError> {
         match self {
             Notifier::Irc(irc) => {
                 irc.say(alert.document["channel"].as_str(), &one_line(alert))
@@ -159,17 +207,7 @@ impl Notifier {
             }
             Notifier::Amqp { settings, session } => {
                 let body = envelope(alert).to_string().into_bytes();
-                let mut last = String::new();
-                for attempt in 0..4u32 {
-                    if attempt > 0 {
-                        tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
-                    }
-                    match Notifier::publish(settings, session, &body).await {
-                        Ok(()) => return Ok(()),
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
+                with_retries(|| Notifier::publish(settings, session, &body)).await
             }
             Notifier::Webhook { settings, client } => {
                 // An alert of an unknown severity counts as DEBUG. Lower discriminants
@@ -186,18 +224,14 @@ impl Notifier {
                 } else {
                     envelope(alert)
                 };
-                let mut last = String::new();
-                for attempt in 0..4u32 {
-                    if attempt > 0 {
-                        tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
-                    }
+                with_retries(|| async {
                     match client.post(settings.url.clone()).json(&body).send().await {
-                        Ok(response) if response.status().is_success() => return Ok(()),
-                        Ok(response) => last = format!("answered {}", response.status()),
-                        Err(e) => last = e.to_string(),
+                        Ok(response) if response.status().is_success() => Ok(()),
+                        Ok(response) => Err(NotifyError::Status(response.status())),
+                        Err(e) => Err(NotifyError::Request(e)),
                     }
-                }
-                Err(last)
+                })
+                .await
             }
         }
     }

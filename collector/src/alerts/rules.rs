@@ -29,8 +29,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use picket_common::config::KeyError;
 use serde::Deserialize;
+use thiserror::Error;
 
+use crate::search::TimeError;
 use crate::stores::TimeField;
 
 /// A checked rule.
@@ -197,31 +200,45 @@ struct MozdefGeneric {
     alert_url: Option<String>,
 }
 
-/// Why a rule file cannot be used: the file and the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleError {
-    pub file: PathBuf,
-    pub message: String,
+/// Why the rules cannot be used: the file, and in it the key.
+#[derive(Debug, Error)]
+pub enum RuleError {
+    #[error("rules folder {}: cannot read it: {source}", .dir.display())]
+    ReadDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("rule file {}: cannot read: {source}", .file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not TOML (or not a MozDef generic alert), or a key that is not a rule's.
+    #[error("rule file {}: {message}", .file.display())]
+    Syntax { file: PathBuf, message: String },
+    #[error("rule file {}: {source}", .file.display())]
+    Key { file: PathBuf, source: KeyError },
+    #[error("rule file {}: name {name:?} is already used by {}", .file.display(), .other.display())]
+    Duplicate {
+        file: PathBuf,
+        name: String,
+        other: PathBuf,
+    },
+    #[error("alert ledger folder {}: cannot create it: {source}", .dir.display())]
+    LedgerDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }
-
-impl std::fmt::Display for RuleError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "rule file {}: {}", self.file.display(), self.message)
-    }
-}
-
-impl std::error::Error for RuleError {}
 
 /// Loads every `*.toml` and `*.json` in `dir`, in name order. Disabled rules are left
 /// out. Any bad file fails the whole load (a typo must not silently drop a detection);
 /// two rules with one name too.
 pub fn load_dir(dir: &Path) -> Result<Vec<Rule>, RuleError> {
-    let error = |message: String| RuleError {
-        file: dir.to_path_buf(),
-        message,
-    };
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| error(format!("cannot read the folder: {e}")))?;
+    let entries = std::fs::read_dir(dir).map_err(|source| RuleError::ReadDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -239,13 +256,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Rule>, RuleError> {
             continue;
         };
         if let Some(other) = rules.iter().find(|r| r.name == rule.name) {
-            return Err(RuleError {
+            return Err(RuleError::Duplicate {
+                name: rule.name,
+                other: other.file.clone(),
                 file,
-                message: format!(
-                    "name {:?} is already used by {}",
-                    rule.name,
-                    other.file.display()
-                ),
             });
         }
         rules.push(rule);
@@ -255,44 +269,65 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Rule>, RuleError> {
 
 /// Loads one rule file; `None` for a disabled rule.
 pub fn load_file(file: &Path) -> Result<Option<Rule>, RuleError> {
-    let error = |message: String| RuleError {
+    let syntax = |message: String| RuleError::Syntax {
         file: file.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(file).map_err(|e| error(format!("cannot read: {e}")))?;
+    let key = |source: KeyError| RuleError::Key {
+        file: file.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read_to_string(file).map_err(|source| RuleError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
     if file.extension().and_then(|x| x.to_str()) == Some("json") {
         let generic: MozdefGeneric = serde_json::from_str(&text)
-            .map_err(|e| error(format!("not a MozDef generic alert: {e}")))?;
-        return from_mozdef(generic, file).map(Some).map_err(error);
+            .map_err(|e| syntax(format!("not a MozDef generic alert: {e}")))?;
+        return from_mozdef(generic, file).map(Some).map_err(key);
     }
-    let raw: RuleFile = toml::from_str(&text).map_err(|e| error(e.to_string()))?;
+    let raw: RuleFile = toml::from_str(&text).map_err(|e| syntax(e.to_string()))?;
     if !raw.enabled {
         return Ok(None);
     }
-    build(raw, file).map(Some).map_err(error)
+    build(raw, file).map(Some).map_err(key)
 }
 
-fn build(raw: RuleFile, file: &Path) -> Result<Rule, String> {
-    check_name(&raw.name)?;
-    let schedule = match (&raw.every, &raw.schedule) {
-        (Some(every), None) => {
-            Schedule::Every(parse_duration(every).map_err(|e| format!("key every: {e}"))?)
-        }
+/// A duration key: `90s`, `15m`, `1h`, not zero.
+fn duration_key(key: &str, text: &str) -> Result<Duration, KeyError> {
+    parse_duration(text).map_err(|e| KeyError::new(key, e.to_string()))
+}
+
+/// `every` or `schedule` (one of them; every minute without either).
+fn schedule(raw: &RuleFile) -> Result<Schedule, KeyError> {
+    Ok(match (&raw.every, &raw.schedule) {
+        (Some(every), None) => Schedule::Every(duration_key("every", every)?),
         (None, Some(pattern)) => {
             Schedule::Cron(Box::new(croner::Cron::from_str(pattern).map_err(|e| {
-                format!("key schedule: {pattern:?} is not a 5-field cron pattern ({e})")
+                KeyError::new(
+                    "schedule",
+                    format!("{pattern:?} is not a 5-field cron pattern ({e})"),
+                )
             })?))
         }
         (None, None) => Schedule::Every(Duration::from_secs(60)),
-        (Some(_), Some(_)) => return Err("keys every and schedule: set one, not both".into()),
-    };
-    let window = parse_duration(&raw.window).map_err(|e| format!("key window: {e}"))?;
+        (Some(_), Some(_)) => {
+            return Err(KeyError::new("every", "set every or schedule, not both"));
+        }
+    })
+}
+
+fn build(raw: RuleFile, file: &Path) -> Result<Rule, KeyError> {
+    check_name(&raw.name)?;
+    let schedule = schedule(&raw)?;
+    let window = duration_key("window", &raw.window)?;
     let time_field = match raw.time_field.as_deref() {
         None | Some("utctimestamp") => TimeField::UtcTimestamp,
         Some("receivedtimestamp") => TimeField::ReceivedTimestamp,
         Some(other) => {
-            return Err(format!(
-                "key time_field: {other:?} is not utctimestamp or receivedtimestamp"
+            return Err(KeyError::new(
+                "time_field",
+                format!("{other:?} is not utctimestamp or receivedtimestamp"),
             ));
         }
     };
@@ -300,12 +335,15 @@ fn build(raw: RuleFile, file: &Path) -> Result<Rule, String> {
         value
             .clone()
             .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| format!("key {key}: a {} rule needs it", raw.kind))
+            .ok_or_else(|| KeyError::new(key, format!("a {} rule needs it", raw.kind)))
     };
     let threshold = || {
-        raw.threshold
-            .filter(|t| *t >= 1)
-            .ok_or_else(|| format!("key threshold: a {} rule needs one of at least 1", raw.kind))
+        raw.threshold.filter(|t| *t >= 1).ok_or_else(|| {
+            KeyError::new(
+                "threshold",
+                format!("a {} rule needs one of at least 1", raw.kind),
+            )
+        })
     };
     let kind = match raw.kind.as_str() {
         "simple" => RuleKind::Simple,
@@ -329,25 +367,29 @@ fn build(raw: RuleFile, file: &Path) -> Result<Rule, String> {
         "deadman" => RuleKind::Deadman {
             field: raw.field.clone(),
             lookback: match &raw.lookback {
-                Some(text) => parse_duration(text).map_err(|e| format!("key lookback: {e}"))?,
+                Some(text) => duration_key("lookback", text)?,
                 None => Duration::from_secs(86_400),
             },
         },
         other => {
-            return Err(format!(
-                "key type: {other:?} is not simple, aggregate, cardinality, sequence or deadman"
+            return Err(KeyError::new(
+                "type",
+                format!("{other:?} is not simple, aggregate, cardinality, sequence or deadman"),
             ));
         }
     };
     if let RuleKind::Deadman { lookback, .. } = &kind
         && *lookback <= window
     {
-        return Err("key lookback: must be longer than window".into());
+        return Err(KeyError::new("lookback", "must be longer than window"));
     }
     if raw.query.trim().is_empty() {
-        return Err("key query: must not be empty (use * for everything)".into());
+        return Err(KeyError::new(
+            "query",
+            "must not be empty (use * for everything)",
+        ));
     }
-    crate::query::check(&raw.query).map_err(|e| format!("key query: {e}"))?;
+    crate::query::check(&raw.query).map_err(|e| KeyError::new("query", e.to_string()))?;
     Ok(Rule {
         name: raw.name,
         description: raw.description,
@@ -371,7 +413,7 @@ fn build(raw: RuleFile, file: &Path) -> Result<Rule, String> {
 /// grouped by `aggregation_key`, `num_aggregations` as the threshold, every minute over
 /// `time_window` minutes. MozDef's `{0}` in `alert_summary` is the aggregated value and
 /// `{1}` the count.
-fn from_mozdef(generic: MozdefGeneric, file: &Path) -> Result<Rule, String> {
+fn from_mozdef(generic: MozdefGeneric, file: &Path) -> Result<Rule, KeyError> {
     let name = file
         .file_stem()
         .and_then(|s| s.to_str())
@@ -383,7 +425,8 @@ fn from_mozdef(generic: MozdefGeneric, file: &Path) -> Result<Rule, String> {
         query.push_str(" AND ");
         query.push_str(&filter_to_query(filter)?);
     }
-    crate::query::check(&query).map_err(|e| format!("search_string and filters: {e}"))?;
+    crate::query::check(&query)
+        .map_err(|e| KeyError::new("search_string", format!("with the filters ANDed: {e}")))?;
     let summary = generic
         .alert_summary
         .replace("{0}", "{value}")
@@ -410,11 +453,12 @@ fn from_mozdef(generic: MozdefGeneric, file: &Path) -> Result<Rule, String> {
     })
 }
 
-fn filter_to_query(filter: &serde_json::Value) -> Result<String, String> {
+fn filter_to_query(filter: &serde_json::Value) -> Result<String, KeyError> {
+    let problem = |message: String| KeyError::new("filters", message);
     let object = filter
         .as_object()
         .filter(|o| o.len() == 1)
-        .ok_or_else(|| format!("filter {filter} is not one {{kind: {{field: value}}}}"))?;
+        .ok_or_else(|| problem(format!("{filter} is not one {{kind: {{field: value}}}}")))?;
     let (kind, body) = object.iter().next().expect("one entry");
     match kind.as_str() {
         "not" => Ok(format!("NOT {}", filter_to_query(body)?)),
@@ -422,7 +466,7 @@ fn filter_to_query(filter: &serde_json::Value) -> Result<String, String> {
             let (field, value) = body
                 .as_object()
                 .and_then(|o| o.iter().next())
-                .ok_or_else(|| format!("filter {filter} names no field"))?;
+                .ok_or_else(|| problem(format!("{filter} names no field")))?;
             let value = match value {
                 serde_json::Value::String(s) => s.clone(),
                 serde_json::Value::Object(o) => o
@@ -441,16 +485,16 @@ fn filter_to_query(filter: &serde_json::Value) -> Result<String, String> {
         "exists" => {
             let field = body["field"]
                 .as_str()
-                .ok_or("exists filter names no field")?;
+                .ok_or_else(|| problem(format!("{filter}: an exists filter names no field")))?;
             Ok(format!("{field}:*"))
         }
-        other => Err(format!(
+        other => Err(problem(format!(
             "filter kind {other:?} is not supported (term, match, exists, not)"
-        )),
+        ))),
     }
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), KeyError> {
     let ok = (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -458,36 +502,35 @@ fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "key name: {name:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
+        Err(KeyError::new(
+            "name",
+            format!("{name:?} must be 1 to 64 letters, digits, '-', '_' or '.'"),
         ))
     }
 }
 
-fn check_severity(text: &str) -> Result<String, String> {
+fn check_severity(text: &str) -> Result<String, KeyError> {
     match super::severity_named(text) {
         Some(severity) => Ok(severity.as_str().to_string()),
         None => {
             let names: Vec<&str> = super::severities().map(|s| s.as_str()).collect();
-            Err(format!(
-                "key severity: {text:?} is not one of {}",
-                names.join(", ")
+            Err(KeyError::new(
+                "severity",
+                format!("{text:?} is not one of {}", names.join(", ")),
             ))
         }
     }
 }
 
 /// `90s`, `15m`, `1h`, `7d`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::search::parse_duration(text)
-        .and_then(|d| d.to_std().map_err(|e| e.to_string()))
-        .and_then(|d| {
-            if d.is_zero() {
-                Err(format!("{text:?} is zero"))
-            } else {
-                Ok(d)
-            }
-        })
+pub fn parse_duration(text: &str) -> Result<Duration, TimeError> {
+    let d = crate::search::parse_duration(text)?
+        .to_std()
+        .map_err(|_| TimeError::NotDuration(text.to_string()))?;
+    if d.is_zero() {
+        return Err(TimeError::Zero(text.to_string()));
+    }
+    Ok(d)
 }
 
 /// `2m`, `90s`, `1h`.

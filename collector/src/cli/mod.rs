@@ -137,7 +137,7 @@ pub fn test_rule(
         .into_iter()
         .find(|r| r.name == name)
         .with_context(|| format!("no rule named {name:?} in {}", dir.display()))?;
-    rule.window = rules::parse_duration(since).map_err(anyhow::Error::msg)?;
+    rule.window = rules::parse_duration(since)?;
     if let rules::RuleKind::Deadman { lookback, .. } = &mut rule.kind
         && *lookback <= rule.window
     {

@@ -20,6 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use subtle::ConstantTimeEq;
+use thiserror::Error;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
@@ -65,6 +66,34 @@ impl Role {
     }
 }
 
+/// Why a tokens file cannot be used.
+#[derive(Debug, Error)]
+pub enum TokensError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {problem}", .path.display())]
+    Invalid {
+        path: std::path::PathBuf,
+        problem: TokensProblem,
+    },
+}
+
+/// What is wrong in the text of a tokens file.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TokensProblem {
+    #[error("line {line}: {word:?} is not a role (shipper, reader, analyst)")]
+    UnknownRole { line: usize, word: String },
+    #[error("line {0}: write a token and at most one role")]
+    ExtraWords(usize),
+    #[error("line {line}: a token of {length} characters is too short to be secret (at least 16)")]
+    TooShort { line: usize, length: usize },
+    #[error("holds no token")]
+    Empty,
+}
+
 /// The accepted bearer tokens and their roles.
 #[derive(Default)]
 pub struct Tokens {
@@ -81,14 +110,19 @@ impl std::fmt::Debug for Tokens {
 impl Tokens {
     /// Reads one token a line, `<token> [role]`; blank lines and `#` comments are
     /// skipped. A file with no token is an error (it would lock every sender out).
-    pub fn load(path: &Path) -> Result<Tokens, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Tokens::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Tokens, TokensError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokensError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Tokens::parse(&text).map_err(|problem| TokensError::Invalid {
+            path: path.to_path_buf(),
+            problem,
+        })
     }
 
     /// Tokens from the text of a tokens file.
-    pub fn parse(text: &str) -> Result<Tokens, String> {
+    pub fn parse(text: &str) -> Result<Tokens, TokensProblem> {
         let mut tokens = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -99,30 +133,24 @@ impl Tokens {
             let token = words.next().unwrap_or_default();
             let role = match words.next() {
                 None => Role::Shipper,
-                Some(word) => Role::parse(word).ok_or_else(|| {
-                    format!(
-                        "line {}: {word:?} is not a role (shipper, reader, analyst)",
-                        number + 1
-                    )
+                Some(word) => Role::parse(word).ok_or_else(|| TokensProblem::UnknownRole {
+                    line: number + 1,
+                    word: word.to_string(),
                 })?,
             };
             if words.next().is_some() {
-                return Err(format!(
-                    "line {}: write a token and at most one role",
-                    number + 1
-                ));
+                return Err(TokensProblem::ExtraWords(number + 1));
             }
             if token.len() < 16 {
-                return Err(format!(
-                    "line {}: a token of {} characters is too short to be secret (at least 16)",
-                    number + 1,
-                    token.len()
-                ));
+                return Err(TokensProblem::TooShort {
+                    line: number + 1,
+                    length: token.len(),
+                });
             }
             tokens.push((token.as_bytes().to_vec(), role));
         }
         if tokens.is_empty() {
-            return Err("holds no token".into());
+            return Err(TokensProblem::Empty);
         }
         Ok(Tokens { tokens })
     }
@@ -358,10 +386,16 @@ mod tests {
         assert!(!tokens.accepts(b"0123456789abcdef012"));
         assert!(!tokens.accepts(b""));
         assert!(Tokens::parse("# none\n").is_err());
-        assert!(Tokens::parse("short\n").unwrap_err().contains("too short"));
+        assert!(
+            Tokens::parse("short\n")
+                .unwrap_err()
+                .to_string()
+                .contains("too short")
+        );
         assert!(
             Tokens::parse("0123456789abcdef0123 admin\n")
                 .unwrap_err()
+                .to_string()
                 .contains("line 1: \"admin\" is not a role")
         );
         assert!(!format!("{tokens:?}").contains("0123456789abcdef0123"));

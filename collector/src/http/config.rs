@@ -194,7 +194,7 @@ impl HttpConfig {
         let tokens = match &self.tokens_file {
             Some(file) => {
                 Some(Arc::new(Tokens::load(file).map_err(|e| {
-                    KeyError::new("collector.http.tokens_file", e)
+                    KeyError::new("collector.http.tokens_file", e.to_string())
                 })?))
             }
             None => None,

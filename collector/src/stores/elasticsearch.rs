@@ -90,8 +90,20 @@ pub struct ElasticStore {
 }
 
 /// A request that got no usable answer from any node.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 struct Unreachable(String);
+
+/// Why a whole `_bulk` request must be retried.
+#[derive(Debug, thiserror::Error)]
+enum BulkError {
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
+    #[error("_bulk answered {status}: {reason}")]
+    Status { status: StatusCode, reason: String },
+    #[error("_bulk answered {got} items for {sent} documents")]
+    ItemCount { got: usize, sent: usize },
+}
 
 /// A per-item outcome of `_bulk`.
 enum ItemOutcome {
@@ -254,7 +266,7 @@ impl ElasticStore {
                         }
                     }
                     Err(reason) => {
-                        last_reason = reason;
+                        last_reason = reason.to_string();
                         retry.extend(chunk);
                     }
                 }
@@ -331,24 +343,25 @@ impl ElasticStore {
 
     /// One `_bulk` request: per-item outcomes in order, or why the whole request must
     /// be retried.
-    async fn bulk(&self, body: Vec<u8>, count: usize) -> Result<Vec<ItemOutcome>, String> {
+    async fn bulk(&self, body: Vec<u8>, count: usize) -> Result<Vec<ItemOutcome>, BulkError> {
         let (status, answer) = self
             .request(Method::POST, "/_bulk", Some(("application/x-ndjson", body)))
-            .await
-            .map_err(|Unreachable(e)| e)?;
+            .await?;
         if !status.is_success() {
-            let why = format!("_bulk answered {status}: {}", reason(&answer));
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 error!(status = %status, "Elasticsearch refuses the collector's credentials; check username/password_file or api_key_file.");
             }
-            return Err(why);
+            return Err(BulkError::Status {
+                status,
+                reason: reason(&answer),
+            });
         }
         let items = answer["items"].as_array().cloned().unwrap_or_default();
         if items.len() != count {
-            return Err(format!(
-                "_bulk answered {} items for {count} documents",
-                items.len()
-            ));
+            return Err(BulkError::ItemCount {
+                got: items.len(),
+                sent: count,
+            });
         }
         Ok(items.iter().map(item_outcome).collect())
     }
@@ -376,7 +389,7 @@ impl ElasticStore {
         let outcomes = self
             .bulk(body, alerts.len())
             .await
-            .map_err(StoreError::Unavailable)?;
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         for outcome in outcomes {
             match outcome {
                 ItemOutcome::Stored | ItemOutcome::Exists => {}
@@ -423,7 +436,7 @@ impl ElasticStore {
         let outcomes = self
             .bulk(body, documents.len())
             .await
-            .map_err(StoreError::Unavailable)?;
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let failed: Vec<String> = outcomes
             .into_iter()
             .filter_map(|o| match o {

@@ -118,14 +118,14 @@ enum WriteRequest {
     /// Store these, answer how many once committed.
     Write {
         events: Vec<Document>,
-        done: oneshot::Sender<Result<Stored, String>>,
+        done: oneshot::Sender<Result<Stored, StoreError>>,
     },
     /// Delete every day before `before` or after `after` (`YYYYMMDD`); answer the
     /// days deleted.
     Prune {
         before: u32,
         after: u32,
-        done: oneshot::Sender<Result<Vec<String>, String>>,
+        done: oneshot::Sender<Result<Vec<String>, StoreError>>,
     },
 }
 
@@ -175,13 +175,7 @@ impl EmbeddedStore {
         let events: Vec<Document> = events.into_iter().map(Into::into).collect();
         let (done, wait) = oneshot::channel();
         self.send(WriteRequest::Write { events, done })?;
-        match wait.await {
-            Ok(Ok(stored)) => Ok(stored),
-            Ok(Err(message)) => Err(StoreError::Write(tantivy::TantivyError::InternalError(
-                message,
-            ))),
-            Err(_) => Err(StoreError::Closed),
-        }
+        wait.await.unwrap_or(Err(StoreError::Closed))
     }
 
     /// Deletes the daily indices of days before `oldest_kept` or after `newest_kept`;
@@ -199,13 +193,7 @@ impl EmbeddedStore {
             after: day_key(newest_kept),
             done,
         })?;
-        match wait.await {
-            Ok(Ok(days)) => Ok(days),
-            Ok(Err(message)) => Err(StoreError::Write(tantivy::TantivyError::InternalError(
-                message,
-            ))),
-            Err(_) => Err(StoreError::Closed),
-        }
+        wait.await.unwrap_or(Err(StoreError::Closed))
     }
 
     fn send(&self, request: WriteRequest) -> Result<(), StoreError> {

@@ -42,9 +42,10 @@ impl SearchRequest {
     /// Refuses, before anything parses them, a query string or aggregations too long or
     /// too deeply nested to parse safely ([`crate::query`]'s limits).
     pub fn check(&self) -> Result<(), StoreError> {
-        crate::query::check(&self.query).map_err(StoreError::BadQuery)?;
+        crate::query::check(&self.query).map_err(|e| StoreError::BadQuery(e.to_string()))?;
         if let Some(aggs) = &self.aggs {
-            crate::query::check_aggregations(aggs).map_err(StoreError::BadAggregation)?;
+            crate::query::check_aggregations(aggs)
+                .map_err(|e| StoreError::BadAggregation(e.to_string()))?;
         }
         Ok(())
     }
@@ -203,6 +204,19 @@ pub enum StoreError {
     },
     #[error("index write failed: {0}")]
     Write(tantivy::TantivyError),
+    /// The commit of the writes this request was one of failed (shared by each).
+    #[error(transparent)]
+    Commit(std::sync::Arc<StoreError>),
+    #[error("cannot list {path}: {source}")]
+    List {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot delete {path}: {source}")]
+    Delete {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("search failed: {0}")]
     Search(tantivy::TantivyError),
     #[error("invalid query: {0}")]

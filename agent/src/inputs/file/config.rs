@@ -112,8 +112,11 @@ impl FileInputConfig {
                 format!("{} is not an absolute path", p.display()),
             ));
         }
-        let discovery = Discovery::build(&self.paths, &self.exclude, self.read_gzip)
-            .map_err(|e| KeyError::new("agent.inputs.file.paths", e))?;
+        let discovery =
+            Discovery::build(&self.paths, &self.exclude, self.read_gzip).map_err(|e| {
+                let key = if e.in_exclude() { "exclude" } else { "paths" };
+                KeyError::new(format!("agent.inputs.file.{key}"), e.to_string())
+            })?;
         if self.scan_interval_ms < 100 {
             return Err(KeyError::new(
                 "agent.inputs.file.scan_interval_ms",

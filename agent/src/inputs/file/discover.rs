@@ -6,6 +6,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use thiserror::Error;
 
 /// The compiled `paths` and `exclude`.
 #[derive(Debug, Clone)]
@@ -26,11 +27,34 @@ struct Pattern {
     literal: Option<PathBuf>,
 }
 
-fn glob(pattern: &str) -> Result<Glob, String> {
-    GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .build()
-        .map_err(|e| format!("{pattern:?}: {e}"))
+/// Why the patterns do not compile.
+#[derive(Debug, Error)]
+pub enum PatternError {
+    #[error("{0:?} is not an absolute path")]
+    NotAbsolute(String),
+    #[error("{0:?}: `..` is not allowed in a pattern")]
+    ParentDir(String),
+    #[error("{pattern:?}: {source}")]
+    Glob {
+        pattern: String,
+        source: globset::Error,
+    },
+    #[error("exclude pattern {pattern:?}: {source}")]
+    Exclude {
+        pattern: String,
+        source: globset::Error,
+    },
+}
+
+impl PatternError {
+    /// Whether an `exclude` pattern is at fault (else one of `paths`).
+    pub fn in_exclude(&self) -> bool {
+        matches!(self, PatternError::Exclude { .. })
+    }
+}
+
+fn glob(pattern: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern).literal_separator(true).build()
 }
 
 fn has_glob(text: &str) -> bool {
@@ -43,12 +67,12 @@ impl Discovery {
         paths: &[PathBuf],
         exclude: &[String],
         read_gzip: bool,
-    ) -> Result<Discovery, String> {
+    ) -> Result<Discovery, PatternError> {
         let mut patterns = Vec::with_capacity(paths.len());
         for path in paths {
             let text = path.to_string_lossy();
             if !path.is_absolute() {
-                return Err(format!("{text:?} is not an absolute path"));
+                return Err(PatternError::NotAbsolute(text.into_owned()));
             }
             let mut base = PathBuf::new();
             let mut below = 0usize;
@@ -64,7 +88,7 @@ impl Discovery {
                 below += 1;
                 deep |= part.contains("**");
                 if matches!(component, Component::ParentDir) {
-                    return Err(format!("{text:?}: `..` is not allowed in a pattern"));
+                    return Err(PatternError::ParentDir(text.into_owned()));
                 }
             }
             let literal = (!globbed).then(|| path.clone());
@@ -75,15 +99,24 @@ impl Discovery {
             patterns.push(Pattern {
                 base,
                 depth: (!deep).then_some(below),
-                matcher: glob(&text)?.compile_matcher(),
+                matcher: glob(&text)
+                    .map_err(|source| PatternError::Glob {
+                        pattern: text.to_string(),
+                        source,
+                    })?
+                    .compile_matcher(),
                 literal,
             });
         }
         let mut set = GlobSetBuilder::new();
-        for pattern in exclude {
-            set.add(glob(pattern)?);
+        fn excluded(pattern: &str) -> impl FnOnce(globset::Error) -> PatternError {
+            let pattern = pattern.to_string();
+            move |source| PatternError::Exclude { pattern, source }
         }
-        let exclude = set.build().map_err(|e| e.to_string())?;
+        for pattern in exclude {
+            set.add(glob(pattern).map_err(excluded(pattern))?);
+        }
+        let exclude = set.build().map_err(excluded(&exclude.join(", ")))?;
         Ok(Discovery {
             patterns,
             exclude,

@@ -59,7 +59,8 @@ pub(super) fn writer_loop(
                 &batch,
                 &mut conflicts,
                 writer_memory_bytes,
-            );
+            )
+            .map_err(Arc::new);
             last_commit = Instant::now();
             let events: usize = batch.iter().map(|(events, _)| events.len()).sum();
             match &result {
@@ -75,7 +76,7 @@ pub(super) fn writer_loop(
                         dead_lettered: 0,
                         conflicts,
                     }),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(StoreError::Commit(Arc::clone(e))),
                 };
                 // A sender that gave up waiting is not an error here.
                 let _ = done.send(answer);
@@ -99,7 +100,7 @@ pub(super) fn writer_loop(
 }
 
 /// Documents of one request and where to answer.
-pub(super) type Batch = (Vec<Document>, oneshot::Sender<Result<Stored, String>>);
+pub(super) type Batch = (Vec<Document>, oneshot::Sender<Result<Stored, StoreError>>);
 
 /// Deletes the days before `before` and after `after`: their writers closed, their
 /// readers forgotten, their directories removed (searches still holding one finish on
@@ -110,9 +111,12 @@ pub(super) fn prune_days(
     recent: &mut VecDeque<u32>,
     before: u32,
     after: u32,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, StoreError> {
     let mut keys: Vec<u32> = std::fs::read_dir(&shared.root)
-        .map_err(|e| format!("cannot list {}: {e}", shared.root.display()))?
+        .map_err(|source| StoreError::List {
+            path: shared.root.clone(),
+            source,
+        })?
         .filter_map(|entry| entry.ok())
         .filter_map(|entry| {
             entry
@@ -133,8 +137,10 @@ pub(super) fn prune_days(
             days.remove(&key);
         }
         let path = shared.day_path(key);
-        std::fs::remove_dir_all(&path)
-            .map_err(|e| format!("cannot delete {}: {e}", path.display()))?;
+        std::fs::remove_dir_all(&path).map_err(|source| StoreError::Delete {
+            path: path.clone(),
+            source,
+        })?;
         info!(day = key, path = %path.display(), "Deleted a day past retention (or ahead of the accepted time window).");
         deleted.push(format!("{key:08}"));
     }
