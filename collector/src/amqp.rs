@@ -245,9 +245,7 @@ async fn handle(
     }
     let count = match stored {
         Ok(outcome) => {
-            for _ in 0..outcome.dead_lettered {
-                metrics.rejected("store_refused");
-            }
+            metrics.rejected_n("store_refused", outcome.dead_lettered.len());
             // An id already stored with another body: moved to the dead-letter queue
             // with the reason, as what is not an event is (the first copy wins).
             for &i in &outcome.conflicts {

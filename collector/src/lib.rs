@@ -187,6 +187,7 @@ impl App {
             },
             metrics: Arc::clone(&metrics),
             alerts: alert_store.clone(),
+            elasticsearch: Arc::clone(&http.elasticsearch),
         };
         let upkeep = tokio::spawn(upkeep(
             Arc::clone(&store),

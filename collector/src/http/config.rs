@@ -10,6 +10,7 @@ use picket_common::config::{KeyError, at_least_one};
 use serde::Deserialize;
 
 use super::auth::Tokens;
+use super::elasticsearch::{ElasticsearchConfig, Face};
 
 /// `[collector.http]`.
 #[derive(Debug, Deserialize)]
@@ -80,6 +81,9 @@ pub struct HttpConfig {
     /// they reach it and says `"truncated": true`.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
+    /// `[collector.http.elasticsearch]`: what the Elasticsearch face says of itself.
+    #[serde(default)]
+    pub elasticsearch: ElasticsearchConfig,
 }
 
 fn default_max_events_per_request() -> usize {
@@ -140,6 +144,7 @@ impl Default for HttpConfig {
             max_connections: default_max_connections(),
             max_connections_per_address: default_max_connections_per_address(),
             max_response_bytes: default_max_response_bytes(),
+            elasticsearch: ElasticsearchConfig::default(),
         }
     }
 }
@@ -167,6 +172,7 @@ pub struct HttpSettings {
     pub max_connections: usize,
     pub max_connections_per_address: usize,
     pub max_response_bytes: usize,
+    pub elasticsearch: Arc<Face>,
 }
 
 impl HttpConfig {
@@ -247,6 +253,7 @@ impl HttpConfig {
             max_connections: self.max_connections,
             max_connections_per_address: self.max_connections_per_address,
             max_response_bytes: self.max_response_bytes,
+            elasticsearch: Arc::new(self.elasticsearch.build()?),
         })
     }
 

@@ -97,8 +97,6 @@ enum Route {
     /// `/custom/<application>`: stored as sent, not normalized, with `endpoint` set to
     /// the application and `customendpoint: true`, as MozDef does.
     Custom(String),
-    /// `/_bulk`: Elasticsearch bulk bodies; action lines (`{"index": {…}}`) skipped.
-    Bulk,
 }
 
 impl Route {
@@ -108,16 +106,15 @@ impl Route {
             Route::Events => "events",
             Route::Endpoint(name) => name,
             Route::Custom(_) => "custom",
-            Route::Bulk => "bulk",
         }
     }
 
-    /// The item to normalize, or `None` for a bulk action line.
-    fn prepare(&self, value: serde_json::Value) -> Option<serde_json::Value> {
+    /// The item to normalize.
+    fn prepare(&self, value: serde_json::Value) -> serde_json::Value {
         match (self, value) {
             (Route::Endpoint(name), serde_json::Value::Object(mut object)) => {
                 object.insert("endpoint".into(), serde_json::Value::String((*name).into()));
-                Some(serde_json::Value::Object(object))
+                serde_json::Value::Object(object)
             }
             (Route::Custom(application), serde_json::Value::Object(mut object)) => {
                 object.insert(
@@ -125,10 +122,9 @@ impl Route {
                     serde_json::Value::String(application.clone()),
                 );
                 object.insert("customendpoint".into(), serde_json::Value::Bool(true));
-                Some(serde_json::Value::Object(object))
+                serde_json::Value::Object(object)
             }
-            (Route::Bulk, serde_json::Value::Object(object)) if is_bulk_action(&object) => None,
-            (_, value) => Some(value),
+            (_, value) => value,
         }
     }
 
@@ -198,12 +194,39 @@ const AGENT_IDENTITY: &str = "agentidentity";
 
 /// What a request's items share: when and from whom they came, and the time window
 /// they are held to.
-struct Received<'a> {
-    at: chrono::DateTime<Utc>,
+pub(super) struct Received<'a> {
+    pub(super) at: chrono::DateTime<Utc>,
     identity: Option<&'a str>,
     window: mozdef::normalize::TimeWindow,
     /// Events retimed so far (their time was outside the window).
-    retimed: std::cell::Cell<usize>,
+    pub(super) retimed: std::cell::Cell<usize>,
+}
+
+impl<'a> Received<'a> {
+    pub(super) fn now(state: &AppState, identity: Option<&'a str>) -> Received<'a> {
+        Received {
+            at: Utc::now(),
+            identity,
+            window: state.time_window,
+            retimed: std::cell::Cell::new(0),
+        }
+    }
+}
+
+/// The client certificate's name, when the request came with one.
+pub(super) fn identity(request: &Request) -> Option<String> {
+    request
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .and_then(|info| info.0.identity.clone())
+}
+
+/// An item sent to `/events` (or the Elasticsearch face) as the event to store.
+pub(super) fn event_document(
+    value: serde_json::Value,
+    received: &Received<'_>,
+) -> Result<Document, ItemError> {
+    Route::Events.document(value, received)
 }
 
 /// An application name MozDef would take as a document type: letters, digits, `_`,
@@ -213,14 +236,6 @@ fn valid_application(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-/// `{"index": {...}}` and its kin: one key, an action, whose value is an object.
-fn is_bulk_action(object: &serde_json::Map<String, serde_json::Value>) -> bool {
-    object.len() == 1
-        && object.iter().all(|(key, value)| {
-            matches!(key.as_str(), "index" | "create" | "update" | "delete") && value.is_object()
-        })
 }
 
 pub(super) async fn post_events(state: State<AppState>, request: Request) -> Response {
@@ -252,26 +267,14 @@ pub(super) async fn post_custom(
     ingest(state, request, Route::Custom(application)).await
 }
 
-pub(super) async fn post_bulk(state: State<AppState>, request: Request) -> Response {
-    ingest(state, request, Route::Bulk).await
-}
-
 async fn ingest(State(state): State<AppState>, request: Request, route: Route) -> Response {
-    let identity = request
-        .extensions()
-        .get::<ConnectInfo<Peer>>()
-        .and_then(|info| info.0.identity.clone());
+    let identity = identity(&request);
     let (parts, body) = request.into_parts();
     let bytes = match read_request_body(&state, &parts.headers, body).await {
         Ok(bytes) => bytes,
         Err(answer) => return answer,
     };
-    let context = Received {
-        at: Utc::now(),
-        identity: identity.as_deref(),
-        window: state.time_window,
-        retimed: std::cell::Cell::new(0),
-    };
+    let context = Received::now(&state, identity.as_deref());
     let items = match split_items(&state, &route, &bytes, &context) {
         Ok(items) => items,
         Err(answer) => return answer,
@@ -281,7 +284,7 @@ async fn ingest(State(state): State<AppState>, request: Request, route: Route) -
 
 /// The request's body, read within the limits and decoded; else the answer that says
 /// why not.
-async fn read_request_body(
+pub(super) async fn read_request_body(
     state: &AppState,
     headers: &HeaderMap,
     body: axum::body::Body,
@@ -346,7 +349,7 @@ async fn read_request_body(
 
 /// A request's items, checked: the documents to store and what was refused.
 struct Items {
-    /// Items the route keeps (`_bulk` action lines are not counted).
+    /// Items in the request.
     received: usize,
     events: Vec<Document>,
     /// Each event's position in the request, for the store's per-event refusals.
@@ -375,13 +378,7 @@ fn split_items(
     };
     let mut too_many = false;
     let split = wire::for_each_item(bytes, state.max_event_bytes, |position, item| {
-        let item = match item {
-            Ok(value) => match route.prepare(value) {
-                Some(value) => Ok(value),
-                None => return ControlFlow::Continue(()),
-            },
-            Err(e) => Err(e),
-        };
+        let item = item.map(|value| route.prepare(value));
         items.received += 1;
         if items.received > state.max_events_per_request {
             too_many = true;
@@ -402,6 +399,13 @@ fn split_items(
     if let Err(e) = split {
         metrics.refused("bad_body");
         return Err(error_body(StatusCode::BAD_REQUEST, e.to_string()));
+    }
+    if items.received == 0 {
+        metrics.refused("bad_body");
+        return Err(error_body(
+            StatusCode::BAD_REQUEST,
+            "the request holds no event (an empty JSON array)",
+        ));
     }
     if too_many {
         metrics.refused("too_many_events");
@@ -477,9 +481,7 @@ async fn store_items(state: &AppState, route: &Route, items: Items) -> Response 
         }
     };
     metrics.stored(route.source(), outcome.stored);
-    for _ in 0..outcome.dead_lettered {
-        metrics.rejected("store_refused");
-    }
+    metrics.rejected_n("store_refused", outcome.dead_lettered.len());
     if !outcome.conflicts.is_empty() {
         metrics.rejected_n("conflict", outcome.conflicts.len());
         warn!(
@@ -499,7 +501,7 @@ async fn store_items(state: &AppState, route: &Route, items: Items) -> Response 
         rejected.first.sort_by_key(|r| r.position);
     }
     debug!(received, stored = outcome.stored, "Stored a request.");
-    let status = if outcome.stored == 0 && outcome.dead_lettered == 0 {
+    let status = if outcome.stored == 0 && outcome.dead_lettered.is_empty() {
         StatusCode::CONFLICT
     } else {
         StatusCode::OK
@@ -509,7 +511,7 @@ async fn store_items(state: &AppState, route: &Route, items: Items) -> Response 
         stored: outcome.stored,
         rejected_count: rejected.count,
         rejected: rejected.first,
-        deadlettered: outcome.dead_lettered,
+        deadlettered: outcome.dead_lettered.len(),
         error: (status != StatusCode::OK)
             .then(|| "no event in the request was accepted".to_string()),
     };

@@ -21,13 +21,14 @@ pub mod auth;
 mod body;
 pub mod config;
 pub mod connections;
+pub mod elasticsearch;
 pub mod ingest;
 pub mod search;
 pub mod server;
 pub mod tls;
 
 use self::auth::{Access, Guards};
-use self::ingest::{post_bulk, post_cef, post_custom, post_events, post_nxlog};
+use self::ingest::{post_cef, post_custom, post_events, post_nxlog};
 use self::search::{search_alerts, search_events, search_json};
 use crate::metrics::Metrics;
 use crate::stores::Store;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Where alerts are kept, when alert rules run.
     pub alerts: Option<Arc<crate::alerts::AlertStore>>,
+    /// What the Elasticsearch face says of itself.
+    pub elasticsearch: Arc<elasticsearch::Face>,
 }
 
 /// The most events one search returns.
@@ -69,14 +72,15 @@ pub fn router(state: AppState) -> Router {
         .route("/cef", post(post_cef).put(post_cef))
         .route("/cef/", post(post_cef).put(post_cef))
         .route("/custom/{application}", post(post_custom).put(post_custom))
-        .route("/_bulk", post(post_bulk).put(post_bulk))
         .route("/status", get(status))
         .route("/test", get(status))
         .route("/api/events", get(search_events))
         .route("/api/search", post(search_json))
         .route("/api/alerts", get(search_alerts))
         .route("/metrics", get(metrics))
+        .merge(elasticsearch::routes())
         .with_state(state)
+        .layer(axum::middleware::from_fn(explain_bare_errors))
         .layer(axum::middleware::from_fn_with_state(
             access,
             auth::authorize,
@@ -97,6 +101,42 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn status() -> Json<serde_json::Value> {
     Json(json!({"status": "ok", "service": "loginput"}))
+}
+
+/// Gives the router's own 404 and 405 (no route, a method the route does not take) a
+/// JSON body that says so, the 405 keeping its `Allow` header.
+async fn explain_bare_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    if response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    match response.status() {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = response.headers().get(header::ALLOW).cloned();
+            let allowed = allow
+                .as_ref()
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let mut answer = error_body(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on {path} (allowed: {allowed})"),
+            );
+            if let Some(allow) = allow {
+                answer.headers_mut().insert(header::ALLOW, allow);
+            }
+            answer
+        }
+        StatusCode::NOT_FOUND => {
+            error_body(StatusCode::NOT_FOUND, format!("no route {method} {path}"))
+        }
+        _ => response,
+    }
 }
 
 fn error_body(status: StatusCode, message: impl Into<String>) -> Response {

@@ -24,13 +24,13 @@ fn access(tokens: Option<&str>) -> Arc<Access> {
     })
 }
 
-struct Harness {
+pub(super) struct Harness {
     _dir: tempfile::TempDir,
-    state: AppState,
+    pub(super) state: AppState,
 }
 
 impl Harness {
-    fn new() -> Harness {
+    pub(super) fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::stores::embedded::EmbeddedStore::open(
             dir.path(),
@@ -59,17 +59,43 @@ impl Harness {
                 },
                 metrics: Arc::default(),
                 alerts: None,
+                elasticsearch: Arc::default(),
             },
         }
     }
 
     /// Sends a request; searches (`/api/…`) with the reader token.
-    async fn send(&self, method: Method, uri: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+    pub(super) async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
         let mut request = Request::builder().method(method).uri(uri);
         if uri.starts_with("/api/") {
             request = request.header("authorization", format!("Bearer {READER}"));
         }
         self.send_request(request.body(body.into()).unwrap()).await
+    }
+
+    /// Sends a request; the answer with its headers.
+    pub(super) async fn send_full(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
+        (status, headers, value)
     }
 
     async fn send_request(&self, request: Request<Body>) -> (StatusCode, Value) {
@@ -87,7 +113,7 @@ impl Harness {
         self.send(Method::POST, "/events", body).await
     }
 
-    async fn search(&self, query: &str) -> Value {
+    pub(super) async fn search(&self, query: &str) -> Value {
         let uri = format!("/api/events?q={query}&size=100");
         let request = Request::builder()
             .uri(uri)
@@ -385,8 +411,14 @@ async fn bulk_bodies_skip_elasticsearch_action_lines() {
     );
     let (status, answer) = h.send(Method::POST, "/_bulk", body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer["received"], json!(3), "{answer}");
-    assert_eq!(answer["stored"], json!(3), "{answer}");
+    // Answered as Elasticsearch answers: one item per action (the bare document is an
+    // implied `index`), all created.
+    assert_eq!(answer["errors"], json!(false), "{answer}");
+    let items = answer["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{answer}");
+    assert_eq!(items[0]["index"]["status"], json!(201), "{answer}");
+    assert_eq!(items[1]["create"]["status"], json!(201), "{answer}");
+    assert_eq!(items[2]["index"]["status"], json!(201), "{answer}");
     assert_eq!(h.search("hostname:bulk1").await["total"], json!(3));
 }
 
@@ -509,4 +541,47 @@ async fn search_api_takes_aggregations_and_says_what_is_wrong() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {body}");
         assert!(body["error"].is_string(), "{body}");
     }
+}
+
+#[tokio::test]
+async fn an_empty_array_is_a_bad_request_that_says_so() {
+    let h = Harness::new();
+    let (status, body) = h.post("[]").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no event"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_method_or_path_gets_a_json_answer() {
+    let h = Harness::new();
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri("/events")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = h.send_full(request).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    let allow = headers[header::ALLOW].to_str().unwrap();
+    assert!(allow.contains("POST") && allow.contains("PUT"), "{allow}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("GET is not allowed on /events"),
+        "{body}"
+    );
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/no/such/route")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = h.send_full(request).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no route"),
+        "{body}"
+    );
 }

@@ -262,7 +262,7 @@ impl ElasticStore {
                         }
                         if !refused.is_empty() {
                             self.write_dead_letters(&documents, &refused)?;
-                            outcome.dead_lettered += refused.len();
+                            outcome.dead_lettered.extend(refused);
                         }
                     }
                     Err(reason) => {
@@ -275,6 +275,8 @@ impl ElasticStore {
                 if !existing.is_empty() {
                     outcome.conflicts = self.conflicting(&documents, &existing).await?;
                     outcome.stored += existing.len() - outcome.conflicts.len();
+                    existing.retain(|i| !outcome.conflicts.contains(i));
+                    outcome.existing = existing;
                 }
                 return Ok(outcome);
             }

@@ -150,13 +150,16 @@ impl Document {
 pub struct Stored {
     /// Documents now in the store (a resend of one already there counts: it is stored).
     pub stored: usize,
-    /// Documents the store refused for good (Elasticsearch mapping errors); they were
-    /// written to the dead-letter file with the reason.
-    pub dead_lettered: usize,
+    /// Documents the store refused for good (Elasticsearch mapping errors), by position
+    /// in the batch, with the reason; they were written to the dead-letter file.
+    pub dead_lettered: Vec<(usize, String)>,
     /// Positions (in the batch handed to the store) of documents refused because a
     /// document with the same id and a different body is already stored: the first
     /// copy wins, an event cannot be rewritten by sending its id again.
     pub conflicts: Vec<usize>,
+    /// Positions of documents that were already stored with the same body (resends,
+    /// or a repeat within the batch): counted in `stored`, nothing new written.
+    pub existing: Vec<usize>,
 }
 
 /// Whether `stored` (a stored document's JSON) is the same document as `new`, a

@@ -51,13 +51,13 @@ pub(super) fn writer_loop(
             }
         }
         if !batch.is_empty() {
-            let mut conflicts: Vec<Vec<usize>> = vec![Vec::new(); batch.len()];
+            let mut outcomes: Vec<Stored> = vec![Stored::default(); batch.len()];
             let result = write_batch(
                 &shared,
                 &mut writers,
                 &mut recent,
                 &batch,
-                &mut conflicts,
+                &mut outcomes,
                 writer_memory_bytes,
             )
             .map_err(Arc::new);
@@ -69,12 +69,11 @@ pub(super) fn writer_loop(
                     error!(error = %e, requests = batch.len(), events, "Commit failed; the senders are told to retry.")
                 }
             }
-            for ((events, done), conflicts) in batch.into_iter().zip(conflicts) {
+            for ((events, done), outcome) in batch.into_iter().zip(outcomes) {
                 let answer = match &result {
                     Ok(()) => Ok(Stored {
-                        stored: events.len() - conflicts.len(),
-                        dead_lettered: 0,
-                        conflicts,
+                        stored: events.len() - outcome.conflicts.len(),
+                        ..outcome
                     }),
                     Err(e) => Err(StoreError::Commit(Arc::clone(e))),
                 };
@@ -152,7 +151,7 @@ pub(super) fn write_batch(
     writers: &mut HashMap<u32, IndexWriter>,
     recent: &mut VecDeque<u32>,
     batch: &[Batch],
-    conflicts: &mut [Vec<usize>],
+    outcomes: &mut [Stored],
     writer_memory_bytes: usize,
 ) -> Result<(), StoreError> {
     // Each request's documents by day, in order: a day is written and committed
@@ -174,7 +173,7 @@ pub(super) fn write_batch(
             key,
             batch,
             &documents,
-            conflicts,
+            outcomes,
             writer_memory_bytes,
         );
         recent.retain(|k| *k != key);
@@ -219,7 +218,7 @@ pub(super) fn write_day(
     key: u32,
     batch: &[Batch],
     documents: &[(usize, usize, DateTime<Utc>)],
-    conflicts: &mut [Vec<usize>],
+    outcomes: &mut [Stored],
     writer_memory_bytes: usize,
 ) -> Result<(), StoreError> {
     let day = shared.day(key, true)?.ok_or(StoreError::Closed)?;
@@ -250,8 +249,10 @@ pub(super) fn write_day(
             None => stored_source(shared, &searcher, id)?,
         };
         if let Some(earlier) = earlier {
-            if !same_document(&earlier, document) {
-                conflicts[r].push(d);
+            if same_document(&earlier, document) {
+                outcomes[r].existing.push(d);
+            } else {
+                outcomes[r].conflicts.push(d);
             }
             continue;
         }
