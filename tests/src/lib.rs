@@ -11,6 +11,7 @@
 pub mod elastic;
 pub mod ircd;
 pub mod pki;
+pub mod python;
 pub mod rabbitmq;
 pub mod sshd;
 
