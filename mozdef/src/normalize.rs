@@ -12,9 +12,11 @@
 //!    `details.message`; `details.x` / `fields.x` keys become `details.x` (`_int` and
 //!    `_float` suffixes typed as MozDef does); any other unknown top-level key is moved
 //!    into `details` (MozDef drops them). Keys already in `details` win.
-//! 4. `severity` is upper-cased, with syslog numbers and common abbreviations mapped to
-//!    RFC 5424 names; `processid` becomes an integer (0 when it is not one, the text kept
-//!    in `details.processid`); `tags` accepts a string or a list.
+//! 4. `severity` is one of the eight RFC 5424 names, from a name, a syslog number or a
+//!    common abbreviation (any case); a value that names none is `INFO`, the value
+//!    sent kept in `details` under its key; `processid` becomes an integer (0 when it
+//!    is not one, the text kept in `details.processid`); `tags` accepts a string or a
+//!    list.
 //! 5. The time (`timestamp`, else `utctimestamp`, `eventtime`, `date`) is read as
 //!    ISO 8601 or epoch s/ms/µs/ns; `utctimestamp` is computed from it. An unreadable
 //!    time is kept in `details.timestamperror` and the event is timed at reception.
@@ -271,8 +273,12 @@ pub fn normalize(value: Value, received: DateTime<Utc>) -> Result<Event, Normali
             None => spill.push((key, value)),
         }
     }
-    if let Some((_, value)) = severity.take() {
-        event.severity = severity_text(&value);
+    if let Some((key, value)) = severity.take() {
+        match severity_of(&value) {
+            Some(severity) => event.severity = severity.as_str().to_string(),
+            // Not one of the eight: INFO, the value sent kept in details.
+            None => spill.push((key, value)),
+        }
     }
 
     let timed = time_slot.take();
@@ -400,19 +406,19 @@ fn integer(value: &Value) -> Option<i64> {
     }
 }
 
-fn severity_text(value: &Value) -> String {
+/// The severity a sent value names (a name, an abbreviation, a syslog number; an empty
+/// one is INFO); `None` when it names none.
+fn severity_of(value: &Value) -> Option<Severity> {
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
-        other => other.to_string(),
+        Value::Null => return Some(Severity::Info),
+        _ => return None,
     };
     if text.trim().is_empty() {
-        return Severity::Info.as_str().to_string();
+        return Some(Severity::Info);
     }
-    match Severity::from_name(&text) {
-        Some(severity) => severity.as_str().to_string(),
-        None => text.trim().to_uppercase(),
-    }
+    Severity::from_name(&text)
 }
 
 fn plausible_id(id: &str) -> bool {
@@ -472,7 +478,9 @@ mod tests {
                 "severity",
                 json!("NOTICE"),
             ),
-            ("severity", json!("loud"), "severity", json!("LOUD")),
+            ("severity", json!("loud"), "severity", json!("INFO")),
+            ("severity", json!("loud"), "details", json!({"severity": "loud"})),
+            ("level", json!(9), "details", json!({"level": 9})),
             ("severity", json!("critical"), "severity", json!("CRITICAL")),
             (
                 "eventtime",
