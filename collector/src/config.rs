@@ -8,7 +8,8 @@
 //! file that set the key: `[collector.http]` in [`crate::http::config`],
 //! `[collector.stores]` in [`crate::stores::config`] (and each store's `config.rs`),
 //! `[collector.amqp]` in [`crate::amqp::config`], `[collector.alerts]` in
-//! [`crate::alerts::config`] (and the notifiers' `config.rs`). Drop-ins in
+//! [`crate::alerts::config`] (and the notifiers' `config.rs`), `[collector.cli]` (the
+//! commands' way to a running collector) in [`crate::cli::config`]. Drop-ins in
 //! `collector.d/` merge over the main file as the agent's do.
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use serde::Deserialize;
 
 use crate::alerts::config::{AlertSettings, AlertsConfig};
 use crate::amqp::config::{AmqpConfig, AmqpSettings};
+use crate::cli::config::CliConfig;
 use crate::http::config::{HttpConfig, HttpSettings};
 use crate::stores::config::{StoreSettings, StoresConfig};
 
@@ -57,6 +59,10 @@ pub struct CollectorConfig {
     /// `[collector.alerts]`: scheduled alert rules and notifications.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// `[collector.cli]`: how `search` and `alerts test` reach the collector (the
+    /// service itself does not read it).
+    #[serde(default)]
+    pub cli: CliConfig,
     /// Events whose time is more than this many days before their reception are timed
     /// at reception, the time they carried kept in `details.timestamperror` (and
     /// counted in `picket_events_retimed_total`): a batch cannot make the store open
@@ -87,6 +93,7 @@ impl Default for CollectorConfig {
             stores: StoresConfig::default(),
             amqp: None,
             alerts: AlertsConfig::default(),
+            cli: CliConfig::default(),
             max_event_age_days: default_max_event_age_days(),
             max_event_future_hours: default_max_event_future_hours(),
         }

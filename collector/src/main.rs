@@ -32,8 +32,9 @@ struct Cli {
     )]
     config: PathBuf,
     /// For `search` and `alerts test`: a file holding a bearer token with the reader
-    /// role. Default: `$PICKET_TOKEN`, else the collector's own read token in
-    /// `<data_dir>/read.token` (readable by the collector's user and root).
+    /// role. Default: `$PICKET_TOKEN`, else the config's `[collector.cli] token_file`,
+    /// else the collector's own read token in `<data_dir>/read.token` (readable by the
+    /// collector's user and root).
     #[arg(long, global = true, env = "PICKET_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     #[command(subcommand)]
@@ -100,8 +101,9 @@ enum Command {
         /// Most events to show.
         #[arg(long, default_value_t = 20)]
         size: usize,
-        /// Collector URL; default: from the config's `collector.http.listen`, else
-        /// http://127.0.0.1:8080.
+        /// Collector URL; default: the config's `[collector.cli] url`, else its
+        /// `collector.http.listen` (https when `tls_cert_file` is set; trust a private
+        /// CA with `[collector.cli] ca_file`), else http://127.0.0.1:8080.
         #[arg(long)]
         url: Option<String>,
         /// Print each event as one JSON line instead of a readable line.
@@ -156,17 +158,15 @@ fn main() -> ExitCode {
             url,
             json,
         } => {
-            let base_url = url.unwrap_or_else(|| commands::default_url(&cli.config));
-            let token = match commands::read_token(&cli.config, cli.token_file.as_deref()) {
-                Ok(token) => token,
+            let remote = match commands::remote(&cli.config, url, cli.token_file.as_deref()) {
+                Ok(remote) => remote,
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     return ExitCode::FAILURE;
                 }
             };
             let request = RemoteSearch {
-                base_url,
-                token,
+                remote,
                 query,
                 from: since.or(from),
                 to,
@@ -253,8 +253,7 @@ fn alerts_command(
             &commands::rules_dir(config, rules),
             &rule,
             &since,
-            url.unwrap_or_else(|| commands::default_url(config)),
-            commands::read_token(config, token_file)?,
+            &commands::remote(config, url, token_file)?,
         ),
     }
 }

@@ -40,12 +40,31 @@ pub fn with_token(
     Ok(builder.default_headers(headers))
 }
 
-/// One search, as the command line gives it.
+/// A running collector the commands ask: its API, a reader token, the CA to trust.
 #[derive(Clone)]
-pub struct RemoteSearch {
+pub struct Remote {
     pub base_url: String,
     /// A bearer token with the reader role.
     pub token: Option<String>,
+    pub tls: TlsFiles,
+}
+
+impl Remote {
+    /// An HTTP client that sends the token and trusts the CA.
+    pub fn client(&self) -> Result<reqwest::Client, ClientError> {
+        let builder = with_token(reqwest::Client::builder(), self.token.as_deref())?;
+        Ok(build_http_client(
+            builder,
+            [self.base_url.as_str()],
+            &self.tls,
+        )?)
+    }
+}
+
+/// One search, as the command line gives it.
+#[derive(Clone)]
+pub struct RemoteSearch {
+    pub remote: Remote,
     pub query: String,
     pub from: Option<String>,
     pub to: Option<String>,
@@ -54,7 +73,10 @@ pub struct RemoteSearch {
 
 /// Runs the search; returns (total, hits).
 pub async fn search(request: &RemoteSearch) -> Result<(u64, Vec<Value>), ClientError> {
-    let url = format!("{}/api/events", request.base_url.trim_end_matches('/'));
+    let url = format!(
+        "{}/api/events",
+        request.remote.base_url.trim_end_matches('/')
+    );
     let mut params: Vec<(&str, String)> = vec![
         ("q", request.query.clone()),
         ("size", request.size.to_string()),
@@ -65,8 +87,7 @@ pub async fn search(request: &RemoteSearch) -> Result<(u64, Vec<Value>), ClientE
     if let Some(to) = &request.to {
         params.push(("to", to.clone()));
     }
-    let builder = with_token(reqwest::Client::builder(), request.token.as_deref())?;
-    let client = build_http_client(builder, [url.as_str()], &TlsFiles::default())?;
+    let client = request.remote.client()?;
     let unreachable = |source| ClientError::Unreachable {
         url: url.clone(),
         source,

@@ -3,24 +3,67 @@
 //! folder. `main.rs` parses the command line and calls these.
 
 pub mod client;
+pub mod config;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use picket_common::tls::TlsFiles;
 
-use self::client::RemoteSearch;
+use self::client::{Remote, RemoteSearch};
 use crate::config::ConfigFile;
 
-/// The collector's own address from its config, with a wildcard turned into loopback.
-pub fn default_url(path: &Path) -> String {
-    let listen = ConfigFile::load(path).ok().and_then(|file| {
-        file.collector
-            .http
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .ok()
-    });
+/// Where `search` and `alerts test` reach the collector and as whom: the flags
+/// (`--url`, `--token-file` or `$PICKET_TOKEN_FILE`), else `$PICKET_TOKEN`, else the
+/// config's `[collector.cli]`, else the collector's own address and read token.
+pub fn remote(
+    config: &Path,
+    url: Option<String>,
+    token_file: Option<&Path>,
+) -> anyhow::Result<Remote> {
+    let file = ConfigFile::load(config).ok();
+    let cli = file
+        .as_ref()
+        .map(|f| f.collector.cli.clone())
+        .unwrap_or_default();
+    let base_url = url
+        .or(cli.url.clone())
+        .unwrap_or_else(|| default_url(file.as_ref()));
+    let token = read_token(
+        file.as_ref(),
+        token_file.or(cli.token_file.as_deref()),
+        token_file.is_some(),
+    )?;
+    let ca_pem = match &cli.ca_file {
+        Some(path) => Some(std::fs::read(path).with_context(|| {
+            format!("cannot read collector.cli.ca_file {}", path.display())
+        })?),
+        None => None,
+    };
+    Ok(Remote {
+        base_url,
+        token,
+        tls: TlsFiles {
+            ca_pem,
+            client: None,
+        },
+    })
+}
+
+/// The collector's own address from its config, with a wildcard turned into loopback;
+/// `https` when it serves TLS.
+fn default_url(file: Option<&ConfigFile>) -> String {
+    let http = file.map(|f| &f.collector.http);
+    let listen = http.and_then(|h| h.listen.parse::<std::net::SocketAddr>().ok());
+    let tls = http.is_some_and(|h| h.tls_cert_file.is_some());
     match listen {
+        Some(address) if tls => {
+            if address.ip().is_unspecified() || address.ip().is_loopback() {
+                // The name its certificate is likely made out to.
+                return format!("https://localhost:{}", address.port());
+            }
+            format!("https://{address}")
+        }
         Some(mut address) => {
             if address.ip().is_unspecified() {
                 address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
@@ -31,21 +74,29 @@ pub fn default_url(path: &Path) -> String {
     }
 }
 
-/// The bearer token `search` and `alerts test` send: the `--token-file`'s, else
-/// `$PICKET_TOKEN`, else the collector's own read token when this user may read it.
-pub fn read_token(config: &Path, token_file: Option<&Path>) -> anyhow::Result<Option<String>> {
+/// The bearer token to send: `token_file`'s (the flag's or `[collector.cli]`'s), else
+/// `$PICKET_TOKEN` (which a flag's file overrides, a config's does not), else the
+/// collector's own read token when this user may read it.
+fn read_token(
+    file: Option<&ConfigFile>,
+    token_file: Option<&Path>,
+    from_flag: bool,
+) -> anyhow::Result<Option<String>> {
     let first_line = |text: &str| {
         text.lines()
             .map(str::trim)
             .find(|l| !l.is_empty() && !l.starts_with('#'))
             .map(|l| l.split_whitespace().next().unwrap_or(l).to_string())
     };
-    if let Some(file) = token_file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the token file {}", file.display()))?;
-        return first_line(&text)
+    let from_file = |path: &Path| {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?;
+        first_line(&text)
             .map(Some)
-            .with_context(|| format!("{} holds no token", file.display()));
+            .with_context(|| format!("{} holds no token", path.display()))
+    };
+    if let Some(path) = token_file.filter(|_| from_flag) {
+        return from_file(path);
     }
     if let Some(token) = std::env::var("PICKET_TOKEN")
         .ok()
@@ -53,9 +104,12 @@ pub fn read_token(config: &Path, token_file: Option<&Path>) -> anyhow::Result<Op
     {
         return Ok(Some(token.trim().to_string()));
     }
-    let data_dir = ConfigFile::load(config)
-        .map(|file| file.collector.data_dir)
-        .unwrap_or_else(|_| PathBuf::from("/var/lib/picket-collector"));
+    if let Some(path) = token_file {
+        return from_file(path);
+    }
+    let data_dir = file
+        .map(|f| f.collector.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("/var/lib/picket-collector"));
     let local = data_dir.join(crate::http::auth::READ_TOKEN_FILE);
     match std::fs::read_to_string(&local) {
         Ok(text) => Ok(first_line(&text)),
@@ -129,8 +183,7 @@ pub fn test_rule(
     dir: &Path,
     name: &str,
     since: &str,
-    base_url: String,
-    token: Option<String>,
+    remote: &Remote,
 ) -> anyhow::Result<()> {
     use crate::alerts::{engine, rules};
     let mut rule = rules::load_dir(dir)?
@@ -143,14 +196,9 @@ pub fn test_rule(
     {
         *lookback = rule.window * 2;
     }
-    let http = client::build_http_client(
-        client::with_token(reqwest::Client::builder(), token.as_deref())?,
-        [base_url.as_str()],
-        &picket_common::tls::TlsFiles::default(),
-    )?;
     let source = client::RemoteSource {
-        base_url,
-        client: http,
+        base_url: remote.base_url.clone(),
+        client: remote.client()?,
     };
     let alerts = runtime()?
         .block_on(engine::evaluate(
