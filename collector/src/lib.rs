@@ -288,6 +288,7 @@ fn access(
     readers.add(read_token.as_bytes(), crate::http::auth::Role::Reader);
     Ok(Arc::new(Access {
         tokens: settings.http.tokens.clone(),
+        users: settings.http.users.clone(),
         readers,
         open_reads: settings.http.open_reads,
         metrics: Arc::clone(metrics),
@@ -303,6 +304,7 @@ fn log_start(settings: &Settings, address: SocketAddr, store: &Store) {
         data_dir = %settings.data_dir.display(),
         client_certificates = http.tls.is_some() && http.client_certificates,
         bearer_tokens = http.tokens.is_some(),
+        basic_users = http.users.is_some(),
         open_reads = http.open_reads,
         "Collector listening for events and searches (POST /events, /nxlog, /cef, /custom/<application>, /_bulk; GET /api/events, /metrics, /status)."
     );
@@ -315,8 +317,12 @@ fn log_start(settings: &Settings, address: SocketAddr, store: &Store) {
             info!(path = %settings.data_dir.join("events").display(), retention_days, "Storing events in the embedded store.")
         }
     }
-    if http.tls.is_none() && http.tokens.is_none() && !address.ip().is_loopback() {
-        warn!(address = %address, "The API is open to anyone who can reach this address: no TLS client certificates and no bearer tokens are configured.");
+    if http.tls.is_none()
+        && http.tokens.is_none()
+        && http.users.is_none()
+        && !address.ip().is_loopback()
+    {
+        warn!(address = %address, "The API is open to anyone who can reach this address: no TLS client certificates, bearer tokens or users are configured.");
     }
     if settings.alerts.rules_dir.is_none() {
         info!(

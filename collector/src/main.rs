@@ -76,6 +76,14 @@ enum Command {
         #[command(subcommand)]
         command: AlertsCommand,
     },
+    /// Print a users_file line for a user: reads the password from standard input
+    /// (its first line) and prints `<user>:<bcrypt hash>`.
+    ///
+    /// Example: printf '%s\n' "$PASSWORD" | picket-collector hash-password rsyslog >> /etc/picket/collector-users
+    HashPassword {
+        /// The user name (no ':' or spaces).
+        user: String,
+    },
     /// Run the collector until SIGTERM or Ctrl-C.
     Serve,
     /// Check the configuration and exit: 0 when good, 78 naming the bad key when not.
@@ -133,6 +141,16 @@ fn main() -> ExitCode {
             }
             serve(&cli.config)
         }
+        Command::HashPassword { user } => match hash_password(&user) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Validate => match load(&cli.config) {
             Ok(_) => {
                 println!("{}: configuration is valid", cli.config.display());
@@ -235,6 +253,25 @@ fn serve(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `<user>:<bcrypt hash>` of the password on standard input's first line.
+fn hash_password(user: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    if user.is_empty() || user.contains([':', ' ', '\t']) {
+        anyhow::bail!("{user:?} is not a user name (no ':' or spaces)");
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input");
+    }
+    let hash = picket_collector::http::users::hash_password(password)
+        .context("cannot hash the password")?;
+    Ok(format!("{user}:{hash}"))
 }
 
 fn alerts_command(

@@ -35,9 +35,10 @@ pub fn remote(
         token_file.is_some(),
     )?;
     let ca_pem = match &cli.ca_file {
-        Some(path) => Some(std::fs::read(path).with_context(|| {
-            format!("cannot read collector.cli.ca_file {}", path.display())
-        })?),
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read collector.cli.ca_file {}", path.display()))?,
+        ),
         None => None,
     };
     Ok(Remote {
@@ -179,12 +180,7 @@ pub fn list_rules(dir: &Path) -> anyhow::Result<()> {
 
 /// `alerts test`: one rule over the last `since` against a running collector's events;
 /// prints what it would fire (nothing is stored, nobody notified).
-pub fn test_rule(
-    dir: &Path,
-    name: &str,
-    since: &str,
-    remote: &Remote,
-) -> anyhow::Result<()> {
+pub fn test_rule(dir: &Path, name: &str, since: &str, remote: &Remote) -> anyhow::Result<()> {
     use crate::alerts::{engine, rules};
     let mut rule = rules::load_dir(dir)?
         .into_iter()

@@ -38,7 +38,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn parse(text: &str) -> Option<Role> {
+    pub(super) fn parse(text: &str) -> Option<Role> {
         match text {
             "shipper" => Some(Role::Shipper),
             "reader" => Some(Role::Reader),
@@ -216,7 +216,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"picket\""),
+            HeaderValue::from_static("Bearer realm=\"picket\", Basic realm=\"picket\""),
         );
     }
     response
@@ -249,28 +249,74 @@ pub fn need(path: &str) -> Need {
 
 /// Who may do what: the tokens file's tokens, the local read token, open reads.
 pub struct Access {
-    /// Tokens from `tokens_file`; `None`: ingest is open (TLS client certificates may
-    /// still be required).
+    /// Tokens from `tokens_file`; `None` (and no `users`): ingest is open (TLS client
+    /// certificates may still be required).
     pub tokens: Option<Arc<Tokens>>,
+    /// HTTP Basic users from `users_file`.
+    pub users: Option<Arc<super::users::Users>>,
     /// Tokens that may read whatever the tokens file says: the local read token.
     pub readers: Tokens,
     pub open_reads: bool,
     pub metrics: Arc<Metrics>,
 }
 
-/// The bearer token of a request: `Authorization: Bearer <token>`, the scheme in any
-/// case (RFC 7235).
-fn bearer(request: &Request) -> Option<&str> {
+/// What a request presents: `Authorization: Bearer <token>` or `Basic <base64 of
+/// user:password>`, the scheme in any case (RFC 7235).
+enum Credentials {
+    Bearer(String),
+    Basic { user: String, password: String },
+}
+
+fn credentials(request: &Request) -> Option<Credentials> {
+    use base64::Engine as _;
     let value = request
         .headers()
         .get(header::AUTHORIZATION)?
         .to_str()
         .ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(Credentials::Bearer(rest.to_string()));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())?;
+        let (user, password) = decoded.split_once(':')?;
+        return Some(Credentials::Basic {
+            user: user.to_string(),
+            password: password.to_string(),
+        });
+    }
+    None
+}
+
+impl Access {
+    /// The role the credentials give, if any.
+    async fn role_of(&self, credentials: &Credentials) -> Option<Role> {
+        match credentials {
+            Credentials::Bearer(token) => {
+                let token = token.as_bytes();
+                self.readers
+                    .role_of(token)
+                    .or_else(|| self.tokens.as_ref().and_then(|t| t.role_of(token)))
+            }
+            Credentials::Basic { user, password } => match &self.users {
+                Some(users) => users.role_of(user, password).await,
+                None => None,
+            },
+        }
+    }
+
+    /// Whether sending needs credentials (a tokens or users file is set).
+    fn ingest_guarded(&self) -> bool {
+        self.tokens.is_some() || self.users.is_some()
+    }
 }
 
 /// Lets a request through when its route's [`Need`] is met: 401 without a token where
@@ -281,32 +327,41 @@ pub async fn authorize(
     next: Next,
 ) -> Response {
     let need = need(request.uri().path());
-    let presented = bearer(&request).map(str::as_bytes);
-    let role = presented.and_then(|token| {
-        access
-            .readers
-            .role_of(token)
-            .or_else(|| access.tokens.as_ref().and_then(|t| t.role_of(token)))
-    });
+    let presented = credentials(&request);
+    let role = match (&presented, need) {
+        (_, Need::Nothing) | (None, _) => None,
+        (Some(credentials), _) => access.role_of(credentials).await,
+    };
     let allowed = match need {
         Need::Nothing => true,
-        Need::Metrics => access.tokens.is_none() || role.is_some_and(Role::reads),
-        Need::Ingest => access.tokens.is_none() || role.is_some_and(Role::ingests),
+        Need::Metrics => !access.ingest_guarded() || role.is_some_and(Role::reads),
+        Need::Ingest => !access.ingest_guarded() || role.is_some_and(Role::ingests),
         Need::Read => access.open_reads || role.is_some_and(Role::reads),
     };
     if allowed {
         return next.run(request).await;
     }
-    match (presented, role) {
+    match (&presented, role) {
         (None, _) => {
             access.metrics.refused("unauthorized");
             let message = match need {
                 Need::Read | Need::Metrics => {
                     "searches need a bearer token with the reader role (Authorization: Bearer <token>): one of tokens_file's with role reader, or the collector's own in <data_dir>/read.token, which `picket-collector search` sends"
                 }
+                _ if access.users.is_some() => {
+                    "credentials are required: a bearer token (Authorization: Bearer <token>) or a user of users_file (HTTP Basic)"
+                }
                 _ => "a bearer token is required (Authorization: Bearer <token>)",
             };
             refuse(StatusCode::UNAUTHORIZED, message)
+        }
+        (Some(Credentials::Basic { user, .. }), None) => {
+            access.metrics.refused("unauthorized");
+            warn!(user = %user, "A request with a wrong user name or password was refused.");
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "the user name or password is not accepted",
+            )
         }
         (Some(_), None) => {
             access.metrics.refused("forbidden");

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::auth::Tokens;
 use super::elasticsearch::{ElasticsearchConfig, Face};
+use super::users::Users;
 
 /// `[collector.http]`.
 #[derive(Debug, Deserialize)]
@@ -43,6 +44,12 @@ pub struct HttpConfig {
     /// every route but `/status` and `/test` needs `Authorization: Bearer <token>`.
     #[serde(default)]
     pub tokens_file: Option<PathBuf>,
+    /// File of HTTP Basic users for shippers that cannot send a token (rsyslog's
+    /// omelasticsearch, syslog-ng's elasticsearch-http): `<user>:<bcrypt hash> [role]`
+    /// a line, as `htpasswd -nB <user>` or `picket-collector hash-password` make them;
+    /// same roles as the tokens. When set, sending needs a token or a user.
+    #[serde(default)]
+    pub users_file: Option<PathBuf>,
     /// Let anyone who reaches the API search events (the behaviour before roles). Off
     /// by default: searches need a `reader` token, or the collector's own read token
     /// in `<data_dir>/read.token`, which `picket-collector search` uses.
@@ -134,6 +141,7 @@ impl Default for HttpConfig {
             tls_key_file: None,
             client_ca_file: None,
             tokens_file: None,
+            users_file: None,
             open_reads: false,
             request_timeout_secs: default_request_timeout_secs(),
             max_concurrent_requests: default_max_concurrent_requests(),
@@ -161,6 +169,8 @@ pub struct HttpSettings {
     pub client_certificates: bool,
     /// Bearer tokens, when configured.
     pub tokens: Option<Arc<Tokens>>,
+    /// HTTP Basic users, when configured.
+    pub users: Option<Arc<Users>>,
     /// Searches without a `reader` token are allowed.
     pub open_reads: bool,
     pub request_timeout: Duration,
@@ -205,6 +215,14 @@ impl HttpConfig {
             }
             None => None,
         };
+        let users = match &self.users_file {
+            Some(file) => {
+                Some(Arc::new(Users::load(file).map_err(|e| {
+                    KeyError::new("collector.http.users_file", e.to_string())
+                })?))
+            }
+            None => None,
+        };
         for (key, value) in [
             (
                 "collector.http.request_timeout_secs",
@@ -243,6 +261,7 @@ impl HttpConfig {
             tls,
             client_certificates: self.client_ca_file.is_some(),
             tokens,
+            users,
             open_reads: self.open_reads,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             max_concurrent_requests: self.max_concurrent_requests,

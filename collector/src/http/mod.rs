@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod search;
 pub mod server;
 pub mod tls;
+pub mod users;
 
 use self::auth::{Access, Guards};
 use self::ingest::{post_cef, post_custom, post_events, post_nxlog};

@@ -18,6 +18,7 @@ fn access(tokens: Option<&str>) -> Arc<Access> {
     readers.add(READER.as_bytes(), crate::http::auth::Role::Reader);
     Arc::new(Access {
         tokens: tokens.map(|text| Arc::new(crate::http::auth::Tokens::parse(text).unwrap())),
+        users: None,
         readers,
         open_reads: false,
         metrics: Arc::default(),
@@ -584,4 +585,117 @@ async fn a_wrong_method_or_path_gets_a_json_answer() {
         body["error"].as_str().unwrap().contains("no route"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn basic_users_send_and_search_by_role() {
+    use base64::Engine as _;
+    let mut h = Harness::new();
+    let file = h._dir.path().join("users");
+    let hash = |password: &str| bcrypt::hash(password, 4).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "rsyslog:{}\nanalyst:{} reader\n",
+            hash("ship-pass"),
+            hash("read-pass")
+        ),
+    )
+    .unwrap();
+    let mut readers = crate::http::auth::Tokens::default();
+    readers.add(READER.as_bytes(), crate::http::auth::Role::Reader);
+    h.state.access = Arc::new(Access {
+        tokens: None,
+        users: Some(Arc::new(crate::http::users::Users::load(&file).unwrap())),
+        readers,
+        open_reads: false,
+        metrics: Arc::default(),
+    });
+    let basic = |user: &str, password: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    };
+    let send = |method: Method, uri: &str, authorization: Option<String>, body: &str| {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.body(Body::from(body.to_string())).unwrap()
+    };
+    let event = r#"{"summary":"basic","hostname":"basic1"}"#;
+    let (status, headers, body) = h
+        .send_full(send(Method::POST, "/events", None, event))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("Basic")
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("users_file"),
+        "{body}"
+    );
+    let (status, _, body) = h
+        .send_full(send(
+            Method::POST,
+            "/events",
+            Some(basic("rsyslog", "wrong")),
+            event,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _, body) = h
+        .send_full(send(
+            Method::POST,
+            "/events",
+            Some(basic("rsyslog", "ship-pass")),
+            event,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The Elasticsearch face takes them too.
+    let bulk = "{\"index\":{}}\n{\"summary\":\"basic bulk\",\"hostname\":\"basic1\"}\n";
+    let (status, _, body) = h
+        .send_full(send(
+            Method::POST,
+            "/_bulk",
+            Some(basic("rsyslog", "ship-pass")),
+            bulk,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["errors"], json!(false), "{body}");
+    // A shipper may not search; a reader may, and may not send.
+    let (status, _, _) = h
+        .send_full(send(
+            Method::GET,
+            "/api/events?q=hostname:basic1",
+            Some(basic("rsyslog", "ship-pass")),
+            "",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, body) = h
+        .send_full(send(
+            Method::GET,
+            "/api/events?q=hostname:basic1",
+            Some(basic("analyst", "read-pass")),
+            "",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], json!(2), "{body}");
+    let (status, _, _) = h
+        .send_full(send(
+            Method::POST,
+            "/events",
+            Some(basic("analyst", "read-pass")),
+            event,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
