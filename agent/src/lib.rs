@@ -32,7 +32,7 @@ pub mod heartbeat;
 pub mod host;
 pub mod inputs;
 pub mod metrics;
-pub mod parsers;
+pub use picket_parsers as parsers;
 pub mod pipeline;
 pub mod service;
 pub mod shippers;

@@ -39,6 +39,7 @@ pub use draft::Draft;
 use draft::Stamp;
 
 mod account;
+pub mod host;
 mod cef;
 mod clock;
 mod common;
