@@ -479,7 +479,12 @@ mod tests {
                 json!("NOTICE"),
             ),
             ("severity", json!("loud"), "severity", json!("INFO")),
-            ("severity", json!("loud"), "details", json!({"severity": "loud"})),
+            (
+                "severity",
+                json!("loud"),
+                "details",
+                json!({"severity": "loud"}),
+            ),
             ("level", json!(9), "details", json!({"level": 9})),
             ("severity", json!("critical"), "severity", json!("CRITICAL")),
             (

@@ -32,7 +32,13 @@ pub fn venv(name: &str, requirements: &[&str]) -> PathBuf {
         .expect("python3 runs (the tests need Python 3 with venv)");
     assert!(made.success(), "python3 -m venv {} failed", dir.display());
     let output = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
         .args(requirements)
         .output()
         .expect("pip runs");

@@ -37,8 +37,16 @@ fn run_client(name: &str, requirement: &str, host: &str) {
     );
     let report: Value = serde_json::from_slice(&output.stdout).expect("the client's report");
     assert_eq!(report["server"], "8.19.0", "{report}");
-    assert_eq!(report["helpers_bulk"], serde_json::json!([50, 0]), "{report}");
-    assert_eq!(report["helpers_bulk_resent"], serde_json::json!([50, 0]), "{report}");
+    assert_eq!(
+        report["helpers_bulk"],
+        serde_json::json!([50, 0]),
+        "{report}"
+    );
+    assert_eq!(
+        report["helpers_bulk_resent"],
+        serde_json::json!([50, 0]),
+        "{report}"
+    );
     assert_eq!(report["bulk_errors"], false, "{report}");
     assert_eq!(report["bulk_items"], 10, "{report}");
     assert_eq!(report["index"], "created", "{report}");
