@@ -26,7 +26,6 @@ pub fn identity(hostname: Option<&str>, host_id: Option<&str>) -> HostIdentity {
     }
 }
 
-
 fn machine_id() -> Option<String> {
     ["/etc/machine-id", "/var/lib/dbus/machine-id"]
         .iter()

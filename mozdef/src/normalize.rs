@@ -7,7 +7,10 @@
 //! 2. MozDef's aliases map onto the schema. When a canonical key and an alias are both
 //!    sent, the canonical one wins (`summary` over `message`, `hostname` over `host`);
 //!    among aliases, the first wins. A losing value is kept in `details` under its own
-//!    name, since nothing is dropped here.
+//!    name, since nothing is dropped here. Beside MozDef's, the names rsyslog's and
+//!    syslog-ng's JSON templates use are read: `ISODATE`, `timereported`, `DATE`,
+//!    `timegenerated` (time, in that order), `fromhost` (host), `programname`,
+//!    `app_name` (program), `procid` (pid), `msg` (message), `syslogseverity-text`.
 //! 3. `details` (or `fields`) objects are merged into `details`; a non-object becomes
 //!    `details.message`; `details.x` / `fields.x` keys become `details.x` (`_int` and
 //!    `_float` suffixes typed as MozDef does); any other unknown top-level key is moved
@@ -18,7 +21,8 @@
 //!    is not one, the text kept in `details.processid`); `tags` accepts a string or a
 //!    list.
 //! 5. The time (`timestamp`, else `utctimestamp`, `eventtime`, `date`) is read as
-//!    ISO 8601 or epoch s/ms/µs/ns; `utctimestamp` is computed from it. An unreadable
+//!    ISO 8601, epoch s/ms/µs/ns, or a BSD syslog date without a year (`Dec  3
+//!    12:00:03`: UTC, the year nearest reception); `utctimestamp` is computed from it. An unreadable
 //!    time is kept in `details.timestamperror` and the event is timed at reception.
 //! 6. `receivedtimestamp` is the collector's time, whatever was sent.
 //! 7. Missing mandatory fields are filled: `UNKNOWN` for strings, `INFO` severity,
@@ -115,18 +119,26 @@ fn target(key: &str) -> Target {
         "eventid" => Target::EventId,
         "timestamp" => Target::Time(0),
         "utctimestamp" => Target::Time(1),
-        "eventtime" | "date" => Target::Time(2),
+        "eventtime" | "isodate" | "timereported" => Target::Time(2),
+        "date" => Target::Time(3),
+        "timegenerated" => Target::Time(4),
         "receivedtimestamp" => Target::Received,
         "hostname" => Target::Hostname(0),
         "host" | "source_host" => Target::Hostname(1),
+        "fromhost" => Target::Hostname(2),
         "processname" => Target::ProcessName(0),
-        "program" | "pname" | "sourcename" => Target::ProcessName(1),
+        "program" | "pname" | "sourcename" | "programname" | "app_name" | "appname" => {
+            Target::ProcessName(1)
+        }
         "processid" => Target::ProcessId(0),
-        "pid" => Target::ProcessId(1),
+        "pid" | "procid" => Target::ProcessId(1),
         "severity" => Target::Severity(0),
-        "level" | "priority" | "severityvalue" | "syslogseverity" => Target::Severity(1),
+        "level" | "priority" | "severityvalue" | "syslogseverity" | "syslogseverity-text" => {
+            Target::Severity(1)
+        }
         "summary" => Target::Summary(0),
         "message" => Target::Summary(1),
+        "msg" => Target::Summary(2),
         "payload" => Target::Payload,
         "category" => Target::Category(0),
         "type" | "eventtype" => Target::Category(1),
@@ -284,7 +296,12 @@ pub fn normalize(value: Value, received: DateTime<Utc>) -> Result<Event, Normali
     let timed = time_slot.take();
     let has_time = timed.is_some();
     if let Some((_, value)) = timed {
-        match time::parse_value(&value) {
+        let bsd = || {
+            value
+                .as_str()
+                .and_then(|text| time::parse_bsd(text, received))
+        };
+        match time::parse_value(&value).or_else(|e| bsd().ok_or(e)) {
             Ok(at) => event.set_time(&at),
             Err(err) => {
                 details.insert(
@@ -599,6 +616,41 @@ mod tests {
             Some("2026-11-24T12:00:00+00:00")
         );
         assert!(!event.details.contains_key("receivedtimestamp"));
+    }
+
+    #[test]
+    fn syslog_ng_and_rsyslog_templates_are_read() {
+        // syslog-ng's format-json (upper-case macros): ISODATE wins over DATE.
+        let event = run(json!({
+            "DATE": "Nov 24 11:59:58", "ISODATE": "2026-11-24T12:59:58+01:00",
+            "HOST": "web1", "PROGRAM": "sshd", "PID": "4242", "PRIORITY": "info",
+            "MESSAGE": "Failed password for root from 203.0.113.9 port 22 ssh2",
+        }));
+        assert_eq!(event.timestamp, "2026-11-24T12:59:58+01:00");
+        assert_eq!(event.hostname, "web1");
+        assert_eq!(event.processname, "sshd");
+        assert_eq!(event.processid, 4242);
+        assert_eq!(event.details["date"], json!("Nov 24 11:59:58"));
+        // DATE alone: a BSD date, UTC, in the year nearest reception.
+        let event = run(json!({"DATE": "Nov 24 11:59:58", "MESSAGE": "m"}));
+        assert_eq!(event.utctimestamp, "2026-11-24T11:59:58+00:00");
+        assert!(!event.details.contains_key("timestamperror"));
+        let event = run(json!({"DATE": "Dec 31 23:59:59", "MESSAGE": "m"}));
+        assert_eq!(
+            event.utctimestamp, "2025-12-31T23:59:59+00:00",
+            "last year's"
+        );
+        // rsyslog's property names.
+        let event = run(json!({
+            "timereported": "2026-11-24T11:00:00.123456+00:00", "fromhost": "relay1",
+            "programname": "sudo", "procid": "77", "msg": " x", "syslogseverity-text": "warning",
+        }));
+        assert_eq!(event.utctimestamp, "2026-11-24T11:00:00.123456+00:00");
+        assert_eq!(event.hostname, "relay1");
+        assert_eq!(event.processname, "sudo");
+        assert_eq!(event.processid, 77);
+        assert_eq!(event.severity, "WARNING");
+        assert_eq!(event.summary.trim(), "x");
     }
 
     #[test]

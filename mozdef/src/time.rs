@@ -171,6 +171,42 @@ pub fn parse_str(text: &str) -> Result<DateTime<FixedOffset>, TimeError> {
         .ok_or_else(err)
 }
 
+/// A BSD syslog date without a year or zone (`Dec  3 12:00:03`, as syslog-ng's `DATE`
+/// and rsyslog's traditional templates write it): read as UTC, in the latest year that
+/// puts it at most 31 days after `near` (a December date read in January is last
+/// year's; a sender a little ahead at New Year keeps its new year).
+pub fn parse_bsd(text: &str, near: DateTime<Utc>) -> Option<DateTime<FixedOffset>> {
+    let mut words = text.split_whitespace();
+    let month = match words.next()?.to_ascii_lowercase().as_str() {
+        "jan" => 1,
+        "feb" => 2,
+        "mar" => 3,
+        "apr" => 4,
+        "may" => 5,
+        "jun" => 6,
+        "jul" => 7,
+        "aug" => 8,
+        "sep" => 9,
+        "oct" => 10,
+        "nov" => 11,
+        "dec" => 12,
+        _ => return None,
+    };
+    let day: u32 = words.next()?.parse().ok()?;
+    let clock = chrono::NaiveTime::parse_from_str(words.next()?, "%H:%M:%S%.f").ok()?;
+    if words.next().is_some() {
+        return None;
+    }
+    let year = near.year();
+    let latest = near + chrono::Duration::days(31);
+    (year - 1..=year + 1)
+        .rev()
+        .filter_map(|y| NaiveDate::from_ymd_opt(y, month, day))
+        .map(|date| Utc.from_utc_datetime(&date.and_time(clock)))
+        .find(|at| *at <= latest)
+        .map(|at| at.fixed_offset())
+}
+
 /// Years MozDef's format can write with four digits (and read back): a time outside
 /// them is no time.
 pub fn in_range(at: &DateTime<FixedOffset>) -> bool {

@@ -39,7 +39,6 @@ pub use draft::Draft;
 use draft::Stamp;
 
 mod account;
-pub mod host;
 mod cef;
 mod clock;
 mod common;
@@ -47,6 +46,7 @@ pub mod context;
 pub mod draft;
 mod dropbear;
 mod header;
+pub mod host;
 mod json;
 mod pam;
 mod sshd;
