@@ -299,6 +299,7 @@ fn parse_batch<'a>(
     window: &mozdef::normalize::TimeWindow,
     metrics: &Metrics,
 ) -> Parsed<'a> {
+    let reparser = crate::reparse::Reparser::new();
     let mut parsed = Parsed {
         events: Vec::with_capacity(batch.len()),
         messages: Vec::with_capacity(batch.len()),
@@ -313,6 +314,7 @@ fn parse_batch<'a>(
             });
         match outcome {
             Ok(mut event) => {
+                reparser.apply(&mut event, received_at);
                 // RabbitMQ refuses a message whose `user_id` is not its connection's
                 // user, so that one is kept; a sender's own `details.agentidentity` is
                 // not.
@@ -339,6 +341,7 @@ fn parse_batch<'a>(
             }
         }
     }
+    metrics.reparsed(reparser.count());
     parsed
 }
 

@@ -30,6 +30,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod query;
+pub mod reparse;
 pub mod search;
 pub mod stores;
 

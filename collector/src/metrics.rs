@@ -10,6 +10,8 @@
 //!   `store_failed`).
 //! - `picket_events_retimed_total`: events timed at reception because the time they
 //!   carried was outside `collector.max_event_age_days` / `max_event_future_secs`.
+//! - `picket_events_reparsed_total`: raw syslog text other shippers sent, parsed at the
+//!   collector with the agent's parsers ([`crate::reparse`]).
 //! - `picket_store_seconds`: time from handing events to the store to their commit
 //!   (a histogram); `picket_store_queue_depth`: writes waiting for a commit now.
 
@@ -63,6 +65,7 @@ pub struct Metrics {
     store_micros: AtomicU64,
     queue_depth: AtomicI64,
     retimed: AtomicU64,
+    reparsed: AtomicU64,
     /// The alert scheduler's counters.
     pub alerts: std::sync::Arc<AlertMetrics>,
 }
@@ -95,6 +98,11 @@ impl Metrics {
     /// time sent kept in `details.timestamperror`.
     pub fn retimed(&self, n: usize) {
         self.retimed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Raw syslog text parsed at the collector.
+    pub fn reparsed(&self, n: usize) {
+        self.reparsed.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn refused(&self, reason: &str) {
@@ -194,6 +202,11 @@ impl Metrics {
             out,
             "# HELP picket_events_retimed_total Events whose time was too far from their reception (timed at reception, details.timestamperror kept).\n# TYPE picket_events_retimed_total counter\npicket_events_retimed_total {}",
             get(&self.retimed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP picket_events_reparsed_total Raw syslog text from other shippers parsed at the collector with the agent's parsers.\n# TYPE picket_events_reparsed_total counter\npicket_events_reparsed_total {}",
+            get(&self.reparsed)
         );
     }
 }

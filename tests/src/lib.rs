@@ -14,6 +14,7 @@ pub mod pki;
 pub mod python;
 pub mod rabbitmq;
 pub mod sshd;
+pub mod syslog_daemons;
 
 use std::fs;
 use std::net::TcpListener;

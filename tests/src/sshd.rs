@@ -232,11 +232,11 @@ impl Drop for Sshd {
     }
 }
 
-fn log_file(path: &Path) -> Stdio {
+pub(crate) fn log_file(path: &Path) -> Stdio {
     Stdio::from(std::fs::File::create(path).expect("log file"))
 }
 
-fn wait_until(timeout: Duration, what: &str, ready: impl Fn() -> bool) {
+pub(crate) fn wait_until(timeout: Duration, what: &str, ready: impl Fn() -> bool) {
     let started = Instant::now();
     while !ready() {
         assert!(started.elapsed() < timeout, "timed out waiting for {what}");

@@ -172,6 +172,7 @@ impl Route {
         }
         let mut event =
             mozdef::normalize(value, received.at).map_err(|e| ItemError::Invalid(e.to_string()))?;
+        received.reparser.apply(&mut event, received.at);
         match received.identity {
             Some(identity) => {
                 event
@@ -200,6 +201,8 @@ pub(super) struct Received<'a> {
     window: mozdef::normalize::TimeWindow,
     /// Events retimed so far (their time was outside the window).
     pub(super) retimed: std::cell::Cell<usize>,
+    /// Parses raw syslog text again with the agent's parsers.
+    pub(super) reparser: crate::reparse::Reparser,
 }
 
 impl<'a> Received<'a> {
@@ -209,6 +212,7 @@ impl<'a> Received<'a> {
             identity,
             window: state.time_window,
             retimed: std::cell::Cell::new(0),
+            reparser: crate::reparse::Reparser::new(),
         }
     }
 }
@@ -420,6 +424,7 @@ fn split_items(
     for (reason, n) in items.rejected.by_reason() {
         metrics.rejected_n(reason, n);
     }
+    metrics.reparsed(context.reparser.count());
     if context.retimed.get() > 0 {
         metrics.retimed(context.retimed.get());
         debug!(

@@ -221,6 +221,7 @@ impl<'a> Batch<'a> {
         } = self;
         let metrics = &state.metrics;
         metrics.received("bulk", actions.len());
+        metrics.reparsed(received.reparser.count());
         if received.retimed.get() > 0 {
             metrics.retimed(received.retimed.get());
         }
