@@ -4,8 +4,9 @@
 //!
 //! rsyslog's and syslog-ng's JSON templates send a line's parts (program, pid, host,
 //! time, message) but not what the message means; other shippers send the whole line
-//! as `summary`. An event is parsed again when a shipper sent it raw — no tags (the
-//! agent's events always carry the parser's tag) and no category, or `syslog` — and:
+//! as `summary`. An event is parsed again when a shipper sent it raw — no parser's tag
+//! among its tags (the agent's events always carry one; syslog-ng's `.source.s_net`
+//! is none) and no category, or `syslog` — and:
 //!
 //! - it names its program (`processname`, or a syslog tag `sshd[42]:` in
 //!   `details.tag`, `details.syslogtag` or `details.legacy_msghdr`, as rsyslog's
@@ -15,8 +16,8 @@
 //! - or its `summary` is a whole syslog line (`Dec  3 12:00:03 web1 sshd[42]: …`): the
 //!   line is read as the agent reads a file's line, header and all.
 //!
-//! Only a message a parser recognised changes the event: category, tags, program, pid,
-//! summary and the parser's details (a detail the shipper sent stays unless the parser
+//! Only a message a parser recognised changes the event: category, tags (the parser's
+//! first, then the shipper's), program, pid, summary and the parser's details (a detail the shipper sent stays unless the parser
 //! sets the same key). The event keeps its id, its `source` and its reception time; it
 //! keeps its time unless it had none and the line's header gives one. A whole line that
 //! became a shorter summary is kept in `details.originaltext`.
@@ -27,7 +28,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use mozdef::Event;
 use picket_parsers::host::HostIdentity;
-use picket_parsers::{LineContext, LineParser, Structured, TimeZoneChoice};
+use picket_parsers::{LineContext, LineParser, PARSER_IDS, Structured, TimeZoneChoice};
 
 /// The tag of a message no parser recognised.
 const SYSLOG_TAG: &str = "syslog";
@@ -52,7 +53,7 @@ impl Reparser {
     /// Parses `event` again when it is a raw message a parser recognises; true when it
     /// changed.
     pub fn apply(&self, event: &mut Event, received: DateTime<Utc>) -> bool {
-        if !event.tags.is_empty()
+        if event.tags.iter().any(|t| PARSER_IDS.contains(&t.as_str()))
             || !matches!(event.category.as_str(), "UNKNOWN" | "syslog" | "")
             || event.summary.trim().is_empty()
         {
@@ -193,7 +194,12 @@ fn merge(event: &mut Event, parsed: Event, whole_line: bool, received: DateTime<
         event.processid = processid;
     }
     event.category = category;
-    event.tags = tags;
+    let sent = std::mem::replace(&mut event.tags, tags);
+    for tag in sent {
+        if !event.tags.contains(&tag) {
+            event.tags.push(tag);
+        }
+    }
     let mut merged = details;
     for (key, value) in std::mem::take(&mut event.details) {
         merged.entry(key).or_insert(value);

@@ -57,6 +57,19 @@ pub mod unrecognized;
 /// Id of the fallback parser, written into `tags`.
 pub const SYSLOG_PARSER: &str = "syslog";
 
+/// Every parser's id: an event's first tag is one of them once a parser has read it.
+pub const PARSER_IDS: [&str; 9] = [
+    SYSLOG_PARSER,
+    sshd::ID,
+    sudo::ID,
+    su::ID,
+    account::ID,
+    pam::ID,
+    dropbear::ID,
+    cef::ID,
+    json::ID,
+];
+
 /// `details` a line keeps when no program parser recognises it.
 const KEPT_ON_FALLBACK: [&str; 3] = [
     fields::details::REPEATCOUNT,

@@ -122,12 +122,20 @@ fn syslog_ng_root() -> PathBuf {
     let _ = fs::remove_dir_all(&base);
     let debs = base.join("debs");
     fs::create_dir_all(&debs).expect("syslog-ng dir");
-    let output = Command::new("apt-get")
-        .arg("download")
-        .args(SYSLOG_NG_PACKAGES)
-        .current_dir(&debs)
-        .output()
-        .expect("apt-get runs");
+    let download = || {
+        Command::new("apt-get")
+            .arg("download")
+            .args(SYSLOG_NG_PACKAGES)
+            .current_dir(&debs)
+            .output()
+            .expect("apt-get runs")
+    };
+    let mut output = download();
+    if !output.status.success() {
+        // Package lists missing or stale (a fresh machine): read them, try again.
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        output = download();
+    }
     assert!(
         output.status.success(),
         "apt-get download {SYSLOG_NG_PACKAGES:?} failed (Debian's archive must be reachable):\n{}",

@@ -69,11 +69,15 @@ fn a_syslog_ng_format_json_message_is_what_the_agent_sends() {
         "DATE": "Dec  3 12:00:03", "ISODATE": "2026-12-03T12:00:03+00:00",
         "HOST": "web1", "HOST_FROM": "web1", "PROGRAM": "sshd", "PID": "4242",
         "FACILITY": "auth", "PRIORITY": "info", "LEGACY_MSGHDR": "sshd[4242]: ",
+        "TAGS": ".source.s_net",
         "MESSAGE": "Failed password for invalid user admin from 203.0.113.9 port 51234 ssh2",
     }));
     let agent = agent(SSHD_LINE);
     assert_eq!(event.category, agent.category);
-    assert_eq!(event.tags, agent.tags);
+    // The parser's tags first, syslog-ng's kept after them.
+    let mut tags = agent.tags.clone();
+    tags.push(".source.s_net".into());
+    assert_eq!(event.tags, tags);
     assert_eq!(event.utctimestamp, agent.utctimestamp);
     let mut expected = parsed_details(&agent);
     for (key, value) in [
