@@ -66,7 +66,9 @@ pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     } else if message.starts_with("group '") && message.contains("' removed") {
         outcome(event, "account change", "group_delete", None);
         set_first(event, "group", &quoted);
-    } else if message.starts_with("removed group '") {
+    } else if message.starts_with("removed group '")
+        || message.starts_with("removed shadow group '")
+    {
         outcome(event, "account change", "group_delete", None);
         set_first(event, "group", &quoted);
         if let Some(owner) = quoted.get(1) {
@@ -102,7 +104,21 @@ pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     } else {
         outcome(event, "account change", "other", None);
     }
+    if is_shadow(message) {
+        // The same change written again to /etc/gshadow: one change, two lines.
+        event.details.insert("shadow", true);
+        event.details.insert("echo", true);
+    }
     true
+}
+
+/// A line about /etc/gshadow that repeats one about /etc/group (`add 'u' to shadow
+/// group 'g'`, `removed shadow group 'g' owned by 'u'`, `group added to /etc/gshadow:`).
+fn is_shadow(message: &str) -> bool {
+    message.contains(" shadow group '")
+        || message.starts_with("removed shadow group '")
+        || message.starts_with("group added to /etc/gshadow")
+        || (message.starts_with("group '") && message.contains("' removed from /etc/gshadow"))
 }
 
 fn group_add<'a>(event: &mut Draft<'a>, fields: &'a str) {

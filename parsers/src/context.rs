@@ -285,7 +285,7 @@ fn attempt_id(key: u64, started: i64, attempt: u32) -> u64 {
 }
 
 /// Seconds since the epoch of a stamp written `YYYY-MM-DDTHH:MM:SS…` (UTC).
-fn utc_seconds(stamp: &str) -> Option<i64> {
+pub(super) fn utc_seconds(stamp: &str) -> Option<i64> {
     let b = stamp.as_bytes();
     if b.len() < 19 {
         return None;

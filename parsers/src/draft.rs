@@ -325,6 +325,22 @@ pub struct Draft<'a> {
     pub role: Role,
     /// The line closes its process's connection (not written).
     pub ends: bool,
+    /// What the line is to sudo's and su's tally of PAM's failures (not written: the
+    /// failures table turns it into `details.echo` or `details.count`).
+    pub auth: AuthLine,
+}
+
+/// A line about failed passwords that another line may also say ([`super::failures`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthLine {
+    #[default]
+    None,
+    /// PAM's module wrote one failure.
+    PamFailure,
+    /// The program's own line about this many failures.
+    Tally(u32),
+    /// The program let the user in: PAM's failures before it are settled.
+    Success,
 }
 
 impl<'a> Draft<'a> {
@@ -346,6 +362,7 @@ impl<'a> Draft<'a> {
             details: Details::default(),
             role: Role::None,
             ends: false,
+            auth: AuthLine::None,
         }
     }
 

@@ -45,6 +45,7 @@ mod common;
 pub mod context;
 pub mod draft;
 mod dropbear;
+pub mod failures;
 mod header;
 pub mod host;
 mod json;
@@ -139,6 +140,8 @@ pub struct LineParser {
     year: Cell<Option<KeptYear>>,
     /// What each process said on earlier lines ([`context`]).
     processes: RefCell<context::Processes>,
+    /// PAM's failures not yet matched by sudo's or su's own line ([`failures`]).
+    failures: RefCell<failures::Failures>,
 }
 
 /// A year [`year_by_day`] decided: for (month, day) read on `on`.
@@ -169,6 +172,7 @@ impl LineParser {
             hour_zone: Cell::new(None),
             year: Cell::new(None),
             processes: RefCell::new(context::Processes::default()),
+            failures: RefCell::new(failures::Failures::default()),
         }
     }
 
@@ -422,6 +426,8 @@ impl LineParser {
         } else if matches!(parser, sshd::ID | dropbear::ID | pam::ID) {
             let remote = parser != pam::ID;
             self.processes.borrow_mut().apply(event, remote);
+        } else if matches!(parser, sudo::ID | su::ID) {
+            self.failures.borrow_mut().apply(event);
         }
         let program = event.processname.clone();
         event.details.insert(fields::details::PROGRAM, program);
@@ -462,6 +468,7 @@ fn forget_parse(event: &mut Draft<'_>) {
     event.tags.clear();
     event.role = context::Role::None;
     event.ends = false;
+    event.auth = draft::AuthLine::None;
 }
 
 /// A program parser: reads a message into the event, false when no shape matched.

@@ -6,7 +6,7 @@ use regex::{Captures, Regex};
 
 use super::common::TrimFast;
 use super::common::{outcome, pam_value, session, set_text};
-use super::draft::Draft;
+use super::draft::{AuthLine, Draft};
 
 /// Parser id, written into `tags`.
 pub const ID: &str = "su";
@@ -28,17 +28,22 @@ pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         set_text(event, "username", cap(&c, 3));
         set_text(event, "targetuser", cap(&c, 2));
         set_text(event, "tty", cap(&c, 4));
+        event.auth = match c.get(1) {
+            Some(_) => AuthLine::Tally(1),
+            None => AuthLine::Success,
+        };
         return true;
     }
     if let Some(c) = FOR_BY.captures(message) {
-        outcome(
-            event,
-            "authentication",
-            "su",
-            Some(cap(&c, 1) == "Successful"),
-        );
+        let success = cap(&c, 1) == "Successful";
+        outcome(event, "authentication", "su", Some(success));
         set_text(event, "username", cap(&c, 3));
         set_text(event, "targetuser", cap(&c, 2));
+        event.auth = if success {
+            AuthLine::Success
+        } else {
+            AuthLine::Tally(1)
+        };
         return true;
     }
     if message.starts_with("pam_unix(su:auth): authentication failure;")
@@ -51,6 +56,7 @@ pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         if let Some(target) = pam_value(message, "user") {
             set_text(event, "targetuser", target);
         }
+        event.auth = AuthLine::PamFailure;
         return true;
     }
     if message.starts_with("pam_unix(su:session):")

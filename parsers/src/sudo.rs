@@ -4,7 +4,7 @@
 
 use super::common::TrimFast;
 use super::common::{outcome, pam_value, session, set, set_text, split_once};
-use super::draft::Draft;
+use super::draft::{AuthLine, Draft};
 
 /// Parser id, written into `tags`.
 pub const ID: &str = "sudo";
@@ -17,6 +17,7 @@ pub fn parse<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
         if let Some(user) = pam_value(message, "user").or_else(|| pam_value(message, "ruser")) {
             set_text(event, "username", user);
         }
+        event.auth = AuthLine::PamFailure;
         return true;
     }
     if message.starts_with("pam_unix(sudo:session):")
@@ -67,9 +68,11 @@ fn command<'a>(message: &'a str, event: &mut Draft<'a>) -> bool {
     };
     if problem.trim_fast().is_empty() {
         outcome(event, "authorization", "command", Some(true));
+        event.auth = AuthLine::Success;
     } else if let Some(attempts) = incorrect_password_attempts(problem.trim_fast()) {
         outcome(event, "authentication", "command", Some(false));
         set(event, "attempts", attempts);
+        event.auth = AuthLine::Tally(u32::try_from(attempts).unwrap_or(1).max(1));
     } else {
         outcome(event, "authorization", "command", Some(false));
         match problem {

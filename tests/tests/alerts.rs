@@ -194,6 +194,21 @@ async fn scenarios(world: &mut World) {
             "web1 sudo: pam_unix(sudo:auth): authentication failure; logname=bob uid=1001 euid=0 tty=/dev/pts/1 ruser=bob rhost=  user=bob".into(),
         ));
     }
+    // sudo's own line about bob's two: an echo of PAM's, not two more.
+    lines.push(("10:01:12".into(), "web1 sudo:      bob : 2 incorrect password attempts ; TTY=pts/1 ; PWD=/home/bob ; USER=root ; COMMAND=/bin/ls".into()));
+    // su: three wrong passwords by carol (PAM's line and su's each), near miss: two by dave.
+    for (user, tries, second) in [("carol", 3, 40), ("dave", 2, 50)] {
+        for i in 0..tries {
+            lines.push((
+                format!("10:01:{:02}", second + 2 * i),
+                format!("web1 su: pam_unix(su:auth): authentication failure; logname= uid=1002 euid=0 tty=/dev/pts/3 ruser={user} rhost=  user=root"),
+            ));
+            lines.push((
+                format!("10:01:{:02}", second + 2 * i + 1),
+                format!("web1 su[{}]: FAILED SU (to root) {user} on pts/3", 700 + i),
+            ));
+        }
+    }
     // Not in sudoers; near miss: a command not allowed.
     lines.push(("10:01:30".into(), "web1 sudo:  mallory : user NOT in sudoers ; TTY=pts/2 ; PWD=/tmp ; USER=root ; COMMAND=/bin/sh".into()));
     lines.push(("10:01:31".into(), "web1 sudo:    alice : command not allowed ; TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/sbin/reboot".into()));
@@ -207,6 +222,11 @@ async fn scenarios(world: &mut World) {
     lines.push((
         "10:00:12".into(),
         "web1 usermod[4242]: add 'eve' to group 'sudo'".into(),
+    ));
+    // The same change written to /etc/gshadow: no second alert.
+    lines.push((
+        "10:00:12".into(),
+        "web1 usermod[4242]: add 'eve' to shadow group 'sudo'".into(),
     ));
     lines.push((
         "10:00:13".into(),
@@ -279,7 +299,7 @@ async fn on_elasticsearch_too_with_alerts_stored_and_events_tagged_as_mozdef_doe
             .filter(|(name, _)| name.starts_with("alerts-"))
             .flat_map(|(_, index)| index.docs.values())
             .collect();
-        assert_eq!(alerts.len(), 12, "every alert stored in alerts-YYYYMM");
+        assert_eq!(alerts.len(), 13, "every alert stored in alerts-YYYYMM");
         assert!(cluster.indices.contains_key("alerts-202611"));
         let brute = alerts
             .iter()
@@ -313,6 +333,7 @@ async fn shipped_rules_fire_once(world: &mut World) {
         ("ssh-bruteforce", 1),
         ("ssh-login-after-bruteforce", 1),
         ("ssh-password-spray", 1),
+        ("su-failures", 1),
         ("sudo-auth-failures", 1),
         ("sudo-not-in-sudoers", 1),
     ]
@@ -391,7 +412,7 @@ async fn a_restarted_scheduler_remembers_what_alerted() {
     let first: usize = fired(&world.scheduler(Some(ledger.path())).run_due(now).await)
         .values()
         .sum();
-    assert_eq!(first, 12);
+    assert_eq!(first, 13);
     let again: usize = fired(&world.scheduler(Some(ledger.path())).run_due(now).await)
         .values()
         .sum();

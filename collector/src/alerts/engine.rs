@@ -289,7 +289,18 @@ fn simple(rule: &Rule, now: DateTime<Utc>, fresh: Vec<Value>) -> Vec<Alert> {
         .collect()
 }
 
-/// An `aggregate` rule: an alert per value of `field` with at least `threshold` events.
+/// How many occurrences an event stands for: its `details.count` (a whole number of at
+/// least 1: one line that reports several failures, sudo's `3 incorrect password
+/// attempts` less those PAM's lines counted), else 1.
+fn weight(hit: &Value) -> u64 {
+    hit["details"]["count"]
+        .as_u64()
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
+/// An `aggregate` rule: an alert per value of `field` whose events, weighed by
+/// [`weight`], reach `threshold`.
 fn aggregate(
     rule: &Rule,
     now: DateTime<Utc>,
@@ -300,7 +311,7 @@ fn aggregate(
 ) -> Vec<Alert> {
     let mut alerts = Vec::new();
     for (value, group) in groups(&fresh, field) {
-        let count = group.len() as u64;
+        let count = group.iter().map(weight).sum::<u64>();
         if count >= threshold {
             let facts = Facts {
                 count,
