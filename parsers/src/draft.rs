@@ -341,6 +341,9 @@ pub enum AuthLine {
     Tally(u32),
     /// The program let the user in: PAM's failures before it are settled.
     Success,
+    /// PAM got no password at all (`auth could not identify password`: the input
+    /// ended): no wrong password, and sudo's and su's tallies do not count it.
+    NoPassword,
 }
 
 impl<'a> Draft<'a> {

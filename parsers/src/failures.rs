@@ -15,6 +15,10 @@
 //!   password attempts` after one PAM line counts 2). Rules that skip echoes and weigh
 //!   events by `details.count` count wrong passwords, not lines.
 //!
+//! PAM's `auth could not identify password for [alice]` under sudo or su is no wrong
+//! password (the input ended before one was typed; sudo does not count it either): an
+//! echo.
+//!
 //! A success (sudo runs the command, su switches) settles the user's earlier failures:
 //! a wrong password before the right one is PAM's line alone.
 //!
@@ -68,6 +72,7 @@ impl Failures {
             AuthLine::Success => {
                 self.pending.remove(&key);
             }
+            AuthLine::NoPassword => event.details.insert("echo", true),
             AuthLine::PamFailure => {
                 if self.pending.len() >= Self::CAPACITY && !self.pending.contains_key(&key) {
                     self.pending.clear();
@@ -153,6 +158,22 @@ mod tests {
         assert_eq!(
             read(&[PAM_SUDO, ran, &sudo_gave_up(3)]),
             [none.clone(), none.clone(), (Value::Null, json!(3))]
+        );
+        // The input ended after one wrong password (sudo -S): PAM's conversation
+        // failure and missing password are no more wrong passwords.
+        assert_eq!(
+            read(&[
+                PAM_SUDO,
+                "Dec  6 07:37:38 web1 sudo: pam_unix(sudo:auth): conversation failed",
+                "Dec  6 07:37:38 web1 sudo: pam_unix(sudo:auth): auth could not identify password for [alice]",
+                &sudo_gave_up(1),
+            ]),
+            [
+                none.clone(),
+                none.clone(),
+                (json!(true), Value::Null),
+                (json!(true), Value::Null)
+            ]
         );
         // Another user's line matches nothing of alice's.
         let bob = "Dec  6 07:37:45 web1 sudo:      bob : 1 incorrect password attempt ; PWD=/tmp ; USER=root ; COMMAND=/usr/bin/true";

@@ -426,7 +426,10 @@ impl LineParser {
         } else if matches!(parser, sshd::ID | dropbear::ID | pam::ID) {
             let remote = parser != pam::ID;
             self.processes.borrow_mut().apply(event, remote);
-        } else if matches!(parser, sudo::ID | su::ID) {
+        }
+        if matches!(parser, sudo::ID | su::ID)
+            || (parser == pam::ID && matches!(&*event.processname, "sudo" | "su"))
+        {
             self.failures.borrow_mut().apply(event);
         }
         let program = event.processname.clone();

@@ -24,7 +24,7 @@ use super::common::{
     set_text, split_once,
 };
 use super::context::Role;
-use super::draft::Draft;
+use super::draft::{AuthLine, Draft};
 
 /// Parser id, written into `tags`.
 pub const ID: &str = "pam";
@@ -90,6 +90,11 @@ fn body<'a>(module: Option<&str>, text: &'a str, event: &mut Draft<'a>) -> bool 
             true
         }
         "Consecutive" => faillock(text, event),
+        "conversation" if text == "conversation failed" => {
+            // No password could be asked for (no terminal, the input ended): no attempt.
+            outcome(event, "authentication", "conversation_failed", None);
+            true
+        }
         "user" => tally(text, event) || (module.is_some() && blank_password(text, event)),
         "received" => sss_received(text, event),
         "requirement" => succeed_if(text, event),
@@ -203,6 +208,8 @@ fn authentication<'a>(module: Option<&str>, text: &'a str, event: &mut Draft<'a>
     failure(event, &fields);
     if !success {
         event.role = Role::Begins;
+        // Under sudo or su, the program's own line repeats it ([`super::failures`]).
+        event.auth = AuthLine::PamFailure;
     }
     true
 }
@@ -289,6 +296,9 @@ fn named_failure<'a>(text: &'a str, event: &mut Draft<'a>) -> bool {
         return false;
     };
     begins_failure(event, user);
+    if text.starts_with("auth could not identify password") {
+        event.auth = AuthLine::NoPassword;
+    }
     true
 }
 

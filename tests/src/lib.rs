@@ -8,6 +8,7 @@
 //! [`pki`] makes certificates for TLS tests; [`rabbitmq`] runs a private broker; [`sshd`]
 //! a real OpenSSH server logging through a real rsyslogd.
 
+pub mod accounts;
 pub mod elastic;
 pub mod ircd;
 pub mod pki;
