@@ -330,7 +330,7 @@ pub struct Draft<'a> {
     pub auth: AuthLine,
 }
 
-/// A line about failed passwords that another line may also say ([`super::failures`]).
+/// A line about failed passwords that another line may also say (see `failures.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AuthLine {
     #[default]

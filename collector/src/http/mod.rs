@@ -23,6 +23,7 @@ pub mod config;
 pub mod connections;
 pub mod elasticsearch;
 pub mod ingest;
+pub mod role;
 pub mod search;
 pub mod server;
 pub mod tls;

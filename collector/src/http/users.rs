@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
-use super::auth::Role;
+use super::role::Role;
 
 /// How long a verified password is remembered.
 pub const REMEMBER: Duration = Duration::from_secs(300);
