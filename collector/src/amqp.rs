@@ -58,6 +58,7 @@ pub async fn run(
     settings: AmqpSettings,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    reparser: Arc<crate::reparse::Reparser>,
     window: mozdef::normalize::TimeWindow,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -66,6 +67,7 @@ pub async fn run(
         settings: &settings,
         store: &store,
         metrics: &metrics,
+        reparser: &reparser,
         window,
     };
     loop {
@@ -136,6 +138,7 @@ struct Ingest<'a> {
     settings: &'a AmqpSettings,
     store: &'a Store,
     metrics: &'a Metrics,
+    reparser: &'a crate::reparse::Reparser,
     window: mozdef::normalize::TimeWindow,
 }
 
@@ -212,6 +215,7 @@ async fn handle(
         settings,
         store,
         metrics,
+        reparser,
         window,
     } = ingest;
     metrics.received("amqp", batch.len());
@@ -220,7 +224,7 @@ async fn handle(
         messages,
         refused,
         retimed,
-    } = parse_batch(&batch, Utc::now(), window, metrics);
+    } = parse_batch(&batch, Utc::now(), window, metrics, reparser);
     let last_tag = batch.last().map(|d| d.delivery_tag).unwrap_or(0);
     for (message, reason) in &refused {
         if let Err(source) = dead_letter(dead, settings, message, reason).await {
@@ -298,8 +302,9 @@ fn parse_batch<'a>(
     received_at: chrono::DateTime<Utc>,
     window: &mozdef::normalize::TimeWindow,
     metrics: &Metrics,
+    reparser: &crate::reparse::Reparser,
 ) -> Parsed<'a> {
-    let reparser = crate::reparse::Reparser::new();
+    let mut reparsed = 0;
     let mut parsed = Parsed {
         events: Vec::with_capacity(batch.len()),
         messages: Vec::with_capacity(batch.len()),
@@ -314,7 +319,9 @@ fn parse_batch<'a>(
             });
         match outcome {
             Ok(mut event) => {
-                reparser.apply(&mut event, received_at);
+                if reparser.apply(&mut event, received_at) {
+                    reparsed += 1;
+                }
                 // RabbitMQ refuses a message whose `user_id` is not its connection's
                 // user, so that one is kept; a sender's own `details.agentidentity` is
                 // not.
@@ -341,7 +348,7 @@ fn parse_batch<'a>(
             }
         }
     }
-    metrics.reparsed(reparser.count());
+    metrics.reparsed(reparsed);
     parsed
 }
 

@@ -172,6 +172,9 @@ impl App {
         on_sighup(scheduler.is_some().then(|| Arc::clone(&reload)));
         let alerts = scheduler
             .map(|scheduler| tokio::spawn(crate::alerts::run(scheduler, reload, stop_rx.clone())));
+        // One for HTTP and AMQP: what a host's earlier lines said is known on its later
+        // ones whichever way they came.
+        let reparser = Arc::new(crate::reparse::Reparser::new());
         let state = AppState {
             store: Arc::clone(&store),
             max_body_bytes: http.max_body_bytes,
@@ -189,6 +192,7 @@ impl App {
             metrics: Arc::clone(&metrics),
             alerts: alert_store.clone(),
             elasticsearch: Arc::clone(&http.elasticsearch),
+            reparser: Arc::clone(&reparser),
         };
         let upkeep = tokio::spawn(upkeep(
             Arc::clone(&store),
@@ -201,6 +205,7 @@ impl App {
                 amqp,
                 Arc::clone(&store),
                 Arc::clone(&metrics),
+                Arc::clone(&reparser),
                 settings.time_window,
                 stop_rx.clone(),
             ))

@@ -22,8 +22,8 @@
 //! keeps its time unless it had none and the line's header gives one. A whole line that
 //! became a shorter summary is kept in `details.originaltext`.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use mozdef::Event;
@@ -35,17 +35,21 @@ const SYSLOG_TAG: &str = "syslog";
 /// Where a whole line that became a shorter summary is kept.
 pub const ORIGINAL_TEXT: &str = "originaltext";
 
-/// Parses the events of one batch again where they are raw text. One parser per host,
-/// so what a process said on earlier lines of the batch (an sshd connection's address)
-/// is known on its later ones, as on the agent.
+/// Parses events again where they are raw text. One for the collector (HTTP, the
+/// Elasticsearch face and AMQP share it), with one parser per host that lives across
+/// requests, so what earlier lines said is known on later ones as on the agent: an sshd
+/// connection's address, PAM's failure that sudo's line repeats (rsyslog and syslog-ng
+/// send them in separate requests). At most [`Reparser::MAX_HOSTS`] hosts; past that
+/// the table starts again (what was in it is forgotten, nothing is lost).
 #[derive(Default)]
 pub struct Reparser {
-    parsers: RefCell<HashMap<String, LineParser>>,
-    /// Events changed so far.
-    count: std::cell::Cell<usize>,
+    parsers: Mutex<HashMap<String, LineParser>>,
 }
 
 impl Reparser {
+    /// Most hosts whose parsers are kept.
+    pub const MAX_HOSTS: usize = 10_000;
+
     pub fn new() -> Reparser {
         Reparser::default()
     }
@@ -53,7 +57,7 @@ impl Reparser {
     /// Parses `event` again when it is a raw message a parser recognises; true when it
     /// changed.
     pub fn apply(&self, event: &mut Event, received: DateTime<Utc>) -> bool {
-        if event.tags.iter().any(|t| PARSER_IDS.contains(&t.as_str()))
+        if parsed_before(event)
             || !matches!(event.category.as_str(), "UNKNOWN" | "syslog" | "")
             || event.summary.trim().is_empty()
         {
@@ -82,20 +86,22 @@ impl Reparser {
                 if parsed.tags.first().map(String::as_str) != Some(SYSLOG_TAG) =>
             {
                 merge(event, parsed, whole_line, received);
-                self.count.set(self.count.get() + 1);
                 true
             }
             _ => false,
         }
     }
 
-    /// Events parsed again so far (for `picket_events_reparsed_total`).
-    pub fn count(&self) -> usize {
-        self.count.get()
-    }
-
     fn with_parser<R>(&self, host: &str, then: impl FnOnce(&LineParser) -> R) -> R {
-        let mut parsers = self.parsers.borrow_mut();
+        // A panic while parsing (none is known; the parsers are fuzzed) must not stop
+        // every later event from being parsed: the table is taken back as it is.
+        let mut parsers = self
+            .parsers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if parsers.len() >= Self::MAX_HOSTS && !parsers.contains_key(host) {
+            parsers.clear();
+        }
         let parser = parsers.entry(host.to_string()).or_insert_with(|| {
             LineParser::new(
                 HostIdentity::named(host),
@@ -138,6 +144,16 @@ impl Reparser {
         // Without a program the line was not one: nothing to gain.
         (parsed.processname != "UNKNOWN").then_some((parsed, true))
     }
+}
+
+/// Whether a parser already read the event (the agent's: its first tag names the
+/// parser; a line no parser knew is tagged `syslog` and carries `details.program`,
+/// which another shipper's `syslog` tag does not).
+fn parsed_before(event: &Event) -> bool {
+    event.tags.iter().any(|tag| match tag.as_str() {
+        "syslog" => event.details.contains_key("program"),
+        tag => PARSER_IDS.contains(&tag),
+    })
 }
 
 /// The program and pid of a syslog tag a shipper sent as a detail (`sshd[42]:`).

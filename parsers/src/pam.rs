@@ -181,7 +181,14 @@ fn failure_fields(list: &str, typed_user: bool) -> Option<FailureFields<'_>> {
 
 /// Sets the fields of a failure (or success) line.
 fn failure<'a>(event: &mut Draft<'a>, fields: &FailureFields<'a>) {
-    set_text(event, "username", fields.user);
+    if event.processname == "su" && !fields.ruser.is_empty() {
+        // su's `user=` is the account switched to; who asked is `ruser` (as su.rs
+        // reads pam_unix's line: username the one asking, targetuser the target).
+        set_text(event, "username", fields.ruser);
+        set_text(event, "targetuser", fields.user);
+    } else {
+        set_text(event, "username", fields.user);
+    }
     set_text(event, "ruser", fields.ruser);
     set_text(event, "logname", fields.logname);
     set_text(event, "tty", fields.tty);

@@ -289,14 +289,18 @@ fn simple(rule: &Rule, now: DateTime<Utc>, fresh: Vec<Value>) -> Vec<Alert> {
         .collect()
 }
 
+/// The most occurrences one event may stand for: a sender's `details.count` cannot make
+/// one event fire a rule by itself (sudo gives up after 3 passwords by default).
+pub const MAX_WEIGHT: u64 = 100;
+
 /// How many occurrences an event stands for: its `details.count` (a whole number of at
-/// least 1: one line that reports several failures, sudo's `3 incorrect password
-/// attempts` less those PAM's lines counted), else 1.
+/// least 1, at most [`MAX_WEIGHT`]: one line that reports several failures, sudo's `3
+/// incorrect password attempts` less those PAM's lines counted), else 1.
 fn weight(hit: &Value) -> u64 {
     hit["details"]["count"]
         .as_u64()
         .filter(|n| *n >= 1)
-        .unwrap_or(1)
+        .map_or(1, |n| n.min(MAX_WEIGHT))
 }
 
 /// An `aggregate` rule: an alert per value of `field` whose events, weighed by
@@ -311,7 +315,7 @@ fn aggregate(
 ) -> Vec<Alert> {
     let mut alerts = Vec::new();
     for (value, group) in groups(&fresh, field) {
-        let count = group.iter().map(weight).sum::<u64>();
+        let count = group.iter().map(weight).fold(0u64, u64::saturating_add);
         if count >= threshold {
             let facts = Facts {
                 count,

@@ -21,7 +21,14 @@ pub fn remote(
     url: Option<String>,
     token_file: Option<&Path>,
 ) -> anyhow::Result<Remote> {
-    let file = ConfigFile::load(config).ok();
+    // A config that is there but wrong is an error (a typo in [collector.cli] must not
+    // quietly send elsewhere); one that is not there leaves the defaults.
+    let file = match config.exists() {
+        true => Some(
+            ConfigFile::load(config).with_context(|| format!("cannot use {}", config.display()))?,
+        ),
+        false => None,
+    };
     let cli = file
         .as_ref()
         .map(|f| f.collector.cli.clone())
@@ -33,6 +40,7 @@ pub fn remote(
         file.as_ref(),
         token_file.or(cli.token_file.as_deref()),
         token_file.is_some(),
+        is_local(&base_url),
     )?;
     let ca_pem = match &cli.ca_file {
         Some(path) => Some(
@@ -48,6 +56,21 @@ pub fn remote(
             ca_pem,
             client: None,
         },
+    })
+}
+
+/// Whether `url` names this machine (loopback or `localhost`): the collector's own read
+/// token is sent nowhere else.
+fn is_local(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    url.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     })
 }
 
@@ -76,12 +99,13 @@ fn default_url(file: Option<&ConfigFile>) -> String {
 }
 
 /// The bearer token to send: `token_file`'s (the flag's or `[collector.cli]`'s), else
-/// `$PICKET_TOKEN` (which a flag's file overrides, a config's does not), else the
-/// collector's own read token when this user may read it.
+/// `$PICKET_TOKEN` (which a flag's file overrides, a config's does not), else, for a
+/// collector on this machine (`local`), its own read token when this user may read it.
 fn read_token(
     file: Option<&ConfigFile>,
     token_file: Option<&Path>,
     from_flag: bool,
+    local: bool,
 ) -> anyhow::Result<Option<String>> {
     let first_line = |text: &str| {
         text.lines()
@@ -107,6 +131,9 @@ fn read_token(
     }
     if let Some(path) = token_file {
         return from_file(path);
+    }
+    if !local {
+        return Ok(None);
     }
     let data_dir = file
         .map(|f| f.collector.data_dir.clone())

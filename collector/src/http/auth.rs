@@ -204,7 +204,9 @@ pub fn need(path: &str) -> Need {
     match path {
         "/status" | "/test" => Need::Nothing,
         "/metrics" => Need::Metrics,
-        _ if path.starts_with("/api/") || path == "/api" => Need::Read,
+        // Only the search routes read; anything else under /api (the Elasticsearch
+        // face takes `/api/_bulk` as an index named `api`) needs what sending needs.
+        "/api/events" | "/api/search" | "/api/alerts" => Need::Read,
         _ => Need::Ingest,
     }
 }
@@ -428,5 +430,9 @@ mod tests {
         assert_eq!(need("/events"), Need::Ingest);
         assert_eq!(need("/custom/app"), Need::Ingest);
         assert_eq!(need("/_bulk"), Need::Ingest);
+        // The Elasticsearch face's routes under /api send: a reader may not use them.
+        assert_eq!(need("/api/_bulk"), Need::Ingest);
+        assert_eq!(need("/api/_doc/1"), Need::Ingest);
+        assert_eq!(need("/api/search"), Need::Read);
     }
 }

@@ -172,7 +172,9 @@ impl Route {
         }
         let mut event =
             mozdef::normalize(value, received.at).map_err(|e| ItemError::Invalid(e.to_string()))?;
-        received.reparser.apply(&mut event, received.at);
+        if received.reparser.apply(&mut event, received.at) {
+            received.reparsed.set(received.reparsed.get() + 1);
+        }
         match received.identity {
             Some(identity) => {
                 event
@@ -202,17 +204,20 @@ pub(super) struct Received<'a> {
     /// Events retimed so far (their time was outside the window).
     pub(super) retimed: std::cell::Cell<usize>,
     /// Parses raw syslog text again with the agent's parsers.
-    pub(super) reparser: crate::reparse::Reparser,
+    reparser: &'a crate::reparse::Reparser,
+    /// Events it changed (for `picket_events_reparsed_total`).
+    pub(super) reparsed: std::cell::Cell<usize>,
 }
 
 impl<'a> Received<'a> {
-    pub(super) fn now(state: &AppState, identity: Option<&'a str>) -> Received<'a> {
+    pub(super) fn now(state: &'a AppState, identity: Option<&'a str>) -> Received<'a> {
         Received {
             at: Utc::now(),
             identity,
             window: state.time_window,
             retimed: std::cell::Cell::new(0),
-            reparser: crate::reparse::Reparser::new(),
+            reparser: &state.reparser,
+            reparsed: std::cell::Cell::new(0),
         }
     }
 }
@@ -424,7 +429,7 @@ fn split_items(
     for (reason, n) in items.rejected.by_reason() {
         metrics.rejected_n(reason, n);
     }
-    metrics.reparsed(context.reparser.count());
+    metrics.reparsed(context.reparsed.get());
     if context.retimed.get() > 0 {
         metrics.retimed(context.retimed.get());
         debug!(

@@ -57,6 +57,8 @@ pub struct AppState {
     pub alerts: Option<Arc<crate::alerts::AlertStore>>,
     /// What the Elasticsearch face says of itself.
     pub elasticsearch: Arc<elasticsearch::Face>,
+    /// Parses raw syslog text from other shippers (shared with the AMQP consumer).
+    pub reparser: Arc<crate::reparse::Reparser>,
 }
 
 /// The most events one search returns.

@@ -61,6 +61,7 @@ impl Harness {
                 metrics: Arc::default(),
                 alerts: None,
                 elasticsearch: Arc::default(),
+                reparser: Arc::default(),
             },
         }
     }

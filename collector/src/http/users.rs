@@ -6,10 +6,14 @@
 //! role after a space; `picket-collector hash-password` makes a hash too. Only bcrypt
 //! hashes are taken: a file of plain passwords is refused at load.
 //!
-//! bcrypt is slow on purpose (tens of milliseconds): it runs off the async workers, and
-//! a user's password, once verified, is remembered for [`REMEMBER`] as a salted SHA-256
-//! (compared in constant time), so a shipper that sends a request a second pays it once
-//! every few minutes, not per request.
+//! bcrypt is slow on purpose (milliseconds at `htpasswd -B`'s cost 5, tens at 10): it
+//! runs off the async workers, at most [`VERIFYING`] at once (a flood of wrong
+//! passwords, even on `/metrics`, which the request cap leaves out, waits its turn
+//! rather than taking every core), and a user's password, once verified, is remembered
+//! for [`REMEMBER`] as a salted SHA-256 (compared in constant time), so a shipper that
+//! sends a request a second pays it once every few minutes, not per request. An
+//! unknown user is checked against a decoy hash of the file's own cost, so the answer
+//! takes as long as for a known one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,8 @@ use super::role::Role;
 
 /// How long a verified password is remembered.
 pub const REMEMBER: Duration = Duration::from_secs(300);
+/// Most bcrypt checks running at once.
+pub const VERIFYING: usize = 2;
 
 /// Why a users file cannot be used.
 #[derive(Debug, Error)]
@@ -56,6 +62,9 @@ pub struct Users {
     salt: [u8; 16],
     /// user → (digest of the password verified, until when it is trusted).
     verified: Mutex<HashMap<String, ([u8; 32], Instant)>>,
+    /// A hash of a random password at the users' cost, for unknown users.
+    decoy: String,
+    verifying: tokio::sync::Semaphore,
 }
 
 // Never print a hash, even in a debug dump of the settings.
@@ -64,14 +73,6 @@ impl std::fmt::Debug for Users {
         write!(f, "Users({} users, **REDACTED**)", self.users.len())
     }
 }
-
-/// A bcrypt hash of a random password, verified against for an unknown user so that
-/// the answer takes as long as for a known one.
-static DECOY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let mut secret = [0u8; 16];
-    getrandom::fill(&mut secret).expect("the system's random source");
-    hash_password(&format!("{secret:?}")).expect("bcrypt hashes")
-});
 
 impl Users {
     pub fn load(path: &Path) -> Result<Users, UsersError> {
@@ -144,10 +145,25 @@ impl Users {
         }
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).expect("the system's random source");
+        // The decoy costs what the users' hashes cost (the most, when they differ).
+        let cost = users
+            .values()
+            .filter_map(|u| u.hash.get(4..6)?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(10);
+        let mut secret = [0u8; 16];
+        getrandom::fill(&mut secret).expect("the system's random source");
+        let decoy = bcrypt::hash(format!("{secret:?}"), cost).map_err(|e| UsersError::Invalid {
+            path: path.to_path_buf(),
+            line: 0,
+            problem: format!("a bcrypt cost of {cost} cannot be used: {e}"),
+        })?;
         Ok(Users {
             users,
             salt,
             verified: Mutex::new(HashMap::new()),
+            decoy,
+            verifying: tokio::sync::Semaphore::new(VERIFYING),
         })
     }
 
@@ -174,9 +190,12 @@ impl Users {
             }
         }
         let hash = known
-            .map_or(DECOY.as_str(), |u| u.hash.as_str())
+            .map_or(self.decoy.as_str(), |u| u.hash.as_str())
             .to_string();
         let password = password.to_string();
+        let Ok(_turn) = self.verifying.acquire().await else {
+            return None;
+        };
         let matches =
             tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
                 .await
@@ -189,14 +208,21 @@ impl Users {
     }
 }
 
+/// `$2y$<cost>$<53 characters>`, the cost one bcrypt takes (4 to 31).
 fn is_bcrypt(hash: &str) -> bool {
     ["$2a$", "$2b$", "$2x$", "$2y$"]
         .iter()
         .any(|prefix| hash.starts_with(prefix))
         && hash.len() == 60
+        && hash.get(6..7) == Some("$")
+        && hash
+            .get(4..6)
+            .and_then(|c| c.parse::<u32>().ok())
+            .is_some_and(|c| (4..=31).contains(&c))
 }
 
-/// A bcrypt hash of `password` for a users file (cost 10, as `htpasswd -B`).
+/// A bcrypt hash of `password` for a users file (cost 10; `htpasswd -B` uses 5 unless
+/// given `-C`).
 pub fn hash_password(password: &str) -> Result<String, bcrypt::BcryptError> {
     bcrypt::hash(password, 10)
 }

@@ -111,7 +111,7 @@ fn a_whole_line_as_summary_is_read_header_and_all() {
 fn what_is_not_raw_or_not_recognised_is_left_alone() {
     // An agent's event: tagged by its parser.
     let sent = json!({"summary": "Failed password for root from 203.0.113.9 port 1 ssh2",
-                      "processname": "sshd", "tags": ["syslog"], "category": "syslog"});
+                      "processname": "sshd", "tags": ["sshd"], "category": "authentication"});
     let before = mozdef::normalize(sent.clone(), received()).unwrap();
     assert_eq!(collect(sent), before);
     // A categorised event from a MozDef shipper.
@@ -152,4 +152,50 @@ fn a_syslog_tag_names_the_program() {
         collect(sent.clone()),
         mozdef::normalize(sent, received()).unwrap()
     );
+}
+
+#[test]
+fn what_pam_said_in_one_request_is_known_in_the_next() {
+    // rsyslog sends PAM's line and sudo's in separate requests: one reparser for all.
+    let reparser = Reparser::new();
+    let collect = |item: Value| {
+        let mut event = mozdef::normalize(item, received()).unwrap();
+        reparser.apply(&mut event, received());
+        event
+    };
+    let pam = collect(json!({
+        "timestamp": "2026-12-03T12:00:01+00:00", "hostname": "web1", "processname": "sudo",
+        "summary": "pam_unix(sudo:auth): authentication failure; logname= uid=1001 euid=0 tty= ruser=alice rhost=  user=alice",
+    }));
+    assert!(pam.details.get("echo").is_none());
+    let gave_up = collect(json!({
+        "timestamp": "2026-12-03T12:00:04+00:00", "hostname": "web1", "processname": "sudo",
+        "summary": "   alice : 1 incorrect password attempt ; PWD=/tmp ; USER=root ; COMMAND=/usr/bin/true",
+    }));
+    assert_eq!(gave_up.details["echo"], json!(true), "{gave_up:?}");
+    // Another host's lines are another parser's.
+    let other = collect(json!({
+        "timestamp": "2026-12-03T12:00:04+00:00", "hostname": "web2", "processname": "sudo",
+        "summary": "   alice : 1 incorrect password attempt ; PWD=/tmp ; USER=root ; COMMAND=/usr/bin/true",
+    }));
+    assert!(other.details.get("echo").is_none());
+}
+
+#[test]
+fn an_agent_line_no_parser_knew_is_not_read_again_but_another_shippers_syslog_tag_is() {
+    // The agent's: tagged syslog, with details.program.
+    let sent = json!({"summary": "Failed password for root from 203.0.113.9 port 1 ssh2",
+                      "processname": "sshd", "tags": ["syslog"], "category": "syslog",
+                      "details": {"program": "sshd"}});
+    assert_eq!(
+        collect(sent.clone()),
+        mozdef::normalize(sent, received()).unwrap()
+    );
+    // Another shipper's `syslog` tag.
+    let event = collect(
+        json!({"summary": "Failed password for root from 203.0.113.9 port 1 ssh2",
+                               "processname": "sshd", "tags": ["syslog"]}),
+    );
+    assert_eq!(event.category, "authentication");
+    assert_eq!(event.tags[0], "sshd");
 }

@@ -221,7 +221,7 @@ impl<'a> Batch<'a> {
         } = self;
         let metrics = &state.metrics;
         metrics.received("bulk", actions.len());
-        metrics.reparsed(received.reparser.count());
+        metrics.reparsed(received.reparsed.get());
         if received.retimed.get() > 0 {
             metrics.retimed(received.retimed.get());
         }
@@ -380,7 +380,14 @@ async fn bulk(
     // An action waiting for its document line.
     let mut waiting: Option<(Op, String, Option<String>)> = None;
     let mut too_many = false;
-    let split = wire::for_each_item(&bytes, state.max_event_bytes, |_, item| {
+    // A body that starts with an action is Elasticsearch's: a line that cannot be read
+    // where an action belongs may have been one, and guessing would pair the wrong
+    // answers with the client's actions, so the request is refused whole (as
+    // Elasticsearch does). A readable object there is a bare document, as in the
+    // MozDef-era bodies of bare documents.
+    let mut actions_first: Option<bool> = None;
+    let mut malformed: Option<usize> = None;
+    let split = wire::for_each_item(&bytes, state.max_event_bytes, |position, item| {
         if let Some((op, index, id)) = waiting.take() {
             batch.push(op, index, id, Some(item));
             return ControlFlow::Continue(());
@@ -389,7 +396,13 @@ async fn bulk(
             too_many = true;
             return ControlFlow::Break(());
         }
-        match item.as_ref().ok().and_then(as_action) {
+        let action = item.as_ref().ok().and_then(as_action);
+        let first = *actions_first.get_or_insert(action.is_some());
+        if first && item.is_err() {
+            malformed = Some(position + 1);
+            return ControlFlow::Break(());
+        }
+        match action {
             Some((op, meta)) => {
                 let index = meta
                     .get("_index")
@@ -414,6 +427,14 @@ async fn bulk(
             StatusCode::BAD_REQUEST,
             "action_request_validation_exception",
             e.to_string(),
+        );
+    }
+    if let Some(line) = malformed {
+        state.metrics.refused("bad_body");
+        return es_error(
+            StatusCode::BAD_REQUEST,
+            "illegal_argument_exception",
+            format!("Malformed action/metadata line [{line}]: it is not a JSON object"),
         );
     }
     if too_many {

@@ -222,3 +222,27 @@ async fn the_version_is_configurable_and_checked() {
         assert_eq!(error.key, "collector.http.elasticsearch.version", "{bad}");
     }
 }
+
+#[tokio::test]
+async fn an_unreadable_line_where_an_action_belongs_refuses_the_request() {
+    let h = Harness::new();
+    // Was `not json` an action? Guessing would pair the answers with the wrong actions.
+    let body = "{\"index\":{}}\n{\"summary\":\"a\",\"hostname\":\"es4\"}\nnot json\n{\"summary\":\"b\",\"hostname\":\"es4\"}\n";
+    let (status, _, answer) = call(&h, Method::POST, "/_bulk", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Malformed action/metadata line [3]"),
+        "{answer}"
+    );
+    assert_eq!(h.search("hostname:es4").await["total"], json!(0));
+    // Bare documents (no action first): each line its own item, the bad one refused alone.
+    let body = "{\"summary\":\"a\",\"hostname\":\"es5\"}\nnot json\n{\"summary\":\"b\",\"hostname\":\"es5\"}\n";
+    let (status, _, answer) = call(&h, Method::POST, "/_bulk", body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["errors"], json!(true));
+    assert_eq!(answer["items"].as_array().unwrap().len(), 3);
+    assert_eq!(h.search("hostname:es5").await["total"], json!(2));
+}
