@@ -9,14 +9,7 @@ use std::process::Command;
 /// The Python of a virtualenv holding `requirements` (pip requirement specifiers), made
 /// first when it is missing or holds something else.
 pub fn venv(name: &str, requirements: &[&str]) -> PathBuf {
-    let target = std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .find(|dir| dir.file_name().is_some_and(|n| n == "target"))
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| crate::workspace_root().join("target"));
+    let target = crate::target_dir();
     let dir = target.join("picket-venvs").join(name);
     let python = dir.join("bin").join("python");
     let marker = dir.join("picket-installed");

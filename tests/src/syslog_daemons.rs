@@ -105,14 +105,7 @@ const SYSLOG_NG_PACKAGES: [&str; 9] = [
 
 /// syslog-ng's files, unpacked once from Debian's packages (`apt-get download`).
 fn syslog_ng_root() -> PathBuf {
-    let target = std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .find(|dir| dir.file_name().is_some_and(|n| n == "target"))
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| crate::workspace_root().join("target"));
+    let target = crate::target_dir();
     let base = target.join("picket-syslog-ng");
     let root = base.join("root");
     let marker = base.join("unpacked");

@@ -134,15 +134,13 @@ fn the_collector_takes_syslog_ng_json_and_dead_letters_what_is_not_an_event() {
         },
     );
     // The collector declares the queue when it connects.
-    let deadline = Instant::now() + WAIT;
-    while !collector
-        .service
-        .log()
-        .contains("Consuming events from RabbitMQ")
-    {
-        assert!(Instant::now() < deadline, "{}", collector.service.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(
+        collector
+            .service
+            .wait_for_log("Consuming events from RabbitMQ", WAIT),
+        "{}",
+        collector.service.log()
+    );
     let syslog_ng = br#"{"DATE":"2026-11-25T08:14:03+00:00","HOST":"sng1","PROGRAM":"sshd","PID":"4242","FACILITY":"auth","PRIORITY":"info","MESSAGE":"Accepted publickey for bob from 192.0.2.7 port 50000 ssh2"}"#;
     let mozdef = br#"{"summary":"from a MozDef shipper","hostname":"moz1","category":"test","details":{"k":"v"}}"#;
     broker.publish(
@@ -196,15 +194,13 @@ fn a_collector_killed_while_consuming_loses_nothing_and_stores_each_event_once()
     };
     let collector_dir = dir.path().join("collector");
     let mut collector = Collector::start_with(&collector_dir, &options);
-    let deadline = Instant::now() + WAIT;
-    while !collector
-        .service
-        .log()
-        .contains("Consuming events from RabbitMQ")
-    {
-        assert!(Instant::now() < deadline, "{}", collector.service.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(
+        collector
+            .service
+            .wait_for_log("Consuming events from RabbitMQ", WAIT),
+        "{}",
+        collector.service.log()
+    );
     // 20,000 MozDef events, each with its own eventid, published in one go.
     let total = 20_000usize;
     let bodies: Vec<Vec<u8>> = (0..total)

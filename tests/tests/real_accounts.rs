@@ -6,17 +6,14 @@
 //! writes PAM's failure and its own `N incorrect password attempts`; su PAM's failure
 //! and `FAILED SU`; usermod each group change for /etc/group and /etc/gshadow.
 
+mod support;
+
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use picket_agent::host::HostIdentity;
-use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
 use picket_collector::alerts::engine::{RuleLedger, evaluate};
 use picket_collector::alerts::rules;
-use picket_collector::stores::embedded::EmbeddedStore;
-use picket_collector::stores::{Document, Store};
 use serde_json::Value;
 
 const SCRIPT: &str = r#"
@@ -49,29 +46,13 @@ async fn sudo_su_and_group_changes_count_once_each() {
     let text = picket_tests::accounts::run_logged(&dir.path().join("accounts"), SCRIPT, |t| {
         t.contains("removed shadow group 'erin'")
     });
-    let lines: Vec<&str> = text.lines().collect();
     // What the tools wrote, as a fleet's auth.log has it.
     assert!(text.contains("incorrect password attempt"), "{text}");
     assert!(text.contains("FAILED SU (to root) erin"), "{text}");
     assert!(text.contains("add 'dave' to shadow group 'sudo'"), "{text}");
 
-    let parser = LineParser::new(
-        HostIdentity::named("accounts.example.com"),
-        TimeZoneChoice::parse("local").unwrap(),
-    );
     let read_at = Utc::now();
-    let mut offset = 0u64;
-    let mut events = Vec::new();
-    for line in &lines {
-        let context = LineContext {
-            source: "/var/log/auth.log",
-            source_identity: "file:1:2:3",
-            offset,
-            read_at,
-        };
-        offset += line.len() as u64 + 1;
-        events.push(serde_json::to_value(parser.parse(line.as_bytes(), &context)).unwrap());
-    }
+    let events = support::parse_auth_log(&text, "accounts.example.com", read_at);
     let describe = || {
         events
             .iter()
@@ -104,18 +85,7 @@ async fn sudo_su_and_group_changes_count_once_each() {
         .collect();
     assert_eq!(runuser.len(), 2, "{}", describe());
 
-    let store = EmbeddedStore::open(
-        &dir.path().join("store"),
-        Duration::from_millis(10),
-        15_000_000,
-    )
-    .unwrap();
-    let store = Arc::new(Store::Embedded(store));
-    let documents = events
-        .iter()
-        .map(|v| Document::Event(mozdef::normalize(v.clone(), read_at).unwrap()))
-        .collect();
-    store.store(documents).await.unwrap();
+    let store = support::store_events(&dir.path().join("store"), &events, read_at).await;
 
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
     let mut fired = Vec::new();

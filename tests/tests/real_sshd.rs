@@ -5,16 +5,14 @@
 //! aggregation as shipped, its threshold set to the attempts made) counts exactly the
 //! attempts: with PAM, one wrong password writes two to five lines.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use picket_agent::host::HostIdentity;
-use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
 use picket_collector::alerts::Scheduler;
-use picket_collector::stores::embedded::EmbeddedStore;
-use picket_collector::stores::{Document, Store};
 use picket_tests::sshd::Sshd;
 use serde_json::Value;
 
@@ -45,23 +43,8 @@ async fn the_shipped_rule_counts_each_wrong_password_once() {
     );
 
     // The agent's parser over the file, as its file input reads it.
-    let parser = LineParser::new(
-        HostIdentity::named("collector-side.example.com"),
-        TimeZoneChoice::parse("local").unwrap(),
-    );
     let read_at = Utc::now();
-    let mut offset = 0u64;
-    let mut events = Vec::new();
-    for line in &lines {
-        let context = LineContext {
-            source: "/var/log/auth.log",
-            source_identity: "file:1:2:3",
-            offset,
-            read_at,
-        };
-        offset += line.len() as u64 + 1;
-        events.push(serde_json::to_value(parser.parse(line.as_bytes(), &context)).unwrap());
-    }
+    let events = support::parse_auth_log(&text, "collector-side.example.com", read_at);
     let describe = || {
         events
             .iter()
@@ -101,14 +84,7 @@ async fn the_shipped_rule_counts_each_wrong_password_once() {
     assert_eq!(ids.len(), attempts as usize, "{}", describe());
 
     // The collector: normalized, stored, and the shipped rule run over it.
-    let store_dir = dir.path().join("store");
-    let store = EmbeddedStore::open(&store_dir, Duration::from_millis(10), 15_000_000).unwrap();
-    let store = Arc::new(Store::Embedded(store));
-    let documents = events
-        .into_iter()
-        .map(|v| Document::Event(mozdef::normalize(v, read_at).unwrap()))
-        .collect();
-    store.store(documents).await.unwrap();
+    let store = support::store_events(&dir.path().join("store"), &events, read_at).await;
 
     let shipped = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/ssh-bruteforce.toml"),

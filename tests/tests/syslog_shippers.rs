@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use picket_tests::pki::{CLIENT_NAME, Pki};
 use picket_tests::rabbitmq::{PASSWORD as BROKER_PASSWORD, RabbitMq};
@@ -75,24 +75,21 @@ fn attack(daemon: &Daemon, address: &str) {
     }
 }
 
-/// The sshd events from `address`, once all `ATTEMPTS` are stored.
+/// The sshd events from `address`, once all `ATTEMPTS` are stored (each line once).
 fn stored(collector: &Collector, address: &str, daemon: &Daemon) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let events = collector.all(&format!("summary:\"{address}\""));
-        if events.len() >= ATTEMPTS as usize {
-            assert_eq!(events.len(), ATTEMPTS as usize, "each line once");
-            return events;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {ATTEMPTS} events stored; daemon: {}\ncollector: {}",
-            events.len(),
-            daemon.output(),
-            collector.service.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (total, events) = collector.wait_for(
+        &format!("summary:\"{address}\""),
+        u64::from(ATTEMPTS),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        total,
+        u64::from(ATTEMPTS),
+        "events stored, each line once; daemon: {}\ncollector: {}",
+        daemon.output(),
+        collector.service.log()
+    );
+    events
 }
 
 /// Each event is what the agent makes of the line, and the rule counts them all.
@@ -211,15 +208,13 @@ fn syslog_ng_format_json_through_rabbitmq() {
             password = password.display().to_string(),
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !collector
-        .service
-        .log()
-        .contains("Consuming events from RabbitMQ")
-    {
-        assert!(Instant::now() < deadline, "{}", collector.service.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(
+        collector
+            .service
+            .wait_for_log("Consuming events from RabbitMQ", Duration::from_secs(30)),
+        "{}",
+        collector.service.log()
+    );
     // MozDef's documented syslog-ng setup: format-json of every macro to eventtask.
     let daemon = syslog_ng(
         &dir.path().join("syslog-ng"),

@@ -64,6 +64,9 @@ impl Default for ElasticsearchConfig {
     }
 }
 
+/// The `build_hash` reported: which collector answers, not an Elasticsearch commit.
+const BUILD_HASH: &str = concat!("picket-collector-", env!("CARGO_PKG_VERSION"));
+
 /// What the face says of itself.
 #[derive(Debug, Clone)]
 pub struct Face {
@@ -193,7 +196,7 @@ async fn banner(State(state): State<AppState>) -> axum::Json<Value> {
             "number": face.version,
             "build_flavor": "default",
             "build_type": "deb",
-            "build_hash": concat!("picket-collector-", env!("CARGO_PKG_VERSION")),
+            "build_hash": BUILD_HASH,
             "build_date": "2026-01-01T00:00:00.000000000Z",
             "build_snapshot": false,
             "lucene_version": "9.12.0",
@@ -224,7 +227,7 @@ async fn license(State(state): State<AppState>) -> axum::Json<Value> {
 
 async fn xpack(State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(json!({
-        "build": { "hash": concat!("picket-collector-", env!("CARGO_PKG_VERSION")), "date": "2026-01-01T00:00:00.000Z" },
+        "build": { "hash": BUILD_HASH, "date": "2026-01-01T00:00:00.000Z" },
         "license": {
             "uid": state.elasticsearch.cluster_uuid,
             "type": "basic",

@@ -275,7 +275,9 @@ impl ElasticStore {
                 if !existing.is_empty() {
                     outcome.conflicts = self.conflicting(&documents, &existing).await?;
                     outcome.stored += existing.len() - outcome.conflicts.len();
-                    existing.retain(|i| !outcome.conflicts.contains(i));
+                    let conflicts: std::collections::HashSet<usize> =
+                        outcome.conflicts.iter().copied().collect();
+                    existing.retain(|i| !conflicts.contains(i));
                     outcome.existing = existing;
                 }
                 return Ok(outcome);
