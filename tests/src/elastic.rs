@@ -19,7 +19,8 @@
 //!   `illegal_argument_exception` otherwise); `create` and `index` actions; an index
 //!   is created on first use (with its template); per-item results in order with
 //!   `status` — 201 created, 409 `version_conflict_engine_exception` for a `create`
-//!   whose `_id` exists, 400 `document_parsing_exception` for a value its mapping
+//!   whose `_id` exists, 400 `document_parsing_exception` (`mapper_parsing_exception`
+//!   on OpenSearch and Elasticsearch before 8.8) for a value its mapping
 //!   cannot take (an object where a value was mapped or the reverse, a bad `ip`,
 //!   `long`, `date` without `ignore_malformed`, a `boolean` that is not one); top-level
 //!   `errors` true when any item failed.
@@ -370,6 +371,17 @@ fn matches(pattern: &str, name: &str) -> bool {
 }
 
 impl Cluster {
+    /// What a document its mapping cannot take is refused as: Elasticsearch renamed
+    /// `mapper_parsing_exception` in 8.8; OpenSearch kept it (checked against a real
+    /// OpenSearch by `tests/tests/opensearch.rs`).
+    fn parsing_exception(&self) -> &'static str {
+        if self.opensearch || version_before(&self.version, 8, 8) {
+            "mapper_parsing_exception"
+        } else {
+            "document_parsing_exception"
+        }
+    }
+
     /// The mapping a new index `name` gets from the best matching template.
     fn template_mapping(&self, name: &str) -> BTreeMap<String, FieldType> {
         let mut best: Option<(i64, &Value)> = None;
@@ -794,9 +806,10 @@ async fn bulk(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
             match serde_json::from_str::<Value>(source_line) {
                 Err(e) => (
                     400,
-                    json!({ "type": "document_parsing_exception", "reason": format!("failed to parse: {e}") }),
+                    json!({ "type": cluster.parsing_exception(), "reason": format!("failed to parse: {e}") }),
                 ),
                 Ok(Value::Object(source)) => {
+                    let parsing_exception = cluster.parsing_exception();
                     cluster.create(&index);
                     let entry = cluster.indices.get_mut(&index).expect("created");
                     if verb == "create" && entry.docs.contains_key(&id) {
@@ -812,16 +825,15 @@ async fn bulk(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
                                 entry.docs.insert(id.clone(), Value::Object(source));
                                 (201, Value::Null)
                             }
-                            Err(reason) => (
-                                400,
-                                json!({ "type": "document_parsing_exception", "reason": reason }),
-                            ),
+                            Err(reason) => {
+                                (400, json!({ "type": parsing_exception, "reason": reason }))
+                            }
                         }
                     }
                 }
                 Ok(_) => (
                     400,
-                    json!({ "type": "document_parsing_exception", "reason": "not an object" }),
+                    json!({ "type": cluster.parsing_exception(), "reason": "not an object" }),
                 ),
             }
         };

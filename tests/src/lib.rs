@@ -11,10 +11,12 @@
 pub mod accounts;
 pub mod elastic;
 pub mod ircd;
+pub mod opensearch;
 pub mod pki;
 pub mod python;
 pub mod rabbitmq;
 pub mod sshd;
+pub mod stores;
 pub mod syslog_daemons;
 
 use std::fs;
@@ -125,7 +127,7 @@ pub struct Service {
 }
 
 impl Service {
-    fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Service {
+    pub(crate) fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Service {
         let file = fs::File::create(&log).expect("log file");
         let err = file.try_clone().expect("log file handle");
         command

@@ -4,67 +4,17 @@
 //! templates, security errors).
 
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::{Datelike, Days, Utc};
+use chrono::{Datelike, Utc};
 use picket_tests::elastic::Node;
-use picket_tests::{Collector, CollectorOptions, http};
+use picket_tests::stores::{day_index, metric, post, sample_events as events, wait_until};
+use picket_tests::{Collector, CollectorOptions};
 use serde_json::{Value, json};
 
-fn es_collector(dir: &Path, urls: &[&str], more: &str) -> Collector {
-    let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
-    let extra = format!(
-        "[collector.stores.elasticsearch]\nurls = [{}]\nretry_secs = 4\ntimeout_secs = 5\n{more}\n",
-        urls.join(", ")
-    );
-    Collector::start_with(
-        dir,
-        &CollectorOptions {
-            extra,
-            ..CollectorOptions::default()
-        },
-    )
-}
-
-fn day_index(days_ago: u64) -> String {
-    let day = Utc::now().date_naive() - Days::new(days_ago);
-    format!("events-{:04}{:02}{:02}", day.year(), day.month(), day.day())
-}
-
-/// MozDef-style events, as a script would POST them: `n` failed logins from a few
-/// addresses, the last one a day earlier.
-fn events(n: usize, tag: &str) -> Vec<Value> {
-    let now = Utc::now();
-    (0..n)
-        .map(|i| {
-            let at = if i + 1 == n {
-                now - chrono::Duration::days(1)
-            } else {
-                now - chrono::Duration::seconds(i as i64)
-            };
-            json!({
-                "utctimestamp": at.to_rfc3339(),
-                "hostname": "web1.example.com",
-                "processname": "sshd",
-                "category": "authentication",
-                "summary": format!("Failed password for root {tag}-{i}"),
-                "tags": ["sshd"],
-                "details": {
-                    "username": if i % 2 == 0 { "root" } else { "alice" },
-                    "sourceipaddress": format!("10.0.0.{}", i % 3),
-                    "success": false,
-                    "marker": format!("{tag}-{i}"),
-                },
-            })
-        })
-        .collect()
-}
-
-fn post(url: &str, body: &Value) -> (u16, Value) {
-    let response = http().post(url).json(body).send().expect("POST");
-    let status = response.status().as_u16();
-    (status, response.json().unwrap_or(Value::Null))
+fn es_collector(dir: &std::path::Path, urls: &[&str], more: &str) -> picket_tests::Collector {
+    let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+    picket_tests::stores::es_collector(dir, &urls, more)
 }
 
 fn all_docs(node: &Node) -> Vec<(String, String, Value)> {
@@ -79,29 +29,6 @@ fn all_docs(node: &Node) -> Vec<(String, String, Value)> {
             })
             .collect()
     })
-}
-
-fn metric(collector: &Collector, series: &str) -> f64 {
-    let text = http()
-        .get(format!("{}/metrics", collector.base_url))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("metrics text");
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .map(|v| v.trim().parse::<f64>().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -1,0 +1,479 @@
+//! The collector's Elasticsearch store on real OpenSearch 2.19.6 (`picket_tests::opensearch`:
+//! the server from Maven Central, one JVM per node): MozDef's templates, daily indices
+//! and aliases as the engine lays them out, `create` with `_id` = eventid, mapping
+//! conflicts in the engine's own words, retention, searches and aggregations through the
+//! collector, `alert_names` tagged by a real painless script, a three-node cluster losing
+//! a node under load, and the imitation node (`picket_tests::elastic`, kept for the
+//! faults a real node will not make on demand) checked against the real one.
+
+#[path = "support/alert_world.rs"]
+mod alert_world;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, Utc};
+use picket_tests::opensearch::OpenSearch;
+use picket_tests::stores::{day_index, es_collector, metric, post, sample_events, wait_until};
+use picket_tests::{Agent, append_lines, assert_exactly_once, http};
+use serde_json::{Value, json};
+
+#[test]
+fn events_land_in_mozdefs_layout_on_a_real_node_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = OpenSearch::start(&dir.path().join("opensearch"));
+    let collector = es_collector(&dir.path().join("collector"), &node.urls(), "");
+    let batch = Value::Array(sample_events(20, "a"));
+    let (status, answer) = post(&collector.events_url(), &batch);
+    assert_eq!(
+        (status, answer["stored"].clone()),
+        (200, json!(20)),
+        "{answer}"
+    );
+
+    // The composable template, as the engine kept it.
+    let templates = node.get("/_index_template/picket-events");
+    let template = &templates["index_templates"][0]["index_template"];
+    assert_eq!(template["index_patterns"], json!(["events-*"]));
+    assert!(node.get("/_index_template/picket-alerts")["index_templates"][0].is_object());
+    // The template's mapping on the index the collector created, as the engine applied it.
+    let today = day_index(0);
+    let mapping = node.get(&format!("/{today}/_mapping"));
+    let properties = &mapping[&today]["mappings"]["properties"];
+    let details = &properties["details"]["properties"];
+    assert_eq!(details["sourceipaddress"]["type"], "ip", "{mapping}");
+    assert_eq!(details["success"]["type"], "boolean");
+    assert_eq!(details["username"]["type"], "keyword", "dynamic strings");
+    assert_eq!(properties["summary"]["type"], "text");
+    assert_eq!(properties["utctimestamp"]["type"], "date");
+
+    // MozDef's aliases.
+    let aliases = |name: &str| -> Vec<String> {
+        let (status, answer) = node.request("GET", &format!("/_alias/{name}"), None);
+        assert_eq!(status, 200, "{name}: {answer}");
+        let mut indices: Vec<String> = answer.as_object().unwrap().keys().cloned().collect();
+        indices.sort();
+        indices
+    };
+    assert_eq!(aliases("events"), vec![today.clone()]);
+    assert_eq!(aliases("events-previous"), vec![day_index(1)]);
+    let weekly = aliases("events-weekly");
+    assert!(
+        weekly.contains(&today) && weekly.contains(&day_index(1)),
+        "{weekly:?}"
+    );
+    let month = Utc::now();
+    assert_eq!(
+        aliases("alerts"),
+        vec![format!("alerts-{:04}{:02}", month.year(), month.month())]
+    );
+
+    // Each event once, `_id` = eventid, in its own day's index.
+    let docs = node.documents("events-*");
+    assert_eq!(docs.len(), 20);
+    for (index, id, doc) in &docs {
+        assert_eq!(doc["eventid"].as_str(), Some(id.as_str()));
+        let day = doc["utctimestamp"].as_str().unwrap()[..10].replace('-', "");
+        assert_eq!(index, &format!("events-{day}"), "{doc}");
+    }
+    assert_eq!(docs.iter().filter(|(i, ..)| *i == day_index(1)).count(), 1);
+
+    // A resend: the engine answers 409 per item; stored, and nothing written again.
+    let (status, answer) = post(&collector.events_url(), &batch);
+    assert_eq!(
+        (status, answer["stored"].clone()),
+        (200, json!(20)),
+        "{answer}"
+    );
+    assert_eq!(node.documents("events-*").len(), 20);
+    let versions = node.get("/events-*/_search?version=true&size=100");
+    for hit in versions["hits"]["hits"].as_array().unwrap() {
+        assert_eq!(hit["_version"], 1, "rewritten: {hit}");
+    }
+
+    // Another body under a stored id: refused, the first copy stays.
+    let (_, id, original) = docs[0].clone();
+    let mut forged = original.clone();
+    forged["summary"] = json!("nothing happened");
+    forged.as_object_mut().unwrap().remove("receivedtimestamp");
+    let (status, answer) = post(&collector.events_url(), &forged);
+    assert_eq!(status, 409, "{answer}");
+    let kept = node.documents("events-*");
+    let kept = &kept.iter().find(|(_, i, _)| *i == id).unwrap().2;
+    assert_eq!(kept["summary"], original["summary"]);
+
+    // Searches and aggregations through the collector, on the engine.
+    let (total, hits) = collector.wait_for("details.username:alice", 10, Duration::from_secs(10));
+    assert_eq!((total, hits.len()), (10, 10));
+    let (status, answer) = collector.search_json(&json!({
+        "query": "category:authentication",
+        "size": 0,
+        "aggs": { "sources": { "terms": { "field": "details.sourceipaddress" } } }
+    }));
+    assert_eq!(status, 200, "{answer}");
+    let counts: Vec<u64> = answer["aggregations"]["sources"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["doc_count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, vec![7, 7, 6], "{answer}");
+    // A query the engine cannot parse is the sender's mistake (400), not an outage.
+    let (status, answer) = collector.search_json(&json!({ "query": "details.username:(alice" }));
+    assert_eq!(status, 400, "{answer}");
+
+    // /custom/<application>: stored as sent, with MozDef's two additions.
+    let (status, answer) = post(
+        &format!("{}/custom/firewall", collector.base_url),
+        &json!({ "rule": "deny-all", "hits": 3 }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let custom: Vec<Value> = node
+        .documents("events-*")
+        .into_iter()
+        .map(|(_, _, d)| d)
+        .filter(|d| d["customendpoint"] == json!(true))
+        .collect();
+    assert_eq!(
+        custom,
+        vec![
+            json!({ "rule": "deny-all", "hits": 3, "endpoint": "firewall", "customendpoint": true })
+        ]
+    );
+}
+
+#[test]
+fn the_engine_refuses_mapping_conflicts_into_the_dead_letter_file_and_keeps_malformed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = OpenSearch::start(&dir.path().join("opensearch"));
+    let collector = es_collector(&dir.path().join("collector"), &node.urls(), "");
+    let (status, _) = post(
+        &collector.events_url(),
+        &Value::Array(sample_events(1, "warm")),
+    );
+    assert_eq!(status, 200);
+    // Event 5 maps details.extra as an object, event 6 sends a value there: a conflict
+    // no retry fixes. Events 7 and 8 carry an address and a port the mapping cannot
+    // index: kept in _source, not indexed (ignore_malformed).
+    let mut batch = sample_events(10, "b");
+    batch[5]["details"]["extra"] = json!({ "nested": 1 });
+    batch[6]["details"]["extra"] = json!("flat");
+    batch[7]["details"]["sourceipaddress"] = json!("not-an-address");
+    batch[8]["details"]["sourceport"] = json!("ssh");
+    let (status, answer) = post(&collector.events_url(), &Value::Array(batch));
+    assert_eq!(status, 200, "{answer}\n{}", collector.service.log());
+    assert_eq!(
+        (answer["stored"].clone(), answer["deadlettered"].clone()),
+        (json!(9), json!(1)),
+        "{answer}"
+    );
+
+    let docs = node.documents("events-*");
+    assert_eq!(docs.len(), 10, "9 new and the warm-up one");
+    let kept = docs
+        .iter()
+        .find(|(.., d)| d["details"]["marker"] == "b-7")
+        .unwrap();
+    assert_eq!(kept.2["details"]["sourceipaddress"], "not-an-address");
+    let ignored = node.get("/events-*/_search?q=details.marker:b-8");
+    assert_eq!(
+        ignored["hits"]["hits"][0]["_ignored"],
+        json!(["details.sourceport"]),
+        "{ignored}"
+    );
+
+    let dead = fs::read_to_string(
+        dir.path()
+            .join("collector/data/elasticsearch-dead-letter.ndjson"),
+    )
+    .expect("dead-letter file");
+    let lines: Vec<Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{dead}");
+    assert_eq!(lines[0]["document"]["details"]["marker"], "b-6");
+    let reason = lines[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("400 mapper_parsing_exception") && reason.contains("details.extra"),
+        "{reason}"
+    );
+    assert_eq!(
+        metric(
+            &collector,
+            "picket_events_rejected_total{reason=\"store_refused\"}"
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn retention_deletes_daily_indices_past_the_limit_on_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = OpenSearch::start(&dir.path().join("opensearch"));
+    for name in [
+        day_index(45),
+        day_index(31),
+        day_index(29),
+        "events-weekly-notes".into(),
+    ] {
+        let (status, answer) = node.request("PUT", &format!("/{name}"), None);
+        assert_eq!(status, 200, "{name}: {answer}");
+    }
+    let _collector = es_collector(
+        &dir.path().join("collector"),
+        &node.urls(),
+        "\n[collector.stores]\nretention_days = 30\n",
+    );
+    let exists = |name: &str| node.request("HEAD", &format!("/{name}"), None).0 == 200;
+    wait_until("old indices deleted", Duration::from_secs(30), || {
+        !exists(&day_index(31))
+    });
+    assert!(!exists(&day_index(45)));
+    assert!(exists(&day_index(29)), "inside the limit");
+    assert!(exists("events-weekly-notes"), "not a daily index");
+    assert!(exists(&day_index(0)), "today's, made ahead");
+}
+
+/// The shipped rules on the engine: each fires once for its scenario, alerts land in
+/// `alerts-YYYYMM`, and the events behind an alert are tagged with the rule's name by
+/// a real painless script (no name twice, none lost).
+#[test]
+fn shipped_rules_fire_once_on_a_real_node_and_tag_events_with_painless() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = OpenSearch::start(&dir.path().join("opensearch"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut world = alert_world::World::elasticsearch(&node.urls(), true);
+        alert_world::shipped_rules_fire_once(&mut world).await;
+    });
+    let alerts = node.documents("alerts-*");
+    assert_eq!(alerts.len(), 13, "every alert stored");
+    assert!(alerts.iter().all(|(index, ..)| index == "alerts-202611"));
+    let brute = &alerts
+        .iter()
+        .find(|(.., a)| a["classname"] == "ssh-bruteforce")
+        .expect("the brute force alert")
+        .2;
+    let first = brute["events"][0]["documentid"].as_str().unwrap();
+    let event = node.get(&format!("/events-20261125/_doc/{first}"));
+    let mut names: Vec<&str> = event["_source"]["alert_names"]
+        .as_array()
+        .expect("alert_names")
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["ssh-bruteforce", "ssh-login-after-bruteforce"]);
+}
+
+/// The same `_bulk` bodies to the imitation (as OpenSearch 2.19.6) and to the real
+/// engine, both with the collector's template: every item's status and error type
+/// must agree, as must the whole-request refusals.
+#[test]
+fn the_imitation_node_answers_bulk_as_the_real_engine_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = OpenSearch::start(&dir.path().join("opensearch"));
+    let imitation =
+        picket_tests::elastic::Node::start_opensearch(picket_tests::opensearch::VERSION);
+    let template = json!({
+        "index_patterns": ["events-*"],
+        "priority": 100,
+        "template": { "mappings": picket_collector::stores::elasticsearch::mapping() },
+    });
+    let client = http();
+    let send = |base: &str, method: &str, path: &str, content_type: &str, body: String| {
+        let response = client
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().unwrap_or(Value::Null))
+    };
+    let real_url = real.urls()[0].clone();
+    for base in [&real_url, &imitation.url] {
+        let (status, answer) = send(
+            base,
+            "PUT",
+            "/_index_template/picket-events",
+            "application/json",
+            template.to_string(),
+        );
+        assert_eq!(status, 200, "{base}: {answer}");
+    }
+    let event = |marker: &str, details: Value| {
+        json!({ "utctimestamp": "2026-11-25T10:00:00+00:00", "summary": marker, "details": details })
+            .to_string()
+    };
+    let cases: Vec<(&str, String)> = vec![
+        ("a new document", event("a", json!({ "username": "root" }))),
+        (
+            "the same id again",
+            event("a", json!({ "username": "root" })),
+        ),
+        (
+            "an object where a keyword is mapped",
+            event("b", json!({ "username": { "first": "x" } })),
+        ),
+        (
+            "a value where an object is mapped",
+            event("c", json!({ "x": { "y": 1 } })),
+        ),
+        (
+            "...and then a value there",
+            event("d", json!({ "x": "flat" })),
+        ),
+        (
+            "a malformed address and port",
+            event(
+                "e",
+                json!({ "sourceipaddress": "nope", "sourceport": "ssh" }),
+            ),
+        ),
+        (
+            "a boolean that is not one",
+            event("f", json!({ "success": "maybe" })),
+        ),
+        (
+            "a boolean as a string",
+            event("g", json!({ "success": "false" })),
+        ),
+        (
+            "a malformed date",
+            json!({ "utctimestamp": "yesterday", "summary": "h" }).to_string(),
+        ),
+        (
+            "a number where a keyword is mapped",
+            event("i", json!({ "username": 42 })),
+        ),
+        (
+            "an array of addresses",
+            event("j", json!({ "sourceipaddress": ["10.0.0.1", "10.0.0.2"] })),
+        ),
+        ("not an object", "[1]".to_string()),
+        ("not JSON", "{\"summary\": nope}".to_string()),
+    ];
+    let mut body = String::new();
+    let ids = [
+        "a", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l",
+    ];
+    for ((_, source), id) in cases.iter().zip(ids) {
+        body.push_str(&json!({ "create": { "_index": "events-20261125", "_id": id } }).to_string());
+        body.push('\n');
+        body.push_str(source);
+        body.push('\n');
+    }
+    body.push_str(
+        &json!({ "update": { "_index": "events-20261125", "_id": "missing" } }).to_string(),
+    );
+    body.push('\n');
+    body.push_str(&json!({ "script": { "lang": "painless", "source": "ctx._source.alert_names = []", "params": { "name": "x" } } }).to_string());
+    body.push('\n');
+    let outcome = |base: &str| -> Vec<(u64, String)> {
+        let (status, answer) = send(base, "POST", "/_bulk", "application/x-ndjson", body.clone());
+        assert_eq!(status, 200, "{base}: {answer}");
+        answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                let result = item.as_object().unwrap().values().next().unwrap();
+                (
+                    result["status"].as_u64().unwrap(),
+                    result["error"]["type"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let (want, got) = (outcome(&real_url), outcome(&imitation.url));
+    let mut differences = Vec::new();
+    let names: Vec<&str> = cases
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(["an update of a missing document"])
+        .collect();
+    for ((name, real), imitated) in names.iter().zip(&want).zip(&got) {
+        if real != imitated {
+            differences.push(format!(
+                "{name}: OpenSearch {real:?}, imitation {imitated:?}"
+            ));
+        }
+    }
+    assert_eq!(want.len(), got.len(), "items: {want:?} vs {got:?}");
+    assert!(
+        differences.is_empty(),
+        "the imitation differs:\n{}",
+        differences.join("\n")
+    );
+    // A body without its final newline is refused whole by both.
+    for base in [&real_url, &imitation.url] {
+        let (status, answer) = send(
+            base,
+            "POST",
+            "/_bulk",
+            "application/x-ndjson",
+            body.trim_end().to_string(),
+        );
+        assert_eq!(
+            (status, answer["error"]["type"].as_str()),
+            (400, Some("illegal_argument_exception")),
+            "{base}: {answer}"
+        );
+    }
+}
+
+/// Three nodes, one replica: a node SIGKILLed while an agent ships 200,000 lines
+/// through the collector. The collector fails over across its `urls`; every line is
+/// stored exactly once; the node comes back; the shipped rules then fire exactly once
+/// on the cluster.
+#[test]
+fn a_three_node_cluster_loses_a_node_under_load_and_loses_nothing() {
+    const LINES: usize = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = OpenSearch::cluster(&dir.path().join("opensearch"), 3);
+    let collector = es_collector(&dir.path().join("collector"), &cluster.urls(), "");
+    let log = dir.path().join("auth.log");
+    append_lines(&log, 0, LINES);
+    let _agent = Agent::start(&dir.path().join("agent"), &[&log], &collector.events_url());
+
+    let count = |cluster: &OpenSearch| {
+        cluster.count("events-*", &json!({ "match": { "processname": "sshd" } }))
+    };
+    wait_until(
+        "a quarter of the lines stored",
+        Duration::from_secs(300),
+        || count(&cluster) >= (LINES / 4) as u64,
+    );
+    let killed_at = count(&cluster);
+    cluster.nodes[0].kill();
+    eprintln!("node-0 killed with {killed_at} events stored");
+    let started = Instant::now();
+    wait_until("every line stored", Duration::from_secs(600), || {
+        count(&cluster) >= LINES as u64
+    });
+    eprintln!(
+        "the rest stored in {:.1} s on two nodes",
+        started.elapsed().as_secs_f64()
+    );
+    let health = cluster.get("/_cluster/health");
+    assert_eq!(health["number_of_nodes"], 2, "{health}");
+
+    // Exactly once, by marker (and `_id` = eventid makes an id unique per index).
+    let stored: Vec<Value> = cluster
+        .documents_with("events-*", &["summary", "processname"])
+        .into_iter()
+        .map(|(.., doc)| doc)
+        .filter(|doc| doc["processname"] == "sshd")
+        .collect();
+    assert_exactly_once(&stored, LINES, "after a node was killed");
+
+    cluster.restart(0);
+    cluster.wait_for_health("green", 3);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut world = alert_world::World::elasticsearch(&cluster.urls(), true);
+        alert_world::shipped_rules_fire_once(&mut world).await;
+    });
+}
