@@ -8,7 +8,10 @@
 
 #[path = "support/alert_world.rs"]
 mod alert_world;
+#[path = "opensearch/differential.rs"]
+mod differential;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::time::{Duration, Instant};
 
@@ -476,4 +479,136 @@ fn a_three_node_cluster_loses_a_node_under_load_and_loses_nothing() {
         let mut world = alert_world::World::elasticsearch(&cluster.urls(), true);
         alert_world::shipped_rules_fire_once(&mut world).await;
     });
+}
+
+/// The embedded store and OpenSearch, loaded with the same 20,000 events, asked the same
+/// ≥ 200 queries and ≥ 30 aggregation requests: totals, hit ids and aggregations must
+/// agree, but for the deliberate differences listed in `differential::KNOWN`.
+#[test]
+fn the_embedded_store_answers_as_opensearch_does() {
+    use differential::{Answer, ask};
+    use picket_collector::stores::SearchRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let node = OpenSearch::start(&dir.path().join("opensearch"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(stores) = runtime.block_on(differential::Stores::load(dir.path(), &node.urls()[0]))
+    else {
+        return;
+    };
+    let summaries: BTreeMap<&str, &str> = stores
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e["eventid"].as_str().unwrap(),
+                e["summary"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let describe = |embedded: &Answer, opensearch: &Answer| -> String {
+        match (embedded, opensearch) {
+            (
+                Answer::Found {
+                    total: a,
+                    ids: Some(x),
+                    aggregations: None,
+                },
+                Answer::Found {
+                    total: b,
+                    ids: Some(y),
+                    aggregations: None,
+                },
+            ) => {
+                let only = |from: &BTreeSet<String>, not: &BTreeSet<String>| -> Vec<String> {
+                    from.difference(not)
+                        .take(2)
+                        .map(|id| format!("{:?}", summaries.get(id.as_str()).unwrap_or(&"?")))
+                        .collect()
+                };
+                format!(
+                    "embedded {a}, OpenSearch {b}; only embedded: {:?}; only OpenSearch: {:?}",
+                    only(x, y),
+                    only(y, x)
+                )
+            }
+            (a, b) => {
+                let text = format!("embedded {a:?} / OpenSearch {b:?}");
+                text.chars().take(600).collect()
+            }
+        }
+    };
+    let queries = differential::queries(&stores);
+    let aggregations = differential::aggregations(&stores);
+    assert!(queries.len() >= 200, "{} queries", queries.len());
+    assert!(
+        aggregations.len() >= 30,
+        "{} aggregation requests",
+        aggregations.len()
+    );
+    let mut differences: BTreeMap<String, String> = BTreeMap::new();
+    let mut refused_by_both = 0;
+    runtime.block_on(async {
+        for q in &queries {
+            let request = SearchRequest {
+                query: q.text.clone(),
+                from: q.from,
+                to: q.to,
+                size: 10_000,
+                ..Default::default()
+            };
+            let embedded = ask(&stores.embedded, request.clone()).await;
+            let opensearch = ask(&stores.opensearch, request).await;
+            if embedded == Answer::Refused && opensearch == Answer::Refused {
+                refused_by_both += 1;
+            }
+            if embedded != opensearch {
+                let key = match (q.from, q.to) {
+                    (None, None) => q.text.clone(),
+                    (from, to) => format!("{} [{from:?}, {to:?}]", q.text),
+                };
+                differences.insert(key, describe(&embedded, &opensearch));
+            }
+        }
+        for (text, aggs) in &aggregations {
+            let request = SearchRequest {
+                query: text.clone(),
+                size: 0,
+                aggs: Some(aggs.clone()),
+                ..Default::default()
+            };
+            let embedded = ask(&stores.embedded, request.clone()).await;
+            let opensearch = ask(&stores.opensearch, request).await;
+            if embedded != opensearch {
+                differences.insert(
+                    format!("{text} aggs {aggs}"),
+                    describe(&embedded, &opensearch),
+                );
+            }
+        }
+    });
+    let known: BTreeSet<&str> = differential::KNOWN.iter().map(|(q, _)| *q).collect();
+    let unexpected: Vec<String> = differences
+        .iter()
+        .filter(|(q, _)| !known.contains(q.as_str()))
+        .map(|(q, why)| format!("  {q}\n      {why}"))
+        .collect();
+    let stale: Vec<&&str> = known
+        .iter()
+        .filter(|q| !differences.contains_key(**q))
+        .collect();
+    eprintln!(
+        "differential: {} events; {} queries ({} refused by both), {} aggregation requests; {} differ, {} of them deliberate",
+        differential::EVENTS,
+        queries.len(),
+        refused_by_both,
+        aggregations.len(),
+        differences.len(),
+        differences.len() - unexpected.len()
+    );
+    assert!(
+        unexpected.is_empty() && stale.is_empty(),
+        "{} unexpected differences:\n{}\nlisted as different but now agreeing: {stale:?}",
+        unexpected.len(),
+        unexpected.join("\n")
+    );
 }
