@@ -15,7 +15,9 @@
 //!   `keyword` (MozDef mapped every dynamic value as a not-analyzed string, which keeps
 //!   one sender's number from breaking another's string), `summary` is `text`, the
 //!   timestamps are `date`, `details.sourceipaddress`/`destinationipaddress`/`srcip`/
-//!   `dstip` are `ip`, the ports `long`, `details.success` `boolean`. Malformed IPs,
+//!   `dstip` are `ip`, the ports and `processid` `long` (the event contract's integer:
+//!   ranges and sums on it are numeric, as in the embedded store), `details.success`
+//!   `boolean`. Malformed IPs,
 //!   numbers and dates are kept in `_source` but not indexed (`ignore_malformed`), so
 //!   they do not cost the event.
 //!
@@ -201,22 +203,23 @@ impl ElasticStore {
             match request.send().await {
                 Ok(response) => {
                     let status = response.status();
+                    let bytes = response.bytes().await;
                     if matches!(status.as_u16(), 502..=504) {
-                        last_error = format!("{} answered {status}", host(&url));
-                        continue;
+                        // A node that cannot serve: the next may. But a search the
+                        // cluster refuses as too big answers 503 too, and would be
+                        // refused by every node: that answer is the caller's.
+                        let value = bytes.as_deref().map(answer_json).unwrap_or(Value::Null);
+                        if !is_request_fault(&value) {
+                            last_error = format!("{} answered {status}", host(&url));
+                            continue;
+                        }
+                        return Ok((status, value));
                     }
                     self.current.store(node, Ordering::Relaxed);
-                    let bytes = response.bytes().await.map_err(|e| {
+                    let bytes = bytes.map_err(|e| {
                         Unreachable(format!("{}: reading the answer: {e}", host(&url)))
                     })?;
-                    let value = if bytes.is_empty() {
-                        Value::Null
-                    } else {
-                        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                            Value::String(String::from_utf8_lossy(&bytes).into_owned())
-                        })
-                    };
-                    return Ok((status, value));
+                    return Ok((status, answer_json(&bytes)));
                 }
                 Err(e) => {
                     last_error = format!("{}: {}", host(&url), error_chain(&e));
@@ -550,9 +553,60 @@ fn item_outcome(item: &Value) -> ItemOutcome {
     }
 }
 
-/// `type: reason` of an Elasticsearch error answer, or the answer itself.
+/// An answer's body as JSON (an empty body is null; text that is not JSON, a string).
+fn answer_json(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+    }
+}
+
+/// The error types an Elasticsearch error answer names: its own, its `caused_by`
+/// chain's and its `root_cause`s'.
+fn error_types(answer: &Value) -> Vec<&str> {
+    let mut types = Vec::new();
+    let mut error = &answer["error"];
+    for _ in 0..16 {
+        if let Some(kind) = error["type"].as_str() {
+            types.push(kind);
+        }
+        for cause in error["root_cause"].as_array().into_iter().flatten() {
+            types.extend(cause["type"].as_str());
+        }
+        error = &error["caused_by"];
+        if error.is_null() {
+            break;
+        }
+    }
+    types
+}
+
+/// A refusal of the request itself, whatever its status (OpenSearch answers 503 to an
+/// aggregation over `search.max_buckets`): no other node would take it either.
+fn is_request_fault(answer: &Value) -> bool {
+    error_types(answer).contains(&"too_many_buckets_exception")
+}
+
+/// `type: reason` of an Elasticsearch error answer (its innermost cause when the outer
+/// error says nothing, as `search_phase_execution_exception` does), or the answer itself.
 fn reason(answer: &Value) -> String {
-    let error = &answer["error"];
+    let says_nothing = |error: &Value| {
+        error["reason"]
+            .as_str()
+            .is_none_or(|r| r.is_empty() || r == "all shards failed")
+    };
+    let mut error = &answer["error"];
+    for _ in 0..16 {
+        if !says_nothing(error) || !error["caused_by"].is_object() {
+            break;
+        }
+        error = &error["caused_by"];
+    }
+    if says_nothing(error) && answer["error"]["root_cause"][0].is_object() {
+        error = &answer["error"]["root_cause"][0];
+    }
     match (error["type"].as_str(), error["reason"].as_str()) {
         (Some(kind), Some(why)) => format!("{kind}: {why}"),
         _ => match error.as_str() {

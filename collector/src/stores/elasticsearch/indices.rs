@@ -267,7 +267,7 @@ pub fn mapping() -> Value {
             "summary": { "type": "text" },
             "hostname": keyword,
             "processname": keyword,
-            "processid": keyword,
+            "processid": { "type": "long" },
             "severity": keyword,
             "category": keyword,
             "source": keyword,

@@ -54,6 +54,9 @@ impl ElasticStore {
             )
             .await
             .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+        if is_request_fault(&answer) {
+            return Err(StoreError::BadAggregation(reason(&answer)));
+        }
         if status == StatusCode::BAD_REQUEST {
             return Err(StoreError::BadQuery(reason(&answer)));
         }

@@ -133,6 +133,13 @@ impl Shared {
                 boost.into_inner() as f32,
             ))),
             UserInputAst::Leaf(leaf) => match *leaf {
+                // Lucene's `_exists_:field`, and tantivy's `field:*`.
+                UserInputLeaf::Literal(literal)
+                    if literal.field_name.as_deref() == Some("_exists_") =>
+                {
+                    self.exists_query(&literal.phrase)
+                }
+                UserInputLeaf::Exists { field } => self.exists_query(&field),
                 UserInputLeaf::Literal(literal)
                     if literal.delimiter == tantivy::query_grammar::Delimiter::None
                         && literal.phrase.contains(['*', '?']) =>
@@ -154,6 +161,31 @@ impl Shared {
                     .build_query_from_user_input_ast(UserInputAst::Leaf(Box::new(leaf)))
                     .map_err(bad),
             },
+        }
+    }
+
+    /// Events that have `name` (with any value; for `details.x`, an object there too),
+    /// as Elasticsearch's `exists`: a fast field's own check, any term of `summary`,
+    /// every event for `eventid`.
+    pub(super) fn exists_query(&self, name: &str) -> Result<Box<dyn Query>, StoreError> {
+        let f = &self.fields;
+        match name {
+            "eventid" => Ok(Box::new(AllQuery)),
+            "summary" => tantivy::query::RegexQuery::from_pattern(".+", f.summary)
+                .map(|q| Box::new(q) as Box<dyn Query>)
+                .map_err(|e| StoreError::BadQuery(e.to_string())),
+            "utctimestamp" | "receivedtimestamp" | "hostname" | "processname" | "processid"
+            | "severity" | "category" | "source" | "tags" => Ok(Box::new(
+                tantivy::query::ExistsQuery::new(name.to_string(), false),
+            )),
+            "details" => Ok(Box::new(tantivy::query::ExistsQuery::new(
+                name.to_string(),
+                true,
+            ))),
+            other if other.starts_with("details.") => Ok(Box::new(
+                tantivy::query::ExistsQuery::new(other.to_string(), true),
+            )),
+            other => Err(StoreError::BadQuery(format!("no field {other:?}"))),
         }
     }
 
@@ -243,8 +275,10 @@ pub(super) fn aggregate(
     use tantivy::aggregation::{
         AggContextParams, AggregationLimitsGuard, DistributedAggregationCollector,
     };
-    let request: Aggregations = serde_json::from_value(aggs.clone())
-        .map_err(|e| StoreError::BadAggregation(e.to_string()))?;
+    let mut aggs = aggs.clone();
+    calendar_to_fixed(&mut aggs)?;
+    let request: Aggregations =
+        serde_json::from_value(aggs).map_err(|e| StoreError::BadAggregation(e.to_string()))?;
     // The budget is one search's, shared by its days: each day's collection may take
     // its share (tantivy frees a day's count when the day is done, while its results
     // stay in the merge), so a search over 365 days cannot take 365 budgets.
@@ -277,6 +311,42 @@ pub(super) fn aggregate(
         .into_final_result(request, limits())
         .map_err(|e| StoreError::BadAggregation(e.to_string()))?;
     serde_json::to_value(result).map_err(|e| StoreError::BadAggregation(e.to_string()))
+}
+
+/// `date_histogram`'s `calendar_interval` of a minute, an hour or a day as the
+/// `fixed_interval` it equals in UTC (tantivy knows only fixed intervals; the searches
+/// here have no time zone). Weeks, months, quarters and years are not fixed lengths:
+/// refused, naming the interval. At most [`crate::query::MAX_AGGREGATION_DEPTH`] deep
+/// (checked before).
+fn calendar_to_fixed(aggs: &mut serde_json::Value) -> Result<(), StoreError> {
+    let Some(map) = aggs.as_object_mut() else {
+        return Ok(());
+    };
+    for aggregation in map.values_mut() {
+        if let Some(histogram) = aggregation
+            .get_mut("date_histogram")
+            .and_then(|h| h.as_object_mut())
+            && let Some(interval) = histogram.remove("calendar_interval")
+        {
+            let fixed = match interval.as_str() {
+                Some("minute" | "1m") => "1m",
+                Some("hour" | "1h") => "1h",
+                Some("day" | "1d") => "1d",
+                _ => {
+                    return Err(StoreError::BadAggregation(format!(
+                        "calendar_interval {interval} is not supported by the embedded store (minute, hour and day are; or a fixed_interval)"
+                    )));
+                }
+            };
+            histogram.insert("fixed_interval".into(), fixed.into());
+        }
+        for key in ["aggs", "aggregations"] {
+            if let Some(inner) = aggregation.get_mut(key) {
+                calendar_to_fixed(inner)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The most memory one search's aggregations may take.
