@@ -531,6 +531,19 @@ fn the_embedded_store_answers_as_opensearch_does() {
                     only(y, x)
                 )
             }
+            (
+                Answer::Found {
+                    aggregations: Some(x),
+                    ..
+                },
+                Answer::Found {
+                    aggregations: Some(y),
+                    ..
+                },
+            ) => format!(
+                "aggregations (embedded vs OpenSearch): {}",
+                differential::differences(x, y, 6).join("; ")
+            ),
             (Answer::Failed(e), _) => format!("the embedded store failed: {e}"),
             (_, Answer::Failed(e)) => format!("OpenSearch failed: {e}"),
             (a, b) => {

@@ -652,3 +652,27 @@ fn same(a: &Value, b: &Value, estimate: bool) -> bool {
         _ => a == b,
     }
 }
+
+/// Where two aggregation answers differ: up to `limit` paths with both values.
+pub fn differences(a: &Value, b: &Value, limit: usize) -> Vec<String> {
+    fn walk(a: &Value, b: &Value, path: &str, out: &mut Vec<String>, limit: usize) {
+        if out.len() >= limit {
+            return;
+        }
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for key in keys {
+                    let null = Value::Null;
+                    let (v, w) = (x.get(key).unwrap_or(&null), y.get(key).unwrap_or(&null));
+                    walk(v, w, &format!("{path}/{key}"), out, limit);
+                }
+            }
+            _ if same(a, b, path.contains("cardinality")) => {}
+            _ => out.push(format!("{path}: {a} vs {b}")),
+        }
+    }
+    let mut out = Vec::new();
+    walk(a, b, "", &mut out, limit);
+    out
+}

@@ -157,6 +157,20 @@ impl Shared {
                         upper.term_str()
                     )))
                 }
+                UserInputLeaf::Range {
+                    field: Some(field),
+                    lower,
+                    upper,
+                } if field == "utctimestamp" || field == "receivedtimestamp" => {
+                    let leaf = UserInputLeaf::Range {
+                        field: Some(field),
+                        lower: whole_days(lower, false),
+                        upper: whole_days(upper, true),
+                    };
+                    parser
+                        .build_query_from_user_input_ast(UserInputAst::Leaf(Box::new(leaf)))
+                        .map_err(bad)
+                }
                 leaf => parser
                     .build_query_from_user_input_ast(UserInputAst::Leaf(Box::new(leaf)))
                     .map_err(bad),
@@ -165,15 +179,12 @@ impl Shared {
     }
 
     /// Events that have `name` (with any value; for `details.x`, an object there too),
-    /// as Elasticsearch's `exists`: a fast field's own check, any term of `summary`,
-    /// every event for `eventid`.
+    /// as Elasticsearch's `exists`: a fast field's own check; every event for `eventid`
+    /// and `summary`.
     pub(super) fn exists_query(&self, name: &str) -> Result<Box<dyn Query>, StoreError> {
-        let f = &self.fields;
         match name {
-            "eventid" => Ok(Box::new(AllQuery)),
-            "summary" => tantivy::query::RegexQuery::from_pattern(".+", f.summary)
-                .map(|q| Box::new(q) as Box<dyn Query>)
-                .map_err(|e| StoreError::BadQuery(e.to_string())),
+            // Normalization gives every event both (`summary` may be empty text).
+            "eventid" | "summary" => Ok(Box::new(AllQuery)),
             "utctimestamp" | "receivedtimestamp" | "hostname" | "processname" | "processid"
             | "severity" | "category" | "source" | "tags" => Ok(Box::new(
                 tantivy::query::ExistsQuery::new(name.to_string(), false),
@@ -408,4 +419,30 @@ pub(super) fn lift_negations(ast: UserInputAst) -> UserInputAst {
         ));
     }
     UserInputAst::Clause(lifted)
+}
+
+/// A date-only bound of a time range (`2026-11-23`) as Elasticsearch rounds it: the
+/// day's start for an inclusive lower bound, the next day's for an exclusive one or an
+/// inclusive upper one (the whole day is in), the day's start for an exclusive upper.
+fn whole_days(
+    bound: tantivy::query_grammar::UserInputBound,
+    upper: bool,
+) -> tantivy::query_grammar::UserInputBound {
+    use tantivy::query_grammar::UserInputBound as B;
+    let day = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
+    let start = |d: NaiveDate| format!("{d}T00:00:00Z");
+    let next = |d: NaiveDate| start(d.succ_opt().unwrap_or(d));
+    match bound {
+        B::Inclusive(text) => match day(&text) {
+            Some(d) if upper => B::Exclusive(next(d)),
+            Some(d) => B::Inclusive(start(d)),
+            None => B::Inclusive(text),
+        },
+        B::Exclusive(text) => match day(&text) {
+            Some(d) if upper => B::Exclusive(start(d)),
+            Some(d) => B::Inclusive(next(d)),
+            None => B::Exclusive(text),
+        },
+        B::Unbounded => B::Unbounded,
+    }
 }
