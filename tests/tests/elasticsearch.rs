@@ -1,15 +1,15 @@
-//! The collector's Elasticsearch store, run as a real collector process against the
-//! test Elasticsearch node of `picket_tests::elastic` (it answers as the documented
-//! REST API does: `_bulk` per-item results, 409 on `create`, 429s, aliases,
-//! templates, security errors).
+//! The collector's Elasticsearch store against the imitation node of
+//! `picket_tests::elastic`, for what a real node will not do on demand: 429s and 503s
+//! mid-bulk, a node and then the whole cluster gone, credentials refused, and the
+//! Elasticsearch versions before OpenSearch (7.x legacy templates, 6.x refused).
+//! Everything else runs on real OpenSearch in `opensearch.rs`, which also checks the
+//! imitation's `_bulk` answers against the real engine's.
 
 use std::fs;
 use std::time::{Duration, Instant};
 
-use chrono::{Datelike, Utc};
 use picket_tests::elastic::Node;
-use picket_tests::stores::{day_index, metric, post, sample_events as events, wait_until};
-use picket_tests::{Collector, CollectorOptions};
+use picket_tests::stores::{metric, post, sample_events as events};
 use serde_json::{Value, json};
 
 fn es_collector(dir: &std::path::Path, urls: &[&str], more: &str) -> picket_tests::Collector {
@@ -29,134 +29,6 @@ fn all_docs(node: &Node) -> Vec<(String, String, Value)> {
             })
             .collect()
     })
-}
-
-#[test]
-fn events_land_in_mozdefs_indices_aliases_and_template_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start("8.15.0");
-    let collector = es_collector(dir.path(), &[&node.url], "");
-    let batch = Value::Array(events(20, "a"));
-
-    let (status, answer) = post(&collector.events_url(), &batch);
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["stored"], 20, "{answer}");
-
-    // MozDef's layout: template, daily indices, aliases.
-    node.with(|cluster| {
-        let (api, template) = &cluster.templates["picket-events"];
-        assert_eq!(api, "index_template", "8.x gets a composable template");
-        assert_eq!(template["index_patterns"], json!(["events-*"]));
-        let properties = &template["template"]["mappings"]["properties"];
-        assert_eq!(
-            properties["details"]["properties"]["sourceipaddress"]["type"],
-            "ip"
-        );
-        assert_eq!(
-            properties["details"]["properties"]["success"]["type"],
-            "boolean"
-        );
-        assert_eq!(properties["summary"]["type"], "text");
-        assert_eq!(properties["utctimestamp"]["type"], "date");
-        assert!(cluster.templates.contains_key("picket-alerts"));
-        let today = &cluster.indices[&day_index(0)];
-        assert!(
-            today.aliases.contains(&"events".to_string()),
-            "{:?}",
-            today.aliases
-        );
-        assert!(today.aliases.contains(&"events-weekly".to_string()));
-        let yesterday = &cluster.indices[&day_index(1)];
-        assert!(yesterday.aliases.contains(&"events-previous".to_string()));
-        assert!(yesterday.aliases.contains(&"events-weekly".to_string()));
-        assert!(!yesterday.aliases.contains(&"events".to_string()));
-        let month = Utc::now();
-        let alerts = format!("alerts-{:04}{:02}", month.year(), month.month());
-        assert_eq!(cluster.indices[&alerts].aliases, vec!["alerts".to_string()]);
-        // The template's mapping was applied to the index the collector created.
-        assert_eq!(today.mapping["details.sourceipaddress"].kind, "ip");
-    });
-
-    // Each event once, `_id` = eventid, in the index of its own day.
-    let docs = all_docs(&node);
-    assert_eq!(docs.len(), 20);
-    for (index, id, doc) in &docs {
-        assert_eq!(doc["eventid"].as_str(), Some(id.as_str()));
-        let day = doc["utctimestamp"].as_str().unwrap()[..10].replace('-', "");
-        assert_eq!(index, &format!("events-{day}"), "{doc}");
-        assert!(doc["receivedtimestamp"].is_string(), "normalized: {doc}");
-    }
-    assert_eq!(
-        docs.iter().filter(|(i, _, _)| *i == day_index(1)).count(),
-        1
-    );
-
-    // A resend is answered as stored (409 = already there) and stored nothing twice.
-    let (status, answer) = post(&collector.events_url(), &batch);
-    assert_eq!(
-        (status, answer["stored"].clone()),
-        (200, json!(20)),
-        "{answer}"
-    );
-    assert_eq!(all_docs(&node).len(), 20);
-    let conflicts = node.with(|c| c.bulk_log.iter().filter(|(_, _, s)| *s == 409).count());
-    assert_eq!(conflicts, 20);
-
-    // Another body under a stored id is refused: the first copy stays (create + _mget).
-    let (_, id, original) = all_docs(&node).into_iter().next().unwrap();
-    let mut forged = original.clone();
-    forged["summary"] = json!("nothing happened");
-    forged.as_object_mut().unwrap().remove("receivedtimestamp");
-    let (status, answer) = post(&collector.events_url(), &forged);
-    assert_eq!(status, 409, "{answer}");
-    assert!(
-        answer["rejected"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("already stored")
-    );
-    let kept = all_docs(&node)
-        .into_iter()
-        .find(|(_, i, _)| *i == id)
-        .unwrap()
-        .2;
-    assert_eq!(kept["summary"], original["summary"]);
-
-    // Searches and aggregations go to the cluster.
-    let (total, hits) = collector.search("details.username:alice", 100);
-    assert_eq!((total, hits.len()), (10, 10));
-    let (status, answer) = collector.search_json(&json!({
-        "query": "category:authentication",
-        "size": 0,
-        "aggs": { "sources": { "terms": { "field": "details.sourceipaddress" } } }
-    }));
-    assert_eq!(status, 200, "{answer}");
-    let buckets = answer["aggregations"]["sources"]["buckets"]
-        .as_array()
-        .unwrap();
-    let counts: Vec<u64> = buckets
-        .iter()
-        .map(|b| b["doc_count"].as_u64().unwrap())
-        .collect();
-    assert_eq!(counts, vec![7, 7, 6], "{answer}");
-
-    // /custom/<application>: stored as sent, with MozDef's two additions.
-    let (status, answer) = post(
-        &format!("{}/custom/firewall", collector.base_url),
-        &json!({ "rule": "deny-all", "hits": 3 }),
-    );
-    assert_eq!(status, 200, "{answer}");
-    let custom: Vec<Value> = all_docs(&node)
-        .into_iter()
-        .map(|(_, _, d)| d)
-        .filter(|d| d["customendpoint"] == json!(true))
-        .collect();
-    assert_eq!(
-        custom,
-        vec![
-            json!({ "rule": "deny-all", "hits": 3, "endpoint": "firewall", "customendpoint": true })
-        ]
-    );
 }
 
 #[test]
@@ -320,42 +192,4 @@ fn versions_pick_the_template_api_and_old_clusters_are_refused_clearly() {
     assert_eq!(status, 503);
     assert!(collector.service.log().contains("is not supported"));
     assert!(all_docs(&node).is_empty());
-}
-
-#[test]
-fn retention_deletes_daily_indices_past_the_limit_and_nothing_else() {
-    let node = Node::start("8.15.0");
-    node.with(|c| {
-        for name in [
-            day_index(45),
-            day_index(31),
-            day_index(29),
-            "events-weekly-notes".into(),
-        ] {
-            c.indices.insert(name, Default::default());
-        }
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let _collector = Collector::start_with(
-        dir.path(),
-        &CollectorOptions {
-            extra: format!(
-                "[collector.stores.elasticsearch]\nurls = [{:?}]\n\n[collector.stores]\nretention_days = 30\n",
-                node.url
-            ),
-            ..CollectorOptions::default()
-        },
-    );
-    wait_until("old indices deleted", Duration::from_secs(20), || {
-        node.with(|c| !c.indices.contains_key(&day_index(31)))
-    });
-    node.with(|c| {
-        assert!(!c.indices.contains_key(&day_index(45)));
-        assert!(c.indices.contains_key(&day_index(29)), "inside the limit");
-        assert!(
-            c.indices.contains_key("events-weekly-notes"),
-            "not a daily index"
-        );
-        assert!(c.indices.contains_key(&day_index(0)));
-    });
 }
