@@ -7,8 +7,9 @@
 #   LINES=200000 bench/all.sh  (a quicker, smaller workload)
 #
 # Runs: bench/delivery.sh sink, amqps and https (the agent on the standard workload),
-# bench/idle_cpu.sh (200 idle files), and the collector's ingest bench (1,000
-# connections, embedded store). Raw outputs are kept in target/bench-results/.
+# bench/idle_cpu.sh (200 idle files), the collector's ingest bench (1,000
+# connections, embedded store) and bench/opensearch.sh (the collector storing into real
+# OpenSearch, one node and three). Raw outputs are kept in target/bench-results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/bench-results
@@ -21,6 +22,8 @@ echo "== idle CPU" >&2
 bench/idle_cpu.sh | tee "$out/idle.txt"
 echo "== collector ingest" >&2
 EVENTS=${COLLECTOR_EVENTS:-1000000} cargo bench --quiet -p picket-collector --bench ingest 2>/dev/null | tee "$out/ingest.txt"
+echo "== collector → OpenSearch" >&2
+EVENTS=${OPENSEARCH_EVENTS:-200000} bench/opensearch.sh 2>/dev/null | tee "$out/opensearch.txt"
 
 python3 - "$out" <<'PY'
 import datetime, pathlib, platform, re, subprocess, sys
@@ -45,6 +48,13 @@ lat = re.search(r"request latency (.*)", ingest)
 cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+opensearch = []
+for line in (out / "opensearch.txt").read_text().splitlines():
+    if line.startswith("RESULT "):
+        r = dict(kv.split("=", 1) for kv in line.split()[1:])
+        opensearch.append(f"- Collector → OpenSearch 2.19.6, {r['nodes']} node(s) (512 MiB heap each, one replica): "
+                          f"{int(r['events_per_s']):,} events/s stored; collector CPU {r['collector_cpu_us']} µs per event, "
+                          f"OpenSearch CPU {r['opensearch_cpu_us']} µs per event ({int(r['events']):,} events, 4 connections, batches of 1,000).")
 table = "\n".join([
     f"Measured {datetime.date.today()} at commit {commit} on {cores} cores ({cpu_model}), kernel {platform.release()}.",
     "",
@@ -55,6 +65,7 @@ table = "\n".join([
     f"- Idle CPU: {idle}",
     f"- Collector ingest (1,000 connections, embedded store): {float(stored.group(1)):,.0f} events/s stored; "
     f"CPU {cpu.group(2)} µs per event, peak RSS {cpu.group(3)} MiB; {lat.group(1)}." if stored and cpu and lat else "- Collector ingest: see target/bench-results/ingest.txt",
+    *opensearch,
 ])
 path = pathlib.Path("BENCHMARKS.md")
 text = path.read_text()

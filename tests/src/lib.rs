@@ -73,6 +73,11 @@ pub fn binary(name: &str) -> PathBuf {
                 "--bins",
             ])
             .current_dir(workspace_root());
+        // A release build's tests and examples (benchmarks) run release binaries.
+        let exe = std::env::current_exe().expect("the test knows its own path");
+        if exe.components().any(|c| c.as_os_str() == "release") {
+            command.arg("--release");
+        }
         // Variables cargo sets for this test's own crate would reach build scripts that
         // watch them (ring watches CARGO_MANIFEST_DIR) and force a rebuild every run.
         for (key, _) in std::env::vars_os() {

@@ -98,6 +98,11 @@ impl OpenSearchNode {
         format!("http://127.0.0.1:{}", self.http_port)
     }
 
+    /// The JVM's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.service.as_ref().and_then(Service::pid)
+    }
+
     pub fn running(&mut self) -> bool {
         self.service.as_mut().is_some_and(Service::running)
     }
