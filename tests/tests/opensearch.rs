@@ -410,6 +410,70 @@ fn the_imitation_node_answers_bulk_as_the_real_engine_does() {
         "the imitation differs:\n{}",
         differences.join("\n")
     );
+    // The searches the collector sends, as far as the imitation answers them: the
+    // same totals, ids and `terms` buckets.
+    let (status, answer) = real.request("POST", "/_refresh", None);
+    assert_eq!(status, 200, "{answer}");
+    let search = |base: &str,
+                  query: &str,
+                  range: Option<(&str, &str)>|
+     -> (u64, BTreeSet<String>, Value) {
+        let matcher = if query == "*" {
+            json!({ "match_all": {} })
+        } else {
+            json!({ "query_string": { "query": query, "default_operator": "AND" } })
+        };
+        let filter: Vec<Value> = range
+            .map(|(gte, lte)| json!({ "range": { "utctimestamp": { "gte": gte, "lte": lte } } }))
+            .into_iter()
+            .collect();
+        let body = json!({
+            "query": { "bool": { "must": [matcher], "filter": filter } },
+            "sort": [{ "utctimestamp": { "order": "desc", "unmapped_type": "date" } }],
+            "size": 100,
+            "track_total_hits": true,
+            "aggs": { "users": { "terms": { "field": "details.username", "size": 10 } } },
+        });
+        let (status, answer) = send(
+            base,
+            "POST",
+            "/events-*/_search",
+            "application/json",
+            body.to_string(),
+        );
+        assert_eq!(status, 200, "{base} {query}: {answer}");
+        let ids = answer["hits"]["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["_id"].as_str().unwrap().to_string())
+            .collect();
+        let buckets = answer["aggregations"]["users"]["buckets"].clone();
+        (
+            answer["hits"]["total"]["value"].as_u64().unwrap(),
+            ids,
+            buckets,
+        )
+    };
+    for (query, range) in [
+        ("*", None),
+        ("details.username:root", None),
+        ("details.username:root AND details.success:false", None),
+        (
+            "*",
+            Some(("2026-11-25T09:00:00+00:00", "2026-11-25T11:00:00+00:00")),
+        ),
+        (
+            "*",
+            Some(("2026-11-25T10:00:01+00:00", "2026-11-25T11:00:00+00:00")),
+        ),
+    ] {
+        assert_eq!(
+            search(&real_url, query, range),
+            search(&imitation.url, query, range),
+            "{query} {range:?}: OpenSearch (left) and the imitation (right)"
+        );
+    }
     // A body without its final newline is refused whole by both.
     for base in [&real_url, &imitation.url] {
         let (status, answer) = send(
