@@ -1,6 +1,7 @@
 //! The collector storing into real OpenSearch (`bench/opensearch.sh`): a release
 //! `picket-collector` on the Elasticsearch store, in front of 1 or 3 OpenSearch 2.19.6
-//! nodes (`picket_tests::opensearch`, 512 MiB heap each, one replica), takes EVENTS
+//! nodes (`picket_tests::opensearch`, 512 MiB heap each; the template's one replica
+//! is unassigned on one node, kept on another with three), takes EVENTS
 //! events POSTed as NDJSON batches of BATCH by CONNS threads, each waiting for its
 //! answer (answered after the cluster acknowledged every document).
 //!
@@ -149,7 +150,9 @@ fn main() {
     let collector_cpu = cpu_seconds(collector_pid) - collector_cpu;
     let cluster_cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cluster_cpu;
     // All but the warm-up event.
-    let stored = cluster.count("events-*", &serde_json::json!({ "match_all": {} })) - 1;
+    let stored = cluster
+        .count("events-*", &serde_json::json!({ "match_all": {} }))
+        .saturating_sub(1);
     let per_s = events as f64 / elapsed;
     println!(
         "collector → OpenSearch ({nodes} node{}): {events} events in {elapsed:.1} s = {per_s:.0} events/s stored; \

@@ -73,10 +73,23 @@ pub fn binary(name: &str) -> PathBuf {
                 "--bins",
             ])
             .current_dir(workspace_root());
-        // A release build's tests and examples (benchmarks) run release binaries.
+        // Binaries of the profile the test (or example) was built with: the directory
+        // above `deps` or `examples` names it.
         let exe = std::env::current_exe().expect("the test knows its own path");
-        if exe.components().any(|c| c.as_os_str() == "release") {
-            command.arg("--release");
+        let profile = exe
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug");
+        match profile {
+            "debug" => {}
+            "release" => {
+                command.arg("--release");
+            }
+            other => {
+                command.args(["--profile", other]);
+            }
         }
         // Variables cargo sets for this test's own crate would reach build scripts that
         // watch them (ring watches CARGO_MANIFEST_DIR) and force a rebuild every run.

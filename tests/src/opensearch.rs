@@ -54,6 +54,11 @@ fn classpath() -> &'static str {
         let stamp = out.join("picket-built");
         let jar = out.join("picket-opensearch-node-1.jar");
         if fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) || !jar.exists() {
+            // copy-dependencies never deletes: a version bump would leave the old
+            // jars on the classpath beside the new.
+            for stale in ["lib", "classes"] {
+                let _ = fs::remove_dir_all(out.join(stale));
+            }
             let started = Instant::now();
             let output = Command::new("mvn")
                 .args(["-q", "-B", "-f"])
@@ -90,6 +95,9 @@ pub struct OpenSearchNode {
     /// Settings beyond the node's own (discovery).
     discovery: Vec<String>,
     service: Option<Service>,
+    /// How many times it was launched, and when last.
+    starts: u32,
+    started: Instant,
 }
 
 impl OpenSearchNode {
@@ -112,9 +120,9 @@ impl OpenSearchNode {
         self.service.as_ref().map(Service::log).unwrap_or_default()
     }
 
-    /// Starts the JVM and waits until the node has started (not for the cluster).
-    /// `Err` with the log when it exited first (a port taken, say).
-    fn spawn(&mut self) -> Result<(), String> {
+    /// Starts the JVM; [`Self::await_ready`] waits for it. Each start logs to a file
+    /// of its own (`node-1.log`, `node-2.log` after a restart, ...).
+    fn launch(&mut self) {
         let mut command = Command::new("java");
         command
             .args(["-Xms512m", "-Xmx512m", "-XX:+UseSerialGC"])
@@ -137,13 +145,22 @@ impl OpenSearchNode {
             .arg("action.auto_create_index=true")
             .args(&self.discovery);
         fs::create_dir_all(self.home.join("tmp")).expect("node tmp dir");
-        let log = self.home.join("node.log");
-        let started = Instant::now();
-        let mut service = Service::spawn("opensearch", command, log);
-        let deadline = started + Duration::from_secs(180);
+        self.starts += 1;
+        let log = self.home.join(format!("node-{}.log", self.starts));
+        self.started = Instant::now();
+        self.service = Some(Service::spawn("opensearch", command, log));
+    }
+
+    /// Waits until the launched node has started (not for the cluster); `Err` with
+    /// its log when it exited first (a port taken, say).
+    fn await_ready(&mut self) -> Result<(), String> {
+        let deadline = self.started + Duration::from_secs(180);
+        let service = self.service.as_mut().expect("a launched node");
         while !service.log().contains(READY) {
             if !service.running() {
-                return Err(service.log());
+                let log = service.log();
+                self.service = None;
+                return Err(log);
             }
             assert!(
                 Instant::now() < deadline,
@@ -156,11 +173,10 @@ impl OpenSearchNode {
         eprintln!(
             "opensearch {} started in {:.1} s (http {}, transport {})",
             self.name,
-            started.elapsed().as_secs_f64(),
+            self.started.elapsed().as_secs_f64(),
             self.http_port,
             self.transport_port
         );
-        self.service = Some(service);
         Ok(())
     }
 
@@ -202,6 +218,8 @@ impl OpenSearch {
                     transport_port: free_port(),
                     discovery: Vec::new(),
                     service: None,
+                    starts: 0,
+                    started: Instant::now(),
                 })
                 .collect();
             let seeds: Vec<String> = nodes
@@ -219,9 +237,14 @@ impl OpenSearch {
                     ]
                 };
             }
+            // All at once: a cluster's first node waits for the others to elect a
+            // cluster manager before it says it has started.
+            for node in &mut nodes {
+                node.launch();
+            }
             let mut failed = None;
             for node in &mut nodes {
-                if let Err(log) = node.spawn() {
+                if let Err(log) = node.await_ready() {
                     failed = Some((node.name.clone(), log));
                     break;
                 }
@@ -262,7 +285,8 @@ impl OpenSearch {
     pub fn restart(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         node.kill();
-        if let Err(log) = node.spawn() {
+        node.launch();
+        if let Err(log) = node.await_ready() {
             panic!("OpenSearch node {} did not start again:\n{log}", node.name);
         }
     }
@@ -366,6 +390,7 @@ impl OpenSearch {
                 Some(&body),
             );
             assert_eq!(status, 200, "search {pattern}: {answer}");
+            assert_eq!(answer["_shards"]["failed"], 0, "a partial answer: {answer}");
             let hits = answer["hits"]["hits"]
                 .as_array()
                 .cloned()

@@ -31,8 +31,10 @@
 //! cluster will never take (a mapping conflict): it goes to
 //! `<data_dir>/elasticsearch-dead-letter.ndjson` with the reason, fsynced, and is
 //! counted. A whole request that fails (connection refused, timeout, 502/503/504) is
-//! sent to the next node URL. Nothing is answered as stored before the cluster or the
-//! dead-letter file has it; when retries run out the caller is told to retry later.
+//! sent to the next node URL; a search refused as too big (OpenSearch's 503
+//! `too_many_buckets_exception`) is not: it is the asker's 400. Nothing is answered as
+//! stored before the cluster or the dead-letter file has it; when retries run out the
+//! caller is told to retry later.
 //!
 //! Versions: Elasticsearch 7.x and 8.x (composable templates from 7.8, legacy
 //! `_template` before) and OpenSearch 1.x/2.x, told apart by `GET /`.
@@ -168,7 +170,8 @@ impl ElasticStore {
     }
 
     /// Sends one request, trying every node from the current one: a network error, a
-    /// timeout or 502/503/504 moves on to the next. Returns the first other answer.
+    /// timeout or 502/503/504 moves on to the next (but a 503 refusing the request
+    /// itself, `too_many_buckets_exception`, is returned). Returns the first other answer.
     async fn request(
         &self,
         method: Method,
@@ -203,20 +206,29 @@ impl ElasticStore {
             match request.send().await {
                 Ok(response) => {
                     let status = response.status();
-                    let bytes = response.bytes().await;
                     if matches!(status.as_u16(), 502..=504) {
                         // A node that cannot serve: the next may. But a search the
-                        // cluster refuses as too big answers 503 too, and would be
-                        // refused by every node: that answer is the caller's.
-                        let value = bytes.as_deref().map(answer_json).unwrap_or(Value::Null);
-                        if !is_request_fault(&value) {
-                            last_error = format!("{} answered {status}", host(&url));
-                            continue;
+                        // cluster refuses as too big answers 503 too, and every node
+                        // would refuse it: that answer is the caller's. (Its body is
+                        // read for 2 s at most: a stalled proxy must not hold failover.)
+                        let body = if status == StatusCode::SERVICE_UNAVAILABLE {
+                            tokio::time::timeout(Duration::from_secs(2), response.bytes())
+                                .await
+                                .ok()
+                                .and_then(Result::ok)
+                        } else {
+                            None
+                        };
+                        let value = body.as_deref().map(answer_json).unwrap_or(Value::Null);
+                        if is_request_fault(&value) {
+                            self.current.store(node, Ordering::Relaxed);
+                            return Ok((status, value));
                         }
-                        return Ok((status, value));
+                        last_error = format!("{} answered {status}", host(&url));
+                        continue;
                     }
                     self.current.store(node, Ordering::Relaxed);
-                    let bytes = bytes.map_err(|e| {
+                    let bytes = response.bytes().await.map_err(|e| {
                         Unreachable(format!("{}: reading the answer: {e}", host(&url)))
                     })?;
                     return Ok((status, answer_json(&bytes)));

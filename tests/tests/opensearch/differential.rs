@@ -65,14 +65,22 @@ pub const KNOWN: &[(&str, &str)] = &[
         "an address range is numeric on Elasticsearch, text order in the embedded store (10.31.x sorts after 10.255.x)",
     ),
     (
+        "* aggs {\"a\":{\"date_histogram\":{\"calendar_interval\":\"week\",\"field\":\"utctimestamp\"}}}",
+        "weeks (and months, quarters, years) are not fixed lengths: the embedded store refuses them by name; Elasticsearch buckets by calendar",
+    ),
+    (
+        "* aggs {\"a\":{\"date_histogram\":{\"calendar_interval\":\"month\",\"field\":\"utctimestamp\"}}}",
+        "the same, for months",
+    ),
+    (
         "* aggs {\"a\":{\"terms\":{\"field\":\"details.utctimestamp\",\"size\":10000}}}",
         "a date-looking text inside details is a date in the embedded store (its terms keys are written with Z) and a keyword on Elasticsearch (date_detection off)",
     ),
 ];
 
-/// The corpus lines (every `.log` file of the corpora, in path order), then the
-/// benchmark generator's lines up to `EVENTS`.
-fn lines(scratch: &Path) -> Option<Vec<String>> {
+/// `../shared` beside the checkout; `None` (the test is skipped) without it, but for
+/// CI, where it must be there.
+pub fn shared() -> Option<PathBuf> {
     let shared = picket_tests::workspace_root().join("../shared");
     if !shared.exists() {
         assert!(
@@ -82,6 +90,13 @@ fn lines(scratch: &Path) -> Option<Vec<String>> {
         eprintln!("../shared not found; the differential test is skipped");
         return None;
     }
+    Some(shared)
+}
+
+/// The corpus lines (every `.log` file of the corpora, in path order), then the
+/// benchmark generator's lines up to `EVENTS`.
+fn lines(scratch: &Path) -> Option<Vec<String>> {
+    let shared = shared()?;
     let mut files = Vec::new();
     collect_logs(&shared.join("corpus"), &mut files);
     files.sort();
@@ -462,6 +477,14 @@ pub fn queries(stores: &Stores) -> Vec<Query> {
         "utctimestamp:[2026-11-23 TO 2026-11-24]",
         "utctimestamp:[2026-11-24T00:00:00Z TO *]",
         "utctimestamp:{* TO 2026-11-23T12:00:00Z}",
+        "utctimestamp:{2026-11-23 TO 2026-11-25}",
+        "utctimestamp:>2026-11-24",
+        "utctimestamp:<2026-11-24",
+        "utctimestamp:>=2026-11-25",
+        "utctimestamp:<=2026-11-23",
+        "_exists_:timestamp",
+        "_exists_:eventid",
+        "_exists_:summary",
         "utctimestamp:[2026-11-23T06:00:00Z TO 2026-11-23T07:00:00Z]",
         "details.sourceipaddress:\"10.0.0.1\"",
         "details.sourceipaddress:10.0.0.0/8",
@@ -564,6 +587,8 @@ pub fn aggregations(stores: &Stores) -> Vec<(String, Value)> {
         json!({ "fixed_interval": "30m" }),
         json!({ "calendar_interval": "day" }),
         json!({ "calendar_interval": "hour" }),
+        json!({ "calendar_interval": "week" }),
+        json!({ "calendar_interval": "month" }),
     ] {
         let mut histogram = json!({ "field": "utctimestamp" });
         for (k, v) in interval.as_object().unwrap() {

@@ -271,7 +271,7 @@ pub fn mapping() -> Value {
             "summary": { "type": "text" },
             "hostname": keyword,
             "processname": keyword,
-            "processid": { "type": "long" },
+            "processid": port,
             "severity": keyword,
             "category": keyword,
             "source": keyword,

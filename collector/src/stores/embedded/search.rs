@@ -179,12 +179,14 @@ impl Shared {
     }
 
     /// Events that have `name` (with any value; for `details.x`, an object there too),
-    /// as Elasticsearch's `exists`: a fast field's own check; every event for `eventid`
-    /// and `summary`.
+    /// as Elasticsearch's `exists`: a fast field's own check; every event for `eventid`,
+    /// `summary` and `timestamp`.
     pub(super) fn exists_query(&self, name: &str) -> Result<Box<dyn Query>, StoreError> {
         match name {
-            // Normalization gives every event both (`summary` may be empty text).
-            "eventid" | "summary" => Ok(Box::new(AllQuery)),
+            // Normalization gives every event these (`summary` may be empty text;
+            // `timestamp` is kept in its source only). A `/custom/` document may lack
+            // them and still matches: a difference from Elasticsearch the README lists.
+            "eventid" | "summary" | "timestamp" => Ok(Box::new(AllQuery)),
             "utctimestamp" | "receivedtimestamp" | "hostname" | "processname" | "processid"
             | "severity" | "category" | "source" | "tags" => Ok(Box::new(
                 tantivy::query::ExistsQuery::new(name.to_string(), false),

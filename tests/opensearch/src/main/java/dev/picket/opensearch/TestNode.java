@@ -41,6 +41,8 @@ public final class TestNode extends Node {
     }
 
     public static void main(String[] args) throws Exception {
+        // First: a test killed while the node starts must not leave it running.
+        watchParent();
         Settings.Builder builder = Settings.builder();
         for (String arg : args) {
             int eq = arg.indexOf('=');
@@ -85,7 +87,6 @@ public final class TestNode extends Node {
             closed.countDown();
         }));
         node.start();
-        watchParent();
         System.out.println("PICKET-OPENSEARCH-READY " + name);
         System.out.flush();
         closed.await();
