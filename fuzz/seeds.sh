@@ -25,7 +25,9 @@ for file in "$fixtures"/*/*.log "$fixtures"/sample/auth.log; do
 done
 for q in '*' 'details.username:root AND category:authentication' 'hostname:web* OR NOT (a AND b)' \
   'details.sourceport:[1 TO 1024]' 'summary:"failed password"' 'processid:42' 'eventid:x^2' \
-  'category:(authentication OR session) AND -details.success:true' 'utctimestamp:[2026-01-01T00:00:00Z TO *]'; do
+  'category:(authentication OR session) AND -details.success:true' 'utctimestamp:[2026-01-01T00:00:00Z TO *]' \
+  '_exists_:details.username' 'NOT _exists_:details' 'summary:*' 'details.a.b:*' 'utctimestamp:{2026-11-23 TO 2026-11-24]' \
+  'receivedtimestamp:>=2026-11-23' 'utctimestamp:<2026-02-30'; do
   seed query "$q"
 done
 seed ingest_body '{"summary":"a","hostname":"h","timestamp":"2026-11-22T08:00:00Z"}'
