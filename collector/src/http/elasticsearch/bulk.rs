@@ -404,6 +404,42 @@ async fn bulk(
     };
     let default_index = path_index.as_deref().unwrap_or(DEFAULT_INDEX);
     let mut batch = Batch::new(&state, Received::now(&state, identity.as_deref()));
+    if let Some(refusal) = read_actions(&state, &bytes, default_index, &mut batch) {
+        return refusal;
+    }
+    let answered = match batch.store().await {
+        Ok(answered) => answered,
+        Err(answer) => return answer,
+    };
+    let errors = answered.iter().any(|a| a.result.is_err());
+    if errors {
+        let failed = answered.iter().filter(|a| a.result.is_err()).count();
+        debug!(
+            failed,
+            of = answered.len(),
+            "A bulk request had items that failed; the answer names them."
+        );
+    }
+    let items: Vec<Value> = answered
+        .iter()
+        .map(|a| json!({ a.op.name(): a.body() }))
+        .collect();
+    axum::Json(json!({
+        "took": started.elapsed().as_millis() as u64,
+        "errors": errors,
+        "items": items,
+    }))
+    .into_response()
+}
+
+/// Pushes the body's actions and documents onto `batch` in order; returns the answer
+/// that refuses the whole request instead (unreadable, too many actions, none).
+fn read_actions(
+    state: &AppState,
+    bytes: &[u8],
+    default_index: &str,
+    batch: &mut Batch,
+) -> Option<Response> {
     // An action waiting for its document line.
     let mut waiting: Option<(Op, String, Option<String>)> = None;
     let mut too_many = false;
@@ -414,7 +450,7 @@ async fn bulk(
     // MozDef-era bodies of bare documents.
     let mut actions_first: Option<bool> = None;
     let mut malformed: Option<usize> = None;
-    let split = wire::for_each_item(&bytes, state.max_event_bytes, |position, item| {
+    let split = wire::for_each_item(bytes, state.max_event_bytes, |position, item| {
         if let Some((op, index, id)) = waiting.take() {
             batch.push(op, index, id, Some(item));
             return ControlFlow::Continue(());
@@ -450,65 +486,43 @@ async fn bulk(
     });
     if let Err(e) = split {
         state.metrics.refused("bad_body");
-        return es_error(
+        return Some(es_error(
             StatusCode::BAD_REQUEST,
             "action_request_validation_exception",
             e.to_string(),
-        );
+        ));
     }
     if let Some(line) = malformed {
         state.metrics.refused("bad_body");
-        return es_error(
+        return Some(es_error(
             StatusCode::BAD_REQUEST,
             "illegal_argument_exception",
             format!("Malformed action/metadata line [{line}]: it is not a JSON object"),
-        );
+        ));
     }
     if too_many {
         state.metrics.refused("too_many_events");
-        return es_error(
+        return Some(es_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "illegal_argument_exception",
             format!(
                 "the request holds more than {} actions (collector.http.max_events_per_request); send smaller batches",
                 state.max_events_per_request
             ),
-        );
+        ));
     }
     if let Some((op, index, id)) = waiting {
         batch.push(op, index, id, None);
     }
     if batch.actions.is_empty() {
         state.metrics.refused("bad_body");
-        return es_error(
+        return Some(es_error(
             StatusCode::BAD_REQUEST,
             "action_request_validation_exception",
             "the request holds no action",
-        );
+        ));
     }
-    let answered = match batch.store().await {
-        Ok(answered) => answered,
-        Err(answer) => return answer,
-    };
-    let errors = answered.iter().any(|a| a.result.is_err());
-    if errors {
-        let failed = answered.iter().filter(|a| a.result.is_err()).count();
-        debug!(
-            failed,
-            of = answered.len(),
-            "A bulk request had items that failed; the answer names them."
-        );
-    }
-    let items: Vec<Value> = answered
-        .iter()
-        .map(|a| json!({ a.op.name(): a.body() }))
-        .collect();
-    axum::Json(json!({
-        "took": started.elapsed().as_millis() as u64,
-        "errors": errors,
-        "items": items,
-    }))
-    .into_response()
+    None
 }
 
 pub(in crate::http) async fn post_doc(
