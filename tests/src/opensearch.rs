@@ -198,6 +198,8 @@ impl OpenSearchNode {
 /// One node or a cluster of them.
 pub struct OpenSearch {
     pub nodes: Vec<OpenSearchNode>,
+    /// One client for every request the harness makes (each builds a runtime).
+    client: reqwest::blocking::Client,
 }
 
 impl OpenSearch {
@@ -251,7 +253,10 @@ impl OpenSearch {
             }
             match failed {
                 None => {
-                    let cluster = OpenSearch { nodes };
+                    let cluster = OpenSearch {
+                        nodes,
+                        client: http(),
+                    };
                     cluster.wait_for_health("yellow", count);
                     return cluster;
                 }
@@ -314,13 +319,14 @@ impl OpenSearch {
 
     /// One request to the first node that answers; `None` when none does.
     fn try_request(&self, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
-        let client = http();
         for node in &self.nodes {
             if node.service.is_none() {
                 continue;
             }
             let url = format!("{}{path}", node.url());
-            let mut request = client.request(method.parse().expect("an HTTP method"), &url);
+            let mut request = self
+                .client
+                .request(method.parse().expect("an HTTP method"), &url);
             if let Some(body) = body {
                 request = request.json(body);
             }

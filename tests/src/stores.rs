@@ -12,8 +12,8 @@ use crate::{Collector, CollectorOptions, http};
 
 /// A collector whose store is the cluster at `urls`, with `more` appended to its
 /// `[collector.stores.elasticsearch]` table.
-pub fn es_collector(dir: &Path, urls: &[String], more: &str) -> Collector {
-    let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+pub fn es_collector(dir: &Path, urls: &[impl AsRef<str>], more: &str) -> Collector {
+    let urls: Vec<String> = urls.iter().map(|u| format!("{:?}", u.as_ref())).collect();
     let extra = format!(
         "[collector.stores.elasticsearch]\nurls = [{}]\nretry_secs = 4\ntimeout_secs = 5\n{more}\n",
         urls.join(", ")
@@ -84,6 +84,37 @@ pub fn metric(collector: &Collector, series: &str) -> f64 {
                 .map(|v| v.trim().parse::<f64>().unwrap())
         })
         .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+/// Checks that the collector dead-lettered exactly one document, the sample event
+/// marked `marker`, for a mapping conflict on `details.extra` the cluster refused with
+/// `exception` (400), and counted it.
+pub fn assert_one_dead_letter(
+    collector: &Collector,
+    data_dir: &Path,
+    marker: &str,
+    exception: &str,
+) {
+    let dead = std::fs::read_to_string(data_dir.join("elasticsearch-dead-letter.ndjson"))
+        .expect("dead-letter file");
+    let lines: Vec<Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{dead}");
+    assert_eq!(lines[0]["document"]["details"]["marker"], marker);
+    let reason = lines[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!("400 {exception}")) && reason.contains("details.extra"),
+        "{reason}"
+    );
+    assert_eq!(
+        metric(
+            collector,
+            "picket_events_rejected_total{reason=\"store_refused\"}"
+        ),
+        1.0
+    );
 }
 
 /// Polls `check` every 100 ms until it holds; panics after `timeout`.

@@ -9,13 +9,8 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use picket_tests::elastic::Node;
-use picket_tests::stores::{metric, post, sample_events as events};
+use picket_tests::stores::{assert_one_dead_letter, es_collector, post, sample_events as events};
 use serde_json::{Value, json};
-
-fn es_collector(dir: &std::path::Path, urls: &[&str], more: &str) -> picket_tests::Collector {
-    let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
-    picket_tests::stores::es_collector(dir, &urls, more)
-}
 
 fn all_docs(node: &Node) -> Vec<(String, String, Value)> {
     node.with(|cluster| {
@@ -68,25 +63,11 @@ fn refused_items_are_retried_alone_and_mapping_conflicts_dead_lettered() {
         "10 items, then the 3 refused ones again: {log:?}"
     );
 
-    let dead = fs::read_to_string(dir.path().join("data/elasticsearch-dead-letter.ndjson"))
-        .expect("dead-letter file");
-    let lines: Vec<Value> = dead
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 1, "{dead}");
-    assert_eq!(lines[0]["document"]["details"]["marker"], "b-6");
-    let reason = lines[0]["reason"].as_str().unwrap();
-    assert!(
-        reason.starts_with("400 document_parsing_exception") && reason.contains("details.extra"),
-        "{reason}"
-    );
-    assert_eq!(
-        metric(
-            &collector,
-            "picket_events_rejected_total{reason=\"store_refused\"}"
-        ),
-        1.0
+    assert_one_dead_letter(
+        &collector,
+        &dir.path().join("data"),
+        "b-6",
+        "document_parsing_exception",
     );
     assert!(
         collector

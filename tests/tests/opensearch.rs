@@ -10,14 +10,18 @@
 mod alert_world;
 #[path = "opensearch/differential.rs"]
 mod differential;
+// The differential test parses with it; the store it makes is not used here.
+#[allow(dead_code)]
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike, Utc};
 use picket_tests::opensearch::OpenSearch;
-use picket_tests::stores::{day_index, es_collector, metric, post, sample_events, wait_until};
+use picket_tests::stores::{
+    assert_one_dead_letter, day_index, es_collector, post, sample_events, wait_until,
+};
 use picket_tests::{Agent, append_lines, assert_exactly_once, http};
 use serde_json::{Value, json};
 
@@ -204,28 +208,11 @@ fn the_engine_refuses_mapping_conflicts_into_the_dead_letter_file_and_keeps_malf
         "{ignored}"
     );
 
-    let dead = fs::read_to_string(
-        dir.path()
-            .join("collector/data/elasticsearch-dead-letter.ndjson"),
-    )
-    .expect("dead-letter file");
-    let lines: Vec<Value> = dead
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 1, "{dead}");
-    assert_eq!(lines[0]["document"]["details"]["marker"], "b-6");
-    let reason = lines[0]["reason"].as_str().unwrap();
-    assert!(
-        reason.starts_with("400 mapper_parsing_exception") && reason.contains("details.extra"),
-        "{reason}"
-    );
-    assert_eq!(
-        metric(
-            &collector,
-            "picket_events_rejected_total{reason=\"store_refused\"}"
-        ),
-        1.0
+    assert_one_dead_letter(
+        &collector,
+        &dir.path().join("collector/data"),
+        "b-6",
+        "mapper_parsing_exception",
     );
 }
 

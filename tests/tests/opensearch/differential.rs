@@ -19,8 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use picket_agent::host::HostIdentity;
-use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
 use picket_collector::stores::elasticsearch::{ElasticSettings, ElasticStore};
 use picket_collector::stores::embedded::EmbeddedStore;
 use picket_collector::stores::{Document, SearchRequest, Store};
@@ -152,29 +150,24 @@ fn collect_logs(dir: &Path, out: &mut Vec<PathBuf>) {
 /// The events: each line parsed as the agent does, its time moved onto three days
 /// (2026-11-23 00:00 UTC on, 13 s apart), normalized as the collector does.
 fn events(lines: &[String]) -> Vec<Value> {
-    let parser = LineParser::new(
-        HostIdentity::named("agent.example.com"),
-        TimeZoneChoice::parse("UTC").unwrap(),
-    );
     let read_at: DateTime<Utc> = "2026-11-26T00:00:00Z".parse().unwrap();
     let start: DateTime<Utc> = "2026-11-23T00:00:00Z".parse().unwrap();
-    let mut offset = 0u64;
-    lines
-        .iter()
+    let parsed = crate::support::parse_lines(
+        lines.iter().map(String::as_str),
+        "agent.example.com",
+        "UTC",
+        read_at,
+    );
+    parsed
+        .into_iter()
         .enumerate()
-        .map(|(i, line)| {
-            let context = LineContext {
-                source: "/var/log/auth.log",
-                source_identity: "file:1:2:3",
-                offset,
-                read_at,
-            };
-            offset += line.len() as u64 + 1;
-            let mut event = serde_json::to_value(parser.parse(line.as_bytes(), &context)).unwrap();
-            let at = start + chrono::Duration::seconds(13 * i as i64);
+        .map(|(i, mut event)| {
+            let at = json!(mozdef::time::format_utc(
+                start + chrono::Duration::seconds(13 * i as i64)
+            ));
             // `timestamp` wins over `utctimestamp` in normalization: both are moved.
-            event["timestamp"] = json!(mozdef::time::format_utc(at));
-            event["utctimestamp"] = json!(mozdef::time::format_utc(at));
+            event["timestamp"] = at.clone();
+            event["utctimestamp"] = at;
             serde_json::to_value(mozdef::normalize(event, read_at).unwrap()).unwrap()
         })
         .collect()

@@ -1,6 +1,7 @@
-//! What the real-tool tests (`real_sshd.rs`, `real_accounts.rs`) share: an auth log a
-//! real rsyslogd wrote, read by the agent's parser as its file input reads it, and the
-//! events stored in an embedded store as the collector stores them.
+//! What the real-tool tests (`real_sshd.rs`, `real_accounts.rs`) share, and
+//! `opensearch.rs`'s differential test: log lines read by the agent's parser as its
+//! file input reads them, and the events stored in an embedded store as the collector
+//! stores them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,13 +17,24 @@ use serde_json::Value;
 /// Each line of `text` as the agent's parser makes it, read at `read_at`, for a host
 /// named `host` (the lines' own header names the host they came from).
 pub fn parse_auth_log(text: &str, host: &str, read_at: DateTime<Utc>) -> Vec<Value> {
+    parse_lines(text.lines(), host, "local", read_at)
+}
+
+/// Each line as the agent's file input parses it (one file, offsets advancing), in the
+/// time zone `zone` (`local`, `UTC`, an IANA name), read at `read_at`.
+pub fn parse_lines<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+    host: &str,
+    zone: &str,
+    read_at: DateTime<Utc>,
+) -> Vec<Value> {
     let parser = LineParser::new(
         HostIdentity::named(host),
-        TimeZoneChoice::parse("local").unwrap(),
+        TimeZoneChoice::parse(zone).unwrap(),
     );
     let mut offset = 0u64;
     let mut events = Vec::new();
-    for line in text.lines() {
+    for line in lines {
         let context = LineContext {
             source: "/var/log/auth.log",
             source_identity: "file:1:2:3",
