@@ -21,7 +21,9 @@
 # their rate. The last line, `RESULT …`, is what bench/all.sh puts in BENCHMARKS.md. LINES=N (default 1000000) changes the size; BATCH=N sets the agent's
 # batch_max_events and COMMIT_MS=N the collector's commit_interval_ms (defaults
 # otherwise); AGENT_CPUS=0 pins the agent to CPU 0 (taskset), for "on one core".
-# Heartbeats are turned off so counts are exact.
+# Heartbeats are turned off so counts are exact. AGENT_BIN and COLLECTOR_BIN run other
+# builds (an older commit's, for a before/after in one run; keys they do not know are
+# not set); SHIPPER_KEYS adds lines to the shipper's table (`gzip = true`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-sink}
@@ -30,6 +32,8 @@ shared=${SHARED:-../shared}
 [ -f "$shared/bench/gen_authlog.py" ] || { echo "needs $shared/bench (SHARED=...)" >&2; exit 2; }
 
 cargo build --quiet --release -p picket-agent -p picket-collector
+agent_bin=${AGENT_BIN:-target/release/picket-agent}
+collector_bin=${COLLECTOR_BIN:-target/release/picket-collector}
 if [ "$mode" = amqps ]; then cargo build --quiet --release -p picket-tests --example amqp_sink; fi
 work=$(mktemp -d)
 pids=()
@@ -74,7 +78,7 @@ tokens_file = "$work/token"
 [collector.stores.embedded]
 ${COMMIT_MS:+commit_interval_ms = $COMMIT_MS}
 TOML
-    target/release/picket-collector --config "$work/collector.toml" serve 2>"$work/collector.log" &
+    "$collector_bin" --config "$work/collector.toml" serve 2>"$work/collector.log" &
     pids+=($!); collector_pid=$!
     until curl -sf --cacert "$work/ca.pem" --cert "$work/client.pem" --key "$work/client.key" \
       "https://localhost:$port/status" >/dev/null; do sleep 0.1; done
@@ -118,13 +122,14 @@ start_at = "beginning"
 [agent.inputs.journald]
 mode = "off"
 $shipper
+${SHIPPER_KEYS:-}
 TOML
 }
 
 # Idle: the same agent on an empty file, 5 s after start.
 : > "$work/empty.log"
 write_config "$work/empty.log" "$work/idle-state"
-target/release/picket-agent --config "$work/agent.toml" run 2>"$work/idle.log" &
+"$agent_bin" --config "$work/agent.toml" run 2>"$work/idle.log" &
 idle_pid=$!
 sleep 5
 idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/$idle_pid/status")
@@ -132,7 +137,7 @@ kill -TERM "$idle_pid"; wait "$idle_pid" || true
 
 write_config "$work/auth.log" "$work/agent"
 start=$(date +%s.%N)
-${AGENT_CPUS:+taskset -c $AGENT_CPUS} target/release/picket-agent --config "$work/agent.toml" run 2>"$work/agent.log" &
+${AGENT_CPUS:+taskset -c $AGENT_CPUS} "$agent_bin" --config "$work/agent.toml" run 2>"$work/agent.log" &
 pids+=($!); agent=$!
 stat_agent() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
 delivered() {

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::datadir::{self, Owners};
 use crate::host::{self, HostIdentity};
 use crate::parsers::TimeZoneChoice;
+use crate::shippers::common::Batching;
 
 pub use crate::buffer::config::{BufferConfig, BufferSettings, WhenFull};
 pub use crate::inputs::StartAt;
@@ -126,8 +127,8 @@ pub struct Settings {
     pub journald: Option<JournaldSettings>,
     pub buffer: BufferSettings,
     pub shipper: ShipperSettings,
-    /// Most events sent in one request (HTTP) or awaiting confirms at once (AMQP).
-    pub batch_max_events: usize,
+    /// Events per batch and batches in flight.
+    pub batching: Batching,
     /// Every this often an `agent heartbeat` event is emitted; `None`: never.
     pub heartbeat: Option<Duration>,
 }
@@ -162,7 +163,7 @@ impl AgentConfig {
         let timezone = TimeZoneChoice::parse(&self.timezone)
             .map_err(|e| invalid("agent.timezone", e.to_string()))?;
         let file = self.inputs.file.build().map_err(|e| sources.invalid(e))?;
-        let (shipper, batch_max_events) = self.shippers.build().map_err(|e| sources.invalid(e))?;
+        let (shipper, batching) = self.shippers.build().map_err(|e| sources.invalid(e))?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("agent.data_dir", "must not be empty".into()));
         }
@@ -193,7 +194,7 @@ impl AgentConfig {
             buffer,
             file,
             shipper,
-            batch_max_events,
+            batching,
             heartbeat: (self.heartbeat_secs > 0).then(|| Duration::from_secs(self.heartbeat_secs)),
         })
     }
@@ -218,6 +219,40 @@ mod tests {
             panic!("the example ships over HTTP");
         };
         assert_eq!(http.urls[0].as_str(), "http://127.0.0.1:8080/events");
+        assert_eq!(
+            settings.batching,
+            Batching {
+                max_events: 1000,
+                max_in_flight: 4
+            }
+        );
+    }
+
+    #[test]
+    fn batches_in_flight_are_bounded() {
+        let state = tempfile::tempdir().unwrap();
+        for (table, in_flight, wrong) in [
+            ("http", 0, true),
+            ("http", 65, true),
+            ("http", 64, false),
+            ("amqp", 0, true),
+        ] {
+            let text = format!(
+                "[agent]\ndata_dir = {:?}\n[agent.shippers.{table}]\nurl = \"{table}://127.0.0.1/x\"\nmax_in_flight = {in_flight}\n",
+                state.path().display().to_string()
+            );
+            let file: ConfigFile = toml::from_str(&text).unwrap();
+            let built = file.agent.build(Path::new("a.toml"));
+            assert_eq!(built.is_err(), wrong, "{table} {in_flight}");
+            if let Err(e) = built {
+                let e = e.to_string();
+                assert!(
+                    e.contains(&format!("agent.shippers.{table}.max_in_flight"))
+                        && e.contains("between 1 and 64"),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]

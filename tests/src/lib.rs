@@ -570,6 +570,8 @@ mode = "off"
 pub struct CountingSink {
     pub url: String,
     received: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    /// A line marker whose batch is answered 503 (and not counted) while set.
+    refuse: std::sync::Arc<std::sync::Mutex<Option<usize>>>,
 }
 
 impl CountingSink {
@@ -584,10 +586,13 @@ impl CountingSink {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("a loopback port");
         let url = format!("http://{}/events", listener.local_addr().expect("bound"));
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let refuse = std::sync::Arc::new(std::sync::Mutex::new(None));
         let store = std::sync::Arc::clone(&received);
+        let refusing = std::sync::Arc::clone(&refuse);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let store = std::sync::Arc::clone(&store);
+                let refusing = std::sync::Arc::clone(&refusing);
                 std::thread::spawn(move || {
                     let Ok(mut writer) = stream.try_clone() else {
                         return;
@@ -637,10 +642,22 @@ impl CountingSink {
                             .filter_map(|l| serde_json::from_slice(l).ok())
                             .collect();
                         let n = events.len();
-                        store.lock().expect("sink lock").extend(events);
-                        let answer = format!("{{\"received\":{n},\"stored\":{n},\"rejected\":[]}}");
+                        let held = *refusing.lock().expect("sink lock");
+                        let (status, answer) =
+                            if held.is_some_and(|m| events.iter().any(|e| marker(e) == Some(m))) {
+                                (
+                                    "503 Service Unavailable",
+                                    "{\"error\":\"held by the test\"}".to_string(),
+                                )
+                            } else {
+                                store.lock().expect("sink lock").extend(events);
+                                (
+                                    "200 OK",
+                                    format!("{{\"received\":{n},\"stored\":{n},\"rejected\":[]}}"),
+                                )
+                            };
                         let response = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
                             answer.len()
                         );
                         if writer.write_all(response.as_bytes()).is_err() {
@@ -650,7 +667,17 @@ impl CountingSink {
                 });
             }
         });
-        CountingSink { url, received }
+        CountingSink {
+            url,
+            received,
+            refuse,
+        }
+    }
+
+    /// While `Some(m)`, every batch holding line marker `m` is answered 503 and not
+    /// counted (the rest are taken as usual).
+    pub fn refuse_batches_with(&self, marker: Option<usize>) {
+        *self.refuse.lock().expect("sink lock") = marker;
     }
 
     /// Every event received so far but the agent's heartbeats, in arrival order.
@@ -677,12 +704,7 @@ impl CountingSink {
 
     /// The `seq-N` numbers in the summaries received (the tests' line markers).
     pub fn markers(&self) -> std::collections::BTreeSet<usize> {
-        self.events()
-            .iter()
-            .filter_map(|e| e["summary"].as_str())
-            .filter_map(|s| s.rsplit("seq-").next())
-            .filter_map(|n| n.parse().ok())
-            .collect()
+        self.events().iter().filter_map(marker).collect()
     }
 
     /// (raw deliveries, distinct event ids).
@@ -706,6 +728,16 @@ impl CountingSink {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The `seq-N` number at the end of an event's summary (the tests' line marker).
+pub fn marker(event: &Value) -> Option<usize> {
+    event["summary"]
+        .as_str()?
+        .rsplit("seq-")
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Appends sshd lines `from..to` to `path`, each ending in its marker `seq-N`, line N
@@ -734,12 +766,7 @@ pub fn append_lines(path: &Path, from: usize, to: usize) {
 /// The `seq-N` markers of events' summaries, each with how often it was seen.
 pub fn marker_counts(events: &[Value]) -> std::collections::BTreeMap<usize, usize> {
     let mut counts = std::collections::BTreeMap::new();
-    for n in events
-        .iter()
-        .filter_map(|e| e["summary"].as_str())
-        .filter_map(|s| s.rsplit("seq-").next())
-        .filter_map(|n| n.parse::<usize>().ok())
-    {
+    for n in events.iter().filter_map(marker) {
         *counts.entry(n).or_insert(0) += 1;
     }
     counts

@@ -178,3 +178,41 @@ fn a_dead_collector_url_fails_over_and_refused_events_go_to_the_dead_letter_file
         "nothing else was stored"
     );
 }
+
+#[test]
+fn batches_in_flight_are_acknowledged_in_order_so_a_held_batch_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = CountingSink::start();
+    // The first batch (it holds line 0) is answered 503 until the test lets it pass.
+    sink.refuse_batches_with(Some(0));
+    let log = dir.path().join("auth.log");
+    append_lines(&log, 0, 1_000);
+    let agent_dir = dir.path().join("agent");
+    let shipper = format!(
+        "[agent.shippers.http]\nurl = {:?}\nbatch_max_events = 100\nmax_in_flight = 4\n",
+        sink.url
+    );
+    let config = Agent::write_config(&agent_dir, &[&log], "", &shipper);
+    let mut agent = Agent::start_with_config(&agent_dir, config.clone());
+    // Batches after the held one are delivered while it retries, but no more than
+    // the window holds: three of at most 100 events.
+    let (_, passed) = sink.wait_for(1, WAIT);
+    assert!(passed > 0, "agent log:\n{}", agent.service.log());
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, passed) = sink.counts();
+    assert!(
+        passed <= 300,
+        "no more than max_in_flight batches pass the held one ({passed} events did): agent log:\n{}",
+        agent.service.log()
+    );
+    assert!(!sink.markers().contains(&0));
+    // Killed while the held batch is undelivered: the buffer's ack point did not pass
+    // it, so the restarted agent sends it (and what came after it) again.
+    agent.service.kill();
+    sink.refuse_batches_with(None);
+    let agent = Agent::start_with_config(&agent_dir, config);
+    let (raw, distinct) = sink.wait_for(1_000, WAIT);
+    assert_eq!(distinct, 1_000, "agent log:\n{}", agent.service.log());
+    assert_eq!(sink.markers(), (0..1_000).collect());
+    assert!(raw >= 1_000, "{raw}");
+}

@@ -17,9 +17,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use self::buffer_stage::{BufferStage, buffer_stage};
-use self::ship_stage::ShipStage;
+use self::ship_stage::{Delivery, ShipStage, StopControl};
 use crate::buffer::BufferError;
-use crate::buffer::{Batch, DiskBuffer};
+use crate::buffer::DiskBuffer;
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::config::Settings;
 use crate::deadletter::DeadLetter;
@@ -114,16 +114,20 @@ pub(crate) async fn run_once(
         stop_rx.clone(),
     ));
     let mut ship = ShipStage {
-        shipper,
-        dead_letter: DeadLetter::new(&settings.data_dir),
+        delivery: Delivery {
+            shipper,
+            dead_letter: Mutex::new(DeadLetter::new(&settings.data_dir)),
+            metrics: Arc::clone(&metrics),
+            deadline: watch::Sender::new(None),
+        },
         disk,
         synced,
-        metrics: Arc::clone(&metrics),
-        stop_rx,
-        stop_input,
-        drain_deadline: None,
-        batch_max_events: settings.batch_max_events,
-        batch: Batch::default(),
+        stop: StopControl {
+            stop_rx,
+            stop_input,
+        },
+        batching: settings.batching,
+        spare: Vec::new(),
         writer_done: false,
     };
     // Start-up's code need not stay mapped in an agent that then idles.
@@ -138,7 +142,7 @@ pub(crate) async fn run_once(
     ship.run(&mut writer).await;
     release.abort();
 
-    ship.stop_input.store(true, Ordering::Relaxed);
+    ship.stop.stop_input.store(true, Ordering::Relaxed);
     let writer_done = ship.writer_done;
     drop(ship);
     join_inputs(input_threads).await;

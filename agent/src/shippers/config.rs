@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::amqp::config::{AmqpSettings, AmqpShipperConfig};
+use super::common::Batching;
 use super::http::config::{HttpSettings, HttpShipperConfig};
 use picket_common::config::KeyError;
 
@@ -29,9 +30,9 @@ pub enum ShipperSettings {
 }
 
 impl ShippersConfig {
-    /// The running shipper's checked settings and its batch size, or the key that is
+    /// The running shipper's checked settings and how its batches are cut, or the key that is
     /// wrong.
-    pub fn build(&self) -> Result<(ShipperSettings, usize), KeyError> {
+    pub fn build(&self) -> Result<(ShipperSettings, Batching), KeyError> {
         match (&self.http, &self.amqp) {
             (Some(_), Some(_)) => Err(KeyError::new(
                 "agent.shippers",

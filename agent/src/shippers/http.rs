@@ -10,6 +10,8 @@
 pub mod config;
 
 use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use picket_common::http_client::{HttpClientError, build_http_client, error_chain};
@@ -26,12 +28,15 @@ use crate::buffer::Records;
 /// on the host, set `agent.shippers.http.ca_file`).
 pub type HttpShipperError = HttpClientError;
 
-/// Sends batches to the collector URLs, one at a time, in order of preference.
+/// Sends batches to the collector URLs in order of preference; several may be in
+/// flight at once (`&self`), on one pool of keep-alive connections (one HTTP/2
+/// connection when the collector speaks it).
 #[derive(Debug, Clone)]
 pub struct HttpShipper {
     client: reqwest::Client,
     urls: Vec<reqwest::Url>,
-    current: usize,
+    /// The URL in use, shared by the requests in flight.
+    current: Arc<AtomicUsize>,
     gzip: bool,
     authorization: Option<String>,
 }
@@ -68,7 +73,7 @@ impl HttpShipper {
         Ok(HttpShipper {
             client,
             urls: settings.urls.clone(),
-            current: 0,
+            current: Arc::new(AtomicUsize::new(0)),
             gzip: settings.gzip,
             authorization: settings
                 .token
@@ -79,23 +84,32 @@ impl HttpShipper {
 
     /// The collector URL the next batch goes to.
     pub fn url(&self) -> &reqwest::Url {
-        &self.urls[self.current]
+        &self.urls[self.current.load(Ordering::Relaxed)]
     }
 
-    /// After a failure that may be the collector's own: the next URL takes over.
-    fn fail_over(&mut self, reason: &str) {
-        if self.urls.len() > 1 {
-            let from = self.current;
-            self.current = (self.current + 1) % self.urls.len();
-            warn!(from = %self.urls[from], to = %self.urls[self.current], reason, "Switching collector.");
+    /// After a failure at URL number `from` that may be the collector's own: the next
+    /// URL takes over (once, however many requests in flight failed there).
+    fn fail_over(&self, from: usize, reason: &str) {
+        if self.urls.len() < 2 {
+            return;
+        }
+        let to = (from + 1) % self.urls.len();
+        if self
+            .current
+            .compare_exchange(from, to, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            warn!(from = %self.urls[from], to = %self.urls[to], reason, "Switching collector.");
         }
     }
 
     /// Sends serialized events (one JSON line each) as one request.
-    pub async fn send(&mut self, records: Records<'_>) -> Outcome {
+    pub async fn send(&self, records: Records<'_>) -> Outcome {
+        let at = self.current.load(Ordering::Relaxed);
+        let url = self.urls[at].clone();
         let mut request = self
             .client
-            .post(self.url().clone())
+            .post(url.clone())
             .header(CONTENT_TYPE, "application/x-ndjson");
         if self.gzip {
             let mut encoder = flate2::write::GzEncoder::new(
@@ -115,8 +129,8 @@ impl HttpShipper {
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
-                let reason = format!("request to {} failed: {}", self.url(), error_chain(&e));
-                self.fail_over(&reason);
+                let reason = format!("request to {url} failed: {}", error_chain(&e));
+                self.fail_over(at, &reason);
                 return Outcome::Retry {
                     reason,
                     after: None,
@@ -135,7 +149,7 @@ impl HttpShipper {
             .as_ref()
             .and_then(|a| a.error.clone())
             .unwrap_or_else(|| "no reason given".to_string());
-        let reason = format!("{} answered {status}: {said}", self.url());
+        let reason = format!("{url} answered {status}: {said}");
         if status.is_success() {
             let rejected = answer
                 .map(|a| {
@@ -154,7 +168,7 @@ impl HttpShipper {
             };
         }
         if status.is_server_error() {
-            self.fail_over(&reason);
+            self.fail_over(at, &reason);
             return Outcome::Retry {
                 reason,
                 after: retry_after,

@@ -56,7 +56,7 @@ impl Shipper {
     }
 
     /// Sends serialized events (one JSON line each).
-    pub async fn send(&mut self, records: Records<'_>) -> Outcome {
+    pub async fn send(&self, records: Records<'_>) -> Outcome {
         match self {
             Shipper::Http(http) => http.send(records).await,
             Shipper::Amqp(amqp) => amqp.send(records).await,

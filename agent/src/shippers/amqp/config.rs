@@ -11,7 +11,7 @@ use picket_common::amqp::{AmqpEndpoint, EndpointConfig};
 use picket_common::config::KeyError;
 
 use crate::shippers::common::{
-    check_batch, check_timeout, default_batch_max_events, default_timeout_secs,
+    Batching, check_timeout, default_batch_max_events, default_max_in_flight, default_timeout_secs,
 };
 
 /// `[agent.shippers.amqp]`: MozDef's RabbitMQ layout.
@@ -52,6 +52,10 @@ pub struct AmqpShipperConfig {
     /// Most unconfirmed messages at once (one buffer batch).
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
+    /// Batches published before the first of them is confirmed (acknowledged in
+    /// order).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
     /// Longest wait for the broker to connect or confirm, in seconds.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
@@ -72,8 +76,8 @@ pub struct AmqpSettings {
 }
 
 impl AmqpShipperConfig {
-    /// The checked settings and the batch size, or the key that is wrong.
-    pub fn build(&self) -> Result<(AmqpSettings, usize), KeyError> {
+    /// The checked settings and how batches are cut, or the key that is wrong.
+    pub fn build(&self) -> Result<(AmqpSettings, Batching), KeyError> {
         check_timeout("agent.shippers.amqp.timeout_secs", self.timeout_secs)?;
         let endpoint = AmqpEndpoint::build(EndpointConfig {
             table: "agent.shippers.amqp",
@@ -93,9 +97,10 @@ impl AmqpShipperConfig {
                 "must not be empty",
             ));
         }
-        check_batch(
-            "agent.shippers.amqp.batch_max_events",
+        let batching = Batching::checked(
+            "agent.shippers.amqp",
             self.batch_max_events,
+            self.max_in_flight,
         )?;
         let settings = AmqpSettings {
             endpoint,
@@ -103,6 +108,6 @@ impl AmqpShipperConfig {
             routing_key: self.routing_key.clone(),
             queue: self.queue.clone(),
         };
-        Ok((settings, self.batch_max_events))
+        Ok((settings, batching))
     }
 }

@@ -11,7 +11,7 @@ use picket_common::secret::{Secret, configured_secret};
 use picket_common::tls::{TlsFiles, TlsKeys, tls_files};
 
 use crate::shippers::common::{
-    check_batch, check_timeout, default_batch_max_events, default_timeout_secs,
+    Batching, check_timeout, default_batch_max_events, default_max_in_flight, default_timeout_secs,
 };
 
 /// `[agent.shippers.http]`.
@@ -28,6 +28,9 @@ pub struct HttpShipperConfig {
     /// Most events per request.
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
+    /// Requests sent before the first of them is answered (acknowledged in order).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
     /// Longest wait for one request, in seconds.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
@@ -60,6 +63,7 @@ impl Default for HttpShipperConfig {
             url: None,
             urls: Vec::new(),
             batch_max_events: default_batch_max_events(),
+            max_in_flight: default_max_in_flight(),
             timeout_secs: default_timeout_secs(),
             gzip: false,
             ca_file: None,
@@ -81,8 +85,8 @@ pub struct HttpSettings {
 }
 
 impl HttpShipperConfig {
-    /// The checked settings and the batch size, or the key that is wrong.
-    pub fn build(&self) -> Result<(HttpSettings, usize), KeyError> {
+    /// The checked settings and how batches are cut, or the key that is wrong.
+    pub fn build(&self) -> Result<(HttpSettings, Batching), KeyError> {
         const KEY: &str = "agent.shippers.http.url";
         let texts: Vec<String> = match (&self.url, self.urls.is_empty()) {
             (Some(_), false) => {
@@ -104,9 +108,10 @@ impl HttpShipperConfig {
             }
             urls.push(url);
         }
-        check_batch(
-            "agent.shippers.http.batch_max_events",
+        let batching = Batching::checked(
+            "agent.shippers.http",
             self.batch_max_events,
+            self.max_in_flight,
         )?;
         check_timeout("agent.shippers.http.timeout_secs", self.timeout_secs)?;
         let tls = tls_files(
@@ -133,7 +138,7 @@ impl HttpShipperConfig {
             token,
             timeout: Duration::from_secs(self.timeout_secs),
         };
-        Ok((settings, self.batch_max_events))
+        Ok((settings, batching))
     }
 }
 
