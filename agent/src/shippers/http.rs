@@ -1,5 +1,6 @@
-//! The HTTP(S) shipper: POSTs a batch of events as NDJSON (gzip when configured) to the
-//! collector's `/events` and reads its answer into an [`Outcome`].
+//! The HTTP(S) shipper: POSTs a batch of events as NDJSON (gzip unless the collector is
+//! on this host, or as configured) to the collector's `/events` and reads its answer
+//! into an [`Outcome`].
 //!
 //! - TLS with rustls: the collector's certificate checked against the system's roots or
 //!   a configured CA bundle only; a client certificate for mutual TLS; a bearer token.
@@ -37,7 +38,8 @@ pub struct HttpShipper {
     urls: Vec<reqwest::Url>,
     /// The URL in use, shared by the requests in flight.
     current: Arc<AtomicUsize>,
-    gzip: bool,
+    /// Per URL: compress bodies sent there.
+    gzip: Vec<bool>,
     authorization: Option<String>,
 }
 
@@ -74,7 +76,7 @@ impl HttpShipper {
             client,
             urls: settings.urls.clone(),
             current: Arc::new(AtomicUsize::new(0)),
-            gzip: settings.gzip,
+            gzip: settings.gzip.clone(),
             authorization: settings
                 .token
                 .as_ref()
@@ -111,7 +113,7 @@ impl HttpShipper {
             .client
             .post(url.clone())
             .header(CONTENT_TYPE, "application/x-ndjson");
-        if self.gzip {
+        if self.gzip[at] {
             let mut encoder = flate2::write::GzEncoder::new(
                 Vec::with_capacity(records.bytes().len() / 6),
                 flate2::Compression::fast(),

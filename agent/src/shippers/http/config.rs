@@ -34,10 +34,11 @@ pub struct HttpShipperConfig {
     /// Longest wait for one request, in seconds.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
-    /// Compress request bodies with gzip (about 10x fewer bytes on the wire for about
-    /// 1 µs of CPU per event: worth it on slow or metered links, not on a LAN).
+    /// Compress request bodies with gzip (about 8x fewer bytes on the wire for about
+    /// 1.2 µs of CPU per event). Unset: on for a collector on another host, off for one
+    /// on this host (a loopback URL), where it costs CPU and saves nothing.
     #[serde(default)]
-    pub gzip: bool,
+    pub gzip: Option<bool>,
     /// PEM CA certificates the collector's certificate must chain to (default: the
     /// system's roots).
     #[serde(default)]
@@ -65,7 +66,7 @@ impl Default for HttpShipperConfig {
             batch_max_events: default_batch_max_events(),
             max_in_flight: default_max_in_flight(),
             timeout_secs: default_timeout_secs(),
-            gzip: false,
+            gzip: None,
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
@@ -78,7 +79,8 @@ impl Default for HttpShipperConfig {
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub urls: Vec<reqwest::Url>,
-    pub gzip: bool,
+    /// Whether bodies sent to each URL (same order) are compressed.
+    pub gzip: Vec<bool>,
     pub tls: TlsFiles,
     pub token: Option<Secret>,
     pub timeout: Duration,
@@ -132,8 +134,11 @@ impl HttpShipperConfig {
             ));
         }
         let settings = HttpSettings {
+            gzip: urls
+                .iter()
+                .map(|url| self.gzip.unwrap_or_else(|| !is_loopback(url)))
+                .collect(),
             urls,
-            gzip: self.gzip,
             tls,
             token,
             timeout: Duration::from_secs(self.timeout_secs),
@@ -148,5 +153,30 @@ fn is_loopback(url: &reqwest::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         Some(url::Host::Domain(name)) => name == "localhost",
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_is_on_unless_the_collector_is_on_this_host() {
+        let config = |gzip: Option<bool>| HttpShipperConfig {
+            urls: vec![
+                "http://127.0.0.1:8080/events".into(),
+                "https://localhost/events".into(),
+                "https://collector.example.org/events".into(),
+                "http://[::1]:8080/events".into(),
+            ],
+            gzip,
+            ..Default::default()
+        };
+        let (settings, _) = config(None).build().unwrap();
+        assert_eq!(settings.gzip, [false, false, true, false]);
+        let (settings, _) = config(Some(true)).build().unwrap();
+        assert_eq!(settings.gzip, [true; 4]);
+        let (settings, _) = config(Some(false)).build().unwrap();
+        assert_eq!(settings.gzip, [false; 4]);
     }
 }
