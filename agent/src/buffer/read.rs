@@ -8,9 +8,16 @@ impl DiskBuffer {
     /// first; its memory is reused), back to back, with the position just after the
     /// last (what to acknowledge once they are delivered). Each segment's span is read
     /// with one `read`, and the headers are dropped in place: no allocation per record.
+    /// On an error the batch is empty and the reader's position is where it was: the
+    /// records it had passed are read again next time, not skipped.
     pub fn read_into(&mut self, max: usize, batch: &mut Batch) -> Result<(), BufferError> {
         batch.start_filling();
+        let from = self.read_at;
         let read = self.fill(max, batch);
+        if read.is_err() {
+            self.read_at = from;
+            batch.start_filling();
+        }
         batch.bytes = Bytes::from(std::mem::take(&mut batch.filling));
         read
     }

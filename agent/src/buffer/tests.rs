@@ -662,3 +662,35 @@ fn a_torn_ack_point_repeats_delivery_and_loses_nothing() {
     assert_eq!(recovery.records, 4);
     assert_eq!(payloads(&mut buffer, 100).0, names(6, 10));
 }
+
+#[test]
+fn a_failed_read_skips_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tiny segments: the records span several.
+    let (mut buffer, _) = DiskBuffer::open(dir.path(), 300, u64::MAX).unwrap();
+    for i in 0..60 {
+        buffer
+            .append(format!("event {i:02} {}", "y".repeat(40)).as_bytes())
+            .unwrap();
+    }
+    buffer.sync().unwrap();
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 3, "{segments:?}");
+    // The second segment cannot be opened: the read fails after taking the first's.
+    let hidden = segments[1].with_extension("hidden");
+    std::fs::rename(&segments[1], &hidden).unwrap();
+    let mut batch = Batch::default();
+    assert!(buffer.read_into(1_000, &mut batch).is_err());
+    assert!(batch.is_empty());
+    std::fs::rename(&hidden, &segments[1]).unwrap();
+    buffer.read_into(1_000, &mut batch).unwrap();
+    let records: Vec<&[u8]> = batch.records().iter().collect();
+    assert_eq!(records.len(), 60);
+    assert!(records[0].starts_with(b"event 00 "));
+}

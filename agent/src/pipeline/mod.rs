@@ -62,8 +62,8 @@ pub(crate) enum Stopping {
     No,
     /// Stop reading and try for [`DRAIN_TIMEOUT`] to deliver what was read.
     Exit,
-    /// Stop reading and finish the batch in flight; the buffer is shipped by the
-    /// pipeline that follows.
+    /// Stop reading and finish the requests in flight (no retries); the buffer is
+    /// shipped by the pipeline that follows.
     Reload,
 }
 

@@ -15,7 +15,10 @@
 //!   connection and channel (the pipeline's backoff spaces the attempts).
 //! - Throughput: a batch's messages are all handed to lapin before any is awaited, so
 //!   its I/O thread writes them in a few large TLS writes instead of one per message;
-//!   several batches may be in flight on the one channel (`max_in_flight`).
+//!   several batches may be in flight (`max_in_flight`) on one connection, each on a
+//!   confirm-mode channel of its own: lapin pairs a returned (unroutable) message with
+//!   whichever confirm of its channel completes next, so two batches on one channel
+//!   could trade a return, and the batch that lost a message be counted delivered.
 //! - TLS with rustls: the configured CA (plus the public web roots, lapin's root
 //!   store), a client certificate, and PLAIN or EXTERNAL login.
 
@@ -44,7 +47,8 @@ pub struct AmqpShipper {
 
 struct Session {
     connection: Connection,
-    channel: Channel,
+    /// Confirm-mode channels no batch is using (one per batch in flight at most).
+    idle: std::sync::Mutex<Vec<Channel>>,
 }
 
 /// Why a batch was not published (the batch is retried).
@@ -122,7 +126,7 @@ impl AmqpShipper {
         info!(destination = %self.destination(), "Connected to RabbitMQ.");
         Ok(Session {
             connection,
-            channel,
+            idle: std::sync::Mutex::new(vec![channel]),
         })
     }
 
@@ -132,7 +136,7 @@ impl AmqpShipper {
         let mut current = self.session.lock().await;
         if let Some(session) = current
             .as_ref()
-            .filter(|s| s.connection.status().connected() && s.channel.status().connected())
+            .filter(|s| s.connection.status().connected())
         {
             return Ok(Arc::clone(session));
         }
@@ -156,10 +160,14 @@ impl AmqpShipper {
                 };
             }
         };
-        let outcome = tokio::time::timeout(
-            self.settings.endpoint.timeout,
-            publish_all(&session.channel, &self.settings, records),
-        )
+        let outcome = tokio::time::timeout(self.settings.endpoint.timeout, async {
+            let channel = self.channel(&session).await?;
+            publish_all(&channel, &self.settings, records).await?;
+            if let Ok(mut idle) = session.idle.lock() {
+                idle.push(channel);
+            }
+            Ok(())
+        })
         .await
         .unwrap_or_else(|_| {
             Err(PublishError::NotConfirmed {
@@ -186,6 +194,27 @@ impl AmqpShipper {
                 }
             }
         }
+    }
+}
+
+impl AmqpShipper {
+    /// A channel of the session for one batch: an idle one, or a new one in confirm
+    /// mode (the exchange and queue were declared when the session was made).
+    async fn channel(&self, session: &Session) -> Result<Channel, PublishError> {
+        let idle = session.idle.lock().ok().and_then(|mut idle| idle.pop());
+        if let Some(channel) = idle.filter(|c| c.status().connected()) {
+            return Ok(channel);
+        }
+        let channel = session
+            .connection
+            .create_channel()
+            .await
+            .map_err(PublishError::Setup)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(PublishError::Setup)?;
+        Ok(channel)
     }
 }
 
