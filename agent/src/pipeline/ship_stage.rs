@@ -121,23 +121,26 @@ impl ShipStage {
     }
 }
 
-/// Reads up to `max` durable records into `batch` (empty when there are none).
-fn read(disk: &Mutex<DiskBuffer>, max: usize, batch: &mut Batch) -> Result<(), String> {
+/// Runs `f` on the locked disk buffer (outside the async workers' budget: it does I/O).
+fn with_disk<T>(
+    disk: &Mutex<DiskBuffer>,
+    f: impl FnOnce(&mut DiskBuffer) -> Result<T, crate::buffer::BufferError>,
+) -> Result<T, String> {
     tokio::task::block_in_place(|| {
         disk.lock()
             .map_err(|_| "buffer lock poisoned".to_string())
-            .and_then(|mut d| d.read_into(max, batch).map_err(|e| e.to_string()))
+            .and_then(|mut d| f(&mut d).map_err(|e| e.to_string()))
     })
+}
+
+/// Reads up to `max` durable records into `batch` (empty when there are none).
+fn read(disk: &Mutex<DiskBuffer>, max: usize, batch: &mut Batch) -> Result<(), String> {
+    with_disk(disk, |d| d.read_into(max, batch))
 }
 
 /// Moves the buffer's ack point to `last` (after a delivered batch).
 fn acknowledge(disk: &Mutex<DiskBuffer>, last: crate::buffer::Position) {
-    let acked = tokio::task::block_in_place(|| {
-        disk.lock()
-            .map_err(|_| "buffer lock poisoned".to_string())
-            .and_then(|mut d| d.ack(last).map_err(|e| e.to_string()))
-    });
-    if let Err(e) = acked {
+    if let Err(e) = with_disk(disk, |d| d.ack(last)) {
         error!(error = %e, "Cannot record the delivery in the disk buffer; events may be sent again.");
     }
 }

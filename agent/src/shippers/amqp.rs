@@ -102,8 +102,12 @@ impl AmqpShipper {
             .endpoint
             .connect(concat!("picket-agent/", env!("CARGO_PKG_VERSION")))
             .await?;
+        let session = Session {
+            connection,
+            idle: std::sync::Mutex::new(Vec::new()),
+        };
         let setup = async {
-            let channel = connection.create_channel().await?;
+            let channel = session.open_channel().await?;
             let settings = &self.settings;
             declare_exchange(&channel, &settings.exchange, ExchangeKind::Direct).await?;
             if !settings.queue.is_empty() {
@@ -114,9 +118,6 @@ impl AmqpShipper {
                 )
                 .await?;
             }
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await?;
             Ok::<Channel, lapin::Error>(channel)
         };
         let channel = tokio::time::timeout(self.settings.endpoint.timeout, setup)
@@ -124,10 +125,8 @@ impl AmqpShipper {
             .map_err(|_| PublishError::SetupTimeout)?
             .map_err(PublishError::Setup)?;
         info!(destination = %self.destination(), "Connected to RabbitMQ.");
-        Ok(Session {
-            connection,
-            idle: std::sync::Mutex::new(vec![channel]),
-        })
+        session.put_back(channel);
+        Ok(session)
     }
 
     /// The session batches publish on: the current one while it is connected, else a
@@ -161,11 +160,9 @@ impl AmqpShipper {
             }
         };
         let outcome = tokio::time::timeout(self.settings.endpoint.timeout, async {
-            let channel = self.channel(&session).await?;
+            let channel = session.channel().await?;
             publish_all(&channel, &self.settings, records).await?;
-            if let Ok(mut idle) = session.idle.lock() {
-                idle.push(channel);
-            }
+            session.put_back(channel);
             Ok(())
         })
         .await
@@ -197,24 +194,31 @@ impl AmqpShipper {
     }
 }
 
-impl AmqpShipper {
-    /// A channel of the session for one batch: an idle one, or a new one in confirm
-    /// mode (the exchange and queue were declared when the session was made).
-    async fn channel(&self, session: &Session) -> Result<Channel, PublishError> {
-        let idle = session.idle.lock().ok().and_then(|mut idle| idle.pop());
-        if let Some(channel) = idle.filter(|c| c.status().connected()) {
-            return Ok(channel);
-        }
-        let channel = session
-            .connection
-            .create_channel()
-            .await
-            .map_err(PublishError::Setup)?;
+impl Session {
+    /// A new channel in confirm mode.
+    async fn open_channel(&self) -> Result<Channel, lapin::Error> {
+        let channel = self.connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(PublishError::Setup)?;
+            .await?;
         Ok(channel)
+    }
+
+    /// A channel for one batch: an idle one, or a new one (the exchange and queue were
+    /// declared when the session was made).
+    async fn channel(&self) -> Result<Channel, PublishError> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        match idle.filter(|c| c.status().connected()) {
+            Some(channel) => Ok(channel),
+            None => self.open_channel().await.map_err(PublishError::Setup),
+        }
+    }
+
+    /// A channel whose batch is done, for the next batch.
+    fn put_back(&self, channel: Channel) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(channel);
+        }
     }
 }
 

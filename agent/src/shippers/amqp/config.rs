@@ -49,7 +49,7 @@ pub struct AmqpShipperConfig {
     /// PEM private key of `client_cert_file`.
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
-    /// Most unconfirmed messages at once (one buffer batch).
+    /// Messages per batch (awaiting the broker's confirms together).
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
     /// Batches published before the first of them is confirmed (acknowledged in
