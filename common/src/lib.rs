@@ -10,6 +10,8 @@
 //! - [`amqp`]: a RabbitMQ endpoint (URL, login, TLS) checked from config and connected to.
 //! - [`backoff`]: the one retry delay policy.
 //! - [`ratelog`]: logging a repeated condition at most once a period.
+//! - [`wal`]: the write-ahead log (segments of CRC-checked records, group fsync, an
+//!   acknowledgement point, recovery) under the agent's disk buffer.
 //!
 //! No component logic lives here, and `mozdef/` stays free of I/O: this crate is the
 //! plumbing around it.
@@ -21,3 +23,4 @@ pub mod http_client;
 pub mod ratelog;
 pub mod secret;
 pub mod tls;
+pub mod wal;
