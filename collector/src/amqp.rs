@@ -266,6 +266,11 @@ async fn handle(
             }
             outcome.stored
         }
+        Err(StoreError::Busy) => {
+            warn!(messages = batch.len(), "The store is busy indexing; the batch goes back to the queue.");
+            requeue(consume, last_tag).await;
+            return Err(SessionError::Store(StoreError::Busy));
+        }
         Err(e) => {
             error!(error = %e, messages = batch.len(), "Store failed; the batch goes back to the queue.");
             requeue(consume, last_tag).await;

@@ -250,10 +250,9 @@ impl App {
 fn open_store(settings: &Settings) -> Result<Store, RunError> {
     Ok(match &settings.stores.elasticsearch {
         Some(es) => Store::Elasticsearch(Arc::new(ElasticStore::new(es.clone())?)),
-        None => Store::Embedded(EmbeddedStore::open(
+        None => Store::Embedded(EmbeddedStore::open_with(
             &settings.data_dir,
-            settings.stores.embedded.commit_interval,
-            settings.stores.embedded.writer_memory_bytes,
+            &settings.stores.embedded,
         )?),
     })
 }

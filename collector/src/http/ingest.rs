@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use mozdef::wire::{self, ItemError};
@@ -14,7 +14,7 @@ use serde::Serialize;
 use tracing::{debug, error, warn};
 
 use crate::http::tls::Peer;
-use crate::stores::Document;
+use crate::stores::{Document, StoreError};
 
 use super::body::{BodyRead, Encoding, content_encoding, gunzip, read_body};
 use super::{AppState, error_body};
@@ -481,6 +481,18 @@ async fn store_items(state: &AppState, route: &Route, items: Items) -> Response 
     metrics.store_finished(started.elapsed());
     let outcome = match outcome {
         Ok(outcome) => outcome,
+        Err(StoreError::Busy) => {
+            // The store logged it (once per stretch); the sender waits and resends.
+            metrics.refused("store_busy");
+            let mut response = error_body(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the collector is busy indexing what it was sent; retry shortly",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
         Err(e) => {
             metrics.refused("store_failed");
             error!(error = %e, received, "Store failed; the sender is told to retry.");

@@ -23,27 +23,42 @@
 //!   id. An event resent by an agent has the same id and the same time, so it lands on
 //!   the same day. (An event whose time could not be read is filed under its reception
 //!   day; a resend of it on another day is the one case that can make a second copy.)
-//! - A batch is written day by day, each day committed before the next is opened;
-//!   at most [`OPEN_WRITERS`] writers stay open between batches.
-//! - [`EmbeddedStore::store`] returns only after a commit that holds the events: a
-//!   caller may acknowledge them then. One writer thread owns every index writer and
-//!   groups requests: it commits as soon as the previous commit is
-//!   `commit_interval` old, with everything that arrived meanwhile.
+//! - Writes go through a write-ahead log, `<data_dir>/events-log/` (a
+//!   [`picket_common::wal`], the agent's disk buffer format): the log thread
+//!   ([`log`]) decides each document against the index and the ids logged but not yet
+//!   indexed, appends the new ones, fsyncs once for every request that arrived
+//!   meanwhile, and then answers ([`Acknowledge::Logged`], the default) or leaves the
+//!   answer to the indexer ([`Acknowledge::Indexed`]). [`EmbeddedStore::store`] never
+//!   returns before the events are durable: a caller may acknowledge them then.
+//! - The indexer thread ([`writer`]) owns every index writer; it adds documents as
+//!   they are logged and commits at most once per `commit_interval`, then makes them
+//!   searchable and acknowledges the log up to them. Searches see an event within
+//!   about `commit_interval` of its answer (the searchable lag).
+//! - At most [`OPEN_WRITERS`] writers stay open between commits (+1 while writing).
+//! - Indexing may fall behind the log by `max_unindexed_bytes`; past that, writes are
+//!   refused ([`StoreError::Busy`], a 503 with `Retry-After`) until it catches up.
 //!
 //! ## Recovery
 //!
-//! tantivy writes segments then atomically replaces `meta.json`; a crash before the
-//! commit loses only what no caller was told was stored. On open, a day's leftover
-//! lock and uncommitted files are cleaned up by tantivy itself.
+//! On open the log is recovered (CRC per record, a damaged stretch reported and
+//! skipped) and what it holds past its acknowledged point is replayed through the same
+//! decision as a write: documents a crash left logged but not committed are indexed;
+//! those committed before the crash (the acknowledgement had not yet been written) are
+//! found in the index by id and skipped. tantivy writes segments then atomically
+//! replaces `meta.json`; on open, a day's leftover lock and uncommitted files are
+//! cleaned up by tantivy itself.
 
 pub mod config;
+mod log;
 mod search;
 mod writer;
 
-use self::writer::writer_loop;
+use self::config::{Acknowledge, EmbeddedSettings};
+use self::log::{Log, PendingIds, log_loop};
+use self::writer::{index_loop, stored_source};
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,7 +94,8 @@ const OPEN_WRITERS: usize = 3;
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
     requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
-    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The log thread, then the indexer thread: joined in that order on close.
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 struct Shared {
@@ -90,6 +106,8 @@ struct Shared {
     /// The most index writers that were ever open at once (each holds threads and
     /// memory of its own); bounded by `OPEN_WRITERS + 1` however many days a batch spans.
     peak_writers: AtomicUsize,
+    /// Ids logged, not yet committed (see [`log::decide`]).
+    pending: Mutex<PendingIds>,
 }
 
 struct Day {
@@ -130,17 +148,46 @@ enum WriteRequest {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store under `data_dir` and starts its writer thread.
+    /// Opens (or creates) the store under `data_dir`, answering writes once they are
+    /// indexed (read-after-write: what tests and the alert store want); see
+    /// [`EmbeddedStore::open_with`].
     pub fn open(
         data_dir: &Path,
         commit_interval: Duration,
         writer_memory_bytes: usize,
+    ) -> Result<EmbeddedStore, StoreError> {
+        Self::open_with(
+            data_dir,
+            &EmbeddedSettings::indexed(commit_interval, writer_memory_bytes),
+        )
+    }
+
+    /// Opens (or creates) the store under `data_dir`, recovers its write-ahead log and
+    /// starts its log and indexer threads (the log thread first replays what the log
+    /// holds; writes wait for that).
+    pub fn open_with(
+        data_dir: &Path,
+        settings: &EmbeddedSettings,
     ) -> Result<EmbeddedStore, StoreError> {
         let root = data_dir.join("events");
         std::fs::create_dir_all(&root).map_err(|source| StoreError::CreateDir {
             path: root.clone(),
             source,
         })?;
+        let log_dir = data_dir.join("events-log");
+        let segment_bytes = (settings.max_unindexed_bytes / 4).clamp(1 << 20, 64 << 20);
+        let (wal, recovery) =
+            picket_common::wal::DiskBuffer::open(&log_dir, segment_bytes, settings.max_unindexed_bytes)
+                .map_err(|e| StoreError::Log(e.to_string()))?;
+        if !recovery.lost.is_empty() {
+            error!(
+                path = %log_dir.display(),
+                records = recovery.lost_records(),
+                bytes = recovery.lost_bytes(),
+                "The store's write-ahead log had damaged stretches; the events in them are lost."
+            );
+        }
+        let wal = Arc::new(Mutex::new(wal));
         let (schema, fields) = schema();
         let shared = Arc::new(Shared {
             root,
@@ -148,26 +195,45 @@ impl EmbeddedStore {
             fields,
             days: RwLock::new(BTreeMap::new()),
             peak_writers: AtomicUsize::new(0),
+            pending: Mutex::new(PendingIds::default()),
         });
+        let spawn_error = |source| StoreError::CreateDir {
+            path: shared.root.clone(),
+            source,
+        };
+        let (index_tx, index_rx) = mpsc::channel();
+        let indexer = {
+            let (shared, wal) = (Arc::clone(&shared), Arc::clone(&wal));
+            let (interval, memory) = (settings.commit_interval, settings.writer_memory_bytes);
+            std::thread::Builder::new()
+                .name("embedded-store-indexer".into())
+                .spawn(move || index_loop(shared, index_rx, wal, interval, memory))
+                .map_err(spawn_error)?
+        };
         let (tx, rx) = mpsc::channel();
+        let log = Log {
+            wal,
+            index: index_tx,
+            acknowledge: settings.acknowledge,
+            max_unindexed_bytes: settings.max_unindexed_bytes,
+            busy_since: None,
+        };
         let thread_shared = Arc::clone(&shared);
-        let handle = std::thread::Builder::new()
-            .name("embedded-store-writer".into())
-            .spawn(move || writer_loop(thread_shared, rx, commit_interval, writer_memory_bytes))
-            .map_err(|source| StoreError::CreateDir {
-                path: shared.root.clone(),
-                source,
-            })?;
-        info!(path = %shared.root.display(), "Embedded store opened.");
+        let logger = std::thread::Builder::new()
+            .name("embedded-store-log".into())
+            .spawn(move || log_loop(thread_shared, rx, log))
+            .map_err(spawn_error)?;
+        info!(path = %shared.root.display(), log = %log_dir.display(), "Embedded store opened.");
         Ok(EmbeddedStore {
             shared,
             requests: Mutex::new(Some(tx)),
-            writer_thread: Mutex::new(Some(handle)),
+            threads: Mutex::new(vec![logger, indexer]),
         })
     }
 
-    /// Stores `events` and returns once they are committed: how many are stored, and
-    /// which (by position) were refused because their id is stored with another body.
+    /// Stores `events` and returns once they are durable (logged, or indexed: see
+    /// `acknowledge`): how many are stored, and which (by position) were refused
+    /// because their id is stored (or logged) with another body.
     pub async fn store<D: Into<Document>>(&self, events: Vec<D>) -> Result<Stored, StoreError> {
         if events.is_empty() {
             return Ok(Stored::default());
@@ -246,15 +312,20 @@ impl EmbeddedStore {
         self.shared.peak_writers.load(Ordering::Relaxed)
     }
 
-    /// Stops accepting writes, commits what is pending and stops the writer thread.
+    /// Stops accepting writes, commits what is pending and stops the log and indexer
+    /// threads.
     pub fn close(&self) {
         if let Ok(mut guard) = self.requests.lock() {
             guard.take();
         }
-        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
+        let threads = self
+            .threads
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for handle in threads {
             if handle.join().is_err() {
-                error!("Embedded store writer thread panicked.");
+                error!("An embedded store thread panicked.");
             }
         }
         info!("Embedded store closed.");
@@ -351,11 +422,15 @@ impl Shared {
         Ok(Some(Arc::clone(days.entry(key).or_insert(day))))
     }
 
-    fn document(&self, document: &Document, at: DateTime<Utc>) -> TantivyDocument {
-        match document {
+    /// The index's document for `document`, filed at `at`, keeping `json` (its JSON)
+    /// as `_source`.
+    fn document(&self, document: &Document, at: DateTime<Utc>, json: &str) -> TantivyDocument {
+        let mut doc = match document {
             Document::Event(event) => self.event_document(event, at),
             Document::Custom { id, source, .. } => self.custom_document(id, source, at),
-        }
+        };
+        doc.add_text(self.fields.source_json, json);
+        doc
     }
 
     fn event_document(&self, event: &Event, at: DateTime<Utc>) -> TantivyDocument {
@@ -386,10 +461,6 @@ impl Shared {
         doc.add_field_value(
             f.details,
             &tantivy::schema::OwnedValue::from(event.details.clone()),
-        );
-        doc.add_text(
-            f.source_json,
-            serde_json::to_string(event).unwrap_or_default(),
         );
         doc
     }
@@ -441,10 +512,6 @@ impl Shared {
             details.insert("endpoint".into(), endpoint.clone());
         }
         doc.add_field_value(f.details, &tantivy::schema::OwnedValue::from(details));
-        doc.add_text(
-            f.source_json,
-            serde_json::to_string(source).unwrap_or_default(),
-        );
         doc
     }
 

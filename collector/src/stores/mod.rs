@@ -230,6 +230,12 @@ pub enum StoreError {
     /// the caller should retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The embedded store's write-ahead log could not be written or read.
+    #[error("write-ahead log: {0}")]
+    Log(String),
+    /// Indexing is behind the write-ahead log by more than its bound: retry shortly.
+    #[error("the store is busy indexing what it was sent; retry shortly")]
+    Busy,
     #[error("the store is shut down")]
     Closed,
 }
@@ -277,8 +283,8 @@ pub enum Store {
 }
 
 impl Store {
-    /// Stores `documents`; returns once they are durable (committed, or acknowledged by
-    /// Elasticsearch), never before.
+    /// Stores `documents`; returns once they are durable (in the embedded store's
+    /// write-ahead log, or acknowledged by Elasticsearch), never before.
     pub async fn store(&self, documents: Vec<Document>) -> Result<Stored, StoreError> {
         match self {
             Store::Embedded(store) => store.store(documents).await,

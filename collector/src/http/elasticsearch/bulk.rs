@@ -26,7 +26,7 @@ use tracing::{debug, error, warn};
 use super::es_error;
 use crate::http::AppState;
 use crate::http::ingest::{Received, event_document, identity, read_request_body};
-use crate::stores::Document;
+use crate::stores::{Document, StoreError};
 
 /// The index named when an action and the path name none.
 const DEFAULT_INDEX: &str = "events";
@@ -235,6 +235,16 @@ impl<'a> Batch<'a> {
             metrics.store_finished(started.elapsed());
             match stored {
                 Ok(outcome) => outcome,
+                Err(StoreError::Busy) => {
+                    // What Elasticsearch answers when its write queue is full: clients
+                    // back off and resend on a 429.
+                    metrics.refused("store_busy");
+                    return Err(es_error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "es_rejected_execution_exception",
+                        "the collector is busy indexing what it was sent; retry shortly",
+                    ));
+                }
                 Err(e) => {
                     metrics.refused("store_failed");
                     error!(error = %e, actions = actions.len(), "Store failed; the sender is told to retry.");

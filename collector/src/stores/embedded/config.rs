@@ -1,5 +1,6 @@
-//! `[collector.stores.embedded]`: commit pacing and indexing memory of the embedded
-//! store, their defaults, and the checked [`EmbeddedSettings`].
+//! `[collector.stores.embedded]`: commit pacing, indexing memory, when a write is
+//! answered and how far indexing may fall behind the write-ahead log, their defaults,
+//! and the checked [`EmbeddedSettings`].
 
 use std::time::Duration;
 
@@ -10,15 +11,36 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddedStoreConfig {
-    /// Shortest time between two commits, in milliseconds; requests arriving meanwhile
-    /// share the next commit. Ingest answers only after the commit that holds its
-    /// events, so this bounds the added latency and, for one sender sending batch after
-    /// batch, the rate (a batch per interval); larger values mean fewer, bigger commits.
+    /// Shortest time between two index commits, in milliseconds: how long an event
+    /// written to the log waits, at most, before searches see it (plus the indexing of
+    /// what arrived meanwhile). Larger values mean fewer, bigger commits.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
     /// Indexing memory per open daily index, in bytes (tantivy's minimum is 15 MB).
     #[serde(default = "default_writer_memory_bytes")]
     pub writer_memory_bytes: usize,
+    /// When a write is answered: `"logged"` (default) once its events are fsynced in the
+    /// store's write-ahead log, indexed behind it; `"indexed"` only once they are
+    /// committed to the index and searchable (read-after-write, at the cost of a commit
+    /// per answer).
+    #[serde(default)]
+    pub acknowledge: Acknowledge,
+    /// Most bytes of logged events not yet indexed; past it writes are refused (503 with
+    /// `Retry-After`) until indexing catches up, so a burst costs waiting senders, not
+    /// the collector's memory (an event waiting holds about four times its log bytes).
+    #[serde(default = "default_max_unindexed_bytes")]
+    pub max_unindexed_bytes: u64,
+}
+
+/// When the embedded store answers a write (`acknowledge`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Acknowledge {
+    /// Once the events are durable in the write-ahead log.
+    #[default]
+    Logged,
+    /// Once the events are committed to the index.
+    Indexed,
 }
 
 fn default_commit_interval_ms() -> u64 {
@@ -27,12 +49,17 @@ fn default_commit_interval_ms() -> u64 {
 fn default_writer_memory_bytes() -> usize {
     20_000_000
 }
+fn default_max_unindexed_bytes() -> u64 {
+    32 * 1024 * 1024
+}
 
 impl Default for EmbeddedStoreConfig {
     fn default() -> Self {
         EmbeddedStoreConfig {
             commit_interval_ms: default_commit_interval_ms(),
             writer_memory_bytes: default_writer_memory_bytes(),
+            acknowledge: Acknowledge::default(),
+            max_unindexed_bytes: default_max_unindexed_bytes(),
         }
     }
 }
@@ -42,6 +69,22 @@ impl Default for EmbeddedStoreConfig {
 pub struct EmbeddedSettings {
     pub commit_interval: Duration,
     pub writer_memory_bytes: usize,
+    pub acknowledge: Acknowledge,
+    pub max_unindexed_bytes: u64,
+}
+
+impl EmbeddedSettings {
+    /// Settings that answer a write once it is indexed (read-after-write), with the
+    /// default bound: what the alert store and tests that search what they just
+    /// stored use.
+    pub fn indexed(commit_interval: Duration, writer_memory_bytes: usize) -> EmbeddedSettings {
+        EmbeddedSettings {
+            commit_interval,
+            writer_memory_bytes,
+            acknowledge: Acknowledge::Indexed,
+            max_unindexed_bytes: default_max_unindexed_bytes(),
+        }
+    }
 }
 
 impl EmbeddedStoreConfig {
@@ -58,9 +101,17 @@ impl EmbeddedStoreConfig {
                 "must be at least 15000000 (tantivy's minimum)",
             ));
         }
+        if !(1024 * 1024..=64 * 1024 * 1024 * 1024).contains(&self.max_unindexed_bytes) {
+            return Err(KeyError::new(
+                "collector.stores.embedded.max_unindexed_bytes",
+                "must be between 1048576 (1 MiB) and 68719476736 (64 GiB)",
+            ));
+        }
         Ok(EmbeddedSettings {
             commit_interval: Duration::from_millis(self.commit_interval_ms),
             writer_memory_bytes: self.writer_memory_bytes,
+            acknowledge: self.acknowledge,
+            max_unindexed_bytes: self.max_unindexed_bytes,
         })
     }
 }

@@ -1,105 +1,261 @@
-//! The writer thread: takes write requests, groups them, writes each day's documents,
-//! commits at most once per `commit_interval`, answers each request after the commit
-//! that holds it; prunes days; keeps at most a few day writers open.
+//! The indexer thread: takes the documents the log thread logged, in log order, adds
+//! them to their days' index writers as they come, commits at most once per
+//! `commit_interval` (and before a new day's writer would pass the open-writer bound),
+//! then makes them searchable, forgets their pending ids and acknowledges the log up
+//! to them; answers writes that wait for the index; prunes days. A failed commit is
+//! rolled back and retried with what it held (the log keeps it meanwhile).
 
+use picket_common::wal::{DiskBuffer, Position};
+
+use super::log::{IndexRequest, Logged};
 use super::*;
 
-/// The writer thread: groups requests, writes, commits, answers.
-pub(super) fn writer_loop(
+/// Longest wait between two attempts at a commit that failed.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// The indexer's state between commits.
+struct Indexer<'a> {
+    shared: &'a Shared,
+    wal: &'a Mutex<DiskBuffer>,
+    writer_memory_bytes: usize,
+    writers: HashMap<u32, IndexWriter>,
+    recent: VecDeque<u32>,
+    /// Added to writers, not yet committed, in log order.
+    uncommitted: Vec<Logged>,
+    /// Days with uncommitted documents.
+    dirty: BTreeSet<u32>,
+    /// The log position the uncommitted documents reach.
+    upto: Option<Position>,
+    /// Writes answered once everything before them is committed.
+    waiting: Vec<(Stored, oneshot::Sender<Result<Stored, StoreError>>)>,
+    last_commit: Instant,
+    /// After a failed commit: when to try again, and the wait after that.
+    retry: Option<(Instant, Duration)>,
+}
+
+/// The indexer thread: indexes, commits, acknowledges, answers, prunes.
+pub(super) fn index_loop(
     shared: Arc<Shared>,
-    requests: mpsc::Receiver<WriteRequest>,
+    requests: mpsc::Receiver<IndexRequest>,
+    wal: Arc<Mutex<DiskBuffer>>,
     commit_interval: Duration,
     writer_memory_bytes: usize,
 ) {
-    let mut writers: HashMap<u32, IndexWriter> = HashMap::new();
-    let mut recent: VecDeque<u32> = VecDeque::new();
-    let mut last_commit = Instant::now() - commit_interval;
-    let mut open = true;
-    while open {
-        let first = match requests.recv() {
-            Ok(request) => request,
-            Err(_) => break,
+    let mut indexer = Indexer {
+        shared: &shared,
+        wal: &wal,
+        writer_memory_bytes,
+        writers: HashMap::new(),
+        recent: VecDeque::new(),
+        uncommitted: Vec::new(),
+        dirty: BTreeSet::new(),
+        upto: None,
+        waiting: Vec::new(),
+        last_commit: Instant::now() - commit_interval,
+        retry: None,
+    };
+    loop {
+        let due = if let Some((at, _)) = indexer.retry {
+            Some(at)
+        } else if indexer.uncommitted.is_empty() && indexer.waiting.is_empty() {
+            None
+        } else {
+            Some(indexer.last_commit + commit_interval)
         };
-        let mut batch = Vec::new();
-        let mut prunes = Vec::new();
-        match first {
-            WriteRequest::Write { events, done } => batch.push((events, done)),
-            WriteRequest::Prune {
+        let request = match due {
+            None => match requests.recv() {
+                Ok(request) => Some(request),
+                Err(_) => break,
+            },
+            Some(due) => match requests.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                Ok(request) => Some(request),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+        };
+        match request {
+            Some(IndexRequest::Documents { documents, upto }) => {
+                for logged in documents {
+                    indexer.add(logged);
+                }
+                indexer.upto = indexer.upto.max(upto);
+            }
+            Some(IndexRequest::Answer { stored, done }) => indexer.waiting.push((stored, done)),
+            Some(IndexRequest::Prune {
                 before,
                 after,
                 done,
-            } => prunes.push((before, after, done)),
-        }
-        if !batch.is_empty() {
-            let deadline = last_commit + commit_interval;
-            loop {
-                let now = Instant::now();
-                let wait = deadline.saturating_duration_since(now);
-                match requests.recv_timeout(wait) {
-                    Ok(WriteRequest::Write { events, done }) => batch.push((events, done)),
-                    Ok(WriteRequest::Prune {
-                        before,
-                        after,
-                        done,
-                    }) => prunes.push((before, after, done)),
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                }
+            }) => {
+                indexer.commit();
+                let _ = done.send(prune_days(
+                    &shared,
+                    &mut indexer.writers,
+                    &mut indexer.recent,
+                    before,
+                    after,
+                ));
             }
-        }
-        if !batch.is_empty() {
-            let mut outcomes: Vec<Stored> = vec![Stored::default(); batch.len()];
-            let result = write_batch(
-                &shared,
-                &mut writers,
-                &mut recent,
-                &batch,
-                &mut outcomes,
-                writer_memory_bytes,
-            )
-            .map_err(Arc::new);
-            last_commit = Instant::now();
-            let events: usize = batch.iter().map(|(events, _)| events.len()).sum();
-            match &result {
-                Ok(()) => debug!(requests = batch.len(), events, "Committed."),
-                Err(e) => {
-                    error!(error = %e, requests = batch.len(), events, "Commit failed; the senders are told to retry.")
-                }
+            None => {
+                indexer.commit();
             }
-            for ((events, done), outcome) in batch.into_iter().zip(outcomes) {
-                let answer = match &result {
-                    Ok(()) => Ok(Stored {
-                        stored: events.len() - outcome.conflicts.len(),
-                        ..outcome
-                    }),
-                    Err(e) => Err(StoreError::Commit(Arc::clone(e))),
-                };
-                // A sender that gave up waiting is not an error here.
-                let _ = done.send(answer);
-            }
-        }
-        for (before, after, done) in prunes {
-            let _ = done.send(prune_days(
-                &shared,
-                &mut writers,
-                &mut recent,
-                before,
-                after,
-            ));
         }
     }
-    for (key, writer) in writers {
+    // Everything logged is committed before the store closes (else the log replays it).
+    indexer.retry = None;
+    indexer.commit();
+    for (key, writer) in indexer.writers {
         if let Err(e) = writer.wait_merging_threads() {
             warn!(day = key, error = %e, "Index merge did not finish cleanly.");
         }
     }
 }
 
-/// Documents of one request and where to answer.
-pub(super) type Batch = (Vec<Document>, oneshot::Sender<Result<Stored, StoreError>>);
+impl Indexer<'_> {
+    /// Adds a document to its day's writer, committing first when opening that writer
+    /// would pass the bound on open writers (each holds threads and memory of its own:
+    /// one batch of 200 distinct days once opened 200 writers, 1,420 threads, 1.6 GB).
+    fn add(&mut self, logged: Logged) {
+        if self.retry.is_none() {
+            if !self.writers.contains_key(&logged.key) && self.writers.len() > OPEN_WRITERS {
+                self.commit();
+            }
+            if self.retry.is_none() {
+                if let Err(e) = self.write(&logged) {
+                    self.failed(e);
+                }
+            }
+        }
+        self.uncommitted.push(logged);
+    }
+
+    fn write(&mut self, logged: &Logged) -> Result<(), StoreError> {
+        let key = logged.key;
+        if !self.writers.contains_key(&key) {
+            let day = self.shared.day(key, true)?.ok_or(StoreError::Closed)?;
+            let writer = day
+                .index
+                .writer_with_num_threads(1, self.writer_memory_bytes)
+                .map_err(|source| StoreError::Open {
+                    path: self.shared.day_path(key),
+                    source,
+                })?;
+            self.writers.insert(key, writer);
+            self.shared
+                .peak_writers
+                .fetch_max(self.writers.len(), Ordering::Relaxed);
+        }
+        self.recent.retain(|k| *k != key);
+        self.recent.push_front(key);
+        self.dirty.insert(key);
+        let writer = self.writers.get_mut(&key).ok_or(StoreError::Closed)?;
+        writer
+            .add_document(self.shared.document(&logged.document, logged.at, &logged.source))
+            .map_err(StoreError::Write)?;
+        Ok(())
+    }
+
+    /// Commits what was added (or, after a failure, when its retry is due: adds it
+    /// again and commits), then makes it searchable, forgets its pending ids,
+    /// acknowledges the log and answers the writes waiting.
+    fn commit(&mut self) {
+        if let Some((at, _)) = self.retry {
+            if Instant::now() < at {
+                return;
+            }
+            let documents = std::mem::take(&mut self.uncommitted);
+            let rewritten = documents.iter().try_for_each(|logged| self.write(logged));
+            self.uncommitted = documents;
+            if let Err(e) = rewritten {
+                self.failed(e);
+                return;
+            }
+        }
+        match self.try_commit() {
+            Ok(()) => {
+                if self.retry.take().is_some() {
+                    info!("Indexing works again; what waited in the log is indexed.");
+                }
+            }
+            Err(e) => self.failed(e),
+        }
+        self.last_commit = Instant::now();
+    }
+
+    fn try_commit(&mut self) -> Result<(), StoreError> {
+        let events = self.uncommitted.len();
+        // Day by day: once a day's commit holds its documents they are done with,
+        // whatever happens to the next day's, so a retry never writes them twice.
+        while let Some(key) = self.dirty.pop_first() {
+            if let Some(writer) = self.writers.get_mut(&key) {
+                if let Err(e) = writer.commit() {
+                    self.dirty.insert(key);
+                    return Err(StoreError::Write(e));
+                }
+            }
+            // Reloaded and forgotten together (see log::decide).
+            let mut pending = self.shared.pending.lock().map_err(|_| StoreError::Closed)?;
+            match self.shared.day(key, false) {
+                Ok(Some(day)) => {
+                    if let Err(e) = day.reader.reload() {
+                        error!(day = key, error = %e, "Could not reload a day's searcher after a commit.");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => error!(day = key, error = %e, "Could not reload a day's searcher after a commit."),
+            }
+            self.uncommitted.retain(|logged| {
+                if logged.key == key {
+                    pending.remove(key, logged.document.id());
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        if let Some(upto) = self.upto.take() {
+            let acked = self.wal.lock().map_err(|_| StoreError::Closed)?.ack(upto);
+            if let Err(e) = acked {
+                // Committed all the same: a replay would find these in the index.
+                warn!(error = %e, "Could not acknowledge the store's write-ahead log; a restart replays what the index already holds.");
+            }
+        }
+        if events > 0 {
+            debug!(events, "Committed.");
+        }
+        for (stored, done) in self.waiting.drain(..) {
+            // A sender that gave up waiting is not an error here.
+            let _ = done.send(Ok(stored));
+        }
+        close_old_writers(&mut self.writers, &mut self.recent);
+        Ok(())
+    }
+
+    /// After a failed write or commit: nothing of it may ride along with a later
+    /// commit, so every writer is rolled back; what it held stays in the log and in
+    /// `uncommitted`, and is written again after a wait that doubles up to
+    /// [`MAX_RETRY`]. Writes waiting for the index are told it failed.
+    fn failed(&mut self, e: StoreError) {
+        for writer in self.writers.values_mut() {
+            let _ = writer.rollback();
+        }
+        self.dirty.clear();
+        let wait = self
+            .retry
+            .map(|(_, wait)| (wait * 2).min(MAX_RETRY))
+            .unwrap_or(Duration::from_secs(1));
+        error!(
+            error = %e,
+            events = self.uncommitted.len(),
+            retry_in_s = wait.as_secs(),
+            "Indexing failed; the events stay in the write-ahead log and are indexed again."
+        );
+        self.retry = Some((Instant::now() + wait, wait));
+        let e = Arc::new(e);
+        for (_, done) in self.waiting.drain(..) {
+            let _ = done.send(Err(StoreError::Commit(Arc::clone(&e))));
+        }
+    }
+}
 
 /// Deletes the days before `before` and after `after`: their writers closed, their
 /// readers forgotten, their directories removed (searches still holding one finish on
@@ -146,51 +302,6 @@ pub(super) fn prune_days(
     Ok(deleted)
 }
 
-pub(super) fn write_batch(
-    shared: &Shared,
-    writers: &mut HashMap<u32, IndexWriter>,
-    recent: &mut VecDeque<u32>,
-    batch: &[Batch],
-    outcomes: &mut [Stored],
-    writer_memory_bytes: usize,
-) -> Result<(), StoreError> {
-    // Each request's documents by day, in order: a day is written and committed
-    // whole, then the next, so however many days a batch spans, at most
-    // OPEN_WRITERS + 1 writers (each with its threads and memory) exist at once. (One
-    // batch of 200 distinct days once opened 200 writers: 1,420 threads, 1.6 GB.)
-    let mut by_day: BTreeMap<u32, Vec<(usize, usize, DateTime<Utc>)>> = BTreeMap::new();
-    for (r, (events, _)) in batch.iter().enumerate() {
-        for (d, event) in events.iter().enumerate() {
-            let (key, at) = Shared::event_day(event);
-            by_day.entry(key).or_default().push((r, d, at));
-        }
-    }
-    // Newest days first: they are the ones kept open for the next batch.
-    for (key, documents) in by_day.into_iter().rev() {
-        let written = write_day(
-            shared,
-            writers,
-            key,
-            batch,
-            &documents,
-            outcomes,
-            writer_memory_bytes,
-        );
-        recent.retain(|k| *k != key);
-        recent.push_front(key);
-        if let Err(e) = written {
-            // Nothing of a failed day may ride along with the next commit.
-            if let Some(writer) = writers.get_mut(&key) {
-                let _ = writer.rollback();
-            }
-            close_old_writers(writers, recent);
-            return Err(e);
-        }
-        close_old_writers(writers, recent);
-    }
-    Ok(())
-}
-
 /// Keeps the writers of the [`OPEN_WRITERS`] days written most recently.
 pub(super) fn close_old_writers(
     writers: &mut HashMap<u32, IndexWriter>,
@@ -206,64 +317,6 @@ pub(super) fn close_old_writers(
             }
         }
     }
-}
-
-/// Writes one day's documents of a batch and commits them. First copy wins: a document
-/// whose id is already stored that day (or earlier in this batch) is not written
-/// again; if its body differs (but for the reception time) its position goes to
-/// `conflicts`, else it was a resend and counts as stored.
-pub(super) fn write_day(
-    shared: &Shared,
-    writers: &mut HashMap<u32, IndexWriter>,
-    key: u32,
-    batch: &[Batch],
-    documents: &[(usize, usize, DateTime<Utc>)],
-    outcomes: &mut [Stored],
-    writer_memory_bytes: usize,
-) -> Result<(), StoreError> {
-    let day = shared.day(key, true)?.ok_or(StoreError::Closed)?;
-    let open_writers = writers.len() + usize::from(!writers.contains_key(&key));
-    let writer = match writers.entry(key) {
-        Entry::Occupied(entry) => entry.into_mut(),
-        Entry::Vacant(entry) => {
-            let writer = day
-                .index
-                .writer_with_num_threads(1, writer_memory_bytes)
-                .map_err(|source| StoreError::Open {
-                    path: shared.day_path(key),
-                    source,
-                })?;
-            entry.insert(writer)
-        }
-    };
-    shared
-        .peak_writers
-        .fetch_max(open_writers, Ordering::Relaxed);
-    let searcher = day.reader.searcher();
-    let mut added: HashMap<&str, (usize, usize)> = HashMap::with_capacity(documents.len());
-    for &(r, d, at) in documents {
-        let document = &batch[r].0[d];
-        let id = document.id();
-        let earlier = match added.get(id) {
-            Some(&(r0, d0)) => Some(batch[r0].0[d0].source_json()),
-            None => stored_source(shared, &searcher, id)?,
-        };
-        if let Some(earlier) = earlier {
-            if same_document(&earlier, document) {
-                outcomes[r].existing.push(d);
-            } else {
-                outcomes[r].conflicts.push(d);
-            }
-            continue;
-        }
-        added.insert(id, (r, d));
-        writer
-            .add_document(shared.document(document, at))
-            .map_err(StoreError::Write)?;
-    }
-    writer.commit().map_err(StoreError::Write)?;
-    day.reader.reload().map_err(StoreError::Write)?;
-    Ok(())
 }
 
 /// The stored JSON of the document with this id in a day, if any.

@@ -1,0 +1,446 @@
+//! The front of the store: the log thread takes write requests, decides each
+//! document (new, a resend of one already stored or logged, or a conflict), appends
+//! the new ones to the write-ahead log, fsyncs once for every request that arrived
+//! meanwhile, and answers; the indexer ([`super::writer`]) indexes behind it. On start
+//! it replays what the log holds that the index may not.
+
+use std::borrow::Cow;
+
+use picket_common::wal::{Batch as WalBatch, DiskBuffer, Position};
+
+use super::*;
+
+/// A document decided new and logged, on its way to the index.
+pub(super) struct Logged {
+    pub(super) document: Document,
+    pub(super) key: u32,
+    pub(super) at: DateTime<Utc>,
+    /// Its JSON: the log's record, the index's `_source`, what a resend is compared to.
+    pub(super) source: Arc<str>,
+}
+
+/// What the indexer is asked, in log order.
+pub(super) enum IndexRequest {
+    /// Index these; once committed, acknowledge the log up to `upto`.
+    Documents {
+        documents: Vec<Logged>,
+        upto: Option<Position>,
+    },
+    /// Answer once everything sent before is committed (`acknowledge = "indexed"`).
+    Answer {
+        stored: Stored,
+        done: oneshot::Sender<Result<Stored, StoreError>>,
+    },
+    Prune {
+        before: u32,
+        after: u32,
+        done: oneshot::Sender<Result<Vec<String>, StoreError>>,
+    },
+}
+
+/// Ids logged but not yet committed to the index, by day, with their JSON: with the
+/// index's searcher, what decides whether an id is taken.
+#[derive(Default)]
+pub(super) struct PendingIds {
+    by_day: HashMap<u32, HashMap<Box<str>, Arc<str>>>,
+}
+
+impl PendingIds {
+    fn get(&self, key: u32, id: &str) -> Option<&Arc<str>> {
+        self.by_day.get(&key)?.get(id)
+    }
+
+    fn insert(&mut self, key: u32, id: &str, source: Arc<str>) {
+        self.by_day.entry(key).or_default().insert(id.into(), source);
+    }
+
+    pub(super) fn remove(&mut self, key: u32, id: &str) {
+        if let Some(ids) = self.by_day.get_mut(&key) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_day.remove(&key);
+            }
+        }
+    }
+}
+
+/// The write-ahead log's records: `E` and an event's JSON, or `C`, a custom
+/// document's id, reception time (RFC 3339) and JSON, each after a newline.
+fn encode(logged: &Logged, record: &mut Vec<u8>) {
+    record.clear();
+    match &logged.document {
+        Document::Event(_) => record.push(b'E'),
+        Document::Custom { id, received, .. } => {
+            record.push(b'C');
+            record.extend_from_slice(id.as_bytes());
+            record.push(b'\n');
+            record.extend_from_slice(received.to_rfc3339().as_bytes());
+            record.push(b'\n');
+        }
+    }
+    record.extend_from_slice(logged.source.as_bytes());
+}
+
+/// A record back as the document it was (`None`: not one this store wrote).
+fn decode(record: &[u8]) -> Option<Document> {
+    let (&kind, rest) = record.split_first()?;
+    let rest = std::str::from_utf8(rest).ok()?;
+    match kind {
+        b'E' => serde_json::from_str::<Event>(rest).ok().map(Document::Event),
+        b'C' => {
+            let mut parts = rest.splitn(3, '\n');
+            let id = parts.next()?.to_string();
+            let received = DateTime::parse_from_rfc3339(parts.next()?).ok()?;
+            let source = serde_json::from_str(parts.next()?).ok()?;
+            Some(Document::Custom {
+                id,
+                received: received.with_timezone(&Utc),
+                source,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A document's JSON, as searches return it.
+fn source_of(document: &Document) -> Arc<str> {
+    let json = match document {
+        Document::Event(event) => serde_json::to_string(event),
+        Document::Custom { source, .. } => serde_json::to_string(source),
+    };
+    json.unwrap_or_default().into()
+}
+
+/// What the log thread needs beyond [`Shared`].
+pub(super) struct Log {
+    pub(super) wal: Arc<Mutex<DiskBuffer>>,
+    pub(super) index: mpsc::Sender<IndexRequest>,
+    pub(super) acknowledge: Acknowledge,
+    pub(super) max_unindexed_bytes: u64,
+    /// Since when writes are refused (indexing is behind by the bound): logged when it
+    /// starts and when it ends, not per request.
+    pub(super) busy_since: Option<Instant>,
+}
+
+/// Documents of one write request and where to answer.
+type Batch = (Vec<Document>, oneshot::Sender<Result<Stored, StoreError>>);
+
+/// Most requests answered by one fsync.
+const MAX_GROUP: usize = 1024;
+
+/// The log thread: replays the log, then groups requests, decides, logs, fsyncs,
+/// answers.
+pub(super) fn log_loop(shared: Arc<Shared>, requests: mpsc::Receiver<WriteRequest>, mut log: Log) {
+    if let Err(e) = replay(&shared, &log) {
+        error!(error = %e, "Replaying the store's write-ahead log failed; what it holds is indexed after the next restart.");
+    }
+    let mut record = Vec::with_capacity(4096);
+    while let Ok(first) = requests.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match requests.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        let mut writes = Vec::with_capacity(group.len());
+        let mut prunes = Vec::new();
+        for request in group {
+            match request {
+                WriteRequest::Write { events, done } => writes.push((events, done)),
+                prune @ WriteRequest::Prune { .. } => prunes.push(prune),
+            }
+        }
+        if !writes.is_empty() {
+            write_group(&shared, &mut log, writes, &mut record);
+        }
+        for prune in prunes {
+            if let WriteRequest::Prune {
+                before,
+                after,
+                done,
+            } = prune
+            {
+                // After the documents logged before it, as the requests came.
+                if let Err(mpsc::SendError(IndexRequest::Prune { done, .. })) =
+                    log.index.send(IndexRequest::Prune {
+                        before,
+                        after,
+                        done,
+                    })
+                {
+                    let _ = done.send(Err(StoreError::Closed));
+                }
+            }
+        }
+    }
+}
+
+/// Decides, logs and answers one group of write requests.
+fn write_group(shared: &Shared, log: &mut Log, writes: Vec<Batch>, record: &mut Vec<u8>) {
+    let unindexed = log.wal.lock().map(|w| w.unacked_bytes()).unwrap_or(0);
+    if unindexed >= log.max_unindexed_bytes {
+        if log.busy_since.is_none() {
+            warn!(
+                unindexed_bytes = unindexed,
+                "Indexing is behind the write-ahead log by max_unindexed_bytes; writes are refused (503, Retry-After) until it catches up."
+            );
+            log.busy_since = Some(Instant::now());
+        }
+        for (_, done) in writes {
+            let _ = done.send(Err(StoreError::Busy));
+        }
+        return;
+    }
+    if let Some(since) = log.busy_since.take() {
+        info!(
+            refused_for_ms = since.elapsed().as_millis() as u64,
+            "Indexing caught up; writes are accepted again."
+        );
+    }
+    let mut outcomes = vec![Stored::default(); writes.len()];
+    let mut logged = Vec::new();
+    let decided = decide(
+        shared,
+        writes.iter().map(|(events, _)| events.as_slice()),
+        &mut outcomes,
+        &mut logged,
+    );
+    let appended = decided.and_then(|()| append(log, &logged, record));
+    let upto = match appended {
+        Ok(upto) => upto,
+        Err(e) => {
+            error!(error = %e, requests = writes.len(), "Writing to the store's log failed; the senders are told to retry.");
+            if let Ok(mut pending) = shared.pending.lock() {
+                for l in &logged {
+                    pending.remove(l.key, l.document.id());
+                }
+            }
+            let e = Arc::new(e);
+            for (_, done) in writes {
+                let _ = done.send(Err(StoreError::Commit(Arc::clone(&e))));
+            }
+            return;
+        }
+    };
+    if !logged.is_empty() {
+        let sent = log.index.send(IndexRequest::Documents {
+            documents: logged,
+            upto,
+        });
+        if sent.is_err() {
+            for (_, done) in writes {
+                let _ = done.send(Err(StoreError::Closed));
+            }
+            return;
+        }
+    }
+    for ((events, done), outcome) in writes.into_iter().zip(outcomes) {
+        let stored = Stored {
+            stored: events.len() - outcome.conflicts.len(),
+            ..outcome
+        };
+        match log.acknowledge {
+            Acknowledge::Logged => {
+                // A sender that gave up waiting is not an error here.
+                let _ = done.send(Ok(stored));
+            }
+            Acknowledge::Indexed => {
+                if let Err(mpsc::SendError(IndexRequest::Answer { done, .. })) =
+                    log.index.send(IndexRequest::Answer { stored, done })
+                {
+                    let _ = done.send(Err(StoreError::Closed));
+                }
+            }
+        }
+    }
+}
+
+/// Sorts each document of `requests` into new (into `logged`, its id now pending),
+/// a resend of a stored or logged one (`existing`) or a conflict (`conflicts`). First
+/// copy wins: within the requests too, in order.
+fn decide<'a>(
+    shared: &Shared,
+    requests: impl Iterator<Item = &'a [Document]>,
+    outcomes: &mut [Stored],
+    logged: &mut Vec<Logged>,
+) -> Result<(), StoreError> {
+    // Under this lock the indexer neither reloads a reader nor forgets a pending id:
+    // an id is seen either pending or in the searcher, never in neither.
+    let mut pending = shared.pending.lock().map_err(|_| StoreError::Closed)?;
+    let mut searchers: HashMap<u32, Option<tantivy::Searcher>> = HashMap::new();
+    for (r, documents) in requests.enumerate() {
+        for (d, document) in documents.iter().enumerate() {
+            let (key, at) = Shared::event_day(document);
+            let id = document.id();
+            let earlier: Option<Cow<str>> = match pending.get(key, id) {
+                Some(source) => Some(Cow::Borrowed(&**source)),
+                None => {
+                    let searcher = match searchers.entry(key) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => {
+                            e.insert(shared.day(key, false)?.map(|day| day.reader.searcher()))
+                        }
+                    };
+                    match searcher {
+                        Some(searcher) => stored_source(shared, searcher, id)?.map(Cow::Owned),
+                        None => None,
+                    }
+                }
+            };
+            if let Some(earlier) = earlier {
+                if same_document(&earlier, document) {
+                    outcomes[r].existing.push(d);
+                } else {
+                    outcomes[r].conflicts.push(d);
+                }
+                continue;
+            }
+            let source = source_of(document);
+            pending.insert(key, id, Arc::clone(&source));
+            logged.push(Logged {
+                document: document.clone(),
+                key,
+                at,
+                source,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Appends `logged` to the log and fsyncs (without holding the lock through the
+/// fsync, so the indexer can acknowledge meanwhile); the position after the last.
+fn append(
+    log: &Log,
+    logged: &[Logged],
+    record: &mut Vec<u8>,
+) -> Result<Option<Position>, StoreError> {
+    if logged.is_empty() {
+        return Ok(None);
+    }
+    let wal_error = |e: picket_common::wal::BufferError| StoreError::Log(e.to_string());
+    let mut wal = log.wal.lock().map_err(|_| StoreError::Closed)?;
+    let mut upto = None;
+    let mut appended = || -> Result<_, StoreError> {
+        for l in logged {
+            encode(l, record);
+            upto = Some(wal.append(record).map_err(wal_error)?);
+        }
+        wal.begin_sync().map_err(wal_error)
+    };
+    let syncing = match appended() {
+        Ok(syncing) => syncing,
+        Err(e) => {
+            let _ = wal.rollback();
+            return Err(e);
+        }
+    };
+    drop(wal);
+    let synced = syncing.sync().map_err(wal_error);
+    let mut wal = log.wal.lock().map_err(|_| StoreError::Closed)?;
+    match synced {
+        Ok(()) => {
+            wal.end_sync(syncing);
+            Ok(upto)
+        }
+        Err(e) => {
+            let _ = wal.rollback();
+            Err(e)
+        }
+    }
+}
+
+/// Sends what the log holds past its acknowledged point to the indexer, through the
+/// same decision as a write: what a crash left logged but not committed is indexed,
+/// what was committed before the crash is found in the index and skipped.
+fn replay(shared: &Shared, log: &Log) -> Result<(), StoreError> {
+    let mut batch = WalBatch::default();
+    let (mut records, mut skipped, mut unreadable) = (0u64, 0u64, 0u64);
+    loop {
+        log.wal
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .read_into(10_000, &mut batch)
+            .map_err(|e| StoreError::Log(e.to_string()))?;
+        if batch.is_empty() {
+            break;
+        }
+        let mut documents = Vec::with_capacity(batch.len());
+        for record in batch.records().iter() {
+            match decode(record) {
+                Some(document) => documents.push(document),
+                None => unreadable += 1,
+            }
+        }
+        records += batch.len() as u64;
+        let mut outcome = [Stored::default()];
+        let mut logged = Vec::new();
+        decide(
+            shared,
+            std::iter::once(documents.as_slice()),
+            &mut outcome,
+            &mut logged,
+        )?;
+        skipped += (documents.len() - logged.len()) as u64;
+        log.index
+            .send(IndexRequest::Documents {
+                documents: logged,
+                upto: batch.last(),
+            })
+            .map_err(|_| StoreError::Closed)?;
+    }
+    if records > 0 {
+        info!(
+            records,
+            already_indexed = skipped,
+            "Replayed the store's write-ahead log: what it held and the index did not is being indexed."
+        );
+    }
+    if unreadable > 0 {
+        error!(
+            records = unreadable,
+            "Records of the store's write-ahead log could not be read back as events; they are lost."
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_as_the_documents_they_were() {
+        let event: Event = serde_json::from_str(
+            r#"{"eventid":"e1","utctimestamp":"2026-12-06T10:00:00+00:00","timestamp":"2026-12-06T10:00:00+00:00","receivedtimestamp":"2026-12-06T10:00:01+00:00","hostname":"h","processname":"sshd","processid":7,"severity":"INFO","summary":"s\nmore","category":"authentication","source":"authlog","tags":["a"],"details":{"sourceipaddress":"10.0.0.1","n":3}}"#,
+        )
+        .unwrap();
+        let custom = Document::Custom {
+            id: "c1".into(),
+            received: DateTime::parse_from_rfc3339("2026-12-06T10:00:02.5+00:00")
+                .unwrap()
+                .with_timezone(&Utc),
+            source: serde_json::from_str(r#"{"endpoint":"x","line":"a\nb"}"#).unwrap(),
+        };
+        let mut record = Vec::new();
+        for document in [Document::Event(event), custom] {
+            let (key, at) = Shared::event_day(&document);
+            let logged = Logged {
+                source: source_of(&document),
+                document,
+                key,
+                at,
+            };
+            encode(&logged, &mut record);
+            let back = decode(&record).expect("decodes");
+            assert_eq!(back.id(), logged.document.id());
+            assert_eq!(Shared::event_day(&back), (key, at));
+            assert_eq!(source_of(&back), logged.source);
+        }
+        assert!(decode(b"").is_none());
+        assert!(decode(b"X{}").is_none());
+        assert!(decode(b"E{not json").is_none());
+        assert!(decode(b"Cid-only").is_none());
+    }
+}
