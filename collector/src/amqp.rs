@@ -267,7 +267,10 @@ async fn handle(
             outcome.stored
         }
         Err(StoreError::Busy) => {
-            warn!(messages = batch.len(), "The store is busy indexing; the batch goes back to the queue.");
+            warn!(
+                messages = batch.len(),
+                "The store is busy indexing; the batch goes back to the queue."
+            );
             requeue(consume, last_tag).await;
             return Err(SessionError::Store(StoreError::Busy));
         }

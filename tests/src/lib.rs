@@ -259,6 +259,9 @@ pub struct CollectorOptions {
     pub tokens_file: Option<PathBuf>,
     /// More keys for `[collector.http]` (TOML lines).
     pub http_keys: String,
+    /// More keys for `[collector.stores.embedded]` (TOML lines; `commit_interval_ms`
+    /// replaces the harness's 200).
+    pub store_keys: String,
     /// More TOML appended to the config (a `[collector.amqp]` table, say).
     pub extra: String,
     /// The port to listen on (default: one picked now).
@@ -330,10 +333,14 @@ impl Collector {
         if let Some(file) = &options.tokens_file {
             http_keys.push_str(&format!("tokens_file = {:?}\n", file.display().to_string()));
         }
+        let mut store_keys = options.store_keys.clone();
+        if !store_keys.contains("commit_interval_ms") {
+            store_keys.push_str("\ncommit_interval_ms = 200\n");
+        }
         fs::write(
             &config,
             format!(
-                "[collector]\ndata_dir = {data:?}\n\n[collector.http]\nlisten = \"127.0.0.1:{port}\"\n{http_keys}\n[collector.stores.embedded]\ncommit_interval_ms = 200\n{extra}\n",
+                "[collector]\ndata_dir = {data:?}\n\n[collector.http]\nlisten = \"127.0.0.1:{port}\"\n{http_keys}\n[collector.stores.embedded]\n{store_keys}\n{extra}\n",
                 data = dir.join("data").display().to_string(),
                 extra = options.extra,
             ),

@@ -11,7 +11,8 @@
 //! collector (HTTP and the AMQP consumer, embedded store). Writers append auth-log lines
 //! at a steady rate, each line carrying a unique marker, and rotate their files by
 //! rename (logrotate's `create`) or copytruncate. On a seeded schedule the suite
-//! SIGKILLs and restarts agents and the collector, stops the collector for a while
+//! SIGKILLs and restarts agents and the collector (its commits 2 s apart, so a kill lands
+//! between its write-ahead log and its index), stops the collector for a while
 //! (unreachable), restarts RabbitMQ, and, when run as root, fills the first agent's
 //! buffer filesystem (a small tmpfs the suite mounts) until its inputs pause, then frees
 //! it. A garbage thread sends the collector invalid JSON, oversized bodies, wrong tokens
@@ -352,6 +353,9 @@ fn main() {
     let collector_options = CollectorOptions {
         tokens_file: Some(tokens.clone()),
         http_keys: "max_body_bytes = 2097152\nrequest_timeout_secs = 5\n".into(),
+        // Commits 2 s apart: every SIGKILL of the collector lands between its write-ahead
+        // log and its index, with up to 2 s of answered events only in the log.
+        store_keys: "commit_interval_ms = 2000\n".into(),
         extra: format!(
             "\n[collector.amqp]\nurl = {:?}\nauth = \"external\"\nca_file = {}\nclient_cert_file = {}\nclient_key_file = {}\nprefetch = 500\n",
             broker.amqps_url(),

@@ -176,9 +176,12 @@ impl EmbeddedStore {
         })?;
         let log_dir = data_dir.join("events-log");
         let segment_bytes = (settings.max_unindexed_bytes / 4).clamp(1 << 20, 64 << 20);
-        let (wal, recovery) =
-            picket_common::wal::DiskBuffer::open(&log_dir, segment_bytes, settings.max_unindexed_bytes)
-                .map_err(|e| StoreError::Log(e.to_string()))?;
+        let (wal, recovery) = picket_common::wal::DiskBuffer::open(
+            &log_dir,
+            segment_bytes,
+            settings.max_unindexed_bytes,
+        )
+        .map_err(|e| StoreError::Log(e.to_string()))?;
         if !recovery.lost.is_empty() {
             error!(
                 path = %log_dir.display(),
@@ -551,3 +554,5 @@ impl Shared {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wal_tests;

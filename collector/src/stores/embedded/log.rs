@@ -51,7 +51,10 @@ impl PendingIds {
     }
 
     fn insert(&mut self, key: u32, id: &str, source: Arc<str>) {
-        self.by_day.entry(key).or_default().insert(id.into(), source);
+        self.by_day
+            .entry(key)
+            .or_default()
+            .insert(id.into(), source);
     }
 
     pub(super) fn remove(&mut self, key: u32, id: &str) {
@@ -66,7 +69,7 @@ impl PendingIds {
 
 /// The write-ahead log's records: `E` and an event's JSON, or `C`, a custom
 /// document's id, reception time (RFC 3339) and JSON, each after a newline.
-fn encode(logged: &Logged, record: &mut Vec<u8>) {
+pub(super) fn encode(logged: &Logged, record: &mut Vec<u8>) {
     record.clear();
     match &logged.document {
         Document::Event(_) => record.push(b'E'),
@@ -86,7 +89,9 @@ fn decode(record: &[u8]) -> Option<Document> {
     let (&kind, rest) = record.split_first()?;
     let rest = std::str::from_utf8(rest).ok()?;
     match kind {
-        b'E' => serde_json::from_str::<Event>(rest).ok().map(Document::Event),
+        b'E' => serde_json::from_str::<Event>(rest)
+            .ok()
+            .map(Document::Event),
         b'C' => {
             let mut parts = rest.splitn(3, '\n');
             let id = parts.next()?.to_string();
@@ -103,7 +108,7 @@ fn decode(record: &[u8]) -> Option<Document> {
 }
 
 /// A document's JSON, as searches return it.
-fn source_of(document: &Document) -> Arc<str> {
+pub(super) fn source_of(document: &Document) -> Arc<str> {
     let json = match document {
         Document::Event(event) => serde_json::to_string(event),
         Document::Custom { source, .. } => serde_json::to_string(source),
@@ -177,7 +182,7 @@ pub(super) fn log_loop(shared: Arc<Shared>, requests: mpsc::Receiver<WriteReques
 }
 
 /// Decides, logs and answers one group of write requests.
-fn write_group(shared: &Shared, log: &mut Log, writes: Vec<Batch>, record: &mut Vec<u8>) {
+fn write_group(shared: &Shared, log: &mut Log, mut writes: Vec<Batch>, record: &mut Vec<u8>) {
     let unindexed = log.wal.lock().map(|w| w.unacked_bytes()).unwrap_or(0);
     if unindexed >= log.max_unindexed_bytes {
         if log.busy_since.is_none() {
@@ -200,9 +205,10 @@ fn write_group(shared: &Shared, log: &mut Log, writes: Vec<Batch>, record: &mut 
     }
     let mut outcomes = vec![Stored::default(); writes.len()];
     let mut logged = Vec::new();
+    let counts: Vec<usize> = writes.iter().map(|(events, _)| events.len()).collect();
     let decided = decide(
         shared,
-        writes.iter().map(|(events, _)| events.as_slice()),
+        writes.iter_mut().map(|(events, _)| std::mem::take(events)),
         &mut outcomes,
         &mut logged,
     );
@@ -235,9 +241,9 @@ fn write_group(shared: &Shared, log: &mut Log, writes: Vec<Batch>, record: &mut 
             return;
         }
     }
-    for ((events, done), outcome) in writes.into_iter().zip(outcomes) {
+    for (((_, done), outcome), count) in writes.into_iter().zip(outcomes).zip(counts) {
         let stored = Stored {
-            stored: events.len() - outcome.conflicts.len(),
+            stored: count - outcome.conflicts.len(),
             ..outcome
         };
         match log.acknowledge {
@@ -259,9 +265,9 @@ fn write_group(shared: &Shared, log: &mut Log, writes: Vec<Batch>, record: &mut 
 /// Sorts each document of `requests` into new (into `logged`, its id now pending),
 /// a resend of a stored or logged one (`existing`) or a conflict (`conflicts`). First
 /// copy wins: within the requests too, in order.
-fn decide<'a>(
+fn decide(
     shared: &Shared,
-    requests: impl Iterator<Item = &'a [Document]>,
+    requests: impl Iterator<Item = Vec<Document>>,
     outcomes: &mut [Stored],
     logged: &mut Vec<Logged>,
 ) -> Result<(), StoreError> {
@@ -270,8 +276,8 @@ fn decide<'a>(
     let mut pending = shared.pending.lock().map_err(|_| StoreError::Closed)?;
     let mut searchers: HashMap<u32, Option<tantivy::Searcher>> = HashMap::new();
     for (r, documents) in requests.enumerate() {
-        for (d, document) in documents.iter().enumerate() {
-            let (key, at) = Shared::event_day(document);
+        for (d, document) in documents.into_iter().enumerate() {
+            let (key, at) = Shared::event_day(&document);
             let id = document.id();
             let earlier: Option<Cow<str>> = match pending.get(key, id) {
                 Some(source) => Some(Cow::Borrowed(&**source)),
@@ -289,17 +295,17 @@ fn decide<'a>(
                 }
             };
             if let Some(earlier) = earlier {
-                if same_document(&earlier, document) {
+                if same_document(&earlier, &document) {
                     outcomes[r].existing.push(d);
                 } else {
                     outcomes[r].conflicts.push(d);
                 }
                 continue;
             }
-            let source = source_of(document);
+            let source = source_of(&document);
             pending.insert(key, id, Arc::clone(&source));
             logged.push(Logged {
-                document: document.clone(),
+                document,
                 key,
                 at,
                 source,
@@ -376,13 +382,14 @@ fn replay(shared: &Shared, log: &Log) -> Result<(), StoreError> {
         records += batch.len() as u64;
         let mut outcome = [Stored::default()];
         let mut logged = Vec::new();
+        let count = documents.len();
         decide(
             shared,
-            std::iter::once(documents.as_slice()),
+            std::iter::once(documents),
             &mut outcome,
             &mut logged,
         )?;
-        skipped += (documents.len() - logged.len()) as u64;
+        skipped += (count - logged.len()) as u64;
         log.index
             .send(IndexRequest::Documents {
                 documents: logged,

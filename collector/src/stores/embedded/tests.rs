@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::*;
 
-fn event(id: &str, utc: &str, username: &str, category: &str, summary: &str) -> Event {
+pub(super) fn event(id: &str, utc: &str, username: &str, category: &str, summary: &str) -> Event {
     let at = mozdef::time::parse_str(utc).unwrap();
     let mut event = Event {
         eventid: id.to_string(),
@@ -30,7 +30,7 @@ fn event(id: &str, utc: &str, username: &str, category: &str, summary: &str) -> 
     event
 }
 
-fn id(n: u32) -> String {
+pub(super) fn id(n: u32) -> String {
     format!("{n:032x}")
 }
 
@@ -38,7 +38,7 @@ fn open(dir: &Path) -> EmbeddedStore {
     EmbeddedStore::open(dir, Duration::from_millis(10), 15_000_000).unwrap()
 }
 
-fn search(store: &EmbeddedStore, query: &str) -> SearchResult {
+pub(super) fn search(store: &EmbeddedStore, query: &str) -> SearchResult {
     store
         .search_blocking(&SearchRequest {
             query: query.into(),
@@ -52,7 +52,7 @@ fn search(store: &EmbeddedStore, query: &str) -> SearchResult {
         .unwrap()
 }
 
-fn ids(result: &SearchResult) -> Vec<String> {
+pub(super) fn ids(result: &SearchResult) -> Vec<String> {
     result
         .hits
         .iter()

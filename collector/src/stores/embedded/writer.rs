@@ -67,7 +67,8 @@ pub(super) fn index_loop(
                 Ok(request) => Some(request),
                 Err(_) => break,
             },
-            Some(due) => match requests.recv_timeout(due.saturating_duration_since(Instant::now())) {
+            Some(due) => match requests.recv_timeout(due.saturating_duration_since(Instant::now()))
+            {
                 Ok(request) => Some(request),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -149,7 +150,10 @@ impl Indexer<'_> {
         self.dirty.insert(key);
         let writer = self.writers.get_mut(&key).ok_or(StoreError::Closed)?;
         writer
-            .add_document(self.shared.document(&logged.document, logged.at, &logged.source))
+            .add_document(
+                self.shared
+                    .document(&logged.document, logged.at, &logged.source),
+            )
             .map_err(StoreError::Write)?;
         Ok(())
     }
@@ -201,7 +205,9 @@ impl Indexer<'_> {
                     }
                 }
                 Ok(None) => {}
-                Err(e) => error!(day = key, error = %e, "Could not reload a day's searcher after a commit."),
+                Err(e) => {
+                    error!(day = key, error = %e, "Could not reload a day's searcher after a commit.")
+                }
             }
             self.uncommitted.retain(|logged| {
                 if logged.key == key {
