@@ -3,13 +3,16 @@
 //! connection limit: every connection comes from 127.0.0.1)
 //! takes EVENTS events from CONNS connections held open on loopback, each POSTing
 //! NDJSON batches of BATCH events one after another and waiting for each answer
-//! (answers come after the commit).
+//! (answers come once the events are in the store's write-ahead log; a 503 with
+//! `Retry-After` is waited out and the batch sent again, as the agent does).
 //!
 //!   cargo bench -p picket-collector --bench ingest
 //!   EVENTS=1000000 CONNS=1000 BATCH=100 cargo bench -p picket-collector --bench ingest
 //!
-//! Prints events stored per second, request latency percentiles, and the collector's
-//! CPU seconds (user+system) and peak RSS. The load generator is one thread of its own
+//! Prints events stored per second, request latency percentiles, the requests refused
+//! as busy, how long after the last answer a search saw every event (the searchable
+//! lag), and the collector's CPU seconds (user+system) and peak RSS. COLLECTOR_BIN runs
+//! another build (an older commit's, for a before/after in one run). The load generator is one thread of its own
 //! (a current-thread runtime), sharing the machine's cores with the collector.
 
 use std::io::{Read as _, Write as _};
@@ -95,7 +98,13 @@ fn bodies(connection: usize, events: usize, batch: usize) -> Vec<Vec<u8>> {
 
 /// Sends the bodies one after another on one kept-alive connection; returns each
 /// request's latency and the events the collector said it stored.
-async fn connection(port: u16, bodies: Vec<Vec<u8>>) -> (Vec<Duration>, usize) {
+async fn connection(port: u16, bodies: Vec<Vec<u8>>) -> (Vec<Duration>, usize, usize) {
+    let mut retries = 0;
+    let (latencies, stored) = send_all(port, bodies, &mut retries).await;
+    (latencies, stored, retries)
+}
+
+async fn send_all(port: u16, bodies: Vec<Vec<u8>>, retries: &mut usize) -> (Vec<Duration>, usize) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
@@ -109,11 +118,43 @@ async fn connection(port: u16, bodies: Vec<Vec<u8>>) -> (Vec<Duration>, usize) {
             body.len()
         );
         let started = Instant::now();
-        stream.write_all(head.as_bytes()).await.expect("write");
-        stream.write_all(&body).await.expect("write");
-        buffer.clear();
-        // Headers, then Content-Length bytes of body.
         let (header_end, length) = loop {
+            stream.write_all(head.as_bytes()).await.expect("write");
+            stream.write_all(&body).await.expect("write");
+            let (header_end, length, busy) = read_head(&mut stream, &mut buffer, index).await;
+            while buffer.len() < header_end + length {
+                let mut chunk = [0u8; 4096];
+                let n = stream.read(&mut chunk).await.expect("read");
+                assert!(n > 0, "the collector closed the connection");
+                buffer.extend_from_slice(&chunk[..n]);
+            }
+            match busy {
+                None => break (header_end, length),
+                Some(wait) => {
+                    *retries += 1;
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        };
+        latencies.push(started.elapsed());
+        let answer: serde_json::Value =
+            serde_json::from_slice(&buffer[header_end..header_end + length]).expect("JSON answer");
+        stored += answer["stored"].as_u64().unwrap_or(0) as usize;
+    }
+    (latencies, stored)
+}
+
+/// Reads an answer's head into `buffer` (emptied first): where the body starts, its
+/// length, and for a 503 the wait its `Retry-After` asks for.
+async fn read_head(
+    stream: &mut tokio::net::TcpStream,
+    buffer: &mut Vec<u8>,
+    index: usize,
+) -> (usize, usize, Option<Duration>) {
+    buffer.clear();
+    {
+        // Headers, then Content-Length bytes of body.
+        loop {
             let mut chunk = [0u8; 4096];
             let n = stream
                 .read(&mut chunk)
@@ -123,27 +164,50 @@ async fn connection(port: u16, bodies: Vec<Vec<u8>>) -> (Vec<Duration>, usize) {
             buffer.extend_from_slice(&chunk[..n]);
             if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
-                assert!(head.starts_with("http/1.1 200"), "{head}");
-                let length = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
+                let header = |name: &str| {
+                    head.lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_string())
+                };
+                let length = header("content-length:")
+                    .and_then(|v| v.parse::<usize>().ok())
                     .expect("content-length");
-                break (end + 4, length);
+                let busy = if head.starts_with("http/1.1 503") {
+                    let secs = header("retry-after:").and_then(|v| v.parse::<u64>().ok());
+                    Some(Duration::from_secs(secs.expect("a 503 says when to retry")))
+                } else {
+                    assert!(head.starts_with("http/1.1 200"), "{head}");
+                    None
+                };
+                return (end + 4, length, busy);
             }
-        };
-        while buffer.len() < header_end + length {
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await.expect("read");
-            assert!(n > 0, "the collector closed the connection");
-            buffer.extend_from_slice(&chunk[..n]);
         }
-        latencies.push(started.elapsed());
-        let answer: serde_json::Value =
-            serde_json::from_slice(&buffer[header_end..header_end + length]).expect("JSON answer");
-        stored += answer["stored"].as_u64().unwrap_or(0) as usize;
     }
-    (latencies, stored)
+}
+
+/// How long after now a search finds `stored` events (the collector's own read token).
+fn searchable_lag(port: u16, token_file: &std::path::Path, stored: usize) -> Option<Duration> {
+    let token = std::fs::read_to_string(token_file).ok()?;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        let request = format!(
+            "GET /api/events?q=*&size=1 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+            token.trim()
+        );
+        s.write_all(request.as_bytes()).ok()?;
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        let total = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["total"].as_u64());
+        if total == Some(stored as u64) {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
 }
 
 fn main() {
@@ -176,7 +240,9 @@ fn main() {
     )
     .expect("config");
     let log = std::fs::File::create(dir.path().join("collector.log")).expect("log");
-    let mut collector = Command::new(env!("CARGO_BIN_EXE_picket-collector"))
+    let binary = std::env::var("COLLECTOR_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_picket-collector").to_string());
+    let mut collector = Command::new(&binary)
         .arg("--config")
         .arg(&config)
         .arg("serve")
@@ -219,9 +285,11 @@ fn main() {
         results
     });
     let elapsed = started.elapsed();
+    let stored: usize = results.iter().map(|r| r.1).sum();
+    let retries: usize = results.iter().map(|r| r.2).sum();
+    let lag = searchable_lag(port, &dir.path().join("data/read.token"), stored);
     let (cpu_after, rss) = proc_stat(collector.id());
     let mut latencies: Vec<Duration> = results.iter().flat_map(|r| r.0.clone()).collect();
-    let stored: usize = results.iter().map(|r| r.1).sum();
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
@@ -238,6 +306,13 @@ fn main() {
         pct(0.99),
         latencies.last().copied().unwrap_or_default()
     );
+    println!("  requests refused as busy (503, resent): {retries}");
+    match lag {
+        Some(lag) => println!("  searchable {} ms after the last answer", lag.as_millis()),
+        None => {
+            println!("  searchable lag: not measured (no read token, or not all found in 60 s)")
+        }
+    }
     println!(
         "  collector CPU {:.2} s ({:.1} µs per event), peak RSS {:.1} MiB",
         cpu_after - cpu_before,

@@ -260,7 +260,7 @@ pub struct CollectorOptions {
     /// More keys for `[collector.http]` (TOML lines).
     pub http_keys: String,
     /// More keys for `[collector.stores.embedded]` (TOML lines; `commit_interval_ms`
-    /// replaces the harness's 200).
+    /// replaces the harness's 200, `acknowledge` its `"indexed"`).
     pub store_keys: String,
     /// More TOML appended to the config (a `[collector.amqp]` table, say).
     pub extra: String,
@@ -336,6 +336,11 @@ impl Collector {
         let mut store_keys = options.store_keys.clone();
         if !store_keys.contains("commit_interval_ms") {
             store_keys.push_str("\ncommit_interval_ms = 200\n");
+        }
+        // Tests that search right after sending want read-after-write; the chaos
+        // suite and the collector's SIGKILL tests run the default ("logged").
+        if !store_keys.contains("acknowledge") {
+            store_keys.push_str("acknowledge = \"indexed\"\n");
         }
         fs::write(
             &config,

@@ -355,7 +355,7 @@ fn main() {
         http_keys: "max_body_bytes = 2097152\nrequest_timeout_secs = 5\n".into(),
         // Commits 2 s apart: every SIGKILL of the collector lands between its write-ahead
         // log and its index, with up to 2 s of answered events only in the log.
-        store_keys: "commit_interval_ms = 2000\n".into(),
+        store_keys: "commit_interval_ms = 2000\nacknowledge = \"logged\"\n".into(),
         extra: format!(
             "\n[collector.amqp]\nurl = {:?}\nauth = \"external\"\nca_file = {}\nclient_cert_file = {}\nclient_key_file = {}\nprefetch = 500\n",
             broker.amqps_url(),

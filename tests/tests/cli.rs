@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use picket_tests::pki::Pki;
 use picket_tests::{Collector, CollectorOptions, binary};
@@ -56,6 +57,13 @@ fn search_reads_its_token_and_ca_from_the_cli_table() {
         .send()
         .unwrap();
     assert_eq!(sent.status().as_u16(), 200);
+    // Answered once logged; searchable once indexed, within a commit interval.
+    assert_eq!(
+        collector
+            .wait_for("summary:\"via https\"", 1, Duration::from_secs(10))
+            .0,
+        1
+    );
 
     let reader_file = dir.path().join("reader.token");
     fs::write(&reader_file, format!("# the analysts' token\n{READER}\n")).unwrap();

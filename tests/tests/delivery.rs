@@ -38,7 +38,14 @@ fn a_collector_down_for_the_whole_write_gets_everything_once_it_starts() {
 #[test]
 fn sigkill_mid_stream_and_a_torn_buffer_tail_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = Collector::start(&dir.path().join("collector"));
+    // The default acknowledgement: answered once in the store's log.
+    let collector = Collector::start_with(
+        &dir.path().join("collector"),
+        &CollectorOptions {
+            store_keys: "acknowledge = \"logged\"\n".into(),
+            ..Default::default()
+        },
+    );
     let log = dir.path().join("auth.log");
     let total = 30_000;
     append_lines(&log, 0, 20_000);
