@@ -25,8 +25,8 @@ pub struct EmbeddedStoreConfig {
     /// per answer).
     #[serde(default)]
     pub acknowledge: Acknowledge,
-    /// Most bytes of logged events not yet indexed; past it writes are refused (503 with
-    /// `Retry-After`) until indexing catches up, so a burst costs waiting senders, not
+    /// Most bytes of logged events not yet indexed; past it writes wait (up to 2 s) and
+    /// are then refused (503 with `Retry-After`) until indexing catches up, so a burst costs waiting senders, not
     /// the collector's memory (an event waiting holds about four times its log bytes).
     #[serde(default = "default_max_unindexed_bytes")]
     pub max_unindexed_bytes: u64,
@@ -50,7 +50,7 @@ fn default_writer_memory_bytes() -> usize {
     20_000_000
 }
 fn default_max_unindexed_bytes() -> u64 {
-    32 * 1024 * 1024
+    8 * 1024 * 1024
 }
 
 impl Default for EmbeddedStoreConfig {

@@ -130,6 +130,10 @@ pub(super) struct Log {
 /// Documents of one write request and where to answer.
 type Batch = (Vec<Document>, oneshot::Sender<Result<Stored, StoreError>>);
 
+/// How long writes wait for indexing to fall back under the bound before they are
+/// refused.
+const BUSY_WAIT: Duration = Duration::from_secs(2);
+
 /// Most requests answered by one fsync.
 const MAX_GROUP: usize = 1024;
 
@@ -183,8 +187,17 @@ pub(super) fn log_loop(shared: Arc<Shared>, requests: mpsc::Receiver<WriteReques
 
 /// Decides, logs and answers one group of write requests.
 fn write_group(shared: &Shared, log: &mut Log, mut writes: Vec<Batch>, record: &mut Vec<u8>) {
-    let unindexed = log.wal.lock().map(|w| w.unacked_bytes()).unwrap_or(0);
-    if unindexed >= log.max_unindexed_bytes {
+    // Behind by the bound: wait a little for the indexer (the requests queue meanwhile,
+    // as they did for commits before the log), then refuse.
+    let unindexed = || log.wal.lock().map(|w| w.unacked_bytes()).unwrap_or(0);
+    let waited = Instant::now();
+    let mut unindexed_bytes = unindexed();
+    while unindexed_bytes >= log.max_unindexed_bytes && waited.elapsed() < BUSY_WAIT {
+        std::thread::sleep(Duration::from_millis(5));
+        unindexed_bytes = unindexed();
+    }
+    if unindexed_bytes >= log.max_unindexed_bytes {
+        let unindexed = unindexed_bytes;
         if log.busy_since.is_none() {
             warn!(
                 unindexed_bytes = unindexed,
