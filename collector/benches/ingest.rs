@@ -12,7 +12,8 @@
 //! Prints events stored per second, request latency percentiles, the requests refused
 //! as busy, how long after the last answer a search saw every event (the searchable
 //! lag), and the collector's CPU seconds (user+system) and peak RSS. COLLECTOR_BIN runs
-//! another build (an older commit's, for a before/after in one run). The load generator is one thread of its own
+//! another build (an older commit's, for a before/after in one run); STORE_KEYS sets
+//! keys of `[collector.stores.embedded]` (`commit_interval_ms = 1000;acknowledge = "indexed"`). The load generator is one thread of its own
 //! (a current-thread runtime), sharing the machine's cores with the collector.
 
 use std::io::{Read as _, Write as _};
@@ -233,9 +234,12 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[collector]\ndata_dir = {:?}\n[collector.http]\nlisten = \"127.0.0.1:{port}\"\nmax_concurrent_requests = {}\nmax_connections_per_address = 0\n",
+            "[collector]\ndata_dir = {:?}\n[collector.http]\nlisten = \"127.0.0.1:{port}\"\nmax_concurrent_requests = {}\nmax_connections_per_address = 0\n{}",
             dir.path().join("data").display().to_string(),
-            conns * 2
+            conns * 2,
+            std::env::var("STORE_KEYS")
+                .map(|keys| format!("[collector.stores.embedded]\n{}\n", keys.replace(';', "\n")))
+                .unwrap_or_default()
         ),
     )
     .expect("config");

@@ -21,7 +21,7 @@ struct Indexer<'a> {
     writers: HashMap<u32, IndexWriter>,
     recent: VecDeque<u32>,
     /// Added to writers, not yet committed, in log order.
-    uncommitted: Vec<Logged>,
+    uncommitted: Vec<Added>,
     /// Days with uncommitted documents.
     dirty: BTreeSet<u32>,
     /// The log position the uncommitted documents reach.
@@ -31,6 +31,43 @@ struct Indexer<'a> {
     last_commit: Instant,
     /// After a failed commit: when to try again, and the wait after that.
     retry: Option<(Instant, Duration)>,
+}
+
+/// A document added to a writer and not yet committed: what forgets its pending id once
+/// committed, and makes it again for a retry. Its JSON, not the parsed document (a
+/// fraction of the memory; a second of events can wait here).
+struct Added {
+    key: u32,
+    at: DateTime<Utc>,
+    id: Box<str>,
+    custom: bool,
+    source: Arc<str>,
+}
+
+impl Added {
+    fn new(logged: &Logged) -> Added {
+        Added {
+            key: logged.key,
+            at: logged.at,
+            id: logged.document.id().into(),
+            custom: matches!(logged.document, Document::Custom { .. }),
+            source: Arc::clone(&logged.source),
+        }
+    }
+
+    /// The document again, from its JSON.
+    fn document(&self) -> Result<Document, StoreError> {
+        let unreadable = |e: serde_json::Error| StoreError::Log(format!("event {}: {e}", self.id));
+        Ok(if self.custom {
+            Document::Custom {
+                id: self.id.to_string(),
+                received: self.at,
+                source: serde_json::from_str(&self.source).map_err(unreadable)?,
+            }
+        } else {
+            Document::Event(serde_json::from_str(&self.source).map_err(unreadable)?)
+        })
+    }
 }
 
 /// The indexer thread: indexes, commits, acknowledges, answers, prunes.
@@ -121,16 +158,22 @@ impl Indexer<'_> {
                 self.commit();
             }
             if self.retry.is_none() {
-                if let Err(e) = self.write(&logged) {
+                if let Err(e) = self.write(logged.key, &logged.document, logged.at, &logged.source)
+                {
                     self.failed(e);
                 }
             }
         }
-        self.uncommitted.push(logged);
+        self.uncommitted.push(Added::new(&logged));
     }
 
-    fn write(&mut self, logged: &Logged) -> Result<(), StoreError> {
-        let key = logged.key;
+    fn write(
+        &mut self,
+        key: u32,
+        document: &Document,
+        at: DateTime<Utc>,
+        source: &str,
+    ) -> Result<(), StoreError> {
         if !self.writers.contains_key(&key) {
             let day = self.shared.day(key, true)?.ok_or(StoreError::Closed)?;
             let writer = day
@@ -150,10 +193,7 @@ impl Indexer<'_> {
         self.dirty.insert(key);
         let writer = self.writers.get_mut(&key).ok_or(StoreError::Closed)?;
         writer
-            .add_document(
-                self.shared
-                    .document(&logged.document, logged.at, &logged.source),
-            )
+            .add_document(self.shared.document(document, at, source))
             .map_err(StoreError::Write)?;
         Ok(())
     }
@@ -166,9 +206,12 @@ impl Indexer<'_> {
             if Instant::now() < at {
                 return;
             }
-            let documents = std::mem::take(&mut self.uncommitted);
-            let rewritten = documents.iter().try_for_each(|logged| self.write(logged));
-            self.uncommitted = documents;
+            let added = std::mem::take(&mut self.uncommitted);
+            let rewritten = added.iter().try_for_each(|a| {
+                let document = a.document()?;
+                self.write(a.key, &document, a.at, &a.source)
+            });
+            self.uncommitted = added;
             if let Err(e) = rewritten {
                 self.failed(e);
                 return;
@@ -209,9 +252,9 @@ impl Indexer<'_> {
                     error!(day = key, error = %e, "Could not reload a day's searcher after a commit.")
                 }
             }
-            self.uncommitted.retain(|logged| {
-                if logged.key == key {
-                    pending.remove(key, logged.document.id());
+            self.uncommitted.retain(|added| {
+                if added.key == key {
+                    pending.remove(key, &added.id);
                     false
                 } else {
                     true
