@@ -7,7 +7,7 @@
 //!   `invalid`) — by HTTP position or moved to the AMQP dead-letter queue.
 //! - `picket_requests_refused_total{reason}`: whole requests refused (`unauthorized`,
 //!   `forbidden`, `body_too_large`, `bad_body`, `overloaded`, `timeout`,
-//!   `store_failed`).
+//!   `store_failed`, `store_busy`, …).
 //! - `picket_events_retimed_total`: events timed at reception because the time they
 //!   carried was outside `collector.max_event_age_days` / `max_event_future_secs`.
 //! - `picket_events_reparsed_total`: raw syslog text other shippers sent, parsed at the
@@ -36,8 +36,10 @@ pub const ITEM_REASONS: [&str; 5] = [
 /// `too_many_events`: over `max_events_per_request`; `slow_body`: a body arriving
 /// slower than `min_body_bytes_per_sec`; `connection_limit`: a connection closed at
 /// accept, over `max_connections` or `max_connections_per_address`; `idle`: a
-/// keep-alive connection closed after `idle_timeout_secs` without a request.
-pub const REQUEST_REASONS: [&str; 11] = [
+/// keep-alive connection closed after `idle_timeout_secs` without a request;
+/// `store_busy`: the embedded store's indexing was behind its log by
+/// `max_unindexed_bytes` (a 503 with `Retry-After`, a 429 on `_bulk`).
+pub const REQUEST_REASONS: [&str; 12] = [
     "unauthorized",
     "forbidden",
     "body_too_large",
@@ -49,6 +51,7 @@ pub const REQUEST_REASONS: [&str; 11] = [
     "slow_body",
     "connection_limit",
     "idle",
+    "store_busy",
 ];
 /// Upper bounds of the store latency histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];

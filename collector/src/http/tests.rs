@@ -376,6 +376,57 @@ async fn requests_over_the_concurrency_cap_get_503_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_store_behind_its_log_answers_503_with_retry_after_and_counts_it() {
+    use crate::stores::embedded::config::{Acknowledge, EmbeddedSettings};
+    let mut h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    // The first commit is at once, the next a minute later: 1 MiB of log fills first.
+    let settings = EmbeddedSettings {
+        commit_interval: Duration::from_secs(60),
+        writer_memory_bytes: 15_000_000,
+        acknowledge: Acknowledge::Logged,
+        max_unindexed_bytes: 1 << 20,
+    };
+    let store = crate::stores::embedded::EmbeddedStore::open_with(dir.path(), &settings).unwrap();
+    h.state.store = Arc::new(Store::Embedded(store));
+    h.state.max_body_bytes = 1 << 20;
+    let padding = "x".repeat(500);
+    let mut busy = None;
+    for request in 0..40 {
+        let body: String = (0..500)
+            .map(|i| {
+                format!("{{\"summary\":\"burst {request} {i} {padding}\",\"hostname\":\"b1\"}}\n")
+            })
+            .collect();
+        let response = router(h.state.clone())
+            .oneshot(post_with(&[], body))
+            .await
+            .unwrap();
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            busy = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let response = busy.expect("a 503 once the log is 1 MiB ahead of the index");
+    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(
+        answer["error"].as_str().unwrap().contains("busy"),
+        "{answer}"
+    );
+    let text = h.state.metrics.render();
+    assert!(
+        text.lines()
+            .any(|l| l == "picket_requests_refused_total{reason=\"store_busy\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn nxlog_and_cef_routes_record_their_endpoint_as_mozdef_does() {
     let h = Harness::new();
     let (status, body) = h

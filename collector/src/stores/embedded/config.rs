@@ -26,8 +26,10 @@ pub struct EmbeddedStoreConfig {
     #[serde(default)]
     pub acknowledge: Acknowledge,
     /// Most bytes of logged events not yet indexed; past it writes wait (up to 2 s) and
-    /// are then refused (503 with `Retry-After`) until indexing catches up, so a burst costs waiting senders, not
-    /// the collector's memory (an event waiting holds about four times its log bytes).
+    /// are then refused (503 with `Retry-After`) until indexing catches up, so a burst
+    /// costs waiting senders, not the collector's memory. The log is released at each
+    /// commit, so this also caps the rate at this many bytes per `commit_interval_ms`:
+    /// raise both together.
     #[serde(default = "default_max_unindexed_bytes")]
     pub max_unindexed_bytes: u64,
 }
