@@ -436,7 +436,13 @@ impl DiskBuffer {
             .collect();
         for segment in done {
             let path = segment_path(&self.dir, segment);
-            fs::remove_file(&path).map_err(io_err(&path))?;
+            // Gone already (a delete that failed after an earlier one worked, retried):
+            // what is wanted, not an error that would repeat on every ack.
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&path)(e)),
+                _ => {}
+            }
+            self.segments.retain(|s| *s != segment);
         }
         self.segments.retain(|s| *s >= upto.segment);
         self.sealed.retain(|s, _| *s >= upto.segment);

@@ -424,6 +424,7 @@ async fn a_store_behind_its_log_answers_503_with_retry_after_and_counts_it() {
             .any(|l| l == "picket_requests_refused_total{reason=\"store_busy\"} 1"),
         "{text}"
     );
+    h.state.store.close().await;
 }
 
 #[tokio::test]

@@ -162,9 +162,9 @@ impl EmbeddedStore {
         )
     }
 
-    /// Opens (or creates) the store under `data_dir`, recovers its write-ahead log and
-    /// starts its log and indexer threads (the log thread first replays what the log
-    /// holds; writes wait for that).
+    /// Opens (or creates) the store under `data_dir`, recovers its write-ahead log,
+    /// starts its indexer thread, replays what the log holds past its acknowledged point
+    /// (before this returns), then starts the log thread.
     pub fn open_with(
         data_dir: &Path,
         settings: &EmbeddedSettings,
@@ -221,6 +221,15 @@ impl EmbeddedStore {
             max_unindexed_bytes: settings.max_unindexed_bytes,
             busy_since: None,
         };
+        // Before any write: a write's acknowledgement must not pass what replay has not
+        // sent. A failed replay fails the open (the log keeps everything; the indexer
+        // commits and acknowledges only what it was sent).
+        if let Err(e) = log::replay(&shared, &log) {
+            drop(log);
+            let _ = indexer.join();
+            error!(path = %log_dir.display(), error = %e, "Replaying the store's write-ahead log failed; nothing in it is lost, the store does not open.");
+            return Err(e);
+        }
         let thread_shared = Arc::clone(&shared);
         let logger = std::thread::Builder::new()
             .name("embedded-store-log".into())

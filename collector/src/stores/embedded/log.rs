@@ -67,41 +67,57 @@ impl PendingIds {
     }
 }
 
-/// The write-ahead log's records: `E` and an event's JSON, or `C`, a custom
-/// document's id, reception time (RFC 3339) and JSON, each after a newline.
+/// The write-ahead log's records: `E`, the time that files the event under its day
+/// (RFC 3339, µs), a newline and the event's JSON; or `C`, a custom document's id, its
+/// reception time and its JSON, each after a newline. The time is kept so that a
+/// replay files a document under the day it was first filed under, whatever the clock
+/// says then (an event with no time of its own is filed at its reception).
 pub(super) fn encode(logged: &Logged, record: &mut Vec<u8>) {
+    use std::io::Write as _;
     record.clear();
+    let at = logged
+        .at
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     match &logged.document {
-        Document::Event(_) => record.push(b'E'),
-        Document::Custom { id, received, .. } => {
-            record.push(b'C');
-            record.extend_from_slice(id.as_bytes());
-            record.push(b'\n');
-            record.extend_from_slice(received.to_rfc3339().as_bytes());
-            record.push(b'\n');
+        Document::Event(_) => {
+            let _ = write!(record, "E{at}\n");
+        }
+        Document::Custom { id, .. } => {
+            let _ = write!(record, "C{id}\n{at}\n");
         }
     }
     record.extend_from_slice(logged.source.as_bytes());
 }
 
-/// A record back as the document it was (`None`: not one this store wrote).
-fn decode(record: &[u8]) -> Option<Document> {
+/// A record back as the document it was and the time that filed it (`None`: not one
+/// this store wrote).
+pub(super) fn decode(record: &[u8]) -> Option<(Document, DateTime<Utc>)> {
     let (&kind, rest) = record.split_first()?;
     let rest = std::str::from_utf8(rest).ok()?;
-    match kind {
-        b'E' => serde_json::from_str::<Event>(rest)
+    let time = |text: &str| {
+        DateTime::parse_from_rfc3339(text)
             .ok()
-            .map(Document::Event),
+            .map(|t| t.with_timezone(&Utc))
+    };
+    match kind {
+        b'E' => {
+            let (at, json) = rest.split_once('\n')?;
+            let event = serde_json::from_str::<Event>(json).ok()?;
+            Some((Document::Event(event), time(at)?))
+        }
         b'C' => {
             let mut parts = rest.splitn(3, '\n');
             let id = parts.next()?.to_string();
-            let received = DateTime::parse_from_rfc3339(parts.next()?).ok()?;
+            let received = time(parts.next()?)?;
             let source = serde_json::from_str(parts.next()?).ok()?;
-            Some(Document::Custom {
-                id,
-                received: received.with_timezone(&Utc),
-                source,
-            })
+            Some((
+                Document::Custom {
+                    id,
+                    received,
+                    source,
+                },
+                received,
+            ))
         }
         _ => None,
     }
@@ -137,12 +153,8 @@ const BUSY_WAIT: Duration = Duration::from_secs(2);
 /// Most requests answered by one fsync.
 const MAX_GROUP: usize = 1024;
 
-/// The log thread: replays the log, then groups requests, decides, logs, fsyncs,
-/// answers.
+/// The log thread: groups requests, decides, logs, fsyncs, answers.
 pub(super) fn log_loop(shared: Arc<Shared>, requests: mpsc::Receiver<WriteRequest>, mut log: Log) {
-    if let Err(e) = replay(&shared, &log) {
-        error!(error = %e, "Replaying the store's write-ahead log failed; what it holds is indexed after the next restart.");
-    }
     let mut record = Vec::with_capacity(4096);
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
@@ -222,6 +234,7 @@ fn write_group(shared: &Shared, log: &mut Log, mut writes: Vec<Batch>, record: &
     let decided = decide(
         shared,
         writes.iter_mut().map(|(events, _)| std::mem::take(events)),
+        None,
         &mut outcomes,
         &mut logged,
     );
@@ -281,6 +294,7 @@ fn write_group(shared: &Shared, log: &mut Log, mut writes: Vec<Batch>, record: &
 fn decide(
     shared: &Shared,
     requests: impl Iterator<Item = Vec<Document>>,
+    times: Option<&[DateTime<Utc>]>,
     outcomes: &mut [Stored],
     logged: &mut Vec<Logged>,
 ) -> Result<(), StoreError> {
@@ -290,7 +304,11 @@ fn decide(
     let mut searchers: HashMap<u32, Option<tantivy::Searcher>> = HashMap::new();
     for (r, documents) in requests.enumerate() {
         for (d, document) in documents.into_iter().enumerate() {
-            let (key, at) = Shared::event_day(&document);
+            // Replayed documents keep the time that filed them first (`times`).
+            let (key, at) = match times.and_then(|t| t.get(d)) {
+                Some(at) => (day_key(at.date_naive()), *at),
+                None => Shared::event_day(&document),
+            };
             let id = document.id();
             let earlier: Option<Cow<str>> = match pending.get(key, id) {
                 Some(source) => Some(Cow::Borrowed(&**source)),
@@ -372,10 +390,13 @@ fn append(
 
 /// Sends what the log holds past its acknowledged point to the indexer, through the
 /// same decision as a write: what a crash left logged but not committed is indexed,
-/// what was committed before the crash is found in the index and skipped.
-fn replay(shared: &Shared, log: &Log) -> Result<(), StoreError> {
+/// what was committed before the crash is found in the index and skipped. Runs before
+/// the store takes writes (their acknowledgements would pass what it had not sent); an
+/// error fails the store's open.
+pub(super) fn replay(shared: &Shared, log: &Log) -> Result<(), StoreError> {
     let mut batch = WalBatch::default();
     let (mut records, mut skipped, mut unreadable) = (0u64, 0u64, 0u64);
+    let started = Instant::now();
     loop {
         log.wal
             .lock()
@@ -386,9 +407,13 @@ fn replay(shared: &Shared, log: &Log) -> Result<(), StoreError> {
             break;
         }
         let mut documents = Vec::with_capacity(batch.len());
+        let mut times = Vec::with_capacity(batch.len());
         for record in batch.records().iter() {
             match decode(record) {
-                Some(document) => documents.push(document),
+                Some((document, at)) => {
+                    documents.push(document);
+                    times.push(at);
+                }
                 None => unreadable += 1,
             }
         }
@@ -399,6 +424,7 @@ fn replay(shared: &Shared, log: &Log) -> Result<(), StoreError> {
         decide(
             shared,
             std::iter::once(documents),
+            Some(&times),
             &mut outcome,
             &mut logged,
         )?;
@@ -409,11 +435,15 @@ fn replay(shared: &Shared, log: &Log) -> Result<(), StoreError> {
                 upto: batch.last(),
             })
             .map_err(|_| StoreError::Closed)?;
+        if records % 100_000 < 10_000 && records >= 100_000 {
+            info!(records, "Replaying the store's write-ahead log…");
+        }
     }
     if records > 0 {
         info!(
             records,
             already_indexed = skipped,
+            took_ms = started.elapsed().as_millis() as u64,
             "Replayed the store's write-ahead log: what it held and the index did not is being indexed."
         );
     }
@@ -453,14 +483,16 @@ mod tests {
                 at,
             };
             encode(&logged, &mut record);
-            let back = decode(&record).expect("decodes");
+            let (back, filed) = decode(&record).expect("decodes");
             assert_eq!(back.id(), logged.document.id());
+            assert_eq!(filed, at);
             assert_eq!(Shared::event_day(&back), (key, at));
             assert_eq!(source_of(&back), logged.source);
         }
         assert!(decode(b"").is_none());
         assert!(decode(b"X{}").is_none());
         assert!(decode(b"E{not json").is_none());
+        assert!(decode(b"E2026-12-06T10:00:00Z{}").is_none(), "no newline");
         assert!(decode(b"Cid-only").is_none());
     }
 }

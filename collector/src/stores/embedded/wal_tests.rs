@@ -176,3 +176,45 @@ async fn writes_are_refused_while_indexing_is_behind_by_the_bound_and_nothing_ac
     assert!(store.store(vec![login(999_999, "after")]).await.is_ok());
     store.close();
 }
+
+#[tokio::test]
+async fn a_replay_of_what_the_index_already_holds_frees_the_log_for_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let padding = "y".repeat(400);
+    let events: Vec<Document> = (0..3_000)
+        .map(|i| login(i, &format!("indexed {padding}")))
+        .collect();
+    let store = EmbeddedStore::open(dir.path(), Duration::from_millis(10), 15_000_000).unwrap();
+    store.store(events.clone()).await.unwrap();
+    store.close();
+    // A torn or stale ack point: the log holds again, past it, 2 MB of events the
+    // index already has — more than the bound.
+    {
+        let (mut wal, _) =
+            DiskBuffer::open(&dir.path().join("events-log"), 1 << 20, 32 << 20).unwrap();
+        let mut record = Vec::new();
+        for document in events {
+            let (key, at) = Shared::event_day(&document);
+            let logged = Logged {
+                source: source_of(&document),
+                document,
+                key,
+                at,
+            };
+            encode(&logged, &mut record);
+            wal.append(&record).unwrap();
+        }
+        wal.sync().unwrap();
+        assert!(wal.unacked_bytes() > 1 << 20);
+    }
+    let store = EmbeddedStore::open_with(
+        dir.path(),
+        &logged_settings(Duration::from_millis(50), 1 << 20),
+    )
+    .unwrap();
+    // Nothing to index, but the log is acknowledged: a write is accepted, not refused.
+    let stored = store.store(vec![login(5_000, "new")]).await.unwrap();
+    assert_eq!(stored.stored, 1);
+    assert_eq!(wait_for(&store, "*", 3_001).total, 3_001);
+    store.close();
+}

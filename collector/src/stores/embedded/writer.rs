@@ -31,6 +31,9 @@ struct Indexer<'a> {
     last_commit: Instant,
     /// After a failed commit: when to try again, and the wait after that.
     retry: Option<(Instant, Duration)>,
+    /// Committed, but their day's searcher could not be reloaded: their ids stay
+    /// pending (else a resend would be found in neither place) until a reload works.
+    unseen: Vec<Added>,
 }
 
 /// A document added to a writer and not yet committed: what forgets its pending id once
@@ -88,17 +91,15 @@ pub(super) fn index_loop(
         dirty: BTreeSet::new(),
         upto: None,
         waiting: Vec::new(),
-        last_commit: Instant::now() - commit_interval,
+        // (A machine up for less than the interval has no instant that far back.)
+        last_commit: Instant::now()
+            .checked_sub(commit_interval)
+            .unwrap_or_else(Instant::now),
         retry: None,
+        unseen: Vec::new(),
     };
     loop {
-        let due = if let Some((at, _)) = indexer.retry {
-            Some(at)
-        } else if indexer.uncommitted.is_empty() && indexer.waiting.is_empty() {
-            None
-        } else {
-            Some(indexer.last_commit + commit_interval)
-        };
+        let due = indexer.due(commit_interval);
         let request = match due {
             None => match requests.recv() {
                 Ok(request) => Some(request),
@@ -133,14 +134,29 @@ pub(super) fn index_loop(
                     after,
                 ));
             }
-            None => {
-                indexer.commit();
-            }
+            None => {}
+        }
+        // Due or past it: commit now, even while requests keep coming (waiting for
+        // the channel to run dry would starve commits under a steady load).
+        if indexer
+            .due(commit_interval)
+            .is_some_and(|due| Instant::now() >= due)
+        {
+            indexer.commit();
         }
     }
-    // Everything logged is committed before the store closes (else the log replays it).
-    indexer.retry = None;
+    // Everything logged is committed before the store closes (else the log replays
+    // it); after a failure, one more attempt now.
+    if let Some((_, wait)) = indexer.retry {
+        indexer.retry = Some((Instant::now(), wait));
+    }
     indexer.commit();
+    if !indexer.uncommitted.is_empty() {
+        error!(
+            events = indexer.uncommitted.len(),
+            "Closing with events not indexed; they stay in the write-ahead log and are indexed at the next start."
+        );
+    }
     for (key, writer) in indexer.writers {
         if let Err(e) = writer.wait_merging_threads() {
             warn!(day = key, error = %e, "Index merge did not finish cleanly.");
@@ -149,6 +165,23 @@ pub(super) fn index_loop(
 }
 
 impl Indexer<'_> {
+    /// When the next commit is due: a retry's time, or a commit interval after the
+    /// last one while anything is added, answered or acknowledged pending; `None` when
+    /// there is nothing to do.
+    fn due(&self, commit_interval: Duration) -> Option<Instant> {
+        if let Some((at, _)) = self.retry {
+            Some(at)
+        } else if self.uncommitted.is_empty()
+            && self.waiting.is_empty()
+            && self.upto.is_none()
+            && self.unseen.is_empty()
+        {
+            None
+        } else {
+            Some(self.last_commit + commit_interval)
+        }
+    }
+
     /// Adds a document to its day's writer, committing first when opening that writer
     /// would pass the bound on open writers (each holds threads and memory of its own:
     /// one batch of 200 distinct days once opened 200 writers, 1,420 threads, 1.6 GB).
@@ -206,7 +239,19 @@ impl Indexer<'_> {
             if Instant::now() < at {
                 return;
             }
-            let added = std::mem::take(&mut self.uncommitted);
+            let mut added = std::mem::take(&mut self.uncommitted);
+            // A document its own JSON cannot make again never will be: reported and
+            // dropped, rather than holding every other one back for good.
+            added.retain(|a| match a.document() {
+                Ok(_) => true,
+                Err(e) => {
+                    error!(error = %e, "An event logged could not be made again for indexing; it is lost.");
+                    if let Ok(mut pending) = self.shared.pending.lock() {
+                        pending.remove(a.key, &a.id);
+                    }
+                    false
+                }
+            });
             let rewritten = added.iter().try_for_each(|a| {
                 let document = a.document()?;
                 self.write(a.key, &document, a.at, &a.source)
@@ -230,6 +275,7 @@ impl Indexer<'_> {
 
     fn try_commit(&mut self) -> Result<(), StoreError> {
         let events = self.uncommitted.len();
+        self.reload_unseen();
         // Day by day: once a day's commit holds its documents they are done with,
         // whatever happens to the next day's, so a retry never writes them twice.
         while let Some(key) = self.dirty.pop_first() {
@@ -239,32 +285,25 @@ impl Indexer<'_> {
                     return Err(StoreError::Write(e));
                 }
             }
-            // Reloaded and forgotten together (see log::decide).
-            let mut pending = self.shared.pending.lock().map_err(|_| StoreError::Closed)?;
-            match self.shared.day(key, false) {
-                Ok(Some(day)) => {
-                    if let Err(e) = day.reader.reload() {
-                        error!(day = key, error = %e, "Could not reload a day's searcher after a commit.");
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    error!(day = key, error = %e, "Could not reload a day's searcher after a commit.")
-                }
-            }
-            self.uncommitted.retain(|added| {
-                if added.key == key {
-                    pending.remove(key, &added.id);
-                    false
-                } else {
-                    true
-                }
-            });
+            let (done, rest): (Vec<Added>, Vec<Added>) = std::mem::take(&mut self.uncommitted)
+                .into_iter()
+                .partition(|added| added.key == key);
+            self.uncommitted = rest;
+            self.unseen.extend(done);
+        }
+        self.reload_unseen();
+        if !self.uncommitted.is_empty() {
+            // Added but in no commit (written before a failure and not yet again):
+            // neither the log nor the writes waiting may be told they are indexed.
+            return Err(StoreError::Unavailable(
+                "events were added to the index but are in no commit".into(),
+            ));
         }
         if let Some(upto) = self.upto.take() {
             let acked = self.wal.lock().map_err(|_| StoreError::Closed)?.ack(upto);
             if let Err(e) = acked {
-                // Committed all the same: a replay would find these in the index.
+                // Committed all the same; acknowledged again with the next commit.
+                self.upto = Some(upto);
                 warn!(error = %e, "Could not acknowledge the store's write-ahead log; a restart replays what the index already holds.");
             }
         }
@@ -277,6 +316,39 @@ impl Indexer<'_> {
         }
         close_old_writers(&mut self.writers, &mut self.recent);
         Ok(())
+    }
+
+    /// Reloads the searchers of the days of committed documents and forgets their ids,
+    /// together under the pending lock (see `log::decide`); a day whose searcher cannot
+    /// be reloaded keeps its ids pending until the next try.
+    fn reload_unseen(&mut self) {
+        if self.unseen.is_empty() {
+            return;
+        }
+        let Ok(mut pending) = self.shared.pending.lock() else {
+            return;
+        };
+        let days: BTreeSet<u32> = self.unseen.iter().map(|a| a.key).collect();
+        for key in days {
+            let reloaded = match self.shared.day(key, false) {
+                Ok(Some(day)) => day.reader.reload().map_err(StoreError::Write),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            match reloaded {
+                Ok(()) => self.unseen.retain(|added| {
+                    if added.key == key {
+                        pending.remove(key, &added.id);
+                        false
+                    } else {
+                        true
+                    }
+                }),
+                Err(e) => {
+                    error!(day = key, error = %e, "Could not reload a day's searcher after a commit; tried again at the next.")
+                }
+            }
+        }
     }
 
     /// After a failed write or commit: nothing of it may ride along with a later
