@@ -80,7 +80,7 @@ pub(super) fn encode(logged: &Logged, record: &mut Vec<u8>) {
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     match &logged.document {
         Document::Event(_) => {
-            let _ = write!(record, "E{at}\n");
+            let _ = writeln!(record, "E{at}");
         }
         Document::Custom { id, .. } => {
             let _ = write!(record, "C{id}\n{at}\n");
