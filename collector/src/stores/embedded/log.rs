@@ -19,6 +19,20 @@ pub(super) struct Logged {
     pub(super) source: Arc<str>,
 }
 
+#[cfg(test)]
+impl Logged {
+    /// A document as a write logs it, filed by its own time.
+    pub(super) fn new(document: Document) -> Logged {
+        let (key, at) = Shared::event_day(&document);
+        Logged {
+            source: source_of(&document),
+            document,
+            key,
+            at,
+        }
+    }
+}
+
 /// What the indexer is asked, in log order.
 pub(super) enum IndexRequest {
     /// Index these; once committed, acknowledge the log up to `upto`.
@@ -475,13 +489,8 @@ mod tests {
         };
         let mut record = Vec::new();
         for document in [Document::Event(event), custom] {
-            let (key, at) = Shared::event_day(&document);
-            let logged = Logged {
-                source: source_of(&document),
-                document,
-                key,
-                at,
-            };
+            let logged = Logged::new(document);
+            let (key, at) = (logged.key, logged.at);
             encode(&logged, &mut record);
             let (back, filed) = decode(&record).expect("decodes");
             assert_eq!(back.id(), logged.document.id());

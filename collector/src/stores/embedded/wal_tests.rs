@@ -7,7 +7,7 @@ use std::time::Duration;
 use picket_common::wal::DiskBuffer;
 
 use super::config::{Acknowledge, EmbeddedSettings};
-use super::log::{Logged, encode, source_of};
+use super::log::{Logged, encode};
 use super::tests::{event, id, ids, search};
 use super::*;
 
@@ -28,6 +28,19 @@ fn login(n: u32, summary: &str) -> Document {
         "authentication",
         summary,
     ))
+}
+
+/// Appends `documents` to the store's log under `data_dir` past its ack point, as a
+/// SIGKILL between the log and the index leaves them; the log's unacknowledged bytes.
+fn log_past_the_ack(data_dir: &Path, documents: Vec<Document>) -> u64 {
+    let (mut wal, _) = DiskBuffer::open(&data_dir.join("events-log"), 1 << 20, 32 << 20).unwrap();
+    let mut record = Vec::new();
+    for document in documents {
+        encode(&Logged::new(document), &mut record);
+        wal.append(&record).unwrap();
+    }
+    wal.sync().unwrap();
+    wal.unacked_bytes()
 }
 
 /// Waits until `query` finds `count` events (the indexer commits behind the answers).
@@ -106,23 +119,10 @@ async fn a_crash_between_the_log_and_the_index_is_replayed_once() {
             .cloned()
             .unwrap(),
     };
-    {
-        let (mut wal, _) =
-            DiskBuffer::open(&dir.path().join("events-log"), 1 << 20, 32 << 20).unwrap();
-        let mut record = Vec::new();
-        for document in [login(1, "committed"), login(2, "logged only"), custom] {
-            let (key, at) = Shared::event_day(&document);
-            let logged = Logged {
-                source: source_of(&document),
-                document,
-                key,
-                at,
-            };
-            encode(&logged, &mut record);
-            wal.append(&record).unwrap();
-        }
-        wal.sync().unwrap();
-    }
+    log_past_the_ack(
+        dir.path(),
+        vec![login(1, "committed"), login(2, "logged only"), custom],
+    );
     let store = EmbeddedStore::open(dir.path(), Duration::from_millis(10), 15_000_000).unwrap();
     // A write waits for the replay and, answered once indexed, follows it.
     store.store(vec![login(3, "after")]).await.unwrap();
@@ -189,24 +189,7 @@ async fn a_replay_of_what_the_index_already_holds_frees_the_log_for_writes() {
     store.close();
     // A torn or stale ack point: the log holds again, past it, 2 MB of events the
     // index already has — more than the bound.
-    {
-        let (mut wal, _) =
-            DiskBuffer::open(&dir.path().join("events-log"), 1 << 20, 32 << 20).unwrap();
-        let mut record = Vec::new();
-        for document in events {
-            let (key, at) = Shared::event_day(&document);
-            let logged = Logged {
-                source: source_of(&document),
-                document,
-                key,
-                at,
-            };
-            encode(&logged, &mut record);
-            wal.append(&record).unwrap();
-        }
-        wal.sync().unwrap();
-        assert!(wal.unacked_bytes() > 1 << 20);
-    }
+    assert!(log_past_the_ack(dir.path(), events) > 1 << 20);
     let store = EmbeddedStore::open_with(
         dir.path(),
         &logged_settings(Duration::from_millis(50), 1 << 20),
