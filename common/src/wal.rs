@@ -241,14 +241,22 @@ fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.seg"))
 }
 
-/// A writer appending to a segment (created when missing).
+/// A writer appending to a segment (created when missing: then the directory is
+/// fsynced too, so that a power cut cannot lose the new file's name while the records
+/// fdatasynced into it count as durable).
 fn segment_writer(dir: &Path, segment: u64) -> Result<BufWriter<File>, BufferError> {
     let path = segment_path(dir, segment);
+    let created = !path.exists();
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
         .map_err(io_err(&path))?;
+    if created {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
+    }
     Ok(BufWriter::with_capacity(256 * 1024, file))
 }
 

@@ -29,9 +29,10 @@ pub struct EmbeddedStoreConfig {
     /// are then refused (503 with `Retry-After`) until indexing catches up, so a burst
     /// costs waiting senders, not the collector's memory. The log is released at each
     /// commit, so this also caps the rate at this many bytes per `commit_interval_ms`:
-    /// raise both together.
-    #[serde(default = "default_max_unindexed_bytes")]
-    pub max_unindexed_bytes: u64,
+    /// raise both together. Unset: 8 MiB, or 80 KiB per millisecond of
+    /// `commit_interval_ms` when that is more (~150,000 events/s either way).
+    #[serde(default)]
+    pub max_unindexed_bytes: Option<u64>,
 }
 
 /// When the embedded store answers a write (`acknowledge`).
@@ -55,13 +56,19 @@ fn default_max_unindexed_bytes() -> u64 {
     8 * 1024 * 1024
 }
 
+/// The bound when `max_unindexed_bytes` is unset: enough for ~150,000 events/s
+/// between two commits.
+fn derived_max_unindexed_bytes(commit_interval_ms: u64) -> u64 {
+    default_max_unindexed_bytes().max(commit_interval_ms.saturating_mul(80 * 1024))
+}
+
 impl Default for EmbeddedStoreConfig {
     fn default() -> Self {
         EmbeddedStoreConfig {
             commit_interval_ms: default_commit_interval_ms(),
             writer_memory_bytes: default_writer_memory_bytes(),
             acknowledge: Acknowledge::default(),
-            max_unindexed_bytes: default_max_unindexed_bytes(),
+            max_unindexed_bytes: None,
         }
     }
 }
@@ -103,7 +110,10 @@ impl EmbeddedStoreConfig {
                 "must be at least 15000000 (tantivy's minimum)",
             ));
         }
-        if !(1024 * 1024..=64 * 1024 * 1024 * 1024).contains(&self.max_unindexed_bytes) {
+        let max_unindexed_bytes = self
+            .max_unindexed_bytes
+            .unwrap_or_else(|| derived_max_unindexed_bytes(self.commit_interval_ms));
+        if !(1024 * 1024..=64 * 1024 * 1024 * 1024).contains(&max_unindexed_bytes) {
             return Err(KeyError::new(
                 "collector.stores.embedded.max_unindexed_bytes",
                 "must be between 1048576 (1 MiB) and 68719476736 (64 GiB)",
@@ -113,7 +123,34 @@ impl EmbeddedStoreConfig {
             commit_interval: Duration::from_millis(self.commit_interval_ms),
             writer_memory_bytes: self.writer_memory_bytes,
             acknowledge: self.acknowledge,
-            max_unindexed_bytes: self.max_unindexed_bytes,
+            max_unindexed_bytes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bound(toml: &str) -> Result<u64, KeyError> {
+        toml::from_str::<EmbeddedStoreConfig>(toml)
+            .unwrap()
+            .build()
+            .map(|s| s.max_unindexed_bytes)
+    }
+
+    #[test]
+    fn the_unindexed_bound_follows_the_commit_interval_unless_set() {
+        assert_eq!(bound("").unwrap(), 8 * 1024 * 1024);
+        assert_eq!(
+            bound("commit_interval_ms = 1000").unwrap(),
+            1000 * 80 * 1024
+        );
+        assert_eq!(
+            bound("commit_interval_ms = 1000\nmax_unindexed_bytes = 2097152").unwrap(),
+            2 * 1024 * 1024
+        );
+        let refused = bound("max_unindexed_bytes = 1000").unwrap_err().to_string();
+        assert!(refused.contains("max_unindexed_bytes"), "{refused}");
     }
 }
