@@ -368,14 +368,7 @@ pub async fn guard(State(guards): State<Guards>, request: Request, next: Next) -
     }
     let Ok(_slot) = guards.slots.clone().try_acquire_owned() else {
         guards.metrics.refused("overloaded");
-        let mut response = refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many requests at once; retry shortly",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return super::retry_shortly("too many requests at once; retry shortly");
     };
     match tokio::time::timeout(guards.timeout, next.run(request)).await {
         Ok(response) => response,

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use mozdef::wire::{self, ItemError};
@@ -484,14 +484,9 @@ async fn store_items(state: &AppState, route: &Route, items: Items) -> Response 
         Err(StoreError::Busy) => {
             // The store logged it (once per stretch); the sender waits and resends.
             metrics.refused("store_busy");
-            let mut response = error_body(
-                StatusCode::SERVICE_UNAVAILABLE,
+            return super::retry_shortly(
                 "the collector is busy indexing what it was sent; retry shortly",
             );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
         }
         Err(e) => {
             metrics.refused("store_failed");

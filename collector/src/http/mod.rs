@@ -147,5 +147,16 @@ fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
+/// 503 with `Retry-After: 1`: the collector cannot take this now (too many requests at
+/// once, or its store is behind), the sender waits a second and sends it again.
+fn retry_shortly(message: &str) -> Response {
+    let mut response = error_body(StatusCode::SERVICE_UNAVAILABLE, message);
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
 #[cfg(test)]
 mod tests;

@@ -240,10 +240,16 @@ impl Indexer<'_> {
                 return;
             }
             let mut added = std::mem::take(&mut self.uncommitted);
-            // A document its own JSON cannot make again never will be: reported and
-            // dropped, rather than holding every other one back for good.
+            let mut rewritten = Ok(());
+            // Each made again from its JSON once. One that cannot be never will be:
+            // reported and dropped, rather than holding every other one back for good.
             added.retain(|a| match a.document() {
-                Ok(_) => true,
+                Ok(document) => {
+                    if rewritten.is_ok() {
+                        rewritten = self.write(a.key, &document, a.at, &a.source);
+                    }
+                    true
+                }
                 Err(e) => {
                     error!(error = %e, "An event logged could not be made again for indexing; it is lost.");
                     if let Ok(mut pending) = self.shared.pending.lock() {
@@ -251,10 +257,6 @@ impl Indexer<'_> {
                     }
                     false
                 }
-            });
-            let rewritten = added.iter().try_for_each(|a| {
-                let document = a.document()?;
-                self.write(a.key, &document, a.at, &a.source)
             });
             self.uncommitted = added;
             if let Err(e) = rewritten {
