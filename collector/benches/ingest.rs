@@ -13,7 +13,9 @@
 //! as busy, how long after the last answer a search saw every event (the searchable
 //! lag), and the collector's CPU seconds (user+system) and peak RSS. COLLECTOR_BIN runs
 //! another build (an older commit's, for a before/after in one run); STORE_KEYS sets
-//! keys of `[collector.stores.embedded]` (`commit_interval_ms = 1000;acknowledge = "indexed"`). The load generator is one thread of its own
+//! keys of `[collector.stores.embedded]` (`commit_interval_ms = 1000;acknowledge = "indexed"`);
+//! SLOTS sets `max_concurrent_requests` (default twice CONNS: every request at once;
+//! the collector's default, 256, queues the rest before reading their bodies). The load generator is one thread of its own
 //! (a current-thread runtime), sharing the machine's cores with the collector.
 
 use std::io::{Read as _, Write as _};
@@ -73,7 +75,7 @@ fn proc_stat(pid: u32) -> (f64, f64) {
 }
 
 /// One connection's requests: the NDJSON bodies it sends.
-fn bodies(connection: usize, events: usize, batch: usize) -> Vec<Vec<u8>> {
+fn bodies(connection: usize, events: usize, batch: usize, day: &str) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut n = 0;
     while n < events {
@@ -83,7 +85,7 @@ fn bodies(connection: usize, events: usize, batch: usize) -> Vec<Vec<u8>> {
             let t = id % 86_400;
             let _ = writeln!(
                 body,
-                r#"{{"eventid":"{id:032x}","utctimestamp":"2026-11-24T{:02}:{:02}:{:02}+00:00","hostname":"host{connection}.example.org","processname":"sshd","processid":{n},"severity":"INFO","category":"authentication","source":"bench","tags":["bench"],"summary":"Failed password for root from 192.0.2.{} port 22 ssh2","details":{{"sourceipaddress":"192.0.2.{}","username":"root","success":false}}}}"#,
+                r#"{{"eventid":"{id:032x}","utctimestamp":"{day}T{:02}:{:02}:{:02}+00:00","hostname":"host{connection}.example.org","processname":"sshd","processid":{n},"severity":"INFO","category":"authentication","source":"bench","tags":["bench"],"summary":"Failed password for root from 192.0.2.{} port 22 ssh2","details":{{"sourceipaddress":"192.0.2.{}","username":"root","success":false}}}}"#,
                 t / 3600,
                 t / 60 % 60,
                 t % 60,
@@ -236,7 +238,7 @@ fn main() {
         format!(
             "[collector]\ndata_dir = {:?}\n[collector.http]\nlisten = \"127.0.0.1:{port}\"\nmax_concurrent_requests = {}\nmax_connections_per_address = 0\n{}",
             dir.path().join("data").display().to_string(),
-            conns * 2,
+            env("SLOTS", conns * 2),
             std::env::var("STORE_KEYS")
                 .map(|keys| format!("[collector.stores.embedded]\n{}\n", keys.replace(';', "\n")))
                 .unwrap_or_default()
@@ -268,8 +270,13 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let per_connection = events / conns;
+    // Yesterday's events (UTC): a day behind, as a fleet's backlog is, and one of the
+    // days the store keeps an id filter for.
+    let day = (chrono::Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
     let work: Vec<Vec<Vec<u8>>> = (0..conns)
-        .map(|c| bodies(c, per_connection, batch))
+        .map(|c| bodies(c, per_connection, batch, &day))
         .collect();
     let (cpu_before, _) = proc_stat(collector.id());
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -187,6 +187,7 @@ impl App {
             guards: Guards {
                 slots: Arc::new(tokio::sync::Semaphore::new(http.max_concurrent_requests)),
                 timeout: http.request_timeout,
+                queue_timeout: http.queue_timeout,
                 metrics: Arc::clone(&metrics),
             },
             metrics: Arc::clone(&metrics),

@@ -18,6 +18,27 @@ const EX_CONFIG: u8 = 78;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc 3 keeps freed pages for a second before giving them back to the system
+/// (`purge_delay`, 1000 ms). The collector frees a request's worth of memory every few
+/// milliseconds on each of its threads: at the default its peak RSS on the ingest bench
+/// was ~60 MiB higher, at 10 ms (mimalloc 2's default) no slower. `MIMALLOC_PURGE_DELAY`
+/// in the environment still decides when set.
+fn release_freed_memory_promptly() {
+    // mimalloc 3's `mi_option_purge_delay` (the crate names no constant for it).
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: reads and sets one of mimalloc's integer options (read at each purge).
+    // Only the value mimalloc 3 starts with is changed: another build's option list
+    // leaves this alone rather than setting some other option.
+    unsafe {
+        if libmimalloc_sys::mi_option_get(PURGE_DELAY) == 1000 {
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, 10);
+        }
+    }
+}
+
 /// Picket collector: receives MozDef events over HTTP, stores them, answers searches.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -121,6 +142,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    release_freed_memory_promptly();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

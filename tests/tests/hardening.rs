@@ -424,7 +424,7 @@ fn idle_slow_and_crowding_clients_are_cut_off() {
     let mut collector = Collector::start_with(
         dir.path(),
         &options(
-            "idle_timeout_secs = 2\nheader_timeout_secs = 4\nmax_concurrent_requests = 16\nmax_connections_per_address = 64\nmin_body_bytes_per_sec = 1024\n",
+            "idle_timeout_secs = 2\nheader_timeout_secs = 4\nmax_concurrent_requests = 16\nqueue_timeout_ms = 1000\nmax_connections_per_address = 64\nmin_body_bytes_per_sec = 1024\n",
         ),
     );
     let address = collector.base_url.trim_start_matches("http://").to_string();

@@ -354,11 +354,16 @@ pub async fn authorize(
 pub struct Guards {
     pub slots: Arc<Semaphore>,
     pub timeout: Duration,
+    /// How long a request waits for a slot before its 503.
+    pub queue_timeout: Duration,
     pub metrics: Arc<Metrics>,
 }
 
-/// At most `slots` requests at once (more get 503 with `Retry-After: 1`), each within
-/// `timeout` (then 408), so slow clients cannot pin the collector.
+/// At most `slots` requests at once, each within `timeout` (then 408), so slow
+/// clients cannot pin the collector. A request over the cap waits for a slot up to
+/// `queue_timeout` (then 503 with `Retry-After: 1`) before its body is read: a burst
+/// from a fleet queues in the senders' sockets, not in the collector's memory, and is
+/// served in turn rather than by whoever retries luckiest.
 pub async fn guard(State(guards): State<Guards>, request: Request, next: Next) -> Response {
     // Health checks and metrics answer from memory: they stay outside the cap, so a
     // collector whose slots are all taken (slow senders, a stalled store) still says
@@ -366,7 +371,15 @@ pub async fn guard(State(guards): State<Guards>, request: Request, next: Next) -
     if matches!(need(request.uri().path()), Need::Nothing | Need::Metrics) {
         return next.run(request).await;
     }
-    let Ok(_slot) = guards.slots.clone().try_acquire_owned() else {
+    let slot = match guards.slots.clone().try_acquire_owned() {
+        Ok(slot) => Some(slot),
+        Err(_) if guards.queue_timeout.is_zero() => None,
+        Err(_) => tokio::time::timeout(guards.queue_timeout, guards.slots.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok),
+    };
+    let Some(_slot) = slot else {
         guards.metrics.refused("overloaded");
         return super::retry_shortly("too many requests at once; retry shortly");
     };

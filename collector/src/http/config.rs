@@ -58,10 +58,15 @@ pub struct HttpConfig {
     /// Longest a request may take, reading its body included, in seconds.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
-    /// Most requests handled at once; more are answered 503 with `Retry-After`.
+    /// Most requests handled at once; more wait for a slot (their bodies unread)
+    /// up to `queue_timeout_ms`, then are answered 503 with `Retry-After`.
     /// Health checks (`/status`, `/test`) and `/metrics` are not counted.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// Longest a request over `max_concurrent_requests` waits for a slot, in
+    /// milliseconds. 0: refused at once.
+    #[serde(default = "default_queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
     /// Most events (items) one request may hold; more get 413.
     #[serde(default = "default_max_events_per_request")]
     pub max_events_per_request: usize,
@@ -127,8 +132,13 @@ fn default_max_event_bytes() -> usize {
 fn default_request_timeout_secs() -> u64 {
     60
 }
+/// 64: the work is CPU-bound, so more at once buys no speed, only memory (each
+/// request holds its parsed events); the rest wait unread in their sockets.
 fn default_max_concurrent_requests() -> usize {
-    256
+    64
+}
+fn default_queue_timeout_ms() -> u64 {
+    5_000
 }
 
 impl Default for HttpConfig {
@@ -145,6 +155,7 @@ impl Default for HttpConfig {
             open_reads: false,
             request_timeout_secs: default_request_timeout_secs(),
             max_concurrent_requests: default_max_concurrent_requests(),
+            queue_timeout_ms: default_queue_timeout_ms(),
             max_events_per_request: default_max_events_per_request(),
             header_timeout_secs: default_header_timeout_secs(),
             idle_timeout_secs: default_idle_timeout_secs(),
@@ -175,6 +186,7 @@ pub struct HttpSettings {
     pub open_reads: bool,
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
+    pub queue_timeout: Duration,
     pub max_events_per_request: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
@@ -265,6 +277,7 @@ impl HttpConfig {
             open_reads: self.open_reads,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             max_concurrent_requests: self.max_concurrent_requests,
+            queue_timeout: Duration::from_millis(self.queue_timeout_ms),
             max_events_per_request: self.max_events_per_request,
             header_timeout: Duration::from_secs(self.header_timeout_secs),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),

@@ -56,6 +56,7 @@ impl Harness {
                 guards: Guards {
                     slots: Arc::new(tokio::sync::Semaphore::new(8)),
                     timeout: Duration::from_secs(5),
+                    queue_timeout: Duration::from_millis(200),
                     metrics: Arc::default(),
                 },
                 metrics: Arc::default(),
@@ -364,15 +365,37 @@ async fn a_client_certificate_name_is_recorded() {
 }
 
 #[tokio::test]
-async fn requests_over_the_concurrency_cap_get_503_with_retry_after() {
+async fn requests_over_the_concurrency_cap_wait_for_a_slot_then_get_503_with_retry_after() {
     let mut h = Harness::new();
-    h.state.guards.slots = Arc::new(tokio::sync::Semaphore::new(0));
+    let slots = Arc::new(tokio::sync::Semaphore::new(1));
+    h.state.guards.slots = Arc::clone(&slots);
+    let taken = slots.clone().acquire_owned().await.unwrap();
+    // Every slot taken for longer than the queue's wait: 503 after waiting it out.
+    let started = std::time::Instant::now();
     let response = router(h.state.clone())
         .oneshot(post_with(&[], r#"{"summary":"x"}"#))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    // A slot freed while the request waits: it is served.
+    let waiting =
+        tokio::spawn(router(h.state.clone()).oneshot(post_with(&[], r#"{"summary":"queued"}"#)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "the request waits for the slot");
+    drop(taken);
+    assert_eq!(waiting.await.unwrap().unwrap().status(), StatusCode::OK);
+    // No wait configured: refused at once.
+    let _taken = slots.clone().acquire_owned().await.unwrap();
+    h.state.guards.queue_timeout = Duration::ZERO;
+    let started = std::time::Instant::now();
+    let response = router(h.state.clone())
+        .oneshot(post_with(&[], r#"{"summary":"x"}"#))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_millis(150));
 }
 
 #[tokio::test]

@@ -8,6 +8,8 @@ use std::borrow::Cow;
 
 use picket_common::wal::{Batch as WalBatch, DiskBuffer, Position};
 
+use super::ids::{IdFilters, indexed_ids};
+
 use super::*;
 
 /// A document decided new and logged, on its way to the index.
@@ -57,13 +59,12 @@ pub(super) enum IndexRequest {
 #[derive(Default)]
 pub(super) struct PendingIds {
     by_day: HashMap<u32, HashMap<Box<str>, Arc<str>>>,
+    /// Which ids the days near today may hold (index or pending), to skip the index
+    /// lookup for an id surely new.
+    filters: IdFilters,
 }
 
 impl PendingIds {
-    fn get(&self, key: u32, id: &str) -> Option<&Arc<str>> {
-        self.by_day.get(&key)?.get(id)
-    }
-
     fn insert(&mut self, key: u32, id: &str, source: Arc<str>) {
         self.by_day
             .entry(key)
@@ -314,7 +315,8 @@ fn decide(
 ) -> Result<(), StoreError> {
     // Under this lock the indexer neither reloads a reader nor forgets a pending id:
     // an id is seen either pending or in the searcher, never in neither.
-    let mut pending = shared.pending.lock().map_err(|_| StoreError::Closed)?;
+    let mut guard = shared.pending.lock().map_err(|_| StoreError::Closed)?;
+    let pending = &mut *guard;
     let mut searchers: HashMap<u32, Option<tantivy::Searcher>> = HashMap::new();
     for (r, documents) in requests.enumerate() {
         for (d, document) in documents.into_iter().enumerate() {
@@ -324,8 +326,25 @@ fn decide(
                 None => Shared::event_day(&document),
             };
             let id = document.id();
-            let earlier: Option<Cow<str>> = match pending.get(key, id) {
+            let surely_new =
+                |filters: &mut IdFilters, by_day: &HashMap<u32, HashMap<Box<str>, Arc<str>>>| {
+                    let fill = || {
+                        let mut ids = match shared.day(key, false)? {
+                            Some(day) => {
+                                indexed_ids(&day.reader.searcher(), shared.fields.eventid)?
+                            }
+                            None => Vec::new(),
+                        };
+                        if let Some(day) = by_day.get(&key) {
+                            ids.extend(day.keys().map(|id| id.as_bytes().to_vec()));
+                        }
+                        Ok(ids)
+                    };
+                    Ok::<_, StoreError>(filters.may_hold(key, id, fill)? == Some(false))
+                };
+            let earlier: Option<Cow<str>> = match pending.by_day.get(&key).and_then(|d| d.get(id)) {
                 Some(source) => Some(Cow::Borrowed(&**source)),
+                None if surely_new(&mut pending.filters, &pending.by_day)? => None,
                 None => {
                     let searcher = match searchers.entry(key) {
                         Entry::Occupied(e) => e.into_mut(),
@@ -349,6 +368,7 @@ fn decide(
             }
             let source = source_of(&document);
             pending.insert(key, id, Arc::clone(&source));
+            pending.filters.insert(key, id);
             logged.push(Logged {
                 document,
                 key,

@@ -157,6 +157,23 @@ impl Shared {
                         upper.term_str()
                     )))
                 }
+                // A time is not in the term index (a fast field only): `utctimestamp:X`
+                // is the range [X TO X], so a bare day is that whole day (as
+                // Elasticsearch rounds a date term) and a full time that instant.
+                UserInputLeaf::Literal(literal)
+                    if matches!(
+                        literal.field_name.as_deref(),
+                        Some("utctimestamp" | "receivedtimestamp")
+                    ) =>
+                {
+                    use tantivy::query_grammar::UserInputBound as B;
+                    let leaf = UserInputLeaf::Range {
+                        field: literal.field_name,
+                        lower: B::Inclusive(literal.phrase.clone()),
+                        upper: B::Inclusive(literal.phrase),
+                    };
+                    self.build_query(parser, UserInputAst::Leaf(Box::new(leaf)))
+                }
                 UserInputLeaf::Range {
                     field: Some(field),
                     lower,
