@@ -454,16 +454,17 @@ impl Shared {
 
     /// The index's document for `document`, filed at `at`, keeping `json` (its JSON)
     /// as `_source`.
-    fn document(&self, document: &Document, at: DateTime<Utc>, json: &str) -> TantivyDocument {
+    fn document(&self, document: Document, at: DateTime<Utc>, json: &str) -> TantivyDocument {
         let mut doc = match document {
             Document::Event(event) => self.event_document(event, at),
-            Document::Custom { id, source, .. } => self.custom_document(id, source, at),
+            Document::Custom { id, source, .. } => self.custom_document(&id, &source, at),
         };
         doc.add_text(self.fields.source_json, json);
         doc
     }
 
-    fn event_document(&self, event: &Event, at: DateTime<Utc>) -> TantivyDocument {
+    /// Takes the event: its `details` become the index's JSON value without a copy.
+    fn event_document(&self, event: Event, at: DateTime<Utc>) -> TantivyDocument {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
         doc.add_text(f.eventid, &event.eventid);
@@ -488,10 +489,7 @@ impl Shared {
         for tag in &event.tags {
             doc.add_text(f.tags, tag);
         }
-        doc.add_field_value(
-            f.details,
-            &tantivy::schema::OwnedValue::from(event.details.clone()),
-        );
+        doc.add_field_value(f.details, &tantivy::schema::OwnedValue::from(event.details));
         doc
     }
 

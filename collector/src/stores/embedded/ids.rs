@@ -1,25 +1,34 @@
-//! Which ids a recent day may hold, in memory: a Bloom filter per day over every id in
-//! its index plus every id logged for it since. Deciding a write asks it first; only a
-//! "maybe" (a resend, or one false positive in ~100) looks the id up in the index, a
-//! term-dictionary probe in every segment of the day (on the ingest bench that probe was
-//! ~7% of the collector's CPU, nearly every id being new).
+//! Which ids a day being written may hold, in memory: a Bloom filter per day over every
+//! id in its index plus every id logged for it since. Deciding a write asks it first;
+//! only a "maybe" (a resend, or one false positive in ~100) looks the id up in the
+//! index, a term-dictionary probe in every segment of the day (nearly every id being
+//! new, that probe was ~7% of the collector's CPU on the ingest bench, ~3% on the
+//! HTTPS path).
 //!
 //! The filter may only err towards "maybe": it is filled from the day's searcher and
 //! its pending ids under the lock that keeps an id always in one or the other, then
 //! given every id decided new. Ids it holds that the index lost (a pruned day, a failed
 //! append) cost a lookup, never a wrong answer.
 //!
-//! Only days near today are filtered (events arrive for them; a day's filter costs
-//! ~1.25 bytes per id it holds): a late event for an older day is looked up as before,
-//! and a filter whose day falls out of the window is dropped.
+//! At most [`MAX_DAYS`] days have one (a filter costs ~1.25-2.5 bytes per id of its
+//! day): the first days written, each kept until no write has come for it for
+//! [`IDLE`]. A further day is looked up as before until a filter idles out; a filter
+//! is never dropped for another while in use, so interleaved writes to many days cannot
+//! make the store refill filters over and over.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::time::{Duration, Instant};
 
-use chrono::{Days, NaiveDate, Utc};
 use tantivy::schema::Field;
 
-use super::{StoreError, day_key};
+use super::StoreError;
+
+/// Days with a filter at once (yesterday, today and one more: a backfill, or tomorrow
+/// around midnight).
+const MAX_DAYS: usize = 3;
+/// A day's filter is dropped after this long without a write for the day.
+const IDLE: Duration = Duration::from_secs(600);
 
 /// Bits per id: with 7 probes, about 1% false positives.
 const BITS_PER_ID: usize = 10;
@@ -68,12 +77,14 @@ impl Bloom {
 /// (so the false-positive rate holds however many ids the day gets).
 struct DayFilter {
     blooms: Vec<Bloom>,
+    used: Instant,
 }
 
 impl DayFilter {
-    fn with_capacity(ids: usize) -> DayFilter {
+    fn with_capacity(ids: usize, now: Instant) -> DayFilter {
         DayFilter {
             blooms: vec![Bloom::new((ids * 2).max(MIN_CAPACITY))],
+            used: now,
         }
     }
 
@@ -94,7 +105,7 @@ impl DayFilter {
     }
 }
 
-/// The filters of the days near today. Kept under the store's pending-ids lock.
+/// The filters of the days being written. Kept under the store's pending-ids lock.
 #[derive(Default)]
 pub(super) struct IdFilters {
     days: HashMap<u32, DayFilter>,
@@ -106,44 +117,37 @@ fn hash(id: &[u8]) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
 }
 
-/// Whether day `key` is filtered: yesterday, today or tomorrow (UTC).
-fn near_today(key: u32) -> bool {
-    let today = Utc::now().date_naive();
-    let day = |d: Option<NaiveDate>| d.map(day_key);
-    [
-        day(today.checked_sub_days(Days::new(1))),
-        Some(day_key(today)),
-        day(today.checked_add_days(Days::new(1))),
-    ]
-    .contains(&Some(key))
-}
-
 impl IdFilters {
-    /// Whether `id` may be taken on day `key`: `None` when the day is not filtered
-    /// (look it up), `Some(false)` when it is surely free. `fill` gives the day's ids
-    /// (the index's and the pending ones) the first time the day is asked about.
+    /// Whether `id` may be taken on day `key`: `None` when the day has no filter (look
+    /// it up), `Some(false)` when it is surely free. `fill` gives the day's ids (the
+    /// index's and the pending ones) when the day gets a filter.
     pub(super) fn may_hold(
         &mut self,
         key: u32,
         id: &str,
+        now: Instant,
         fill: impl FnOnce() -> Result<Vec<Vec<u8>>, StoreError>,
     ) -> Result<Option<bool>, StoreError> {
-        if !near_today(key) {
-            return Ok(None);
-        }
         if !self.days.contains_key(&key) {
-            self.days.retain(|day, _| near_today(*day));
+            self.days
+                .retain(|_, filter| now.saturating_duration_since(filter.used) < IDLE);
+            if self.days.len() >= MAX_DAYS {
+                return Ok(None);
+            }
             let ids = fill()?;
-            let mut filter = DayFilter::with_capacity(ids.len());
+            let mut filter = DayFilter::with_capacity(ids.len(), now);
             for id in &ids {
                 filter.insert(hash(id));
             }
             self.days.insert(key, filter);
         }
-        Ok(self.days.get(&key).map(|f| f.may_hold(hash(id.as_bytes()))))
+        Ok(self.days.get_mut(&key).map(|filter| {
+            filter.used = now;
+            filter.may_hold(hash(id.as_bytes()))
+        }))
     }
 
-    /// `id` is now taken on day `key` (a no-op for a day not filtered).
+    /// `id` is now taken on day `key` (a no-op for a day without a filter).
     pub(super) fn insert(&mut self, key: u32, id: &str) {
         if let Some(filter) = self.days.get_mut(&key) {
             filter.insert(hash(id.as_bytes()));
@@ -177,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_filter_never_forgets_and_rarely_imagines() {
-        let mut filter = DayFilter::with_capacity(0);
+        let mut filter = DayFilter::with_capacity(0, Instant::now());
         // Three times the first Bloom's capacity: it grows.
         let n = MIN_CAPACITY * 3;
         for i in 0..n {
@@ -195,21 +199,61 @@ mod tests {
     }
 
     #[test]
-    fn only_days_near_today_are_filtered_and_filled_once() {
+    fn a_few_days_get_filters_filled_once_and_idle_ones_make_room() {
         let mut filters = IdFilters::default();
-        let today = day_key(Utc::now().date_naive());
+        let start = Instant::now();
         let fills = std::cell::Cell::new(0);
         let fill = || {
             fills.set(fills.get() + 1);
             Ok(vec![b"stored".to_vec()])
         };
-        assert_eq!(filters.may_hold(today, "stored", fill).unwrap(), Some(true));
-        assert_eq!(filters.may_hold(today, "new", fill).unwrap(), Some(false));
-        filters.insert(today, "new");
-        assert_eq!(filters.may_hold(today, "new", fill).unwrap(), Some(true));
+        let day = 20_261_206;
+        assert_eq!(
+            filters.may_hold(day, "stored", start, fill).unwrap(),
+            Some(true)
+        );
+        assert_eq!(
+            filters.may_hold(day, "new", start, fill).unwrap(),
+            Some(false)
+        );
+        filters.insert(day, "new");
+        assert_eq!(
+            filters.may_hold(day, "new", start, fill).unwrap(),
+            Some(true)
+        );
         assert_eq!(fills.get(), 1);
-        assert_eq!(filters.may_hold(20_000_101, "x", fill).unwrap(), None);
-        filters.insert(20_000_101, "x");
-        assert!(!filters.days.contains_key(&20_000_101));
+        // Two more days get filters; a fourth is looked up, and gets none however
+        // often it is asked about while the three are in use.
+        for other in [day - 1, day - 2] {
+            assert_eq!(
+                filters.may_hold(other, "stored", start, fill).unwrap(),
+                Some(true)
+            );
+            assert_eq!(
+                filters.may_hold(other, "x", start, fill).unwrap(),
+                Some(false)
+            );
+        }
+        for _ in 0..3 {
+            assert_eq!(filters.may_hold(day - 3, "x", start, fill).unwrap(), None);
+        }
+        filters.insert(day - 3, "x");
+        assert_eq!(fills.get(), 3);
+        // The three idle out (the first is used again just before): room for one.
+        let later = start + IDLE - Duration::from_secs(1);
+        assert_eq!(
+            filters.may_hold(day, "new", later, fill).unwrap(),
+            Some(true)
+        );
+        let much_later = start + IDLE + Duration::from_secs(1);
+        assert_eq!(
+            filters
+                .may_hold(day - 3, "stored", much_later, fill)
+                .unwrap(),
+            Some(true)
+        );
+        assert_eq!(fills.get(), 4);
+        assert!(filters.days.contains_key(&day));
+        assert!(!filters.days.contains_key(&(day - 1)));
     }
 }

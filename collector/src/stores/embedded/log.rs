@@ -318,6 +318,7 @@ fn decide(
     let mut guard = shared.pending.lock().map_err(|_| StoreError::Closed)?;
     let pending = &mut *guard;
     let mut searchers: HashMap<u32, Option<tantivy::Searcher>> = HashMap::new();
+    let now = std::time::Instant::now();
     for (r, documents) in requests.enumerate() {
         for (d, document) in documents.into_iter().enumerate() {
             // Replayed documents keep the time that filed them first (`times`).
@@ -340,7 +341,7 @@ fn decide(
                         }
                         Ok(ids)
                     };
-                    Ok::<_, StoreError>(filters.may_hold(key, id, fill)? == Some(false))
+                    Ok::<_, StoreError>(filters.may_hold(key, id, now, fill)? == Some(false))
                 };
             let earlier: Option<Cow<str>> = match pending.by_day.get(&key).and_then(|d| d.get(id)) {
                 Some(source) => Some(Cow::Borrowed(&**source)),

@@ -186,24 +186,24 @@ impl Indexer<'_> {
     /// would pass the bound on open writers (each holds threads and memory of its own:
     /// one batch of 200 distinct days once opened 200 writers, 1,420 threads, 1.6 GB).
     fn add(&mut self, logged: Logged) {
+        let added = Added::new(&logged);
         if self.retry.is_none() {
             if !self.writers.contains_key(&logged.key) && self.writers.len() > OPEN_WRITERS {
                 self.commit();
             }
             if self.retry.is_none() {
-                if let Err(e) = self.write(logged.key, &logged.document, logged.at, &logged.source)
-                {
+                if let Err(e) = self.write(logged.key, logged.document, logged.at, &logged.source) {
                     self.failed(e);
                 }
             }
         }
-        self.uncommitted.push(Added::new(&logged));
+        self.uncommitted.push(added);
     }
 
     fn write(
         &mut self,
         key: u32,
-        document: &Document,
+        document: Document,
         at: DateTime<Utc>,
         source: &str,
     ) -> Result<(), StoreError> {
@@ -246,7 +246,7 @@ impl Indexer<'_> {
             added.retain(|a| match a.document() {
                 Ok(document) => {
                     if rewritten.is_ok() {
-                        rewritten = self.write(a.key, &document, a.at, &a.source);
+                        rewritten = self.write(a.key, document, a.at, &a.source);
                     }
                     true
                 }
