@@ -12,9 +12,12 @@
 //!
 //! At most [`MAX_DAYS`] days have one (a filter costs ~1.25-2.5 bytes per id of its
 //! day): the first days written, each kept until no write has come for it for
-//! [`IDLE`]. A further day is looked up as before until a filter idles out; a filter
-//! is never dropped for another while in use, so interleaved writes to many days cannot
-//! make the store refill filters over and over.
+//! [`IDLE`]; yesterday, today and tomorrow may take an older day's. A further day is
+//! looked up as before until a filter idles out; a day near today never loses its
+//! filter, so interleaved writes to many days cannot make the store refill filters over
+//! and over. A day that already holds [`MAX_FILTERED_IDS`] when it would get one goes
+//! without. Filling a filter reads the day's id dictionaries under the pending-ids lock
+//! (writes wait): ~1 s per ten million ids, once per day after a start or an idle spell.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
@@ -22,13 +25,17 @@ use std::time::{Duration, Instant};
 
 use tantivy::schema::Field;
 
-use super::StoreError;
+use chrono::Utc;
+
+use super::{StoreError, day_key};
 
 /// Days with a filter at once (yesterday, today and one more: a backfill, or tomorrow
 /// around midnight).
 const MAX_DAYS: usize = 3;
 /// A day's filter is dropped after this long without a write for the day.
 const IDLE: Duration = Duration::from_secs(600);
+/// A day holding more ids than this gets no filter (~25-50 MiB of it).
+const MAX_FILTERED_IDS: usize = 20_000_000;
 
 /// Bits per id: with 7 probes, about 1% false positives.
 const BITS_PER_ID: usize = 10;
@@ -75,7 +82,7 @@ impl Bloom {
 
 /// A day's filter: filters of doubling size, a new one started when the last is full
 /// (so the false-positive rate holds however many ids the day gets).
-struct DayFilter {
+pub(super) struct DayFilter {
     blooms: Vec<Bloom>,
     used: Instant,
 }
@@ -117,29 +124,50 @@ fn hash(id: &[u8]) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
 }
 
+/// Whether day `key` is yesterday, today or tomorrow (UTC): such days may take a filter
+/// from an older day (a backfill's, a replay's) rather than go without.
+fn near_today(key: u32) -> bool {
+    let today = Utc::now().date_naive();
+    [today.pred_opt(), Some(today), today.succ_opt()]
+        .into_iter()
+        .flatten()
+        .any(|d| day_key(d) == key)
+}
+
 impl IdFilters {
     /// Whether `id` may be taken on day `key`: `None` when the day has no filter (look
-    /// it up), `Some(false)` when it is surely free. `fill` gives the day's ids (the
-    /// index's and the pending ones) when the day gets a filter.
+    /// it up), `Some(false)` when it is surely free. `fill` makes the day's filter (see
+    /// [`day_filter`]) when the day gets one.
     pub(super) fn may_hold(
         &mut self,
         key: u32,
         id: &str,
         now: Instant,
-        fill: impl FnOnce() -> Result<Vec<Vec<u8>>, StoreError>,
+        fill: impl FnOnce() -> Result<Option<DayFilter>, StoreError>,
     ) -> Result<Option<bool>, StoreError> {
         if !self.days.contains_key(&key) {
             self.days
                 .retain(|_, filter| now.saturating_duration_since(filter.used) < IDLE);
             if self.days.len() >= MAX_DAYS {
-                return Ok(None);
+                // A day near today takes the least recently used older day's filter;
+                // days near today never lose theirs, so no two days trade back and forth.
+                let older = self
+                    .days
+                    .iter()
+                    .filter(|(day, _)| !near_today(**day))
+                    .min_by_key(|(_, filter)| filter.used)
+                    .map(|(day, _)| *day);
+                match older {
+                    Some(older) if near_today(key) => {
+                        self.days.remove(&older);
+                    }
+                    _ => return Ok(None),
+                }
             }
-            let ids = fill()?;
-            let mut filter = DayFilter::with_capacity(ids.len(), now);
-            for id in &ids {
-                filter.insert(hash(id));
-            }
-            self.days.insert(key, filter);
+            match fill()? {
+                Some(filter) => self.days.insert(key, filter),
+                None => return Ok(None),
+            };
         }
         Ok(self.days.get_mut(&key).map(|filter| {
             filter.used = now;
@@ -155,24 +183,44 @@ impl IdFilters {
     }
 }
 
-/// Every id in the eventid term dictionaries of `searcher`'s segments (ids of deleted
-/// documents included: the filter may hold more than the index, never less).
-pub(super) fn indexed_ids(
-    searcher: &tantivy::Searcher,
+/// A day's filter over the ids in the eventid term dictionaries of `searcher`'s
+/// segments (ids of deleted documents included: the filter may hold more than the
+/// index, never less) and `pending`, hashed as the dictionaries are read (no copy of
+/// the ids). `None` for a day already holding more than [`MAX_FILTERED_IDS`]: it is
+/// looked up as before (its filter would take tens of MiB, and reading its ids holds
+/// writes back).
+pub(super) fn day_filter<'a>(
+    searcher: Option<&tantivy::Searcher>,
     field: Field,
-) -> Result<Vec<Vec<u8>>, StoreError> {
-    let mut ids = Vec::new();
-    for segment in searcher.segment_readers() {
-        let inverted = segment.inverted_index(field).map_err(StoreError::Search)?;
-        let mut terms = inverted
+    pending: impl ExactSizeIterator<Item = &'a [u8]>,
+    now: Instant,
+) -> Result<Option<DayFilter>, StoreError> {
+    let mut dictionaries = Vec::new();
+    for segment in searcher.map(|s| s.segment_readers()).unwrap_or_default() {
+        dictionaries.push(segment.inverted_index(field).map_err(StoreError::Search)?);
+    }
+    let count = pending.len()
+        + dictionaries
+            .iter()
+            .map(|d| d.terms().num_terms())
+            .sum::<usize>();
+    if count > MAX_FILTERED_IDS {
+        return Ok(None);
+    }
+    let mut filter = DayFilter::with_capacity(count, now);
+    for dictionary in &dictionaries {
+        let mut terms = dictionary
             .terms()
             .stream()
             .map_err(|e| StoreError::Search(e.into()))?;
         while terms.advance() {
-            ids.push(terms.key().to_vec());
+            filter.insert(hash(terms.key()));
         }
     }
-    Ok(ids)
+    for id in pending {
+        filter.insert(hash(id));
+    }
+    Ok(Some(filter))
 }
 
 #[cfg(test)]
@@ -205,9 +253,15 @@ mod tests {
         let fills = std::cell::Cell::new(0);
         let fill = || {
             fills.set(fills.get() + 1);
-            Ok(vec![b"stored".to_vec()])
+            day_filter(
+                None,
+                Field::from_field_id(0),
+                [&b"stored"[..]].into_iter(),
+                start,
+            )
         };
-        let day = 20_261_206;
+        // Days long past: none is near today.
+        let day = 20_000_306;
         assert_eq!(
             filters.may_hold(day, "stored", start, fill).unwrap(),
             Some(true)
@@ -255,5 +309,19 @@ mod tests {
         assert_eq!(fills.get(), 4);
         assert!(filters.days.contains_key(&day));
         assert!(!filters.days.contains_key(&(day - 1)));
+        // Three older days in use: today still takes one of theirs (the least recently
+        // used), and keeps it against the older days.
+        filters.may_hold(day - 1, "x", much_later, fill).unwrap();
+        filters.may_hold(day - 2, "x", much_later, fill).unwrap();
+        assert_eq!(filters.days.len(), 3);
+        let today = day_key(Utc::now().date_naive());
+        assert_eq!(
+            filters.may_hold(today, "stored", much_later, fill).unwrap(),
+            Some(true)
+        );
+        assert!(filters.days.contains_key(&today));
+        assert!(!filters.days.contains_key(&day));
+        assert_eq!(filters.may_hold(day, "x", much_later, fill).unwrap(), None);
+        assert!(filters.days.contains_key(&today));
     }
 }

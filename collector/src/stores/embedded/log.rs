@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use picket_common::wal::{Batch as WalBatch, DiskBuffer, Position};
 
-use super::ids::{IdFilters, indexed_ids};
+use super::ids::{IdFilters, day_filter};
 
 use super::*;
 
@@ -330,16 +330,19 @@ fn decide(
             let surely_new =
                 |filters: &mut IdFilters, by_day: &HashMap<u32, HashMap<Box<str>, Arc<str>>>| {
                     let fill = || {
-                        let mut ids = match shared.day(key, false)? {
-                            Some(day) => {
-                                indexed_ids(&day.reader.searcher(), shared.fields.eventid)?
-                            }
-                            None => Vec::new(),
-                        };
-                        if let Some(day) = by_day.get(&key) {
-                            ids.extend(day.keys().map(|id| id.as_bytes().to_vec()));
-                        }
-                        Ok(ids)
+                        let day = shared.day(key, false)?;
+                        let pending = by_day.get(&key);
+                        day_filter(
+                            day.map(|day| day.reader.searcher()).as_ref(),
+                            shared.fields.eventid,
+                            pending
+                                .into_iter()
+                                .flat_map(|ids| ids.keys())
+                                .map(|id| id.as_bytes())
+                                .collect::<Vec<_>>()
+                                .into_iter(),
+                            now,
+                        )
                     };
                     Ok::<_, StoreError>(filters.may_hold(key, id, now, fill)? == Some(false))
                 };

@@ -166,13 +166,19 @@ impl Shared {
                         Some("utctimestamp" | "receivedtimestamp")
                     ) =>
                 {
-                    use tantivy::query_grammar::UserInputBound as B;
-                    let leaf = UserInputLeaf::Range {
-                        field: literal.field_name,
-                        lower: B::Inclusive(literal.phrase.clone()),
-                        upper: B::Inclusive(literal.phrase),
-                    };
-                    self.build_query(parser, UserInputAst::Leaf(Box::new(leaf)))
+                    let field = literal.field_name.unwrap_or_default();
+                    self.build_query(parser, time_point(field, &literal.phrase))
+                }
+                // `utctimestamp: IN [a b]` likewise: any of those ranges.
+                UserInputLeaf::Set {
+                    field: Some(field),
+                    elements,
+                } if field == "utctimestamp" || field == "receivedtimestamp" => {
+                    let points = elements
+                        .iter()
+                        .map(|at| (Some(Occur::Should), time_point(field.clone(), at)))
+                        .collect();
+                    self.build_query(parser, UserInputAst::Clause(points))
                 }
                 UserInputLeaf::Range {
                     field: Some(field),
@@ -443,6 +449,25 @@ pub(super) fn lift_negations(ast: UserInputAst) -> UserInputAst {
 /// A date-only bound of a time range (`2026-11-23`) as Elasticsearch rounds it: the
 /// day's start for an inclusive lower bound, the next day's for an exclusive one or an
 /// inclusive upper one (the whole day is in), the day's start for an exclusive upper.
+/// `field:at` as the range `[at TO at]`: a bare day is that whole day, a time that
+/// instant, to the µs the index keeps (finer digits are dropped, as the index dropped
+/// them when it stored the time).
+fn time_point(field: String, at: &str) -> UserInputAst {
+    use chrono::SubsecRound as _;
+    use tantivy::query_grammar::UserInputBound as B;
+    let at = match DateTime::parse_from_rfc3339(at) {
+        Ok(time) => time
+            .trunc_subsecs(6)
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        Err(_) => at.to_string(),
+    };
+    UserInputAst::Leaf(Box::new(UserInputLeaf::Range {
+        field: Some(field),
+        lower: B::Inclusive(at.clone()),
+        upper: B::Inclusive(at),
+    }))
+}
+
 fn whole_days(
     bound: tantivy::query_grammar::UserInputBound,
     upper: bool,

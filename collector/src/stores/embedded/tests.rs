@@ -173,6 +173,18 @@ async fn time_range_limits_results() {
         ids(&search(&store, "utctimestamp:>=2026-11-23")),
         vec![id(4)]
     );
+    assert_eq!(
+        ids(&search(&store, "utctimestamp: IN [2026-11-21 2026-11-23]")),
+        vec![id(4), id(1)]
+    );
+    // Digits past the µs the index keeps are dropped, as when the time was stored.
+    assert_eq!(
+        ids(&search(
+            &store,
+            "utctimestamp:\"2026-11-22T12:00:00.0000009Z\""
+        )),
+        vec![id(3)]
+    );
     store.close();
 }
 
