@@ -23,9 +23,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::time::{Duration, Instant};
 
-use tantivy::schema::Field;
-
 use chrono::Utc;
+use tantivy::schema::Field;
 
 use super::{StoreError, day_key};
 

@@ -59,12 +59,36 @@ pub(super) enum IndexRequest {
 #[derive(Default)]
 pub(super) struct PendingIds {
     by_day: HashMap<u32, HashMap<Box<str>, Arc<str>>>,
-    /// Which ids the days near today may hold (index or pending), to skip the index
-    /// lookup for an id surely new.
+    /// Which ids the days being written may hold (index or pending), to skip the
+    /// index lookup for an id surely new.
     filters: IdFilters,
 }
 
 impl PendingIds {
+    /// Whether `id` is surely not taken on day `key` (its filter says so; a day's
+    /// filter is made from its searcher and these pending ids when it gets one).
+    fn surely_new(
+        &mut self,
+        shared: &Shared,
+        key: u32,
+        id: &str,
+        now: std::time::Instant,
+    ) -> Result<bool, StoreError> {
+        let Self { by_day, filters } = self;
+        let fill = || {
+            let no_ids = HashMap::new();
+            let pending = by_day.get(&key).unwrap_or(&no_ids);
+            let day = shared.day(key, false)?;
+            day_filter(
+                day.map(|day| day.reader.searcher()).as_ref(),
+                shared.fields.eventid,
+                pending.keys().map(|id| id.as_bytes()),
+                now,
+            )
+        };
+        Ok(filters.may_hold(key, id, now, fill)? == Some(false))
+    }
+
     fn insert(&mut self, key: u32, id: &str, source: Arc<str>) {
         self.by_day
             .entry(key)
@@ -327,39 +351,23 @@ fn decide(
                 None => Shared::event_day(&document),
             };
             let id = document.id();
-            let surely_new =
-                |filters: &mut IdFilters, by_day: &HashMap<u32, HashMap<Box<str>, Arc<str>>>| {
-                    let fill = || {
-                        let day = shared.day(key, false)?;
-                        let pending = by_day.get(&key);
-                        day_filter(
-                            day.map(|day| day.reader.searcher()).as_ref(),
-                            shared.fields.eventid,
-                            pending
-                                .into_iter()
-                                .flat_map(|ids| ids.keys())
-                                .map(|id| id.as_bytes())
-                                .collect::<Vec<_>>()
-                                .into_iter(),
-                            now,
-                        )
-                    };
-                    Ok::<_, StoreError>(filters.may_hold(key, id, now, fill)? == Some(false))
-                };
-            let earlier: Option<Cow<str>> = match pending.by_day.get(&key).and_then(|d| d.get(id)) {
-                Some(source) => Some(Cow::Borrowed(&**source)),
-                None if surely_new(&mut pending.filters, &pending.by_day)? => None,
-                None => {
-                    let searcher = match searchers.entry(key) {
-                        Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => {
-                            e.insert(shared.day(key, false)?.map(|day| day.reader.searcher()))
-                        }
-                    };
-                    match searcher {
-                        Some(searcher) => stored_source(shared, searcher, id)?.map(Cow::Owned),
-                        None => None,
+            let is_pending = pending.by_day.get(&key).is_some_and(|d| d.contains_key(id));
+            let earlier: Option<Cow<str>> = if is_pending {
+                pending.by_day[&key]
+                    .get(id)
+                    .map(|source| Cow::Borrowed(&**source))
+            } else if pending.surely_new(shared, key, id, now)? {
+                None
+            } else {
+                let searcher = match searchers.entry(key) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => {
+                        e.insert(shared.day(key, false)?.map(|day| day.reader.searcher()))
                     }
+                };
+                match searcher {
+                    Some(searcher) => stored_source(shared, searcher, id)?.map(Cow::Owned),
+                    None => None,
                 }
             };
             if let Some(earlier) = earlier {
