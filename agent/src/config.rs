@@ -7,7 +7,8 @@
 //! [`KeyError`] that this root turns into a [`ConfigError`] naming the file:
 //! `[agent.buffer]` in [`crate::buffer::config`], `[agent.inputs.file]` in
 //! [`crate::inputs::file::config`], `[agent.inputs.journald]` in
-//! [`crate::inputs::journald::config`], `[agent.shippers]` in [`crate::shippers::config`]
+//! [`crate::inputs::journald::config`], `[agent.inputs.syslog]` in
+//! [`crate::inputs::syslog::config`], `[agent.shippers]` in [`crate::shippers::config`]
 //! and each shipper's `config.rs`.
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ pub use crate::buffer::config::{BufferConfig, BufferSettings, WhenFull};
 pub use crate::inputs::StartAt;
 pub use crate::inputs::file::config::{FileInputConfig, FileInputSettings};
 pub use crate::inputs::journald::config::{JournaldInputConfig, JournaldMode, JournaldSettings};
+pub use crate::inputs::syslog::config::{SyslogInputConfig, SyslogSettings};
 pub use crate::shippers::amqp::config::{AmqpAuth, AmqpSettings, AmqpShipperConfig};
 pub use crate::shippers::config::{ShipperSettings, ShippersConfig};
 pub use crate::shippers::http::config::{HttpSettings, HttpShipperConfig};
@@ -113,6 +115,9 @@ pub struct InputsConfig {
     /// `[agent.inputs.journald]`.
     #[serde(default)]
     pub journald: JournaldInputConfig,
+    /// `[agent.inputs.syslog]`.
+    #[serde(default)]
+    pub syslog: SyslogInputConfig,
 }
 
 /// The checked configuration the agent runs with.
@@ -125,6 +130,8 @@ pub struct Settings {
     /// The journal is read (mode `on`, or `auto` on a host whose log files are
     /// missing).
     pub journald: Option<JournaldSettings>,
+    /// The syslog listener, when it listens anywhere.
+    pub syslog: Option<SyslogSettings>,
     pub buffer: BufferSettings,
     pub shipper: ShipperSettings,
     /// Events per batch and batches in flight.
@@ -184,6 +191,7 @@ impl AgentConfig {
             .journald
             .build(!file.discovery.scan().is_empty())
             .map_err(|e| sources.invalid(e))?;
+        let syslog = self.inputs.syslog.build().map_err(|e| sources.invalid(e))?;
         let buffer = self.buffer.build().map_err(|e| sources.invalid(e))?;
         let host = host::identity(self.hostname.as_deref(), self.host_id.as_deref());
         Ok(Settings {
@@ -191,6 +199,7 @@ impl AgentConfig {
             data_dir: self.data_dir.clone(),
             timezone,
             journald,
+            syslog,
             buffer,
             file,
             shipper,

@@ -50,6 +50,10 @@ pub fn event(
         "bufferoldestage": age,
         "bufferrecordslost": get(&metrics.buffer_records_lost),
         "filesrefused": get(&metrics.files_refused),
+        "syslogmessages": get(&metrics.syslog_messages),
+        "syslogudpdropped": get(&metrics.udp_datagrams_dropped),
+        "syslogrefused": get(&metrics.syslog_senders_refused) + get(&metrics.syslog_connections_refused),
+        "syslogerrors": get(&metrics.syslog_framing_errors) + get(&metrics.syslog_tls_failures),
     });
     let Value::Object(details) = details else {
         unreachable!("json! of an object literal is an object")

@@ -47,6 +47,21 @@ pub struct Metrics {
     pub buffer_syncs: AtomicU64,
     /// Requests that failed and were retried.
     pub retries: AtomicU64,
+    /// Messages the syslog listener took (also in `lines_read`).
+    pub syslog_messages: AtomicU64,
+    /// TCP and TLS connections the syslog listener accepted.
+    pub syslog_connections: AtomicU64,
+    /// Connections closed at once for `max_connections`.
+    pub syslog_connections_refused: AtomicU64,
+    /// Connections and datagrams from senders not in `allowed_senders`.
+    pub syslog_senders_refused: AtomicU64,
+    /// TLS handshakes that failed (or did not finish in time).
+    pub syslog_tls_failures: AtomicU64,
+    /// Connections closed because their octet counting broke (what came before kept).
+    pub syslog_framing_errors: AtomicU64,
+    /// Datagrams the kernel dropped on the UDP listeners' sockets (receive buffer
+    /// full).
+    pub udp_datagrams_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -71,5 +86,17 @@ impl Metrics {
             buffer_syncs = get(&self.buffer_syncs),
             "Agent totals."
         );
+        if get(&self.syslog_messages) > 0 || get(&self.syslog_connections) > 0 {
+            info!(
+                messages = get(&self.syslog_messages),
+                connections = get(&self.syslog_connections),
+                connections_refused = get(&self.syslog_connections_refused),
+                senders_refused = get(&self.syslog_senders_refused),
+                tls_failures = get(&self.syslog_tls_failures),
+                framing_errors = get(&self.syslog_framing_errors),
+                udp_datagrams_dropped = get(&self.udp_datagrams_dropped),
+                "Syslog listener totals."
+            );
+        }
     }
 }

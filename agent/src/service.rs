@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::config::{ConfigError, Settings};
+use crate::inputs::syslog::Sockets;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, RunError, Stopping};
 use crate::shippers::Shipper;
@@ -27,7 +28,8 @@ pub async fn run(
         let _ = stop_tx.send(Stopping::Exit);
     });
     let metrics = Arc::new(Metrics::default());
-    let result = pipeline::run_once(settings, Arc::clone(&metrics), stop_rx).await;
+    let sockets = Sockets::default();
+    let result = pipeline::run_once(settings, Arc::clone(&metrics), &sockets, stop_rx).await;
     metrics.log_totals();
     info!("Agent stopped.");
     result
@@ -38,7 +40,7 @@ pub async fn run(
 /// On SIGHUP `load` reads the configuration again. A configuration that does not load
 /// (or moves `data_dir`, which holds the buffer and the read positions) is refused with
 /// an error log and the agent runs on unchanged. A good one replaces the running
-/// inputs, parsers and shipper: reading stops, what was read is fsynced into the disk
+/// inputs, parsers and shipper (the syslog listener's sockets stay bound): reading stops, what was read is fsynced into the disk
 /// buffer with its read positions, the batch in flight finishes, and the pipeline starts
 /// again on the new settings from those positions and that buffer — no line is lost or
 /// read twice, and the process (its counters included) stays.
@@ -54,9 +56,11 @@ pub async fn serve(
     let mut int = listen(SignalKind::interrupt(), "SIGINT")?;
     let mut hup = listen(SignalKind::hangup(), "SIGHUP")?;
     let metrics = Arc::new(Metrics::default());
+    // The syslog listener's sockets stay bound across reloads.
+    let sockets = Sockets::default();
     let result = loop {
         let (stop_tx, stop_rx) = watch::channel(Stopping::No);
-        let running = pipeline::run_once(settings.clone(), Arc::clone(&metrics), stop_rx);
+        let running = pipeline::run_once(settings.clone(), Arc::clone(&metrics), &sockets, stop_rx);
         tokio::pin!(running);
         let mut next = None;
         let ended = loop {
@@ -84,6 +88,13 @@ pub async fn serve(
                         Ok(new) => match Shipper::build(&new.shipper) {
                             Err(e) => error!(
                                 "Reload refused, the running configuration stays: cannot set up the shipper: {e}"
+                            ),
+                            // A new listen address is bound before the old pipeline
+                            // stops: one that cannot be is refused here.
+                            Ok(_) if let Some(Err(e)) = new.syslog.as_ref().map(|syslog| {
+                                sockets.bind(&syslog.listen, syslog.udp_receive_buffer_bytes)
+                            }) => error!(
+                                "Reload refused, the running configuration stays: {e}"
                             ),
                             Ok(_) => {
                                 next = Some(new);

@@ -166,6 +166,60 @@ pub fn tls_files(
     Ok(TlsFiles { ca_pem, client })
 }
 
+/// The config keys of a server's TLS files, e.g. `collector.http.tls_cert_file`.
+#[derive(Debug, Clone)]
+pub struct ServerTlsKeys {
+    pub cert_file: String,
+    pub key_file: String,
+    pub client_ca_file: String,
+}
+
+impl ServerTlsKeys {
+    /// `<table>.tls_cert_file`, `<table>.tls_key_file`, `<table>.client_ca_file`.
+    pub fn of(table: &str) -> ServerTlsKeys {
+        ServerTlsKeys {
+            cert_file: format!("{table}.tls_cert_file"),
+            key_file: format!("{table}.tls_key_file"),
+            client_ca_file: format!("{table}.client_ca_file"),
+        }
+    }
+}
+
+/// A TLS server's settings (no ALPN): its certificate chain and key, and, when
+/// `client_ca` is given, client certificates required and checked against it. A bad
+/// file is an error naming its key.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+    keys: &ServerTlsKeys,
+) -> Result<rustls::ServerConfig, KeyError> {
+    use rustls::server::WebPkiClientVerifier;
+    let chain =
+        read_certificates(cert).map_err(|e| KeyError::new(&keys.cert_file, e.to_string()))?;
+    let key = read_private_key(key).map_err(|e| KeyError::new(&keys.key_file, e.to_string()))?;
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let invalid = |message: String| KeyError::new(&keys.client_ca_file, message);
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in read_certificates(ca).map_err(|e| invalid(e.to_string()))? {
+                roots
+                    .add(cert)
+                    .map_err(|e| invalid(format!("{}: {e}", ca.display())))?;
+            }
+            let verifier = WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    builder
+        .with_single_cert(chain, key)
+        .map_err(|e| KeyError::new(&keys.key_file, e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

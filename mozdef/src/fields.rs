@@ -41,6 +41,8 @@ pub mod details {
     pub const REPEATCOUNT: &str = "repeatcount";
     pub const USERNAME: &str = "username";
     pub const SOURCEIPADDRESS: &str = "sourceipaddress";
+    /// The address a network syslog message came from (the relay's sender).
+    pub const SENDERIPADDRESS: &str = "senderipaddress";
 }
 
 /// Value of `category` for lines no parser recognises.

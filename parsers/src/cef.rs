@@ -34,7 +34,7 @@ pub fn find(line: &str) -> Option<usize> {
         LazyLock::new(|| memmem::Finder::new("CEF:"));
     let bytes = line.as_bytes();
     FINDER.find_iter(bytes).find(|&at| {
-        let after_space = at == 0 || bytes[at - 1].is_ascii_whitespace();
+        let after_space = at == 0 || bytes[at - 1].is_ascii_whitespace() || bytes[at - 1] == b'>';
         after_space && version_follows(&line[at + 4..])
     })
 }

@@ -365,6 +365,21 @@ impl LineParser {
         event: &mut Draft<'a>,
     ) -> Option<&'a str> {
         let at = cef::find(text).filter(|at| *at > 0)?;
+        if let Some(pri) = bare_pri(&text[..at]) {
+            // `<134>CEF:…`: a PRI and no header, as appliances send CEF over the
+            // network. Timed when read, from the host that sent it.
+            let read = self
+                .now_local
+                .get()
+                .map(|(at, _)| at)
+                .unwrap_or_else(Utc::now);
+            event.set_time(&read.with_timezone(&self.timezone).fixed_offset());
+            event.hostname = Cow::Borrowed(self.host.resolve(None));
+            if let Some(level) = Severity::from_pri(pri) {
+                event.severity = level.as_str();
+            }
+            return Some(&text[at..]);
+        }
         let year = |month, day, hour, minute, second| {
             self.year_for((month, day, hour, minute, second), now_local)
         };
@@ -462,6 +477,15 @@ impl LineParser {
         forget_parse(event);
         SYSLOG_PARSER
     }
+}
+
+/// The PRI of a prefix that is only one (`<134>`, blanks around it).
+fn bare_pri(prefix: &str) -> Option<u32> {
+    let digits = prefix.trim_fast().strip_prefix('<')?.strip_suffix('>')?;
+    if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Undoes what a parser set before giving up on a shape: its details (but those the

@@ -108,6 +108,23 @@ fn zone_less_stamps_are_read_in_the_configured_zone_with_dst() {
 }
 
 #[test]
+fn cef_behind_a_bare_pri_is_cef_timed_when_read() {
+    // What appliances send over the network: `<PRI>CEF:…`, no header.
+    let event = parse_at(
+        "UTC",
+        "<131>CEF:0|Vendor|FW|1.0|100|Blocked|7|src=198.51.100.4 dst=10.0.0.1",
+        "2026-12-07T12:00:00Z",
+    );
+    assert_eq!(event.tags[0], "cef");
+    assert_eq!(event.utctimestamp, "2026-12-07T12:00:00+00:00");
+    assert_eq!(event.hostname, "agent1.example.com");
+    assert_eq!(event.details["sourceipaddress"], json!("198.51.100.4"));
+    // Not a PRI: the line stays what it was.
+    let event = parse_at("UTC", "<1x>CEF:0|a|b|c|d|e|5|", "2026-12-07T12:00:00Z");
+    assert_ne!(event.tags[0], "cef");
+}
+
+#[test]
 fn a_line_without_header_is_whole_and_timed_when_read() {
     let event = parse_at("UTC", "just some words", "2026-11-24T12:00:00Z");
     assert_eq!(event.summary, "just some words");

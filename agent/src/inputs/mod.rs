@@ -1,9 +1,11 @@
 //! Where lines come from: [`file`] follows files, [`journald`] reads the systemd
-//! journal through `journalctl`. Each input parses its lines into events and sends
-//! them, with the position to checkpoint once they are delivered, to the shipper.
+//! journal through `journalctl`, [`syslog`] listens for syslog over the network. Each
+//! input parses its lines into events and sends them, with the position to checkpoint
+//! once they are in the disk buffer (none for the network), to the buffer stage.
 
 pub mod file;
 pub mod journald;
+pub mod syslog;
 
 use std::sync::{Arc, Mutex};
 
@@ -41,7 +43,8 @@ pub struct Chunk {
 
 /// Where one event of a [`Chunk`] ends, and where its line ended: the position to
 /// checkpoint once it is in the buffer. For a file, `identity`, `path` and
-/// `next_offset`; for the journal, `cursor` (and the file fields are unused).
+/// `next_offset`; for the journal, `cursor` (and the file fields are unused); a network
+/// message has none ([`Read::positioned`] is false).
 #[derive(Debug, Clone)]
 pub struct Read {
     /// End of the event's JSON line in [`Chunk::json`].
@@ -51,6 +54,16 @@ pub struct Read {
     path: usize,
     pub next_offset: u64,
     pub cursor: Option<Arc<str>>,
+}
+
+/// [`Read::path`] of a read with no position.
+const NO_PATH: usize = usize::MAX;
+
+impl Read {
+    /// Whether the read has a position to checkpoint (a file's or the journal's).
+    pub fn positioned(&self) -> bool {
+        self.path != NO_PATH || self.cursor.is_some()
+    }
 }
 
 /// Chunks the buffer stage is done with, for the inputs to fill again: their memory is
@@ -111,9 +124,29 @@ impl Chunk {
         });
     }
 
-    /// The path of the file `read` is from.
-    pub fn path(&self, read: &Read) -> &Arc<str> {
-        &self.paths[read.path]
+    /// Serializes `event` into the chunk with no read position: a message the
+    /// network gave, which nothing can read again.
+    pub fn push_unpositioned(&mut self, event: &mut Draft<'_>) {
+        event.write_json_line(&mut self.json);
+        self.reads.push(Read {
+            end: self.json.len(),
+            identity: FileIdentity {
+                dev: 0,
+                ino: 0,
+                fingerprint: 0,
+            },
+            path: NO_PATH,
+            next_offset: 0,
+            cursor: None,
+        });
+    }
+
+    /// The path of the file `read` is from (empty for a network message).
+    pub fn path(&self, read: &Read) -> Arc<str> {
+        match self.paths.get(read.path) {
+            Some(path) => Arc::clone(path),
+            None => Arc::from(""),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -148,7 +181,7 @@ impl Chunk {
                 event: serde_json::from_slice(record)
                     .unwrap_or_else(|e| panic!("the agent's own JSON line does not decode: {e}")),
                 identity: read.identity,
-                path: Arc::clone(self.path(read)),
+                path: self.path(read),
                 next_offset: read.next_offset,
                 cursor: read.cursor.clone(),
             })

@@ -396,15 +396,18 @@ impl Positions {
         // One map update per run of events from one file, not per event.
         let mut run_end = 0;
         for (i, read) in reads.iter().enumerate() {
+            if !read.positioned() {
+                // A network message: nothing to read again.
+                continue;
+            }
             if let Some(cursor) = &read.cursor {
                 self.cursor = Some(cursor.to_string());
                 continue;
             }
             run_end = run_end.max(read.next_offset);
-            if reads
-                .get(i + 1)
-                .is_some_and(|next| next.cursor.is_none() && next.identity == read.identity)
-            {
+            if reads.get(i + 1).is_some_and(|next| {
+                next.positioned() && next.cursor.is_none() && next.identity == read.identity
+            }) {
                 continue;
             }
             let end = self

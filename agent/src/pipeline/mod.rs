@@ -1,5 +1,5 @@
 //! One pipeline on one set of settings ([`run_once`]): the input threads (files, and
-//! the journal when configured) parse lines into chunks → a bounded channel → the
+//! the journal and the syslog listener when configured) parse lines into chunks → a bounded channel → the
 //! buffer stage (`buffer_stage.rs`: append to the disk buffer, group fsync, then
 //! advance the inputs' checkpoints) → the disk buffer → the ship stage
 //! (`ship_stage.rs`: batch, send, acknowledge). What `[agent.buffer]`'s keys do is
@@ -26,6 +26,7 @@ use crate::deadletter::DeadLetter;
 use crate::inputs::Chunk;
 use crate::inputs::file::FileInput;
 use crate::inputs::journald::JournaldInput;
+use crate::inputs::syslog::{ListenError, Sockets, SyslogInput};
 use crate::metrics::Metrics;
 use crate::parsers::LineParser;
 use crate::shippers::Shipper;
@@ -53,6 +54,8 @@ pub enum RunError {
     },
     #[error("untrusted agent.data_dir: {0}")]
     DataDir(#[from] datadir::DataDirError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
 }
 
 /// What the pipeline has been asked to do.
@@ -72,9 +75,23 @@ pub(crate) enum Stopping {
 pub(crate) async fn run_once(
     settings: Settings,
     metrics: Arc<Metrics>,
+    sockets: &Sockets,
     stop_rx: watch::Receiver<Stopping>,
 ) -> Result<(), RunError> {
     datadir::prepare(&settings.data_dir)?;
+    let syslog = match &settings.syslog {
+        Some(syslog) => Some(SyslogInput::new(
+            syslog.clone(),
+            settings.host.clone(),
+            settings.timezone,
+            Arc::clone(&metrics),
+            sockets,
+        )?),
+        None => {
+            sockets.close_all();
+            None
+        }
+    };
     let checkpoints = Arc::new(Mutex::new(CheckpointStore::load(&settings.data_dir)?));
     let shipper = Shipper::build(&settings.shipper)?;
     // Two chunks of 500 events in flight keep the buffer stage busy; more only holds
@@ -82,7 +99,14 @@ pub(crate) async fn run_once(
     let (events_tx, events_rx) = mpsc::channel::<Chunk>(2);
     let stop_input = Arc::new(AtomicBool::new(false));
 
-    let input_threads = start_inputs(&settings, &checkpoints, &metrics, events_tx, &stop_input)?;
+    let input_threads = start_inputs(
+        &settings,
+        &checkpoints,
+        &metrics,
+        syslog,
+        events_tx,
+        &stop_input,
+    )?;
 
     info!(
         destination = %shipper.destination(),
@@ -154,12 +178,14 @@ pub(crate) async fn run_once(
     Ok(())
 }
 
-/// Starts the input threads (the journal's when it is read, then the files'), each
-/// with its own parser, sending to `events_tx` until `stop_input` is set.
+/// Starts the input threads (the syslog listener's and the journal's when they run,
+/// then the files'), each with its own parsers, sending to `events_tx` until
+/// `stop_input` is set.
 fn start_inputs(
     settings: &Settings,
     checkpoints: &Arc<Mutex<CheckpointStore>>,
     metrics: &Arc<Metrics>,
+    syslog: Option<SyslogInput>,
     events_tx: mpsc::Sender<Chunk>,
     stop_input: &Arc<AtomicBool>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, RunError> {
@@ -170,6 +196,16 @@ fn start_inputs(
         metrics: Arc::clone(metrics),
     };
     let mut input_threads = Vec::new();
+    if let Some(syslog) = syslog {
+        let syslog_tx = events_tx.clone();
+        let syslog_stop = Arc::clone(stop_input);
+        input_threads.push(
+            std::thread::Builder::new()
+                .name("syslog-input".into())
+                .spawn(move || syslog.run(syslog_tx, syslog_stop))
+                .map_err(RunError::Thread)?,
+        );
+    }
     if let Some(journal) = &settings.journald {
         let journald = JournaldInput {
             settings: journal.clone(),

@@ -12,10 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use picket_common::config::KeyError;
-use picket_common::tls::{read_certificates, read_private_key};
+use picket_common::tls::ServerTlsKeys;
 use rustls::ServerConfig;
 use rustls::pki_types::CertificateDer;
-use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -35,39 +34,15 @@ pub struct Peer {
     pub identity: Option<String>,
 }
 
-/// The server's TLS settings: its certificate chain and key, and, when `client_ca` is
-/// given, client certificates required and checked against it.
+/// The server's TLS settings ([`picket_common::tls::server_config`] for
+/// `[collector.http]`'s keys), offering HTTP/2 and HTTP/1.1.
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
 ) -> Result<Arc<ServerConfig>, KeyError> {
-    const CERT: &str = "collector.http.tls_cert_file";
-    const KEY: &str = "collector.http.tls_key_file";
-    const CLIENT_CA: &str = "collector.http.client_ca_file";
-    let chain = read_certificates(cert).map_err(|e| KeyError::new(CERT, e.to_string()))?;
-    let key = read_private_key(key).map_err(|e| KeyError::new(KEY, e.to_string()))?;
-    let builder = ServerConfig::builder();
-    let builder = match client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in
-                read_certificates(ca).map_err(|e| KeyError::new(CLIENT_CA, e.to_string()))?
-            {
-                roots
-                    .add(cert)
-                    .map_err(|e| KeyError::new(CLIENT_CA, format!("{}: {e}", ca.display())))?;
-            }
-            let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
-                .build()
-                .map_err(|e| KeyError::new(CLIENT_CA, e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| KeyError::new(KEY, e.to_string()))?;
+    let keys = ServerTlsKeys::of("collector.http");
+    let mut config = picket_common::tls::server_config(cert, key, client_ca, &keys)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
