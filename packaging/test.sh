@@ -229,6 +229,34 @@ wait_stored 120
 grep >/dev/null "Disk buffer holds undelivered events" "$work/agent.log" ||
   fail "the upgraded agent did not ship from the buffer it had"
 stop "$agent_pid"; agent_pid=""
+
+step "a syslog listener on port 514: refused with the unit's capabilities, served with the README's drop-in"
+cat >"$chroot_dir/etc/picket/agent.d/60-syslog.toml" <<TOML
+[agent.inputs.syslog]
+listen = ["tcp://127.0.0.1:514"]
+sender_hostname = "address"
+TOML
+set +e
+(exec chroot "$chroot_dir" env -i PATH=/usr/sbin:/usr/bin "${agent_identity[@]}" \
+  picket-agent run) >"$work/agent-514.log" 2>&1
+status=$?
+set -e
+[ "$status" = 78 ] || { cat "$work/agent-514.log"; fail "the agent exited $status (want 78, EX_CONFIG) on 514 without CAP_NET_BIND_SERVICE"; }
+grep >/dev/null "CAP_NET_BIND_SERVICE" "$work/agent-514.log" || { cat "$work/agent-514.log"; fail "the error does not name the capability"; }
+# AmbientCapabilities= and CapabilityBoundingSet= as the README's drop-in sets them.
+agent_identity=(setpriv --reuid=picket-agent --regid=picket-agent --groups=adm,systemd-journal
+  --inh-caps=-all,+dac_read_search,+net_bind_service --ambient-caps=-all,+dac_read_search,+net_bind_service
+  --bounding-set=-all,+dac_read_search,+net_bind_service --no-new-privs)
+start_agent
+for _ in $(seq 1 100); do
+  grep >/dev/null "Syslog listener on" "$work/agent.log" && break
+  sleep 0.1
+done
+logger --server 127.0.0.1 --port 514 --tcp --rfc3164 -t sshd -i -- \
+  "Failed password for root from 192.0.2.7 port 22 ssh2 pkgtest-121" || fail "logger could not send"
+wait_stored 121
+stop "$agent_pid"; agent_pid=""
+rm "$chroot_dir/etc/picket/agent.d/60-syslog.toml"
 stop "$collector_pid"; collector_pid=""
 
 step "purge removes the state"

@@ -128,7 +128,21 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
-                    ExitCode::FAILURE
+                    // A port the agent may not bind is the configuration's (or the
+                    // unit's) fault: systemd does not restart on EX_CONFIG. Other
+                    // listen errors (address in use, not yet up) may pass.
+                    let forbidden = e.chain().any(|cause| {
+                        matches!(
+                            cause.downcast_ref::<picket_agent::RunError>(),
+                            Some(picket_agent::RunError::Listen(listen))
+                                if listen.source.kind() == std::io::ErrorKind::PermissionDenied
+                        )
+                    });
+                    if forbidden {
+                        ExitCode::from(EX_CONFIG)
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
             }
         }

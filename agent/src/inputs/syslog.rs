@@ -71,6 +71,15 @@ const MAX_UDP_SENDERS: usize = 4096;
 /// How often the kernel's count of UDP drops is read.
 const DROPS_EVERY: Duration = Duration::from_secs(1);
 
+/// Where the listener is: running, or stopping for a reload (the sockets stay bound)
+/// or for the agent's exit (they close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Reload,
+    Exit,
+}
+
 /// Why a listener cannot start.
 #[derive(Debug, Error)]
 #[error("cannot listen on {listen}: {source}{hint}")]
@@ -226,6 +235,8 @@ pub struct SyslogInput {
     pub timezone: TimeZoneChoice,
     pub metrics: Arc<Metrics>,
     sockets: Vec<(Listen, Bound)>,
+    /// The service's sockets, closed when the agent exits.
+    registry: Sockets,
 }
 
 impl SyslogInput {
@@ -238,18 +249,25 @@ impl SyslogInput {
         metrics: Arc<Metrics>,
         sockets: &Sockets,
     ) -> Result<SyslogInput, ListenError> {
-        let sockets = sockets.take(&settings.listen, settings.udp_receive_buffer_bytes)?;
+        let taken = sockets.take(&settings.listen, settings.udp_receive_buffer_bytes)?;
         Ok(SyslogInput {
             settings,
             host,
             timezone,
             metrics,
-            sockets,
+            sockets: taken,
+            registry: sockets.clone(),
         })
     }
 
-    /// Listens until `stop` is set, then drains the connections and returns.
-    pub fn run(self, out: mpsc::Sender<Chunk>, stop: Arc<AtomicBool>) {
+    /// Listens until `stop` is set, then drains the connections and returns. When
+    /// `reloading` says the stop is no reload, the listening sockets are closed first.
+    pub fn run(
+        self,
+        out: mpsc::Sender<Chunk>,
+        stop: Arc<AtomicBool>,
+        reloading: impl Fn() -> bool + Send + 'static,
+    ) {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -263,12 +281,17 @@ impl SyslogInput {
         // Local tasks: a connection's parser keeps state in cells, and everything
         // runs on this one thread anyway.
         let local = tokio::task::LocalSet::new();
-        runtime.block_on(local.run_until(self.serve(out, stop)));
+        runtime.block_on(local.run_until(self.serve(out, stop, reloading)));
         info!("Syslog listener stopped.");
     }
 
-    async fn serve(self, out: mpsc::Sender<Chunk>, stop: Arc<AtomicBool>) {
-        let (stop_tx, stop_rx) = watch::channel(false);
+    async fn serve(
+        mut self,
+        out: mpsc::Sender<Chunk>,
+        stop: Arc<AtomicBool>,
+        reloading: impl Fn() -> bool,
+    ) {
+        let (stop_tx, stop_rx) = watch::channel(Phase::Running);
         let shared = Arc::new(Shared {
             timezone: self.settings.timezone.unwrap_or(self.timezone),
             names: SenderNames::new(self.host.clone(), self.settings.sender_hostname),
@@ -286,7 +309,8 @@ impl SyslogInput {
         });
         let mut listeners = JoinSet::new();
         let mut udp_inodes = Vec::new();
-        for (mut listen, socket) in self.sockets {
+        let sockets = std::mem::take(&mut self.sockets);
+        for (mut listen, socket) in sockets {
             // Events name the address bound (the port, when 0 was asked for).
             let bound = match &socket {
                 Bound::Udp(socket) => socket.local_addr(),
@@ -326,7 +350,15 @@ impl SyslogInput {
                 drops.count(&shared);
             }
         }
-        let _ = stop_tx.send(true);
+        let phase = if reloading() {
+            Phase::Reload
+        } else {
+            // Exiting: the sockets close as soon as each listener has taken what the
+            // kernel queued.
+            self.registry.close_all();
+            Phase::Exit
+        };
+        let _ = stop_tx.send(phase);
         while listeners.join_next().await.is_some() {}
         drops.count(&shared);
     }
@@ -437,7 +469,7 @@ async fn udp(
     shared: Arc<Shared>,
     listen: Listen,
     socket: tokio::net::UdpSocket,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Phase>,
 ) {
     let source = listen.source();
     let source_identity = format!("{source}|{:016x}", shared.run);
@@ -519,64 +551,109 @@ async fn udp(
 }
 
 /// A TCP or TLS listener: accepts until the stop, then waits for its connections to
-/// drain.
+/// drain. On the agent's exit (not a reload) it first takes the connections the kernel
+/// queued and closes the listening socket, so a sender that reconnects is refused
+/// until the next agent listens, instead of writing into a queue no one will read.
 async fn tcp(
     shared: Arc<Shared>,
     listen: Listen,
     listener: tokio::net::TcpListener,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Phase>,
 ) {
     let source: Arc<str> = Arc::from(listen.source());
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of descriptors, say: the connection waits in the backlog.
-                        warn!(listen = %listen, error = %e, "Cannot accept a syslog connection.");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                if !shared.admit(&listen, peer) {
-                    continue;
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    open(&shared, &listen, &source, stream, peer, &stop, &mut connections);
                 }
-                let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-                if open > shared.settings.max_connections {
-                    shared.connections.fetch_sub(1, Ordering::Relaxed);
-                    let refused = shared.metrics.syslog_connections_refused.fetch_add(1, Ordering::Relaxed) + 1;
-                    if shared.refused_log.due() {
-                        warn!(listen = %listen, sender = %peer, max_connections = shared.settings.max_connections, refused_in_all = refused, "Too many syslog connections; closed a new one.");
-                    }
-                    continue;
+                Err(e) => {
+                    // Out of descriptors, say: the connection waits in the backlog.
+                    warn!(listen = %listen, error = %e, "Cannot accept a syslog connection.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                shared.metrics.syslog_connections.fetch_add(1, Ordering::Relaxed);
-                let _ = stream.set_nodelay(true);
-                let shared = Arc::clone(&shared);
-                let source = Arc::clone(&source);
-                let stop = stop.clone();
-                connections.spawn_local(async move {
-                    let number = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-                    match (listen.transport, &shared.tls) {
-                        (Transport::Tls, Some(acceptor)) => {
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(stream)) => connection(&shared, &source, stream, peer, number, stop).await,
-                                Ok(Err(e)) => handshake_failed(&shared, &listen, peer, &e.to_string()),
-                                Err(_) => handshake_failed(&shared, &listen, peer, "no handshake within 10 s"),
-                            }
-                        }
-                        _ => connection(&shared, &source, stream, peer, number, stop).await,
-                    }
-                    shared.connections.fetch_sub(1, Ordering::Relaxed);
-                });
-            }
+            },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = stop.changed() => break,
         }
     }
+    if *stop.borrow() == Phase::Exit
+        && let Ok(listener) = listener.into_std()
+    {
+        // The service closed its copy of the socket: with this one it stops listening.
+        while let Ok((stream, peer)) = listener.accept() {
+            let stream = stream
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpStream::from_std(stream));
+            if let Ok(stream) = stream {
+                open(
+                    &shared,
+                    &listen,
+                    &source,
+                    stream,
+                    peer,
+                    &stop,
+                    &mut connections,
+                );
+            }
+        }
+    }
     while connections.join_next().await.is_some() {}
+}
+
+/// Serves an accepted connection in its own task (after the TLS handshake on a
+/// `tls://` listener), unless its sender is refused or `max_connections` are open.
+fn open(
+    shared: &Arc<Shared>,
+    listen: &Listen,
+    source: &Arc<str>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    stop: &watch::Receiver<Phase>,
+    connections: &mut JoinSet<()>,
+) {
+    if !shared.admit(listen, peer) {
+        return;
+    }
+    let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+    if open > shared.settings.max_connections {
+        shared.connections.fetch_sub(1, Ordering::Relaxed);
+        let refused = shared
+            .metrics
+            .syslog_connections_refused
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if shared.refused_log.due() {
+            warn!(listen = %listen, sender = %peer, max_connections = shared.settings.max_connections, refused_in_all = refused, "Too many syslog connections; closed a new one.");
+        }
+        return;
+    }
+    shared
+        .metrics
+        .syslog_connections
+        .fetch_add(1, Ordering::Relaxed);
+    let _ = stream.set_nodelay(true);
+    let shared = Arc::clone(shared);
+    let source = Arc::clone(source);
+    let stop = stop.clone();
+    let listen = *listen;
+    connections.spawn_local(async move {
+        let number = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+        match (listen.transport, &shared.tls) {
+            (Transport::Tls, Some(acceptor)) => {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        connection(&shared, &source, stream, peer, number, stop).await
+                    }
+                    Ok(Err(e)) => handshake_failed(&shared, &listen, peer, &e.to_string()),
+                    Err(_) => handshake_failed(&shared, &listen, peer, "no handshake within 10 s"),
+                }
+            }
+            _ => connection(&shared, &source, stream, peer, number, stop).await,
+        }
+        shared.connections.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 fn handshake_failed(shared: &Shared, listen: &Listen, peer: SocketAddr, error: &str) {
@@ -599,7 +676,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     number: u64,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Phase>,
 ) {
     let ip = peer.ip().to_canonical();
     let parser = LineParser::new(shared.names.identity(ip).await, shared.timezone);
@@ -610,16 +687,16 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut drain_until = None;
     debug!(source, sender = %peer, "Syslog connection opened.");
     loop {
+        if drain_until.is_none() && *stop.borrow_and_update() != Phase::Running {
+            drain_until = Some(tokio::time::Instant::now() + DRAIN);
+            // The sender sees the close and stops sending here; what it sent before is
+            // read below.
+            let _ = tokio::time::timeout(DRAIN, stream.shutdown()).await;
+        }
         let read = match drain_until {
             None => tokio::select! {
                 read = stream.read_buf(framer.spare()) => read,
-                _ = stop.changed() => {
-                    drain_until = Some(tokio::time::Instant::now() + DRAIN);
-                    // The sender sees the close and stops sending here; what it sent
-                    // before is read below.
-                    let _ = tokio::time::timeout(DRAIN, stream.shutdown()).await;
-                    continue;
-                }
+                _ = stop.changed() => continue,
             },
             Some(deadline) => {
                 match tokio::time::timeout_at(deadline, stream.read_buf(framer.spare())).await {

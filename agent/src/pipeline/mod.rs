@@ -106,6 +106,7 @@ pub(crate) async fn run_once(
         syslog,
         events_tx,
         &stop_input,
+        &stop_rx,
     )?;
 
     info!(
@@ -188,6 +189,7 @@ fn start_inputs(
     syslog: Option<SyslogInput>,
     events_tx: mpsc::Sender<Chunk>,
     stop_input: &Arc<AtomicBool>,
+    stop_rx: &watch::Receiver<Stopping>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, RunError> {
     let input = FileInput {
         settings: settings.file.clone(),
@@ -199,10 +201,12 @@ fn start_inputs(
     if let Some(syslog) = syslog {
         let syslog_tx = events_tx.clone();
         let syslog_stop = Arc::clone(stop_input);
+        let stop_rx = stop_rx.clone();
+        let reloading = move || *stop_rx.borrow() == Stopping::Reload;
         input_threads.push(
             std::thread::Builder::new()
                 .name("syslog-input".into())
-                .spawn(move || syslog.run(syslog_tx, syslog_stop))
+                .spawn(move || syslog.run(syslog_tx, syslog_stop, reloading))
                 .map_err(RunError::Thread)?,
         );
     }

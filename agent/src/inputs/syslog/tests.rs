@@ -39,7 +39,7 @@ impl Running {
         let (tx, events) = mpsc::channel(2);
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || input.run(tx, thread_stop));
+        let thread = std::thread::spawn(move || input.run(tx, thread_stop, || false));
         Running {
             sockets,
             settings,
@@ -437,7 +437,7 @@ fn sockets_stay_bound_for_the_next_pipeline() {
         let (tx, mut rx) = mpsc::channel(2);
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || input.run(tx, thread_stop));
+        let thread = std::thread::spawn(move || input.run(tx, thread_stop, || true));
         let mut stream = connect(tcp);
         stream
             .write_all(format!("<13>Dec  7 10:00:00 h app: round {round}\n").as_bytes())
@@ -462,7 +462,7 @@ fn sockets_stay_bound_for_the_next_pipeline() {
     let (tx, mut rx) = mpsc::channel(2);
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = Arc::clone(&stop);
-    let thread = std::thread::spawn(move || input.run(tx, thread_stop));
+    let thread = std::thread::spawn(move || input.run(tx, thread_stop, || true));
     let deadline = Instant::now() + Duration::from_secs(10);
     let chunk = loop {
         if let Ok(chunk) = rx.try_recv() {

@@ -1,0 +1,424 @@
+//! The agent as a syslog relay (`[agent.inputs.syslog]`), fed by real senders:
+//! util-linux `logger` over UDP and TCP in both framings and both formats, rsyslog's
+//! `omfwd` over TCP and over TLS (gtls, with a client certificate), syslog-ng's
+//! `network()` and `syslog()` destinations; and 100,000 messages over TCP that arrive
+//! exactly once across an agent restart while the sender reconnects.
+
+use std::io::Write as _;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use picket_tests::pki::Pki;
+use picket_tests::syslog_daemons::{rsyslogd, syslog_ng};
+use picket_tests::{Agent, CountingSink, assert_exactly_once, free_port, marker_counts};
+use serde_json::Value;
+
+/// A free UDP port on 127.0.0.1 (the TCP port of the same number may be taken).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+/// An agent relaying what `listen` gets to `sink` (`extra`: more keys of
+/// `[agent.inputs.syslog]`).
+fn relay(dir: &Path, sink: &CountingSink, listen: &[String], extra: &str) -> Agent {
+    let config = relay_config(dir, sink, listen, extra);
+    let agent = Agent::start_with_config(dir, config);
+    assert!(
+        agent.wait_for_log("Syslog listener on", Duration::from_secs(30)),
+        "{}",
+        agent.service.log()
+    );
+    agent
+}
+
+fn relay_config(dir: &Path, sink: &CountingSink, listen: &[String], extra: &str) -> PathBuf {
+    let unused = dir.join("no-such.log");
+    let listen: Vec<String> = listen.iter().map(|l| format!("{l:?}")).collect();
+    Agent::write_config(
+        dir,
+        &[&unused],
+        &format!(
+            "[agent.inputs.syslog]\nlisten = [{}]\nsender_hostname = \"address\"\n{extra}\n",
+            listen.join(", ")
+        ),
+        &format!(
+            "[agent.shippers.http]\nurl = {:?}\n[agent.buffer]\nsync_interval_ms = 20\n",
+            sink.url
+        ),
+    )
+}
+
+/// Waits until the sink holds `n` events; returns them.
+fn delivered(sink: &CountingSink, n: usize, agent: &Agent) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let events = sink.events();
+        if events.len() >= n {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} events delivered: {events:#?}\n{}",
+            events.len(),
+            agent.service.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn logger(args: &[&str], message: &str) {
+    let output = Command::new("logger")
+        .args(args)
+        .args(["-t", "sshd", "-i", "-p", "auth.info", "--"])
+        .arg(message)
+        .output()
+        .expect("logger runs");
+    assert!(
+        output.status.success(),
+        "logger {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The event whose summary ends with `seq-N`.
+fn with_marker(events: &[Value], n: usize) -> &Value {
+    events
+        .iter()
+        .find(|e| picket_tests::marker(e) == Some(n))
+        .unwrap_or_else(|| panic!("no event seq-{n} in {events:#?}"))
+}
+
+fn assert_sshd_failure(event: &Value, source: &str) {
+    assert_eq!(event["source"], source, "{event:#}");
+    assert_eq!(event["processname"], "sshd", "{event:#}");
+    assert_eq!(event["category"], "authentication", "{event:#}");
+    assert_eq!(
+        event["details"]["sourceipaddress"], "203.0.113.50",
+        "{event:#}"
+    );
+    assert_eq!(event["details"]["username"], "root", "{event:#}");
+    assert_eq!(
+        event["details"]["senderipaddress"], "127.0.0.1",
+        "{event:#}"
+    );
+    assert!(event["processid"].as_i64().unwrap() > 0, "{event:#}");
+}
+
+fn failure(n: usize) -> String {
+    format!("Failed password for root from 203.0.113.50 port 4{n:04} ssh2 seq-{n}")
+}
+
+#[test]
+fn logger_over_udp_and_tcp_in_both_framings_and_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = CountingSink::start();
+    let (udp, tcp) = (free_udp_port(), free_port());
+    let agent = relay(
+        dir.path(),
+        &sink,
+        &[
+            format!("udp://127.0.0.1:{udp}"),
+            format!("tcp://127.0.0.1:{tcp}"),
+        ],
+        "",
+    );
+    let (udp, tcp) = (udp.to_string(), tcp.to_string());
+    let server = ["--server", "127.0.0.1", "--port"];
+    let sends: [(&[&str], &str); 6] = [
+        (&["--udp", "--rfc3164"], "udp"),
+        (&["--udp", "--rfc5424"], "udp"),
+        (&["--tcp", "--rfc3164"], "tcp"),
+        (&["--tcp", "--rfc5424"], "tcp"),
+        (&["--tcp", "--octet-count", "--rfc3164"], "tcp"),
+        (&["--tcp", "--octet-count", "--rfc5424"], "tcp"),
+    ];
+    for (n, (args, transport)) in sends.iter().enumerate() {
+        let port = if *transport == "udp" { &udp } else { &tcp };
+        let mut all: Vec<&str> = server.to_vec();
+        all.push(port);
+        all.extend_from_slice(args);
+        logger(&all, &failure(n));
+    }
+    // RFC 5424 structured data.
+    let mut all: Vec<&str> = server.to_vec();
+    all.push(&tcp);
+    all.extend_from_slice(&[
+        "--tcp",
+        "--octet-count",
+        "--rfc5424",
+        "--sd-id",
+        "origin@32473",
+        "--sd-param",
+        "zone=\"dmz\"",
+    ]);
+    logger(&all, &failure(6));
+    let events = delivered(&sink, 7, &agent);
+    assert_exactly_once(&events, 7, &agent.service.log());
+    for (n, (args, transport)) in sends.iter().enumerate() {
+        let port = if *transport == "udp" { &udp } else { &tcp };
+        let event = with_marker(&events, n);
+        assert_sshd_failure(event, &format!("syslog-{transport}:127.0.0.1:{port}"));
+        if args.contains(&"--rfc5424") {
+            // RFC 5424 stamps carry microseconds and a zone.
+            assert_ne!(
+                event["utctimestamp"].as_str().unwrap().len(),
+                25,
+                "{event:#}"
+            );
+        }
+    }
+    let event = with_marker(&events, 6);
+    assert_eq!(
+        event["details"]["structureddata"]["origin@32473"]["zone"], "dmz",
+        "{event:#}"
+    );
+}
+
+#[test]
+fn rsyslog_omfwd_over_tcp_and_over_tls_with_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"));
+    let sink = CountingSink::start();
+    let (tcp, tls) = (free_port(), free_port());
+    let agent = relay(
+        &dir.path().join("agent"),
+        &sink,
+        &[
+            format!("tcp://127.0.0.1:{tcp}"),
+            format!("tls://127.0.0.1:{tls}"),
+        ],
+        &format!(
+            "tls_cert_file = {:?}\ntls_key_file = {:?}\nclient_ca_file = {:?}\n",
+            pki.server_cert, pki.server_key, pki.ca
+        ),
+    );
+    let rsyslog = rsyslogd(
+        &dir.path().join("rsyslog"),
+        &format!(
+            r#"global(DefaultNetstreamDriverCAFile="{ca}"
+       DefaultNetstreamDriverCertFile="{cert}"
+       DefaultNetstreamDriverKeyFile="{key}")
+if re_match($msg, "port 4000[0-4] ") then action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp"
+       action.resumeRetryCount="-1" action.resumeInterval="1")
+if re_match($msg, "port 4000[5-9] ") then action(type="omfwd" target="127.0.0.1" port="{tls}" protocol="tcp"
+       TCP_Framing="octet-counted" StreamDriver="gtls" StreamDriverMode="1"
+       StreamDriverAuthMode="x509/name" StreamDriverPermittedPeers="localhost"
+       action.resumeRetryCount="-1" action.resumeInterval="1")"#,
+            ca = pki.ca.display(),
+            cert = pki.client_cert.display(),
+            key = pki.client_key.display(),
+        ),
+    );
+    // seq-0..4 go over TCP, seq-5..9 over TLS (rsyslog routes them by port number).
+    for n in 0..10 {
+        rsyslog.log("sshd", 5000 + n as u32, &failure(n));
+    }
+    let events = delivered(&sink, 10, &agent);
+    assert_exactly_once(&events, 10, &rsyslog.output());
+    for n in 0..10 {
+        let event = with_marker(&events, n);
+        let (transport, port) = if n < 5 { ("tcp", tcp) } else { ("tls", tls) };
+        assert_sshd_failure(event, &format!("syslog-{transport}:127.0.0.1:{port}"));
+        assert_eq!(event["processid"], 5000 + n as i64, "{event:#}");
+    }
+}
+
+#[test]
+fn a_tls_sender_without_a_certificate_from_the_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"));
+    let sink = CountingSink::start();
+    let tls = free_port();
+    let agent = relay(
+        &dir.path().join("agent"),
+        &sink,
+        &[format!("tls://127.0.0.1:{tls}")],
+        &format!(
+            "tls_cert_file = {:?}\ntls_key_file = {:?}\nclient_ca_file = {:?}\n",
+            pki.server_cert, pki.server_key, pki.ca
+        ),
+    );
+    // A sender with the rogue CA's certificate, and one speaking plain TCP to TLS.
+    let rsyslog = rsyslogd(
+        &dir.path().join("rsyslog"),
+        &format!(
+            r#"global(DefaultNetstreamDriverCAFile="{ca}"
+       DefaultNetstreamDriverCertFile="{cert}"
+       DefaultNetstreamDriverKeyFile="{key}")
+action(type="omfwd" target="127.0.0.1" port="{tls}" protocol="tcp" StreamDriver="gtls"
+       StreamDriverMode="1" StreamDriverAuthMode="x509/name" StreamDriverPermittedPeers="localhost")"#,
+            ca = pki.ca.display(),
+            cert = pki.rogue_cert.display(),
+            key = pki.rogue_key.display(),
+        ),
+    );
+    rsyslog.log("sshd", 1, &failure(0));
+    let mut plain = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    plain
+        .write_all(b"<13>Dec  7 10:00:00 h sshd[1]: plain text seq-1\n")
+        .unwrap();
+    assert!(
+        agent.wait_for_log("TLS handshake failed", Duration::from_secs(30)),
+        "{}",
+        agent.service.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(sink.events().is_empty(), "{:#?}", sink.events());
+}
+
+#[test]
+fn syslog_ng_network_and_syslog_destinations() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = CountingSink::start();
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let agent = relay(
+        &dir.path().join("agent"),
+        &sink,
+        &[
+            format!("tcp://127.0.0.1:{tcp}"),
+            format!("udp://127.0.0.1:{udp}"),
+        ],
+        "",
+    );
+    // network(): BSD format over TCP (LF); syslog(): RFC 5424 octet-counted over TCP;
+    // network() over UDP.
+    let daemon = syslog_ng(
+        &dir.path().join("syslog-ng"),
+        &format!(
+            "destination d_bsd {{ network(\"127.0.0.1\" port({tcp}) transport(\"tcp\") persist-name(\"bsd\")); }};\n\
+             destination d_5424 {{ syslog(\"127.0.0.1\" port({tcp}) transport(\"tcp\") persist-name(\"ietf\")); }};\n\
+             destination d_udp {{ network(\"127.0.0.1\" port({udp}) transport(\"udp\")); }};"
+        ),
+        &["d_bsd", "d_5424", "d_udp"],
+    );
+    for n in 0..3 {
+        daemon.log("sshd", 700 + n as u32, &failure(n));
+    }
+    // Each message through each of the three destinations.
+    let events = delivered(&sink, 9, &agent);
+    let counts = marker_counts(&events);
+    assert_eq!(
+        counts.values().copied().collect::<Vec<_>>(),
+        [3, 3, 3],
+        "{events:#?}\n{}",
+        daemon.output()
+    );
+    let mut sources: Vec<&str> = events.iter().filter_map(|e| e["source"].as_str()).collect();
+    sources.sort();
+    sources.dedup();
+    assert_eq!(
+        sources,
+        [
+            format!("syslog-tcp:127.0.0.1:{tcp}"),
+            format!("syslog-udp:127.0.0.1:{udp}")
+        ]
+    );
+    for event in &events {
+        assert_eq!(event["processname"], "sshd", "{event:#}");
+        assert_eq!(event["category"], "authentication", "{event:#}");
+        assert_eq!(
+            event["details"]["senderipaddress"], "127.0.0.1",
+            "{event:#}"
+        );
+        let n = picket_tests::marker(event).unwrap();
+        assert_eq!(event["processid"], 700 + n as i64, "{event:#}");
+    }
+    assert_eq!(events.len(), 9);
+}
+
+/// Sends `seq-0..seq-total` over TCP in batches of 100, as a sender that honours a
+/// close does (rsyslog's omfwd looks for the receiver's close before each send): before
+/// each batch it looks whether the agent closed its side; if so it closes its own and
+/// reconnects (retrying while the agent is down), sending on from where it was.
+fn send_reconnecting(port: u16, total: usize) -> usize {
+    let mut reconnects = 0;
+    let connect = || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(stream) => return stream,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("cannot reconnect to the agent: {e}"),
+            }
+        }
+    };
+    let mut stream = connect();
+    let mut n = 0;
+    while n < total {
+        stream.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let closed = match stream.peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        };
+        stream.set_nonblocking(false).unwrap();
+        if closed {
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            stream = connect();
+            reconnects += 1;
+            continue;
+        }
+        let mut batch = String::new();
+        for i in n..(n + 100).min(total) {
+            batch.push_str(&format!(
+                "<38>Dec  7 10:{:02}:{:02} fw1 sshd[{}]: {}\n",
+                i / 60 % 60,
+                i % 60,
+                1000 + i % 50,
+                failure(i)
+            ));
+        }
+        match stream.write_all(batch.as_bytes()) {
+            Ok(()) => {
+                n = (n + 100).min(total);
+                // A sender's pace: 100,000 messages in a few seconds, so the restart
+                // falls in the middle.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // The agent went away between the look and the write (it never does on a
+            // graceful stop: it reads until this side closes).
+            Err(e) => panic!("a write failed at seq-{n}: {e}"),
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    reconnects
+}
+
+#[test]
+fn a_hundred_thousand_messages_over_tcp_arrive_exactly_once_across_a_restart() {
+    const TOTAL: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = CountingSink::start();
+    let tcp = free_port();
+    let listen = [format!("tcp://127.0.0.1:{tcp}")];
+    let mut agent = relay(dir.path(), &sink, &listen, "");
+    let sender = std::thread::spawn(move || send_reconnecting(tcp, TOTAL));
+    // Restart the agent while the sender is in the middle.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink.events().len() < TOTAL / 4 {
+        assert!(Instant::now() < deadline, "{}", agent.service.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = agent.service.stop().expect("the agent stops");
+    assert!(status.success(), "{}", agent.service.log());
+    let before = sink.events().len();
+    assert!(before < TOTAL, "the sender finished before the restart");
+    let config = dir.path().join("agent.toml");
+    let agent = Agent::start_with_config(dir.path(), config);
+    let reconnects = sender.join().expect("the sender");
+    assert!(reconnects >= 1, "the sender never saw the agent's close");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sink.events().len() < TOTAL && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_exactly_once(&sink.events(), TOTAL, &agent.service.log());
+}
