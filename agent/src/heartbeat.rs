@@ -54,6 +54,7 @@ pub fn event(
         "syslogudpdropped": get(&metrics.udp_datagrams_dropped),
         "syslogrefused": get(&metrics.syslog_senders_refused) + get(&metrics.syslog_connections_refused),
         "syslogerrors": get(&metrics.syslog_framing_errors) + get(&metrics.syslog_tls_failures),
+        "sysloglost": get(&metrics.syslog_messages_lost),
     });
     let Value::Object(details) = details else {
         unreachable!("json! of an object literal is an object")

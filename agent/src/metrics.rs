@@ -62,6 +62,9 @@ pub struct Metrics {
     /// Datagrams the kernel dropped on the UDP listeners' sockets (receive buffer
     /// full).
     pub udp_datagrams_dropped: AtomicU64,
+    /// Syslog messages read but never buffered: the buffer stage was gone, or a stop
+    /// came while the disk could not be written (logged where it happened).
+    pub syslog_messages_lost: AtomicU64,
 }
 
 impl Metrics {
@@ -95,6 +98,7 @@ impl Metrics {
                 tls_failures = get(&self.syslog_tls_failures),
                 framing_errors = get(&self.syslog_framing_errors),
                 udp_datagrams_dropped = get(&self.udp_datagrams_dropped),
+                lost = get(&self.syslog_messages_lost),
                 "Syslog listener totals."
             );
         }

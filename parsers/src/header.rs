@@ -59,7 +59,7 @@ pub(super) fn structured_data(message: &syslog_loose::Message<&str>, event: &mut
         .insert(fields::details::STRUCTUREDDATA, Value::Object(data));
 }
 
-/// The header of the commonest line, `Mmm dd hh:mm:ss host tag[pid]: message` (no PRI,
+/// The header of the commonest line, `[<PRI>]Mmm dd hh:mm:ss host tag[pid]: message` (the PRI as network senders write it,
 /// a month's three letters in any case, as syslog_loose reads them; two-digit clock, a plain host name, a tag ending in `:`,
 /// a message not starting with `[`), read without `syslog_loose`: exactly what
 /// `syslog_loose` reads from such a line (a test holds the two to it), at a fraction of
@@ -70,6 +70,18 @@ pub(super) fn rfc3164_common(
 ) -> Option<(syslog_loose::Message<&str>, Wall)> {
     // syslog_loose reads the line trimmed.
     let text = text.trim_end();
+    // A PRI (what network senders put first): up to three digits, at most 191.
+    let (pri, text) = match text.strip_prefix('<') {
+        Some(rest) => {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if !(1..=3).contains(&digits) || rest.as_bytes().get(digits) != Some(&b'>') {
+                return None;
+            }
+            let pri: u8 = rest[..digits].parse().ok().filter(|pri| *pri <= 191)?;
+            (Some(pri), &rest[digits + 1..])
+        }
+        None => (None, text),
+    };
     let bytes = text.as_bytes();
     let ((month, day, hour, minute, second), mut at) = bsd_stamp(text)?;
     // The host: a plain name or address.
@@ -123,10 +135,14 @@ pub(super) fn rfc3164_common(
         micros: 0,
         offset_secs: 0,
     };
+    let (facility, severity) = match pri {
+        Some(pri) => syslog_loose::decompose_pri(pri),
+        None => (None, None),
+    };
     let message = syslog_loose::Message {
         protocol: syslog_loose::Protocol::RFC3164,
-        facility: None,
-        severity: None,
+        facility,
+        severity,
         timestamp: Some(timestamp),
         hostname: Some(host),
         appname: Some(app),

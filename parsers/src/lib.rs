@@ -176,6 +176,11 @@ impl LineParser {
         }
     }
 
+    /// The host whose lines this parser reads.
+    pub fn host(&self) -> &HostIdentity {
+        &self.host
+    }
+
     /// [`year_for`], kept for the next line of the same date read on the same day when
     /// the day alone decides it (nearly always).
     fn year_for(&self, date: IncompleteDate, now: NaiveDateTime) -> i32 {
@@ -342,6 +347,10 @@ impl LineParser {
             *zoned = rewritten;
             message =
                 syslog_loose::parse_message_with_year_tz(zoned, year, Some(utc), Variant::Either);
+        }
+        // RFC 5424 lets MSG open with a UTF-8 BOM (some senders write it): not text.
+        if let Some(msg) = message.msg.strip_prefix('\u{feff}') {
+            message.msg = msg;
         }
         // `Feb  9 21:20:08  sshd[8317]: …`: an empty host field leaves the tag unread.
         if message.timestamp.is_some()

@@ -125,6 +125,27 @@ fn cef_behind_a_bare_pri_is_cef_timed_when_read() {
 }
 
 #[test]
+fn rfc5424_messages_are_parsed_by_program_bom_or_not() {
+    for bom in ["", "\u{feff}"] {
+        let line = format!(
+            "<38>1 2026-12-07T10:00:00.5+01:00 fw1 sshd 4242 - [meta sequenceId=\"7\"] {bom}Failed password for root from 198.51.100.4 port 22 ssh2"
+        );
+        let event = parse_at("UTC", &line, "2026-12-07T12:00:00Z");
+        assert_eq!(event.tags[0], "sshd", "{line:?}");
+        assert_eq!(event.utctimestamp, "2026-12-07T09:00:00.500000+00:00");
+        assert_eq!(event.hostname, "fw1");
+        assert_eq!(event.processid, 4242);
+        assert_eq!(event.severity, "INFO");
+        assert_eq!(event.details["sourceipaddress"], json!("198.51.100.4"));
+        assert_eq!(
+            event.details["structureddata"]["meta"]["sequenceId"],
+            json!("7")
+        );
+        assert!(event.summary.starts_with("Failed"), "{:?}", event.summary);
+    }
+}
+
+#[test]
 fn a_line_without_header_is_whole_and_timed_when_read() {
     let event = parse_at("UTC", "just some words", "2026-11-24T12:00:00Z");
     assert_eq!(event.summary, "just some words");
@@ -241,6 +262,16 @@ fn header_lines() -> Vec<String> {
         "Mar 1 00:00:00 host",
         "Mar 1 00:00:00 ",
         "<13>Mar 1 00:00:00 host sshd[1]: x",
+        "<0>Mar 1 00:00:00 host sshd[1]: x",
+        "<191>Mar 1 00:00:00 host sshd[1]: x",
+        "<192>Mar 1 00:00:00 host sshd[1]: x",
+        "<255>Mar 1 00:00:00 host sshd[1]: x",
+        "<256>Mar 1 00:00:00 host sshd[1]: x",
+        "<0013>Mar 1 00:00:00 host sshd[1]: x",
+        "<>Mar 1 00:00:00 host sshd[1]: x",
+        "<13> Mar 1 00:00:00 host sshd[1]: x",
+        "<13Mar 1 00:00:00 host sshd[1]: x",
+        "<38>Dec  7 10:00:00 fw1 sshd[811]: Failed password for root from 203.0.113.9 port 4242 ssh2",
     ] {
         lines.push(edge.to_string());
     }
@@ -287,13 +318,15 @@ proptest::proptest! {
     /// reader takes such a line, it reads what syslog_loose reads.
     #[test]
     fn the_common_header_reader_agrees_on_edited_lines(
-        base in 0usize..4,
+        base in 0usize..6,
         at in 0usize..80,
         byte in proptest::sample::select(b" \t:[]-.0123456789aZ\xc3<>=\"|".to_vec()),
         insert in proptest::bool::ANY,
     ) {
-        const LINES: [&str; 4] = [
+        const LINES: [&str; 6] = [
             "Mar  1 00:00:03 web02.prod sshd[4048]: Connection closed by 1.2.3.4 port 22",
+            "<38>Mar  1 00:00:03 web02.prod sshd[4048]: Connection closed by 1.2.3.4 port 22",
+            "<134>Dec 31 23:59:59 ids01 CEF:0|Fortinet|FortiGate|7.2.5|300|Port scan|6|src=1.2.3.4",
             "Nov 24 10:00:01 host-1 sudo: alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls",
             "Dec 31 23:59:59 ids01 CEF:0|Fortinet|FortiGate|7.2.5|300|Port scan|6|src=1.2.3.4",
             "Feb 28 12:00:00 a b: c",

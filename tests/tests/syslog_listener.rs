@@ -8,6 +8,8 @@ use std::io::Write as _;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use picket_tests::pki::Pki;
@@ -335,7 +337,7 @@ fn syslog_ng_network_and_syslog_destinations() {
 /// close does (rsyslog's omfwd looks for the receiver's close before each send): before
 /// each batch it looks whether the agent closed its side; if so it closes its own and
 /// reconnects (retrying while the agent is down), sending on from where it was.
-fn send_reconnecting(port: u16, total: usize) -> usize {
+fn send_reconnecting(port: u16, total: usize, sent: &AtomicUsize) -> usize {
     let mut reconnects = 0;
     let connect = || {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -379,6 +381,7 @@ fn send_reconnecting(port: u16, total: usize) -> usize {
         match stream.write_all(batch.as_bytes()) {
             Ok(()) => {
                 n = (n + 100).min(total);
+                sent.store(n, Ordering::Relaxed);
                 // A sender's pace: 100,000 messages in a few seconds, so the restart
                 // falls in the middle.
                 std::thread::sleep(Duration::from_millis(2));
@@ -400,17 +403,22 @@ fn a_hundred_thousand_messages_over_tcp_arrive_exactly_once_across_a_restart() {
     let tcp = free_port();
     let listen = [format!("tcp://127.0.0.1:{tcp}")];
     let mut agent = relay(dir.path(), &sink, &listen, "");
-    let sender = std::thread::spawn(move || send_reconnecting(tcp, TOTAL));
-    // Restart the agent while the sender is in the middle.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::clone(&sent);
+    let sender = std::thread::spawn(move || send_reconnecting(tcp, TOTAL, &progress));
+    // Restart the agent while the sender is in the middle (by what it sent: the
+    // deliveries may lag behind on a busy machine).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while sink.events().len() < TOTAL / 4 {
+    while sent.load(Ordering::Relaxed) < TOTAL / 4 {
         assert!(Instant::now() < deadline, "{}", agent.service.log());
         std::thread::sleep(Duration::from_millis(10));
     }
     let status = agent.service.stop().expect("the agent stops");
     assert!(status.success(), "{}", agent.service.log());
-    let before = sink.events().len();
-    assert!(before < TOTAL, "the sender finished before the restart");
+    assert!(
+        sent.load(Ordering::Relaxed) < TOTAL,
+        "the sender finished before the restart"
+    );
     let config = dir.path().join("agent.toml");
     let agent = Agent::start_with_config(dir.path(), config);
     let reconnects = sender.join().expect("the sender");
@@ -421,4 +429,78 @@ fn a_hundred_thousand_messages_over_tcp_arrive_exactly_once_across_a_restart() {
     }
     std::thread::sleep(Duration::from_millis(500));
     assert_exactly_once(&sink.events(), TOTAL, &agent.service.log());
+}
+
+#[test]
+fn rsyslog_forwards_a_hundred_thousand_messages_exactly_once_across_a_restart() {
+    const TOTAL: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = CountingSink::start();
+    let tcp = free_port();
+    let listen = [format!("tcp://127.0.0.1:{tcp}")];
+    let agent_dir = dir.path().join("agent");
+    let mut agent = relay(&agent_dir, &sink, &listen, "");
+    // rsyslog follows a file (imfile) and forwards each line with omfwd over TCP,
+    // retrying for ever while the agent is away (its action queue holds the lines).
+    let input = dir.path().join("in.log");
+    std::fs::write(&input, "").unwrap();
+    let rsyslog = rsyslogd(
+        &dir.path().join("rsyslog"),
+        &format!(
+            r#"module(load="imfile")
+input(type="imfile" File="{input}" Tag="sshd[77]:" Facility="auth" Severity="info")
+if $programname == "sshd" then action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp"
+       queue.type="LinkedList" queue.size="500000"
+       action.resumeRetryCount="-1" action.resumeInterval="1")"#,
+            input = input.display(),
+        ),
+    );
+    let written = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::clone(&written);
+    let writer = std::thread::spawn(move || {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&input)
+            .unwrap();
+        for block in 0..100 {
+            progress.store(block * 1000, Ordering::Relaxed);
+            let mut text = String::new();
+            for n in block * 1000..(block + 1) * 1000 {
+                text.push_str(&failure(n));
+                text.push('\n');
+            }
+            file.write_all(text.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        progress.store(TOTAL, Ordering::Relaxed);
+    });
+    // Restart the agent while the lines are being written (after a quarter).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while written.load(Ordering::Relaxed) < TOTAL / 4 || sink.events().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{}",
+            agent.service.log(),
+            rsyslog.output()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = agent.service.stop().expect("the agent stops");
+    assert!(status.success(), "{}", agent.service.log());
+    assert!(
+        written.load(Ordering::Relaxed) < TOTAL,
+        "the lines were all written before the restart"
+    );
+    let agent = Agent::start_with_config(&agent_dir, agent_dir.join("agent.toml"));
+    writer.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sink.events().len() < TOTAL && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_exactly_once(
+        &sink.events(),
+        TOTAL,
+        &format!("{}\n{}", agent.service.log(), rsyslog.output()),
+    );
 }

@@ -141,6 +141,23 @@ impl Chunk {
         });
     }
 
+    /// Where the chunk ends now, for [`Chunk::rollback`].
+    pub fn mark(&self) -> (usize, usize) {
+        (self.json.len(), self.reads.len())
+    }
+
+    /// Undoes what was pushed after `mark` (an event half written when a parser
+    /// panicked).
+    pub fn rollback(&mut self, (json, reads): (usize, usize)) {
+        self.json.truncate(json);
+        self.reads.truncate(reads);
+    }
+
+    /// Bytes of JSON held.
+    pub fn bytes(&self) -> usize {
+        self.json.len()
+    }
+
     /// The path of the file `read` is from (empty for a network message).
     pub fn path(&self, read: &Read) -> Arc<str> {
         match self.paths.get(read.path) {

@@ -7,18 +7,22 @@
 //!   parsing as the file input does: `<PRI>`, RFC 3164 and RFC 5424 headers (structured
 //!   data into `details.structureddata`), CEF. The sender's address goes to
 //!   `details.senderipaddress`; a header without a host (or `-`, `localhost`) gets the
-//!   sender's reverse DNS name or address ([`senders`]), a loopback sender is the relay.
+//!   sender's reverse DNS name or address ([`senders`]: looked up in the background,
+//!   the address standing in until the name is known), a loopback sender is the relay.
 //! - TCP and TLS: each connection is framed by octet counting or by LF, told by its
 //!   first bytes ([`framing`]). Parsed messages go to the buffer stage through the
 //!   pipeline's bounded channel: while the disk buffer is full the connection is not
-//!   read, so the sender's own queue holds them (never dropped here). A stop (SIGTERM,
-//!   or SIGHUP's reload) closes each connection's sending side and reads what the
-//!   sender wrote until it closes too (at most [`DRAIN`]): a sender that reconnects on
-//!   a close resends nothing and loses nothing.
+//!   read, so the sender's own queue holds them (with `when_full = "drop_newest"` the
+//!   buffer stage drops instead, counted). A stop closes each connection's sending side
+//!   and reads what the sender wrote until it closes too (at most [`DRAIN`]; what a
+//!   sender still writes after that is logged as cut): a sender that stops sending and
+//!   closes when the receiver closes, then reconnects, loses and repeats nothing. On the
+//!   agent's exit the listener first takes the connections the kernel queued and stops
+//!   listening, so reconnects are refused until the next agent listens.
 //! - UDP: each datagram is a message. While the buffer is full the socket is not read
-//!   and the kernel drops what overflows its receive buffer: those drops are read from
-//!   `/proc/net/udp` and counted (`udp_datagrams_dropped`, in heartbeats
-//!   `syslogudpdropped`), logged once a minute.
+//!   and the kernel drops what overflows its receive buffer: the socket's drop count
+//!   (`SO_MEMINFO`) is read every second and counted (`udp_datagrams_dropped`, in
+//!   heartbeats `syslogudpdropped`), logged once a minute.
 //! - The listening sockets ([`Sockets`]) outlive a reload: bound once, the kernel queues
 //!   connections and datagrams while the pipeline restarts.
 //!
@@ -37,7 +41,8 @@ pub mod senders;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,8 +69,11 @@ use crate::parsers::{LineContext, LineParser, TimeZoneChoice};
 pub const DRAIN: Duration = Duration::from_secs(2);
 /// Longest a TLS sender may take over its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Messages parsed into one chunk at most before it goes to the buffer stage.
+/// Messages (or UDP datagrams, whatever became of them) taken into one chunk at most
+/// before it goes to the buffer stage and the thread turns to other work.
 const CHUNK_EVENTS: usize = 256;
+/// Bytes of JSON in one chunk at most.
+const CHUNK_BYTES: usize = 1 << 20;
 /// UDP senders whose parser (their processes' context) is kept at most.
 const MAX_UDP_SENDERS: usize = 4096;
 /// How often the kernel's count of UDP drops is read.
@@ -103,21 +111,58 @@ impl Bound {
             Bound::Tcp(listener) => Bound::Tcp(listener.try_clone()?),
         })
     }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Bound::Udp(socket) => socket.local_addr(),
+            Bound::Tcp(listener) => listener.local_addr(),
+        }
+    }
+}
+
+/// What a socket is bound as: `tcp://` and `tls://` on one address share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SocketKey {
+    address: SocketAddr,
+    udp: bool,
+}
+
+impl SocketKey {
+    fn of(listen: &Listen) -> SocketKey {
+        SocketKey {
+            address: listen.address,
+            udp: listen.transport == Transport::Udp,
+        }
+    }
+}
+
+/// A socket the service holds, and (UDP) the kernel's drops already counted on it.
+#[derive(Debug)]
+struct Held {
+    socket: Bound,
+    drops_counted: u64,
 }
 
 /// The listening sockets, kept by the service across reloads (the pipeline takes
 /// copies): while a reload restarts the pipeline the kernel keeps queueing.
 #[derive(Debug, Clone, Default)]
 pub struct Sockets {
-    bound: Arc<Mutex<HashMap<Listen, Bound>>>,
+    held: Arc<Mutex<HashMap<SocketKey, Held>>>,
 }
 
 impl Sockets {
-    /// Binds every address of `listen` not bound yet (nothing is closed).
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketKey, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Binds every address of `listen` not bound yet (nothing is closed); when one
+    /// cannot be bound, none of them is kept.
     pub fn bind(&self, listen: &[Listen], udp_receive_buffer: usize) -> Result<(), ListenError> {
-        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.lock();
+        let mut new: Vec<(SocketKey, Bound)> = Vec::new();
         for l in listen {
-            if bound.contains_key(l) {
+            let key = SocketKey::of(l);
+            if held.contains_key(&key) || new.iter().any(|(k, _)| *k == key) {
                 continue;
             }
             let socket = bind(l, udp_receive_buffer).map_err(|source| ListenError {
@@ -126,13 +171,24 @@ impl Sockets {
                     io::ErrorKind::PermissionDenied if l.address.port() < 1024 => {
                         " (a port below 1024 needs CAP_NET_BIND_SERVICE: see the README, \"Syslog listener\", for the unit drop-in)"
                     }
-                    io::ErrorKind::AddrInUse => " (another program listens there)",
+                    io::ErrorKind::AddrInUse => {
+                        " (another program listens there, or this agent on an overlapping address such as 0.0.0.0 and [::])"
+                    }
                     _ => "",
                 },
                 source,
             })?;
-            info!(listen = %l, "Syslog listener bound.");
-            bound.insert(*l, socket);
+            new.push((key, socket));
+        }
+        for (key, socket) in new {
+            info!(address = %key.address, udp = key.udp, "Syslog socket bound.");
+            held.insert(
+                key,
+                Held {
+                    socket,
+                    drops_counted: u64::MAX,
+                },
+            );
         }
         Ok(())
     }
@@ -145,47 +201,63 @@ impl Sockets {
         udp_receive_buffer: usize,
     ) -> Result<Vec<(Listen, Bound)>, ListenError> {
         self.bind(listen, udp_receive_buffer)?;
-        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
-        bound.retain(|l, _| {
-            let kept = listen.contains(l);
+        let mut held = self.lock();
+        held.retain(|key, _| {
+            let kept = listen.iter().any(|l| SocketKey::of(l) == *key);
             if !kept {
-                info!(listen = %l, "Syslog listener closed (no longer configured).");
+                info!(address = %key.address, udp = key.udp, "Syslog socket closed (no longer configured).");
             }
             kept
         });
-        listen
-            .iter()
-            .map(|l| {
-                let socket = bound.get(l).map(Bound::try_clone).transpose();
-                match socket {
-                    Ok(Some(socket)) => Ok((*l, socket)),
-                    Ok(None) => unreachable!("bound above"),
-                    Err(source) => Err(ListenError {
-                        listen: *l,
-                        source,
-                        hint: "",
-                    }),
-                }
-            })
-            .collect()
+        let mut taken = Vec::new();
+        for l in listen {
+            let Some(held) = held.get(&SocketKey::of(l)) else {
+                continue;
+            };
+            if let Bound::Udp(socket) = &held.socket {
+                // A changed size applies to a socket kept over a reload too.
+                set_receive_buffer(socket, udp_receive_buffer);
+            }
+            let copy = held.socket.try_clone().map_err(|source| ListenError {
+                listen: *l,
+                source,
+                hint: "",
+            })?;
+            taken.push((*l, copy));
+        }
+        Ok(taken)
     }
 
     /// The address `listen` is bound to (its port when it asked for port 0).
     pub fn local_addr(&self, listen: &Listen) -> Option<SocketAddr> {
-        let bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
-        match bound.get(listen)? {
-            Bound::Udp(socket) => socket.local_addr().ok(),
-            Bound::Tcp(listener) => listener.local_addr().ok(),
-        }
+        self.lock()
+            .get(&SocketKey::of(listen))?
+            .socket
+            .local_addr()
+            .ok()
     }
 
-    /// Closes every socket (no listener configured any more).
-    pub fn close_all(&self) {
-        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
-        for l in bound.keys() {
-            info!(listen = %l, "Syslog listener closed (no longer configured).");
+    /// Closes every socket: `why` is logged.
+    pub fn close_all(&self, why: &str) {
+        let mut held = self.lock();
+        for key in held.keys() {
+            info!(address = %key.address, udp = key.udp, "Syslog socket closed ({why}).");
         }
-        bound.clear();
+        held.clear();
+    }
+
+    /// The kernel's drops already counted on a UDP socket (`None`: none yet).
+    fn drops_counted(&self, key: &SocketKey) -> Option<u64> {
+        self.lock()
+            .get(key)
+            .map(|held| held.drops_counted)
+            .filter(|n| *n != u64::MAX)
+    }
+
+    fn set_drops_counted(&self, key: &SocketKey, drops: u64) {
+        if let Some(held) = self.lock().get_mut(key) {
+            held.drops_counted = drops;
+        }
     }
 }
 
@@ -260,8 +332,9 @@ impl SyslogInput {
         })
     }
 
-    /// Listens until `stop` is set, then drains the connections and returns. When
-    /// `reloading` says the stop is no reload, the listening sockets are closed first.
+    /// Listens until `stop` is set, then drains the connections and returns. While
+    /// `reloading` says the stop is a reload the sockets stay bound; otherwise (the
+    /// agent exits) they are closed.
     pub fn run(
         self,
         out: mpsc::Sender<Chunk>,
@@ -282,6 +355,8 @@ impl SyslogInput {
         // runs on this one thread anyway.
         let local = tokio::task::LocalSet::new();
         runtime.block_on(local.run_until(self.serve(out, stop, reloading)));
+        // A reverse lookup the resolver still retries is not waited for.
+        runtime.shutdown_timeout(Duration::from_millis(100));
         info!("Syslog listener stopped.");
     }
 
@@ -294,7 +369,10 @@ impl SyslogInput {
         let (stop_tx, stop_rx) = watch::channel(Phase::Running);
         let shared = Arc::new(Shared {
             timezone: self.settings.timezone.unwrap_or(self.timezone),
-            names: SenderNames::new(self.host.clone(), self.settings.sender_hostname),
+            names: Arc::new(SenderNames::new(
+                self.host.clone(),
+                self.settings.sender_hostname,
+            )),
             tls: self.settings.tls.clone().map(TlsAcceptor::from),
             settings: self.settings,
             metrics: self.metrics,
@@ -306,24 +384,26 @@ impl SyslogInput {
             truncated_log: LogLimiter::every_minute(),
             framing_log: LogLimiter::every_minute(),
             drops_log: LogLimiter::every_minute(),
+            lost_log: LogLimiter::every_minute(),
+            panic_log: LogLimiter::every_minute(),
         });
         let mut listeners = JoinSet::new();
-        let mut udp_inodes = Vec::new();
+        let mut drops = UdpDrops {
+            sockets: Vec::new(),
+            registry: self.registry.clone(),
+        };
         let sockets = std::mem::take(&mut self.sockets);
         for (mut listen, socket) in sockets {
+            let key = SocketKey::of(&listen);
             // Events name the address bound (the port, when 0 was asked for).
-            let bound = match &socket {
-                Bound::Udp(socket) => socket.local_addr(),
-                Bound::Tcp(listener) => listener.local_addr(),
-            };
-            if let Ok(address) = bound {
+            if let Ok(address) = socket.local_addr() {
                 listen.address = address;
             }
             let shared = Arc::clone(&shared);
             let stop = stop_rx.clone();
             match socket {
                 Bound::Udp(socket) => {
-                    udp_inodes.push(socket_inode(&socket));
+                    drops.watch(key, &socket);
                     match tokio::net::UdpSocket::from_std(socket) {
                         Ok(socket) => {
                             listeners.spawn_local(udp(shared, listen, socket, stop));
@@ -340,7 +420,6 @@ impl SyslogInput {
             }
             info!(listen = %listen, "Syslog listener on.");
         }
-        let mut drops = UdpDrops::new(udp_inodes.into_iter().flatten().collect());
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut since_drops = tokio::time::Instant::now();
         while !stop.load(Ordering::Relaxed) && !shared.out.is_closed() {
@@ -349,17 +428,37 @@ impl SyslogInput {
                 since_drops = tokio::time::Instant::now();
                 drops.count(&shared);
             }
+            while let Some(ended) = listeners.try_join_next() {
+                error!(
+                    panicked = ended.is_err(),
+                    "A syslog listener ended while the agent runs; its address is not served until the next reload or restart."
+                );
+            }
         }
-        let phase = if reloading() {
+        let mut phase = if reloading() {
             Phase::Reload
         } else {
-            // Exiting: the sockets close as soon as each listener has taken what the
-            // kernel queued.
-            self.registry.close_all();
             Phase::Exit
         };
+        if phase == Phase::Exit {
+            // The sockets close as soon as each listener has taken what the kernel
+            // queued.
+            self.registry.close_all("the agent stops");
+        }
         let _ = stop_tx.send(phase);
-        while listeners.join_next().await.is_some() {}
+        loop {
+            tokio::select! {
+                ended = listeners.join_next() => if ended.is_none() { break },
+                _ = tick.tick() => {
+                    // A stop during a reload makes it an exit.
+                    if phase == Phase::Reload && !reloading() {
+                        phase = Phase::Exit;
+                        self.registry.close_all("the agent stops");
+                        let _ = stop_tx.send(phase);
+                    }
+                }
+            }
+        }
         drops.count(&shared);
     }
 }
@@ -368,7 +467,7 @@ impl SyslogInput {
 struct Shared {
     settings: SyslogSettings,
     timezone: TimeZoneChoice,
-    names: SenderNames,
+    names: Arc<SenderNames>,
     tls: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
     out: mpsc::Sender<Chunk>,
@@ -381,6 +480,8 @@ struct Shared {
     truncated_log: LogLimiter,
     framing_log: LogLimiter,
     drops_log: LogLimiter,
+    lost_log: LogLimiter,
+    panic_log: LogLimiter,
 }
 
 impl Shared {
@@ -400,7 +501,8 @@ impl Shared {
         false
     }
 
-    /// Parses one message into `chunk`.
+    /// Parses one message into `chunk`. A parser panic (a bug) costs that message
+    /// alone: counted as a parse failure, logged, the chunk as it was before.
     fn push(&self, message: &Message<'_>, bytes: &[u8], truncated: bool, chunk: &mut Chunk) {
         self.metrics.lines_read.fetch_add(1, Ordering::Relaxed);
         self.metrics.syslog_messages.fetch_add(1, Ordering::Relaxed);
@@ -422,15 +524,58 @@ impl Shared {
             offset: message.sequence,
             read_at: message.read_at,
         };
-        message.parser.parse_line(bytes, &context, |event| {
-            if truncated {
-                event.details.insert(TRUNCATED, true);
+        let mark = chunk.mark();
+        let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            message.parser.parse_line(bytes, &context, |event| {
+                if truncated {
+                    event.details.insert(TRUNCATED, true);
+                }
+                event
+                    .details
+                    .insert(SENDERIPADDRESS, message.sender.to_string());
+                chunk.push_unpositioned(event);
+            })
+        }));
+        if parsed.is_err() {
+            chunk.rollback(mark);
+            let failures = self.metrics.parse_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.panic_log.due() {
+                error!(
+                    source = message.source,
+                    sender = message.sender,
+                    message = %String::from_utf8_lossy(&bytes[..bytes.len().min(512)]),
+                    parse_failures_in_all = failures,
+                    "The parser panicked on a syslog message (a bug: please report it with this message); skipped it."
+                );
             }
-            event
-                .details
-                .insert(SENDERIPADDRESS, message.sender.to_string());
-            chunk.push_unpositioned(event);
-        });
+        }
+    }
+
+    /// Sends `chunk` to the buffer stage (waiting while it is full); false when the
+    /// pipeline is gone (its events are then counted lost and logged).
+    async fn send(&self, chunk: Chunk, source: &str) -> bool {
+        if chunk.is_empty() {
+            chunk.recycle();
+            return true;
+        }
+        let events = chunk.len() as u64;
+        if self.out.send(chunk).await.is_ok() {
+            return true;
+        }
+        let lost = self
+            .metrics
+            .syslog_messages_lost
+            .fetch_add(events, Ordering::Relaxed)
+            + events;
+        if self.lost_log.due() {
+            error!(
+                source,
+                events,
+                lost_in_all = lost,
+                "The buffer stage is gone (the agent stops after a failure): syslog messages read but not buffered are lost."
+            );
+        }
+        false
     }
 }
 
@@ -454,17 +599,16 @@ fn run_nonce() -> u64 {
     now ^ (u64::from(std::process::id()) << 40)
 }
 
-/// Sends `chunk` to the buffer stage (waiting while it is full); false when the
-/// pipeline is gone.
-async fn send(shared: &Shared, chunk: Chunk) -> bool {
-    if chunk.is_empty() {
-        chunk.recycle();
-        return true;
-    }
-    shared.out.send(chunk).await.is_ok()
+/// A UDP sender: its parser, its address as text, and whether its name is final.
+struct UdpSender {
+    parser: LineParser,
+    address: String,
+    named: bool,
 }
 
-/// A UDP listener: one datagram, one message.
+/// A UDP listener: one datagram, one message. On a reload it ends at once (the
+/// socket stays bound, the kernel queues); on the agent's exit it first reads what
+/// the kernel holds (at most [`DRAIN`]).
 async fn udp(
     shared: Arc<Shared>,
     listen: Listen,
@@ -473,18 +617,17 @@ async fn udp(
 ) {
     let source = listen.source();
     let source_identity = format!("{source}|{:016x}", shared.run);
-    let mut senders: HashMap<IpAddr, (LineParser, String)> = HashMap::new();
+    let mut senders: HashMap<IpAddr, UdpSender> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     let mut sequence = 0u64;
-    let mut stopping = false;
+    let mut drain_until = None;
     loop {
-        let first = if stopping {
-            match socket.try_recv_from(&mut buf) {
-                Ok(received) => received,
-                Err(_) => break,
-            }
-        } else {
-            tokio::select! {
+        let first = match drain_until {
+            Some(deadline) => match socket.try_recv_from(&mut buf) {
+                Ok(received) if tokio::time::Instant::now() < deadline => received,
+                _ => break,
+            },
+            None => tokio::select! {
                 received = socket.recv_from(&mut buf) => match received {
                     Ok(received) => received,
                     Err(e) => {
@@ -493,29 +636,23 @@ async fn udp(
                     }
                 },
                 _ = stop.changed() => {
-                    // What the kernel holds already is read, then the listener ends.
-                    stopping = true;
+                    if *stop.borrow() == Phase::Reload {
+                        break;
+                    }
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN);
                     continue;
                 }
-            }
+            },
         };
         let read_at = Utc::now();
         let mut chunk = Chunk::with_capacity(CHUNK_EVENTS);
         let mut next = Some(first);
+        let mut taken = 0;
         while let Some((len, peer)) = next.take() {
+            taken += 1;
             if shared.admit(&listen, peer) {
                 let ip = peer.ip().to_canonical();
-                if !senders.contains_key(&ip) {
-                    if senders.len() >= MAX_UDP_SENDERS {
-                        senders.clear();
-                    }
-                    let identity = shared.names.identity(ip).await;
-                    senders.insert(
-                        ip,
-                        (LineParser::new(identity, shared.timezone), ip.to_string()),
-                    );
-                }
-                let (parser, sender) = &senders[&ip];
+                let sender = udp_sender(&shared, &mut senders, ip);
                 let max = shared.settings.max_message_bytes;
                 let bytes = &buf[..len];
                 let body_end = bytes
@@ -524,11 +661,11 @@ async fn udp(
                     .map_or(0, |last| last + 1);
                 if body_end > 0 {
                     let message = Message {
-                        parser,
+                        parser: &sender.parser,
                         source: &source,
                         source_identity: &source_identity,
                         sequence,
-                        sender,
+                        sender: &sender.address,
                         read_at,
                     };
                     sequence += 1;
@@ -540,20 +677,55 @@ async fn udp(
                     );
                 }
             }
-            if chunk.len() < CHUNK_EVENTS {
+            if taken < CHUNK_EVENTS && chunk.bytes() < CHUNK_BYTES {
                 next = socket.try_recv_from(&mut buf).ok();
             }
         }
-        if !send(&shared, chunk).await {
+        if !shared.send(chunk, &source).await {
             return;
         }
+        // Let the connections and the stop run between batches of a flood.
+        tokio::task::yield_now().await;
     }
 }
 
+/// The parser for UDP sender `ip`, made on its first datagram (named by its address
+/// until its reverse lookup, if any, is done).
+fn udp_sender<'a>(
+    shared: &Shared,
+    senders: &'a mut HashMap<IpAddr, UdpSender>,
+    ip: IpAddr,
+) -> &'a UdpSender {
+    let stale = senders.get(&ip).is_none_or(|sender| !sender.named);
+    if stale {
+        let (identity, named) = shared.names.identity(ip);
+        let known = senders
+            .get(&ip)
+            .is_some_and(|sender| sender.parser.host() == &identity);
+        if !known {
+            if senders.len() >= MAX_UDP_SENDERS && !senders.contains_key(&ip) {
+                senders.clear();
+            }
+            senders.insert(
+                ip,
+                UdpSender {
+                    parser: LineParser::new(identity, shared.timezone),
+                    address: ip.to_string(),
+                    named,
+                },
+            );
+        } else if let Some(sender) = senders.get_mut(&ip) {
+            sender.named = named;
+        }
+    }
+    &senders[&ip]
+}
+
 /// A TCP or TLS listener: accepts until the stop, then waits for its connections to
-/// drain. On the agent's exit (not a reload) it first takes the connections the kernel
-/// queued and closes the listening socket, so a sender that reconnects is refused
-/// until the next agent listens, instead of writing into a queue no one will read.
+/// drain. On the agent's exit (not a reload) it first takes the connections the
+/// kernel queued and closes its copy of the listening socket (the service closed its
+/// own), so a sender that reconnects is refused until the next agent listens, instead
+/// of writing into a queue no one will read.
 async fn tcp(
     shared: Arc<Shared>,
     listen: Listen,
@@ -578,28 +750,61 @@ async fn tcp(
             _ = stop.changed() => break,
         }
     }
-    if *stop.borrow() == Phase::Exit
-        && let Ok(listener) = listener.into_std()
-    {
-        // The service closed its copy of the socket: with this one it stops listening.
-        while let Ok((stream, peer)) = listener.accept() {
-            let stream = stream
-                .set_nonblocking(true)
-                .and_then(|()| tokio::net::TcpStream::from_std(stream));
-            if let Ok(stream) = stream {
-                open(
-                    &shared,
-                    &listen,
-                    &source,
-                    stream,
-                    peer,
-                    &stop,
-                    &mut connections,
-                );
+    let mut listener = Some(listener);
+    loop {
+        if *stop.borrow_and_update() == Phase::Exit
+            && let Some(listener) = listener.take()
+        {
+            take_queued(&shared, &listen, &source, listener, &stop, &mut connections);
+        }
+        tokio::select! {
+            ended = connections.join_next() => if ended.is_none() { break },
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Accepts every connection the kernel queued on `listener`, then closes it.
+fn take_queued(
+    shared: &Arc<Shared>,
+    listen: &Listen,
+    source: &Arc<str>,
+    listener: tokio::net::TcpListener,
+    stop: &watch::Receiver<Phase>,
+    connections: &mut JoinSet<()>,
+) {
+    let Ok(listener) = listener.into_std() else {
+        return;
+    };
+    let mut errors = 0;
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let stream = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpStream::from_std(stream));
+                if let Ok(stream) = stream {
+                    open(shared, listen, source, stream, peer, stop, connections);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            // A connection reset before it was taken, an interrupted call: go on.
+            Err(_) if errors < 64 => errors += 1,
+            Err(e) => {
+                warn!(listen = %listen, error = %e, "Cannot take the queued syslog connections; the rest are reset.");
+                break;
             }
         }
     }
-    while connections.join_next().await.is_some() {}
+}
+
+/// One of `max_connections`, given back when dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Serves an accepted connection in its own task (after the TLS handshake on a
@@ -639,8 +844,13 @@ fn open(
     let stop = stop.clone();
     let listen = *listen;
     connections.spawn_local(async move {
+        // Given back however the task ends (a panic included).
+        let _slot = Slot(&shared.connections);
         let number = shared.next_connection.fetch_add(1, Ordering::Relaxed);
         match (listen.transport, &shared.tls) {
+            (Transport::Tcp | Transport::Udp, _) => {
+                connection(&shared, &source, stream, peer, number, stop).await
+            }
             (Transport::Tls, Some(acceptor)) => {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
@@ -650,9 +860,10 @@ fn open(
                     Err(_) => handshake_failed(&shared, &listen, peer, "no handshake within 10 s"),
                 }
             }
-            _ => connection(&shared, &source, stream, peer, number, stop).await,
+            (Transport::Tls, None) => {
+                handshake_failed(&shared, &listen, peer, "no TLS certificate configured")
+            }
         }
-        shared.connections.fetch_sub(1, Ordering::Relaxed);
     });
 }
 
@@ -679,7 +890,8 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stop: watch::Receiver<Phase>,
 ) {
     let ip = peer.ip().to_canonical();
-    let parser = LineParser::new(shared.names.identity(ip).await, shared.timezone);
+    let (identity, mut named) = shared.names.identity(ip);
+    let mut parser = LineParser::new(identity, shared.timezone);
     let sender = ip.to_string();
     let source_identity = format!("{source}|{peer}|{:016x}-{number}", shared.run);
     let mut framer = Framer::new(shared.settings.max_message_bytes);
@@ -693,6 +905,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             // read below.
             let _ = tokio::time::timeout(DRAIN, stream.shutdown()).await;
         }
+        let mut cut = false;
         let read = match drain_until {
             None => tokio::select! {
                 read = stream.read_buf(framer.spare()) => read,
@@ -702,12 +915,22 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 match tokio::time::timeout_at(deadline, stream.read_buf(framer.spare())).await {
                     Ok(read) => read,
                     Err(_) => {
-                        debug!(source, sender = %peer, "Syslog sender did not close within the drain time; closing.");
+                        cut = true;
                         Ok(0)
                     }
                 }
             }
         };
+        if !named {
+            // The sender's reverse name came in since: its messages take it from now.
+            let (identity, now_named) = shared.names.identity(ip);
+            if now_named {
+                named = true;
+                if parser.host() != &identity {
+                    parser = LineParser::new(identity, shared.timezone);
+                }
+            }
+        }
         let read_at = Utc::now();
         let message = |sequence| Message {
             parser: &parser,
@@ -736,10 +959,10 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                         &mut chunk,
                     );
                     sequence += 1;
-                    if chunk.len() >= CHUNK_EVENTS {
+                    if chunk.len() >= CHUNK_EVENTS || chunk.bytes() >= CHUNK_BYTES {
                         let full =
                             std::mem::replace(&mut chunk, Chunk::with_capacity(CHUNK_EVENTS));
-                        if !send(shared, full).await {
+                        if !shared.send(full, source).await {
                             return;
                         }
                     }
@@ -754,7 +977,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                     if shared.framing_log.due() {
                         warn!(source, sender = %peer, error = %e, framing_errors_in_all = errors, "Syslog stream is not framed as it began; kept what came before and closed the connection.");
                     }
-                    send(shared, chunk).await;
+                    shared.send(chunk, source).await;
                     return;
                 }
             }
@@ -764,74 +987,60 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 shared.push(
                     &message(sequence),
                     framer.bytes(&frame),
-                    frame.truncated,
+                    frame.truncated || cut,
                     &mut chunk,
                 );
             }
-            send(shared, chunk).await;
+            if cut && shared.framing_log.due() {
+                warn!(
+                    source,
+                    sender = %peer,
+                    "Syslog sender went on sending for 2 s after the agent closed the connection while stopping; closed it (what it sent after that is the sender's to send again)."
+                );
+            }
+            shared.send(chunk, source).await;
             debug!(source, sender = %peer, messages = sequence, "Syslog connection closed.");
             return;
         }
-        if !send(shared, chunk).await {
+        if !shared.send(chunk, source).await {
             return;
         }
     }
 }
 
 /// The kernel's count of datagrams dropped on the UDP listeners' sockets (receive
-/// buffer full), from `/proc/net/udp` and `/proc/net/udp6`.
+/// buffer full), read with `SO_MEMINFO`; what was counted is kept by [`Sockets`], so
+/// drops while a reload restarts the pipeline are counted too.
 struct UdpDrops {
-    /// Each socket's inode and the drops already counted.
-    sockets: Vec<(u64, u64)>,
+    /// Each socket's key and a copy of it (open while this is).
+    sockets: Vec<(SocketKey, std::net::UdpSocket)>,
+    registry: Sockets,
 }
 
 impl UdpDrops {
-    fn new(inodes: Vec<u64>) -> UdpDrops {
-        let mut drops = UdpDrops {
-            sockets: inodes.into_iter().map(|inode| (inode, 0)).collect(),
+    fn watch(&mut self, key: SocketKey, socket: &std::net::UdpSocket) {
+        let Ok(copy) = socket.try_clone() else {
+            return;
         };
-        // A socket kept over a reload has drops counted already.
-        let now = drops.read();
-        for (inode, seen) in &mut drops.sockets {
-            *seen = now.get(inode).copied().unwrap_or(0);
+        if self.registry.drops_counted(&key).is_none()
+            && let Some(now) = socket_drops(copy.as_raw_fd())
+        {
+            // Drops from before the agent bound it are not ours to count.
+            self.registry.set_drops_counted(&key, now);
         }
-        drops
-    }
-
-    fn read(&self) -> HashMap<u64, u64> {
-        let mut found = HashMap::new();
-        if self.sockets.is_empty() {
-            return found;
-        }
-        for table in ["/proc/net/udp", "/proc/net/udp6"] {
-            let Ok(text) = std::fs::read_to_string(table) else {
-                continue;
-            };
-            for line in text.lines().skip(1) {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                // ... inode (field 9), ref, pointer, drops (last).
-                let (Some(inode), Some(drops)) = (fields.get(9), fields.last()) else {
-                    continue;
-                };
-                if let (Ok(inode), Ok(drops)) = (inode.parse::<u64>(), drops.parse::<u64>())
-                    && self.sockets.iter().any(|(i, _)| *i == inode)
-                {
-                    found.insert(inode, drops);
-                }
-            }
-        }
-        found
+        self.sockets.push((key, copy));
     }
 
     /// Adds drops since the last count to the metrics (logged once a minute).
     fn count(&mut self, shared: &Shared) {
-        let now = self.read();
         let mut new = 0;
-        for (inode, seen) in &mut self.sockets {
-            if let Some(drops) = now.get(inode) {
-                new += drops.saturating_sub(*seen);
-                *seen = *drops;
-            }
+        for (key, socket) in &self.sockets {
+            let Some(drops) = socket_drops(socket.as_raw_fd()) else {
+                continue;
+            };
+            let counted = self.registry.drops_counted(key).unwrap_or(drops);
+            new += drops.saturating_sub(counted);
+            self.registry.set_drops_counted(key, drops);
         }
         if new == 0 {
             return;
@@ -851,12 +1060,23 @@ impl UdpDrops {
     }
 }
 
-/// A socket's inode (as `/proc/net/udp` lists it).
-fn socket_inode(socket: &std::net::UdpSocket) -> Option<u64> {
-    // SAFETY: fstat on a valid descriptor into a zeroed stat.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::fstat(socket.as_raw_fd(), &mut stat) };
-    (rc == 0).then_some(stat.st_ino)
+/// A socket's drop count (`SO_MEMINFO`'s `SK_MEMINFO_DROPS`).
+fn socket_drops(fd: RawFd) -> Option<u64> {
+    const SK_MEMINFO_VARS: usize = 9;
+    const SK_MEMINFO_DROPS: usize = 8;
+    let mut info = [0u32; SK_MEMINFO_VARS];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: getsockopt into a buffer of `len` bytes on a descriptor we hold.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len as usize > SK_MEMINFO_DROPS * 4).then(|| u64::from(info[SK_MEMINFO_DROPS]))
 }
 
 #[cfg(test)]

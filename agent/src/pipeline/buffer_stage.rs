@@ -311,10 +311,24 @@ impl Store<'_> {
                     error!(error = %e, "Cannot undo a failed write in the disk buffer.");
                 }
                 self.positions = Positions::default();
+                let network: usize = self
+                    .pending
+                    .iter()
+                    .map(|chunk| chunk.reads().iter().filter(|r| !r.positioned()).count())
+                    .sum();
                 warn!(
-                    events,
+                    events = events - network,
                     "Stopping while the disk buffer cannot be written; these lines are read again after the restart."
                 );
+                if network > 0 {
+                    self.metrics
+                        .syslog_messages_lost
+                        .fetch_add(network as u64, Ordering::Relaxed);
+                    error!(
+                        events = network,
+                        "Stopping while the disk buffer cannot be written: these syslog messages cannot be read again and are lost."
+                    );
+                }
                 return false;
             }
             tokio::time::sleep(backoff.next_delay()).await;

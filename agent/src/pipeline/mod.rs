@@ -88,7 +88,7 @@ pub(crate) async fn run_once(
             sockets,
         )?),
         None => {
-            sockets.close_all();
+            sockets.close_all("no listener configured");
             None
         }
     };

@@ -6,8 +6,11 @@
 //!
 //! A message longer than `max` is kept cut at `max` bytes (flagged truncated); the rest
 //! of it is skipped and the stream stays in step. An octet count that is no count
-//! (`abc`, 11 digits, no space) leaves no way to find the next message: a
-//! [`FramingError`], after which the connection is closed.
+//! (`abc`, ten digits or more, no space after it) leaves no way to find the next
+//! message: a [`FramingError`], after which the connection is closed.
+//!
+//! A connection holds at most about `max` bytes plus one read (its buffer shrinks back
+//! after a long message), and each byte is looked at for a line end once.
 
 use memchr::memchr;
 
@@ -27,8 +30,9 @@ pub struct FramingError {
     pub found: String,
 }
 
-/// One message cut from the stream: its bytes in [`Framer::bytes`], whether it was
-/// cut at `max`, and where in the stream it started.
+/// One message cut from the stream: where its bytes are in the buffer (read them with
+/// [`Framer::bytes`] before the next [`Framer::spare`]), and whether it was cut at
+/// `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
     start: usize,
@@ -52,7 +56,12 @@ pub struct Framer {
     skip: usize,
     /// Bytes of the stream before `buf[0]` (for error positions).
     consumed: u64,
+    /// Bytes after `start` already searched for a LF (non-transparent framing).
+    scanned: usize,
 }
+
+/// A buffer grown past this for a long message is shrunk back once it is cut.
+const KEPT_CAPACITY: usize = 128 * 1024;
 
 impl Framer {
     pub fn new(max: usize) -> Framer {
@@ -63,6 +72,7 @@ impl Framer {
             start: 0,
             skip: 0,
             consumed: 0,
+            scanned: 0,
         }
     }
 
@@ -71,13 +81,16 @@ impl Framer {
         self.framing
     }
 
-    /// Room to read into: the buffer's spare capacity, after moving what is not cut
-    /// yet to its front. Call [`Framer::filled`] with the bytes read.
+    /// The buffer to read into (append to it), after moving what is not cut yet to
+    /// its front.
     pub fn spare(&mut self) -> &mut Vec<u8> {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.consumed += self.start as u64;
             self.start = 0;
+        }
+        if self.buf.capacity() > KEPT_CAPACITY && self.buf.len() < KEPT_CAPACITY / 2 {
+            self.buf.shrink_to(KEPT_CAPACITY);
         }
         // A whole message and its count fit.
         let want = (self.max + 32).min(self.buf.len() + 64 * 1024);
@@ -91,11 +104,6 @@ impl Framer {
     /// The bytes of `frame`.
     pub fn bytes(&self, frame: &Frame) -> &[u8] {
         &self.buf[frame.start..frame.end]
-    }
-
-    /// Bytes held that are not a whole message yet.
-    pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
     }
 
     /// The next whole message in what was read, `None` when more bytes are needed.
@@ -151,6 +159,7 @@ impl Framer {
         };
         let end = strip_line_end(&self.buf, start, self.buf.len()).min(start + self.max);
         self.start = self.buf.len();
+        self.scanned = 0;
         Some(Frame {
             start,
             end,
@@ -166,6 +175,7 @@ impl Framer {
                 Some(at) => {
                     self.start += at + 1;
                     self.skip = 0;
+                    self.scanned = 0;
                     true
                 }
                 None => {
@@ -208,35 +218,37 @@ impl Framer {
 
     fn next_line(&mut self) -> Option<Frame> {
         let rest = &self.buf[self.start..];
-        match memchr(b'\n', &rest[..rest.len().min(self.max + 2)]) {
-            Some(at) if at <= self.max + 1 => {
+        // A line of `max` bytes and its CR LF ends within `max + 2` bytes.
+        let window = rest.len().min(self.max + 2);
+        let from = self.scanned.min(window);
+        let found = memchr(b'\n', &rest[from..window]).map(|at| at + from);
+        match found {
+            Some(at) => {
                 let start = self.start;
                 let end = strip_line_end(&self.buf, start, start + at);
                 self.start += at + 1;
-                if end - start > self.max {
-                    return Some(Frame {
-                        start,
-                        end: start + self.max,
-                        truncated: true,
-                    });
-                }
+                self.scanned = 0;
                 Some(Frame {
                     start,
-                    end,
-                    truncated: false,
+                    end: end.min(start + self.max),
+                    truncated: end - start > self.max,
                 })
             }
-            _ if rest.len() > self.max => {
+            None if rest.len() >= self.max + 2 => {
                 let start = self.start;
                 self.start += self.max;
                 self.skip = usize::MAX;
+                self.scanned = 0;
                 Some(Frame {
                     start,
                     end: start + self.max,
                     truncated: true,
                 })
             }
-            _ => None,
+            None => {
+                self.scanned = window;
+                None
+            }
         }
     }
 
@@ -352,6 +364,24 @@ mod tests {
             assert_eq!(err, None);
             assert_eq!(got, expected, "split at {at}");
         }
+    }
+
+    #[test]
+    fn a_line_of_exactly_max_bytes_is_whole_however_it_arrives() {
+        let line = format!("<13>{}\r\n<13>next\n", "y".repeat(96));
+        for at in 0..line.len() {
+            let (got, _) = cut(100, &[&line.as_bytes()[..at], &line.as_bytes()[at..]]);
+            assert_eq!(
+                got[0],
+                (format!("<13>{}", "y".repeat(96)), false),
+                "split at {at}"
+            );
+            assert_eq!(got[1], ("<13>next".to_string(), false), "split at {at}");
+        }
+        // One byte more is cut.
+        let line = format!("<13>{}\n", "y".repeat(97));
+        let (got, _) = cut(100, &[line.as_bytes()]);
+        assert_eq!(got, vec![(format!("<13>{}", "y".repeat(96)), true)]);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Who sends: `allowed_senders`' address blocks, and the host a sender is when its
 //! messages name none (its reverse DNS name or address; the relay itself for loopback).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use picket_parsers::host::{HostIdentity, short};
@@ -64,20 +64,27 @@ pub fn allowed(allowed: &[Cidr], address: IpAddr) -> bool {
     allowed.is_empty() || allowed.iter().any(|block| block.contains(address))
 }
 
-/// How long a sender's name is kept.
+/// How long a sender's name is kept before it is looked up again.
 const NAME_TTL: Duration = Duration::from_secs(600);
 /// Longest a reverse lookup is waited for; the address stands in after that.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Names kept at most (the cache is emptied when it would hold more).
 const MAX_NAMES: usize = 65_536;
+/// Reverse lookups running at once at most (more wait for a later message).
+const MAX_LOOKUPS: usize = 16;
 
 /// The identity the parsers give a sender's messages: the relay's own for a loopback
 /// sender, else one named by the sender's reverse DNS name or address (its short name
 /// matched as the relay's is), with the relay's host id (an input of event ids).
+/// Reverse lookups run in the background, never on the receive path: until a
+/// sender's name is known, its address stands in.
 pub struct SenderNames {
     relay: HostIdentity,
     mode: SenderHostname,
+    /// Names found (or the address, when there is none), and when.
     cache: Mutex<HashMap<IpAddr, (String, Instant)>>,
+    /// Lookups running.
+    running: Mutex<HashSet<IpAddr>>,
 }
 
 impl SenderNames {
@@ -86,20 +93,44 @@ impl SenderNames {
             relay,
             mode,
             cache: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashSet::new()),
         }
     }
 
-    /// The identity for `address`'s messages (a reverse lookup, off this thread,
-    /// when not cached).
-    pub async fn identity(&self, address: IpAddr) -> HostIdentity {
+    /// The identity for `address`'s messages now, and whether it is final (false: its
+    /// reverse lookup has not answered yet; ask again later). Must be called on a
+    /// Tokio runtime (a lookup is started in the background).
+    pub fn identity(self: &Arc<Self>, address: IpAddr) -> (HostIdentity, bool) {
         let address = address.to_canonical();
         if address.is_loopback() {
-            return self.relay.clone();
+            return (self.relay.clone(), true);
         }
-        let name = match self.mode {
-            SenderHostname::Address => address.to_string(),
-            SenderHostname::Reverse => self.reverse(address).await,
+        let (name, named) = match self.mode {
+            SenderHostname::Address => (address.to_string(), true),
+            SenderHostname::Reverse => {
+                let cached = self
+                    .cache
+                    .lock()
+                    .ok()
+                    .and_then(|cache| cache.get(&address).cloned());
+                match cached {
+                    Some((name, at)) => {
+                        if at.elapsed() >= NAME_TTL {
+                            self.look_up(address);
+                        }
+                        (name, true)
+                    }
+                    None => {
+                        self.look_up(address);
+                        (address.to_string(), false)
+                    }
+                }
+            }
         };
+        (self.named(name), named)
+    }
+
+    fn named(&self, name: String) -> HostIdentity {
         let short_name = match name.parse::<IpAddr>() {
             Ok(_) => name.clone(),
             Err(_) => short(&name).to_string(),
@@ -111,25 +142,34 @@ impl SenderNames {
         }
     }
 
-    async fn reverse(&self, address: IpAddr) -> String {
-        if let Ok(cache) = self.cache.lock()
-            && let Some((name, at)) = cache.get(&address)
-            && at.elapsed() < NAME_TTL
+    /// Starts a reverse lookup of `address` unless one runs or too many do.
+    fn look_up(self: &Arc<Self>, address: IpAddr) {
         {
-            return name.clone();
-        }
-        let lookup = tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&address));
-        let name = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
-            Ok(Ok(Ok(name))) if !name.is_empty() && name.parse::<IpAddr>().is_err() => name,
-            _ => address.to_string(),
-        };
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= MAX_NAMES {
-                cache.clear();
+            let Ok(mut running) = self.running.lock() else {
+                return;
+            };
+            if running.len() >= MAX_LOOKUPS || !running.insert(address) {
+                return;
             }
-            cache.insert(address, (name.clone(), Instant::now()));
         }
-        name
+        let names = Arc::clone(self);
+        tokio::spawn(async move {
+            let lookup = tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&address));
+            let name = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+                Ok(Ok(Ok(name))) if !name.is_empty() && name.parse::<IpAddr>().is_err() => name,
+                // No name (or no answer in time): the address, until the next lookup.
+                _ => address.to_string(),
+            };
+            if let Ok(mut cache) = names.cache.lock() {
+                if cache.len() >= MAX_NAMES {
+                    cache.clear();
+                }
+                cache.insert(address, (name, Instant::now()));
+            }
+            if let Ok(mut running) = names.running.lock() {
+                running.remove(&address);
+            }
+        });
     }
 }
 
@@ -169,10 +209,12 @@ mod tests {
     #[tokio::test]
     async fn a_sender_is_named_by_address_or_the_relay_when_local() {
         let relay = HostIdentity::named("relay.example.com");
-        let names = SenderNames::new(relay.clone(), SenderHostname::Address);
-        let local = names.identity("127.0.0.1".parse().unwrap()).await;
+        let names = Arc::new(SenderNames::new(relay.clone(), SenderHostname::Address));
+        let (local, named) = names.identity("127.0.0.1".parse().unwrap());
+        assert!(named);
         assert_eq!(local, relay);
-        let remote = names.identity("192.0.2.10".parse().unwrap()).await;
+        let (remote, named) = names.identity("192.0.2.10".parse().unwrap());
+        assert!(named);
         assert_eq!(remote.fqdn, "192.0.2.10");
         assert_eq!(remote.host_id, relay.host_id);
         // A header naming no host, `-` or localhost gets the sender's address; a
@@ -182,5 +224,27 @@ mod tests {
         assert_eq!(remote.resolve(Some("localhost")), "192.0.2.10");
         assert_eq!(remote.resolve(Some("fw1")), "fw1");
         assert_eq!(remote.resolve(Some("192")), "192");
+    }
+
+    #[tokio::test]
+    async fn a_reverse_name_comes_in_the_background_and_the_address_stands_in() {
+        let relay = HostIdentity::named("relay.example.com");
+        let names = Arc::new(SenderNames::new(relay, SenderHostname::Reverse));
+        // TEST-NET-1 has no PTR record (or no resolver answers here): either way the
+        // address stands in at once, and the answer is final once the lookup is done.
+        let address: IpAddr = "192.0.2.44".parse().unwrap();
+        let (first, named) = names.identity(address);
+        assert!(!named);
+        assert_eq!(first.fqdn, "192.0.2.44");
+        let deadline = Instant::now() + LOOKUP_TIMEOUT * 3;
+        loop {
+            let (identity, named) = names.identity(address);
+            if named {
+                assert!(!identity.fqdn.is_empty());
+                break;
+            }
+            assert!(Instant::now() < deadline, "the lookup never finished");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
