@@ -7,7 +7,8 @@
 #   LINES=200000 bench/all.sh  (a quicker, smaller workload)
 #
 # Runs: bench/delivery.sh sink, amqps and https (the agent on the standard workload),
-# bench/idle_cpu.sh (200 idle files), the collector's ingest bench (1,000
+# bench/idle_cpu.sh (200 idle files), the file input's and the syslog listener's benches
+# (messages/s over TCP and UDP against the file input's lines/s), the collector's ingest bench (1,000
 # connections, embedded store) and bench/opensearch.sh (the collector storing into real
 # OpenSearch, one node and three). Raw outputs are kept in target/bench-results/.
 set -euo pipefail
@@ -22,6 +23,9 @@ echo "== idle CPU" >&2
 bench/idle_cpu.sh | tee "$out/idle.txt"
 echo "== collector ingest" >&2
 EVENTS=${COLLECTOR_EVENTS:-1000000} cargo bench --quiet -p picket-collector --bench ingest 2>/dev/null | tee "$out/ingest.txt"
+echo "== inputs: the file input and the syslog listener (read + parse, one thread)" >&2
+PICKET_BENCH_FILE_MIB=${FILE_MIB:-256} cargo bench --quiet -p picket-agent --bench file_input 2>/dev/null | grep "^file input" | tee "$out/file-input.txt"
+cargo bench --quiet -p picket-agent --bench syslog_input 2>/dev/null | grep "^syslog" | tee "$out/syslog-input.txt"
 echo "== collector → OpenSearch" >&2
 EVENTS=${OPENSEARCH_EVENTS:-200000} bench/opensearch.sh 2>/dev/null | tee "$out/opensearch.txt"
 
@@ -48,6 +52,10 @@ lat = re.search(r"request latency (.*)", ingest)
 cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+inputs = []
+for name in ("file-input.txt", "syslog-input.txt"):
+    for line in (out / name).read_text().splitlines():
+        inputs.append(f"- Input, {line.strip()}")
 opensearch = []
 for line in (out / "opensearch.txt").read_text().splitlines():
     if line.startswith("RESULT "):
@@ -66,6 +74,7 @@ table = "\n".join([
     f"- Collector ingest (1,000 connections, embedded store): {float(stored.group(1)):,.0f} events/s stored; "
     f"CPU {cpu.group(2)} µs per event, peak RSS {cpu.group(3)} MiB; {lat.group(1)}." if stored and cpu and lat else "- Collector ingest: see target/bench-results/ingest.txt",
     *opensearch,
+    *inputs,
 ])
 path = pathlib.Path("BENCHMARKS.md")
 text = path.read_text()

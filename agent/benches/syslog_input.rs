@@ -7,7 +7,8 @@
 //! `/proc/self/task/*/stat`), and for UDP the datagrams the kernel dropped.
 //!
 //! `PICKET_BENCH_SYSLOG_MESSAGES` (default 2,000,000 per TCP run, a quarter of that
-//! over UDP), `PICKET_BENCH_SYSLOG_CONNECTIONS` (default 4).
+//! over UDP), `PICKET_BENCH_SYSLOG_CONNECTIONS` (default 4),
+//! `PICKET_BENCH_SYSLOG_ONLY` (`tcp` or `udp`).
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -197,27 +198,36 @@ fn tcp(lines: &[Vec<u8>], messages: usize, connections: usize, octet: bool) {
     );
 }
 
-fn udp(lines: &[Vec<u8>], messages: usize) {
+fn udp(lines: &[Vec<u8>], messages: usize, senders: usize) {
     let mut listener = listen(Transport::Udp);
     let address = listener.address;
     let cpu_before = thread_cpu("syslog-input");
-    let lines_owned: Vec<Vec<u8>> = lines.to_vec();
-    let sender = std::thread::spawn(move || {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let started = Instant::now();
-        for i in 0..messages {
-            let line = &lines_owned[i % lines_owned.len()];
-            let _ = socket.send_to(line, address);
-        }
-        started.elapsed().as_secs_f64()
-    });
+    let per = messages / senders;
+    let messages = per * senders;
+    let threads: Vec<_> = (0..senders)
+        .map(|s| {
+            let lines_owned: Vec<Vec<u8>> = lines.to_vec();
+            std::thread::spawn(move || {
+                let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+                let started = Instant::now();
+                for i in 0..per {
+                    let line = &lines_owned[(s * 7919 + i) % lines_owned.len()];
+                    let _ = socket.send_to(line, address);
+                }
+                started.elapsed().as_secs_f64()
+            })
+        })
+        .collect();
     let (got, seconds) = count(&mut listener, messages as u64, Duration::from_secs(1));
-    let sent_in = sender.join().unwrap();
+    let sent_in = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .fold(0.0, f64::max);
     let cpu = thread_cpu("syslog-input") - cpu_before;
     let metrics = finish(listener);
     let dropped = metrics.udp_datagrams_dropped.load(Ordering::Relaxed);
     println!(
-        "syslog udp (1 sender, as fast as it can: {:.0} datagrams/s offered): {got} of {messages} received in {seconds:.2} s = {:.0} messages/s, listener thread {:.2} µs CPU per message; kernel drops counted {dropped} ({:.1}%)",
+        "syslog udp ({senders} senders, as fast as they can: {:.0} datagrams/s offered): {got} of {messages} received in {seconds:.2} s = {:.0} messages/s, listener thread {:.2} µs CPU per message; kernel drops counted {dropped} ({:.1}%)",
         messages as f64 / sent_in,
         got as f64 / seconds,
         cpu * 1e6 / got as f64,
@@ -234,9 +244,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
+    // PICKET_BENCH_SYSLOG_ONLY=tcp or udp runs only those (for a profiler).
+    let only = std::env::var("PICKET_BENCH_SYSLOG_ONLY").unwrap_or_default();
     let lines = workload();
-    tcp(&lines, messages, connections, false);
-    tcp(&lines, messages, connections, true);
-    tcp(&lines, messages, 1, false);
-    udp(&lines, messages / 4);
+    if only != "udp" {
+        tcp(&lines, messages, connections, false);
+        tcp(&lines, messages, connections, true);
+        tcp(&lines, messages, 1, false);
+    }
+    if only != "tcp" {
+        udp(&lines, messages / 4, 1);
+        udp(&lines, messages / 4, 2);
+    }
 }

@@ -504,3 +504,68 @@ if $programname == "sshd" then action(type="omfwd" target="127.0.0.1" port="{tcp
         &format!("{}\n{}", agent.service.log(), rsyslog.output()),
     );
 }
+
+#[test]
+fn a_reload_keeps_the_sockets_and_a_listen_address_it_cannot_bind_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = CountingSink::start();
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let listen = [
+        format!("tcp://127.0.0.1:{tcp}"),
+        format!("udp://127.0.0.1:{udp}"),
+    ];
+    let agent = relay(dir.path(), &sink, &listen, "");
+    let line = |n: usize| format!("<38>Dec  7 10:00:00 fw1 sshd[9]: {}\n", failure(n));
+    let mut stream = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    stream.write_all(line(0).as_bytes()).unwrap();
+    delivered(&sink, 1, &agent);
+
+    // A reload: the pipeline restarts, the sockets stay bound. What is sent meanwhile
+    // (a new connection, a datagram) waits in the kernel and is read after it.
+    agent.service.notify(libc::SIGHUP);
+    let udp_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_socket
+        .send_to(line(1).as_bytes(), ("127.0.0.1", udp))
+        .unwrap();
+    let mut during = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    during.write_all(line(2).as_bytes()).unwrap();
+    assert!(
+        agent.wait_for_log("Configuration reloaded", Duration::from_secs(30)),
+        "{}",
+        agent.service.log()
+    );
+    // The first connection was closed by the reload: its sender reconnects.
+    let mut again = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    again.write_all(line(3).as_bytes()).unwrap();
+    let events = delivered(&sink, 4, &agent);
+    assert_exactly_once(&events, 4, &agent.service.log());
+
+    // A listen address another program holds: the reload is refused, and the running
+    // listeners go on.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let config = dir.path().join("agent.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("\"udp://127.0.0.1:{udp}\""),
+        &format!("\"udp://127.0.0.1:{udp}\", \"tcp://127.0.0.1:{taken_port}\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    agent.service.notify(libc::SIGHUP);
+    assert!(
+        agent.wait_for_log("Reload refused", Duration::from_secs(30)),
+        "{}",
+        agent.service.log()
+    );
+    assert!(
+        agent
+            .service
+            .log()
+            .contains(&format!("127.0.0.1:{taken_port}"))
+    );
+    udp_socket
+        .send_to(line(4).as_bytes(), ("127.0.0.1", udp))
+        .unwrap();
+    let events = delivered(&sink, 5, &agent);
+    assert_exactly_once(&events, 5, &agent.service.log());
+    drop(taken);
+}

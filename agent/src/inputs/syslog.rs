@@ -35,6 +35,7 @@
 //! a duplicate with a new id.
 
 pub mod config;
+mod datagrams;
 pub mod framing;
 pub mod senders;
 
@@ -58,6 +59,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
 
 use self::config::{Listen, SyslogSettings, Transport};
+use self::datagrams::Datagrams;
 use self::framing::Framer;
 use self::senders::SenderNames;
 use super::Chunk;
@@ -606,9 +608,10 @@ struct UdpSender {
     named: bool,
 }
 
-/// A UDP listener: one datagram, one message. On a reload it ends at once (the
-/// socket stays bound, the kernel queues); on the agent's exit it first reads what
-/// the kernel holds (at most [`DRAIN`]).
+/// A UDP listener: one datagram, one message, received in batches
+/// ([`datagrams`]). On a reload it ends at once (the socket stays bound, the kernel
+/// queues); on the agent's exit it first reads what the kernel holds (at most
+/// [`DRAIN`]).
 async fn udp(
     shared: Arc<Shared>,
     listen: Listen,
@@ -618,22 +621,22 @@ async fn udp(
     let source = listen.source();
     let source_identity = format!("{source}|{:016x}", shared.run);
     let mut senders: HashMap<IpAddr, UdpSender> = HashMap::new();
-    let mut buf = vec![0u8; 65_536];
+    let max = shared.settings.max_message_bytes;
+    // A slot one byte longer than a message may be tells a longer one (or the
+    // largest a datagram can be).
+    let mut datagrams = Datagrams::new((max + 1).min(65_536));
+    let fd = socket.as_raw_fd();
     let mut sequence = 0u64;
     let mut drain_until = None;
     loop {
-        let first = match drain_until {
-            Some(deadline) => match socket.try_recv_from(&mut buf) {
-                Ok(received) if tokio::time::Instant::now() < deadline => received,
-                _ => break,
-            },
+        match drain_until {
+            Some(deadline) if tokio::time::Instant::now() >= deadline => break,
+            Some(_) => {}
             None => tokio::select! {
-                received = socket.recv_from(&mut buf) => match received {
-                    Ok(received) => received,
-                    Err(e) => {
-                        debug!(listen = %listen, error = %e, "UDP receive failed.");
-                        continue;
-                    }
+                ready = socket.readable() => if let Err(e) = ready {
+                    debug!(listen = %listen, error = %e, "UDP socket not readable.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 },
                 _ = stop.changed() => {
                     if *stop.borrow() == Phase::Reload {
@@ -643,46 +646,65 @@ async fn udp(
                     continue;
                 }
             },
-        };
+        }
         let read_at = Utc::now();
         let mut chunk = Chunk::with_capacity(CHUNK_EVENTS);
-        let mut next = Some(first);
         let mut taken = 0;
-        while let Some((len, peer)) = next.take() {
-            taken += 1;
-            if shared.admit(&listen, peer) {
+        let mut empty = false;
+        while taken < CHUNK_EVENTS && chunk.bytes() < CHUNK_BYTES {
+            let received = socket.try_io(tokio::io::Interest::READABLE, || datagrams.receive(fd));
+            let n = match received {
+                Ok(n) => n,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        debug!(listen = %listen, error = %e, "UDP receive failed.");
+                    }
+                    empty = true;
+                    break;
+                }
+            };
+            taken += n.max(1);
+            for i in 0..n {
+                let datagram = datagrams.get(i);
+                let Some(peer) = datagram.sender else {
+                    continue;
+                };
+                if !shared.admit(&listen, peer) {
+                    continue;
+                }
                 let ip = peer.ip().to_canonical();
                 let sender = udp_sender(&shared, &mut senders, ip);
-                let max = shared.settings.max_message_bytes;
-                let bytes = &buf[..len];
+                let bytes = datagram.bytes;
                 let body_end = bytes
                     .iter()
                     .rposition(|b| !matches!(b, b'\n' | b'\r' | b'\0'))
                     .map_or(0, |last| last + 1);
-                if body_end > 0 {
-                    let message = Message {
-                        parser: &sender.parser,
-                        source: &source,
-                        source_identity: &source_identity,
-                        sequence,
-                        sender: &sender.address,
-                        read_at,
-                    };
-                    sequence += 1;
-                    shared.push(
-                        &message,
-                        &bytes[..body_end.min(max)],
-                        body_end > max,
-                        &mut chunk,
-                    );
+                if body_end == 0 {
+                    continue;
                 }
-            }
-            if taken < CHUNK_EVENTS && chunk.bytes() < CHUNK_BYTES {
-                next = socket.try_recv_from(&mut buf).ok();
+                let message = Message {
+                    parser: &sender.parser,
+                    source: &source,
+                    source_identity: &source_identity,
+                    sequence,
+                    sender: &sender.address,
+                    read_at,
+                };
+                sequence += 1;
+                shared.push(
+                    &message,
+                    &bytes[..body_end.min(max)],
+                    body_end > max || datagram.truncated,
+                    &mut chunk,
+                );
             }
         }
         if !shared.send(chunk, &source).await {
             return;
+        }
+        if empty && drain_until.is_some() {
+            // Exiting, and the kernel holds nothing more.
+            break;
         }
         // Let the connections and the stop run between batches of a flood.
         tokio::task::yield_now().await;
