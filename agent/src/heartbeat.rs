@@ -7,8 +7,12 @@
 //! `eventsshipped`, `parsefailures`, `eventsrejected`, `eventsdropped`,
 //! `bufferbytes` (not yet acknowledged), `bufferoldestage` (seconds since the
 //! oldest event still in the buffer happened; 0 when the buffer is empty),
-//! `bufferrecordslost` (events found corrupt in the buffer since start) and
-//! `filesrefused` (watched paths not read: FIFOs, devices, links not to follow).
+//! `bufferrecordslost` (events found corrupt in the buffer since start),
+//! `filesrefused` (watched paths not read: FIFOs, devices, links not to follow), and
+//! the syslog listener's `syslogmessages`, `syslogudpdropped` (datagrams the kernel
+//! dropped), `syslogrefused` (senders outside `allowed_senders`, connections over
+//! `max_connections`), `syslogerrors` (broken framing, failed TLS handshakes) and
+//! `sysloglost` (messages read but never buffered).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -118,6 +122,8 @@ mod tests {
         assert_eq!(value["details"]["bufferoldestage"], 90);
         assert_eq!(value["details"]["filesrefused"], 2);
         assert_eq!(value["details"]["bufferrecordslost"], 0);
+        assert_eq!(value["details"]["syslogudpdropped"], 0);
+        assert_eq!(value["details"]["sysloglost"], 0);
         assert!(mozdef::eventid::is_event_id(
             value["eventid"].as_str().unwrap()
         ));

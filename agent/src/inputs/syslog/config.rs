@@ -37,7 +37,8 @@ pub struct SyslogInputConfig {
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
     /// TCP and TLS connections open at once (over all listeners); more are closed at
-    /// once, counted and logged.
+    /// once, counted and logged. Each holds up to about twice `max_message_bytes`
+    /// while a long message arrives.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Who may send: addresses or CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`); empty,
@@ -93,8 +94,9 @@ impl Default for SyslogInputConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SenderHostname {
-    /// The sender's reverse DNS name (looked up once per connection, and cached for
-    /// UDP senders), its address when it has none.
+    /// The sender's reverse DNS name, its address when it has none. Looked up in the
+    /// background (never on the receive path) and kept 10 minutes; the address stands
+    /// in until the answer.
     Reverse,
     /// The sender's address.
     Address,
