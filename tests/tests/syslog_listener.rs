@@ -17,12 +17,28 @@ use picket_tests::syslog_daemons::{rsyslogd, syslog_ng};
 use picket_tests::{Agent, CountingSink, assert_exactly_once, free_port, marker_counts};
 use serde_json::Value;
 
-/// A free UDP port on 127.0.0.1 (the TCP port of the same number may be taken).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
+/// The port the agent's `scheme://127.0.0.1:0` listener bound (from its log line
+/// `Syslog listener on. listen=tcp://127.0.0.1:PORT`): no port is picked ahead and
+/// raced for by tests running beside this one.
+fn bound(agent: &Agent, scheme: &str) -> u16 {
+    let needle = format!("Syslog listener on. listen={scheme}://127.0.0.1:");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = agent.service.log();
+        if let Some(port) = log
+            .lines()
+            .rev()
+            .find_map(|line| line.split_once(&needle))
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        {
+            return port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {scheme} listener in the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// An agent relaying what `listen` gets to `sink` (`extra`: more keys of
@@ -119,16 +135,13 @@ fn failure(n: usize) -> String {
 fn logger_over_udp_and_tcp_in_both_framings_and_formats() {
     let dir = tempfile::tempdir().unwrap();
     let sink = CountingSink::start();
-    let (udp, tcp) = (free_udp_port(), free_port());
     let agent = relay(
         dir.path(),
         &sink,
-        &[
-            format!("udp://127.0.0.1:{udp}"),
-            format!("tcp://127.0.0.1:{tcp}"),
-        ],
+        &["udp://127.0.0.1:0".into(), "tcp://127.0.0.1:0".into()],
         "",
     );
+    let (udp, tcp) = (bound(&agent, "udp"), bound(&agent, "tcp"));
     let (udp, tcp) = (udp.to_string(), tcp.to_string());
     let server = ["--server", "127.0.0.1", "--port"];
     let sends: [(&[&str], &str); 6] = [
@@ -186,19 +199,16 @@ fn rsyslog_omfwd_over_tcp_and_over_tls_with_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::generate(&dir.path().join("pki"));
     let sink = CountingSink::start();
-    let (tcp, tls) = (free_port(), free_port());
     let agent = relay(
         &dir.path().join("agent"),
         &sink,
-        &[
-            format!("tcp://127.0.0.1:{tcp}"),
-            format!("tls://127.0.0.1:{tls}"),
-        ],
+        &["tcp://127.0.0.1:0".into(), "tls://127.0.0.1:0".into()],
         &format!(
             "tls_cert_file = {:?}\ntls_key_file = {:?}\nclient_ca_file = {:?}\n",
             pki.server_cert, pki.server_key, pki.ca
         ),
     );
+    let (tcp, tls) = (bound(&agent, "tcp"), bound(&agent, "tls"));
     let rsyslog = rsyslogd(
         &dir.path().join("rsyslog"),
         &format!(
@@ -235,16 +245,16 @@ fn a_tls_sender_without_a_certificate_from_the_ca_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::generate(&dir.path().join("pki"));
     let sink = CountingSink::start();
-    let tls = free_port();
-    let agent = relay(
+    let mut agent = relay(
         &dir.path().join("agent"),
         &sink,
-        &[format!("tls://127.0.0.1:{tls}")],
+        &["tls://127.0.0.1:0".into()],
         &format!(
             "tls_cert_file = {:?}\ntls_key_file = {:?}\nclient_ca_file = {:?}\n",
             pki.server_cert, pki.server_key, pki.ca
         ),
     );
+    let tls = bound(&agent, "tls");
     // A sender with the rogue CA's certificate, and one speaking plain TCP to TLS.
     let rsyslog = rsyslogd(
         &dir.path().join("rsyslog"),
@@ -269,7 +279,21 @@ action(type="omfwd" target="127.0.0.1" port="{tls}" protocol="tcp" StreamDriver=
         "{}",
         agent.service.log()
     );
+    // Both were refused: the plain one at once, rsyslog's (it retries) at least once.
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut rest);
     std::thread::sleep(Duration::from_secs(1));
+    let status = agent.service.stop().expect("the agent stops");
+    assert!(status.success());
+    let log = agent.service.log();
+    let failures: u64 = log
+        .split_once("tls_failures=")
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no listener totals in the log:\n{log}"));
+    assert!(failures >= 2, "{failures} TLS failures counted:\n{log}");
     assert!(sink.events().is_empty(), "{:#?}", sink.events());
 }
 
@@ -277,16 +301,13 @@ action(type="omfwd" target="127.0.0.1" port="{tls}" protocol="tcp" StreamDriver=
 fn syslog_ng_network_and_syslog_destinations() {
     let dir = tempfile::tempdir().unwrap();
     let sink = CountingSink::start();
-    let (tcp, udp) = (free_port(), free_udp_port());
     let agent = relay(
         &dir.path().join("agent"),
         &sink,
-        &[
-            format!("tcp://127.0.0.1:{tcp}"),
-            format!("udp://127.0.0.1:{udp}"),
-        ],
+        &["tcp://127.0.0.1:0".into(), "udp://127.0.0.1:0".into()],
         "",
     );
+    let (tcp, udp) = (bound(&agent, "tcp"), bound(&agent, "udp"));
     // network(): BSD format over TCP (LF); syslog(): RFC 5424 octet-counted over TCP;
     // network() over UDP.
     let daemon = syslog_ng(
@@ -509,12 +530,9 @@ if $programname == "sshd" then action(type="omfwd" target="127.0.0.1" port="{tcp
 fn a_reload_keeps_the_sockets_and_a_listen_address_it_cannot_bind_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let sink = CountingSink::start();
-    let (tcp, udp) = (free_port(), free_udp_port());
-    let listen = [
-        format!("tcp://127.0.0.1:{tcp}"),
-        format!("udp://127.0.0.1:{udp}"),
-    ];
+    let listen = ["tcp://127.0.0.1:0".into(), "udp://127.0.0.1:0".into()];
     let agent = relay(dir.path(), &sink, &listen, "");
+    let (tcp, udp) = (bound(&agent, "tcp"), bound(&agent, "udp"));
     let line = |n: usize| format!("<38>Dec  7 10:00:00 fw1 sshd[9]: {}\n", failure(n));
     let mut stream = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
     stream.write_all(line(0).as_bytes()).unwrap();
@@ -546,8 +564,8 @@ fn a_reload_keeps_the_sockets_and_a_listen_address_it_cannot_bind_is_refused() {
     let taken_port = taken.local_addr().unwrap().port();
     let config = dir.path().join("agent.toml");
     let text = std::fs::read_to_string(&config).unwrap().replace(
-        &format!("\"udp://127.0.0.1:{udp}\""),
-        &format!("\"udp://127.0.0.1:{udp}\", \"tcp://127.0.0.1:{taken_port}\""),
+        "\"udp://127.0.0.1:0\"",
+        &format!("\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:{taken_port}\""),
     );
     std::fs::write(&config, text).unwrap();
     agent.service.notify(libc::SIGHUP);

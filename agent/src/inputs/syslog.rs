@@ -122,11 +122,14 @@ impl Bound {
     }
 }
 
-/// What a socket is bound as: `tcp://` and `tls://` on one address share one.
+/// What a socket is bound as: `tcp://` and `tls://` on one address share one (not
+/// on port 0, where each asks for a port of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct SocketKey {
     address: SocketAddr,
     udp: bool,
+    /// Port 0's transport.
+    any_port: Option<Transport>,
 }
 
 impl SocketKey {
@@ -134,6 +137,7 @@ impl SocketKey {
         SocketKey {
             address: listen.address,
             udp: listen.transport == Transport::Udp,
+            any_port: (listen.address.port() == 0).then_some(listen.transport),
         }
     }
 }
@@ -388,6 +392,8 @@ impl SyslogInput {
             drops_log: LogLimiter::every_minute(),
             lost_log: LogLimiter::every_minute(),
             panic_log: LogLimiter::every_minute(),
+            tls_log: LogLimiter::every_minute(),
+            accept_log: LogLimiter::every_minute(),
         });
         let mut listeners = JoinSet::new();
         let mut drops = UdpDrops {
@@ -444,7 +450,9 @@ impl SyslogInput {
         };
         if phase == Phase::Exit {
             // The sockets close as soon as each listener has taken what the kernel
-            // queued.
+            // queued (the drops counted first, while the registry knows them).
+            drops.count(&shared);
+            drops.close();
             self.registry.close_all("the agent stops");
         }
         let _ = stop_tx.send(phase);
@@ -455,6 +463,8 @@ impl SyslogInput {
                     // A stop during a reload makes it an exit.
                     if phase == Phase::Reload && !reloading() {
                         phase = Phase::Exit;
+                        drops.count(&shared);
+                        drops.close();
                         self.registry.close_all("the agent stops");
                         let _ = stop_tx.send(phase);
                     }
@@ -484,6 +494,8 @@ struct Shared {
     drops_log: LogLimiter,
     lost_log: LogLimiter,
     panic_log: LogLimiter,
+    tls_log: LogLimiter,
+    accept_log: LogLimiter,
 }
 
 impl Shared {
@@ -601,11 +613,13 @@ fn run_nonce() -> u64 {
     now ^ (u64::from(std::process::id()) << 40)
 }
 
-/// A UDP sender: its parser, its address as text, and whether its name is final.
+/// A UDP sender: its parser, its address as text, whether its name is final, and
+/// when it was asked for.
 struct UdpSender {
     parser: LineParser,
     address: String,
     named: bool,
+    asked: std::time::Instant,
 }
 
 /// A UDP listener: one datagram, one message, received in batches
@@ -651,6 +665,7 @@ async fn udp(
         let mut chunk = Chunk::with_capacity(CHUNK_EVENTS);
         let mut taken = 0;
         let mut empty = false;
+        let mut failed = false;
         while taken < CHUNK_EVENTS && chunk.bytes() < CHUNK_BYTES {
             let received = socket.try_io(tokio::io::Interest::READABLE, || datagrams.receive(fd));
             let n = match received {
@@ -658,6 +673,7 @@ async fn udp(
                 Err(e) => {
                     if e.kind() != io::ErrorKind::WouldBlock {
                         debug!(listen = %listen, error = %e, "UDP receive failed.");
+                        failed = true;
                     }
                     empty = true;
                     break;
@@ -706,38 +722,51 @@ async fn udp(
             // Exiting, and the kernel holds nothing more.
             break;
         }
+        if failed {
+            // An error the socket keeps giving (readiness stays set): no busy loop.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         // Let the connections and the stop run between batches of a flood.
         tokio::task::yield_now().await;
     }
 }
 
 /// The parser for UDP sender `ip`, made on its first datagram (named by its address
-/// until its reverse lookup, if any, is done).
+/// until its reverse lookup, if any, is done; asked again after [`senders::NAME_TTL`]).
+/// Past [`MAX_UDP_SENDERS`] one other sender's parser is dropped for it.
 fn udp_sender<'a>(
     shared: &Shared,
     senders: &'a mut HashMap<IpAddr, UdpSender>,
     ip: IpAddr,
 ) -> &'a UdpSender {
-    let stale = senders.get(&ip).is_none_or(|sender| !sender.named);
+    let stale = senders
+        .get(&ip)
+        .is_none_or(|sender| !sender.named || sender.asked.elapsed() >= senders::NAME_TTL);
     if stale {
         let (identity, named) = shared.names.identity(ip);
-        let known = senders
-            .get(&ip)
-            .is_some_and(|sender| sender.parser.host() == &identity);
-        if !known {
-            if senders.len() >= MAX_UDP_SENDERS && !senders.contains_key(&ip) {
-                senders.clear();
+        let asked = std::time::Instant::now();
+        match senders.get_mut(&ip) {
+            Some(sender) if sender.parser.host() == &identity => {
+                sender.named = named;
+                sender.asked = asked;
             }
-            senders.insert(
-                ip,
-                UdpSender {
-                    parser: LineParser::new(identity, shared.timezone),
-                    address: ip.to_string(),
-                    named,
-                },
-            );
-        } else if let Some(sender) = senders.get_mut(&ip) {
-            sender.named = named;
+            _ => {
+                if senders.len() >= MAX_UDP_SENDERS
+                    && !senders.contains_key(&ip)
+                    && let Some(other) = senders.keys().next().copied()
+                {
+                    senders.remove(&other);
+                }
+                senders.insert(
+                    ip,
+                    UdpSender {
+                        parser: LineParser::new(identity, shared.timezone),
+                        address: ip.to_string(),
+                        named,
+                        asked,
+                    },
+                );
+            }
         }
     }
     &senders[&ip]
@@ -764,7 +793,9 @@ async fn tcp(
                 }
                 Err(e) => {
                     // Out of descriptors, say: the connection waits in the backlog.
-                    warn!(listen = %listen, error = %e, "Cannot accept a syslog connection.");
+                    if shared.accept_log.due() {
+                        warn!(listen = %listen, error = %e, "Cannot accept a syslog connection (retrying every 100 ms).");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -874,12 +905,19 @@ fn open(
                 connection(&shared, &source, stream, peer, number, stop).await
             }
             (Transport::Tls, Some(acceptor)) => {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        connection(&shared, &source, stream, peer, number, stop).await
-                    }
-                    Ok(Err(e)) => handshake_failed(&shared, &listen, peer, &e.to_string()),
-                    Err(_) => handshake_failed(&shared, &listen, peer, "no handshake within 10 s"),
+                let mut stopped = stop.clone();
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                tokio::select! {
+                    done = handshake => match done {
+                        Ok(Ok(stream)) => {
+                            connection(&shared, &source, stream, peer, number, stop).await
+                        }
+                        Ok(Err(e)) => handshake_failed(&shared, &listen, peer, &e.to_string()),
+                        Err(_) => handshake_failed(&shared, &listen, peer, "no handshake within 10 s"),
+                    },
+                    // Stopping: a handshake not done yet is not waited for (no message
+                    // has come on it).
+                    _ = stopped.wait_for(|phase| *phase != Phase::Running) => {}
                 }
             }
             (Transport::Tls, None) => {
@@ -895,7 +933,7 @@ fn handshake_failed(shared: &Shared, listen: &Listen, peer: SocketAddr, error: &
         .syslog_tls_failures
         .fetch_add(1, Ordering::Relaxed)
         + 1;
-    if shared.refused_log.due() {
+    if shared.tls_log.due() {
         warn!(listen = %listen, sender = %peer, error, failed_in_all = failed, "Syslog TLS handshake failed; connection closed.");
     }
 }
@@ -913,6 +951,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let ip = peer.ip().to_canonical();
     let (identity, mut named) = shared.names.identity(ip);
+    let mut asked = std::time::Instant::now();
     let mut parser = LineParser::new(identity, shared.timezone);
     let sender = ip.to_string();
     let source_identity = format!("{source}|{peer}|{:016x}-{number}", shared.run);
@@ -943,14 +982,14 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         };
-        if !named {
-            // The sender's reverse name came in since: its messages take it from now.
+        if !named || asked.elapsed() >= senders::NAME_TTL {
+            // The sender's reverse name came in (or changed) since: its messages take
+            // it from now.
             let (identity, now_named) = shared.names.identity(ip);
-            if now_named {
-                named = true;
-                if parser.host() != &identity {
-                    parser = LineParser::new(identity, shared.timezone);
-                }
+            asked = std::time::Instant::now();
+            named = now_named;
+            if parser.host() != &identity {
+                parser = LineParser::new(identity, shared.timezone);
             }
         }
         let read_at = Utc::now();
@@ -1051,6 +1090,11 @@ impl UdpDrops {
             self.registry.set_drops_counted(&key, now);
         }
         self.sockets.push((key, copy));
+    }
+
+    /// Lets go of the copies (the sockets close with the listeners' own).
+    fn close(&mut self) {
+        self.sockets.clear();
     }
 
     /// Adds drops since the last count to the metrics (logged once a minute).

@@ -33,6 +33,48 @@ pub(super) async fn buffer_stage(
     stage: BufferStage,
     stop_rx: watch::Receiver<Stopping>,
 ) {
+    let metrics = Arc::clone(&stage.metrics);
+    fill(&mut events, stage, stop_rx).await;
+    // Ended early (a stop while the disk cannot be written): what waits in the channel
+    // is not buffered. Lines are read again after the restart; network messages are
+    // lost, and said so.
+    events.close();
+    let mut network = 0;
+    while let Ok(chunk) = events.try_recv() {
+        network += network_reads(&chunk);
+    }
+    report_network_lost(network, &metrics);
+}
+
+/// Reads of `chunk` with no position (network messages: nothing reads them again).
+fn network_reads(chunk: &Chunk) -> usize {
+    chunk
+        .reads()
+        .iter()
+        .filter(|read| !read.positioned())
+        .count()
+}
+
+/// Counts and logs network messages that will never be buffered.
+fn report_network_lost(events: usize, metrics: &Metrics) {
+    if events == 0 {
+        return;
+    }
+    metrics
+        .syslog_messages_lost
+        .fetch_add(events as u64, Ordering::Relaxed);
+    error!(
+        events,
+        "Stopping while the disk buffer cannot be written: these syslog messages cannot be read again and are lost."
+    );
+}
+
+/// [`buffer_stage`] until the inputs are gone or it must end early.
+async fn fill(
+    events: &mut mpsc::Receiver<Chunk>,
+    stage: BufferStage,
+    stop_rx: watch::Receiver<Stopping>,
+) {
     let BufferStage {
         disk,
         checkpoints,
@@ -203,6 +245,7 @@ impl Store<'_> {
                 if self.unsynced > 0 {
                     let committed = self.commit();
                     if !self.settle(committed).await {
+                        report_network_lost(network_reads(&chunk), self.metrics);
                         return Step::Stop;
                     }
                 }
@@ -311,24 +354,12 @@ impl Store<'_> {
                     error!(error = %e, "Cannot undo a failed write in the disk buffer.");
                 }
                 self.positions = Positions::default();
-                let network: usize = self
-                    .pending
-                    .iter()
-                    .map(|chunk| chunk.reads().iter().filter(|r| !r.positioned()).count())
-                    .sum();
+                let network: usize = self.pending.iter().map(network_reads).sum();
                 warn!(
                     events = events - network,
                     "Stopping while the disk buffer cannot be written; these lines are read again after the restart."
                 );
-                if network > 0 {
-                    self.metrics
-                        .syslog_messages_lost
-                        .fetch_add(network as u64, Ordering::Relaxed);
-                    error!(
-                        events = network,
-                        "Stopping while the disk buffer cannot be written: these syslog messages cannot be read again and are lost."
-                    );
-                }
+                report_network_lost(network, self.metrics);
                 return false;
             }
             tokio::time::sleep(backoff.next_delay()).await;

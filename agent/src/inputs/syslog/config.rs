@@ -187,10 +187,12 @@ impl SyslogInputConfig {
         let mut listen: Vec<Listen> = Vec::new();
         for text in &self.listen {
             let parsed = Listen::parse(text.trim()).map_err(|e| KeyError::new(key("listen"), e))?;
-            if listen.iter().any(|l| {
-                l.address == parsed.address
-                    && (l.transport == Transport::Udp) == (parsed.transport == Transport::Udp)
-            }) {
+            if parsed.address.port() != 0
+                && listen.iter().any(|l| {
+                    l.address == parsed.address
+                        && (l.transport == Transport::Udp) == (parsed.transport == Transport::Udp)
+                })
+            {
                 return Err(KeyError::new(
                     key("listen"),
                     format!("{text:?}: that address and port is listed twice"),

@@ -44,30 +44,36 @@ impl Datagrams {
     /// Receives what the socket holds, up to [`BATCH`] datagrams, without waiting
     /// (`WouldBlock` when there is none); returns how many.
     pub fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
+        // One raw pointer per buffer, taken once: element pointers come from it.
         let base = self.buf.as_mut_ptr();
+        let iovecs = self.iovecs.as_mut_ptr();
+        let addresses = self.addresses.as_mut_ptr();
+        let headers = self.headers.as_mut_ptr();
         for i in 0..BATCH {
-            self.iovecs[i] = libc::iovec {
-                // SAFETY: slot i lies within `buf` (BATCH slots).
-                iov_base: unsafe { base.add(i * self.slot) }.cast(),
-                iov_len: self.slot,
-            };
-            let header = &mut self.headers[i];
-            header.msg_hdr.msg_name =
-                (&mut self.addresses[i] as *mut libc::sockaddr_storage).cast();
-            header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_hdr.msg_iov = &mut self.iovecs[i];
-            header.msg_hdr.msg_iovlen = 1;
-            header.msg_hdr.msg_control = std::ptr::null_mut();
-            header.msg_hdr.msg_controllen = 0;
-            header.msg_hdr.msg_flags = 0;
-            header.msg_len = 0;
+            // SAFETY: i < BATCH, the length of `iovecs`, `addresses` and `headers`;
+            // slot i lies within `buf` (BATCH slots of `slot` bytes).
+            unsafe {
+                *iovecs.add(i) = libc::iovec {
+                    iov_base: base.add(i * self.slot).cast(),
+                    iov_len: self.slot,
+                };
+                let header = &mut *headers.add(i);
+                header.msg_hdr.msg_name = addresses.add(i).cast();
+                header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                header.msg_hdr.msg_iov = iovecs.add(i);
+                header.msg_hdr.msg_iovlen = 1;
+                header.msg_hdr.msg_control = std::ptr::null_mut();
+                header.msg_hdr.msg_controllen = 0;
+                header.msg_hdr.msg_flags = 0;
+                header.msg_len = 0;
+            }
         }
         // SAFETY: BATCH headers, each naming one iovec into `buf` and one
         // sockaddr_storage, all alive for the call.
         let received = unsafe {
             libc::recvmmsg(
                 fd,
-                self.headers.as_mut_ptr(),
+                headers,
                 BATCH as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
@@ -152,7 +158,16 @@ mod tests {
                 .send_to(b"a datagram longer than its slot", to)
                 .unwrap();
             let mut got = Vec::new();
-            while let Ok(n) = datagrams.receive(receiver.as_raw_fd()) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while got.len() < 41 && std::time::Instant::now() < deadline {
+                let n = match datagrams.receive(receiver.as_raw_fd()) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(e) => panic!("{e}"),
+                };
                 assert!(n <= BATCH);
                 for i in 0..n {
                     let datagram = datagrams.get(i);
