@@ -229,6 +229,18 @@ impl LineParser {
         context: &LineContext<'_>,
         then: impl FnOnce(&mut Draft<'_>) -> R,
     ) -> R {
+        self.parse_line_with(line, context, &[], then)
+    }
+
+    /// [`LineParser::parse_line`], with `details` the source gives (the syslog
+    /// listener's sender address) set on the event, borrowed as the context is.
+    pub fn parse_line_with<'c, R>(
+        &self,
+        line: &[u8],
+        context: &LineContext<'c>,
+        details: &[(&'static str, &'c str)],
+        then: impl FnOnce(&mut Draft<'_>) -> R,
+    ) -> R {
         // Valid UTF-8 (nearly every line) is borrowed; only bad bytes cost a copy. ASCII
         // (most lines) is told a word at a time, faster than UTF-8 is checked.
         let text = match line.is_ascii() {
@@ -263,6 +275,9 @@ impl LineParser {
         if let Some(body) = self.cef_prefixed(text, now_local, &mut event) {
             event.set_summary(Cow::Borrowed(body));
             self.finish(body, &mut event);
+            for (key, value) in details {
+                event.details.insert(*key, *value);
+            }
             return then(&mut event);
         }
         let (message, wall) = self.read_header(text, now_local, &mut zoned);
@@ -317,6 +332,9 @@ impl LineParser {
         }
         event.set_summary(Cow::Borrowed(body));
         self.finish(body, &mut event);
+        for (key, value) in details {
+            event.details.insert(*key, *value);
+        }
         then(&mut event)
     }
 

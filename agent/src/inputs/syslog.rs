@@ -540,15 +540,15 @@ impl Shared {
         };
         let mark = chunk.mark();
         let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            message.parser.parse_line(bytes, &context, |event| {
-                if truncated {
-                    event.details.insert(TRUNCATED, true);
-                }
-                event
-                    .details
-                    .insert(SENDERIPADDRESS, message.sender.to_string());
-                chunk.push_unpositioned(event);
-            })
+            let details = [(SENDERIPADDRESS, message.sender)];
+            message
+                .parser
+                .parse_line_with(bytes, &context, &details, |event| {
+                    if truncated {
+                        event.details.insert(TRUNCATED, true);
+                    }
+                    chunk.push_unpositioned(event);
+                })
         }));
         if parsed.is_err() {
             chunk.rollback(mark);
