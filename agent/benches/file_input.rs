@@ -6,7 +6,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +18,8 @@ use picket_agent::inputs::file::discover::Discovery;
 use picket_agent::metrics::Metrics;
 use picket_agent::parsers::{LineParser, TimeZoneChoice};
 
+mod support;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -28,17 +29,7 @@ fn big_file(mib: u64) -> PathBuf {
     if out.exists() {
         return out;
     }
-    let seed = root.join("target/bench-authlog-200000.log");
-    if !seed.exists() {
-        let status = Command::new("python3")
-            .arg(root.join("../shared/bench/gen_authlog.py"))
-            .args(["-n", "200000", "--seed", "42", "-o"])
-            .arg(&seed)
-            .status()
-            .expect("python3 runs");
-        assert!(status.success());
-    }
-    let block = std::fs::read(&seed).unwrap();
+    let block = std::fs::read(support::standard_workload("200000")).unwrap();
     let mut file = std::io::BufWriter::new(std::fs::File::create(&out).unwrap());
     let mut written = 0u64;
     while written < mib * 1024 * 1024 {

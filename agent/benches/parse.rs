@@ -4,8 +4,7 @@
 //! file to measure another mix, `PICKET_BENCH_LINES` to change the generated size,
 //! `PICKET_BENCH_ROUNDS` the passes (best is reported; 5).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -13,6 +12,8 @@ use picket_agent::host::HostIdentity;
 use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
 
 // The allocator the agent binary uses.
+mod support;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -21,19 +22,7 @@ fn workload() -> PathBuf {
         return PathBuf::from(path);
     }
     let lines = std::env::var("PICKET_BENCH_LINES").unwrap_or_else(|_| "200000".into());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = root.join(format!("target/bench-authlog-{lines}.log"));
-    if !out.exists() {
-        let generator = root.join("../shared/bench/gen_authlog.py");
-        let status = Command::new("python3")
-            .arg(&generator)
-            .args(["-n", &lines, "--seed", "42", "-o"])
-            .arg(&out)
-            .status()
-            .expect("python3 runs");
-        assert!(status.success(), "{} failed", generator.display());
-    }
-    out
+    support::standard_workload(&lines)
 }
 
 /// One pass over the lines: parse each into a borrowed draft and write its JSON line,

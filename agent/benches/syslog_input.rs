@@ -12,8 +12,6 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -25,23 +23,14 @@ use picket_agent::inputs::syslog::{Sockets, SyslogInput};
 use picket_agent::metrics::Metrics;
 use picket_agent::parsers::TimeZoneChoice;
 
+mod support;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The standard workload's lines, each behind `<38>` (auth.info).
 fn workload() -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let seed = root.join("target/bench-authlog-200000.log");
-    if !seed.exists() {
-        let status = Command::new("python3")
-            .arg(root.join("../shared/bench/gen_authlog.py"))
-            .args(["-n", "200000", "--seed", "42", "-o"])
-            .arg(&seed)
-            .status()
-            .expect("python3 runs");
-        assert!(status.success());
-    }
-    std::fs::read(&seed)
+    std::fs::read(support::standard_workload("200000"))
         .unwrap()
         .split(|b| *b == b'\n')
         .filter(|line| !line.is_empty())

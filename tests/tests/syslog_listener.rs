@@ -416,6 +416,48 @@ fn send_reconnecting(port: u16, total: usize, sent: &AtomicUsize) -> usize {
     reconnects
 }
 
+/// Once `progress` (what the sender has sent) passes a quarter of `total`, stops
+/// `agent` with SIGTERM (it must exit 0) and starts it again on its config in `dir`:
+/// the restart falls while the sender is mid-stream (by what it sent, not what was
+/// delivered, which may lag on a busy machine).
+fn restart_midway(
+    agent: &mut Agent,
+    dir: &Path,
+    progress: &AtomicUsize,
+    total: usize,
+    context: impl Fn() -> String,
+) -> Agent {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while progress.load(Ordering::Relaxed) < total / 4 {
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{}",
+            agent.service.log(),
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = agent.service.stop().expect("the agent stops");
+    assert!(status.success(), "{}", agent.service.log());
+    assert!(
+        progress.load(Ordering::Relaxed) < total,
+        "the sender finished before the restart"
+    );
+    Agent::start_with_config(dir, dir.join("agent.toml"))
+}
+
+/// Waits (at most 2 minutes) for `total` events at the sink, then holds them to
+/// exactly once each.
+fn assert_all_once(sink: &CountingSink, total: usize, context: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sink.events().len() < total && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Anything more (a duplicate) would come now.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_exactly_once(&sink.events(), total, context);
+}
+
 #[test]
 fn a_hundred_thousand_messages_over_tcp_arrive_exactly_once_across_a_restart() {
     const TOTAL: usize = 100_000;
@@ -427,29 +469,10 @@ fn a_hundred_thousand_messages_over_tcp_arrive_exactly_once_across_a_restart() {
     let sent = Arc::new(AtomicUsize::new(0));
     let progress = Arc::clone(&sent);
     let sender = std::thread::spawn(move || send_reconnecting(tcp, TOTAL, &progress));
-    // Restart the agent while the sender is in the middle (by what it sent: the
-    // deliveries may lag behind on a busy machine).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sent.load(Ordering::Relaxed) < TOTAL / 4 {
-        assert!(Instant::now() < deadline, "{}", agent.service.log());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let status = agent.service.stop().expect("the agent stops");
-    assert!(status.success(), "{}", agent.service.log());
-    assert!(
-        sent.load(Ordering::Relaxed) < TOTAL,
-        "the sender finished before the restart"
-    );
-    let config = dir.path().join("agent.toml");
-    let agent = Agent::start_with_config(dir.path(), config);
+    let agent = restart_midway(&mut agent, dir.path(), &sent, TOTAL, String::new);
     let reconnects = sender.join().expect("the sender");
     assert!(reconnects >= 1, "the sender never saw the agent's close");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while sink.events().len() < TOTAL && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    assert_exactly_once(&sink.events(), TOTAL, &agent.service.log());
+    assert_all_once(&sink, TOTAL, &agent.service.log());
 }
 
 #[test]
@@ -495,32 +518,10 @@ if $programname == "sshd" then action(type="omfwd" target="127.0.0.1" port="{tcp
         }
         progress.store(TOTAL, Ordering::Relaxed);
     });
-    // Restart the agent while the lines are being written (after a quarter).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while written.load(Ordering::Relaxed) < TOTAL / 4 || sink.events().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "{}\n{}",
-            agent.service.log(),
-            rsyslog.output()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let status = agent.service.stop().expect("the agent stops");
-    assert!(status.success(), "{}", agent.service.log());
-    assert!(
-        written.load(Ordering::Relaxed) < TOTAL,
-        "the lines were all written before the restart"
-    );
-    let agent = Agent::start_with_config(&agent_dir, agent_dir.join("agent.toml"));
+    let agent = restart_midway(&mut agent, &agent_dir, &written, TOTAL, || rsyslog.output());
     writer.join().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while sink.events().len() < TOTAL && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    assert_exactly_once(
-        &sink.events(),
+    assert_all_once(
+        &sink,
         TOTAL,
         &format!("{}\n{}", agent.service.log(), rsyslog.output()),
     );
