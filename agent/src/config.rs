@@ -8,7 +8,8 @@
 //! `[agent.buffer]` in [`crate::buffer::config`], `[agent.inputs.file]` in
 //! [`crate::inputs::file::config`], `[agent.inputs.journald]` in
 //! [`crate::inputs::journald::config`], `[agent.inputs.syslog]` in
-//! [`crate::inputs::syslog::config`], `[agent.shippers]` in [`crate::shippers::config`]
+//! [`crate::inputs::syslog::config`], `[agent.api]` in [`crate::api::config`],
+//! `[agent.shippers]` in [`crate::shippers::config`]
 //! and each shipper's `config.rs`.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use crate::host::{self, HostIdentity};
 use crate::parsers::TimeZoneChoice;
 use crate::shippers::common::Batching;
 
+pub use crate::api::config::{ApiConfig, ApiSettings};
 pub use crate::buffer::config::{BufferConfig, BufferSettings, WhenFull};
 pub use crate::inputs::StartAt;
 pub use crate::inputs::file::config::{FileInputConfig, FileInputSettings};
@@ -29,6 +31,7 @@ pub use crate::inputs::syslog::config::{SyslogInputConfig, SyslogSettings};
 pub use crate::shippers::amqp::config::{AmqpAuth, AmqpSettings, AmqpShipperConfig};
 pub use crate::shippers::config::{ShipperSettings, ShippersConfig};
 pub use crate::shippers::http::config::{HttpSettings, HttpShipperConfig};
+pub use picket_common::logging::LogFormat;
 pub use picket_common::tls::{ClientCertificate, TlsFiles};
 
 pub use picket_common::config::{ConfigError, KeyError, Sources};
@@ -74,8 +77,17 @@ pub struct AgentConfig {
     /// `[agent.shippers]`.
     #[serde(default)]
     pub shippers: ShippersConfig,
+    /// `[agent.api]`.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// `text` (the default) or `json` (one object per line) for the agent's own logs.
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// Seconds between heartbeat events (0: none).
-    #[serde(default = "default_heartbeat_secs")]
+    #[serde(
+        default = "default_heartbeat_secs",
+        deserialize_with = "picket_common::units::secs"
+    )]
     pub heartbeat_secs: u64,
 }
 
@@ -100,6 +112,8 @@ impl Default for AgentConfig {
             inputs: InputsConfig::default(),
             buffer: BufferConfig::default(),
             shippers: ShippersConfig::default(),
+            api: ApiConfig::default(),
+            log_format: LogFormat::default(),
             heartbeat_secs: default_heartbeat_secs(),
         }
     }
@@ -138,6 +152,9 @@ pub struct Settings {
     pub batching: Batching,
     /// Every this often an `agent heartbeat` event is emitted; `None`: never.
     pub heartbeat: Option<Duration>,
+    /// The local `/metrics` and `/health` listener, when on.
+    pub api: Option<ApiSettings>,
+    pub log_format: LogFormat,
 }
 
 impl ConfigFile {
@@ -193,6 +210,7 @@ impl AgentConfig {
             .map_err(|e| sources.invalid(e))?;
         let syslog = self.inputs.syslog.build().map_err(|e| sources.invalid(e))?;
         let buffer = self.buffer.build().map_err(|e| sources.invalid(e))?;
+        let api = self.api.build().map_err(|e| sources.invalid(e))?;
         let host = host::identity(self.hostname.as_deref(), self.host_id.as_deref());
         Ok(Settings {
             host,
@@ -205,6 +223,8 @@ impl AgentConfig {
             shipper,
             batching,
             heartbeat: (self.heartbeat_secs > 0).then(|| Duration::from_secs(self.heartbeat_secs)),
+            api,
+            log_format: self.log_format,
         })
     }
 }

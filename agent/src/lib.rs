@@ -12,7 +12,8 @@
 //! - [`checkpoint`]: read positions on disk.
 //! - [`datadir`]: whether `data_dir` can be trusted with them and the buffer.
 //! - [`buffer`]: the disk buffer (segment log).
-//! - [`metrics`]: the counters.
+//! - [`metrics`]: the counters, and the state `/health` reports.
+//! - [`api`]: the local `/metrics` and `/health` listener (`[agent.api]`).
 //! - [`footprint`]: giving back the pages start-up mapped.
 //! - [`service`]: the agent as a process: [`run`] until a shutdown, [`serve`] until
 //!   SIGTERM with SIGHUP reloads.
@@ -22,6 +23,7 @@
 //!
 //! `main.rs` parses the command line and calls [`serve`].
 
+pub mod api;
 pub mod buffer;
 pub mod checkpoint;
 pub mod config;

@@ -1,7 +1,6 @@
 //! `picket-agent`: parse the command line, load the config, start logging, run.
 //! Exit codes: 0 ok, 1 runtime failure, 78 bad configuration (`EX_CONFIG`).
 
-use std::io::IsTerminal as _;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +13,6 @@ use picket_agent::datadir;
 use picket_agent::host::{self, HostIdentity};
 use picket_agent::parsers::unrecognized::Report;
 use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
-use tracing_subscriber::EnvFilter;
 
 const EX_CONFIG: u8 = 78;
 
@@ -91,13 +89,10 @@ enum ReportFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // `run` logs in the configured format, once the configuration is read.
+    if !matches!(cli.command, Command::Run) {
+        picket_common::logging::init(picket_common::logging::LogFormat::Text);
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Run => {
@@ -111,6 +106,7 @@ fn main() -> ExitCode {
                 Ok(settings) => settings,
                 Err(code) => return code,
             };
+            picket_common::logging::init(settings.log_format);
             let result = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -132,11 +128,13 @@ fn main() -> ExitCode {
                     // unit's) fault: systemd does not restart on EX_CONFIG. Other
                     // listen errors (address in use, not yet up) may pass.
                     let forbidden = e.chain().any(|cause| {
-                        matches!(
-                            cause.downcast_ref::<picket_agent::RunError>(),
-                            Some(picket_agent::RunError::Listen(listen))
-                                if listen.source.kind() == std::io::ErrorKind::PermissionDenied
-                        )
+                        let denied =
+                            |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+                        match cause.downcast_ref::<picket_agent::RunError>() {
+                            Some(picket_agent::RunError::Listen(listen)) => denied(&listen.source),
+                            Some(picket_agent::RunError::Api(api)) => denied(&api.source),
+                            _ => false,
+                        }
                     });
                     if forbidden {
                         ExitCode::from(EX_CONFIG)

@@ -2,10 +2,14 @@
 //! counted here and logged where it happens; the totals are logged at shutdown.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
+use picket_parsers::ParseCounts;
 use tracing::info;
+
+use crate::buffer::DiskBuffer;
 
 /// Counters shared by the input and the shipper.
 #[derive(Debug, Default)]
@@ -65,6 +69,85 @@ pub struct Metrics {
     /// Syslog messages read but never buffered: the buffer stage was gone, or a stop
     /// came while the disk could not be written (logged where it happened).
     pub syslog_messages_lost: AtomicU64,
+    /// What each parser read and did not recognise, per input.
+    pub parsed_file: Arc<ParseCounts>,
+    pub parsed_journald: Arc<ParseCounts>,
+    pub parsed_syslog: Arc<ParseCounts>,
+    /// What `/health` reports.
+    pub health: Health,
+}
+
+/// The running pipeline's state for `/health` and `/metrics`' gauges: set where it
+/// changes, read by the API.
+#[derive(Default)]
+pub struct Health {
+    /// A pipeline runs (false at start, between the pipelines of a reload, and after
+    /// the stop).
+    pub running: AtomicBool,
+    /// The running pipeline's disk buffer and its `max_bytes`.
+    pub buffer: Mutex<Option<(Arc<Mutex<DiskBuffer>>, u64)>>,
+    /// Delivery has failed since, and the last reason (cleared by a delivery).
+    pub delivery: Trouble,
+    /// Writing the disk buffer has failed since, and why (cleared when it works).
+    pub buffer_write: Trouble,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("running", &self.running)
+            .field("delivery", &self.delivery)
+            .field("buffer_write", &self.buffer_write)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Health {
+    /// A pipeline runs on `buffer`.
+    pub fn started(&self, buffer: &Arc<Mutex<DiskBuffer>>, max_bytes: u64) {
+        if let Ok(mut held) = self.buffer.lock() {
+            *held = Some((Arc::clone(buffer), max_bytes));
+        }
+        self.running.store(true, Ordering::Relaxed);
+    }
+
+    /// The pipeline stops (a reload's next one, if any, says so again).
+    pub fn stopped(&self) {
+        self.running.store(false, Ordering::Relaxed);
+        if let Ok(mut held) = self.buffer.lock() {
+            *held = None;
+        }
+    }
+}
+
+/// A trouble that lasts until it is cleared: since when, and the latest reason.
+#[derive(Debug, Default)]
+pub struct Trouble(Mutex<Option<(SystemTime, String)>>);
+
+impl Trouble {
+    /// The trouble is (still) there, for `reason`.
+    pub fn set(&self, reason: impl std::fmt::Display) {
+        if let Ok(mut state) = self.0.lock() {
+            let since = state
+                .as_ref()
+                .map_or_else(SystemTime::now, |(since, _)| *since);
+            *state = Some((since, reason.to_string()));
+        }
+    }
+
+    /// The trouble has passed.
+    pub fn clear(&self) {
+        if let Ok(mut state) = self.0.lock()
+            && state.is_some()
+        {
+            *state = None;
+        }
+    }
+
+    /// Since when, and why; `None` when there is none.
+    pub fn get(&self) -> Option<(SystemTime, String)> {
+        self.0.lock().ok().and_then(|state| state.clone())
+    }
 }
 
 impl Metrics {

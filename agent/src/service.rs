@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{error, info};
 
+use crate::api::Api;
 use crate::config::{ConfigError, Settings};
 use crate::inputs::syslog::Sockets;
 use crate::metrics::Metrics;
@@ -56,8 +57,12 @@ pub async fn serve(
     let mut int = listen(SignalKind::interrupt(), "SIGINT")?;
     let mut hup = listen(SignalKind::hangup(), "SIGHUP")?;
     let metrics = Arc::new(Metrics::default());
-    // The syslog listener's sockets stay bound across reloads.
+    // The syslog listener's sockets stay bound across reloads, and so does the API's.
     let sockets = Sockets::default();
+    let mut api = match &settings.api {
+        Some(api) => Some(Api::start(api.clone(), Arc::clone(&metrics)).await?),
+        None => None,
+    };
     let result = loop {
         let (stop_tx, stop_rx) = watch::channel(Stopping::No);
         let running = pipeline::run_once(settings.clone(), Arc::clone(&metrics), &sockets, stop_rx);
@@ -96,10 +101,15 @@ pub async fn serve(
                             }) => error!(
                                 "Reload refused, the running configuration stays: {e}"
                             ),
-                            Ok(_) => {
-                                next = Some(new);
-                                let _ = stop_tx.send(Stopping::Reload);
-                            }
+                            Ok(_) => match restart_api(&mut api, &new, &metrics).await {
+                                Err(e) => error!(
+                                    "Reload refused, the running configuration stays: {e}"
+                                ),
+                                Ok(()) => {
+                                    next = Some(new);
+                                    let _ = stop_tx.send(Stopping::Reload);
+                                }
+                            },
                         },
                         Err(e) => error!(
                             "Reload refused, the running configuration stays: {e}"
@@ -119,4 +129,27 @@ pub async fn serve(
     metrics.log_totals();
     info!("Agent stopped.");
     result
+}
+
+/// Moves the API listener to the reloaded settings: a new address is bound before the
+/// old listener stops (an error leaves it running); no `[agent.api]` stops it.
+async fn restart_api(
+    api: &mut Option<Api>,
+    new: &Settings,
+    metrics: &Arc<Metrics>,
+) -> Result<(), crate::api::ApiError> {
+    if api.as_ref().map(Api::settings) == new.api.as_ref() {
+        return Ok(());
+    }
+    // Only `unhealthy_after` changed: the port must be let go before it is bound again.
+    if let (Some(running), Some(wanted)) = (api.as_ref(), &new.api)
+        && running.settings().listen == wanted.listen
+    {
+        *api = None;
+    }
+    *api = match &new.api {
+        Some(settings) => Some(Api::start(settings.clone(), Arc::clone(metrics)).await?),
+        None => None,
+    };
+    Ok(())
 }

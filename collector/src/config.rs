@@ -23,6 +23,7 @@ use crate::http::config::{HttpConfig, HttpSettings};
 use crate::stores::config::{StoreSettings, StoresConfig};
 
 pub use picket_common::config::{ConfigError, KeyError, Sources};
+pub use picket_common::logging::LogFormat;
 
 /// The whole file. The agent's table may sit beside ours (one file for a demo or a
 /// small site); the collector ignores it.
@@ -72,6 +73,10 @@ pub struct CollectorConfig {
     /// The same for times ahead of reception, in hours (clock skew, a wrong time zone).
     #[serde(default = "default_max_event_future_hours")]
     pub max_event_future_hours: u32,
+    /// `text` (the default) or `json` (one object per line) for the collector's own
+    /// logs.
+    #[serde(default)]
+    pub log_format: LogFormat,
 }
 
 fn default_max_event_age_days() -> u32 {
@@ -96,6 +101,7 @@ impl Default for CollectorConfig {
             cli: CliConfig::default(),
             max_event_age_days: default_max_event_age_days(),
             max_event_future_hours: default_max_event_future_hours(),
+            log_format: LogFormat::default(),
         }
     }
 }
@@ -110,6 +116,7 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// How far from its reception an event's time may be before it is retimed.
     pub time_window: mozdef::normalize::TimeWindow,
+    pub log_format: LogFormat,
 }
 
 impl ConfigFile {
@@ -149,6 +156,7 @@ impl CollectorConfig {
                     .then(|| chrono::Duration::days(i64::from(self.max_event_age_days))),
                 max_future: chrono::Duration::hours(i64::from(self.max_event_future_hours)),
             },
+            log_format: self.log_format,
         })
     }
 }

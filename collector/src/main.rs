@@ -1,7 +1,6 @@
 //! `picket-collector`: parse the command line, load the config, start logging, run.
 //! Exit codes: 0 ok, 1 runtime failure, 78 bad configuration (`EX_CONFIG`).
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,7 +9,6 @@ use clap::{Parser, Subcommand};
 use picket_collector::cli as commands;
 use picket_collector::cli::client::RemoteSearch;
 use picket_collector::config::ConfigFile;
-use tracing_subscriber::EnvFilter;
 
 const EX_CONFIG: u8 = 78;
 
@@ -146,13 +144,10 @@ enum Command {
 fn main() -> ExitCode {
     release_freed_memory_promptly();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // `serve` logs in the configured format, once the configuration is read.
+    if !matches!(cli.command, Command::Serve) {
+        picket_common::logging::init(picket_common::logging::LogFormat::Text);
+    }
     // Every TLS client in this process uses ring; installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
@@ -262,6 +257,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
         Ok(settings) => settings,
         Err(code) => return code,
     };
+    picket_common::logging::init(settings.log_format);
     raise_open_file_limit(settings.http.max_concurrent_requests);
     let result = commands::runtime().and_then(|rt| {
         rt.block_on(picket_collector::run(

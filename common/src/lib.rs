@@ -5,10 +5,13 @@
 //!   [`config::ConfigError`] from the root).
 //! - [`secret`]: `*_file` secrets (the environment variable wins) held in a
 //!   [`secret::Secret`] that never prints.
+//! - [`units`]: sizes (`"256MiB"`) and durations (`"60s"`) in config keys.
 //! - [`tls`]: PEM CA bundles and client certificates, read and checked at load time.
+//! - [`logging`]: the binaries' own logs, text or JSON.
 //! - [`http_client`]: the reqwest client both binaries build, and [`http_client::error_chain`].
 //! - [`amqp`]: a RabbitMQ endpoint (URL, login, TLS) checked from config and connected to.
 //! - [`backoff`]: the one retry delay policy.
+//! - [`prometheus`]: writing the Prometheus text format.
 //! - [`ratelog`]: logging a repeated condition at most once a period.
 //! - [`wal`]: the write-ahead log (segments of CRC-checked records, group fsync, an
 //!   acknowledgement point, recovery) under the agent's disk buffer.
@@ -20,7 +23,10 @@ pub mod amqp;
 pub mod backoff;
 pub mod config;
 pub mod http_client;
+pub mod logging;
+pub mod prometheus;
 pub mod ratelog;
 pub mod secret;
 pub mod tls;
+pub mod units;
 pub mod wal;

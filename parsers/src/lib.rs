@@ -20,6 +20,7 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 
 use chrono::{
     DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
@@ -35,6 +36,7 @@ use self::clock::*;
 use self::header::*;
 use crate::host::HostIdentity;
 use common::TrimFast;
+pub use counts::ParseCounts;
 pub use draft::Draft;
 use draft::Stamp;
 
@@ -43,6 +45,7 @@ mod cef;
 mod clock;
 mod common;
 pub mod context;
+mod counts;
 pub mod draft;
 mod dropbear;
 pub mod failures;
@@ -142,6 +145,8 @@ pub struct LineParser {
     processes: RefCell<context::Processes>,
     /// PAM's failures not yet matched by sudo's or su's own line ([`failures`]).
     failures: RefCell<failures::Failures>,
+    /// Where what each parser read is counted, when anywhere ([`LineParser::counting`]).
+    counts: Option<Arc<ParseCounts>>,
 }
 
 /// A year [`year_by_day`] decided: for (month, day) read on `on`.
@@ -173,7 +178,15 @@ impl LineParser {
             year: Cell::new(None),
             processes: RefCell::new(context::Processes::default()),
             failures: RefCell::new(failures::Failures::default()),
+            counts: None,
         }
+    }
+
+    /// This parser, counting what each parser reads (and does not recognise) in
+    /// `counts`.
+    pub fn counting(mut self, counts: Arc<ParseCounts>) -> LineParser {
+        self.counts = Some(counts);
+        self
     }
 
     /// The host whose lines this parser reads.
@@ -482,27 +495,46 @@ impl LineParser {
     /// `syslog` when none recognised it. CEF and JSON are told by the message, the
     /// others by the program.
     fn dispatch<'a>(&self, message: &'a str, event: &mut Draft<'a>) -> &'static str {
+        let (parser, tried) = self.dispatch_inner(message, event);
+        if let Some(counts) = &self.counts {
+            counts.parsed(parser);
+            if let Some(tried) = tried {
+                counts.unrecognised(tried);
+            }
+        }
+        parser
+    }
+
+    /// [`LineParser::dispatch`], and the parser that was handed the line and did not
+    /// recognise it (CEF by its text, a program's by its name).
+    fn dispatch_inner<'a>(
+        &self,
+        message: &'a str,
+        event: &mut Draft<'a>,
+    ) -> (&'static str, Option<&'static str>) {
         if let Some(text) = cef::detect(message) {
             if cef::parse(text, event, self.timezone) {
-                return cef::ID;
+                return (cef::ID, None);
             }
-            return SYSLOG_PARSER;
+            return (SYSLOG_PARSER, Some(cef::ID));
         }
         if json::looks_like_json(message) && json::parse(message, event) {
-            return json::ID;
+            return (json::ID, None);
         }
-        let recognised = program_parser(&event.processname)
-            .and_then(|(id, parse)| parse(message, event).then_some(id));
-        if let Some(id) = recognised {
-            return id;
+        let mut tried = None;
+        if let Some((id, parse)) = program_parser(&event.processname) {
+            if parse(message, event) {
+                return (id, None);
+            }
+            tried = Some(id);
         }
         forget_parse(event);
         // PAM modules write the same lines whatever program loads them.
         if pam::parse(message, event) {
-            return pam::ID;
+            return (pam::ID, None);
         }
         forget_parse(event);
-        SYSLOG_PARSER
+        (SYSLOG_PARSER, tried)
     }
 }
 

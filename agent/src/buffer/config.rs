@@ -22,13 +22,22 @@ pub enum WhenFull {
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
     /// Most bytes of undelivered events kept on disk.
-    #[serde(default = "default_buffer_max_bytes")]
+    #[serde(
+        default = "default_buffer_max_bytes",
+        deserialize_with = "picket_common::units::bytes"
+    )]
     pub max_bytes: u64,
     /// Size of one segment file, in bytes.
-    #[serde(default = "default_segment_max_bytes")]
+    #[serde(
+        default = "default_segment_max_bytes",
+        deserialize_with = "picket_common::units::bytes"
+    )]
     pub segment_max_bytes: u64,
     /// Longest time between two fsyncs while events arrive, in milliseconds.
-    #[serde(default = "default_sync_interval_ms")]
+    #[serde(
+        default = "default_sync_interval_ms",
+        deserialize_with = "picket_common::units::millis"
+    )]
     pub sync_interval_ms: u64,
     /// `block` or `drop_newest`.
     #[serde(default = "default_when_full")]

@@ -499,6 +499,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// A parser for one sender's messages, counting into the listener's counters.
+    fn parser(&self, identity: HostIdentity) -> LineParser {
+        LineParser::new(identity, self.timezone).counting(Arc::clone(&self.metrics.parsed_syslog))
+    }
+
     /// Whether `peer` may send; counted and logged when not.
     fn admit(&self, listen: &Listen, peer: SocketAddr) -> bool {
         if senders::allowed(&self.settings.allowed_senders, peer.ip()) {
@@ -760,7 +765,7 @@ fn udp_sender<'a>(
                 senders.insert(
                     ip,
                     UdpSender {
-                        parser: LineParser::new(identity, shared.timezone),
+                        parser: shared.parser(identity),
                         address: ip.to_string(),
                         named,
                         asked,
@@ -952,7 +957,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     let ip = peer.ip().to_canonical();
     let (identity, mut named) = shared.names.identity(ip);
     let mut asked = std::time::Instant::now();
-    let mut parser = LineParser::new(identity, shared.timezone);
+    let mut parser = shared.parser(identity);
     let sender = ip.to_string();
     let source_identity = format!("{source}|{peer}|{:016x}-{number}", shared.run);
     let mut framer = Framer::new(shared.settings.max_message_bytes);
@@ -989,7 +994,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             asked = std::time::Instant::now();
             named = now_named;
             if parser.host() != &identity {
-                parser = LineParser::new(identity, shared.timezone);
+                parser = shared.parser(identity);
             }
         }
         let read_at = Utc::now();

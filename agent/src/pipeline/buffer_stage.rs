@@ -333,6 +333,7 @@ impl Store<'_> {
         let events: usize = self.pending.iter().map(Chunk::len).sum();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
+            self.metrics.health.buffer_write.set(&error);
             if self.write_log.due() {
                 error!(
                     error = %error,
@@ -374,6 +375,7 @@ impl Store<'_> {
             });
             match appended.and_then(|()| self.commit()) {
                 Ok(()) => {
+                    self.metrics.health.buffer_write.clear();
                     info!(events, "Disk buffer writable again; inputs resume.");
                     return true;
                 }

@@ -56,6 +56,8 @@ pub enum RunError {
     DataDir(#[from] datadir::DataDirError),
     #[error(transparent)]
     Listen(#[from] ListenError),
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
 }
 
 /// What the pipeline has been asked to do.
@@ -123,6 +125,7 @@ pub(crate) async fn run_once(
         }
     };
     let disk = Arc::new(Mutex::new(disk));
+    metrics.health.started(&disk, settings.buffer.max_bytes);
     let synced = Arc::new(tokio::sync::Notify::new());
     let mut writer = tokio::spawn(buffer_stage(
         events_rx,
@@ -166,6 +169,7 @@ pub(crate) async fn run_once(
     });
     ship.run(&mut writer).await;
     release.abort();
+    metrics.health.stopped();
 
     ship.stop.stop_input.store(true, Ordering::Relaxed);
     let writer_done = ship.writer_done;
@@ -193,7 +197,8 @@ fn start_inputs(
 ) -> Result<Vec<std::thread::JoinHandle<()>>, RunError> {
     let input = FileInput {
         settings: settings.file.clone(),
-        parser: LineParser::new(settings.host.clone(), settings.timezone),
+        parser: LineParser::new(settings.host.clone(), settings.timezone)
+            .counting(Arc::clone(&metrics.parsed_file)),
         checkpoints: Arc::clone(checkpoints),
         metrics: Arc::clone(metrics),
     };
@@ -213,7 +218,8 @@ fn start_inputs(
     if let Some(journal) = &settings.journald {
         let journald = JournaldInput {
             settings: journal.clone(),
-            parser: LineParser::new(settings.host.clone(), settings.timezone),
+            parser: LineParser::new(settings.host.clone(), settings.timezone)
+                .counting(Arc::clone(&metrics.parsed_journald)),
             checkpoints: Arc::clone(checkpoints),
             metrics: Arc::clone(metrics),
         };

@@ -203,6 +203,7 @@ impl Delivery {
                             .bytes_shipped
                             .fetch_add(part.bytes().len() as u64, Ordering::Relaxed);
                         debug!(events = part.len(), "Batch delivered.");
+                        self.metrics.health.delivery.clear();
                         attempt = 0;
                         break;
                     }
@@ -219,6 +220,8 @@ impl Delivery {
                         break;
                     }
                     Outcome::Reject { reason, .. } => {
+                        // The collector answered: delivery works.
+                        self.metrics.health.delivery.clear();
                         let records: Vec<&[u8]> = part.iter().collect();
                         self.dead_letter(&reason, &records);
                         self.metrics
@@ -228,6 +231,7 @@ impl Delivery {
                     }
                     Outcome::Retry { reason, after } => {
                         self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.health.delivery.set(&reason);
                         let delay = after
                             .unwrap_or_else(|| backoff::delay(FIRST_BACKOFF, MAX_BACKOFF, attempt))
                             .min(MAX_BACKOFF);

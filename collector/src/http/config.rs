@@ -22,11 +22,17 @@ pub struct HttpConfig {
     #[serde(default = "default_listen")]
     pub listen: String,
     /// Largest request body accepted, in bytes; larger bodies get 413.
-    #[serde(default = "default_max_body_bytes")]
+    #[serde(
+        default = "default_max_body_bytes",
+        deserialize_with = "picket_common::units::bytes_usize"
+    )]
     pub max_body_bytes: usize,
     /// Largest single event accepted, in bytes (its JSON text); larger ones are refused
     /// by position (413 when a request holds nothing else).
-    #[serde(default = "default_max_event_bytes")]
+    #[serde(
+        default = "default_max_event_bytes",
+        deserialize_with = "picket_common::units::bytes_usize"
+    )]
     pub max_event_bytes: usize,
     /// PEM certificate chain; with `tls_key_file`, the API speaks HTTPS only.
     #[serde(default)]
@@ -56,7 +62,10 @@ pub struct HttpConfig {
     #[serde(default)]
     pub open_reads: bool,
     /// Longest a request may take, reading its body included, in seconds.
-    #[serde(default = "default_request_timeout_secs")]
+    #[serde(
+        default = "default_request_timeout_secs",
+        deserialize_with = "picket_common::units::secs"
+    )]
     pub request_timeout_secs: u64,
     /// Most requests handled at once; more wait for a slot (their bodies unread)
     /// up to `queue_timeout_ms`, then are answered 503 with `Retry-After`.
@@ -65,17 +74,26 @@ pub struct HttpConfig {
     pub max_concurrent_requests: usize,
     /// Longest a request over `max_concurrent_requests` waits for a slot, in
     /// milliseconds. 0: refused at once.
-    #[serde(default = "default_queue_timeout_ms")]
+    #[serde(
+        default = "default_queue_timeout_ms",
+        deserialize_with = "picket_common::units::millis"
+    )]
     pub queue_timeout_ms: u64,
     /// Most events (items) one request may hold; more get 413.
     #[serde(default = "default_max_events_per_request")]
     pub max_events_per_request: usize,
     /// Longest a client may take to send a request's headers, in seconds; then the
     /// connection is closed.
-    #[serde(default = "default_header_timeout_secs")]
+    #[serde(
+        default = "default_header_timeout_secs",
+        deserialize_with = "picket_common::units::secs"
+    )]
     pub header_timeout_secs: u64,
     /// A keep-alive connection with no request for this long is closed, in seconds.
-    #[serde(default = "default_idle_timeout_secs")]
+    #[serde(
+        default = "default_idle_timeout_secs",
+        deserialize_with = "picket_common::units::secs"
+    )]
     pub idle_timeout_secs: u64,
     /// Slowest a request body may arrive, in bytes per second, after its first five
     /// seconds; slower gets 408 (a trickling body must not hold a request slot for the
@@ -91,7 +109,10 @@ pub struct HttpConfig {
     pub max_connections_per_address: usize,
     /// Largest search answer, in bytes of events: a search stops adding events once
     /// they reach it and says `"truncated": true`.
-    #[serde(default = "default_max_response_bytes")]
+    #[serde(
+        default = "default_max_response_bytes",
+        deserialize_with = "picket_common::units::bytes_usize"
+    )]
     pub max_response_bytes: usize,
     /// `[collector.http.elasticsearch]`: what the Elasticsearch face says of itself.
     #[serde(default)]

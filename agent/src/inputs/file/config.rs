@@ -28,22 +28,37 @@ pub struct FileInputConfig {
     pub start_at: StartAt,
     /// How often to look for new lines when no change notification comes, in
     /// milliseconds (with inotify working, at most once a second).
-    #[serde(default = "default_poll_interval_ms")]
+    #[serde(
+        default = "default_poll_interval_ms",
+        deserialize_with = "picket_common::units::millis"
+    )]
     pub poll_interval_ms: u64,
     /// How often to expand `paths` again for new files, in milliseconds (created files
     /// are also found at once when inotify reports them).
-    #[serde(default = "default_scan_interval_ms")]
+    #[serde(
+        default = "default_scan_interval_ms",
+        deserialize_with = "picket_common::units::millis"
+    )]
     pub scan_interval_ms: u64,
     /// How long a rotated-away or deleted file is still read after its last new byte,
     /// in seconds (writers append until they reopen).
-    #[serde(default = "default_rotated_idle_secs")]
+    #[serde(
+        default = "default_rotated_idle_secs",
+        deserialize_with = "picket_common::units::secs"
+    )]
     pub rotated_idle_secs: u64,
     /// How long a last line without its newline waits before it is sent as it is, in
     /// milliseconds.
-    #[serde(default = "default_partial_line_flush_ms")]
+    #[serde(
+        default = "default_partial_line_flush_ms",
+        deserialize_with = "picket_common::units::millis"
+    )]
     pub partial_line_flush_ms: u64,
     /// Longest line kept whole, in bytes.
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(
+        default = "default_max_line_bytes",
+        deserialize_with = "picket_common::units::bytes_usize"
+    )]
     pub max_line_bytes: usize,
 }
 

@@ -34,7 +34,10 @@ pub struct SyslogInputConfig {
     pub client_ca_file: Option<PathBuf>,
     /// Longest message kept whole; a longer one is kept cut, flagged
     /// `details.truncated`.
-    #[serde(default = "default_max_message_bytes")]
+    #[serde(
+        default = "default_max_message_bytes",
+        deserialize_with = "picket_common::units::bytes_usize"
+    )]
     pub max_message_bytes: usize,
     /// TCP and TLS connections open at once (over all listeners); more are closed at
     /// once, counted and logged. Each holds up to about twice `max_message_bytes`
@@ -56,7 +59,10 @@ pub struct SyslogInputConfig {
     /// The UDP sockets' receive buffer: what a burst can fill while the agent is busy
     /// before the kernel drops datagrams (the kernel caps it at
     /// `net.core.rmem_max` unless the agent may raise it).
-    #[serde(default = "default_udp_receive_buffer_bytes")]
+    #[serde(
+        default = "default_udp_receive_buffer_bytes",
+        deserialize_with = "picket_common::units::bytes_usize"
+    )]
     pub udp_receive_buffer_bytes: usize,
 }
 

@@ -57,7 +57,10 @@ pub struct AmqpShipperConfig {
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
     /// Longest wait for the broker to connect or confirm, in seconds.
-    #[serde(default = "default_timeout_secs")]
+    #[serde(
+        default = "default_timeout_secs",
+        deserialize_with = "picket_common::units::secs"
+    )]
     pub timeout_secs: u64,
 }
 

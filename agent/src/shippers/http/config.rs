@@ -32,7 +32,10 @@ pub struct HttpShipperConfig {
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
     /// Longest wait for one request, in seconds.
-    #[serde(default = "default_timeout_secs")]
+    #[serde(
+        default = "default_timeout_secs",
+        deserialize_with = "picket_common::units::secs"
+    )]
     pub timeout_secs: u64,
     /// Compress request bodies with gzip (about 8x fewer bytes on the wire for about
     /// 1.2 µs of CPU per event). Unset: on for a collector on another host, off for one

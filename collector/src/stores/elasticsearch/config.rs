@@ -32,14 +32,23 @@ pub struct ElasticsearchConfig {
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Longest one request to the cluster may take, in seconds.
-    #[serde(default = "default_es_timeout_secs")]
+    #[serde(
+        default = "default_es_timeout_secs",
+        deserialize_with = "picket_common::units::secs"
+    )]
     pub timeout_secs: u64,
     /// How long documents the cluster refuses for now (429, 5xx, down) are retried
     /// before the sender is told to retry later, in seconds.
-    #[serde(default = "default_es_retry_secs")]
+    #[serde(
+        default = "default_es_retry_secs",
+        deserialize_with = "picket_common::units::secs"
+    )]
     pub retry_secs: u64,
     /// Largest `_bulk` request body, in bytes.
-    #[serde(default = "default_es_bulk_max_bytes")]
+    #[serde(
+        default = "default_es_bulk_max_bytes",
+        deserialize_with = "picket_common::units::bytes_usize"
+    )]
     pub bulk_max_bytes: usize,
 }
 

@@ -14,10 +14,16 @@ pub struct EmbeddedStoreConfig {
     /// Shortest time between two index commits, in milliseconds: how long an event
     /// written to the log waits, at most, before searches see it (plus the indexing of
     /// what arrived meanwhile). Larger values mean fewer, bigger commits.
-    #[serde(default = "default_commit_interval_ms")]
+    #[serde(
+        default = "default_commit_interval_ms",
+        deserialize_with = "picket_common::units::millis"
+    )]
     pub commit_interval_ms: u64,
     /// Indexing memory per open daily index, in bytes (tantivy's minimum is 15 MB).
-    #[serde(default = "default_writer_memory_bytes")]
+    #[serde(
+        default = "default_writer_memory_bytes",
+        deserialize_with = "picket_common::units::bytes_usize"
+    )]
     pub writer_memory_bytes: usize,
     /// When a write is answered: `"logged"` (default) once its events are fsynced in the
     /// store's write-ahead log, indexed behind it; `"indexed"` only once they are
@@ -31,7 +37,7 @@ pub struct EmbeddedStoreConfig {
     /// commit, so this also caps the rate at this many bytes per `commit_interval_ms`:
     /// raise both together. Unset: 8 MiB, or 80 KiB per millisecond of
     /// `commit_interval_ms` when that is more (~150,000 events/s either way).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "picket_common::units::bytes_option")]
     pub max_unindexed_bytes: Option<u64>,
 }
 

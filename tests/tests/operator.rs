@@ -1,0 +1,327 @@
+//! What an operator watches and runs (issue 26): the agent's `/metrics` scraped and read
+//! by a real Prometheus text parser (the `prometheus_client` Python package's, from
+//! Debian's python3-prometheus-client), `/health` turning 503 with its reason, and
+//! both binaries' JSON logs.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use picket_tests::{Agent, Collector, CountingSink, free_port, http};
+use serde_json::Value;
+
+/// The port of the agent's API listener, from its log line (`listen=127.0.0.1:PORT`,
+/// in the text or the JSON format): the agent binds port 0, so no test races another
+/// for a port.
+fn api_port(agent: &Agent) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = agent.service.log();
+        let port = log
+            .lines()
+            .filter(|line| line.contains("Agent API on"))
+            .find_map(|line| {
+                let (_, rest) = line.split_once("127.0.0.1:")?;
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            });
+        if let Some(port) = port {
+            return port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no API listener in the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Each sample of a Prometheus text exposition as Prometheus's Python client parses it:
+/// `name{label="value",…}` (labels sorted) → value. The parser refuses what Prometheus
+/// would (a bad line, a sample of an undeclared type, a duplicate `# TYPE`).
+fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
+    const SCRIPT: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    if family.type not in ("counter", "gauge"):
+        sys.exit("family %s has type %s" % (family.name, family.type))
+    if not family.documentation:
+        sys.exit("family %s has no HELP" % family.name)
+    for sample in family.samples:
+        out.append([sample.name, sample.labels, sample.value])
+print(json.dumps(out))
+"#;
+    // Debian's python3 and its python3-prometheus-client, whatever python3 is on PATH.
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 runs (.ci/run installs python3-prometheus-client)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write the exposition");
+    let output = child.wait_with_output().expect("the parser ends");
+    assert!(
+        output.status.success(),
+        "the Prometheus parser refused the exposition: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let samples: Vec<(String, BTreeMap<String, String>, f64)> =
+        serde_json::from_slice(&output.stdout).expect("the parser's JSON");
+    samples
+        .into_iter()
+        .map(|(name, labels, value)| {
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            let key = if labels.is_empty() {
+                name
+            } else {
+                format!("{name}{{{}}}", labels.join(","))
+            };
+            (key, value)
+        })
+        .collect()
+}
+
+fn scrape(port: u16) -> BTreeMap<String, f64> {
+    let response = http()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .expect("GET /metrics");
+    assert_eq!(response.status(), 200);
+    let kind = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    parse_exposition(&response.text().expect("the body"))
+}
+
+fn health(port: u16) -> (u16, Value) {
+    let response = http()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .expect("GET /health");
+    let status = response.status().as_u16();
+    (status, response.json().expect("JSON"))
+}
+
+/// Polls until `check` holds for a scrape; returns it.
+fn scrape_until(
+    port: u16,
+    what: &str,
+    check: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> BTreeMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let samples = scrape(port);
+        if check(&samples) {
+            return samples;
+        }
+        assert!(Instant::now() < deadline, "{what}: {samples:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Five lines of an auth log written an hour ago (the agent reads them in UTC): two
+/// that sshd's parser reads, one it does not, one of sudo's, one of a program with no
+/// parser.
+fn lines() -> String {
+    let stamp = (chrono::Utc::now() - chrono::Duration::hours(1)).format("%b %e %H:%M:%S");
+    [
+        "sshd[101]: Failed password for root from 192.0.2.1 port 22 ssh2",
+        "sshd[101]: Accepted publickey for alice from 192.0.2.2 port 22 ssh2: ED25519 SHA256:abc",
+        "sshd[102]: This is nothing sshd ever wrote",
+        "sudo[103]:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/true",
+        "cron[104]: (root) CMD (true)",
+    ]
+    .iter()
+    .map(|line| format!("{stamp} web1 {line}\n"))
+    .collect()
+}
+
+#[test]
+fn metrics_are_read_by_a_prometheus_parser_and_health_says_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = CountingSink::start();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, lines()).unwrap();
+    let config = Agent::write_config(
+        dir.path(),
+        &[&log],
+        "",
+        &format!(
+            "[agent.shippers.http]\nurl = {:?}\n\n[agent.api]\nlisten = \"127.0.0.1:0\"\n",
+            sink.url
+        ),
+    );
+    let agent = Agent::start_with_config(dir.path(), config);
+    let port = api_port(&agent);
+    let samples = scrape_until(port, "five events shipped", |s| {
+        s.get("picket_agent_events_shipped_total") == Some(&5.0)
+    });
+    let get = |key: &str| {
+        *samples
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in {samples:#?}"))
+    };
+    assert_eq!(get("picket_agent_lines_read_total"), 5.0);
+    let parsed = |parser: &str| {
+        get(&format!(
+            "picket_agent_events_parsed_total{{input=\"file\",parser=\"{parser}\"}}"
+        ))
+    };
+    assert_eq!(parsed("sshd"), 2.0);
+    assert_eq!(parsed("sudo"), 1.0);
+    assert_eq!(parsed("syslog"), 2.0, "cron's line and sshd's unknown one");
+    assert_eq!(
+        get("picket_agent_parse_failures_total{input=\"file\",parser=\"sshd\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("picket_agent_parse_failures_total{input=\"file\",parser=\"sudo\"}"),
+        0.0
+    );
+    assert_eq!(get("picket_agent_ship_retries_total"), 0.0);
+    assert_eq!(
+        get("picket_agent_events_dropped_total{reason=\"buffer_full\"}"),
+        0.0
+    );
+    assert_eq!(
+        get("picket_agent_buffer_max_bytes"),
+        256.0 * 1024.0 * 1024.0
+    );
+    assert_eq!(get("picket_agent_healthy"), 1.0);
+    assert_eq!(
+        get(&format!(
+            "picket_agent_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    // Acknowledged: nothing left in the buffer (the gauge follows the acknowledgement).
+    scrape_until(port, "the buffer empties", |s| {
+        s.get("picket_agent_buffer_bytes") == Some(&0.0)
+    });
+    let (status, body) = health(port);
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &Value::from("ok")),
+        "{body}"
+    );
+    assert_eq!(body["reasons"], serde_json::json!([]));
+    let missing = http()
+        .get(format!("http://127.0.0.1:{port}/nothing"))
+        .send()
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[test]
+fn health_turns_503_when_delivery_keeps_failing_and_logs_are_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, lines()).unwrap();
+    // Nothing listens there.
+    let dead = format!("http://127.0.0.1:{}/events", free_port());
+    let config = Agent::write_config(
+        dir.path(),
+        &[&log],
+        "",
+        &format!(
+            "[agent.shippers.http]\nurl = {dead:?}\n\n[agent.api]\nlisten = \"127.0.0.1:0\"\nunhealthy_after_secs = \"2s\"\n"
+        ),
+    );
+    // `log_format` sits in `[agent]`, which the harness writes: a drop-in adds it.
+    let dropins = dir.path().join("agent.d");
+    std::fs::create_dir_all(&dropins).unwrap();
+    std::fs::write(
+        dropins.join("10-log.toml"),
+        "[agent]\nlog_format = \"json\"\n",
+    )
+    .unwrap();
+    let mut agent = Agent::start_with_config(dir.path(), config);
+    let port = api_port(&agent);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = health(port);
+        if status == 503 {
+            break body;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(Instant::now() < deadline, "still healthy: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(body["status"], "unhealthy");
+    let reason = body["reasons"][0].as_str().unwrap();
+    assert!(reason.starts_with("delivery failing for "), "{body}");
+    assert!(body["buffer_bytes"].as_u64().unwrap() > 0, "{body}");
+    let samples = scrape(port);
+    assert_eq!(samples["picket_agent_healthy"], 0.0);
+    assert!(samples["picket_agent_ship_retries_total"] >= 1.0);
+    assert!(samples["picket_agent_delivery_failing_seconds"] >= 2.0);
+    assert!(
+        samples["picket_agent_buffer_oldest_age_seconds"] >= 3600.0,
+        "{samples:#?}"
+    );
+    agent.service.stop();
+
+    // Every line of the log is one JSON object with a level and a message.
+    let text = agent.service.log();
+    let mut messages = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let value: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{text}"));
+        assert!(
+            value["level"].is_string() && value["timestamp"].is_string(),
+            "{line}"
+        );
+        messages.push(
+            value["fields"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+    }
+    assert!(
+        messages.iter().any(|m| m == "Agent started."),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m == "Delivery failed; retrying."),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn the_collector_logs_json_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let dropins = dir.path().join("collector.d");
+    std::fs::create_dir_all(&dropins).unwrap();
+    std::fs::write(
+        dropins.join("10-log.toml"),
+        "[collector]\nlog_format = \"json\"\n",
+    )
+    .unwrap();
+    let mut collector = Collector::start(dir.path());
+    collector.service.stop();
+    let text = collector.service.log();
+    let lines: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Collector listening"))),
+        "{text}"
+    );
+}
