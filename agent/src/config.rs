@@ -34,7 +34,7 @@ pub use crate::shippers::http::config::{HttpSettings, HttpShipperConfig};
 pub use picket_common::logging::LogFormat;
 pub use picket_common::tls::{ClientCertificate, TlsFiles};
 
-pub use picket_common::config::{ConfigError, KeyError, Sources};
+pub use picket_common::config::{Collect, ConfigError, KeyError, Sources};
 
 /// The whole file; the collector's table may sit beside ours and is ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +165,14 @@ impl ConfigFile {
         config.sources = sources;
         Ok(config)
     }
+
+    /// Reads, interpolates and checks the configuration: the settings, or every error
+    /// of every file (syntax, unknown keys, types, units, values), each with its file,
+    /// line and column. `owners`: see [`AgentConfig::build_with`].
+    pub fn settings(path: &Path, owners: Owners) -> Result<(Settings, Sources), ConfigError> {
+        picket_common::config::load_all::<ConfigFile>(path)
+            .build(|file, sources| file.agent.build_with(sources, owners))
+    }
 }
 
 impl AgentConfig {
@@ -183,34 +191,49 @@ impl AgentConfig {
     /// Like [`AgentConfig::build_from`], with `owners` allowed to own `data_dir`
     /// ([`Owners::Anyone`]: `validate` run as root, which cannot tell the service's user).
     pub fn build_with(&self, sources: &Sources, owners: Owners) -> Result<Settings, ConfigError> {
-        let invalid = |key: &str, message: String| sources.invalid(KeyError::new(key, message));
-        let timezone = TimeZoneChoice::parse(&self.timezone)
-            .map_err(|e| invalid("agent.timezone", e.to_string()))?;
-        let file = self.inputs.file.build().map_err(|e| sources.invalid(e))?;
-        let (shipper, batching) = self.shippers.build().map_err(|e| sources.invalid(e))?;
+        // Every table is checked, so one run reports every table's error.
+        let mut errors = Collect::new(sources);
+        let timezone = errors.take(
+            TimeZoneChoice::parse(&self.timezone)
+                .map_err(|e| KeyError::new("agent.timezone", e.to_string())),
+        );
+        let file = errors.take(self.inputs.file.build());
+        let shipper = errors.take(self.shippers.build());
         if self.data_dir.as_os_str().is_empty() {
-            return Err(invalid("agent.data_dir", "must not be empty".into()));
+            errors.push(KeyError::new("agent.data_dir", "must not be empty"));
+        } else if let Err(e) = datadir::check(&self.data_dir, owners) {
+            errors.push(KeyError::new("agent.data_dir", e.to_string()));
         }
-        datadir::check(&self.data_dir, owners)
-            .map_err(|e| invalid("agent.data_dir", e.to_string()))?;
         if self
             .hostname
             .as_deref()
             .is_some_and(|h| h.trim().is_empty())
         {
-            return Err(invalid(
+            errors.push(KeyError::new(
                 "agent.hostname",
-                "must not be empty when set".into(),
+                "must not be empty when set",
             ));
         }
-        let journald = self
-            .inputs
-            .journald
-            .build(!file.discovery.scan().is_empty())
-            .map_err(|e| sources.invalid(e))?;
-        let syslog = self.inputs.syslog.build().map_err(|e| sources.invalid(e))?;
-        let buffer = self.buffer.build().map_err(|e| sources.invalid(e))?;
-        let api = self.api.build().map_err(|e| sources.invalid(e))?;
+        let files_exist = file
+            .as_ref()
+            .is_some_and(|file| !file.discovery.scan().is_empty());
+        let journald = errors.take(self.inputs.journald.build(files_exist));
+        let syslog = errors.take(self.inputs.syslog.build());
+        let buffer = errors.take(self.buffer.build());
+        let api = errors.take(self.api.build());
+        let (
+            Some(timezone),
+            Some(file),
+            Some((shipper, batching)),
+            Some(journald),
+            Some(syslog),
+            Some(buffer),
+            Some(api),
+        ) = (timezone, file, shipper, journald, syslog, buffer, api)
+        else {
+            return Err(errors.into_error());
+        };
+        errors.finish()?;
         let host = host::identity(self.hostname.as_deref(), self.host_id.as_deref());
         Ok(Settings {
             host,

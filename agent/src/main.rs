@@ -114,8 +114,8 @@ fn main() -> ExitCode {
                 .context("cannot start the async runtime")
                 .and_then(|rt| {
                     let reload = || {
-                        ConfigFile::load(&cli.config)
-                            .and_then(|file| file.agent.build_from(&file.sources))
+                        ConfigFile::settings(&cli.config, datadir::Owners::Agent)
+                            .map(|(settings, _)| settings)
                     };
                     rt.block_on(picket_agent::serve(settings, reload))
                         .context("agent failed")
@@ -144,7 +144,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Validate => match ConfigFile::load(&cli.config).and_then(|file| {
+        Command::Validate => {
             // Root cannot tell which user the service runs as: data_dir's owner is
             // checked when the agent's user validates (the unit's ExecStartPre) and runs.
             let owners = if datadir::effective_uid() == 0 {
@@ -152,24 +152,19 @@ fn main() -> ExitCode {
             } else {
                 datadir::Owners::Agent
             };
-            file.agent
-                .build_with(&file.sources, owners)
-                .map(|_| file.sources)
-        }) {
-            Ok(sources) => {
-                let files: Vec<String> = sources
-                    .files
-                    .iter()
-                    .map(|f| f.display().to_string())
-                    .collect();
-                println!("configuration is valid: {}", files.join(", "));
-                ExitCode::SUCCESS
+            match ConfigFile::settings(&cli.config, owners) {
+                Ok((_, sources)) => {
+                    let files: Vec<String> = sources
+                        .files
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect();
+                    println!("configuration is valid: {}", files.join(", "));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => config_error(&e),
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(EX_CONFIG)
-            }
-        },
+        }
         Command::Parse {
             files,
             hostname,
@@ -197,11 +192,21 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &Path) -> Result<Settings, ExitCode> {
-    let built = ConfigFile::load(path).and_then(|file| file.agent.build_from(&file.sources));
-    built.map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(EX_CONFIG)
-    })
+    ConfigFile::settings(path, datadir::Owners::Agent)
+        .map(|(settings, _)| settings)
+        .map_err(|e| config_error(&e))
+}
+
+/// Prints every error of a configuration, one per line, and gives `EX_CONFIG`.
+fn config_error(error: &picket_agent::config::ConfigError) -> ExitCode {
+    let errors = error.errors();
+    for error in &errors {
+        eprintln!("error: {error}");
+    }
+    if errors.len() > 1 {
+        eprintln!("{} errors in the configuration", errors.len());
+    }
+    ExitCode::from(EX_CONFIG)
 }
 
 /// What `parse` prints.

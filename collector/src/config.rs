@@ -22,7 +22,7 @@ use crate::cli::config::CliConfig;
 use crate::http::config::{HttpConfig, HttpSettings};
 use crate::stores::config::{StoreSettings, StoresConfig};
 
-pub use picket_common::config::{ConfigError, KeyError, Sources};
+pub use picket_common::config::{Collect, ConfigError, KeyError, Sources};
 pub use picket_common::logging::LogFormat;
 
 /// The whole file. The agent's table may sit beside ours (one file for a demo or a
@@ -127,6 +127,13 @@ impl ConfigFile {
         config.sources = sources;
         Ok(config)
     }
+
+    /// Reads, interpolates and checks the configuration: the settings, or every error
+    /// of every file, each with its file, line and column.
+    pub fn settings(path: &Path) -> Result<(Settings, Sources), ConfigError> {
+        picket_common::config::load_all::<ConfigFile>(path)
+            .build(|file, sources| file.collector.build_from(sources))
+    }
 }
 
 impl CollectorConfig {
@@ -138,19 +145,26 @@ impl CollectorConfig {
     /// Like [`CollectorConfig::build`] for a merged configuration: an error names the
     /// file that set the bad key.
     pub fn build_from(&self, sources: &Sources) -> Result<Settings, ConfigError> {
-        self.build_tree().map_err(|e| sources.invalid(e))
-    }
-
-    fn build_tree(&self) -> Result<Settings, KeyError> {
+        // Every table is checked, so one run reports every table's error.
+        let mut errors = Collect::new(sources);
         if self.data_dir.as_os_str().is_empty() {
-            return Err(KeyError::new("collector.data_dir", "must not be empty"));
+            errors.push(KeyError::new("collector.data_dir", "must not be empty"));
         }
+        let http = errors.take(self.http.build());
+        let stores = errors.take(self.stores.build(&self.data_dir));
+        let amqp = errors.take(self.amqp.as_ref().map(AmqpConfig::build).transpose());
+        let alerts = errors.take(self.alerts.build());
+        let (Some(http), Some(stores), Some(amqp), Some(alerts)) = (http, stores, amqp, alerts)
+        else {
+            return Err(errors.into_error());
+        };
+        errors.finish()?;
         Ok(Settings {
             data_dir: self.data_dir.clone(),
-            http: self.http.build()?,
-            stores: self.stores.build(&self.data_dir)?,
-            amqp: self.amqp.as_ref().map(AmqpConfig::build).transpose()?,
-            alerts: self.alerts.build()?,
+            http,
+            stores,
+            amqp,
+            alerts,
             time_window: mozdef::normalize::TimeWindow {
                 max_age: (self.max_event_age_days > 0)
                     .then(|| chrono::Duration::days(i64::from(self.max_event_age_days))),

@@ -221,11 +221,19 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &std::path::Path) -> Result<picket_collector::config::Settings, ExitCode> {
-    let built = ConfigFile::load(path).and_then(|file| file.collector.build_from(&file.sources));
-    built.map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(EX_CONFIG)
-    })
+    ConfigFile::settings(path)
+        .map(|(settings, _)| settings)
+        .map_err(|e| {
+            // Every error of the configuration, one per line.
+            let errors = e.errors();
+            for error in &errors {
+                eprintln!("error: {error}");
+            }
+            if errors.len() > 1 {
+                eprintln!("{} errors in the configuration", errors.len());
+            }
+            ExitCode::from(EX_CONFIG)
+        })
 }
 
 /// Each connection is a file descriptor, and so is every index file: the soft limit

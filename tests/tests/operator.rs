@@ -325,3 +325,135 @@ fn the_collector_logs_json_when_asked() {
         "{text}"
     );
 }
+
+/// The line (1-based) of `text` that holds `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle:?} in {text}"))
+        + 1
+}
+
+#[test]
+fn validate_reports_five_mistakes_at_once_with_files_and_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let main = dir.path().join("agent.toml");
+    let main_text = format!(
+        "[agent]\ndata_dir = {state:?}\ntimezone = \"Mars/Olympus\"\n\n\
+         [agent.buffer]\nmax_bytes = \"256 megs\"\nsync_intervl_ms = 100\n\n\
+         [agent.shippers.http]\nurl = \"${{PICKET_TEST_UNSET_COLLECTOR}}\"\n"
+    );
+    std::fs::write(&main, &main_text).unwrap();
+    let dropins = dir.path().join("agent.d");
+    std::fs::create_dir(&dropins).unwrap();
+    let dropin = dropins.join("50-relay.toml");
+    let dropin_text = "# The relay.\n[agent.inputs.syslog]\nlisten = [\"pigeon://0.0.0.0:514\"]\n";
+    std::fs::write(&dropin, dropin_text).unwrap();
+    let output = Command::new(picket_tests::binary("picket-agent"))
+        .args(["--config", main.to_str().unwrap(), "validate"])
+        .env_remove("PICKET_TEST_UNSET_COLLECTOR")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    let main_name = main.display().to_string();
+    let expect = [
+        format!(
+            "error: {main_name}:{}:1: key agent.timezone: \"Mars/Olympus\" is not a time zone",
+            line_of(&main_text, "Mars")
+        ),
+        format!(
+            "error: {main_name}:{}:1: key agent.buffer.max_bytes: \"256 megs\" is not a size",
+            line_of(&main_text, "megs")
+        ),
+        format!(
+            "error: {main_name}:{}:1: key agent.buffer.sync_intervl_ms: unknown key; did you mean `sync_interval_ms`?",
+            line_of(&main_text, "intervl")
+        ),
+        format!(
+            "error: {main_name}:{}:8: environment variable PICKET_TEST_UNSET_COLLECTOR is not set",
+            line_of(&main_text, "PICKET_TEST_UNSET")
+        ),
+        format!(
+            "error: {}:{}:1: key agent.inputs.syslog.listen:",
+            dropin.display(),
+            line_of(dropin_text, "pigeon")
+        ),
+    ];
+    assert_eq!(errors.len(), 5, "{stderr}");
+    for want in &expect {
+        assert!(
+            errors.iter().any(|e| e.starts_with(want.as_str())),
+            "no line starting {want:?} in\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("5 errors in the configuration"), "{stderr}");
+
+    // Fixed, with the collector's address from the environment and sizes in units.
+    std::fs::write(
+        &main,
+        format!(
+            "[agent]\ndata_dir = {state:?}\ntimezone = \"UTC\"\n\n\
+             [agent.buffer]\nmax_bytes = \"256MiB\"\nsync_interval_ms = \"250ms\"\n\n\
+             [agent.shippers.http]\nurl = \"${{PICKET_TEST_COLLECTOR}}/events\"\ntimeout_secs = \"1m\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &dropin,
+        "[agent.inputs.syslog]\nlisten = [\"udp://127.0.0.1:0\"]\n",
+    )
+    .unwrap();
+    let output = Command::new(picket_tests::binary("picket-agent"))
+        .args(["--config", main.to_str().unwrap(), "validate"])
+        .env(
+            "PICKET_TEST_COLLECTOR",
+            "https://collector.example.org:8443",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_collector_reports_every_mistake_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.toml");
+    let text = "[collector]\ndata_dir = \"/tmp/x\"\nlog_fromat = \"json\"\n\n\
+                [collector.http]\nlisten = \"nowhere\"\nmax_body_bytes = \"10 MiB\"\nrequest_timeout_secs = \"soon\"\n";
+    std::fs::write(&config, text).unwrap();
+    let output = Command::new(picket_tests::binary("picket-collector"))
+        .args(["--config", config.to_str().unwrap(), "validate"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let name = config.display().to_string();
+    for want in [
+        format!(
+            "{name}:{}:1: key collector.log_fromat: unknown key; did you mean `log_format`?",
+            line_of(text, "fromat")
+        ),
+        format!(
+            "{name}:{}:1: key collector.http.request_timeout_secs: \"soon\" is not a duration",
+            line_of(text, "soon")
+        ),
+        format!(
+            "{name}:{}:1: key collector.http.listen:",
+            line_of(text, "nowhere")
+        ),
+    ] {
+        assert!(stderr.contains(&want), "no {want:?} in\n{stderr}");
+    }
+    assert!(stderr.contains("3 errors in the configuration"), "{stderr}");
+}
