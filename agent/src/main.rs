@@ -45,8 +45,14 @@ enum Command {
     /// reloads the configuration (a bad one is refused and logged, the agent runs on).
     Run,
     /// Check the configuration (the file and its `agent.d/*.toml` drop-ins) and exit: 0
-    /// when good, 78 naming the bad key and its file when not.
-    Validate,
+    /// when good, 78 listing every error with its file and line when not.
+    Validate {
+        /// Also reach every configured collector URL (or the broker) with the
+        /// configured TLS and token or login, sending no event, and say what failed:
+        /// exit 69 (`EX_UNAVAILABLE`) when one cannot be reached.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Show what lines become: each line of stdin (or of FILES) as one event, NDJSON on
     /// stdout, in order. Needs no config.
     Parse {
@@ -144,7 +150,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Validate => {
+        Command::Validate { connect } => {
             // Root cannot tell which user the service runs as: data_dir's owner is
             // checked when the agent's user validates (the unit's ExecStartPre) and runs.
             let owners = if datadir::effective_uid() == 0 {
@@ -153,13 +159,16 @@ fn main() -> ExitCode {
                 datadir::Owners::Agent
             };
             match ConfigFile::settings(&cli.config, owners) {
-                Ok((_, sources)) => {
+                Ok((settings, sources)) => {
                     let files: Vec<String> = sources
                         .files
                         .iter()
                         .map(|f| f.display().to_string())
                         .collect();
                     println!("configuration is valid: {}", files.join(", "));
+                    if connect {
+                        return check_connection(&settings);
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => config_error(&e),
@@ -195,6 +204,40 @@ fn load(path: &Path) -> Result<Settings, ExitCode> {
     ConfigFile::settings(path, datadir::Owners::Agent)
         .map(|(settings, _)| settings)
         .map_err(|e| config_error(&e))
+}
+
+/// `validate --connect`: reaches each destination and says how it went.
+fn check_connection(settings: &Settings) -> ExitCode {
+    const EX_UNAVAILABLE: u8 = 69;
+    let checked = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|rt| {
+            let shipper = picket_agent::shippers::Shipper::build(&settings.shipper)?;
+            Ok(rt.block_on(shipper.check()))
+        });
+    let results = match checked {
+        Ok(results) => results,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let mut failed = 0;
+    for (destination, result) in results {
+        match result {
+            Ok(what) => println!("ok: {destination}: {what}"),
+            Err(why) => {
+                failed += 1;
+                eprintln!("error: {destination}: {why}");
+            }
+        }
+    }
+    if failed > 0 {
+        return ExitCode::from(EX_UNAVAILABLE);
+    }
+    ExitCode::SUCCESS
 }
 
 /// Prints every error of a configuration, one per line, and gives `EX_CONFIG`.

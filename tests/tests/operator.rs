@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -456,4 +457,105 @@ fn the_collector_reports_every_mistake_too() {
         assert!(stderr.contains(&want), "no {want:?} in\n{stderr}");
     }
     assert!(stderr.contains("3 errors in the configuration"), "{stderr}");
+}
+
+/// `picket-agent validate --connect` on `config`: exit code, stdout, stderr.
+fn validate_connect(config: &std::path::Path) -> (Option<i32>, String, String) {
+    let output = Command::new(picket_tests::binary("picket-agent"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "validate",
+            "--connect",
+        ])
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_connect_tells_a_stopped_a_wrong_token_and_a_good_collector() {
+    use picket_tests::CollectorOptions;
+    use picket_tests::pki::Pki;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"));
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "fleet-token-0123456789abcdef\n").unwrap();
+    let wrong = dir.path().join("wrong-token");
+    std::fs::write(&wrong, "not-the-fleet-token-at-all\n").unwrap();
+    let mut collector = Collector::start_with(
+        &dir.path().join("collector"),
+        &CollectorOptions {
+            tls: Some(pki.clone()),
+            tokens_file: Some(tokens.clone()),
+            ..Default::default()
+        },
+    );
+    let agent_dir = dir.path().join("agent");
+    let shipper = |url: &str, ca: &Path, token: &Path| {
+        format!(
+            "[agent.shippers.http]\nurl = {url:?}\nca_file = {:?}\ntoken_file = {:?}\n",
+            ca.display().to_string(),
+            token.display().to_string()
+        )
+    };
+    let log = dir.path().join("auth.log");
+    let url = collector.events_url();
+
+    let config = Agent::write_config(&agent_dir, &[&log], "", &shipper(&url, &pki.ca, &tokens));
+    let (code, stdout, stderr) = validate_connect(&config);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "ok: {url}: reachable, TLS verified, token accepted"
+        )),
+        "{stdout}"
+    );
+    let (total, _) = collector.search("*", 1);
+    assert_eq!(total, 0, "the check stores nothing");
+
+    let config = Agent::write_config(&agent_dir, &[&log], "", &shipper(&url, &pki.ca, &wrong));
+    let (code, stdout, stderr) = validate_connect(&config);
+    assert_eq!(code, Some(69), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("error: {url}: the collector refused the credentials (403 Forbidden: the bearer token is not accepted")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("token_file"), "{stderr}");
+
+    let config = Agent::write_config(
+        &agent_dir,
+        &[&log],
+        "",
+        &shipper(&url, &pki.rogue_ca, &tokens),
+    );
+    let (code, _, stderr) = validate_connect(&config);
+    assert_eq!(code, Some(69), "{stderr}");
+    assert!(stderr.contains("cannot reach the collector"), "{stderr}");
+    assert!(stderr.contains("ca_file"), "{stderr}");
+
+    collector.service.stop();
+    let config = Agent::write_config(&agent_dir, &[&log], "", &shipper(&url, &pki.ca, &tokens));
+    let (code, _, stderr) = validate_connect(&config);
+    assert_eq!(code, Some(69), "{stderr}");
+    assert!(
+        stderr.contains("Connection refused") && stderr.contains("is the collector running"),
+        "{stderr}"
+    );
+
+    // A broker that is not there.
+    let broker = format!("amqp://127.0.0.1:{}/%2f", free_port());
+    let config = Agent::write_config(
+        &agent_dir,
+        &[&log],
+        "",
+        &format!("[agent.shippers.amqp]\nurl = {broker:?}\ntimeout_secs = 5\n"),
+    );
+    let (code, _, stderr) = validate_connect(&config);
+    assert_eq!(code, Some(69), "{stderr}");
+    assert!(stderr.contains("error: amqp://127.0.0.1:"), "{stderr}");
 }

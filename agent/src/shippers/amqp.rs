@@ -129,6 +129,24 @@ impl AmqpShipper {
         Ok(session)
     }
 
+    /// `validate --connect`: connects with the configured TLS and login, and declares
+    /// the exchange (and queue) as a first batch would; the connection is closed after.
+    pub async fn check(&self) -> Result<String, String> {
+        match tokio::time::timeout(self.settings.endpoint.timeout * 2, self.connect()).await {
+            Ok(Ok(session)) => {
+                close(&session, "connectivity check done").await;
+                Ok(format!(
+                    "connected, logged in, exchange {:?} declared",
+                    self.settings.exchange
+                ))
+            }
+            Ok(Err(e)) => Err(format!("{e}")),
+            Err(_) => {
+                Err("no answer in time (timeout_secs): a firewall, or the wrong address".into())
+            }
+        }
+    }
+
     /// The session batches publish on: the current one while it is connected, else a
     /// new one (the old one closed).
     async fn session(&self) -> Result<Arc<Session>, PublishError> {

@@ -191,6 +191,87 @@ impl HttpShipper {
     }
 }
 
+impl HttpShipper {
+    /// `validate --connect`: an empty batch POSTed to every URL with the configured TLS
+    /// and token. A Picket collector refuses it with 400 "holds no event" only once the
+    /// connection, the certificates and the token have passed ("request body is empty");
+    /// a MozDef one takes it.
+    /// Per URL: what was checked, or what failed and what to look at.
+    pub async fn check(&self) -> Vec<(String, Result<String, String>)> {
+        let mut results = Vec::new();
+        for url in &self.urls {
+            let mut request = self
+                .client
+                .post(url.clone())
+                .header(CONTENT_TYPE, "application/x-ndjson")
+                .body(Vec::new());
+            if let Some(authorization) = &self.authorization {
+                request = request.header(AUTHORIZATION, authorization);
+            }
+            let result = match request.send().await {
+                Err(e) => Err(unreachable_reason(&error_chain(&e))),
+                Ok(response) => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    let said = serde_json::from_str::<Answer>(&text)
+                        .ok()
+                        .and_then(|a| a.error)
+                        .unwrap_or_else(|| text.chars().take(200).collect());
+                    self.judge(status, &said)
+                }
+            };
+            results.push((url.to_string(), result));
+        }
+        results
+    }
+
+    /// What an answer to the empty batch says about the connection.
+    fn judge(&self, status: StatusCode, said: &str) -> Result<String, String> {
+        let tls = if self.urls.iter().any(|u| u.scheme() == "https") {
+            "TLS verified, "
+        } else {
+            ""
+        };
+        let token = match &self.authorization {
+            Some(_) => "token accepted",
+            None => "no token sent (none configured)",
+        };
+        // A Picket collector checks the connection and the token before the body.
+        let empty_refused = status == StatusCode::BAD_REQUEST
+            && (said.contains("body is empty") || said.contains("holds no event"));
+        if status.is_success() || empty_refused {
+            return Ok(format!(
+                "reachable, {tls}{token} (an empty batch answered {status})"
+            ));
+        }
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => format!(
+                "the collector refused the credentials ({status}: {said}): check agent.shippers.http.token_file (or PICKET_AGENT_TOKEN_FILE) against the collector's tokens_file"
+            ),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => format!(
+                "no ingest route at this URL ({status}): a Picket or MozDef collector takes events at /events"
+            ),
+            _ => format!("answered {status}: {said}"),
+        })
+    }
+}
+
+/// A request that got no answer, with what to look at.
+fn unreachable_reason(chain: &str) -> String {
+    let hint = if chain.contains("certificate") || chain.contains("Certificate") {
+        "check agent.shippers.http.ca_file (the CA that signed the collector's certificate) and, for mutual TLS, client_cert_file and client_key_file"
+    } else if chain.contains("Connection refused") {
+        "nothing listens there: is the collector running, on that port?"
+    } else if chain.contains("dns error") || chain.contains("failed to lookup") {
+        "the host name does not resolve"
+    } else if chain.contains("timed out") || chain.contains("deadline") {
+        "no answer in timeout_secs: a firewall, or the wrong address"
+    } else {
+        "the connection failed"
+    };
+    format!("cannot reach the collector: {chain} ({hint})")
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();

@@ -55,6 +55,15 @@ impl Shipper {
         }
     }
 
+    /// `validate --connect`: reaches every destination as a batch would (TLS, token or
+    /// login) without sending an event. Per destination: what passed, or what failed.
+    pub async fn check(&self) -> Vec<(String, Result<String, String>)> {
+        match self {
+            Shipper::Http(http) => http.check().await,
+            Shipper::Amqp(amqp) => vec![(amqp.destination(), amqp.check().await)],
+        }
+    }
+
     /// Sends serialized events (one JSON line each).
     pub async fn send(&self, records: Records<'_>) -> Outcome {
         match self {
