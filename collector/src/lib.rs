@@ -44,7 +44,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::http::auth::{Access, Guards};
-use crate::http::tls::TlsListener;
+use crate::http::tls::{TlsListener, TlsState};
 use crate::http::{AppState, router};
 use crate::stores::elasticsearch::ElasticStore;
 use crate::stores::embedded::EmbeddedStore;
@@ -95,7 +95,12 @@ pub struct App {
     scheduler: Option<crate::alerts::Scheduler<Arc<Store>>>,
     alert_store: Option<Arc<crate::alerts::AlertStore>>,
     access: Arc<Access>,
+    /// Reads the configuration again on SIGHUP ([`App::reloading`]).
+    reload: Option<Reload>,
 }
+
+/// Reads the configuration again, as at start.
+pub type Reload = Box<dyn FnMut() -> Result<Settings, crate::config::ConfigError> + Send + 'static>;
 
 impl App {
     /// Opens the store, binds the listening socket, loads the rules and tokens: every
@@ -137,7 +142,17 @@ impl App {
             scheduler,
             alert_store,
             access,
+            reload: None,
         })
+    }
+
+    /// On SIGHUP, `reload` reads the configuration again: the TLS certificate, key
+    /// and client CA, the tokens and users files and `open_reads` take effect for new
+    /// connections and requests (a configuration that does not load is refused and
+    /// logged; the running one stays); the alert rules reload either way.
+    pub fn reloading(mut self, reload: Reload) -> App {
+        self.reload = Some(reload);
+        self
     }
 
     /// The address it listens on (the port, when the config asked for port 0).
@@ -159,6 +174,7 @@ impl App {
             scheduler,
             alert_store,
             access,
+            reload,
         } = self;
         log_start(&settings, address, &store);
         let http = &settings.http;
@@ -168,10 +184,20 @@ impl App {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let reload = Arc::new(tokio::sync::Notify::new());
-        on_sighup(scheduler.is_some().then(|| Arc::clone(&reload)));
-        let alerts = scheduler
-            .map(|scheduler| tokio::spawn(crate::alerts::run(scheduler, reload, stop_rx.clone())));
+        let rules_reload = Arc::new(tokio::sync::Notify::new());
+        let tls = http
+            .tls
+            .clone()
+            .map(|config| TlsState::new(config, http.client_certificates));
+        on_sighup(Reloader {
+            load: reload,
+            rules: scheduler.is_some().then(|| Arc::clone(&rules_reload)),
+            access: Arc::clone(&access),
+            tls: tls.clone(),
+        });
+        let alerts = scheduler.map(|scheduler| {
+            tokio::spawn(crate::alerts::run(scheduler, rules_reload, stop_rx.clone()))
+        });
         // One for HTTP and AMQP: what a host's earlier lines said is known on its later
         // ones whichever way they came.
         let reparser = Arc::new(crate::reparse::Reparser::new());
@@ -220,12 +246,11 @@ impl App {
             },
             Arc::clone(&metrics),
         );
-        let incoming = match http.tls.clone() {
+        let incoming = match tls {
             Some(tls) => crate::http::server::Incoming::Tls(TlsListener::new(
                 listener,
                 tls,
                 Arc::clone(&connections),
-                http.client_certificates,
             )),
             None => crate::http::server::Incoming::Plain(listener),
         };
@@ -292,13 +317,20 @@ fn access(
     })?;
     let mut readers = crate::http::auth::Tokens::default();
     readers.add(read_token.as_bytes(), crate::http::auth::Role::Reader);
-    Ok(Arc::new(Access {
-        tokens: settings.http.tokens.clone(),
-        users: settings.http.users.clone(),
+    Ok(Arc::new(Access::new(
+        grants(&settings.http),
         readers,
-        open_reads: settings.http.open_reads,
-        metrics: Arc::clone(metrics),
-    }))
+        Arc::clone(metrics),
+    )))
+}
+
+/// What `[collector.http]` grants (tokens, users, open reads).
+fn grants(http: &crate::http::config::HttpSettings) -> crate::http::auth::Grants {
+    crate::http::auth::Grants {
+        tokens: http.tokens.clone(),
+        users: http.users.clone(),
+        open_reads: http.open_reads,
+    }
 }
 
 /// Says where it listens, what guards the API and where events go.
@@ -337,25 +369,69 @@ fn log_start(settings: &Settings, address: SocketAddr, store: &Store) {
     }
 }
 
-/// SIGHUP (`systemctl reload`), the one place it is received: the alert rules reload
-/// (`reload` wakes the scheduler); other settings apply at restart. Without rules it
-/// must still not end the process, as its default action would.
-fn on_sighup(reload: Option<Arc<tokio::sync::Notify>>) {
+/// What SIGHUP reloads.
+struct Reloader {
+    /// Reads the configuration again (none: only the rules reload).
+    load: Option<Reload>,
+    /// Wakes the scheduler to read the rules folder again (alerts on).
+    rules: Option<Arc<tokio::sync::Notify>>,
+    access: Arc<Access>,
+    /// HTTPS's settings, when it is on.
+    tls: Option<TlsState>,
+}
+
+impl Reloader {
+    /// Applies a configuration read again: credentials and TLS material; what else
+    /// changed needs a restart.
+    fn apply(&self, new: &Settings) {
+        self.access.replace(grants(&new.http));
+        let tls = match (&self.tls, &new.http.tls) {
+            (Some(state), Some(config)) => {
+                state.replace(Arc::clone(config), new.http.client_certificates);
+                "certificate, key and client CA reloaded"
+            }
+            (None, None) => "plain HTTP",
+            (Some(_), None) | (None, Some(_)) => {
+                warn!(
+                    "HTTPS was turned on or off in collector.http: that applies at restart; the listener stays as it is."
+                );
+                "unchanged (restart to turn HTTPS on or off)"
+            }
+        };
+        info!(
+            tls,
+            bearer_tokens = new.http.tokens.is_some(),
+            basic_users = new.http.users.is_some(),
+            open_reads = new.http.open_reads,
+            "Configuration reloaded (SIGHUP): TLS material, tokens and users apply to new connections and requests; other settings (listen address, stores, AMQP, limits) apply at restart."
+        );
+    }
+}
+
+/// SIGHUP (`systemctl reload`), the one place it is received: the configuration is
+/// read again ([`Reloader::apply`]) and the alert rules reload. It must never end the
+/// process, as its default action would.
+fn on_sighup(mut reloader: Reloader) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(hup) => hup,
         Err(e) => {
-            error!(error = %e, "Cannot listen for SIGHUP; reloading the rules needs a restart.");
+            error!(error = %e, "Cannot listen for SIGHUP; reloading needs a restart.");
             return;
         }
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match &reload {
-                Some(reload) => reload.notify_one(),
-                None => info!(
-                    "SIGHUP: alerts are off, no rules to reload; other settings apply at restart."
-                ),
+            if let Some(load) = reloader.load.as_mut() {
+                // Reading certificates and token files is blocking I/O, and brief.
+                match tokio::task::block_in_place(load) {
+                    Ok(new) => reloader.apply(&new),
+                    Err(e) => error!("Reload refused, the running configuration stays: {e}"),
+                }
+            }
+            match &reloader.rules {
+                Some(rules) => rules.notify_one(),
+                None => info!("SIGHUP: alerts are off, no rules to reload."),
             }
         }
     });

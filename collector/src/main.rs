@@ -267,11 +267,16 @@ fn serve(path: &std::path::Path) -> ExitCode {
     };
     picket_common::logging::init(settings.log_format);
     raise_open_file_limit(settings.http.max_concurrent_requests);
+    let config = path.to_path_buf();
+    let reload: picket_collector::Reload =
+        Box::new(move || ConfigFile::settings(&config).map(|(settings, _)| settings));
     let result = commands::runtime().and_then(|rt| {
-        rt.block_on(picket_collector::run(
-            settings,
-            picket_collector::shutdown_signal(),
-        ))
+        rt.block_on(async {
+            picket_collector::App::build(settings)?
+                .reloading(reload)
+                .run(picket_collector::shutdown_signal())
+                .await
+        })
         .context("collector failed")
     });
     match result {

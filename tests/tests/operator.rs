@@ -559,3 +559,112 @@ fn validate_connect_tells_a_stopped_a_wrong_token_and_a_good_collector() {
     assert_eq!(code, Some(69), "{stderr}");
     assert!(stderr.contains("error: amqp://127.0.0.1:"), "{stderr}");
 }
+
+/// A client that trusts only `ca`, with no pooled connection.
+fn client_trusting(ca: &Path) -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(ca).unwrap();
+    reqwest::blocking::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// POSTs one event with `token`: the status, or the error when no TLS session came.
+fn send_event(
+    client: &reqwest::blocking::Client,
+    collector: &Collector,
+    token: &str,
+) -> Result<u16, String> {
+    let event = serde_json::json!({
+        "utctimestamp": chrono::Utc::now().to_rfc3339(),
+        "hostname": "reload.example.org",
+        "processname": "test",
+        "summary": "a reload test event",
+        "category": "test",
+        "severity": "INFO",
+        "tags": [],
+        "details": {}
+    });
+    client
+        .post(collector.events_url())
+        .bearer_auth(token)
+        .body(event.to_string())
+        .send()
+        .map(|r| r.status().as_u16())
+        .map_err(|e| format!("{e:?}"))
+}
+
+#[test]
+fn the_collector_reloads_certificates_and_tokens_on_sighup() {
+    use picket_tests::CollectorOptions;
+    use picket_tests::pki::Pki;
+    let dir = tempfile::tempdir().unwrap();
+    let old = Pki::generate(&dir.path().join("old"));
+    let new = Pki::generate(&dir.path().join("new"));
+    // The files the collector's config names, replaced in place as an operator (or
+    // certbot) would.
+    let live = dir.path().join("live");
+    std::fs::create_dir(&live).unwrap();
+    let (cert, key) = (live.join("server.pem"), live.join("server.key"));
+    std::fs::copy(&old.server_cert, &cert).unwrap();
+    std::fs::copy(&old.server_key, &key).unwrap();
+    let tokens = dir.path().join("tokens");
+    let (first, second) = (
+        "first-fleet-token-0123456789",
+        "second-fleet-token-0123456789",
+    );
+    std::fs::write(&tokens, format!("{first}\n")).unwrap();
+    let collector = Collector::start_with(
+        &dir.path().join("collector"),
+        &CollectorOptions {
+            tls: Some(Pki {
+                server_cert: cert.clone(),
+                server_key: key.clone(),
+                ..old.clone()
+            }),
+            tokens_file: Some(tokens.clone()),
+            ..Default::default()
+        },
+    );
+    let trusts_old = client_trusting(&old.ca);
+    assert_eq!(send_event(&trusts_old, &collector, first), Ok(200));
+    assert_eq!(send_event(&trusts_old, &collector, second), Ok(403));
+
+    std::fs::write(&tokens, format!("{second}\n")).unwrap();
+    std::fs::copy(&new.server_cert, &cert).unwrap();
+    std::fs::copy(&new.server_key, &key).unwrap();
+    collector.service.notify(libc::SIGHUP);
+    assert!(
+        collector
+            .service
+            .wait_for_log("Configuration reloaded (SIGHUP)", Duration::from_secs(30)),
+        "{}",
+        collector.service.log()
+    );
+    let trusts_new = client_trusting(&new.ca);
+    assert_eq!(send_event(&trusts_new, &collector, second), Ok(200));
+    assert_eq!(send_event(&trusts_new, &collector, first), Ok(403));
+    let refused = send_event(&client_trusting(&old.ca), &collector, second);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("certificate") || e.contains("Certificate")),
+        "the old CA no longer verifies the collector: {refused:?}"
+    );
+
+    // A tokens file that does not load: refused, the running tokens stay.
+    std::fs::write(&tokens, "short\n").unwrap();
+    collector.service.notify(libc::SIGHUP);
+    assert!(
+        collector
+            .service
+            .wait_for_log("Reload refused", Duration::from_secs(30)),
+        "{}",
+        collector.service.log()
+    );
+    assert_eq!(send_event(&trusts_new, &collector, second), Ok(200));
+    let (total, _) = collector.search("hostname:reload.example.org", 10);
+    assert_eq!(total, 3);
+}

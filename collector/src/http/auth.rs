@@ -211,17 +211,50 @@ pub fn need(path: &str) -> Need {
     }
 }
 
-/// Who may do what: the tokens file's tokens, the local read token, open reads.
-pub struct Access {
+/// What the configuration grants: replaced whole when SIGHUP reloads it.
+#[derive(Debug, Default)]
+pub struct Grants {
     /// Tokens from `tokens_file`; `None` (and no `users`): ingest is open (TLS client
     /// certificates may still be required).
     pub tokens: Option<Arc<Tokens>>,
     /// HTTP Basic users from `users_file`.
     pub users: Option<Arc<super::users::Users>>,
+    pub open_reads: bool,
+}
+
+/// Who may do what: the configuration's [`Grants`], the local read token.
+pub struct Access {
+    grants: std::sync::RwLock<Arc<Grants>>,
     /// Tokens that may read whatever the tokens file says: the local read token.
     pub readers: Tokens,
-    pub open_reads: bool,
     pub metrics: Arc<Metrics>,
+}
+
+impl Access {
+    pub fn new(grants: Grants, readers: Tokens, metrics: Arc<Metrics>) -> Access {
+        Access {
+            grants: std::sync::RwLock::new(Arc::new(grants)),
+            readers,
+            metrics,
+        }
+    }
+
+    /// What is granted now.
+    pub fn grants(&self) -> Arc<Grants> {
+        match self.grants.read() {
+            Ok(grants) => Arc::clone(&grants),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Grants from now on (requests already authorised finish as they were).
+    pub fn replace(&self, grants: Grants) {
+        let grants = Arc::new(grants);
+        match self.grants.write() {
+            Ok(mut held) => *held = grants,
+            Err(poisoned) => *poisoned.into_inner() = grants,
+        }
+    }
 }
 
 /// What a request presents: `Authorization: Bearer <token>` or `Basic <base64 of
@@ -260,13 +293,13 @@ fn credentials(request: &Request) -> Option<Credentials> {
     None
 }
 
-impl Access {
-    /// The role the credentials give, if any.
-    async fn role_of(&self, credentials: &Credentials) -> Option<Role> {
+impl Grants {
+    /// The role the credentials give, if any (`readers`: the local read token).
+    async fn role_of(&self, readers: &Tokens, credentials: &Credentials) -> Option<Role> {
         match credentials {
             Credentials::Bearer(token) => {
                 let token = token.as_bytes();
-                self.readers
+                readers
                     .role_of(token)
                     .or_else(|| self.tokens.as_ref().and_then(|t| t.role_of(token)))
             }
@@ -292,15 +325,16 @@ pub async fn authorize(
 ) -> Response {
     let need = need(request.uri().path());
     let presented = credentials(&request);
+    let grants = access.grants();
     let role = match (&presented, need) {
         (_, Need::Nothing) | (None, _) => None,
-        (Some(credentials), _) => access.role_of(credentials).await,
+        (Some(credentials), _) => grants.role_of(&access.readers, credentials).await,
     };
     let allowed = match need {
         Need::Nothing => true,
-        Need::Metrics => !access.ingest_guarded() || role.is_some_and(Role::reads),
-        Need::Ingest => !access.ingest_guarded() || role.is_some_and(Role::ingests),
-        Need::Read => access.open_reads || role.is_some_and(Role::reads),
+        Need::Metrics => !grants.ingest_guarded() || role.is_some_and(Role::reads),
+        Need::Ingest => !grants.ingest_guarded() || role.is_some_and(Role::ingests),
+        Need::Read => grants.open_reads || role.is_some_and(Role::reads),
     };
     if allowed {
         return next.run(request).await;
@@ -312,7 +346,7 @@ pub async fn authorize(
                 Need::Read | Need::Metrics => {
                     "searches need a bearer token with the reader role (Authorization: Bearer <token>): one of tokens_file's with role reader, or the collector's own in <data_dir>/read.token, which `picket-collector search` sends"
                 }
-                _ if access.users.is_some() => {
+                _ if grants.users.is_some() => {
                     "credentials are required: a bearer token (Authorization: Bearer <token>) or a user of users_file (HTTP Basic)"
                 }
                 _ => "a bearer token is required (Authorization: Bearer <token>)",

@@ -16,13 +16,15 @@ const READER: &str = "test-reader-token-0123456789";
 fn access(tokens: Option<&str>) -> Arc<Access> {
     let mut readers = crate::http::auth::Tokens::default();
     readers.add(READER.as_bytes(), crate::http::auth::Role::Reader);
-    Arc::new(Access {
-        tokens: tokens.map(|text| Arc::new(crate::http::auth::Tokens::parse(text).unwrap())),
-        users: None,
+    Arc::new(Access::new(
+        crate::http::auth::Grants {
+            tokens: tokens.map(|text| Arc::new(crate::http::auth::Tokens::parse(text).unwrap())),
+            users: None,
+            open_reads: false,
+        },
         readers,
-        open_reads: false,
-        metrics: Arc::default(),
-    })
+        Arc::default(),
+    ))
 }
 
 pub(super) struct Harness {
@@ -680,13 +682,15 @@ async fn basic_users_send_and_search_by_role() {
     .unwrap();
     let mut readers = crate::http::auth::Tokens::default();
     readers.add(READER.as_bytes(), crate::http::auth::Role::Reader);
-    h.state.access = Arc::new(Access {
-        tokens: None,
-        users: Some(Arc::new(crate::http::users::Users::load(&file).unwrap())),
+    h.state.access = Arc::new(Access::new(
+        crate::http::auth::Grants {
+            tokens: None,
+            users: Some(Arc::new(crate::http::users::Users::load(&file).unwrap())),
+            open_reads: false,
+        },
         readers,
-        open_reads: false,
-        metrics: Arc::default(),
-    });
+        Arc::default(),
+    ));
     let basic = |user: &str, password: &str| {
         format!(
             "Basic {}",

@@ -47,24 +47,50 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The TLS settings new connections are accepted with (and whether client
+/// certificates are required): replaced when SIGHUP reloads the certificate, key or
+/// client CA. Connections already open keep what they were accepted with.
+#[derive(Clone)]
+pub struct TlsState(Arc<std::sync::RwLock<(Arc<ServerConfig>, bool)>>);
+
+impl TlsState {
+    pub fn new(config: Arc<ServerConfig>, client_certificates: bool) -> TlsState {
+        TlsState(Arc::new(std::sync::RwLock::new((
+            config,
+            client_certificates,
+        ))))
+    }
+
+    /// From the next connection on.
+    pub fn replace(&self, config: Arc<ServerConfig>, client_certificates: bool) {
+        let new = (config, client_certificates);
+        match self.0.write() {
+            Ok(mut held) => *held = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+
+    fn get(&self) -> (Arc<ServerConfig>, bool) {
+        match self.0.read() {
+            Ok(held) => held.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
 /// Accepts TCP connections and hands out those whose TLS handshake completed.
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, Peer, Slot)>,
 }
 
 impl TlsListener {
-    /// Starts accepting on `tcp`; handshakes run in their own tasks. A connection gets
+    /// Starts accepting on `tcp` with what `state` holds at each accept; handshakes run
+    /// in their own tasks. A connection gets
     /// its place in `connections` before its handshake (one address cannot hold more
     /// handshakes open than connections). With `client_certificates`, a certificate
     /// the CA signed but that names nobody (no subject CN, no DNS name) is refused: its
     /// events could not say who sent them.
-    pub fn new(
-        tcp: TcpListener,
-        config: Arc<ServerConfig>,
-        connections: Arc<Connections>,
-        client_certificates: bool,
-    ) -> TlsListener {
-        let acceptor = TlsAcceptor::from(config);
+    pub fn new(tcp: TcpListener, state: TlsState, connections: Arc<Connections>) -> TlsListener {
         let (tx, ready) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
@@ -82,7 +108,8 @@ impl TlsListener {
                 let Some(slot) = connections.admit(remote.ip()) else {
                     continue;
                 };
-                let acceptor = acceptor.clone();
+                let (config, client_certificates) = state.get();
+                let acceptor = TlsAcceptor::from(config);
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
