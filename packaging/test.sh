@@ -7,7 +7,8 @@
 # 1. Builds revision 1 and 2 of both packages (packaging/build.sh).
 # 2. Makes a Debian root with debootstrap (minbase + systemd, procps) and, inside it:
 #    dpkg -i both .debs: users, 0700 state directories, conffiles, units (enabled),
-#    sysusers files, man pages; `validate` passes on the shipped configs;
+#    sysusers files, man pages, the empty drop-in folders, changelogs; `validate` passes
+#    on the shipped configs;
 #    systemd-analyze verify and security --offline on the installed units.
 # 3. Runs the collector as its unit's user (no capability) and the agent as its unit's
 #    user with the unit's groups and only CAP_DAC_READ_SEARCH, on a root:root 0600 log
@@ -90,6 +91,9 @@ for name in picket-agent picket-collector; do
   [ -f "$chroot_dir/usr/lib/sysusers.d/$name.conf" ] || fail "no sysusers file for $name"
   [ -f "$chroot_dir/usr/share/man/man1/$name.1.gz" ] || fail "no man page for $name"
   [ -f "$chroot_dir/usr/share/doc/$name/copyright" ] || fail "no copyright file for $name"
+  [ -d "$chroot_dir/etc/picket/${name#picket-}.d" ] || fail "no /etc/picket/${name#picket-}.d/ drop-in folder"
+  zcat "$chroot_dir/usr/share/doc/$name/changelog.Debian.gz" 2>/dev/null | head -1 | grep >/dev/null '^picket (0\.1\.0-1)' ||
+    fail "no changelog.Debian.gz for $name"
   [ -x "$chroot_dir/usr/bin/$name" ] || fail "no /usr/bin/$name"
   config="/etc/picket/${name#picket-}.toml"
   in_root dpkg-query --showformat='${Conffiles}\n' --show "$name" | grep >/dev/null " $config " ||
@@ -273,7 +277,8 @@ for name in picket-agent picket-collector; do
   rpm_file=$(ls "$work"/r1/"$name"-0.1.0-1.*.rpm)
   files=$(rpm -qlp "$rpm_file" 2>/dev/null)
   for want in "/usr/bin/$name" "/etc/picket/${name#picket-}.toml" "/usr/lib/systemd/system/$name.service" \
-    "/usr/lib/sysusers.d/$name.conf" "/usr/share/man/man1/$name.1.gz" "/usr/share/licenses/$name/LICENSE"; do
+    "/usr/lib/sysusers.d/$name.conf" "/usr/share/man/man1/$name.1.gz" "/usr/share/licenses/$name/LICENSE" \
+    "/etc/picket/${name#picket-}.d/README" "/usr/share/doc/$name/changelog"; do
     echo "$files" | grep -x >/dev/null "$want" || fail "$rpm_file lacks $want"
   done
   rpm -qp --configfiles "$rpm_file" 2>/dev/null | grep -x >/dev/null "/etc/picket/${name#picket-}.toml" || fail "config not marked in $rpm_file"
