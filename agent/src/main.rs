@@ -53,6 +53,12 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// Read the disk buffer without changing it (safe while the agent runs): what
+    /// waits to be shipped, how old, and whether every record's CRC checks.
+    Buffer {
+        #[command(subcommand)]
+        command: BufferCommand,
+    },
     /// Show what lines become: each line of stdin (or of FILES) as one event, NDJSON on
     /// stdout, in order. Needs no config.
     Parse {
@@ -84,6 +90,27 @@ enum Command {
         /// The report's format: `text`, or `json` (one object per shape, then a summary).
         #[arg(long, value_enum, default_value = "text", requires = "unrecognized")]
         format: ReportFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BufferCommand {
+    /// What is pending: events and bytes, the oldest and newest event's time, counts
+    /// by category and host, corrupt stretches.
+    Inspect {
+        /// The agent's data_dir (default: the config's `agent.data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every pending record's CRC: exit 0 when all check out, 65 (`EX_DATAERR`)
+    /// naming each corrupt stretch when not.
+    Verify {
+        /// The agent's data_dir (default: the config's `agent.data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -174,6 +201,7 @@ fn main() -> ExitCode {
                 Err(e) => config_error(&e),
             }
         }
+        Command::Buffer { command } => buffer_command(&cli.config, command),
         Command::Parse {
             files,
             hostname,
@@ -204,6 +232,58 @@ fn load(path: &Path) -> Result<Settings, ExitCode> {
     ConfigFile::settings(path, datadir::Owners::Agent)
         .map(|(settings, _)| settings)
         .map_err(|e| config_error(&e))
+}
+
+/// `buffer inspect|verify`.
+fn buffer_command(config: &Path, command: BufferCommand) -> ExitCode {
+    const EX_DATAERR: u8 = 65;
+    let (data_dir, json, verify) = match command {
+        BufferCommand::Inspect { data_dir, json } => (data_dir, json, false),
+        BufferCommand::Verify { data_dir } => (data_dir, false, true),
+    };
+    let data_dir = match data_dir {
+        Some(dir) => dir,
+        None => match ConfigFile::load(config) {
+            Ok(file) => file.agent.data_dir,
+            Err(e) => {
+                eprintln!(
+                    "error: {e}
+(or name the buffer's data_dir with --data-dir)"
+                );
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+    };
+    let dir = data_dir.join("buffer");
+    let (inspection, pending) = match picket_agent::buffer::inspect::read(&dir) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let now = Utc::now();
+    let written = if verify {
+        match picket_agent::buffer::inspect::write_verdict(&mut out, &inspection) {
+            Ok(true) => return ExitCode::SUCCESS,
+            Ok(false) => return ExitCode::from(EX_DATAERR),
+            Err(e) => Err(e),
+        }
+    } else if json {
+        let value = picket_agent::buffer::inspect::to_json(&dir, &inspection, &pending, now);
+        writeln!(out, "{value}")
+    } else {
+        picket_agent::buffer::inspect::write_text(&mut out, &dir, &inspection, &pending, now)
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the report: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `validate --connect`: reaches each destination and says how it went.

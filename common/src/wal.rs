@@ -149,6 +149,120 @@ pub struct LostStretch {
     pub records: u64,
 }
 
+/// What [`inspect`] found in one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentReport {
+    pub segment: u64,
+    /// The file's length.
+    pub bytes: u64,
+    /// Where reading starts in it (the ack point's offset in the oldest one, else 0).
+    pub from: u64,
+    /// Whole records from there.
+    pub records: u64,
+    /// Bytes of records from there.
+    pub pending_bytes: u64,
+    /// Unreadable stretches from there (lost events).
+    pub lost: Vec<LostStretch>,
+    /// An incomplete last record (newest segment): a write a crash cut short, or one
+    /// the running agent is making.
+    pub torn_bytes: u64,
+}
+
+/// A buffer directory as [`inspect`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// The first record not yet acknowledged.
+    pub acked: Position,
+    /// Whether `ack` was there and readable (else delivery restarts at the oldest
+    /// segment).
+    pub ack_readable: bool,
+    /// Segments from the ack point's on, oldest first.
+    pub segments: Vec<SegmentReport>,
+}
+
+impl Inspection {
+    /// Records not yet acknowledged.
+    pub fn pending_records(&self) -> u64 {
+        self.segments.iter().map(|s| s.records).sum()
+    }
+
+    /// Bytes of them.
+    pub fn pending_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.pending_bytes).sum()
+    }
+
+    /// Unreadable stretches among them.
+    pub fn lost(&self) -> impl Iterator<Item = &LostStretch> {
+        self.segments.iter().flat_map(|s| s.lost.iter())
+    }
+}
+
+/// Reads the buffer in `dir` without changing anything (no recovery, no cut, no
+/// deletion; safe while an agent runs on it): every segment from the ack point,
+/// record by record, CRC-checked as recovery would, each pending record's payload
+/// handed to `record` in order.
+pub fn inspect(dir: &Path, record: &mut dyn FnMut(&[u8])) -> Result<Inspection, BufferError> {
+    let segments = list_segments(dir)?;
+    let saved = fs::read(dir.join("ack"))
+        .ok()
+        .and_then(|bytes| read_ack(&bytes));
+    let mut acked = saved.unwrap_or(Position {
+        segment: segments.first().copied().unwrap_or(0),
+        offset: 0,
+    });
+    if segments.first().is_some_and(|s| *s > acked.segment) {
+        acked = Position {
+            segment: segments[0],
+            offset: 0,
+        };
+    }
+    let live: Vec<u64> = segments
+        .into_iter()
+        .filter(|s| *s >= acked.segment)
+        .collect();
+    let mut reports = Vec::new();
+    for (i, segment) in live.iter().enumerate() {
+        let from = if *segment == acked.segment {
+            acked.offset
+        } else {
+            0
+        };
+        let mut pending_bytes = 0;
+        let scanned = scan_records(
+            &segment_path(dir, *segment),
+            from,
+            i + 1 == live.len(),
+            &mut |payload| {
+                pending_bytes += payload.len() as u64;
+                record(payload);
+            },
+        )?;
+        reports.push(SegmentReport {
+            segment: *segment,
+            bytes: scanned.len,
+            from,
+            records: scanned.records,
+            pending_bytes,
+            lost: scanned
+                .lost
+                .iter()
+                .map(|(start, end, records)| LostStretch {
+                    segment: *segment,
+                    offset: *start,
+                    bytes: end - start,
+                    records: *records,
+                })
+                .collect(),
+            torn_bytes: scanned.torn,
+        });
+    }
+    Ok(Inspection {
+        acked,
+        ack_readable: saved.is_some(),
+        segments: reports,
+    })
+}
+
 /// A flush waiting for its fdatasync (see [`DiskBuffer::begin_sync`]).
 pub struct PendingSync {
     file: File,

@@ -30,6 +30,9 @@ fn the_demo_builds_shows_events_and_alerts_and_stops_once() {
         stdout.contains("rule=ssh-bruteforce") && stdout.contains("12 failed SSH logins"),
         "{stdout}"
     );
-    assert!(stdout.contains("rule=ssh-login-after-bruteforce"), "{stdout}");
+    assert!(
+        stdout.contains("rule=ssh-login-after-bruteforce"),
+        "{stdout}"
+    );
     assert_eq!(stdout.matches("==> Stopping").count(), 1, "{stdout}");
 }

@@ -668,3 +668,84 @@ fn the_collector_reloads_certificates_and_tokens_on_sighup() {
     let (total, _) = collector.search("hostname:reload.example.org", 10);
     assert_eq!(total, 3);
 }
+
+/// `picket-agent buffer <args>` on `config`: exit code and stdout.
+fn buffer_command(config: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(picket_tests::binary("picket-agent"))
+        .args(["--config", config.to_str().unwrap(), "buffer"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.stderr.is_empty() || output.status.code() != Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn buffer_inspect_shows_what_waits_and_verify_finds_a_flipped_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, lines()).unwrap();
+    let dead = format!("http://127.0.0.1:{}/events", free_port());
+    let config = Agent::write_config(
+        dir.path(),
+        &[&log],
+        "",
+        &format!("[agent.shippers.http]\nurl = {dead:?}\n"),
+    );
+    let mut agent = Agent::start_with_config(dir.path(), config.clone());
+    assert!(
+        agent.wait_for_log("Delivery failed; retrying", Duration::from_secs(30)),
+        "{}",
+        agent.service.log()
+    );
+    // While the agent runs: read only, nothing disturbed.
+    let (code, text) = buffer_command(&config, &["inspect"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("pending: 5 events"), "{text}");
+    agent.service.stop();
+
+    let (code, json) = buffer_command(&config, &["inspect", "--json"]);
+    assert_eq!(code, Some(0));
+    let report: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["pending_events"], 5);
+    assert_eq!(report["by_category"]["authentication"], 2, "{report:#}");
+    assert_eq!(report["by_host"]["web1"], 5, "{report:#}");
+    let age = report["oldest_age_seconds"].as_i64().unwrap();
+    assert!((3600..3700).contains(&age), "{report:#}");
+    let (code, verdict) = buffer_command(&config, &["verify"]);
+    assert_eq!(code, Some(0), "{verdict}");
+    assert!(verdict.starts_with("ok: 5 pending events"), "{verdict}");
+
+    // One flipped byte in the third record's JSON.
+    let buffer = dir.path().join("state").join("buffer");
+    let segment = std::fs::read_dir(&buffer)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let third = bytes
+        .windows(13)
+        .position(|w| w == b"nothing sshd ")
+        .expect("the third line's event");
+    bytes[third] ^= 0x20;
+    std::fs::write(&segment, &bytes).unwrap();
+    let (code, verdict) = buffer_command(&config, &["verify"]);
+    assert_eq!(code, Some(65), "{verdict}");
+    assert!(
+        verdict.contains("CORRUPT: segment") && verdict.contains("about 1 events lost"),
+        "{verdict}"
+    );
+    assert!(
+        verdict.contains("1 corrupt stretches among 4 readable"),
+        "{verdict}"
+    );
+}

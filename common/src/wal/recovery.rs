@@ -254,6 +254,16 @@ pub(super) struct Scanned {
 /// Records of the segment at `path` after `start`, as the module doc's recovery says;
 /// `newest`: the segment the writer appends to (its end may be torn).
 pub(super) fn scan(path: &Path, start: u64, newest: bool) -> Result<Scanned, BufferError> {
+    scan_records(path, start, newest, &mut |_| {})
+}
+
+/// [`scan`], handing each whole record's payload to `record` in order.
+pub(super) fn scan_records(
+    path: &Path,
+    start: u64,
+    newest: bool,
+    record: &mut dyn FnMut(&[u8]),
+) -> Result<Scanned, BufferError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
     let len = bytes.len();
     let mut scanned = Scanned {
@@ -272,6 +282,8 @@ pub(super) fn scan(path: &Path, start: u64, newest: bool) -> Result<Scanned, Buf
         match check(&bytes, at) {
             Check::Good { next, old } => {
                 scanned.records += 1;
+                let header = if old { OLD_HEADER } else { HEADER } as usize;
+                record(&bytes[at + header..next]);
                 old_possible &= old;
                 at = next;
             }

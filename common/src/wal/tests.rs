@@ -694,3 +694,58 @@ fn a_failed_read_skips_nothing() {
     assert_eq!(records.len(), 60);
     assert!(records[0].starts_with(b"event 00 "));
 }
+
+#[test]
+fn inspect_reads_what_is_pending_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut buffer, _) = DiskBuffer::open(dir.path(), 1 << 20, 1 << 30).unwrap();
+    fill(&mut buffer, 0, 100);
+    let (_, last) = payloads(&mut buffer, 40);
+    buffer.ack(last.unwrap()).unwrap();
+    drop(buffer);
+    let segment = segment_path(dir.path(), 0);
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes[record_start(70) + HEADER as usize + 2] ^= 0x01;
+    // And half a record at the end, as a write a crash cut short.
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2]);
+    fs::write(&segment, &bytes).unwrap();
+    let before = fs::read(&segment).unwrap();
+    let ack_before = fs::read(dir.path().join("ack")).unwrap();
+
+    let mut seen = Vec::new();
+    let inspection = inspect(dir.path(), &mut |payload| {
+        seen.push(String::from_utf8(payload.to_vec()).unwrap())
+    })
+    .unwrap();
+    let mut want = names(40, 70);
+    want.extend(names(71, 100));
+    assert_eq!(seen, want);
+    assert!(inspection.ack_readable);
+    assert_eq!(
+        inspection.acked,
+        Position {
+            segment: 0,
+            offset: record_start(40) as u64
+        }
+    );
+    assert_eq!(inspection.pending_records(), 59);
+    assert_eq!(
+        inspection.pending_bytes(),
+        want.iter().map(|s| s.len() as u64).sum::<u64>()
+    );
+    let lost: Vec<&LostStretch> = inspection.lost().collect();
+    assert_eq!(
+        lost,
+        [&LostStretch {
+            segment: 0,
+            offset: record_start(70) as u64,
+            bytes: record_len(70) as u64,
+            records: 1,
+        }]
+    );
+    assert_eq!(inspection.segments[0].torn_bytes, 10);
+    // Read only: the torn tail is not cut, the ack point not moved.
+    assert_eq!(fs::read(&segment).unwrap(), before);
+    assert_eq!(fs::read(dir.path().join("ack")).unwrap(), ack_before);
+}
