@@ -14,7 +14,7 @@ echo "==> Building picket-agent and picket-collector (the first build takes a fe
 cargo build --bins
 # Where cargo put them: CARGO_TARGET_DIR or build.target-dir, else ./target.
 target=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
-  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p' || true)
 target=${target:-${CARGO_TARGET_DIR:-target}}
 bin=$target/debug
 rm -rf "$target/demo"
@@ -102,7 +102,8 @@ echo "==> Agent following $log (log: $work/agent.log)"
 
 search=("$bin/picket-collector" --config "$work/picket.toml" search --url "$url")
 for _ in $(seq 1 100); do
-  if "${search[@]}" 'details.sourceipaddress:203.0.113.77' --size 1 2>/dev/null | grep -q .; then break; fi
+  found=$("${search[@]}" 'details.sourceipaddress:203.0.113.77' --size 1 2>/dev/null || true)
+  [ -n "$found" ] && break
   sleep 0.2
 done
 

@@ -37,12 +37,23 @@ pub struct Api {
     settings: ApiSettings,
     address: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    /// `unhealthy_after` in milliseconds, changed by a reload in place.
+    unhealthy_after_ms: Arc<AtomicU64>,
 }
 
 struct Shared {
     metrics: Arc<Metrics>,
-    unhealthy_after: Duration,
-    started: SystemTime,
+    unhealthy_after_ms: Arc<AtomicU64>,
+}
+
+impl Shared {
+    fn unhealthy_after(&self) -> Duration {
+        Duration::from_millis(self.unhealthy_after_ms.load(Ordering::Relaxed))
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Api {
@@ -55,10 +66,10 @@ impl Api {
                 source,
             })?;
         let address = listener.local_addr().unwrap_or(settings.listen);
+        let unhealthy_after_ms = Arc::new(AtomicU64::new(millis(settings.unhealthy_after)));
         let shared = Arc::new(Shared {
             metrics,
-            unhealthy_after: settings.unhealthy_after,
-            started: SystemTime::now(),
+            unhealthy_after_ms: Arc::clone(&unhealthy_after_ms),
         });
         let app = axum::Router::new()
             .route("/metrics", get(metrics_page))
@@ -74,12 +85,20 @@ impl Api {
             settings,
             address,
             task,
+            unhealthy_after_ms,
         })
     }
 
-    /// What it was started with.
+    /// What it runs with.
     pub fn settings(&self) -> &ApiSettings {
         &self.settings
+    }
+
+    /// Takes a reload's settings on the same address (no new socket).
+    pub fn update(&mut self, settings: ApiSettings) {
+        self.unhealthy_after_ms
+            .store(millis(settings.unhealthy_after), Ordering::Relaxed);
+        self.settings = settings;
     }
 
     /// The address it listens on (the port the kernel chose for port 0).
@@ -150,7 +169,7 @@ fn troubles(shared: &Shared, buffer: Option<BufferView>) -> Vec<String> {
         ));
     }
     if let Some((since, reason)) = health.delivery.get()
-        && since.elapsed().unwrap_or_default() >= shared.unhealthy_after
+        && since.elapsed().unwrap_or_default() >= shared.unhealthy_after()
     {
         reasons.push(format!("delivery failing for {}s: {reason}", ago(since)));
     }
@@ -196,14 +215,15 @@ fn render(shared: &Shared, buffer: Option<BufferView>, healthy: bool) -> String 
         "The agent's version (value 1).",
         [(&[("version", env!("CARGO_PKG_VERSION"))][..], 1.0)],
     );
-    let started = shared
+    let started = m
         .started
+        .0
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     out.single(
         "picket_agent_start_time_seconds",
         Kind::Gauge,
-        "When the agent started (Unix time).",
+        "When the agent process started (Unix time).",
         started.as_secs_f64(),
     );
     out.single(
@@ -422,8 +442,7 @@ mod tests {
     fn shared() -> Shared {
         Shared {
             metrics: Arc::new(Metrics::default()),
-            unhealthy_after: Duration::from_secs(60),
-            started: SystemTime::now(),
+            unhealthy_after_ms: Arc::new(AtomicU64::new(60_000)),
         }
     }
 
@@ -439,8 +458,7 @@ mod tests {
         assert!(troubles(&shared, None).is_empty());
         let quick = Shared {
             metrics: Arc::clone(&shared.metrics),
-            unhealthy_after: Duration::ZERO,
-            started: SystemTime::now(),
+            unhealthy_after_ms: Arc::new(AtomicU64::new(0)),
         };
         let reasons = troubles(&quick, None);
         assert!(reasons[0].contains("connection refused"), "{reasons:?}");

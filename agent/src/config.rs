@@ -161,7 +161,8 @@ impl ConfigFile {
     /// Reads and parses a config file and its drop-ins (`agent.d/*.toml`; syntax and
     /// key names only): see [`picket_common::config::load`].
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let (mut config, sources): (ConfigFile, Sources) = picket_common::config::load(path)?;
+        let (mut config, sources): (ConfigFile, Sources) =
+            picket_common::config::load(path, Some("agent"))?;
         config.sources = sources;
         Ok(config)
     }
@@ -170,7 +171,7 @@ impl ConfigFile {
     /// of every file (syntax, unknown keys, types, units, values), each with its file,
     /// line and column. `owners`: see [`AgentConfig::build_with`].
     pub fn settings(path: &Path, owners: Owners) -> Result<(Settings, Sources), ConfigError> {
-        picket_common::config::load_all::<ConfigFile>(path)
+        picket_common::config::load_all::<ConfigFile>(path, Some("agent"))
             .build(|file, sources| file.agent.build_with(sources, owners))
     }
 }

@@ -75,6 +75,18 @@ pub struct Metrics {
     pub parsed_syslog: Arc<ParseCounts>,
     /// What `/health` reports.
     pub health: Health,
+    /// When the process started (the counters count from then).
+    pub started: Started,
+}
+
+/// When the counters started: made with them.
+#[derive(Debug, Clone, Copy)]
+pub struct Started(pub SystemTime);
+
+impl Default for Started {
+    fn default() -> Self {
+        Started(SystemTime::now())
+    }
 }
 
 /// The running pipeline's state for `/health` and `/metrics`' gauges: set where it
@@ -108,6 +120,9 @@ impl Health {
         if let Ok(mut held) = self.buffer.lock() {
             *held = Some((Arc::clone(buffer), max_bytes));
         }
+        // A new pipeline (after a reload) has neither trouble until it meets it.
+        self.buffer_write.clear();
+        self.delivery.clear();
         self.running.store(true, Ordering::Relaxed);
     }
 

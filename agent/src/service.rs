@@ -132,24 +132,21 @@ pub async fn serve(
 }
 
 /// Moves the API listener to the reloaded settings: a new address is bound before the
-/// old listener stops (an error leaves it running); no `[agent.api]` stops it.
+/// old listener stops (an error leaves it running); the same address keeps its socket
+/// and takes the new `unhealthy_after`; no `[agent.api]` stops it.
 async fn restart_api(
     api: &mut Option<Api>,
     new: &Settings,
     metrics: &Arc<Metrics>,
 ) -> Result<(), crate::api::ApiError> {
-    if api.as_ref().map(Api::settings) == new.api.as_ref() {
-        return Ok(());
+    match (api.as_mut(), &new.api) {
+        (Some(running), Some(wanted)) if running.settings().listen == wanted.listen => {
+            running.update(wanted.clone());
+        }
+        (_, Some(wanted)) => {
+            *api = Some(Api::start(wanted.clone(), Arc::clone(metrics)).await?);
+        }
+        (_, None) => *api = None,
     }
-    // Only `unhealthy_after` changed: the port must be let go before it is bound again.
-    if let (Some(running), Some(wanted)) = (api.as_ref(), &new.api)
-        && running.settings().listen == wanted.listen
-    {
-        *api = None;
-    }
-    *api = match &new.api {
-        Some(settings) => Some(Api::start(settings.clone(), Arc::clone(metrics)).await?),
-        None => None,
-    };
     Ok(())
 }

@@ -123,7 +123,8 @@ impl ConfigFile {
     /// Reads and parses a config file and its drop-ins (`collector.d/*.toml`; syntax
     /// and key names only): see [`picket_common::config::load`].
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let (mut config, sources): (ConfigFile, Sources) = picket_common::config::load(path)?;
+        let (mut config, sources): (ConfigFile, Sources) =
+            picket_common::config::load(path, Some("collector"))?;
         config.sources = sources;
         Ok(config)
     }
@@ -131,7 +132,7 @@ impl ConfigFile {
     /// Reads, interpolates and checks the configuration: the settings, or every error
     /// of every file, each with its file, line and column.
     pub fn settings(path: &Path) -> Result<(Settings, Sources), ConfigError> {
-        picket_common::config::load_all::<ConfigFile>(path)
+        picket_common::config::load_all::<ConfigFile>(path, Some("collector"))
             .build(|file, sources| file.collector.build_from(sources))
     }
 }

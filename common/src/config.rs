@@ -210,8 +210,11 @@ impl Sources {
             if let Some(inner) = item.as_table_like() {
                 self.record(&key, inner, text, index);
             } else if let Some(tables) = item.as_array_of_tables() {
-                for inner in tables {
-                    self.record(&key, inner, text, index);
+                for (i, inner) in tables.iter().enumerate() {
+                    let entry = format!("{key}[{i}]");
+                    let at = inner.span().map(|span| Position::of(text, span.start));
+                    self.origins.insert(entry.clone(), (index, at));
+                    self.record(&entry, inner, text, index);
                 }
             }
             // An implicit table (`[a.b]` makes `a`) has no span of its own: keep the
@@ -316,8 +319,11 @@ impl<T> Loaded<T> {
 /// Reads and parses a config file and its drop-ins (interpolation, syntax, key names
 /// and types; no component checks): see [`load_all`]. The first of its errors, or
 /// all of them, as one.
-pub fn load<T: DeserializeOwned>(path: &Path) -> Result<(T, Sources), ConfigError> {
-    let loaded = load_all(path);
+pub fn load<T: DeserializeOwned>(
+    path: &Path,
+    own: Option<&str>,
+) -> Result<(T, Sources), ConfigError> {
+    let loaded = load_all(path, own);
     match loaded.value {
         Some(value) if loaded.errors.is_empty() => Ok((value, loaded.sources)),
         _ if loaded.errors.is_empty() => Err(ConfigError::Parse {
@@ -336,8 +342,9 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<(T, Sources), ConfigErro
 /// other value (a list too) replaces the one before. An error names the file (and
 /// line) that set the key. Other files there (`.dpkg-old`, editor backups, hidden
 /// files) are skipped. Each file's string values are interpolated first
-/// ([`interpolate`]).
-pub fn load_all<T: DeserializeOwned>(path: &Path) -> Loaded<T> {
+/// ([`interpolate`]); `own`: the program's top-level table (`agent`), when others in
+/// the file are another program's (whose `${VAR}`s need not be set here).
+pub fn load_all<T: DeserializeOwned>(path: &Path, own: Option<&str>) -> Loaded<T> {
     let mut errors = Vec::new();
     let mut files = vec![path.to_path_buf()];
     let dir = dropin_dir(path);
@@ -359,15 +366,18 @@ pub fn load_all<T: DeserializeOwned>(path: &Path) -> Loaded<T> {
         origins: HashMap::new(),
     };
     let mut unreadable = false;
+    // A file that could not be read leaves the merged table short of its keys.
+    let mut broken = false;
     let mut removed = Vec::new();
     for (index, file) in files.iter().enumerate() {
-        match read_file(file, index, &mut sources, &mut removed) {
+        match read_file(file, index, own, &mut sources, &mut removed) {
             Ok((table, mut found)) => {
                 merge(&mut merged, table);
                 errors.append(&mut found);
             }
             Err(mut found) => {
                 unreadable |= found.iter().any(|e| matches!(e, ConfigError::Read { .. }));
+                broken = true;
                 errors.append(&mut found);
             }
         }
@@ -380,7 +390,7 @@ pub fn load_all<T: DeserializeOwned>(path: &Path) -> Loaded<T> {
             removed,
         };
     }
-    let (value, mut found) = deserialize_collecting::<T>(merged, &sources, &mut removed);
+    let (value, mut found) = deserialize_collecting::<T>(merged, &sources, &mut removed, broken);
     errors.append(&mut found);
     sort(&mut errors, &sources);
     Loaded {
@@ -413,10 +423,12 @@ fn sort(errors: &mut [ConfigError], sources: &Sources) {
 
 /// One file: interpolated, parsed, its keys' places recorded. A key whose value could
 /// not be interpolated is reported and left out (its default stands in, and no later
-/// check repeats the error): it is added to `removed`.
+/// check repeats the error): it is added to `removed`. Outside the `own` table (the
+/// other program's, in a file both read) such a value is left as written, unreported.
 fn read_file(
     file: &Path,
     index: usize,
+    own: Option<&str>,
     sources: &mut Sources,
     removed: &mut Vec<String>,
 ) -> Result<(toml::Table, Vec<ConfigError>), Vec<ConfigError>> {
@@ -427,12 +439,29 @@ fn read_file(
         }]
     })?;
     let (text, problems) = interpolate(&text, |name| std::env::var(name).ok());
-    let not_toml = |e: Option<std::ops::Range<usize>>, message: &str| {
-        vec![ConfigError::Parse {
-            path: file.to_path_buf(),
-            at: e.map(|span| Position::of(&text, span.start)),
-            message: format!("not TOML: {}", message.trim_end()),
-        }]
+    let problem = |at: Position, message: String| ConfigError::Parse {
+        path: file.to_path_buf(),
+        at: Some(at),
+        message,
+    };
+    let not_toml = |span: Option<std::ops::Range<usize>>, message: &str| {
+        let at = span.map(|span| Position::of(&text, span.start));
+        // `port = ${PORT}` with PORT unset is no TOML: the variable is the news.
+        let mut errors: Vec<ConfigError> = problems
+            .iter()
+            .map(|(at, message)| problem(*at, message.clone()))
+            .collect();
+        if !problems
+            .iter()
+            .any(|(p, _)| at.is_some_and(|at| at.line == p.line))
+        {
+            errors.push(ConfigError::Parse {
+                path: file.to_path_buf(),
+                at,
+                message: format!("not TOML: {}", message.trim_end()),
+            });
+        }
+        errors
     };
     let document =
         toml_edit::ImDocument::parse(text.as_str()).map_err(|e| not_toml(e.span(), e.message()))?;
@@ -441,26 +470,43 @@ fn read_file(
         toml::from_str::<toml::Table>(&text).map_err(|e| not_toml(e.span(), e.message()))?;
     let mut errors = Vec::new();
     for (at, message) in problems {
-        // The key on the problem's line, in this file.
-        let keys: Vec<String> = sources
+        // The deepest key set on the problem's line, in this file: the value's.
+        let key = sources
             .origins
             .iter()
             .filter(|(_, (i, place))| *i == index && place.is_some_and(|p| p.line == at.line))
             .map(|(key, _)| key.clone())
-            .collect();
-        for key in keys {
-            let segments: Vec<String> = key.split('.').map(str::to_string).collect();
-            if remove(&mut table, &segments) {
-                removed.push(key);
-            }
+            .max_by_key(|key| (key.matches('.').count(), key.len()));
+        if let (Some(key), Some(own)) = (&key, own)
+            && key.split(['.', '[']).next() != Some(own)
+        {
+            continue;
         }
-        errors.push(ConfigError::Parse {
-            path: file.to_path_buf(),
-            at: Some(at),
-            message,
-        });
+        if let Some(key) = key
+            && remove_at(&mut table, &parse_dotted(&key))
+        {
+            removed.push(key);
+        }
+        errors.push(problem(at, message));
     }
     Ok((table, errors))
+}
+
+/// `a.b[2].c` as its steps.
+fn parse_dotted(key: &str) -> Vec<Seg> {
+    let mut segments = Vec::new();
+    for part in key.split('.') {
+        let mut pieces = part.split('[');
+        if let Some(name) = pieces.next() {
+            segments.push(Seg::Key(name.to_string()));
+        }
+        for index in pieces {
+            if let Ok(i) = index.trim_end_matches(']').parse() {
+                segments.push(Seg::Index(i));
+            }
+        }
+    }
+    segments
 }
 
 /// Deserialises `table` as a `T`; each key serde refuses is reported, taken out, and
@@ -470,6 +516,7 @@ fn deserialize_collecting<T: DeserializeOwned>(
     mut table: toml::Table,
     sources: &Sources,
     removed: &mut Vec<String>,
+    broken: bool,
 ) -> (Option<T>, Vec<ConfigError>) {
     let mut errors = Vec::new();
     // Each round takes one key out; a file has fewer keys than this.
@@ -479,42 +526,157 @@ fn deserialize_collecting<T: DeserializeOwned>(
                 Ok(value) => return (Some(value), errors),
                 Err(error) => error,
             };
-        let mut segments: Vec<String> = error
+        let mut segments: Vec<Seg> = error
             .path()
             .iter()
             .filter_map(|segment| match segment {
-                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
                 _ => None,
             })
             .collect();
         let message = error.inner().message().to_string();
         let unknown = unknown_field(&message);
         if let Some((name, _)) = &unknown
-            && segments.last() != Some(name)
+            && segments.last() != Some(&Seg::Key(name.clone()))
         {
-            segments.push(name.clone());
+            segments.push(Seg::Key(name.clone()));
         }
-        let key = segments.join(".");
-        // A required key taken out for an error of its own: nothing new to say, and
-        // nothing left to read.
-        if message.starts_with("missing field")
-            && removed
-                .iter()
-                .any(|r| message.contains(&format!("`{}`", r.rsplit('.').next().unwrap_or(r))))
-        {
-            break;
+        let key = dotted(&segments);
+        let missing = missing_field(&message).map(str::to_string);
+        if let Some(field) = &missing {
+            let full = if key.is_empty() {
+                field.to_string()
+            } else {
+                format!("{key}.{field}")
+            };
+            // A required key taken out for an error of its own, or the table of a
+            // file that is no TOML: nothing new to say, and nothing left to read.
+            if broken || removed.contains(&full) {
+                break;
+            }
         }
+        let suggestion = unknown
+            .as_ref()
+            .and_then(|(name, expected)| nearest(name, expected).map(str::to_string));
         let message = match &unknown {
             Some((name, expected)) => unknown_message(name, expected),
             None => message,
         };
         errors.push(sources.invalid(KeyError::new(key.clone(), message)));
-        if key.is_empty() || !remove(&mut table, &segments) {
+        // An entry of an array of tables that lacks a key cannot be taken out without
+        // renumbering the entries after it: stop there.
+        if key.is_empty() || (missing.is_some() && matches!(segments.last(), Some(Seg::Index(_)))) {
+            break;
+        }
+        // A typo's value goes on under the name it was surely meant to have (when that
+        // one is not set too), so the table is read on as intended.
+        let renamed = suggestion.is_some_and(|name| rename_at(&mut table, &segments, &name));
+        if !renamed && !remove_at(&mut table, &segments) {
             break;
         }
         removed.push(key);
     }
     (None, errors)
+}
+
+/// Moves the value at `segments` to its sibling `name`, when that one is not set.
+fn rename_at(table: &mut toml::Table, segments: &[Seg], name: &str) -> bool {
+    let Some((Seg::Key(last), parent)) = segments.split_last() else {
+        return false;
+    };
+    let Some(at) = table_at(table, parent) else {
+        return false;
+    };
+    if at.contains_key(name) {
+        return false;
+    }
+    match at.remove(last) {
+        Some(value) => {
+            at.insert(name.to_string(), value);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The table at `segments` (through arrays' entries too).
+fn table_at<'a>(table: &'a mut toml::Table, segments: &[Seg]) -> Option<&'a mut toml::Table> {
+    match segments {
+        [] => Some(table),
+        [Seg::Key(key), rest @ ..] => value_table(table.get_mut(key)?, rest),
+        _ => None,
+    }
+}
+
+fn value_table<'a>(value: &'a mut toml::Value, segments: &[Seg]) -> Option<&'a mut toml::Table> {
+    match (value, segments) {
+        (toml::Value::Table(table), rest) => table_at(table, rest),
+        (toml::Value::Array(items), [Seg::Index(i), rest @ ..]) => {
+            value_table(items.get_mut(*i)?, rest)
+        }
+        _ => None,
+    }
+}
+
+/// One step of a key's path: a table's key, or an array's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// `a.b[2].c`.
+fn dotted(segments: &[Seg]) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        match segment {
+            Seg::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Seg::Index(index) => out.push_str(&format!("[{index}]")),
+        }
+    }
+    out
+}
+
+/// serde's `missing field `x``: the field.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")?
+        .split_once('`')
+        .map(|(field, _)| field)
+}
+
+/// Takes the value at `segments` out of `table` (an array's element too); false when
+/// there is none.
+fn remove_at(table: &mut toml::Table, segments: &[Seg]) -> bool {
+    fn in_value(value: &mut toml::Value, rest: &[Seg]) -> bool {
+        match (value, rest) {
+            (toml::Value::Table(table), _) => remove_at(table, rest),
+            (toml::Value::Array(items), [Seg::Index(i)]) if *i < items.len() => {
+                items.remove(*i);
+                true
+            }
+            (toml::Value::Array(items), [Seg::Index(i), more @ ..]) => {
+                items.get_mut(*i).is_some_and(|item| in_value(item, more))
+            }
+            _ => false,
+        }
+    }
+    match segments {
+        [Seg::Key(last)] => table.remove(last).is_some(),
+        [Seg::Key(first), rest @ ..] => match table.get_mut(first).map(|v| in_value(v, rest)) {
+            Some(true) => true,
+            // The path goes where the value has no room: the key itself is wrong.
+            Some(false) => table.remove(first).is_some(),
+            None => false,
+        },
+        _ => false,
+    }
 }
 
 /// serde's `unknown field `x`, expected one of `a`, `b``: the field and the names it
@@ -531,20 +693,26 @@ fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
     Some((name.to_string(), expected))
 }
 
-/// "unknown key", with the nearest known name when one is near.
-fn unknown_message(name: &str, expected: &[String]) -> String {
-    let nearest = expected
+/// The known name nearest `name`, when one is near.
+fn nearest<'a>(name: &str, expected: &'a [String]) -> Option<&'a str> {
+    expected
         .iter()
         .map(|known| (distance(name, known), known))
         .filter(|(d, known)| *d <= (known.len().max(name.len()) / 3).max(1))
-        .min();
+        .min()
+        .map(|(_, known)| known.as_str())
+}
+
+/// "unknown key", with the nearest known name when one is near.
+fn unknown_message(name: &str, expected: &[String]) -> String {
+    let nearest = nearest(name, expected);
     let known = if expected.is_empty() {
         "this table takes no keys".to_string()
     } else {
         format!("known keys: {}", expected.join(", "))
     };
     match nearest {
-        Some((_, known_name)) => format!("unknown key; did you mean `{known_name}`? ({known})"),
+        Some(known_name) => format!("unknown key; did you mean `{known_name}`? ({known})"),
         None => format!("unknown key ({known})"),
     }
 }
@@ -573,18 +741,6 @@ fn distance(a: &str, b: &str) -> usize {
         }
     }
     rows[a.len()][b.len()]
-}
-
-/// Takes the key at `segments` out of `table`; false when there is none.
-fn remove(table: &mut toml::Table, segments: &[String]) -> bool {
-    match segments {
-        [] => false,
-        [last] => table.remove(last).is_some(),
-        [first, rest @ ..] => match table.get_mut(first) {
-            Some(toml::Value::Table(inner)) => remove(inner, rest),
-            _ => table.remove(first).is_some(),
-        },
-    }
 }
 
 /// Merges `over` into `base`: tables merge key by key, any other value (arrays
@@ -648,7 +804,12 @@ pub fn interpolate(
             };
             match substitute(&inner[..close], &env) {
                 Ok(value) => out.push_str(&value),
-                Err(message) => problems.push((position, message)),
+                Err(message) => {
+                    // Left as written: the other program's table may hold it (one file
+                    // for both), and its key is taken out if it is this program's.
+                    out.push_str(&rest[found..found + 2 + close + 1]);
+                    problems.push((position, message));
+                }
             }
             at += found + 2 + close + 1;
             rest = &inner[close + 1..];

@@ -43,14 +43,27 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     if number.is_empty() {
         return Err(not_a_number());
     }
-    let bytes = match number.parse::<u64>() {
-        Ok(whole) => whole.checked_mul(scale),
-        Err(_) => {
-            let value: f64 = number.parse().map_err(|_| not_a_number())?;
-            let bytes = value * scale as f64;
-            (bytes.fract() == 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
-        }
+    // Exactly, in integers: "4.1MB" is 4,100,000 bytes, not 4099999.9999999995.
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || fraction.contains('.') {
+        return Err(not_a_number());
+    }
+    let whole: u128 = whole.parse().map_err(|_| not_a_number())?;
+    let digits = fraction.trim_end_matches('0');
+    let denominator = 10u128
+        .checked_pow(u32::try_from(digits.len()).unwrap_or(u32::MAX))
+        .ok_or_else(not_a_number)?;
+    let numerator: u128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().map_err(|_| not_a_number())?
     };
+    let scale = u128::from(scale);
+    let part = numerator.checked_mul(scale).ok_or_else(not_a_number)?;
+    let bytes = (part % denominator == 0)
+        .then(|| whole.checked_mul(scale)?.checked_add(part / denominator))
+        .flatten()
+        .and_then(|bytes| u64::try_from(bytes).ok());
     bytes.ok_or_else(|| format!("{text:?} is not a whole number of bytes under 2^64"))
 }
 
@@ -195,6 +208,9 @@ mod tests {
             ("1.5GB", 1_500_000_000),
             ("1.5KiB", 1536),
             ("4GB", 4_000_000_000),
+            ("4.1MB", 4_100_000),
+            ("0.5KiB", 512),
+            ("2.50MB", 2_500_000),
         ] {
             assert_eq!(parse_bytes(text), Ok(bytes), "{text}");
         }

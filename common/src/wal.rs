@@ -228,7 +228,7 @@ pub fn inspect(dir: &Path, record: &mut dyn FnMut(&[u8])) -> Result<Inspection, 
             0
         };
         let mut pending_bytes = 0;
-        let scanned = scan_records(
+        let scanned = match scan_records(
             &segment_path(dir, *segment),
             from,
             i + 1 == live.len(),
@@ -236,7 +236,14 @@ pub fn inspect(dir: &Path, record: &mut dyn FnMut(&[u8])) -> Result<Inspection, 
                 pending_bytes += payload.len() as u64;
                 record(payload);
             },
-        )?;
+        ) {
+            Ok(scanned) => scanned,
+            // The running agent acknowledged it and deleted it since it was listed.
+            Err(BufferError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         reports.push(SegmentReport {
             segment: *segment,
             bytes: scanned.len,

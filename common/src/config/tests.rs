@@ -7,7 +7,7 @@ fn a_key_is_blamed_on_the_file_and_line_that_set_it() {
     std::fs::write(&main, "[a]\nx = 1\n").unwrap();
     std::fs::create_dir(dir.path().join("c.d")).unwrap();
     std::fs::write(dir.path().join("c.d/10.toml"), "# drop-in\n[a.b]\ny = 2\n").unwrap();
-    let (value, sources) = load::<toml::Table>(&main).unwrap();
+    let (value, sources) = load::<toml::Table>(&main, None).unwrap();
     assert_eq!(value["a"]["x"].as_integer(), Some(1));
     assert_eq!(value["a"]["b"]["y"].as_integer(), Some(2));
     assert_eq!(sources.file_for("a.b.y"), dir.path().join("c.d/10.toml"));
@@ -49,6 +49,16 @@ struct Inner {
     #[serde(default)]
     #[allow(dead_code)]
     port: u16,
+    #[serde(default)]
+    #[allow(dead_code)]
+    hook: Vec<Hook>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Hook {
+    #[allow(dead_code)]
+    url: String,
 }
 
 #[test]
@@ -62,7 +72,7 @@ fn a_dropin_may_complete_a_table_whose_required_key_is_in_the_main_file() {
         "[t]\npassword_file = \"/p\"\n",
     )
     .unwrap();
-    let (value, _) = load::<Table>(&main).unwrap();
+    let (value, _) = load::<Table>(&main, None).unwrap();
     assert_eq!(value.t.url, "amqp://x/");
     assert_eq!(value.t.password_file.as_deref(), Some("/p"));
     // A typo is still the drop-in's.
@@ -71,7 +81,7 @@ fn a_dropin_may_complete_a_table_whose_required_key_is_in_the_main_file() {
         "[t]\npasword_file = \"/p\"\n",
     )
     .unwrap();
-    let err = load::<Table>(&main).unwrap_err().to_string();
+    let err = load::<Table>(&main, None).unwrap_err().to_string();
     assert!(
         err.contains("20.toml:2:1: key t.pasword_file: unknown key; did you mean `password_file`?"),
         "{err}"
@@ -94,7 +104,7 @@ fn every_mistake_of_every_file_is_reported_at_once_with_its_line() {
         "[t]\npassword_file = \"${PICKET_TEST_SURELY_UNSET_VARIABLE}\"\n",
     )
     .unwrap();
-    let loaded = load_all::<Table>(&main);
+    let loaded = load_all::<Table>(&main, None);
     let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
     let text = errors.join("\n");
     // In file order (main file first), then by line.
@@ -121,7 +131,7 @@ fn a_required_key_taken_out_for_its_error_is_not_reported_missing_too() {
     let dir = tempfile::tempdir().unwrap();
     let main = dir.path().join("c.toml");
     std::fs::write(&main, "[t]\nurl = 5\n").unwrap();
-    let loaded = load_all::<Table>(&main);
+    let loaded = load_all::<Table>(&main, None);
     assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
     let err = loaded.errors[0].to_string();
     assert!(err.contains("c.toml:2:1: key t.url: invalid type"), "{err}");
@@ -134,7 +144,7 @@ fn build_errors_follow_the_readers_and_skip_keys_already_reported() {
     let dir = tempfile::tempdir().unwrap();
     let main = dir.path().join("c.toml");
     std::fs::write(&main, "[t]\nurl = \"x\"\nmax_bytes = \"lots\"\n").unwrap();
-    let result = load_all::<Table>(&main).build(|table, sources| {
+    let result = load_all::<Table>(&main, None).build(|table, sources| {
         let mut collect = Collect::new(sources);
         collect.push(KeyError::new("t.url", "is no URL"));
         collect.push(KeyError::new("t.max_bytes", "repeats the reader's error"));
@@ -201,4 +211,89 @@ fn near_names_are_suggested_and_far_ones_are_not() {
     assert!(!unknown_message("colour", &known).contains("did you mean"));
     assert_eq!(distance("ab", "ba"), 1);
     assert_eq!(distance("", "abc"), 3);
+}
+
+#[test]
+fn an_unset_variable_written_unquoted_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("c.toml");
+    std::fs::write(
+        &main,
+        "[t]\nurl = \"x\"\nport = ${PICKET_TEST_SURELY_UNSET_PORT}\n",
+    )
+    .unwrap();
+    let loaded = load_all::<Table>(&main, None);
+    let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]
+            .contains("c.toml:3:8: environment variable PICKET_TEST_SURELY_UNSET_PORT is not set"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn the_other_programs_variables_need_not_be_set() {
+    #[derive(Debug, serde::Deserialize)]
+    struct Mine {
+        t: Inner,
+        #[allow(dead_code)]
+        other: Option<toml::Value>,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("c.toml");
+    std::fs::write(
+        &main,
+        "[t]\nurl = \"x\"\n[other]\nurl = \"${PICKET_TEST_SURELY_UNSET_OTHER}\"\n",
+    )
+    .unwrap();
+    let loaded = load_all::<Mine>(&main, Some("t"));
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert_eq!(loaded.value.unwrap().t.url, "x");
+    // Read as the other program, it is an error.
+    let loaded = load_all::<Mine>(&main, Some("other"));
+    assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+}
+
+#[test]
+fn only_the_key_whose_value_failed_is_taken_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("c.toml");
+    std::fs::write(
+        &main,
+        "t.url = \"x\"\nt.password_file = \"${PICKET_TEST_SURELY_UNSET_P}\"\nt.max_bytes = \"many\"\n",
+    )
+    .unwrap();
+    let loaded = load_all::<Table>(&main, None);
+    let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("c.toml:2:"), "{errors:?}");
+    assert!(
+        errors[1].contains("c.toml:3:3: key t.max_bytes"),
+        "{errors:?}"
+    );
+    assert_eq!(loaded.removed, ["t.password_file", "t.max_bytes"]);
+    assert_eq!(loaded.value.unwrap().t.url, "x");
+}
+
+#[test]
+fn each_entry_of_an_array_of_tables_is_reported_on_its_own_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("c.toml");
+    std::fs::write(
+        &main,
+        "[t]\nurl = \"x\"\n[[t.hook]]\nurl = \"a\"\n[[t.hook]]\nulr = \"b\"\n[[t.hook]]\nurl = 3\n",
+    )
+    .unwrap();
+    let loaded = load_all::<Table>(&main, None);
+    let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("c.toml:6:1: key t.hook[1].ulr: unknown key; did you mean `url`?"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("c.toml:8:1: key t.hook[2].url: invalid type"),
+        "{errors:?}"
+    );
 }
