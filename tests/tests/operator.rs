@@ -148,6 +148,20 @@ fn lines() -> String {
     .collect()
 }
 
+/// An agent config under `dir` reading [`lines`] and shipping to a port nothing
+/// listens on; `more`: tables to add.
+fn shipping_nowhere(dir: &Path, more: &str) -> std::path::PathBuf {
+    let log = dir.join("auth.log");
+    std::fs::write(&log, lines()).unwrap();
+    let dead = format!("http://127.0.0.1:{}/events", free_port());
+    Agent::write_config(
+        dir,
+        &[&log],
+        "",
+        &format!("[agent.shippers.http]\nurl = {dead:?}\n\n{more}"),
+    )
+}
+
 #[test]
 fn metrics_are_read_by_a_prometheus_parser_and_health_says_ok() {
     let dir = tempfile::tempdir().unwrap();
@@ -228,17 +242,9 @@ fn metrics_are_read_by_a_prometheus_parser_and_health_says_ok() {
 #[test]
 fn health_turns_503_when_delivery_keeps_failing_and_logs_are_json() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("auth.log");
-    std::fs::write(&log, lines()).unwrap();
-    // Nothing listens there.
-    let dead = format!("http://127.0.0.1:{}/events", free_port());
-    let config = Agent::write_config(
+    let config = shipping_nowhere(
         dir.path(),
-        &[&log],
-        "",
-        &format!(
-            "[agent.shippers.http]\nurl = {dead:?}\n\n[agent.api]\nlisten = \"127.0.0.1:0\"\nunhealthy_after_secs = \"2s\"\n"
-        ),
+        "[agent.api]\nlisten = \"127.0.0.1:0\"\nunhealthy_after_secs = \"2s\"\n",
     );
     // `log_format` sits in `[agent]`, which the harness writes: a drop-in adds it.
     let dropins = dir.path().join("agent.d");
@@ -723,15 +729,7 @@ fn buffer_command(config: &Path, args: &[&str]) -> (Option<i32>, String) {
 #[test]
 fn buffer_inspect_shows_what_waits_and_verify_finds_a_flipped_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("auth.log");
-    std::fs::write(&log, lines()).unwrap();
-    let dead = format!("http://127.0.0.1:{}/events", free_port());
-    let config = Agent::write_config(
-        dir.path(),
-        &[&log],
-        "",
-        &format!("[agent.shippers.http]\nurl = {dead:?}\n"),
-    );
+    let config = shipping_nowhere(dir.path(), "");
     let mut agent = Agent::start_with_config(dir.path(), config.clone());
     assert!(
         agent.wait_for_log("Delivery failed; retrying", Duration::from_secs(30)),
