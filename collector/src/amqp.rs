@@ -4,13 +4,16 @@
 //!
 //! - Each message body is one event: a MozDef JSON object, an agent's event, or
 //!   syslog-ng's upper-case `format-json` (`HOST`, `PROGRAM`, `MESSAGE`, …), all
-//!   normalized by `mozdef::normalize`.
+//!   normalized by `mozdef::normalize`; or, with `content_type:
+//!   application/x-ndjson` (an agent's `events_per_message`), several events, one a
+//!   line, each handled as a message of its own would be.
 //! - Messages are taken in batches (up to `prefetch`, or what arrives in 100 ms),
 //!   stored together, and **acknowledged only after the store has committed them**.
 //!   A store failure requeues the batch (nack) and the consumer backs off.
 //! - A message that is not an event (not JSON, not an object) is published to the
 //!   dead-letter queue (declared by us, durable) with the reason in the header
-//!   `x-picket-reason`, then acknowledged: moved, not lost.
+//!   `x-picket-reason`, then acknowledged: moved, not lost. In a packed message only
+//!   the bad line is moved (the reason names the line); its other events are stored.
 //! - A lost connection (broker restart) is rebuilt by [`run`] with backoff; what was
 //!   not acknowledged is redelivered by the broker and found stored by `eventid`
 //!   (the first copy wins; a redelivery is identical and counts as stored). A
@@ -48,6 +51,12 @@ pub use self::config::AmqpSettings;
 
 /// Longest a batch waits to fill once its first message arrived.
 const BATCH_WAIT: Duration = Duration::from_millis(100);
+/// Most events a batch gathers (packed messages hold many each), so one store call
+/// holds a bounded amount.
+const MAX_BATCH_EVENTS: usize = 20_000;
+/// Events prefetched (messages × events a message) above which a warning suggests a
+/// smaller `prefetch`.
+const PREFETCH_EVENTS_WARNING: usize = 200_000;
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The wait after the first failure, doubled per failure after it.
@@ -174,6 +183,7 @@ async fn session(
     let (consume, dead, mut consumer) = setup.await.map_err(SessionError::Setup)?;
     info!(url = %settings.endpoint.url, queue = %settings.queue, prefetch = settings.prefetch, "Consuming events from RabbitMQ.");
     *attempt = 0;
+    let mut warned_prefetch = false;
     loop {
         let first = tokio::select! {
             next = consumer.next() => next,
@@ -183,17 +193,63 @@ async fn session(
                 return Ok(());
             }
         };
-        let mut batch = vec![delivery(first)?];
+        let first = delivery(first)?;
+        let mut events = events_in(&first);
+        let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-        while batch.len() < usize::from(settings.prefetch) {
+        while batch.len() < usize::from(settings.prefetch) && events < MAX_BATCH_EVENTS {
             match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(next) => batch.push(delivery(next)?),
+                Ok(next) => {
+                    let next = delivery(next)?;
+                    events += events_in(&next);
+                    batch.push(next);
+                }
                 Err(_) => break,
+            }
+        }
+        if !warned_prefetch && events > batch.len() {
+            let per_message = events.div_ceil(batch.len());
+            if per_message * usize::from(settings.prefetch) > PREFETCH_EVENTS_WARNING {
+                warned_prefetch = true;
+                warn!(
+                    prefetch = settings.prefetch,
+                    events_per_message = per_message,
+                    suggested_prefetch = (PREFETCH_EVENTS_WARNING / per_message).max(1),
+                    "Messages pack many events each: the broker may hand this collector prefetch × that many events at once. Lower [collector.amqp] prefetch to bound its memory."
+                );
             }
         }
         handle(ingest, &consume, &dead, batch).await?;
     }
 }
+
+/// Whether a message packs several events, one JSON object a line.
+fn is_packed(message: &Delivery) -> bool {
+    message.properties.content_type().as_ref().is_some_and(|t| {
+        let media_type = t.as_str().split(';').next().unwrap_or_default();
+        media_type.trim().eq_ignore_ascii_case(NDJSON)
+    })
+}
+
+/// The events a message holds: its lines when packed, else one.
+fn events_in(message: &Delivery) -> usize {
+    if is_packed(message) {
+        packed_lines(&message.data).count()
+    } else {
+        1
+    }
+}
+
+/// A packed message's events with their line numbers (from 1), blank lines skipped.
+fn packed_lines(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    data.split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line)))
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+}
+
+/// The content type of a message packing several events.
+const NDJSON: &str = "application/x-ndjson";
 
 fn delivery(next: Option<lapin::Result<Delivery>>) -> Result<Delivery, SessionError> {
     match next {
@@ -218,7 +274,7 @@ async fn handle(
         reparser,
         window,
     } = ingest;
-    metrics.received("amqp", batch.len());
+    metrics.received("amqp", batch.iter().map(events_in).sum());
     let Parsed {
         events,
         messages,
@@ -226,8 +282,8 @@ async fn handle(
         retimed,
     } = parse_batch(&batch, Utc::now(), window, metrics, reparser);
     let last_tag = batch.last().map(|d| d.delivery_tag).unwrap_or(0);
-    for (message, reason) in &refused {
-        if let Err(source) = dead_letter(dead, settings, message, reason).await {
+    for (body, reason) in &refused {
+        if let Err(source) = dead_letter(dead, settings, body, reason).await {
             requeue(consume, last_tag).await;
             return Err(SessionError::DeadLetter {
                 what: "a bad message",
@@ -296,9 +352,11 @@ async fn handle(
 /// A batch's messages: the events, and those that are not events with the reason.
 struct Parsed<'a> {
     events: Vec<Document>,
-    /// The message of each event, by the event's position.
-    messages: Vec<&'a Delivery>,
-    refused: Vec<(&'a Delivery, String)>,
+    /// The body of each event (its message, or its line of a packed one), by the
+    /// event's position.
+    messages: Vec<&'a [u8]>,
+    /// What is not an event (a message, or a packed message's line) and why.
+    refused: Vec<(&'a [u8], String)>,
     /// Events timed at reception (their time was outside the window).
     retimed: usize,
 }
@@ -319,11 +377,26 @@ fn parse_batch<'a>(
         refused: Vec::new(),
         retimed: 0,
     };
-    for message in batch {
-        let outcome = serde_json::from_slice::<serde_json::Value>(&message.data)
+    let bodies = batch.iter().flat_map(|message| {
+        let (one, packed) = if is_packed(message) {
+            (
+                None,
+                Some(packed_lines(&message.data).map(move |(n, line)| (message, line, Some(n)))),
+            )
+        } else {
+            (Some((message, &message.data[..], None)), None)
+        };
+        one.into_iter().chain(packed.into_iter().flatten())
+    });
+    for (message, body, line) in bodies {
+        let outcome = serde_json::from_slice::<serde_json::Value>(body)
             .map_err(|e| ("not_json", format!("not JSON: {e}")))
             .and_then(|value| {
                 mozdef::normalize(value, received_at).map_err(|e| ("invalid", e.to_string()))
+            })
+            .map_err(|(kind, reason)| match line {
+                Some(n) => (kind, format!("line {n} of a packed message: {reason}")),
+                None => (kind, reason),
             });
         match outcome {
             Ok(mut event) => {
@@ -348,11 +421,11 @@ fn parse_batch<'a>(
                     parsed.retimed += 1;
                 }
                 parsed.events.push(Document::Event(event));
-                parsed.messages.push(message);
+                parsed.messages.push(body);
             }
             Err((kind, reason)) => {
                 metrics.rejected(kind);
-                parsed.refused.push((message, reason));
+                parsed.refused.push((body, reason));
             }
         }
     }
@@ -375,7 +448,7 @@ async fn requeue(channel: &Channel, last_tag: u64) {
 async fn dead_letter(
     channel: &Channel,
     settings: &AmqpSettings,
-    message: &Delivery,
+    body: &[u8],
     reason: &str,
 ) -> Result<(), DeadLetterError> {
     let mut headers = FieldTable::default();
@@ -398,7 +471,7 @@ async fn dead_letter(
                 mandatory: true,
                 ..Default::default()
             },
-            &message.data,
+            body,
             properties,
         )
         .await?

@@ -263,7 +263,22 @@ impl RabbitMq {
     /// Publishes raw bodies to `exchange` with `routing_key` over plain AMQP as
     /// [`CLIENT_NAME`], waiting for the broker's confirms (what a foreign shipper does).
     pub fn publish(&self, exchange: &str, routing_key: &str, bodies: &[&[u8]]) {
+        self.publish_as(exchange, routing_key, None, bodies);
+    }
+
+    /// [`RabbitMq::publish`] with a `content_type` on every message.
+    pub fn publish_as(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        content_type: Option<&str>,
+        bodies: &[&[u8]],
+    ) {
         use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+        let mut properties = lapin::BasicProperties::default().with_delivery_mode(2);
+        if let Some(content_type) = content_type {
+            properties = properties.with_content_type(content_type.into());
+        }
         runtime().block_on(async {
             let (connection, channel) = self.connect().await;
             channel
@@ -279,7 +294,7 @@ impl RabbitMq {
                             routing_key.into(),
                             BasicPublishOptions::default(),
                             body,
-                            lapin::BasicProperties::default().with_delivery_mode(2),
+                            properties.clone(),
                         )
                         .await
                         .expect("publish"),
@@ -357,6 +372,64 @@ impl RabbitMq {
                 .map(|q| q.message_count());
             let _ = connection.close(200, "done".into()).await;
             depth
+        })
+    }
+
+    /// Consumes `queue` until it has taken `expect` events (a packed message,
+    /// `application/x-ndjson`, counts its lines), acknowledging as it goes, or until
+    /// `within` passes; returns the events taken. For benches: consuming is part of a
+    /// queue's real cost.
+    pub fn consume_events(&self, queue: &str, expect: u64, within: Duration) -> u64 {
+        use futures_lite::StreamExt as _;
+        use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+        runtime().block_on(async {
+            let (connection, channel) = self.connect().await;
+            channel
+                .basic_qos(1000, BasicQosOptions::default())
+                .await
+                .expect("qos");
+            let mut consumer = channel
+                .basic_consume(
+                    queue.into(),
+                    "bench-counter".into(),
+                    BasicConsumeOptions::default(),
+                    lapin::types::FieldTable::default(),
+                )
+                .await
+                .expect("consume");
+            let deadline = tokio::time::Instant::now() + within;
+            let (mut events, mut unacked) = (0u64, 0u32);
+            while events < expect {
+                let Ok(Some(Ok(delivery))) =
+                    tokio::time::timeout_at(deadline, consumer.next()).await
+                else {
+                    break;
+                };
+                let packed = delivery
+                    .properties
+                    .content_type()
+                    .as_ref()
+                    .is_some_and(|t| t.as_str().starts_with("application/x-ndjson"));
+                events += if packed {
+                    delivery
+                        .data
+                        .split(|&b| b == b'\n')
+                        .filter(|line| !line.is_empty())
+                        .count() as u64
+                } else {
+                    1
+                };
+                unacked += 1;
+                if unacked >= 500 || events >= expect {
+                    channel
+                        .basic_ack(delivery.delivery_tag, BasicAckOptions { multiple: true })
+                        .await
+                        .expect("ack");
+                    unacked = 0;
+                }
+            }
+            let _ = connection.close(200, "done".into()).await;
+            events
         })
     }
 

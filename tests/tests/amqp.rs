@@ -184,6 +184,86 @@ fn the_collector_takes_syslog_ng_json_and_dead_letters_what_is_not_an_event() {
 }
 
 #[test]
+fn packed_messages_carry_many_events_each_and_a_bad_line_alone_is_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"));
+    let broker = RabbitMq::start(&dir.path().join("rabbitmq"), &pki);
+    let log = dir.path().join("auth.log");
+    append_lines(&log, 0, 3_000);
+    let agent_dir = dir.path().join("agent");
+    let shipper = format!(
+        "[agent.shippers.amqp]\nurl = {:?}\nauth = \"external\"\nca_file = {}\nclient_cert_file = {}\nclient_key_file = {}\nbatch_max_events = 200\nevents_per_message = 50\n",
+        broker.amqps_url(),
+        path(&pki.ca),
+        path(&pki.client_cert),
+        path(&pki.client_key)
+    );
+    let config = Agent::write_config(&agent_dir, &[&log], "", &shipper);
+    // No collector yet: the agent declares the queue and the messages wait in it,
+    // 50 events a message.
+    let agent = Agent::start_with_config(&agent_dir, config);
+    let deadline = Instant::now() + WAIT;
+    while broker.queue_depth("eventtask").unwrap_or(0) < 60 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        broker.queue_depth("eventtask"),
+        Some(60),
+        "3,000 events in messages of 50; agent log:\n{}",
+        agent.service.log()
+    );
+    // A packed message from elsewhere with one bad line among two events.
+    broker.publish_as(
+        "eventtask",
+        "eventtask",
+        Some("application/x-ndjson; charset=utf-8"),
+        &[b"{\"summary\":\"packed one\",\"hostname\":\"p1\"}\r\nnot json at all\n\n{\"summary\":\"packed two\",\"hostname\":\"p2\"}\n"],
+    );
+    let collector = Collector::start_with(
+        &dir.path().join("collector"),
+        &CollectorOptions {
+            extra: collector_amqp(&broker, &pki),
+            ..Default::default()
+        },
+    );
+    let (total, hits) = collector.wait_for("*", 3_002, WAIT);
+    let context = format!(
+        "agent log:\n{}\ncollector log:\n{}",
+        agent.service.log(),
+        collector.service.log()
+    );
+    assert_eq!(total, 3_002, "{context}");
+    let agents: Vec<_> = hits
+        .iter()
+        .filter(|h| h["hostname"] != "p1" && h["hostname"] != "p2")
+        .cloned()
+        .collect();
+    assert_exactly_once(&agents, 3_000, &context);
+    assert!(
+        hits.iter().any(|h| h["summary"] == "packed one"),
+        "{context}"
+    );
+    assert!(
+        hits.iter().any(|h| h["summary"] == "packed two"),
+        "{context}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut dead = Vec::new();
+    while dead.is_empty() && Instant::now() < deadline {
+        dead.extend(broker.drain("eventtask.invalid"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].body, b"not json at all");
+    let reason = &dead[0].headers["x-picket-reason"];
+    assert!(
+        reason.contains("line 2 of a packed message") && reason.contains("not JSON"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn a_collector_killed_while_consuming_loses_nothing_and_stores_each_event_once() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::generate(&dir.path().join("pki"));

@@ -6,6 +6,10 @@
 //!   collector) has started. `queue = ""` leaves queues to the broker's operators.
 //! - Persistent messages (`delivery_mode` 2), `content_type: application/json`,
 //!   `message_id` = the event's `eventid` (consumers can drop redeliveries by it).
+//!   With `events_per_message` above 1, up to that many events a message instead,
+//!   one JSON object a line (`content_type: application/x-ndjson`, the count in the
+//!   header `x-picket-events`, no `message_id`): the broker's cost is per message, so
+//!   packing multiplies what one queue takes; only picket-collector reads them.
 //! - Publisher confirms: a batch counts as delivered only once the broker has
 //!   confirmed every message in it; a nack, an unroutable return (`mandatory`), a
 //!   timeout or a lost connection makes the whole batch [`Outcome::Retry`] — it stays in
@@ -29,6 +33,7 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
 use picket_common::amqp::{AmqpError, declare_exchange, declare_queue};
 use thiserror::Error;
@@ -257,28 +262,35 @@ async fn publish_all(
     settings: &AmqpSettings,
     records: Records<'_>,
 ) -> Result<(), PublishError> {
-    let publishes = records.iter().map(|record| {
-        let payload = trim_newline(record);
-        let mut properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into());
-        if let Some(id) = event_id(payload) {
-            properties = properties.with_message_id(id.into());
-        }
-        channel.basic_publish(
-            settings.exchange.as_str().into(),
-            settings.routing_key.as_str().into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            },
-            payload,
-            properties,
-        )
-    });
-    let confirms = try_join_all(publishes)
+    let publish = |payload, properties| publish_one(channel, settings, payload, properties);
+    let confirms = if settings.events_per_message == 1 {
+        try_join_all(records.iter().map(|record| {
+            let payload = trim_newline(record);
+            let mut properties = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into());
+            if let Some(id) = event_id(payload) {
+                properties = properties.with_message_id(id.into());
+            }
+            publish(payload, properties)
+        }))
         .await
-        .map_err(PublishError::Publish)?;
+    } else {
+        try_join_all(packs(records, settings.events_per_message).map(|pack| {
+            let mut headers = FieldTable::default();
+            headers.insert(
+                PACKED_EVENTS_HEADER.into(),
+                AMQPValue::LongUInt(pack.len() as u32),
+            );
+            let properties = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type(NDJSON.into())
+                .with_headers(headers);
+            publish(pack.bytes(), properties)
+        }))
+        .await
+    }
+    .map_err(PublishError::Publish)?;
     for confirm in confirms {
         match confirm.await.map_err(PublishError::Confirm)? {
             Confirmation::Ack(None) | Confirmation::NotRequested => {}
@@ -294,6 +306,46 @@ async fn publish_all(
         }
     }
     Ok(())
+}
+
+/// Starts publishing one message (mandatory: an unroutable one comes back).
+fn publish_one<'a>(
+    channel: &'a Channel,
+    settings: &'a AmqpSettings,
+    payload: &'a [u8],
+    properties: BasicProperties,
+) -> impl Future<Output = lapin::Result<impl Future<Output = lapin::Result<Confirmation>> + use<'a>>> + 'a
+{
+    channel.basic_publish(
+        settings.exchange.as_str().into(),
+        settings.routing_key.as_str().into(),
+        BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        },
+        payload,
+        properties,
+    )
+}
+
+/// The content type of a message packing several events, one JSON object a line.
+pub const NDJSON: &str = "application/x-ndjson";
+/// The header giving a packed message's event count (for consumers and operators
+/// looking at a queue).
+pub const PACKED_EVENTS_HEADER: &str = "x-picket-events";
+
+/// The records cut into runs of at most `per_message`, each one message's body (the
+/// records lie one after the other, so each run is one slice, newlines kept).
+fn packs(records: Records<'_>, per_message: usize) -> impl Iterator<Item = Records<'_>> {
+    let mut rest = records;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (pack, after) = rest.split_at(per_message);
+        rest = after;
+        Some(pack)
+    })
 }
 
 fn trim_newline(record: &[u8]) -> &[u8] {
@@ -323,6 +375,25 @@ fn event_id(record: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packs_are_runs_of_whole_records() {
+        let bytes = b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n{\"e\":5}\n";
+        let ends = [8, 16, 24, 32, 40];
+        let records = Records::from_parts(bytes, &ends);
+        let bodies: Vec<&[u8]> = packs(records, 2).map(|p| p.bytes()).collect();
+        assert_eq!(
+            bodies,
+            [
+                &b"{\"a\":1}\n{\"b\":2}\n"[..],
+                b"{\"c\":3}\n{\"d\":4}\n",
+                b"{\"e\":5}\n"
+            ]
+        );
+        assert_eq!(packs(records, 1000).count(), 1);
+        assert_eq!(packs(records, 1).count(), 5);
+        assert_eq!(packs(Records::from_parts(b"", &[]), 3).count(), 0);
+    }
 
     #[test]
     fn the_message_id_is_the_event_id() {

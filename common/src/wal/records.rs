@@ -64,6 +64,21 @@ pub struct Records<'a> {
 }
 
 impl<'a> Records<'a> {
+    /// Records lying back to back in `bytes`, record `i` ending at `ends[i]` (tests and
+    /// benches; the shipper gets them from a [`Batch`]).
+    pub fn from_parts(bytes: &'a [u8], ends: &'a [usize]) -> Records<'a> {
+        assert!(
+            ends.windows(2).all(|w| w[0] <= w[1]) && ends.last().is_none_or(|&e| e <= bytes.len()),
+            "record ends must rise and lie within the bytes"
+        );
+        Records {
+            bytes,
+            shared: None,
+            ends,
+            from: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }

@@ -49,9 +49,17 @@ pub struct AmqpShipperConfig {
     /// PEM private key of `client_cert_file`.
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
-    /// Messages per batch (awaiting the broker's confirms together).
+    /// Events per batch (their messages awaiting the broker's confirms together).
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
+    /// Events packed into one message: 1 (the default) is MozDef's layout, one JSON
+    /// event per message, which MozDef's own workers read; more sends up to this many
+    /// as newline-separated JSON (`content_type: application/x-ndjson`), which only
+    /// picket-collector reads. The broker's cost is per message: on 2 cores RabbitMQ
+    /// confirms ~16,000 persistent messages a second, so 100 raises a queue's rate
+    /// tenfold and more.
+    #[serde(default = "default_events_per_message")]
+    pub events_per_message: usize,
     /// Batches published before the first of them is confirmed (acknowledged in
     /// order).
     #[serde(default = "default_max_in_flight")]
@@ -68,6 +76,14 @@ fn default_eventtask() -> String {
     "eventtask".to_string()
 }
 
+fn default_events_per_message() -> usize {
+    1
+}
+
+/// Most events `events_per_message` may pack (a message stays well under RabbitMQ's
+/// 128 MiB default `max_message_size` with events of up to 64 KiB).
+pub const MAX_EVENTS_PER_MESSAGE: usize = 1000;
+
 /// The checked AMQP shipper settings.
 #[derive(Debug, Clone)]
 pub struct AmqpSettings {
@@ -76,6 +92,8 @@ pub struct AmqpSettings {
     pub exchange: String,
     pub routing_key: String,
     pub queue: String,
+    /// Events per message (1: MozDef's layout; more: NDJSON).
+    pub events_per_message: usize,
 }
 
 impl AmqpShipperConfig {
@@ -100,6 +118,15 @@ impl AmqpShipperConfig {
                 "must not be empty",
             ));
         }
+        if !(1..=MAX_EVENTS_PER_MESSAGE).contains(&self.events_per_message) {
+            return Err(KeyError::new(
+                "agent.shippers.amqp.events_per_message",
+                format!(
+                    "must be 1 (one event per message, MozDef's layout) to {MAX_EVENTS_PER_MESSAGE}, not {}",
+                    self.events_per_message
+                ),
+            ));
+        }
         let batching = Batching::checked(
             "agent.shippers.amqp",
             self.batch_max_events,
@@ -110,6 +137,7 @@ impl AmqpShipperConfig {
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),
             queue: self.queue.clone(),
+            events_per_message: self.events_per_message,
         };
         Ok((settings, batching))
     }
