@@ -6,7 +6,8 @@
 #   bench/all.sh             # ~10 minutes on 2 cores, after a release build
 #   LINES=200000 bench/all.sh  (a quicker, smaller workload)
 #
-# Runs: bench/delivery.sh sink, amqps and https (the agent on the standard workload),
+# Runs: bench/delivery.sh sink, amqps (one event a message, then 100) and https (the
+# agent on the standard workload),
 # bench/idle_cpu.sh (200 idle files), the file input's and the syslog listener's benches
 # (messages/s over TCP and UDP against the file input's lines/s), the collector's ingest bench (1,000
 # connections, embedded store) and bench/opensearch.sh (the collector storing into real
@@ -19,6 +20,8 @@ for mode in sink amqps https; do
   echo "== delivery $mode" >&2
   bench/delivery.sh "$mode" | tee "$out/delivery-$mode.txt"
 done
+echo "== delivery amqps, 100 events a message" >&2
+SHIPPER_KEYS="events_per_message = 100" bench/delivery.sh amqps | tee "$out/delivery-amqps-packed.txt"
 echo "== idle CPU" >&2
 bench/idle_cpu.sh | tee "$out/idle.txt"
 echo "== collector ingest" >&2
@@ -39,8 +42,9 @@ def result(mode):
 rows = []
 labels = {"sink": "picket-agent → HTTP counting sink (the peers' workload)",
           "amqps": "picket-agent → AMQPS → RabbitMQ (confirms, persistent)",
+          "amqps-packed": "picket-agent → AMQPS → RabbitMQ, `events_per_message = 100`",
           "https": "picket-agent → HTTPS (mTLS + token) → picket-collector"}
-for mode in ("sink", "amqps", "https"):
+for mode in ("sink", "amqps", "amqps-packed", "https"):
     r = result(mode)
     rows.append(f"| {labels[mode]} | {int(r['lines_per_s']):,} | {r['cpu_us']} | "
                 f"{r['peak_mib']} MiB | {r['idle_mib']} MiB | {r['bytes_per_event']} |")
