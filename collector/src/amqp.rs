@@ -389,15 +389,19 @@ fn parse_batch<'a>(
         one.into_iter().chain(packed.into_iter().flatten())
     });
     for (message, body, line) in bodies {
-        let outcome = serde_json::from_slice::<serde_json::Value>(body)
-            .map_err(|e| ("not_json", format!("not JSON: {e}")))
-            .and_then(|value| {
-                mozdef::normalize(value, received_at).map_err(|e| ("invalid", e.to_string()))
-            })
-            .map_err(|(kind, reason)| match line {
-                Some(n) => (kind, format!("line {n} of a packed message: {reason}")),
-                None => (kind, reason),
-            });
+        // An agent's event is read straight into an event; anything else as a value.
+        let outcome = match mozdef::normalize::normalize_canonical(body, received_at) {
+            Some(event) => event.map_err(|e| ("invalid", e.to_string())),
+            None => serde_json::from_slice::<serde_json::Value>(body)
+                .map_err(|e| ("not_json", format!("not JSON: {e}")))
+                .and_then(|value| {
+                    mozdef::normalize(value, received_at).map_err(|e| ("invalid", e.to_string()))
+                }),
+        }
+        .map_err(|(kind, reason)| match line {
+            Some(n) => (kind, format!("line {n} of a packed message: {reason}")),
+            None => (kind, reason),
+        });
         match outcome {
             Ok(mut event) => {
                 if reparser.apply(&mut event, received_at) {

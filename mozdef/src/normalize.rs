@@ -33,9 +33,13 @@
 //!    no time, the reception time is part of that content (two identical untimed
 //!    heartbeats a minute apart stay two events).
 
+mod canonical;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use thiserror::Error;
+
+pub use self::canonical::normalize_canonical;
 
 use crate::event::Event;
 use crate::eventid::event_id;

@@ -54,7 +54,20 @@ pub fn split_body(body: &[u8], max_item_bytes: usize) -> Result<Vec<Item>, BodyE
 pub fn for_each_item(
     body: &[u8],
     max_item_bytes: usize,
-    mut each: impl FnMut(usize, Result<Value, ItemError>) -> std::ops::ControlFlow<()>,
+    each: impl FnMut(usize, Result<Value, ItemError>) -> std::ops::ControlFlow<()>,
+) -> Result<(), BodyError> {
+    for_each_item_read(body, max_item_bytes, read_item, each)
+}
+
+/// [`for_each_item`] with the item's reading its caller's: `read` gets each item's
+/// bytes (within the size limit) and makes of them what the caller wants (the
+/// collector reads an agent's events without a `Value` on the way); it answers
+/// [`ItemError::NotJson`] for what is not JSON, as [`read_item`] does.
+pub fn for_each_item_read<T>(
+    body: &[u8],
+    max_item_bytes: usize,
+    mut read: impl FnMut(&[u8], usize) -> Result<T, ItemError>,
+    mut each: impl FnMut(usize, Result<T, ItemError>) -> std::ops::ControlFlow<()>,
 ) -> Result<(), BodyError> {
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     let trimmed = body.trim_ascii();
@@ -67,6 +80,7 @@ pub fn for_each_item(
             serde::de::DeserializeSeed::deserialize(
                 EachElement {
                     each: &mut each,
+                    read: &mut read,
                     limit: max_item_bytes,
                 },
                 &mut deserializer,
@@ -75,7 +89,7 @@ pub fn for_each_item(
             Ok(())
         }
         Ok(raw) => {
-            let _ = each(0, read_item(raw.get().as_bytes(), max_item_bytes));
+            let _ = each(0, read(raw.get().as_bytes(), max_item_bytes));
             Ok(())
         }
         Err(whole) => {
@@ -90,7 +104,7 @@ pub fn for_each_item(
             }
             let mut any_json = false;
             for (i, line) in std::iter::once(first).chain(lines).enumerate() {
-                let item = read_item(line, max_item_bytes);
+                let item = read(line, max_item_bytes);
                 any_json |= !matches!(item, Err(ItemError::NotJson(_)));
                 if each(i, item).is_break() {
                     return Ok(());
@@ -105,14 +119,16 @@ pub fn for_each_item(
 }
 
 /// Reads a JSON array element by element, handing each to the callback.
-struct EachElement<'f, F> {
+struct EachElement<'f, F, R> {
     each: &'f mut F,
+    read: &'f mut R,
     limit: usize,
 }
 
-impl<'de, F> serde::de::DeserializeSeed<'de> for EachElement<'_, F>
+impl<'de, T, F, R> serde::de::DeserializeSeed<'de> for EachElement<'_, F, R>
 where
-    F: FnMut(usize, Result<Value, ItemError>) -> std::ops::ControlFlow<()>,
+    F: FnMut(usize, Result<T, ItemError>) -> std::ops::ControlFlow<()>,
+    R: FnMut(&[u8], usize) -> Result<T, ItemError>,
 {
     type Value = ();
 
@@ -121,9 +137,10 @@ where
     }
 }
 
-impl<'de, F> serde::de::Visitor<'de> for EachElement<'_, F>
+impl<'de, T, F, R> serde::de::Visitor<'de> for EachElement<'_, F, R>
 where
-    F: FnMut(usize, Result<Value, ItemError>) -> std::ops::ControlFlow<()>,
+    F: FnMut(usize, Result<T, ItemError>) -> std::ops::ControlFlow<()>,
+    R: FnMut(&[u8], usize) -> Result<T, ItemError>,
 {
     type Value = ();
 
@@ -137,7 +154,7 @@ where
         while let Some(raw) = seq.next_element::<&'de RawValue>()? {
             if !stopped {
                 stopped =
-                    (self.each)(position, read_item(raw.get().as_bytes(), self.limit)).is_break();
+                    (self.each)(position, (self.read)(raw.get().as_bytes(), self.limit)).is_break();
             }
             position += 1;
         }
@@ -145,7 +162,8 @@ where
     }
 }
 
-fn read_item(bytes: &[u8], limit: usize) -> Result<Value, ItemError> {
+/// An item's value: refused when over `limit` bytes or not JSON.
+pub fn read_item(bytes: &[u8], limit: usize) -> Result<Value, ItemError> {
     if bytes.len() > limit {
         return Err(ItemError::TooLarge {
             bytes: bytes.len(),

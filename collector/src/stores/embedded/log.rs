@@ -164,11 +164,21 @@ pub(super) fn decode(record: &[u8]) -> Option<(Document, DateTime<Utc>)> {
 
 /// A document's JSON, as searches return it.
 pub(super) fn source_of(document: &Document) -> Arc<str> {
-    let json = match document {
-        Document::Event(event) => serde_json::to_string(event),
-        Document::Custom { source, .. } => serde_json::to_string(source),
-    };
-    json.unwrap_or_default().into()
+    match document {
+        // The line writer the agent's hot path uses: byte for byte serde's output
+        // (mozdef's tests hold it to that), at a fraction of its cost.
+        Document::Event(event) => {
+            let mut line = Vec::with_capacity(512);
+            event.write_json_line(&mut line);
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            String::from_utf8(line)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+                .into()
+        }
+        Document::Custom { source, .. } => serde_json::to_string(source).unwrap_or_default().into(),
+    }
 }
 
 /// What the log thread needs beyond [`Shared`].
