@@ -1,5 +1,5 @@
 //! Ingest benchmark: a real `picket-collector` process (this bench's build of it, on
-//! the embedded store, default settings but the listen address, the concurrency cap and no per-address
+//! the embedded store, default settings but the listen address and no per-address
 //! connection limit: every connection comes from 127.0.0.1)
 //! takes EVENTS events from CONNS connections held open on loopback, each POSTing
 //! NDJSON batches of BATCH events one after another and waiting for each answer
@@ -14,8 +14,9 @@
 //! lag), and the collector's CPU seconds (user+system) and peak RSS. COLLECTOR_BIN runs
 //! another build (an older commit's, for a before/after in one run); STORE_KEYS sets
 //! keys of `[collector.stores.embedded]` (`commit_interval_ms = 1000;acknowledge = "indexed"`);
-//! SLOTS sets `max_concurrent_requests` (default twice CONNS: every request at once;
-//! the collector's default, 256, queues the rest before reading their bodies). The load generator is one thread of its own
+//! SLOTS sets `max_concurrent_requests` (default: the collector's own, 64, the rest
+//! queued before their bodies are read; builds older than that queue refuse what is
+//! over their cap, so give them SLOTS=2000, every request at once). The load generator is one thread of its own
 //! (a current-thread runtime), sharing the machine's cores with the collector.
 
 use std::io::{Read as _, Write as _};
@@ -236,9 +237,11 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[collector]\ndata_dir = {:?}\n[collector.http]\nlisten = \"127.0.0.1:{port}\"\nmax_concurrent_requests = {}\nmax_connections_per_address = 0\n{}",
+            "[collector]\ndata_dir = {:?}\n[collector.http]\nlisten = \"127.0.0.1:{port}\"\n{}max_connections_per_address = 0\n{}",
             dir.path().join("data").display().to_string(),
-            env("SLOTS", conns * 2),
+            std::env::var("SLOTS")
+                .map(|slots| format!("max_concurrent_requests = {slots}\n"))
+                .unwrap_or_default(),
             std::env::var("STORE_KEYS")
                 .map(|keys| format!("[collector.stores.embedded]\n{}\n", keys.replace(';', "\n")))
                 .unwrap_or_default()
