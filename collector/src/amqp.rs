@@ -51,8 +51,9 @@ pub use self::config::AmqpSettings;
 
 /// Longest a batch waits to fill once its first message arrived.
 const BATCH_WAIT: Duration = Duration::from_millis(100);
-/// Most events a batch gathers (packed messages hold many each), so one store call
-/// holds a bounded amount.
+/// Events after which a batch stops gathering messages (packed messages hold many
+/// each): a store call holds this many plus the last message's. What the broker hands
+/// over before that is bounded by `prefetch` messages, not events.
 const MAX_BATCH_EVENTS: usize = 20_000;
 /// Events prefetched (messages × events a message) above which a warning suggests a
 /// smaller `prefetch`.
@@ -234,13 +235,14 @@ fn is_packed(message: &Delivery) -> bool {
 /// The events a message holds: its lines when packed, else one.
 fn events_in(message: &Delivery) -> usize {
     if is_packed(message) {
-        packed_lines(&message.data).count()
+        packed_lines(&message.data).count().max(1)
     } else {
         1
     }
 }
 
-/// A packed message's events with their line numbers (from 1), blank lines skipped.
+/// A packed message's events with their line numbers (from 1), blank lines skipped
+/// (a packed message with none is refused whole, see [`parse_batch`]).
 fn packed_lines(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     data.split(|&b| b == b'\n')
         .enumerate()
@@ -378,7 +380,8 @@ fn parse_batch<'a>(
         retimed: 0,
     };
     let bodies = batch.iter().flat_map(|message| {
-        let (one, packed) = if is_packed(message) {
+        // A packed message with no line to read is refused whole, as an empty body is.
+        let (one, packed) = if is_packed(message) && packed_lines(&message.data).next().is_some() {
             (
                 None,
                 Some(packed_lines(&message.data).map(move |(n, line)| (message, line, Some(n)))),

@@ -409,12 +409,16 @@ impl RabbitMq {
                     .properties
                     .content_type()
                     .as_ref()
-                    .is_some_and(|t| t.as_str().starts_with("application/x-ndjson"));
+                    .is_some_and(|t| {
+                        t.as_str()
+                            .to_ascii_lowercase()
+                            .starts_with("application/x-ndjson")
+                    });
                 events += if packed {
                     delivery
                         .data
                         .split(|&b| b == b'\n')
-                        .filter(|line| !line.is_empty())
+                        .filter(|line| !line.trim_ascii().is_empty())
                         .count() as u64
                 } else {
                     1

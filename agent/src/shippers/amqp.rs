@@ -334,15 +334,30 @@ pub const NDJSON: &str = "application/x-ndjson";
 /// looking at a queue).
 pub const PACKED_EVENTS_HEADER: &str = "x-picket-events";
 
-/// The records cut into runs of at most `per_message`, each one message's body (the
-/// records lie one after the other, so each run is one slice, newlines kept).
+/// Most bytes a packed message holds (unless one event alone is more): RabbitMQ 4
+/// refuses messages over 16 MiB by default (`max_message_size`), and a refused
+/// message would be published again as it was, for ever.
+const MAX_PACK_BYTES: usize = 8 << 20;
+
+/// The records cut into runs of at most `per_message` events and [`MAX_PACK_BYTES`]
+/// (at least one event a run), each one message's body (the records lie one after the
+/// other, so each run is one slice, newlines kept).
 fn packs(records: Records<'_>, per_message: usize) -> impl Iterator<Item = Records<'_>> {
     let mut rest = records;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
         }
-        let (pack, after) = rest.split_at(per_message);
+        let mut take = 0;
+        let mut bytes = 0;
+        for record in rest.iter().take(per_message) {
+            if take > 0 && bytes + record.len() > MAX_PACK_BYTES {
+                break;
+            }
+            bytes += record.len();
+            take += 1;
+        }
+        let (pack, after) = rest.split_at(take);
         rest = after;
         Some(pack)
     })
@@ -393,6 +408,20 @@ mod tests {
         assert_eq!(packs(records, 1000).count(), 1);
         assert_eq!(packs(records, 1).count(), 5);
         assert_eq!(packs(Records::from_parts(b"", &[]), 3).count(), 0);
+        // Cut by bytes too: 3 MiB records, 8 MiB a message at most; a record larger
+        // than that goes alone.
+        let big = vec![b'x'; 3 << 20];
+        let huge = vec![b'y'; 9 << 20];
+        let mut bytes = Vec::new();
+        let mut ends = Vec::new();
+        for record in [&big, &big, &big, &huge, &big] {
+            bytes.extend_from_slice(record);
+            ends.push(bytes.len());
+        }
+        let sizes: Vec<usize> = packs(Records::from_parts(&bytes, &ends), 1000)
+            .map(|p| p.len())
+            .collect();
+        assert_eq!(sizes, [2, 1, 1, 1]);
     }
 
     #[test]

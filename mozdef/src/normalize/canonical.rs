@@ -1,7 +1,7 @@
 //! The fast path of [`normalize`](super::normalize): an item already in the schema's
-//! own shape (what agents send) is read straight into an [`Event`], its strings
-//! borrowed from the request while they are read, instead of going through a
-//! `serde_json::Value` and the alias rules.
+//! own shape (what agents send) is read straight into an [`Event`], without a
+//! `serde_json::Value` on the way (each text read once into the event's own string)
+//! and without the alias rules.
 //!
 //! It takes an object only when every key is a canonical name (lower case, once) with
 //! the type the schema gives it and a plausible `eventid`; anything else (an alias, an
@@ -64,6 +64,10 @@ pub fn normalize_canonical(
     bytes: &[u8],
     received: DateTime<Utc>,
 ) -> Option<Result<Event, NormalizeError>> {
+    // Only an object: serde would read a struct from an array too (by position).
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
     let item: Canonical<'_> = serde_json::from_slice(bytes).ok()?;
     if !plausible_id(&item.eventid) {
         return None;
@@ -233,6 +237,9 @@ mod tests {
             json!({"summary": "no id"}).to_string(),
             format!(r#"{{"eventid":"{ID}","hostname":"a","hostname":"b"}}"#),
             "[1,2]".to_string(),
+            format!(r#"["{ID}"]"#),
+            format!(r#"["{ID}","2026-11-24T08:14:03Z"]"#),
+            format!(r#" ["{ID}"]"#),
             "\"text\"".to_string(),
         ] {
             assert!(

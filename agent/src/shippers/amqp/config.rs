@@ -54,10 +54,10 @@ pub struct AmqpShipperConfig {
     pub batch_max_events: usize,
     /// Events packed into one message: 1 (the default) is MozDef's layout, one JSON
     /// event per message, which MozDef's own workers read; more sends up to this many
-    /// as newline-separated JSON (`content_type: application/x-ndjson`), which only
-    /// picket-collector reads. The broker's cost is per message: on 2 cores RabbitMQ
-    /// confirms ~16,000 persistent messages a second, so 100 raises a queue's rate
-    /// tenfold and more.
+    /// as newline-separated JSON (`content_type: application/x-ndjson`, at most 8 MiB a
+    /// message), which only picket-collector reads. The broker's cost is per message:
+    /// on 2 cores RabbitMQ confirms ~16,000 persistent messages a second, so 100 raises
+    /// a queue's rate tenfold and more.
     #[serde(default = "default_events_per_message")]
     pub events_per_message: usize,
     /// Batches published before the first of them is confirmed (acknowledged in
@@ -80,8 +80,8 @@ fn default_events_per_message() -> usize {
     1
 }
 
-/// Most events `events_per_message` may pack (a message stays well under RabbitMQ's
-/// 128 MiB default `max_message_size` with events of up to 64 KiB).
+/// Most events `events_per_message` may pack (a packed message is also cut at 8 MiB,
+/// under RabbitMQ 4's 16 MiB default `max_message_size`).
 pub const MAX_EVENTS_PER_MESSAGE: usize = 1000;
 
 /// The checked AMQP shipper settings.
