@@ -38,7 +38,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, ExchangeKind};
-use picket_common::amqp::{AmqpError, declare_exchange, declare_queue};
+use picket_common::amqp::{AmqpError, declare_exchange, declare_queue, packed};
 use picket_common::backoff;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -220,38 +220,29 @@ async fn session(
                 );
             }
         }
-        handle(ingest, &consume, &dead, batch).await?;
+        handle(ingest, &consume, &dead, batch, events).await?;
     }
 }
 
 /// Whether a message packs several events, one JSON object a line.
 fn is_packed(message: &Delivery) -> bool {
-    message.properties.content_type().as_ref().is_some_and(|t| {
-        let media_type = t.as_str().split(';').next().unwrap_or_default();
-        media_type.trim().eq_ignore_ascii_case(NDJSON)
-    })
+    packed::is_packed(
+        message
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|t| t.as_str()),
+    )
 }
 
 /// The events a message holds: its lines when packed, else one.
 fn events_in(message: &Delivery) -> usize {
     if is_packed(message) {
-        packed_lines(&message.data).count().max(1)
+        packed::lines(&message.data).count().max(1)
     } else {
         1
     }
 }
-
-/// A packed message's events with their line numbers (from 1), blank lines skipped
-/// (a packed message with none is refused whole, see [`parse_batch`]).
-fn packed_lines(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
-    data.split(|&b| b == b'\n')
-        .enumerate()
-        .map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line)))
-        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-}
-
-/// The content type of a message packing several events.
-const NDJSON: &str = "application/x-ndjson";
 
 fn delivery(next: Option<lapin::Result<Delivery>>) -> Result<Delivery, SessionError> {
     match next {
@@ -268,6 +259,7 @@ async fn handle(
     consume: &Channel,
     dead: &Channel,
     batch: Vec<Delivery>,
+    events: usize,
 ) -> Result<(), SessionError> {
     let Ingest {
         settings,
@@ -276,7 +268,7 @@ async fn handle(
         reparser,
         window,
     } = ingest;
-    metrics.received("amqp", batch.iter().map(events_in).sum());
+    metrics.received("amqp", events);
     let Parsed {
         events,
         messages,
@@ -381,15 +373,15 @@ fn parse_batch<'a>(
     };
     let bodies = batch.iter().flat_map(|message| {
         // A packed message with no line to read is refused whole, as an empty body is.
-        let (one, packed) = if is_packed(message) && packed_lines(&message.data).next().is_some() {
+        let (one, lines) = if is_packed(message) && packed::lines(&message.data).next().is_some() {
             (
                 None,
-                Some(packed_lines(&message.data).map(move |(n, line)| (message, line, Some(n)))),
+                Some(packed::lines(&message.data).map(move |(n, line)| (message, line, Some(n)))),
             )
         } else {
             (Some((message, &message.data[..], None)), None)
         };
-        one.into_iter().chain(packed.into_iter().flatten())
+        one.into_iter().chain(lines.into_iter().flatten())
     });
     for (message, body, line) in bodies {
         // An agent's event is read straight into an event; anything else as a value.

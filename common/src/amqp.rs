@@ -259,3 +259,45 @@ mod tests {
         );
     }
 }
+
+/// Packed messages: several events in one message, one JSON object a line (the agent's
+/// `events_per_message`; only picket-collector reads them). RabbitMQ's cost is per
+/// message, so packing multiplies what a queue carries.
+pub mod packed {
+    /// The content type of a packed message.
+    pub const CONTENT_TYPE: &str = "application/x-ndjson";
+    /// The header giving a packed message's event count (for people looking at a queue).
+    pub const EVENTS_HEADER: &str = "x-picket-events";
+
+    /// Whether a message's `content_type` says it is packed (parameters such as
+    /// `; charset=utf-8` and case ignored).
+    pub fn is_packed(content_type: Option<&str>) -> bool {
+        content_type.is_some_and(|t| {
+            let media_type = t.split(';').next().unwrap_or_default();
+            media_type.trim().eq_ignore_ascii_case(CONTENT_TYPE)
+        })
+    }
+
+    /// A packed message's events with their line numbers (from 1), blank lines skipped.
+    pub fn lines(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+        data.split(|&b| b == b'\n')
+            .enumerate()
+            .map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line)))
+            .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn packed_is_told_by_the_media_type_and_blank_lines_are_no_events() {
+            assert!(is_packed(Some("application/x-ndjson")));
+            assert!(is_packed(Some("Application/X-NDJSON; charset=utf-8")));
+            assert!(!is_packed(Some("application/json")));
+            assert!(!is_packed(None));
+            let lines: Vec<_> = lines(b"{\"a\":1}\r\n\n  \n{\"b\":2}").collect();
+            assert_eq!(lines, [(1, &b"{\"a\":1}"[..]), (4, &b"{\"b\":2}"[..])]);
+        }
+    }
+}

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use picket_common::amqp::packed;
+
 use crate::free_port;
 use crate::pki::{CLIENT_NAME, Pki};
 
@@ -405,21 +407,9 @@ impl RabbitMq {
                 else {
                     break;
                 };
-                let packed = delivery
-                    .properties
-                    .content_type()
-                    .as_ref()
-                    .is_some_and(|t| {
-                        t.as_str()
-                            .to_ascii_lowercase()
-                            .starts_with("application/x-ndjson")
-                    });
-                events += if packed {
-                    delivery
-                        .data
-                        .split(|&b| b == b'\n')
-                        .filter(|line| !line.trim_ascii().is_empty())
-                        .count() as u64
+                let content_type = delivery.properties.content_type();
+                events += if packed::is_packed(content_type.as_ref().map(|t| t.as_str())) {
+                    packed::lines(&delivery.data).count() as u64
                 } else {
                     1
                 };

@@ -35,7 +35,7 @@ use futures_util::future::try_join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
-use picket_common::amqp::{AmqpError, declare_exchange, declare_queue};
+use picket_common::amqp::{AmqpError, declare_exchange, declare_queue, packed};
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -279,12 +279,12 @@ async fn publish_all(
         try_join_all(packs(records, settings.events_per_message).map(|pack| {
             let mut headers = FieldTable::default();
             headers.insert(
-                PACKED_EVENTS_HEADER.into(),
+                packed::EVENTS_HEADER.into(),
                 AMQPValue::LongUInt(pack.len() as u32),
             );
             let properties = BasicProperties::default()
                 .with_delivery_mode(2)
-                .with_content_type(NDJSON.into())
+                .with_content_type(packed::CONTENT_TYPE.into())
                 .with_headers(headers);
             publish(pack.bytes(), properties)
         }))
@@ -327,12 +327,6 @@ fn publish_one<'a>(
         properties,
     )
 }
-
-/// The content type of a message packing several events, one JSON object a line.
-pub const NDJSON: &str = "application/x-ndjson";
-/// The header giving a packed message's event count (for consumers and operators
-/// looking at a queue).
-pub const PACKED_EVENTS_HEADER: &str = "x-picket-events";
 
 /// Most bytes a packed message holds (unless one event alone is more): RabbitMQ 4
 /// refuses messages over 16 MiB by default (`max_message_size`), and a refused
