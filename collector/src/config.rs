@@ -60,6 +60,9 @@ pub struct CollectorConfig {
     /// `[collector.alerts]`: scheduled alert rules and notifications.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// `[collector.console]`: the web console at `/console/`.
+    #[serde(default)]
+    pub console: crate::console::ConsoleConfig,
     /// `[collector.cli]`: how `search` and `alerts test` reach the collector (the
     /// service itself does not read it).
     #[serde(default)]
@@ -98,6 +101,7 @@ impl Default for CollectorConfig {
             stores: StoresConfig::default(),
             amqp: None,
             alerts: AlertsConfig::default(),
+            console: crate::console::ConsoleConfig::default(),
             cli: CliConfig::default(),
             max_event_age_days: default_max_event_age_days(),
             max_event_future_hours: default_max_event_future_hours(),
@@ -114,6 +118,7 @@ pub struct Settings {
     pub stores: StoreSettings,
     pub amqp: Option<AmqpSettings>,
     pub alerts: AlertSettings,
+    pub console: crate::console::ConsoleSettings,
     /// How far from its reception an event's time may be before it is retimed.
     pub time_window: mozdef::normalize::TimeWindow,
     pub log_format: LogFormat,
@@ -155,7 +160,9 @@ impl CollectorConfig {
         let stores = errors.take(self.stores.build(&self.data_dir));
         let amqp = errors.take(self.amqp.as_ref().map(AmqpConfig::build).transpose());
         let alerts = errors.take(self.alerts.build());
-        let (Some(http), Some(stores), Some(amqp), Some(alerts)) = (http, stores, amqp, alerts)
+        let console = errors.take(self.console.build());
+        let (Some(http), Some(stores), Some(amqp), Some(alerts), Some(console)) =
+            (http, stores, amqp, alerts, console)
         else {
             return Err(errors.into_error());
         };
@@ -166,6 +173,7 @@ impl CollectorConfig {
             stores,
             amqp,
             alerts,
+            console,
             time_window: mozdef::normalize::TimeWindow {
                 max_age: (self.max_event_age_days > 0)
                     .then(|| chrono::Duration::days(i64::from(self.max_event_age_days))),

@@ -27,6 +27,7 @@ pub mod alerts;
 pub mod amqp;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod metrics;
 pub mod query;
@@ -220,6 +221,7 @@ impl App {
             alerts: alert_store.clone(),
             elasticsearch: Arc::clone(&http.elasticsearch),
             reparser: Arc::clone(&reparser),
+            console: Arc::new(settings.console.clone()),
         };
         let upkeep = tokio::spawn(upkeep(
             Arc::clone(&store),
@@ -321,6 +323,10 @@ fn access(
         grants(&settings.http),
         readers,
         Arc::clone(metrics),
+        crate::console::sessions::Sessions::new(
+            settings.console.session_idle,
+            settings.console.session_max,
+        ),
     )))
 }
 

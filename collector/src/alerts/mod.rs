@@ -46,6 +46,43 @@ pub fn new_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether `text` can be an alert's id ([`new_id`]'s 32 hex characters; alerts
+/// stored by other tools may have other ids of letters, digits, `-` and `_`).
+pub fn is_alert_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An alert's triage status, MozDef's `status` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    New,
+    Acknowledged,
+    Closed,
+}
+
+impl Status {
+    /// The status named (any case): `new`, `acknowledged`, `closed`.
+    pub fn named(text: &str) -> Option<Status> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "NEW" => Some(Status::New),
+            "ACKNOWLEDGED" => Some(Status::Acknowledged),
+            "CLOSED" => Some(Status::Closed),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "NEW",
+            Status::Acknowledged => "ACKNOWLEDGED",
+            Status::Closed => "CLOSED",
+        }
+    }
+}
+
 /// A severity named exactly (any case): one of the eight RFC 5424 names events carry.
 pub fn severity_named(text: &str) -> Option<mozdef::Severity> {
     let upper = text.trim().to_ascii_uppercase();
@@ -87,7 +124,13 @@ impl AlertStore {
     async fn save(&self, alerts: &[Alert]) -> Result<Stored, StoreError> {
         let documents: Vec<(String, serde_json::Value)> = alerts
             .iter()
-            .map(|a| (a.id.clone(), a.document.clone()))
+            .map(|a| {
+                let mut document = a.document.clone();
+                // Its id in the document too: the console and `/api/alerts` readers
+                // name an alert by it (to open it, to triage it).
+                document["id"] = serde_json::json!(a.id);
+                (a.id.clone(), document)
+            })
             .collect();
         match self {
             AlertStore::Embedded(store) => store.store_alerts(&documents).await,
@@ -105,6 +148,79 @@ impl AlertStore {
             AlertStore::Embedded(store) => store.search_alerts(&request).await,
             AlertStore::Elasticsearch(store) => store.search_alerts(&request).await,
         }
+    }
+
+    /// The alert `id`, its newest version, or `None` (also for an id that cannot be
+    /// one: alert ids are 32 hex characters).
+    pub async fn get(&self, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        if !is_alert_id(id) {
+            return Ok(None);
+        }
+        let found = match self {
+            AlertStore::Embedded(store) => store.find_custom(id).await?.map(|(_, doc)| doc),
+            AlertStore::Elasticsearch(store) => store.find_alert(id).await?,
+        };
+        Ok(found.map(|mut document| {
+            if document.get("id").is_none() {
+                document["id"] = serde_json::json!(id);
+            }
+            document
+        }))
+    }
+
+    /// Triage: sets the alert's `status` (MozDef's field: `NEW`, `ACKNOWLEDGED`,
+    /// `CLOSED`), `statusby` and `statusat`, appends the change to `statushistory`, and
+    /// stores the alert again in place. The alert as it now is, or `None` if there is
+    /// no such alert. Changes are made one at a time (a read, then a write).
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _turn = ONE_AT_A_TIME.lock().await;
+        if !is_alert_id(id) {
+            return Ok(None);
+        }
+        let (filed, mut document) = match self {
+            AlertStore::Embedded(store) => match store.find_custom(id).await? {
+                Some((filed, document)) => (Some(filed), document),
+                None => return Ok(None),
+            },
+            AlertStore::Elasticsearch(store) => match store.find_alert(id).await? {
+                Some(document) => (None, document),
+                None => return Ok(None),
+            },
+        };
+        let Some(object) = document.as_object_mut() else {
+            return Ok(None);
+        };
+        let at = mozdef::time::format_utc(at);
+        object.insert("id".into(), serde_json::json!(id));
+        object.insert("status".into(), serde_json::json!(status.as_str()));
+        object.insert("statusby".into(), serde_json::json!(by));
+        object.insert("statusat".into(), serde_json::json!(at));
+        let change = serde_json::json!({ "status": status.as_str(), "by": by, "at": at });
+        match object.get_mut("statushistory").and_then(|h| h.as_array_mut()) {
+            Some(history) => history.push(change),
+            None => {
+                object.insert("statushistory".into(), serde_json::json!([change]));
+            }
+        }
+        match (self, filed) {
+            (AlertStore::Embedded(store), Some(filed)) => {
+                store
+                    .replace_custom(id, filed, object.clone())
+                    .await?;
+            }
+            (AlertStore::Elasticsearch(store), _) => {
+                store.store_alerts(&[(id.to_string(), document.clone())]).await?;
+            }
+            (AlertStore::Embedded(_), None) => return Ok(None),
+        }
+        Ok(Some(document))
     }
 
     /// The cluster, when alerts are kept there (events are tagged with `alert_names`).

@@ -196,6 +196,10 @@ pub enum Need {
     /// Searching events and alerts: a reader token or the local read token, unless
     /// reads are open.
     Read,
+    /// Changing an alert's triage status: the analyst role.
+    Triage,
+    /// The console's page and its login: anyone but a shipper (who may only send).
+    Console,
 }
 
 /// The need of a path.
@@ -206,9 +210,33 @@ pub fn need(path: &str) -> Need {
         "/metrics" => Need::Metrics,
         // Only the search routes read; anything else under /api (the Elasticsearch
         // face takes `/api/_bulk` as an index named `api`) needs what sending needs.
-        "/api/events" | "/api/search" | "/api/alerts" => Need::Read,
-        _ => Need::Ingest,
+        "/api/events" | "/api/search" | "/api/alerts" | "/api/hosts" | "/api/fields" => {
+            Need::Read
+        }
+        "/console" => Need::Console,
+        _ if path.starts_with("/console/") => Need::Console,
+        _ => match path.strip_prefix("/api/alerts/") {
+            // `/api/alerts/<id>` and `/api/alerts/<id>/status` (no Elasticsearch
+            // route has a name there: theirs start with `_`).
+            Some(rest) if !rest.starts_with('_') => match rest.split_once('/') {
+                None => Need::Read,
+                Some((_, "status")) => Need::Triage,
+                Some(_) => Need::Ingest,
+            },
+            _ => Need::Ingest,
+        },
     }
+}
+
+/// Who made a request, for the handlers (who changed an alert's status): put in the
+/// request's extensions by [`authorize`].
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// A user's name, `token` for a bearer token, `anonymous` without credentials.
+    pub name: String,
+    pub role: Option<Role>,
+    /// The console session the request came with.
+    pub session: Option<crate::console::sessions::Session>,
 }
 
 /// What the configuration grants: replaced whole when SIGHUP reloads it.
@@ -225,15 +253,23 @@ pub struct Grants {
 /// Who may do what: the configuration's [`Grants`], the local read token.
 pub struct Access {
     grants: std::sync::RwLock<Arc<Grants>>,
+    /// Console sessions: they end when the grants are replaced.
+    pub sessions: crate::console::sessions::Sessions,
     /// Tokens that may read whatever the tokens file says: the local read token.
     pub readers: Tokens,
     pub metrics: Arc<Metrics>,
 }
 
 impl Access {
-    pub fn new(grants: Grants, readers: Tokens, metrics: Arc<Metrics>) -> Access {
+    pub fn new(
+        grants: Grants,
+        readers: Tokens,
+        metrics: Arc<Metrics>,
+        sessions: crate::console::sessions::Sessions,
+    ) -> Access {
         Access {
             grants: std::sync::RwLock::new(Arc::new(grants)),
+            sessions,
             readers,
             metrics,
         }
@@ -247,30 +283,48 @@ impl Access {
         }
     }
 
-    /// Grants from now on (requests already authorised finish as they were).
+    /// Grants from now on (requests already authorised finish as they were); console
+    /// sessions end (their users or tokens may be gone).
     pub fn replace(&self, grants: Grants) {
         let grants = Arc::new(grants);
         match self.grants.write() {
             Ok(mut held) => *held = grants,
             Err(poisoned) => *poisoned.into_inner() = grants,
         }
+        self.sessions.end_all();
+    }
+
+    /// The role `token` (a bearer token) has, the local read token's included.
+    pub fn token_role(&self, token: &str) -> Option<Role> {
+        let token = token.as_bytes();
+        self.readers
+            .role_of(token)
+            .or_else(|| self.grants().tokens.as_ref().and_then(|t| t.role_of(token)))
     }
 }
 
 /// What a request presents: `Authorization: Bearer <token>` or `Basic <base64 of
-/// user:password>`, the scheme in any case (RFC 7235).
+/// user:password>`, the scheme in any case (RFC 7235); without that header, a live
+/// console session's cookie (a dead one is as none: the console logs in again).
 enum Credentials {
     Bearer(String),
     Basic { user: String, password: String },
+    Session(crate::console::sessions::Session),
 }
 
-fn credentials(request: &Request) -> Option<Credentials> {
+fn credentials(request: &Request, access: &Access) -> Option<Credentials> {
     use base64::Engine as _;
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return request
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(crate::console::sessions::cookie_value)
+            .and_then(|id| access.sessions.get(id))
+            .map(Credentials::Session);
+    };
+    let value = value.to_str().ok()?;
     let (scheme, rest) = value.trim().split_once(' ')?;
     let rest = rest.trim();
     if rest.is_empty() {
@@ -307,6 +361,7 @@ impl Grants {
                 Some(users) => users.role_of(user, password).await,
                 None => None,
             },
+            Credentials::Session(session) => Some(session.role),
         }
     }
 
@@ -320,11 +375,11 @@ impl Grants {
 /// one is needed, 403 with a wrong one or one whose role may not do this.
 pub async fn authorize(
     State(access): State<Arc<Access>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let need = need(request.uri().path());
-    let presented = credentials(&request);
+    let presented = credentials(&request, &access);
     let grants = access.grants();
     let role = match (&presented, need) {
         (_, Need::Nothing) | (None, _) => None,
@@ -335,8 +390,54 @@ pub async fn authorize(
         Need::Metrics => !grants.ingest_guarded() || role.is_some_and(Role::reads),
         Need::Ingest => !grants.ingest_guarded() || role.is_some_and(Role::ingests),
         Need::Read => grants.open_reads || role.is_some_and(Role::reads),
+        Need::Triage => role == Some(Role::Analyst),
+        Need::Console => role.is_none_or(Role::reads),
     };
     if allowed {
+        if let Some(Credentials::Session(session)) = &presented {
+            // SameSite=Strict keeps other sites' requests from carrying the cookie;
+            // the token is the second lock, for anything that changes something.
+            let reads_only = matches!(
+                *request.method(),
+                axum::http::Method::GET | axum::http::Method::HEAD
+            );
+            let token = request
+                .headers()
+                .get(crate::console::sessions::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !reads_only && !session.csrf_matches(token) {
+                access.metrics.refused("forbidden");
+                warn!(user = %session.user, "A console request without its session's CSRF token was refused.");
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "a console request that changes something must carry its session's X-CSRF-Token",
+                );
+            }
+        }
+        let caller = match &presented {
+            Some(Credentials::Session(session)) => Caller {
+                name: session.user.clone(),
+                role,
+                session: Some(session.clone()),
+            },
+            Some(Credentials::Basic { user, .. }) if role.is_some() => Caller {
+                name: user.clone(),
+                role,
+                session: None,
+            },
+            Some(Credentials::Bearer(_)) if role.is_some() => Caller {
+                name: "token".into(),
+                role,
+                session: None,
+            },
+            _ => Caller {
+                name: "anonymous".into(),
+                role: None,
+                session: None,
+            },
+        };
+        request.extensions_mut().insert(caller);
         return next.run(request).await;
     }
     match (&presented, role) {
@@ -345,6 +446,9 @@ pub async fn authorize(
             let message = match need {
                 Need::Read | Need::Metrics => {
                     "searches need a bearer token with the reader role (Authorization: Bearer <token>): one of tokens_file's with role reader, or the collector's own in <data_dir>/read.token, which `picket-collector search` sends"
+                }
+                Need::Triage => {
+                    "triage needs the analyst role: a console session or a bearer token of an analyst"
                 }
                 _ if grants.users.is_some() => {
                     "credentials are required: a bearer token (Authorization: Bearer <token>) or a user of users_file (HTTP Basic)"
@@ -371,6 +475,14 @@ pub async fn authorize(
             let message = match need {
                 Need::Ingest => format!(
                     "a {} token may not send events (only shipper tokens may)",
+                    role.name()
+                ),
+                Need::Triage => format!(
+                    "a {} may not change an alert's status (the analyst role may)",
+                    role.name()
+                ),
+                Need::Console => format!(
+                    "a {} may not use the console (it may only send events)",
                     role.name()
                 ),
                 _ => format!(
@@ -474,5 +586,14 @@ mod tests {
         assert_eq!(need("/api/_bulk"), Need::Ingest);
         assert_eq!(need("/api/_doc/1"), Need::Ingest);
         assert_eq!(need("/api/search"), Need::Read);
+        assert_eq!(need("/api/hosts"), Need::Read);
+        assert_eq!(need("/api/fields"), Need::Read);
+        assert_eq!(need("/api/alerts/0123abcd"), Need::Read);
+        assert_eq!(need("/api/alerts/0123abcd/status"), Need::Triage);
+        assert_eq!(need("/api/alerts/0123abcd/other"), Need::Ingest);
+        assert_eq!(need("/api/alerts/_doc"), Need::Ingest);
+        assert_eq!(need("/console"), Need::Console);
+        assert_eq!(need("/console/app.js"), Need::Console);
+        assert_eq!(need("/console/api/login"), Need::Console);
     }
 }

@@ -163,6 +163,7 @@ impl Route {
                         id: crate::alerts::new_id(),
                         received: received.at,
                         source,
+                        replaces: false,
                     })
                 }
                 _ => Err(ItemError::Invalid(

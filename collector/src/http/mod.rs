@@ -59,6 +59,8 @@ pub struct AppState {
     pub elasticsearch: Arc<elasticsearch::Face>,
     /// Parses raw syslog text from other shippers (shared with the AMQP consumer).
     pub reparser: Arc<crate::reparse::Reparser>,
+    /// `[collector.console]`.
+    pub console: Arc<crate::console::ConsoleSettings>,
 }
 
 /// The most events one search returns.
@@ -82,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/search", post(search_json))
         .route("/api/alerts", get(search_alerts))
         .route("/metrics", get(metrics))
+        .merge(crate::console::routes(&state.console))
         .merge(elasticsearch::routes())
         .with_state(state)
         .layer(axum::middleware::from_fn(explain_bare_errors))
@@ -143,7 +146,7 @@ async fn explain_bare_errors(
     }
 }
 
-fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
@@ -158,5 +161,7 @@ fn retry_shortly(message: &str) -> Response {
     response
 }
 
+#[cfg(test)]
+mod console_tests;
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,7 @@ fn access(tokens: Option<&str>) -> Arc<Access> {
         },
         readers,
         Arc::default(),
+        crate::console::sessions::Sessions::new(Duration::from_secs(60), Duration::from_secs(600)),
     ))
 }
 
@@ -65,8 +66,14 @@ impl Harness {
                 alerts: None,
                 elasticsearch: Arc::default(),
                 reparser: Arc::default(),
+                console: Arc::default(),
             },
         }
+    }
+
+    /// The harness's own folder (the store is in it).
+    pub(super) fn dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// Sends a request; searches (`/api/…`) with the reader token.
@@ -690,6 +697,7 @@ async fn basic_users_send_and_search_by_role() {
         },
         readers,
         Arc::default(),
+        crate::console::sessions::Sessions::new(Duration::from_secs(60), Duration::from_secs(600)),
     ));
     let basic = |user: &str, password: &str| {
         format!(

@@ -310,9 +310,40 @@ impl EmbeddedStore {
                 id: id.clone(),
                 received,
                 source: document.as_object().cloned().unwrap_or_default(),
+                replaces: false,
             })
             .collect();
         self.store(documents).await
+    }
+
+    /// A custom document (an alert) by id: the newest JSON stored or logged for it, and
+    /// the time that filed it. `None`: no such document.
+    pub async fn find_custom(
+        &self,
+        id: &str,
+    ) -> Result<Option<(DateTime<Utc>, serde_json::Value)>, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || shared.find_custom(&id))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("search task failed: {e}")))?
+    }
+
+    /// Replaces the custom document `id`, filed at `at` (what [`Self::find_custom`]
+    /// said), with `source`: the old one is deleted in the commit that adds the new.
+    pub async fn replace_custom(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        source: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Stored, StoreError> {
+        self.store(vec![Document::Custom {
+            id: id.to_string(),
+            received: at,
+            source,
+            replaces: true,
+        }])
+        .await
     }
 
     /// Searches stored alerts: this store holds only alerts.
@@ -545,6 +576,57 @@ impl Shared {
 
     /// Day indices that exist on disk and may hold events between `from` and `to`,
     /// newest first.
+    fn find_custom(
+        &self,
+        id: &str,
+    ) -> Result<Option<(DateTime<Utc>, serde_json::Value)>, StoreError> {
+        let term = Term::from_field_text(self.fields.eventid, id);
+        for day in self.days_between(None, None)? {
+            let searcher = day.reader.searcher();
+            if searcher.doc_freq(&term).map_err(StoreError::Search)? == 0 {
+                continue;
+            }
+            let query = tantivy::query::TermQuery::new(term.clone(), IndexRecordOption::Basic);
+            let found = searcher
+                .search(&query, &tantivy::collector::DocSetCollector)
+                .map_err(StoreError::Search)?;
+            let Some(address) = found.into_iter().next() else {
+                continue;
+            };
+            let column = searcher
+                .segment_reader(address.segment_ord)
+                .fast_fields()
+                .date("utctimestamp")
+                .map_err(StoreError::Search)?;
+            let Some(at) = column
+                .first(address.doc_id)
+                .and_then(|t| DateTime::from_timestamp_micros(t.into_timestamp_micros()))
+            else {
+                continue;
+            };
+            // A replacement logged and not yet committed is the newest.
+            let pending = self
+                .pending
+                .lock()
+                .map_err(|_| StoreError::Closed)?
+                .source(day_key(at.date_naive()), id);
+            let source = match pending {
+                Some(source) => source.to_string(),
+                None => {
+                    let doc: TantivyDocument =
+                        searcher.doc(address).map_err(StoreError::Search)?;
+                    doc.get_first(self.fields.source_json)
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                }
+            };
+            let source = serde_json::from_str(&source)
+                .map_err(|e| StoreError::Log(format!("document {id}: {e}")))?;
+            return Ok(Some((at, source)));
+        }
+        Ok(None)
+    }
+
     fn days_between(
         &self,
         from: Option<DateTime<Utc>>,

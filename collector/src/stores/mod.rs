@@ -100,6 +100,11 @@ pub enum Document {
         /// When the collector received it: its day and its place in time searches.
         received: DateTime<Utc>,
         source: serde_json::Map<String, serde_json::Value>,
+        /// Replaces the document of this id (an alert whose triage status changed)
+        /// instead of being refused as a conflicting resend: the embedded store
+        /// deletes the old one in the same commit. `received` must be the old one's,
+        /// so that both are filed under the same day.
+        replaces: bool,
     },
 }
 

@@ -15,6 +15,43 @@ impl ElasticStore {
         self.search_in("alerts-*", request).await
     }
 
+    /// The alert `id` (its newest version: read by id, not searched, so a change
+    /// made a moment ago is seen), or `None`.
+    pub async fn find_alert(&self, id: &str) -> Result<Option<Value>, StoreError> {
+        let body = json!({ "query": { "ids": { "values": [id] } }, "size": 1, "_source": false });
+        let (status, answer) = self
+            .request(
+                Method::POST,
+                "/alerts-*/_search?ignore_unavailable=true&allow_no_indices=true",
+                Some(("application/json", body.to_string().into_bytes())),
+            )
+            .await
+            .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+        if !status.is_success() {
+            return Err(StoreError::Unavailable(format!(
+                "alert lookup answered {status}: {}",
+                reason(&answer)
+            )));
+        }
+        let Some(index) = answer["hits"]["hits"][0]["_index"].as_str() else {
+            return Ok(None);
+        };
+        let (status, answer) = self
+            .request(Method::GET, &format!("/{index}/_doc/{id}"), None)
+            .await
+            .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(StoreError::Unavailable(format!(
+                "alert read answered {status}: {}",
+                reason(&answer)
+            )));
+        }
+        Ok(answer.get("_source").cloned())
+    }
+
     pub(super) async fn search_in(
         &self,
         pattern: &str,

@@ -91,6 +91,11 @@ impl PendingIds {
         Ok(filters.may_hold(key, id, now, fill)? == Some(false))
     }
 
+    /// The JSON of `id` logged on day `key` and not yet committed.
+    pub(super) fn source(&self, key: u32, id: &str) -> Option<Arc<str>> {
+        self.by_day.get(&key).and_then(|d| d.get(id)).cloned()
+    }
+
     fn insert(&mut self, key: u32, id: &str, source: Arc<str>) {
         self.by_day
             .entry(key)
@@ -110,7 +115,8 @@ impl PendingIds {
 
 /// The write-ahead log's records: `E`, the time that files the event under its day
 /// (RFC 3339, µs), a newline and the event's JSON; or `C`, a custom document's id, its
-/// reception time and its JSON, each after a newline. The time is kept so that a
+/// reception time and its JSON, each after a newline (`R` the same for a custom
+/// document that replaces the one of its id). The time is kept so that a
 /// replay files a document under the day it was first filed under, whatever the clock
 /// says then (an event with no time of its own is filed at its reception).
 pub(super) fn encode(logged: &Logged, record: &mut Vec<u8>) {
@@ -123,8 +129,9 @@ pub(super) fn encode(logged: &Logged, record: &mut Vec<u8>) {
         Document::Event(_) => {
             let _ = writeln!(record, "E{at}");
         }
-        Document::Custom { id, .. } => {
-            let _ = write!(record, "C{id}\n{at}\n");
+        Document::Custom { id, replaces, .. } => {
+            let kind = if *replaces { 'R' } else { 'C' };
+            let _ = write!(record, "{kind}{id}\n{at}\n");
         }
     }
     record.extend_from_slice(logged.source.as_bytes());
@@ -146,7 +153,7 @@ pub(super) fn decode(record: &[u8]) -> Option<(Document, DateTime<Utc>)> {
             let event = serde_json::from_str::<Event>(json).ok()?;
             Some((Document::Event(event), time(at)?))
         }
-        b'C' => {
+        b'C' | b'R' => {
             let mut parts = rest.splitn(3, '\n');
             let id = parts.next()?.to_string();
             let received = time(parts.next()?)?;
@@ -156,6 +163,7 @@ pub(super) fn decode(record: &[u8]) -> Option<(Document, DateTime<Utc>)> {
                     id,
                     received,
                     source,
+                    replaces: kind == b'R',
                 },
                 received,
             ))
@@ -363,8 +371,11 @@ fn decide(
                 None => Shared::event_day(&document),
             };
             let id = document.id();
+            let replaces = matches!(document, Document::Custom { replaces: true, .. });
             let is_pending = pending.by_day.get(&key).is_some_and(|d| d.contains_key(id));
-            let earlier: Option<Cow<str>> = if is_pending {
+            let earlier: Option<Cow<str>> = if replaces {
+                None
+            } else if is_pending {
                 pending.by_day[&key]
                     .get(id)
                     .map(|source| Cow::Borrowed(&**source))
@@ -530,6 +541,7 @@ mod tests {
                 .unwrap()
                 .with_timezone(&Utc),
             source: serde_json::from_str(r#"{"endpoint":"x","line":"a\nb"}"#).unwrap(),
+            replaces: false,
         };
         let mut record = Vec::new();
         for document in [Document::Event(event), custom] {

@@ -624,6 +624,7 @@ async fn custom_documents_are_kept_as_sent_and_found_by_their_fields() {
             id: id(9),
             received,
             source: source.as_object().cloned().unwrap(),
+            replaces: false,
         }])
         .await
         .unwrap();

@@ -118,6 +118,7 @@ async fn a_crash_between_the_log_and_the_index_is_replayed_once() {
             .as_object()
             .cloned()
             .unwrap(),
+        replaces: false,
     };
     log_past_the_ack(
         dir.path(),

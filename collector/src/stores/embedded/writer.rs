@@ -51,6 +51,8 @@ struct Added {
     at: DateTime<Utc>,
     id: Box<str>,
     custom: bool,
+    /// A custom document that replaces the one of its id.
+    replaces: bool,
     source: Arc<str>,
 }
 
@@ -61,6 +63,7 @@ impl Added {
             at: logged.at,
             id: logged.document.id().into(),
             custom: matches!(logged.document, Document::Custom { .. }),
+            replaces: matches!(logged.document, Document::Custom { replaces: true, .. }),
             source: Arc::clone(&logged.source),
         }
     }
@@ -73,6 +76,7 @@ impl Added {
                 id: self.id.to_string(),
                 received: self.at,
                 source: serde_json::from_str(&self.source).map_err(unreadable)?,
+                replaces: self.replaces,
             }
         } else {
             Document::Event(serde_json::from_str(&self.source).map_err(unreadable)?)
@@ -234,6 +238,15 @@ impl Indexer<'_> {
         self.recent.push_front(key);
         self.dirty.insert(key);
         let made = self.made.entry(key).or_default();
+        if let Document::Custom {
+            id, replaces: true, ..
+        } = &document
+        {
+            // Deletes what was added before it (in this batch too), not after.
+            made.push(tantivy::indexer::UserOperation::Delete(
+                Term::from_field_text(self.shared.fields.eventid, id),
+            ));
+        }
         made.push(tantivy::indexer::UserOperation::Add(
             self.shared.document(document, at, source),
         ));
