@@ -231,7 +231,10 @@ fn search_failed(e: StoreError) -> Response {
         return error_body(StatusCode::BAD_REQUEST, e.to_string());
     }
     error!(error = %e, "A console search failed.");
-    error_body(StatusCode::SERVICE_UNAVAILABLE, "search failed; retry later")
+    error_body(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "search failed; retry later",
+    )
 }
 
 fn search(query: &str, from: DateTime<Utc>, size: usize, aggs: Option<Value>) -> SearchRequest {
@@ -276,7 +279,10 @@ async fn hosts_answer(state: &AppState) -> Result<Value, StoreError> {
     let store = &state.store;
     let mut hosts: BTreeMap<String, Host> = BTreeMap::new();
     let bucket_keys = |answer: &Value, name: &str| -> Vec<Value> {
-        answer[name]["buckets"].as_array().cloned().unwrap_or_default()
+        answer[name]["buckets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     };
 
     // Heartbeats: every agent's last one time, a week back.
@@ -366,13 +372,20 @@ async fn hosts_answer(state: &AppState) -> Result<Value, StoreError> {
             continue;
         };
         let mut per_minute = vec![0u64; 60];
-        for minute in bucket["minutes"]["buckets"].as_array().into_iter().flatten() {
+        for minute in bucket["minutes"]["buckets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let (Some(key), Some(count)) = (minute["key"].as_f64(), minute["doc_count"].as_u64())
             else {
                 continue;
             };
             let index = (key as i64 / 1000 - hour_start.timestamp()) / 60;
-            if let Some(slot) = usize::try_from(index).ok().and_then(|i| per_minute.get_mut(i)) {
+            if let Some(slot) = usize::try_from(index)
+                .ok()
+                .and_then(|i| per_minute.get_mut(i))
+            {
                 *slot += count;
             }
         }
@@ -385,7 +398,8 @@ async fn hosts_answer(state: &AppState) -> Result<Value, StoreError> {
     let mut listed: Vec<Value> = hosts
         .into_iter()
         .map(|(name, host)| {
-            let silent = host.last_heartbeat.is_some() && !is_after(&host.last_heartbeat, silent_since);
+            let silent =
+                host.last_heartbeat.is_some() && !is_after(&host.last_heartbeat, silent_since);
             let details = host.heartbeat.as_ref().map(|h| &h["details"]);
             let detail = |key: &str| details.map(|d| d[key].clone()).unwrap_or(Value::Null);
             let mut per_minute = host.per_minute;
@@ -528,7 +542,9 @@ async fn alert_status(
     let Some(alerts) = state.alerts.clone() else {
         return alerts_off();
     };
-    let by = caller.map(|c| c.0.name).unwrap_or_else(|| "anonymous".into());
+    let by = caller
+        .map(|c| c.0.name)
+        .unwrap_or_else(|| "anonymous".into());
     match alerts.set_status(&id, status, &by, Utc::now()).await {
         Ok(Some(alert)) => {
             info!(alert = %id, status = status.as_str(), by = %by, "Alert status changed.");

@@ -203,7 +203,10 @@ impl AlertStore {
         object.insert("statusby".into(), serde_json::json!(by));
         object.insert("statusat".into(), serde_json::json!(at));
         let change = serde_json::json!({ "status": status.as_str(), "by": by, "at": at });
-        match object.get_mut("statushistory").and_then(|h| h.as_array_mut()) {
+        match object
+            .get_mut("statushistory")
+            .and_then(|h| h.as_array_mut())
+        {
             Some(history) => history.push(change),
             None => {
                 object.insert("statushistory".into(), serde_json::json!([change]));
@@ -211,12 +214,12 @@ impl AlertStore {
         }
         match (self, filed) {
             (AlertStore::Embedded(store), Some(filed)) => {
-                store
-                    .replace_custom(id, filed, object.clone())
-                    .await?;
+                store.replace_custom(id, filed, object.clone()).await?;
             }
             (AlertStore::Elasticsearch(store), _) => {
-                store.store_alerts(&[(id.to_string(), document.clone())]).await?;
+                store
+                    .store_alerts(&[(id.to_string(), document.clone())])
+                    .await?;
             }
             (AlertStore::Embedded(_), None) => return Ok(None),
         }

@@ -211,14 +211,17 @@ mod tests {
 
     #[test]
     fn the_cookie_is_found_among_others_and_set_strictly() {
-        assert_eq!(
-            cookie_value("a=1; picket_session=abc; b=2"),
-            Some("abc")
-        );
+        assert_eq!(cookie_value("a=1; picket_session=abc; b=2"), Some("abc"));
         assert_eq!(cookie_value("picket_session=; a=1"), None);
         assert_eq!(cookie_value("xpicket_session=abc"), None);
         let set = set_cookie("abc", Duration::from_secs(60));
-        for part in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=60"] {
+        for part in [
+            "Secure",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Path=/",
+            "Max-Age=60",
+        ] {
             assert!(set.contains(part), "{set}");
         }
     }

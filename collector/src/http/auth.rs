@@ -210,9 +210,7 @@ pub fn need(path: &str) -> Need {
         "/metrics" => Need::Metrics,
         // Only the search routes read; anything else under /api (the Elasticsearch
         // face takes `/api/_bulk` as an index named `api`) needs what sending needs.
-        "/api/events" | "/api/search" | "/api/alerts" | "/api/hosts" | "/api/fields" => {
-            Need::Read
-        }
+        "/api/events" | "/api/search" | "/api/alerts" | "/api/hosts" | "/api/fields" => Need::Read,
         "/console" => Need::Console,
         _ if path.starts_with("/console/") => Need::Console,
         _ => match path.strip_prefix("/api/alerts/") {

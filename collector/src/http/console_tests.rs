@@ -127,7 +127,11 @@ async fn exchange(h: &Harness, request: Request<Body>) -> (StatusCode, HeaderMap
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
-    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        headers,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn status_of(h: &Harness, request: Request<Body>) -> (StatusCode, Value) {
@@ -142,17 +146,34 @@ async fn the_console_logs_in_users_and_keeps_shippers_out() {
     let (status, headers, _) =
         exchange(&h, request(Method::GET, "/console/", None, None, None)).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY));
     for uri in ["/console/", "/console/app.js", "/console/api/session"] {
-        let (status, _) = status_of(&h, request(Method::GET, uri, Some(SHIPPER_TOKEN), None, None)).await;
+        let (status, _) = status_of(
+            &h,
+            request(Method::GET, uri, Some(SHIPPER_TOKEN), None, None),
+        )
+        .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
     }
-    for uri in ["/api/hosts", "/api/fields", "/api/alerts", "/api/alerts/0123"] {
+    for uri in [
+        "/api/hosts",
+        "/api/fields",
+        "/api/alerts",
+        "/api/alerts/0123",
+    ] {
         let (status, _) = status_of(&h, request(Method::GET, uri, None, None, None)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
-        let (status, body) =
-            status_of(&h, request(Method::GET, uri, Some(SHIPPER_TOKEN), None, None)).await;
+        let (status, body) = status_of(
+            &h,
+            request(Method::GET, uri, Some(SHIPPER_TOKEN), None, None),
+        )
+        .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{uri}: {body}");
     }
     let (status, body) = status_of(
@@ -174,7 +195,10 @@ async fn the_console_logs_in_users_and_keeps_shippers_out() {
         .err()
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, _) = login(&h, json!({"token": SHIPPER_TOKEN})).await.err().unwrap();
+    let (status, _) = login(&h, json!({"token": SHIPPER_TOKEN}))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = login(&h, json!({"user": "alice"})).await.err().unwrap();
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -184,15 +208,24 @@ async fn the_console_logs_in_users_and_keeps_shippers_out() {
         .unwrap();
     let (status, body) = status_of(
         &h,
-        request(Method::GET, "/console/api/session", None, Some(&alice), None),
+        request(
+            Method::GET,
+            "/console/api/session",
+            None,
+            Some(&alice),
+            None,
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["user"], json!("alice"));
     assert_eq!(body["role"], json!("analyst"));
     assert_eq!(body["csrf"], json!(alice.csrf));
-    let (status, body) =
-        status_of(&h, request(Method::GET, "/api/fields", None, Some(&alice), None)).await;
+    let (status, body) = status_of(
+        &h,
+        request(Method::GET, "/api/fields", None, Some(&alice), None),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["fields"][0], json!("utctimestamp"));
     // A POST from the session needs its CSRF token.
@@ -212,7 +245,13 @@ async fn the_console_logs_in_users_and_keeps_shippers_out() {
     assert!(body["error"].as_str().unwrap().contains("X-CSRF-Token"));
     let (status, _) = status_of(
         &h,
-        request(Method::POST, "/api/search", None, Some(&alice), Some(search)),
+        request(
+            Method::POST,
+            "/api/search",
+            None,
+            Some(&alice),
+            Some(search),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -220,19 +259,34 @@ async fn the_console_logs_in_users_and_keeps_shippers_out() {
     let by_token = login(&h, json!({"token": ANALYST_TOKEN})).await.unwrap();
     let (_, body) = status_of(
         &h,
-        request(Method::GET, "/console/api/session", None, Some(&by_token), None),
+        request(
+            Method::GET,
+            "/console/api/session",
+            None,
+            Some(&by_token),
+            None,
+        ),
     )
     .await;
     assert_eq!(body["user"], json!("token"));
     // Logging out ends the session; a reload of the grants ends them all.
     let (status, _) = status_of(
         &h,
-        request(Method::POST, "/console/api/logout", None, Some(&alice), None),
+        request(
+            Method::POST,
+            "/console/api/logout",
+            None,
+            Some(&alice),
+            None,
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) =
-        status_of(&h, request(Method::GET, "/api/fields", None, Some(&alice), None)).await;
+    let (status, _) = status_of(
+        &h,
+        request(Method::GET, "/api/fields", None, Some(&alice), None),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let rita = login(&h, json!({"user": "rita", "password": "rita-pass"}))
         .await
@@ -242,8 +296,11 @@ async fn the_console_logs_in_users_and_keeps_shippers_out() {
         users: h.state.access.grants().users.clone(),
         open_reads: false,
     });
-    let (status, _) =
-        status_of(&h, request(Method::GET, "/api/fields", None, Some(&rita), None)).await;
+    let (status, _) = status_of(
+        &h,
+        request(Method::GET, "/api/fields", None, Some(&rita), None),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
@@ -277,14 +334,28 @@ async fn triage_is_stored_in_the_alert_and_needs_an_analyst() {
     let change = |status: &str| Some(json!({ "status": status }));
 
     // A reader may look, not triage; without the CSRF token neither may an analyst.
-    let (status, body) =
-        status_of(&h, request(Method::GET, &format!("/api/alerts/{id}"), None, Some(&rita), None))
-            .await;
+    let (status, body) = status_of(
+        &h,
+        request(
+            Method::GET,
+            &format!("/api/alerts/{id}"),
+            None,
+            Some(&rita),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], json!("NEW"));
     let (status, body) = status_of(
         &h,
-        request(Method::POST, &status_uri, None, Some(&rita), change("ACKNOWLEDGED")),
+        request(
+            Method::POST,
+            &status_uri,
+            None,
+            Some(&rita),
+            change("ACKNOWLEDGED"),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -303,7 +374,13 @@ async fn triage_is_stored_in_the_alert_and_needs_an_analyst() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, body) = status_of(
         &h,
-        request(Method::POST, &status_uri, None, Some(&alice), change("maybe")),
+        request(
+            Method::POST,
+            &status_uri,
+            None,
+            Some(&alice),
+            change("maybe"),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -323,7 +400,13 @@ async fn triage_is_stored_in_the_alert_and_needs_an_analyst() {
     // Two changes back to back (the second reads the first before it is committed).
     let (status, body) = status_of(
         &h,
-        request(Method::POST, &status_uri, None, Some(&alice), change("acknowledged")),
+        request(
+            Method::POST,
+            &status_uri,
+            None,
+            Some(&alice),
+            change("acknowledged"),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -331,7 +414,13 @@ async fn triage_is_stored_in_the_alert_and_needs_an_analyst() {
     assert_eq!(body["statusby"], json!("alice"));
     let (status, body) = status_of(
         &h,
-        request(Method::POST, &status_uri, Some(ANALYST_TOKEN), None, change("CLOSED")),
+        request(
+            Method::POST,
+            &status_uri,
+            Some(ANALYST_TOKEN),
+            None,
+            change("CLOSED"),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -344,8 +433,11 @@ async fn triage_is_stored_in_the_alert_and_needs_an_analyst() {
     // Stored in place: one alert, CLOSED, in the alert search too, the rest kept.
     let mut found = Value::Null;
     for _ in 0..100 {
-        let (status, body) =
-            status_of(&h, request(Method::GET, "/api/alerts?q=*", None, Some(&rita), None)).await;
+        let (status, body) = status_of(
+            &h,
+            request(Method::GET, "/api/alerts?q=*", None, Some(&rita), None),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         if body["hits"][0]["status"] == json!("CLOSED") {
             found = body;
@@ -363,7 +455,8 @@ async fn triage_is_stored_in_the_alert_and_needs_an_analyst() {
 async fn hosts_are_listed_silent_first_with_their_agents_state() {
     let h = harness();
     let now = Utc::now();
-    let at = |minutes_ago: i64| mozdef::time::format_utc(now - chrono::Duration::minutes(minutes_ago));
+    let at =
+        |minutes_ago: i64| mozdef::time::format_utc(now - chrono::Duration::minutes(minutes_ago));
     let heartbeat = |host: &str, minutes_ago: i64, buffer: u64| {
         json!({
             "utctimestamp": at(minutes_ago),
@@ -386,7 +479,13 @@ async fn hosts_are_listed_silent_first_with_their_agents_state() {
     ]);
     let (status, body) = status_of(
         &h,
-        request(Method::POST, "/events", Some(SHIPPER_TOKEN), None, Some(events)),
+        request(
+            Method::POST,
+            "/events",
+            Some(SHIPPER_TOKEN),
+            None,
+            Some(events),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -400,7 +499,11 @@ async fn hosts_are_listed_silent_first_with_their_agents_state() {
     assert_eq!(hosts.len(), 3, "{body}");
     assert_eq!(hosts[0]["hostname"], json!("quiet.example.com"), "{body}");
     assert_eq!(hosts[0]["silent"], json!(true));
-    assert_eq!(hosts[0]["buffer_bytes"], json!(5), "the newest heartbeat's: {body}");
+    assert_eq!(
+        hosts[0]["buffer_bytes"],
+        json!(5),
+        "the newest heartbeat's: {body}"
+    );
     let live = hosts
         .iter()
         .find(|h| h["hostname"] == json!("live.example.com"))

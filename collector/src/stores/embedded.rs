@@ -613,8 +613,7 @@ impl Shared {
             let source = match pending {
                 Some(source) => source.to_string(),
                 None => {
-                    let doc: TantivyDocument =
-                        searcher.doc(address).map_err(StoreError::Search)?;
+                    let doc: TantivyDocument = searcher.doc(address).map_err(StoreError::Search)?;
                     doc.get_first(self.fields.source_json)
                         .and_then(|v| v.as_str().map(str::to_string))
                         .unwrap_or_default()
