@@ -1076,7 +1076,18 @@ function renderAlert(body, ctx, alert) {
   const ids = events.map((e) => e.documentid).filter(Boolean);
   let link = el('span', { class: 'muted', text: 'no events recorded' });
   const t = Date.parse(alert.utctimestamp);
-  if (ids.length && Number.isFinite(t)) {
+  const window = durationMs(details.window);
+  if (details.query && details.type !== 'deadman' && Number.isFinite(t) && window) {
+    // The rule's own query over its window, narrowed to the value it alerted on: every
+    // event behind the alert, not only the samples kept in it.
+    let q = `(${details.query})`;
+    if (details.field && details.value != null) q += ` AND ${details.field}:${quote(String(details.value))}`;
+    link = el('a', {
+      id: 'alert-events-link',
+      href: hashFor('/search', { q, from: isoUtc(t - window), to: isoUtc(t + 1e3) }),
+      text: 'all events of this alert',
+    });
+  } else if (ids.length && Number.isFinite(t)) {
     let q = `eventid:(${ids.map(quote).join(' OR ')})`;
     for (let n = ids.length; q.length > 15000 && n > 1; n = Math.floor(n / 2)) q = `eventid:(${ids.slice(0, n).map(quote).join(' OR ')})`;
     link = el('a', {
@@ -1092,6 +1103,13 @@ function renderAlert(body, ctx, alert) {
     el('section', { class: 'panel' },
       el('h2', {}, `Sample events (${fmtNumber(events.length)}) `, link),
       table.table));
+}
+
+// A rule's window as the alert says it ("90s", "2m", "1h", "1d"), in milliseconds.
+function durationMs(text) {
+  const m = /^(\d+)\s*(ms|s|m|h|d)$/.exec(String(text || '').trim());
+  if (!m) return 0;
+  return Number(m[1]) * { ms: 1, s: 1e3, m: 6e4, h: 36e5, d: 864e5 }[m[2]];
 }
 
 // The status, its history and (for analysts) the triage buttons.

@@ -134,6 +134,17 @@ impl RuleKind {
             RuleKind::Deadman { .. } => "deadman",
         }
     }
+
+    /// The field whose values the rule groups by, if it groups.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            RuleKind::Simple => None,
+            RuleKind::Aggregate { field, .. }
+            | RuleKind::Cardinality { field, .. }
+            | RuleKind::Sequence { field, .. } => Some(field),
+            RuleKind::Deadman { field, .. } => field.as_deref(),
+        }
+    }
 }
 
 /// A rule file as written.

@@ -51,9 +51,10 @@ pub struct HttpConfig {
     #[serde(default)]
     pub tokens_file: Option<PathBuf>,
     /// File of HTTP Basic users for shippers that cannot send a token (rsyslog's
-    /// omelasticsearch, syslog-ng's elasticsearch-http): `<user>:<bcrypt hash> [role]`
-    /// a line, as `htpasswd -nB <user>` or `picket-collector hash-password` make them;
-    /// same roles as the tokens. When set, sending needs a token or a user.
+    /// omelasticsearch, syslog-ng's elasticsearch-http) and of the console's users:
+    /// `<user>:<hash> [role]` a line, bcrypt as `htpasswd -nB <user>` or
+    /// `picket-collector hash-password` make them, or argon2 (`$argon2id$…`); same
+    /// roles as the tokens. When set, sending needs a token or a user.
     #[serde(default)]
     pub users_file: Option<PathBuf>,
     /// Let anyone who reaches the API search events (the behaviour before roles). Off

@@ -3,8 +3,10 @@
 //! `elasticsearch-http()`, Fluent Bit's `es` output). Same roles as the tokens.
 //!
 //! The file is `htpasswd -B`'s (one `<user>:<bcrypt hash>` a line) with an optional
-//! role after a space; `picket-collector hash-password` makes a hash too. Only bcrypt
-//! hashes are taken: a file of plain passwords is refused at load.
+//! role after a space; `picket-collector hash-password` makes a hash too, and argon2
+//! PHC strings (`$argon2id$…`, Debian's `argon2 <salt> -id -e`) are taken as well.
+//! Only these hashes are: a file of plain passwords is refused at load. The same
+//! users log in to the console (`reader`, `analyst`).
 //!
 //! bcrypt is slow on purpose (milliseconds at `htpasswd -B`'s cost 5, tens at 10): it
 //! runs off the async workers, at most [`VERIFYING`] at once (a flood of wrong
@@ -114,11 +116,11 @@ impl Users {
             if name.is_empty() {
                 return Err(invalid(number + 1, "the user name is empty".into()));
             }
-            if !is_bcrypt(hash) {
+            if !is_bcrypt(hash) && !is_argon2(hash) {
                 return Err(invalid(
                     number + 1,
                     format!(
-                        "the password of {name:?} is not a bcrypt hash ($2y$…): make one with `htpasswd -nB {name}` or `picket-collector hash-password`"
+                        "the password of {name:?} is not a bcrypt ($2y$…) or argon2 ($argon2id$…) hash: make one with `htpasswd -nB {name}` or `picket-collector hash-password`"
                     ),
                 ));
             }
@@ -145,19 +147,34 @@ impl Users {
         }
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).expect("the system's random source");
-        // The decoy costs what the users' hashes cost (the most, when they differ).
-        let cost = users
-            .values()
-            .filter_map(|u| u.hash.get(4..6)?.parse::<u32>().ok())
-            .max()
-            .unwrap_or(10);
+        // The decoy costs what the users' hashes cost (the most, when they differ; an
+        // argon2 one with the first argon2 user's parameters when there is one).
         let mut secret = [0u8; 16];
         getrandom::fill(&mut secret).expect("the system's random source");
-        let decoy = bcrypt::hash(format!("{secret:?}"), cost).map_err(|e| UsersError::Invalid {
-            path: path.to_path_buf(),
-            line: 0,
-            problem: format!("a bcrypt cost of {cost} cannot be used: {e}"),
-        })?;
+        let argon2_params = users
+            .values()
+            .find_map(|u| argon2_params(&u.hash));
+        let decoy = match argon2_params {
+            Some(params) => argon2_hash(&format!("{secret:?}"), params).map_err(|e| {
+                UsersError::Invalid {
+                    path: path.to_path_buf(),
+                    line: 0,
+                    problem: format!("argon2 parameters that cannot be used: {e}"),
+                }
+            })?,
+            None => {
+                let cost = users
+                    .values()
+                    .filter_map(|u| u.hash.get(4..6)?.parse::<u32>().ok())
+                    .max()
+                    .unwrap_or(10);
+                bcrypt::hash(format!("{secret:?}"), cost).map_err(|e| UsersError::Invalid {
+                    path: path.to_path_buf(),
+                    line: 0,
+                    problem: format!("a bcrypt cost of {cost} cannot be used: {e}"),
+                })?
+            }
+        };
         Ok(Users {
             users,
             salt,
@@ -196,10 +213,9 @@ impl Users {
         let Ok(_turn) = self.verifying.acquire().await else {
             return None;
         };
-        let matches =
-            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false);
+        let matches = tokio::task::spawn_blocking(move || verify(&password, &hash))
+            .await
+            .unwrap_or(false);
         let known = known.filter(|_| matches)?;
         if let Ok(mut verified) = self.verified.lock() {
             verified.insert(user.to_string(), (digest, Instant::now() + REMEMBER));
@@ -219,6 +235,49 @@ fn is_bcrypt(hash: &str) -> bool {
             .get(4..6)
             .and_then(|c| c.parse::<u32>().ok())
             .is_some_and(|c| (4..=31).contains(&c))
+}
+
+/// An argon2 PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`, also `argon2i`,
+/// `argon2d`), as the `argon2` tool and most password managers write them.
+fn is_argon2(hash: &str) -> bool {
+    ["$argon2id$", "$argon2i$", "$argon2d$"]
+        .iter()
+        .any(|prefix| hash.starts_with(prefix))
+        && argon2::password_hash::PasswordHash::new(hash)
+            .is_ok_and(|parsed| parsed.hash.is_some() && argon2_params(hash).is_some())
+}
+
+/// The parameters of an argon2 hash (for the decoy), if `hash` is one.
+fn argon2_params(hash: &str) -> Option<(argon2::Algorithm, argon2::Params)> {
+    let parsed = argon2::password_hash::PasswordHash::new(hash).ok()?;
+    let algorithm = argon2::Algorithm::try_from(parsed.algorithm).ok()?;
+    let params = argon2::Params::try_from(&parsed).ok()?;
+    Some((algorithm, params))
+}
+
+fn argon2_hash(
+    password: &str,
+    (algorithm, params): (argon2::Algorithm, argon2::Params),
+) -> Result<String, argon2::password_hash::Error> {
+    use argon2::password_hash::{PasswordHasher as _, SaltString};
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the system's random source");
+    let salt = SaltString::encode_b64(&bytes)?;
+    let hasher = argon2::Argon2::new(algorithm, argon2::Version::V0x13, params);
+    Ok(hasher.hash_password(password.as_bytes(), &salt)?.to_string())
+}
+
+/// Whether `password` is the one `hash` (bcrypt or argon2) was made from.
+fn verify(password: &str, hash: &str) -> bool {
+    if hash.starts_with("$argon2") {
+        use argon2::password_hash::PasswordVerifier as _;
+        return argon2::password_hash::PasswordHash::new(hash).is_ok_and(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        });
+    }
+    bcrypt::verify(password, hash).unwrap_or(false)
 }
 
 /// A bcrypt hash of `password` for a users file (cost 10; `htpasswd -B` uses 5 unless
@@ -265,13 +324,37 @@ mod tests {
         assert!(!format!("{users:?}").contains("$2"));
     }
 
+    #[tokio::test]
+    async fn argon2_hashes_are_taken_too() {
+        // Made by the reference tool (Debian's `argon2`): `echo -n s3cret-argon | argon2 somesaltsalt -id -t 2 -m 12 -p 1 -e`.
+        let reference = "$argon2id$v=19$m=4096,t=2,p=1$c29tZXNhbHRzYWx0$Br9Hj2rnIkYIznbCKEJf7FCpOTx1M9YWJG8yPF7LpZ0";
+        let params = argon2::Params::new(4096, 2, 1, None).unwrap();
+        let made = argon2_hash("other-pass", (argon2::Algorithm::Argon2id, params)).unwrap();
+        let bcrypt = bcrypt::hash("bcrypt-pass", 4).unwrap();
+        let (_dir, path) = write(&format!(
+            "argon:{reference} analyst
+made:{made} reader
+old:{bcrypt}
+"
+        ));
+        let users = Users::load(&path).unwrap();
+        assert!(users.decoy.starts_with("$argon2id$v=19$m=4096,t=2,p=1$"), "{}", users.decoy);
+        assert_eq!(users.role_of("argon", "s3cret-argon").await, Some(Role::Analyst));
+        assert_eq!(users.role_of("argon", "s3cret-argoN").await, None);
+        assert_eq!(users.role_of("made", "other-pass").await, Some(Role::Reader));
+        assert_eq!(users.role_of("old", "bcrypt-pass").await, Some(Role::Shipper));
+        assert_eq!(users.role_of("nobody", "s3cret-argon").await, None);
+        let (_dir, path) = write("x:$argon2id$v=19$m=4096,t=2,p=1$broken\n");
+        assert!(Users::load(&path).unwrap_err().to_string().contains("argon2"));
+    }
+
     #[test]
     fn a_bad_users_file_names_the_line() {
         let hash = hash_password("x").unwrap();
         for (text, expect) in [
             (
                 "rsyslog:plaintext\n".to_string(),
-                "line 1: the password of \"rsyslog\" is not a bcrypt hash",
+                "line 1: the password of \"rsyslog\" is not a bcrypt ($2y$…) or argon2",
             ),
             (
                 format!("# c\nu:{hash} admin\n"),

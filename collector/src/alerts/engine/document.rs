@@ -64,8 +64,14 @@ pub(super) fn build(
             "window": describe_duration(rule.window),
         },
     });
+    // What finds the events behind it (the console's "all events of this alert"):
+    // the rule's query, and the field whose value the alert is about.
+    document["details"]["query"] = json!(rule.query);
     if let Some(value) = &facts.value {
         document["details"]["value"] = json!(value);
+        if let Some(field) = rule.kind.field() {
+            document["details"]["field"] = json!(field);
+        }
     }
     if let Some(distinct) = facts.distinct {
         document["details"]["distinct"] = json!(distinct);
