@@ -40,6 +40,8 @@ const SHIPPER_TOKEN = env('PICKET_SHIPPER_TOKEN');
 const SILENT_HOST = env('PICKET_SILENT_HOST');
 const LIVE_HOST = env('PICKET_LIVE_HOST');
 const ATTACKER = env('PICKET_ATTACKER');
+// Most milliseconds a page may take to fill (bench/console.sh sets it; unset: reported only).
+const BUDGET_MS = Number(process.env.CONSOLE_BUDGET_MS || 0);
 const ALERT_RULE = env('PICKET_ALERT_RULE');
 const SCREENSHOT_DIR = env('SCREENSHOT_DIR', path.join(os.tmpdir(), 'picket-console-screenshots'));
 const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
@@ -554,7 +556,7 @@ test('11. every page has its screenshot', { timeout: 10_000 }, () => step('scree
   }
 }));
 
-test('12. page budget: first load ≤ 300 KB, each page\'s main element within 1 s', { timeout: 120_000 }, () => step('budget', async () => {
+test('12. page budget: first load ≤ 300 KB; each page\'s time to shown and filled (≤ CONSOLE_BUDGET_MS when set)', { timeout: 120_000 }, () => step('budget', async () => {
   const fresh = await browser.newContext({ ignoreHTTPSErrors: true, viewport: VIEWPORT });
   const p = await fresh.newPage();
   watch(p, 'budget');
@@ -574,23 +576,38 @@ test('12. page budget: first load ≤ 300 KB, each page\'s main element within 1
     assert.ok(total <= 300 * 1024, `the first load moved ${total} bytes:\n${listing}`);
     console.log(`first load: ${total} bytes in ${sizes.length} requests`);
 
-    // Each page: a full load, and a hash change from another page.
+    // Each page, loaded afresh and reached from another page: the time to its main
+    // element, and to every panel filled with data (the store's answers drawn), on the
+    // harness's background events (100,000 by default). The issue's budget is 1 s for both.
     const pages = [
-      ['#/overview', '#overview-logins'],
-      [searchHash({ q: ATTACKER, from: 'now-1h' }), '#search-results'],
-      ['#/alerts', '#alerts-table'],
-      [`#/alerts/${state.alertId}`, '#alert'],
-      ['#/hosts', '#hosts-table'],
+      ['#/overview', '#overview-logins', ['#overview-logins .panel-body', '#overview-attackers .panel-body', '#overview-users .panel-body', '#overview-rules .panel-body']],
+      [searchHash({ q: ATTACKER, from: 'now-1h' }), '#search-results', ['#search-results', '#facets']],
+      [searchHash({ q: '*', from: 'now-24h' }), '#search-results', ['#search-results', '#facets']],
+      ['#/alerts', '#alerts-table', ['#alerts-table']],
+      [`#/alerts/${state.alertId}`, '#alert', ['#alert']],
+      ['#/hosts', '#hosts-table', ['#hosts-table']],
     ];
-    for (const [hash, selector] of pages) {
+    const timings = [];
+    const timed = async (label, go, selector, panels) => {
+      const started = Date.now();
+      await go();
+      await p.waitForSelector(selector, { state: 'visible', timeout: 1000 });
+      const shown = Date.now() - started;
+      for (const panel of panels) await waitDone(panel, p, 5_000);
+      const filled = Date.now() - started;
+      timings.push(`${label}: shown ${shown} ms, filled ${filled} ms`);
+      // Times are a benchmark's to judge (bench/console.sh sets the budget), not a
+      // test's: a loaded CI machine must not fail a correct console.
+      if (BUDGET_MS) assert.ok(filled <= BUDGET_MS, `${label} took ${filled} ms to fill (budget ${BUDGET_MS} ms)`);
+    };
+    for (const [hash, selector, panels] of pages) {
       await p.goto('about:blank');
-      await p.goto(consoleUrl(hash));
-      await p.waitForSelector(selector, { state: 'visible', timeout: 1000 });
-      await goHash(hash === '#/hosts' ? '#/alerts' : '#/hosts', p);
-      await p.waitForSelector(hash === '#/hosts' ? '#alerts-table' : '#hosts-table', { state: 'visible', timeout: 1000 });
-      await goHash(hash, p);
-      await p.waitForSelector(selector, { state: 'visible', timeout: 1000 });
+      await timed(`load ${hash}`, () => p.goto(consoleUrl(hash)), selector, panels);
+      const other = hash === '#/hosts' ? ['#/alerts', '#alerts-table', ['#alerts-table']] : ['#/hosts', '#hosts-table', ['#hosts-table']];
+      await timed(`to ${other[0]}`, () => goHash(other[0], p), other[1], other[2]);
+      await timed(`to ${hash}`, () => goHash(hash, p), selector, panels);
     }
+    console.log(`page timings (${process.env.PICKET_STORED_EVENTS || '?'} background events stored):\n  ${timings.join('\n  ')}`);
   } finally {
     await fresh.close();
   }

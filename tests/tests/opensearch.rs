@@ -252,9 +252,10 @@ fn shipped_rules_fire_once_on_a_real_node_and_tag_events_with_painless() {
     let dir = tempfile::tempdir().unwrap();
     let node = OpenSearch::start(&dir.path().join("opensearch"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
+    let world = runtime.block_on(async {
         let mut world = alert_world::World::elasticsearch(&node.urls(), true);
         alert_world::shipped_rules_fire_once(&mut world).await;
+        world
     });
     let alerts = node.documents("alerts-*");
     assert_eq!(alerts.len(), 13, "every alert stored");
@@ -274,6 +275,48 @@ fn shipped_rules_fire_once_on_a_real_node_and_tag_events_with_painless() {
         .collect();
     names.sort();
     assert_eq!(names, vec!["ssh-bruteforce", "ssh-login-after-bruteforce"]);
+
+    // Triage on the engine: the status is stored in the alert itself, in its own
+    // index, read back by id at once (two changes back to back keep both in the
+    // history), and the alert is not copied.
+    let (index, id, _) = alerts
+        .iter()
+        .find(|(.., a)| a["classname"] == "ssh-bruteforce")
+        .unwrap();
+    let store = world.alerts.clone().expect("alerts are stored");
+    let (acknowledged, closed, missing) = runtime.block_on(async {
+        use picket_collector::alerts::Status;
+        let at = Utc::now();
+        let acknowledged = store
+            .set_status(id, Status::Acknowledged, "alice", at)
+            .await;
+        let closed = store.set_status(id, Status::Closed, "bob", at).await;
+        let missing = store
+            .set_status(
+                "0123456789abcdef0123456789abcdef",
+                Status::Closed,
+                "bob",
+                at,
+            )
+            .await;
+        (acknowledged, closed, missing)
+    });
+    assert_eq!(acknowledged.unwrap().unwrap()["status"], "ACKNOWLEDGED");
+    let closed = closed.unwrap().unwrap();
+    assert_eq!(closed["statusby"], "bob");
+    assert_eq!(missing.unwrap(), None);
+    node.refresh();
+    let stored = node.get(&format!("/{index}/_doc/{id}"));
+    assert_eq!(stored["_source"]["status"], "CLOSED", "{stored}");
+    let history: Vec<&str> = stored["_source"]["statushistory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["ACKNOWLEDGED", "CLOSED"]);
+    assert_eq!(stored["_source"]["summary"], brute["summary"]);
+    assert_eq!(node.documents("alerts-*").len(), 13, "changed in place");
 }
 
 /// The same `_bulk` bodies to the imitation (as OpenSearch 2.19.6) and to the real

@@ -151,17 +151,15 @@ impl Users {
         // argon2 one with the first argon2 user's parameters when there is one).
         let mut secret = [0u8; 16];
         getrandom::fill(&mut secret).expect("the system's random source");
-        let argon2_params = users
-            .values()
-            .find_map(|u| argon2_params(&u.hash));
+        let argon2_params = users.values().find_map(|u| argon2_params(&u.hash));
         let decoy = match argon2_params {
-            Some(params) => argon2_hash(&format!("{secret:?}"), params).map_err(|e| {
-                UsersError::Invalid {
+            Some(params) => {
+                argon2_hash(&format!("{secret:?}"), params).map_err(|e| UsersError::Invalid {
                     path: path.to_path_buf(),
                     line: 0,
                     problem: format!("argon2 parameters that cannot be used: {e}"),
-                }
-            })?,
+                })?
+            }
             None => {
                 let cost = users
                     .values()
@@ -264,7 +262,9 @@ fn argon2_hash(
     getrandom::fill(&mut bytes).expect("the system's random source");
     let salt = SaltString::encode_b64(&bytes)?;
     let hasher = argon2::Argon2::new(algorithm, argon2::Version::V0x13, params);
-    Ok(hasher.hash_password(password.as_bytes(), &salt)?.to_string())
+    Ok(hasher
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
 }
 
 /// Whether `password` is the one `hash` (bcrypt or argon2) was made from.
@@ -338,14 +338,32 @@ old:{bcrypt}
 "
         ));
         let users = Users::load(&path).unwrap();
-        assert!(users.decoy.starts_with("$argon2id$v=19$m=4096,t=2,p=1$"), "{}", users.decoy);
-        assert_eq!(users.role_of("argon", "s3cret-argon").await, Some(Role::Analyst));
+        assert!(
+            users.decoy.starts_with("$argon2id$v=19$m=4096,t=2,p=1$"),
+            "{}",
+            users.decoy
+        );
+        assert_eq!(
+            users.role_of("argon", "s3cret-argon").await,
+            Some(Role::Analyst)
+        );
         assert_eq!(users.role_of("argon", "s3cret-argoN").await, None);
-        assert_eq!(users.role_of("made", "other-pass").await, Some(Role::Reader));
-        assert_eq!(users.role_of("old", "bcrypt-pass").await, Some(Role::Shipper));
+        assert_eq!(
+            users.role_of("made", "other-pass").await,
+            Some(Role::Reader)
+        );
+        assert_eq!(
+            users.role_of("old", "bcrypt-pass").await,
+            Some(Role::Shipper)
+        );
         assert_eq!(users.role_of("nobody", "s3cret-argon").await, None);
         let (_dir, path) = write("x:$argon2id$v=19$m=4096,t=2,p=1$broken\n");
-        assert!(Users::load(&path).unwrap_err().to_string().contains("argon2"));
+        assert!(
+            Users::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("argon2")
+        );
     }
 
     #[test]
