@@ -139,6 +139,11 @@ cat <<TEXT
   ${search[*]} '*' --since 1h
   $bin/picket-collector --config $work/picket.toml alerts test ssh-bruteforce --since 1h --url $url
 
+Open the console in a browser on this machine (log in with the collector's own read
+token, the line in $work/collector-data/read.token):
+
+  http://localhost:$port/console/
+
 Append a line to the agent's copy of the log and search for it:
 
   echo "\$(date '+%b %e %H:%M:%S') \$(hostname) sshd[4242]: Accepted password for demo from 192.0.2.9 port 22 ssh2" >> $log
