@@ -1053,7 +1053,7 @@ function pageAlert(view, ctx, id) {
 // The alert page's content.
 function renderAlert(body, ctx, alert) {
   const details = alert.details || {};
-  const events = Array.isArray(alert.events) ? alert.events : [];
+  const events = (Array.isArray(alert.events) ? alert.events : []).filter((e) => e && typeof e === 'object');
   const statusBox = el('section', { id: 'alert-status', class: 'panel status-box' });
   renderAlertStatus(statusBox, ctx, alert);
 
@@ -1061,7 +1061,7 @@ function renderAlert(body, ctx, alert) {
   const rows = [
     ['ID', alert.id], ['Time', alert.utctimestamp ? `${fmtTime(alert.utctimestamp)} (${alert.utctimestamp})` : ''],
     ['Severity', severityBadge(alert.severity)], ['Category', alert.category], ['Rule', details.rule],
-    ['Hosts', (alert.hostnames || []).join(', ')], ['Tags', (alert.tags || []).join(', ')],
+    ['Hosts', list(alert.hostnames)], ['Tags', list(alert.tags)],
   ];
   for (const [key, value] of Object.entries(details)) {
     if (key === 'rule') continue;
@@ -1105,6 +1105,12 @@ function renderAlert(body, ctx, alert) {
       table.table));
 }
 
+// A list field shown as text, whatever it holds (an array, one string, nothing).
+function list(value) {
+  if (Array.isArray(value)) return value.filter((v) => v != null).map(String).join(', ');
+  return value == null ? '' : String(value);
+}
+
 // A rule's window as the alert says it ("90s", "2m", "1h", "1d"), in milliseconds.
 function durationMs(text) {
   const m = /^(\d+)\s*(ms|s|m|h|d)$/.exec(String(text || '').trim());
@@ -1139,7 +1145,7 @@ function renderAlertStatus(box, ctx, alert) {
     });
     buttons.push(button('alert-ack', 'Acknowledge', 'ACKNOWLEDGED'), button('alert-close', 'Close', 'CLOSED'), button('alert-reopen', 'Reopen', 'NEW'));
   }
-  const history = Array.isArray(alert.statushistory) ? alert.statushistory : [];
+  const history = (Array.isArray(alert.statushistory) ? alert.statushistory : []).filter((h) => h && typeof h === 'object');
   setChildren(box,
     el('h2', { text: 'Status' }),
     el('p', { class: 'status-line' }, statusBadge(status),
@@ -1164,7 +1170,15 @@ function pageHosts(view, ctx) {
     el('thead', {}, el('tr', {}, columns.map((h) => el('th', { text: h })))), tbody);
   view.append(el('div', { class: 'page-head' }, el('h1', { text: 'Hosts' }), note), table);
 
-  const load = () => fill(ctx, table, () => api('GET', '/api/hosts'), (data) => {
+  // One load at a time: a slow answer (a large fleet) is not asked for again meanwhile.
+  let loading = false;
+  const load = () => {
+    if (loading) return;
+    loading = true;
+    fill(ctx, table, () => api('GET', '/api/hosts'), render, (e) => setChildren(tbody, el('tr', { class: 'message' }, el('td', { colspan: 7 }, errorNode(e)))))
+      .finally(() => { loading = false; });
+  };
+  const render = (data) => {
     const hosts = [...(data.hosts || [])].sort((a, b) => Number(!!b.silent) - Number(!!a.silent));
     const silent = hosts.filter((h) => h.silent).length;
     note.textContent = `${fmtNumber(hosts.length)} hosts, ${fmtNumber(silent)} silent (no heartbeat for ${humanSecs(data.silent_after_secs)}) · refreshed ${fmtTime(Date.now())}`;
@@ -1175,11 +1189,11 @@ function pageHosts(view, ctx) {
         h.silent ? el('span', { class: 'badge silent-badge', text: 'silent' }) : null),
       el('td', { title: h.last_heartbeat || 'never', text: h.last_heartbeat ? ago(h.last_heartbeat) : 'never' }),
       el('td', { title: h.last_event || 'never', text: h.last_event ? ago(h.last_event) : 'never' }),
-      el('td', { text: h.agent_version || '—' }),
+      el('td', { text: typeof h.agent_version === 'string' && h.agent_version ? h.agent_version : '—' }),
       el('td', { class: 'num', title: h.buffer_bytes == null ? '' : `${h.buffer_bytes} bytes`, text: humanBytes(h.buffer_bytes) }),
       el('td', { class: 'num', text: humanSecs(h.buffer_oldest_age_secs) }),
       el('td', {}, Array.isArray(h.events_per_minute) ? sparkline(h.events_per_minute) : '—'))));
-  }, (e) => setChildren(tbody, el('tr', { class: 'message' }, el('td', { colspan: 7 }, errorNode(e)))));
+  };
   load();
   // Keep it current while it is shown.
   const timer = setInterval(() => { if (ctx.alive() && !document.hidden) load(); }, 30000);

@@ -85,7 +85,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
         ),
     );
     headers.insert(
@@ -151,8 +151,24 @@ struct Login {
 /// token; sets the session cookie. A shipper may not log in.
 async fn login(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<crate::http::tls::Peer>>>,
     body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    let address = peer.map(|p| p.0.0.address.ip());
+    if let Some(Err(wait)) = address.map(|a| state.access.sessions.login_allowed(a)) {
+        state.metrics.refused("login_throttled");
+        let mut response = error_body(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many wrong logins from this address; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        );
+        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let Json(login) = match body {
         Ok(body) => body,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, e.body_text()),
@@ -178,9 +194,13 @@ async fn login(
             );
         }
     };
+    let peer = address.map(|a| a.to_string()).unwrap_or_default();
     let Some(role) = role else {
         state.metrics.refused("unauthorized");
-        warn!(user = %name, "A console login with a wrong user name, password or token was refused.");
+        if let Some(address) = address {
+            state.access.sessions.login_failed(address);
+        }
+        warn!(user = %name, peer = %peer, "A console login with a wrong user name, password or token was refused.");
         return error_body(
             StatusCode::UNAUTHORIZED,
             "the user name and password (or the token) are not accepted",
@@ -188,7 +208,7 @@ async fn login(
     };
     if !role.reads() {
         state.metrics.refused("forbidden");
-        warn!(user = %name, role = role.name(), "A console login with a role that may not read was refused.");
+        warn!(user = %name, role = role.name(), peer = %peer, "A console login with a role that may not read was refused.");
         return error_body(
             StatusCode::FORBIDDEN,
             format!(
@@ -197,8 +217,11 @@ async fn login(
             ),
         );
     }
+    if let Some(address) = address {
+        state.access.sessions.login_succeeded(address);
+    }
     let (id, session) = state.access.sessions.start(&name, role);
-    info!(user = %name, role = role.name(), "Console login.");
+    info!(user = %name, role = role.name(), peer = %peer, "Console login.");
     let mut response = Json(who(&session.user, session.role, Some(&session.csrf))).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&sessions::set_cookie(&id, state.console.session_max))
     {
@@ -252,7 +275,10 @@ fn search(query: &str, from: DateTime<Utc>, size: usize, aggs: Option<Value>) ->
 /// Most hosts `/api/hosts` lists.
 const MAX_HOSTS: usize = 10_000;
 /// Silent hosts whose last heartbeat is looked up one by one, at most.
-const MAX_SILENT_LOOKUPS: usize = 500;
+const MAX_SILENT_LOOKUPS: usize = 200;
+/// Hosts given a sparkline (the busiest): 60 minutes each keeps the aggregation under
+/// the bucket limit of both stores (tantivy's 65,000, Elasticsearch's 65,536).
+const MAX_SPARKLINES: usize = 1_000;
 
 /// What `/api/hosts` says of a host.
 #[derive(Default)]
@@ -266,7 +292,8 @@ struct Host {
 /// `GET /api/hosts`: every host heard from in the last 7 days (a heartbeat) or the
 /// last 24 hours (any event): its last heartbeat and what that said of the agent
 /// (version, buffer), its last event, its events a minute over the last hour; hosts
-/// whose heartbeat is older than `silent_after_secs` first, then by name.
+/// whose heartbeat is older than `silent_after_secs` first, then by name. Sparklines
+/// for the busiest 1,000 hosts of the hour (`events_per_minute` null for the others).
 async fn hosts(State(state): State<AppState>) -> Response {
     match hosts_answer(&state).await {
         Ok(answer) => Json(answer).into_response(),
@@ -337,8 +364,11 @@ async fn hosts_answer(state: &AppState) -> Result<Value, StoreError> {
         .take(MAX_SILENT_LOOKUPS)
         .collect();
     for name in missing {
+        // Best effort: a host whose last heartbeat cannot be read is still listed.
         let query = format!("category:heartbeat AND hostname:\"{}\"", quoted(&name));
-        let found = store.search(search(&query, week, 1, None)).await?;
+        let Ok(found) = store.search(search(&query, week, 1, None)).await else {
+            continue;
+        };
         if let (Some(hit), Some(host)) = (found.hits.into_iter().next(), hosts.get_mut(&name)) {
             host.heartbeat = Some(hit);
         }
@@ -361,13 +391,15 @@ async fn hosts_answer(state: &AppState) -> Result<Value, StoreError> {
     let this_minute = now.timestamp() / 60 * 60;
     let hour_start = DateTime::<Utc>::from_timestamp(this_minute - 59 * 60, 0).unwrap_or(now);
     let minutes = json!({ "hosts": {
-        "terms": { "field": "hostname", "size": MAX_HOSTS },
+        "terms": { "field": "hostname", "size": MAX_SPARKLINES },
         "aggs": { "minutes": { "date_histogram": { "field": "utctimestamp", "fixed_interval": "1m" } } }
     }});
     let found = store
         .search(search("*", hour_start, 0, Some(minutes)))
         .await?;
-    for bucket in bucket_keys(&found.aggregations.unwrap_or_default(), "hosts") {
+    let busiest = bucket_keys(&found.aggregations.unwrap_or_default(), "hosts");
+    let sparklines_full = busiest.len() >= MAX_SPARKLINES;
+    for bucket in busiest {
         let Some(name) = bucket["key"].as_str() else {
             continue;
         };
@@ -402,8 +434,15 @@ async fn hosts_answer(state: &AppState) -> Result<Value, StoreError> {
                 host.last_heartbeat.is_some() && !is_after(&host.last_heartbeat, silent_since);
             let details = host.heartbeat.as_ref().map(|h| &h["details"]);
             let detail = |key: &str| details.map(|d| d[key].clone()).unwrap_or(Value::Null);
-            let mut per_minute = host.per_minute;
-            per_minute.resize(60, 0);
+            // No sparkline (null) past the busiest [`MAX_SPARKLINES`] hosts of the hour,
+            // zeros for a host with no event in it.
+            let per_minute: Option<Vec<u64>> = if host.per_minute.is_empty() && sparklines_full {
+                None
+            } else {
+                let mut per_minute = host.per_minute;
+                per_minute.resize(60, 0);
+                Some(per_minute)
+            };
             json!({
                 "hostname": name,
                 "silent": silent,

@@ -38,8 +38,9 @@ pub const ITEM_REASONS: [&str; 5] = [
 /// accept, over `max_connections` or `max_connections_per_address`; `idle`: a
 /// keep-alive connection closed after `idle_timeout_secs` without a request;
 /// `store_busy`: the embedded store's indexing was behind its log by
-/// `max_unindexed_bytes` (a 503 with `Retry-After`, a 429 on `_bulk`).
-pub const REQUEST_REASONS: [&str; 12] = [
+/// `max_unindexed_bytes` (a 503 with `Retry-After`, a 429 on `_bulk`);
+/// `login_throttled`: a console login from an address with too many wrong ones lately.
+pub const REQUEST_REASONS: [&str; 13] = [
     "unauthorized",
     "forbidden",
     "body_too_large",
@@ -52,6 +53,7 @@ pub const REQUEST_REASONS: [&str; 12] = [
     "connection_limit",
     "idle",
     "store_busy",
+    "login_throttled",
 ];
 /// Upper bounds of the store latency histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];

@@ -158,7 +158,7 @@ impl AlertStore {
         }
         let found = match self {
             AlertStore::Embedded(store) => store.find_custom(id).await?.map(|(_, doc)| doc),
-            AlertStore::Elasticsearch(store) => store.find_alert(id).await?,
+            AlertStore::Elasticsearch(store) => store.find_alert(id).await?.map(|f| f.source),
         };
         Ok(found.map(|mut document| {
             if document.get("id").is_none() {
@@ -171,7 +171,9 @@ impl AlertStore {
     /// Triage: sets the alert's `status` (MozDef's field: `NEW`, `ACKNOWLEDGED`,
     /// `CLOSED`), `statusby` and `statusat`, appends the change to `statushistory`, and
     /// stores the alert again in place. The alert as it now is, or `None` if there is
-    /// no such alert. Changes are made one at a time (a read, then a write).
+    /// no such alert. A change reads, then writes: one at a time in this process, and
+    /// in Elasticsearch only over the version read (`if_seq_no`, `if_primary_term`;
+    /// read again and retried when another collector changed it in between).
     pub async fn set_status(
         &self,
         id: &str,
@@ -184,46 +186,56 @@ impl AlertStore {
         if !is_alert_id(id) {
             return Ok(None);
         }
-        let (filed, mut document) = match self {
-            AlertStore::Embedded(store) => match store.find_custom(id).await? {
-                Some((filed, document)) => (Some(filed), document),
-                None => return Ok(None),
-            },
-            AlertStore::Elasticsearch(store) => match store.find_alert(id).await? {
-                Some(document) => (None, document),
-                None => return Ok(None),
-            },
-        };
-        let Some(object) = document.as_object_mut() else {
-            return Ok(None);
-        };
         let at = mozdef::time::format_utc(at);
-        object.insert("id".into(), serde_json::json!(id));
-        object.insert("status".into(), serde_json::json!(status.as_str()));
-        object.insert("statusby".into(), serde_json::json!(by));
-        object.insert("statusat".into(), serde_json::json!(at));
-        let change = serde_json::json!({ "status": status.as_str(), "by": by, "at": at });
-        match object
-            .get_mut("statushistory")
-            .and_then(|h| h.as_array_mut())
-        {
-            Some(history) => history.push(change),
-            None => {
-                object.insert("statushistory".into(), serde_json::json!([change]));
+        let change = |document: &mut serde_json::Value| -> bool {
+            let Some(object) = document.as_object_mut() else {
+                return false;
+            };
+            object.insert("id".into(), serde_json::json!(id));
+            object.insert("status".into(), serde_json::json!(status.as_str()));
+            object.insert("statusby".into(), serde_json::json!(by));
+            object.insert("statusat".into(), serde_json::json!(at));
+            let entry = serde_json::json!({ "status": status.as_str(), "by": by, "at": at });
+            match object
+                .get_mut("statushistory")
+                .and_then(|h| h.as_array_mut())
+            {
+                Some(history) => history.push(entry),
+                None => {
+                    object.insert("statushistory".into(), serde_json::json!([entry]));
+                }
+            }
+            true
+        };
+        match self {
+            AlertStore::Embedded(store) => {
+                let Some((filed, mut document)) = store.find_custom(id).await? else {
+                    return Ok(None);
+                };
+                if !change(&mut document) {
+                    return Ok(None);
+                }
+                let source = document.as_object().cloned().unwrap_or_default();
+                store.replace_custom(id, filed, source).await?;
+                Ok(Some(document))
+            }
+            AlertStore::Elasticsearch(store) => {
+                for _ in 0..5 {
+                    let Some(mut found) = store.find_alert(id).await? else {
+                        return Ok(None);
+                    };
+                    if !change(&mut found.source) {
+                        return Ok(None);
+                    }
+                    if store.replace_alert(id, &found).await? {
+                        return Ok(Some(found.source));
+                    }
+                }
+                Err(StoreError::Unavailable(format!(
+                    "alert {id} kept changing under this change (5 tries)"
+                )))
             }
         }
-        match (self, filed) {
-            (AlertStore::Embedded(store), Some(filed)) => {
-                store.replace_custom(id, filed, object.clone()).await?;
-            }
-            (AlertStore::Elasticsearch(store), _) => {
-                store
-                    .store_alerts(&[(id.to_string(), document.clone())])
-                    .await?;
-            }
-            (AlertStore::Embedded(_), None) => return Ok(None),
-        }
-        Ok(Some(document))
     }
 
     /// The cluster, when alerts are kept there (events are tagged with `alert_names`).

@@ -8,6 +8,11 @@
 //! request or `session_max` after the login, at logout, and for everyone when SIGHUP
 //! reloads the users and tokens (a user removed from `users_file` must not stay in).
 //! At most [`MAX_SESSIONS`] are kept; past that the least recently used goes.
+//!
+//! Logins are throttled per address: after [`MAX_FAILED_LOGINS`] wrong passwords or
+//! tokens within [`FAILED_LOGIN_WINDOW`], that address is refused (429 with
+//! `Retry-After`) until the window ends, whoever it claims to be (a per-user lock would
+//! let anyone lock an analyst out).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +29,12 @@ pub const COOKIE: &str = "picket_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Most sessions kept at once.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Wrong logins an address may make within [`FAILED_LOGIN_WINDOW`].
+pub const MAX_FAILED_LOGINS: u32 = 10;
+/// How long an address's wrong logins are counted.
+pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(300);
+/// Most addresses whose wrong logins are remembered.
+const MAX_THROTTLED: usize = 10_000;
 
 /// Who a session is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +54,8 @@ struct Held {
 /// The sessions of this process.
 pub struct Sessions {
     held: Mutex<HashMap<[u8; 32], Held>>,
+    /// Address → (wrong logins, since when).
+    failures: Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
     idle: Duration,
     max: Duration,
 }
@@ -69,6 +82,7 @@ impl Sessions {
     pub fn new(idle: Duration, max: Duration) -> Sessions {
         Sessions {
             held: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
             idle,
             max,
         }
@@ -133,6 +147,53 @@ impl Sessions {
     pub fn end_all(&self) {
         if let Ok(mut held) = self.held.lock() {
             held.clear();
+        }
+    }
+
+    /// `Err(how long to wait)` when `address` made too many wrong logins lately.
+    pub fn login_allowed(&self, address: std::net::IpAddr) -> Result<(), Duration> {
+        let Ok(failures) = self.failures.lock() else {
+            return Ok(());
+        };
+        match failures.get(&address) {
+            Some((count, since))
+                if *count >= MAX_FAILED_LOGINS && since.elapsed() < FAILED_LOGIN_WINDOW =>
+            {
+                Err(FAILED_LOGIN_WINDOW.saturating_sub(since.elapsed()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a wrong login from `address`.
+    pub fn login_failed(&self, address: std::net::IpAddr) {
+        let Ok(mut failures) = self.failures.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if failures.len() >= MAX_THROTTLED {
+            failures.retain(|_, (_, since)| now.duration_since(*since) < FAILED_LOGIN_WINDOW);
+            if failures.len() >= MAX_THROTTLED {
+                let oldest = failures
+                    .iter()
+                    .min_by_key(|(_, (_, s))| *s)
+                    .map(|(a, _)| *a);
+                if let Some(oldest) = oldest {
+                    failures.remove(&oldest);
+                }
+            }
+        }
+        let entry = failures.entry(address).or_insert((0, now));
+        if now.duration_since(entry.1) >= FAILED_LOGIN_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+    }
+
+    /// Forgets `address`'s wrong logins (it logged in).
+    pub fn login_succeeded(&self, address: std::net::IpAddr) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(&address);
         }
     }
 
@@ -207,6 +268,26 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(sessions.get(&id), None);
+    }
+
+    #[test]
+    fn an_address_with_too_many_wrong_logins_waits() {
+        let sessions = Sessions::new(Duration::from_secs(60), Duration::from_secs(600));
+        let guesser: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let analyst: std::net::IpAddr = "192.0.2.8".parse().unwrap();
+        for _ in 0..MAX_FAILED_LOGINS {
+            assert!(sessions.login_allowed(guesser).is_ok());
+            sessions.login_failed(guesser);
+        }
+        let wait = sessions.login_allowed(guesser).unwrap_err();
+        assert!(wait > Duration::from_secs(290) && wait <= FAILED_LOGIN_WINDOW);
+        assert!(
+            sessions.login_allowed(analyst).is_ok(),
+            "others are not held"
+        );
+        sessions.login_failed(analyst);
+        sessions.login_succeeded(analyst);
+        assert!(sessions.failures.lock().unwrap().get(&analyst).is_none());
     }
 
     #[test]

@@ -174,11 +174,24 @@ pub fn local_read_token(data_dir: &Path) -> std::io::Result<String> {
 pub const READ_TOKEN_FILE: &str = "read.token";
 
 fn refuse(status: StatusCode, message: &str) -> Response {
+    refuse_for(false, status, message)
+}
+
+/// A refusal; `browser`: the request came from a browser's script (it sent
+/// `Sec-Fetch-Mode`), which is not offered HTTP Basic: a browser would answer a Basic
+/// challenge with its own password dialog, and then send those credentials instead of
+/// the console's session (no CSRF token, no logout) for as long as it runs.
+fn refuse_for(browser: bool, status: StatusCode, message: &str) -> Response {
     let mut response = (status, axum::Json(json!({ "error": message }))).into_response();
     if status == StatusCode::UNAUTHORIZED {
+        let challenge = if browser {
+            "Bearer realm=\"picket\""
+        } else {
+            "Bearer realm=\"picket\", Basic realm=\"picket\""
+        };
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"picket\", Basic realm=\"picket\""),
+            HeaderValue::from_static(challenge),
         );
     }
     response
@@ -211,17 +224,21 @@ pub fn need(path: &str) -> Need {
         // Only the search routes read; anything else under /api (the Elasticsearch
         // face takes `/api/_bulk` as an index named `api`) needs what sending needs.
         "/api/events" | "/api/search" | "/api/alerts" | "/api/hosts" | "/api/fields" => Need::Read,
-        "/console" => Need::Console,
-        _ if path.starts_with("/console/") => Need::Console,
+        // The console's own routes, each named: the Elasticsearch face takes
+        // `/console/_bulk` as an index named `console`, which needs what sending needs.
+        "/console"
+        | "/console/index.html"
+        | "/console/app.js"
+        | "/console/app.css"
+        | "/console/api/session"
+        | "/console/api/login"
+        | "/console/api/logout" => Need::Console,
+        // `/api/alerts/<id>` and `/api/alerts/<id>/status`: no Elasticsearch route has
+        // `alerts` as its second segment, so everything under it is the alerts'.
         _ => match path.strip_prefix("/api/alerts/") {
-            // `/api/alerts/<id>` and `/api/alerts/<id>/status` (no Elasticsearch
-            // route has a name there: theirs start with `_`).
-            Some(rest) if !rest.starts_with('_') => match rest.split_once('/') {
-                None => Need::Read,
-                Some((_, "status")) => Need::Triage,
-                Some(_) => Need::Ingest,
-            },
-            _ => Need::Ingest,
+            Some(rest) if rest.ends_with("/status") => Need::Triage,
+            Some(_) => Need::Read,
+            None => Need::Ingest,
         },
     }
 }
@@ -438,6 +455,7 @@ pub async fn authorize(
         request.extensions_mut().insert(caller);
         return next.run(request).await;
     }
+    let browser = request.headers().contains_key("sec-fetch-mode");
     match (&presented, role) {
         (None, _) => {
             access.metrics.refused("unauthorized");
@@ -453,12 +471,13 @@ pub async fn authorize(
                 }
                 _ => "a bearer token is required (Authorization: Bearer <token>)",
             };
-            refuse(StatusCode::UNAUTHORIZED, message)
+            refuse_for(browser, StatusCode::UNAUTHORIZED, message)
         }
         (Some(Credentials::Basic { user, .. }), None) => {
             access.metrics.refused("unauthorized");
             warn!(user = %user, "A request with a wrong user name or password was refused.");
-            refuse(
+            refuse_for(
+                browser,
                 StatusCode::UNAUTHORIZED,
                 "the user name or password is not accepted",
             )
@@ -588,10 +607,17 @@ mod tests {
         assert_eq!(need("/api/fields"), Need::Read);
         assert_eq!(need("/api/alerts/0123abcd"), Need::Read);
         assert_eq!(need("/api/alerts/0123abcd/status"), Need::Triage);
-        assert_eq!(need("/api/alerts/0123abcd/other"), Need::Ingest);
-        assert_eq!(need("/api/alerts/_doc"), Need::Ingest);
+        assert_eq!(need("/api/alerts/0123abcd/other"), Need::Read);
+        // An alert id of MozDef's may start with `_`: still the alerts' routes.
+        assert_eq!(need("/api/alerts/_x3Fq"), Need::Read);
+        assert_eq!(need("/api/alerts/_x3Fq/status"), Need::Triage);
         assert_eq!(need("/console"), Need::Console);
+        assert_eq!(need("/console/"), Need::Console);
         assert_eq!(need("/console/app.js"), Need::Console);
         assert_eq!(need("/console/api/login"), Need::Console);
+        // The Elasticsearch face's routes with an index named `console` send.
+        assert_eq!(need("/console/_bulk"), Need::Ingest);
+        assert_eq!(need("/console/_doc/1"), Need::Ingest);
+        assert_eq!(need("/console/_create/1"), Need::Ingest);
     }
 }

@@ -183,6 +183,36 @@ async fn the_console_logs_in_users_and_keeps_shippers_out() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["users"], json!(true));
+    // The Elasticsearch face's routes under /console (an index named `console`) send:
+    // they need a shipper like any other sending route.
+    let bulk = "{\"index\":{}}\n{\"summary\":\"forged\",\"hostname\":\"dc1\"}\n";
+    for uri in ["/console/_bulk", "/console/_doc", "/console/_create/x1"] {
+        let post = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(bulk))
+            .unwrap();
+        let (status, _) = status_of(&h, post).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    // A browser's script is not offered HTTP Basic (it would raise the browser's own
+    // password dialog); other clients are.
+    let from_script = Request::builder()
+        .uri("/api/fields")
+        .header("sec-fetch-mode", "cors")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, _) = exchange(&h, from_script).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer realm=\"picket\"");
+    let (_, headers, _) = exchange(&h, request(Method::GET, "/api/fields", None, None, None)).await;
+    assert!(
+        headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("Basic")
+    );
 
     // Wrong passwords, a shipper, a malformed body.
     let (status, _) = login(&h, json!({"user": "alice", "password": "nope"}))
@@ -291,6 +321,22 @@ async fn the_console_logs_in_users_and_keeps_shippers_out() {
     let rita = login(&h, json!({"user": "rita", "password": "rita-pass"}))
         .await
         .unwrap();
+    let (status, _) = status_of(
+        &h,
+        request(
+            Method::POST,
+            "/console/_doc",
+            None,
+            Some(&rita),
+            Some(json!({"summary": "forged"})),
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a reader's session may not send"
+    );
     h.state.access.replace(Grants {
         tokens: None,
         users: h.state.access.grants().users.clone(),

@@ -147,30 +147,56 @@ impl Users {
         }
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).expect("the system's random source");
-        // The decoy costs what the users' hashes cost (the most, when they differ; an
-        // argon2 one with the first argon2 user's parameters when there is one).
+        // The decoy costs what the users' hashes cost: bcrypt at the highest cost, argon2
+        // with the users' most expensive parameters; when the file has both kinds, the
+        // one that takes longer to check (timed here), so that an unknown user is
+        // never answered faster than a known one.
         let mut secret = [0u8; 16];
         getrandom::fill(&mut secret).expect("the system's random source");
-        let argon2_params = users.values().find_map(|u| argon2_params(&u.hash));
-        let decoy = match argon2_params {
-            Some(params) => {
-                argon2_hash(&format!("{secret:?}"), params).map_err(|e| UsersError::Invalid {
-                    path: path.to_path_buf(),
-                    line: 0,
-                    problem: format!("argon2 parameters that cannot be used: {e}"),
-                })?
+        let secret = format!("{secret:?}");
+        let unusable = |problem: String| UsersError::Invalid {
+            path: path.to_path_buf(),
+            line: 0,
+            problem,
+        };
+        let argon2_decoy = users
+            .values()
+            .filter_map(|u| argon2_params(&u.hash))
+            .max_by_key(|(_, p)| {
+                u64::from(p.m_cost()) * u64::from(p.t_cost()) * u64::from(p.p_cost())
+            })
+            .map(|params| argon2_hash(&secret, params))
+            .transpose()
+            .map_err(|e| unusable(format!("argon2 parameters that cannot be used: {e}")))?;
+        let bcrypt_cost = users
+            .values()
+            .filter(|u| is_bcrypt(&u.hash))
+            .filter_map(|u| u.hash.get(4..6)?.parse::<u32>().ok())
+            .max();
+        let bcrypt_decoy = bcrypt_cost
+            .map(|cost| {
+                bcrypt::hash(&secret, cost)
+                    .map_err(|e| unusable(format!("a bcrypt cost of {cost} cannot be used: {e}")))
+            })
+            .transpose()?;
+        let decoy = match (argon2_decoy, bcrypt_decoy) {
+            (Some(argon2), Some(bcrypt)) => {
+                let took = |hash: &str| {
+                    let started = Instant::now();
+                    verify("not the password", hash);
+                    started.elapsed()
+                };
+                if took(&argon2) >= took(&bcrypt) {
+                    argon2
+                } else {
+                    bcrypt
+                }
             }
-            None => {
-                let cost = users
-                    .values()
-                    .filter_map(|u| u.hash.get(4..6)?.parse::<u32>().ok())
-                    .max()
-                    .unwrap_or(10);
-                bcrypt::hash(format!("{secret:?}"), cost).map_err(|e| UsersError::Invalid {
+            (Some(only), None) | (None, Some(only)) => only,
+            (None, None) => {
+                return Err(UsersError::Empty {
                     path: path.to_path_buf(),
-                    line: 0,
-                    problem: format!("a bcrypt cost of {cost} cannot be used: {e}"),
-                })?
+                });
             }
         };
         Ok(Users {

@@ -574,14 +574,18 @@ impl Shared {
         doc
     }
 
-    /// Day indices that exist on disk and may hold events between `from` and `to`,
-    /// newest first.
+    /// The custom document `id` (its newest JSON: pending, else indexed) and the time
+    /// that filed it.
     fn find_custom(
         &self,
         id: &str,
     ) -> Result<Option<(DateTime<Utc>, serde_json::Value)>, StoreError> {
         let term = Term::from_field_text(self.fields.eventid, id);
-        for day in self.days_between(None, None)? {
+        let days = self.days_between(None, None)?;
+        // Under this lock the indexer neither reloads a reader nor forgets a pending
+        // id (as for `decide`): the newest version is pending or in the searcher.
+        let pending = self.pending.lock().map_err(|_| StoreError::Closed)?;
+        for day in days {
             let searcher = day.reader.searcher();
             if searcher.doc_freq(&term).map_err(StoreError::Search)? == 0 {
                 continue;
@@ -605,12 +609,7 @@ impl Shared {
                 continue;
             };
             // A replacement logged and not yet committed is the newest.
-            let pending = self
-                .pending
-                .lock()
-                .map_err(|_| StoreError::Closed)?
-                .source(day_key(at.date_naive()), id);
-            let source = match pending {
+            let source = match pending.source(day_key(at.date_naive()), id) {
                 Some(source) => source.to_string(),
                 None => {
                     let doc: TantivyDocument = searcher.doc(address).map_err(StoreError::Search)?;
@@ -626,6 +625,8 @@ impl Shared {
         Ok(None)
     }
 
+    /// Day indices that exist on disk and may hold events between `from` and `to`,
+    /// newest first.
     fn days_between(
         &self,
         from: Option<DateTime<Utc>>,

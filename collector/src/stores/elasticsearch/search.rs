@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// An alert as read from the cluster: where it is, its version, its document.
+#[derive(Debug, Clone)]
+pub struct FoundAlert {
+    pub index: String,
+    pub seq_no: u64,
+    pub primary_term: u64,
+    pub source: Value,
+}
+
 impl ElasticStore {
     /// Searches `events-*`: the query string, the time range on `utctimestamp`,
     /// newest first, aggregations passed through.
@@ -16,8 +25,8 @@ impl ElasticStore {
     }
 
     /// The alert `id` (its newest version: read by id, not searched, so a change
-    /// made a moment ago is seen), or `None`.
-    pub async fn find_alert(&self, id: &str) -> Result<Option<Value>, StoreError> {
+    /// made a moment ago is seen), where it is and which version, or `None`.
+    pub async fn find_alert(&self, id: &str) -> Result<Option<FoundAlert>, StoreError> {
         let body = json!({ "query": { "ids": { "values": [id] } }, "size": 1, "_source": false });
         let (status, answer) = self
             .request(
@@ -49,7 +58,46 @@ impl ElasticStore {
                 reason(&answer)
             )));
         }
-        Ok(answer.get("_source").cloned())
+        let (Some(source), Some(seq_no), Some(primary_term)) = (
+            answer.get("_source").cloned(),
+            answer["_seq_no"].as_u64(),
+            answer["_primary_term"].as_u64(),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(FoundAlert {
+            index: index.to_string(),
+            seq_no,
+            primary_term,
+            source,
+        }))
+    }
+
+    /// Writes `found.source` over the alert `id` where it was found, if it is still
+    /// the version read (false: it changed since; read it again).
+    pub async fn replace_alert(&self, id: &str, found: &FoundAlert) -> Result<bool, StoreError> {
+        let path = format!(
+            "/{}/_doc/{id}?if_seq_no={}&if_primary_term={}&refresh=wait_for",
+            found.index, found.seq_no, found.primary_term
+        );
+        let (status, answer) = self
+            .request(
+                Method::PUT,
+                &path,
+                Some(("application/json", found.source.to_string().into_bytes())),
+            )
+            .await
+            .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+        if status == StatusCode::CONFLICT {
+            return Ok(false);
+        }
+        if !status.is_success() {
+            return Err(StoreError::Unavailable(format!(
+                "alert write answered {status}: {}",
+                reason(&answer)
+            )));
+        }
+        Ok(true)
     }
 
     pub(super) async fn search_in(
@@ -110,8 +158,18 @@ impl ElasticStore {
         let mut hits = Vec::new();
         let mut bytes = 0usize;
         let mut truncated = false;
+        let alerts = pattern.starts_with("alerts");
         for hit in answer["hits"]["hits"].as_array().into_iter().flatten() {
-            let source = hit["_source"].clone();
+            let mut source = hit["_source"].clone();
+            // An alert is named by its id (to open it, to triage it): MozDef's alerts,
+            // and Picket's before it wrote one, have it only as `_id`.
+            if alerts
+                && let (Some(object), Some(id)) = (source.as_object_mut(), hit["_id"].as_str())
+            {
+                object
+                    .entry("id")
+                    .or_insert_with(|| Value::String(id.to_string()));
+            }
             bytes = bytes.saturating_add(source.to_string().len());
             if request.max_bytes > 0 && bytes > request.max_bytes && !hits.is_empty() {
                 truncated = true;

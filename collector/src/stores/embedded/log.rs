@@ -103,9 +103,16 @@ impl PendingIds {
             .insert(id.into(), source);
     }
 
-    pub(super) fn remove(&mut self, key: u32, id: &str) {
+    /// Forgets `id` on day `key` if `source` is still what is pending for it (a
+    /// replacement logged since is newer, and stays).
+    pub(super) fn remove(&mut self, key: u32, id: &str, source: &Arc<str>) {
         if let Some(ids) = self.by_day.get_mut(&key) {
-            ids.remove(id);
+            if ids
+                .get(id)
+                .is_some_and(|pending| Arc::ptr_eq(pending, source))
+            {
+                ids.remove(id);
+            }
             if ids.is_empty() {
                 self.by_day.remove(&key);
             }
@@ -304,7 +311,7 @@ fn write_group(shared: &Shared, log: &mut Log, mut writes: Vec<Batch>, record: &
             error!(error = %e, requests = writes.len(), "Writing to the store's log failed; the senders are told to retry.");
             if let Ok(mut pending) = shared.pending.lock() {
                 for l in &logged {
-                    pending.remove(l.key, l.document.id());
+                    pending.remove(l.key, l.document.id(), &l.source);
                 }
             }
             let e = Arc::new(e);

@@ -300,7 +300,7 @@ impl Indexer<'_> {
                 Err(e) => {
                     error!(error = %e, "An event logged could not be made again for indexing; it is lost.");
                     if let Ok(mut pending) = self.shared.pending.lock() {
-                        pending.remove(a.key, &a.id);
+                        pending.remove(a.key, &a.id, &a.source);
                     }
                     false
                 }
@@ -391,7 +391,7 @@ impl Indexer<'_> {
             match reloaded {
                 Ok(()) => self.unseen.retain(|added| {
                     if added.key == key {
-                        pending.remove(key, &added.id);
+                        pending.remove(key, &added.id, &added.source);
                         false
                     } else {
                         true
