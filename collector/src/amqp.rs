@@ -86,7 +86,7 @@ pub async fn run(
             Err(reason) => {
                 let delay = backoff::delay(FIRST_BACKOFF, MAX_BACKOFF, attempt);
                 attempt = attempt.saturating_add(1);
-                warn!(url = %settings.endpoint.url, reason = %reason, retry_in_ms = delay.as_millis() as u64, "AMQP ingest interrupted; reconnecting.");
+                warn!(url = %settings.endpoint.describe(), reason = %reason, retry_in_ms = delay.as_millis() as u64, "AMQP ingest interrupted; reconnecting.");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.changed() => return,
@@ -105,10 +105,17 @@ async fn declare(channel: &Channel, settings: &AmqpSettings) -> lapin::Result<()
     declare_queue(
         channel,
         &settings.queue,
+        settings.queue_type,
         Some((&settings.exchange, &settings.routing_key)),
     )
     .await?;
-    declare_queue(channel, &settings.dead_letter_queue, None).await?;
+    declare_queue(
+        channel,
+        &settings.dead_letter_queue,
+        settings.queue_type,
+        None,
+    )
+    .await?;
     Ok(())
 }
 
@@ -182,7 +189,7 @@ async fn session(
         Ok::<_, lapin::Error>((consume, dead, consumer))
     };
     let (consume, dead, mut consumer) = setup.await.map_err(SessionError::Setup)?;
-    info!(url = %settings.endpoint.url, queue = %settings.queue, prefetch = settings.prefetch, "Consuming events from RabbitMQ.");
+    info!(url = %settings.endpoint.current_url(), queue = %settings.queue, prefetch = settings.prefetch, "Consuming events from RabbitMQ.");
     *attempt = 0;
     let mut warned_prefetch = false;
     loop {

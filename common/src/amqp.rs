@@ -1,6 +1,7 @@
-//! A RabbitMQ endpoint as a config table names it (`url`, `username`,
+//! A RabbitMQ endpoint as a config table names it (`url` or `urls`, `username`,
 //! `password_file`, `auth`, `ca_file`, `client_cert_file`, `client_key_file`), checked
-//! once, and the connection to it. The agent's shipper, the collector's consumer and
+//! once, and the connection to it. With `urls` (the nodes of a cluster), a connection
+//! goes to the node that last worked, else to the next that answers, in order. The agent's shipper, the collector's consumer and
 //! its alert notifier all connect through [`AmqpEndpoint::connect`]; what each declares
 //! on the channel is its own.
 
@@ -36,13 +37,18 @@ pub enum AmqpError {
     Timeout(Duration),
     #[error("cannot connect: {0}")]
     Connect(lapin::Error),
+    #[error("no node connected: {0}")]
+    Nodes(String),
 }
 
 /// The endpoint keys of a config table, as read by serde.
 pub struct EndpointConfig<'a> {
     /// The table (`collector.amqp`), for the keys in errors.
     pub table: &'a str,
-    pub url: &'a str,
+    /// One broker...
+    pub url: &'a Option<String>,
+    /// ...or the nodes of a cluster (one of the two).
+    pub urls: &'a [String],
     pub username: &'a Option<String>,
     pub password_file: &'a Option<PathBuf>,
     /// The environment variable naming a password file that wins over `password_file`.
@@ -58,8 +64,13 @@ pub struct EndpointConfig<'a> {
 /// A checked endpoint. `Debug` shows no secret.
 #[derive(Debug, Clone)]
 pub struct AmqpEndpoint {
-    /// As configured, without credentials: safe to log.
+    /// As configured, without credentials: safe to log. The first is `url`'s, or the
+    /// first of `urls`.
     pub url: reqwest::Url,
+    /// Every node, `url` first.
+    pub urls: Vec<reqwest::Url>,
+    /// The node that connected last (an index into `urls`): tried first next time.
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub auth: AmqpAuth,
@@ -71,20 +82,38 @@ impl AmqpEndpoint {
     /// Checks the table's endpoint keys and reads its files.
     pub fn build(config: EndpointConfig<'_>) -> Result<AmqpEndpoint, KeyError> {
         let key = |name: &str| format!("{}.{name}", config.table);
-        let url = reqwest::Url::parse(config.url)
-            .map_err(|e| KeyError::new(key("url"), format!("{:?}: {e}", config.url)))?;
-        if !matches!(url.scheme(), "amqp" | "amqps") {
-            return Err(KeyError::new(
-                key("url"),
-                "must be an amqp:// or amqps:// URL",
-            ));
+        let (name, texts): (&str, Vec<&str>) = match (config.url, config.urls.is_empty()) {
+            (Some(_), false) => {
+                return Err(KeyError::new(key("urls"), "set url or urls, not both"));
+            }
+            (Some(url), true) => ("url", vec![url.as_str()]),
+            (None, false) => ("urls", config.urls.iter().map(String::as_str).collect()),
+            (None, true) => {
+                return Err(KeyError::new(
+                    key("url"),
+                    "set url (one broker) or urls (the nodes of a cluster)",
+                ));
+            }
+        };
+        let mut urls = Vec::with_capacity(texts.len());
+        for text in texts {
+            let url = reqwest::Url::parse(text)
+                .map_err(|e| KeyError::new(key(name), format!("{text:?}: {e}")))?;
+            if !matches!(url.scheme(), "amqp" | "amqps") {
+                return Err(KeyError::new(
+                    key(name),
+                    format!("{text:?} must be an amqp:// or amqps:// URL"),
+                ));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(KeyError::new(
+                    key(name),
+                    "must not hold credentials: set username and password_file",
+                ));
+            }
+            urls.push(url);
         }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(KeyError::new(
-                key("url"),
-                "must not hold credentials: set username and password_file",
-            ));
-        }
+        let url = urls[0].clone();
         let tls = tls_files(
             &TlsKeys::of(config.table),
             config.ca_file,
@@ -97,7 +126,9 @@ impl AmqpEndpoint {
             config.password_file,
         )?;
         match config.auth {
-            AmqpAuth::External if tls.client.is_none() || url.scheme() != "amqps" => {
+            AmqpAuth::External
+                if tls.client.is_none() || urls.iter().any(|u| u.scheme() != "amqps") =>
+            {
                 return Err(KeyError::new(
                     key("auth"),
                     "external needs an amqps:// URL and a client certificate",
@@ -113,6 +144,8 @@ impl AmqpEndpoint {
         }
         Ok(AmqpEndpoint {
             url,
+            urls,
+            current: Default::default(),
             username: config.username.clone(),
             password,
             auth: config.auth,
@@ -121,10 +154,29 @@ impl AmqpEndpoint {
         })
     }
 
+    /// Every node, for logs: `amqps://a:5671/%2f, amqps://b:5671/%2f`.
+    pub fn describe(&self) -> String {
+        self.urls
+            .iter()
+            .map(|u| u.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The node connected to last (or the first): safe to log.
+    pub fn current_url(&self) -> &reqwest::Url {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.urls.len();
+        &self.urls[i]
+    }
+
     /// The URI lapin connects with: credentials, login mechanism, heartbeat and
     /// connect timeout added to the configured URL. Never log it.
     pub fn uri(&self) -> String {
-        let mut url = self.url.clone();
+        self.uri_of(&self.url)
+    }
+
+    fn uri_of(&self, url: &reqwest::Url) -> String {
+        let mut url = url.clone();
         if self.auth == AmqpAuth::Plain
             && let (Some(user), Some(password)) = (&self.username, &self.password)
         {
@@ -144,8 +196,30 @@ impl AmqpEndpoint {
     }
 
     /// Connects, as `client` (`picket-agent/0.1.0`: the connection name the broker's
-    /// management UI shows).
+    /// management UI shows), to the node that worked last, else to the next node that
+    /// answers, in order (each within the timeout).
     pub async fn connect(&self, client: &str) -> Result<Connection, AmqpError> {
+        let nodes = self.urls.len();
+        let first = self.current.load(std::sync::atomic::Ordering::Relaxed) % nodes;
+        let mut failures = Vec::new();
+        for step in 0..nodes {
+            let i = (first + step) % nodes;
+            match self.connect_to(&self.urls[i], client).await {
+                Ok(connection) => {
+                    self.current.store(i, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(connection);
+                }
+                Err(e) if nodes == 1 => return Err(e),
+                Err(e) => {
+                    tracing::warn!(node = %self.urls[i], error = %e, "A RabbitMQ node did not take the connection; trying the next.");
+                    failures.push(format!("{}: {e}", self.urls[i]));
+                }
+            }
+        }
+        Err(AmqpError::Nodes(failures.join("; ")))
+    }
+
+    async fn connect_to(&self, url: &reqwest::Url, client: &str) -> Result<Connection, AmqpError> {
         // Read at load time: a reconnect does not go back to the disk.
         let config = OwnedTLSConfig {
             identity: self.tls.client.as_ref().map(|c| OwnedIdentity::PKCS8 {
@@ -160,7 +234,7 @@ impl AmqpEndpoint {
         };
         let runtime = lapin::runtime::default_runtime().map_err(AmqpError::Connect)?;
         let properties = ConnectionProperties::default().with_connection_name(client.into());
-        let uri = self.uri();
+        let uri = self.uri_of(url);
         let connect = Connection::connect_with_config(&uri, properties, config, runtime);
         tokio::time::timeout(self.timeout, connect)
             .await
@@ -188,13 +262,35 @@ pub async fn declare_exchange(
         .await
 }
 
-/// Declares the durable queue `queue`, bound to `exchange` with `routing_key` when a
-/// binding is given: messages wait in the broker until a consumer takes them.
+/// The kind of queue declared (`queue_type` in the config tables).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueType {
+    /// RabbitMQ's classic queue, MozDef's: on one node of a cluster.
+    #[default]
+    Classic,
+    /// A quorum queue, replicated on the cluster's nodes (Raft): it survives the loss
+    /// of a minority of them. A queue's type is fixed when it is first declared: a
+    /// classic `eventtask` must be deleted (or another name used) to become quorum.
+    Quorum,
+}
+
+/// Declares the durable queue `queue` of `kind`, bound to `exchange` with
+/// `routing_key` when a binding is given: messages wait in the broker until a consumer
+/// takes them.
 pub async fn declare_queue(
     channel: &Channel,
     queue: &str,
+    kind: QueueType,
     binding: Option<(&str, &str)>,
 ) -> lapin::Result<()> {
+    let mut arguments = FieldTable::default();
+    if kind == QueueType::Quorum {
+        arguments.insert(
+            "x-queue-type".into(),
+            lapin::types::AMQPValue::LongString("quorum".into()),
+        );
+    }
     channel
         .queue_declare(
             queue.into(),
@@ -202,7 +298,7 @@ pub async fn declare_queue(
                 durable: true,
                 ..Default::default()
             },
-            FieldTable::default(),
+            arguments,
         )
         .await?;
     if let Some((exchange, routing_key)) = binding {
@@ -230,7 +326,8 @@ mod tests {
     ) -> Result<AmqpEndpoint, KeyError> {
         AmqpEndpoint::build(EndpointConfig {
             table: "collector.alerts.amqp",
-            url,
+            url: &Some(url.to_string()),
+            urls: &[],
             username,
             password_file: &None,
             password_env: "PICKET_TEST_UNSET_PASSWORD_FILE",
@@ -256,6 +353,70 @@ mod tests {
         assert!(
             ok.uri().contains("auth_mechanism=plain")
                 && ok.uri().contains("connection_timeout=5000")
+        );
+    }
+
+    #[test]
+    fn a_cluster_is_its_nodes_in_order() {
+        let build = |url: Option<&str>, urls: &[&str]| {
+            AmqpEndpoint::build(EndpointConfig {
+                table: "agent.shippers.amqp",
+                url: &url.map(str::to_string),
+                urls: &urls.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+                username: &None,
+                password_file: &None,
+                password_env: "PICKET_TEST_UNSET_PASSWORD_FILE",
+                auth: AmqpAuth::Plain,
+                ca_file: &None,
+                client_cert_file: &None,
+                client_key_file: &None,
+                timeout: Duration::from_secs(5),
+            })
+        };
+        let cluster = build(None, &["amqp://a:5672/%2f", "amqp://b:5672/%2f"]).unwrap();
+        assert_eq!(cluster.url.host_str(), Some("a"));
+        assert_eq!(cluster.describe(), "amqp://a:5672/%2f, amqp://b:5672/%2f");
+        assert_eq!(cluster.current_url().host_str(), Some("a"));
+        let both = build(Some("amqp://a/"), &["amqp://b/"]).unwrap_err();
+        assert_eq!(both.key, "agent.shippers.amqp.urls");
+        let none = build(None, &[]).unwrap_err();
+        assert_eq!(none.key, "agent.shippers.amqp.url");
+        let bad = build(None, &["amqp://a/", "http://b/"]).unwrap_err();
+        assert!(bad.message.contains("http://b/"), "{bad}");
+    }
+
+    #[tokio::test]
+    async fn a_node_that_does_not_answer_is_passed_over() {
+        // Two ports nothing listens on: both are tried, and the error names both.
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (a, b) = (free(), free());
+        let endpoint = AmqpEndpoint::build(EndpointConfig {
+            table: "agent.shippers.amqp",
+            url: &None,
+            urls: &[
+                format!("amqp://127.0.0.1:{a}/%2f"),
+                format!("amqp://127.0.0.1:{b}/%2f"),
+            ],
+            username: &None,
+            password_file: &None,
+            password_env: "PICKET_TEST_UNSET_PASSWORD_FILE",
+            auth: AmqpAuth::Plain,
+            ca_file: &None,
+            client_cert_file: &None,
+            client_key_file: &None,
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        let error = endpoint.connect("test").await.unwrap_err().to_string();
+        assert!(
+            error.contains(&a.to_string()) && error.contains(&b.to_string()),
+            "{error}"
         );
     }
 }

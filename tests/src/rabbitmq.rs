@@ -22,6 +22,8 @@ use crate::pki::{CLIENT_NAME, Pki};
 /// Where Debian keeps the scripts that run as the calling user (`/usr/sbin`'s switch to
 /// the `rabbitmq` user).
 const BIN: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+/// Its control tool, run as the calling user too.
+const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 
 /// The password of [`CLIENT_NAME`].
 pub const PASSWORD: &str = "picket-test-password";
@@ -40,6 +42,90 @@ impl RabbitMq {
     /// Writes the node's configuration under `dir` and starts it; waits until both
     /// listeners accept connections.
     pub fn start(dir: &Path, pki: &Pki) -> RabbitMq {
+        RabbitMq::start_with_cookie(dir, pki, &format!("PICKETTEST{}", std::process::id()))
+    }
+
+    /// A cluster of `count` nodes under `dir` (`node0`, `node1`, …): started at once,
+    /// sharing an Erlang cookie, then each node past the first joined to the first with
+    /// `rabbitmqctl join_cluster`, as an operator does.
+    pub fn cluster(dir: &Path, pki: &Pki, count: usize) -> Vec<RabbitMq> {
+        let cookie = format!("PICKETCLUSTER{}", std::process::id());
+        let mut nodes: Vec<RabbitMq> = std::thread::scope(|scope| {
+            let started: Vec<_> = (0..count)
+                .map(|i| {
+                    let dir = dir.join(format!("node{i}"));
+                    let cookie = cookie.clone();
+                    scope.spawn(move || RabbitMq::start_with_cookie(&dir, pki, &cookie))
+                })
+                .collect();
+            started
+                .into_iter()
+                .map(|h| h.join().expect("a node started"))
+                .collect()
+        });
+        let first = nodes[0].node.clone();
+        for node in &mut nodes[1..] {
+            node.ctl(&["stop_app"]);
+            node.ctl(&["join_cluster", &first]);
+            node.ctl(&["start_app"]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = nodes[0].ctl(&["cluster_status", "--formatter", "json"]);
+            let running = serde_json::from_str::<serde_json::Value>(&status)
+                .ok()
+                .and_then(|v| v["running_nodes"].as_array().map(|n| n.len()))
+                .unwrap_or(0);
+            if running == count {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not form: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        eprintln!(
+            "rabbitmq cluster of {count} formed: {}",
+            nodes
+                .iter()
+                .map(|n| n.node.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        nodes
+    }
+
+    /// Runs `rabbitmqctl -n <this node> <args>` (with the node's cookie); its output.
+    /// Panics when it fails.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let output = Command::new(CTL)
+            .arg("-n")
+            .arg(&self.node)
+            .args(args)
+            .env("HOME", self.dir.join("home"))
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env_remove("ERL_FLAGS")
+            .env_remove("ERL_LIBS")
+            .env_remove("RABBITMQ_ENV_LOADED")
+            .output()
+            .expect("rabbitmqctl");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "rabbitmqctl {args:?} on {}: {text}{}",
+            self.node,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    }
+
+    /// The node's Erlang name (`picket<port>@localhost`).
+    pub fn node_name(&self) -> &str {
+        &self.node
+    }
+
+    fn start_with_cookie(dir: &Path, pki: &Pki, cookie_text: &str) -> RabbitMq {
         assert!(
             Path::new(BIN).exists(),
             "{BIN} is missing: apt-get install rabbitmq-server (.ci/run does)"
@@ -48,7 +134,8 @@ impl RabbitMq {
             fs::create_dir_all(dir.join(sub)).expect("rabbitmq dirs");
         }
         let cookie = dir.join("home/.erlang.cookie");
-        fs::write(&cookie, format!("PICKETTEST{}", std::process::id())).expect("cookie");
+        let _ = fs::remove_file(&cookie);
+        fs::write(&cookie, cookie_text).expect("cookie");
         set_mode(&cookie, 0o400);
         fs::write(dir.join("rabbitmq-env.conf"), "").expect("env file");
         fs::write(

@@ -97,7 +97,9 @@ impl AmqpShipper {
     pub fn destination(&self) -> String {
         format!(
             "{} exchange {:?} routing key {:?}",
-            self.settings.endpoint.url, self.settings.exchange, self.settings.routing_key
+            self.settings.endpoint.describe(),
+            self.settings.exchange,
+            self.settings.routing_key
         )
     }
 
@@ -119,6 +121,7 @@ impl AmqpShipper {
                 declare_queue(
                     &channel,
                     &settings.queue,
+                    settings.queue_type,
                     Some((&settings.exchange, &settings.routing_key)),
                 )
                 .await?;
@@ -177,7 +180,7 @@ impl AmqpShipper {
             Ok(session) => session,
             Err(reason) => {
                 return Outcome::Retry {
-                    reason: format!("{}: {reason}", self.settings.endpoint.url),
+                    reason: format!("{}: {reason}", self.settings.endpoint.current_url()),
                     after: None,
                 };
             }
@@ -209,7 +212,7 @@ impl AmqpShipper {
                     close(&session, "retrying").await;
                 }
                 Outcome::Retry {
-                    reason: format!("{}: {reason}", self.settings.endpoint.url),
+                    reason: format!("{}: {reason}", self.settings.endpoint.current_url()),
                     after: None,
                 }
             }

@@ -129,7 +129,7 @@ impl Notifier {
             Notifier::Webhook { settings, .. } => {
                 format!("webhook {}", settings.url.host_str().unwrap_or("?"))
             }
-            Notifier::Amqp { settings, .. } => format!("amqp {}", settings.endpoint.url),
+            Notifier::Amqp { settings, .. } => format!("amqp {}", settings.endpoint.describe()),
             Notifier::Irc(irc) => irc.name(),
         }
     }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use picket_common::amqp::{AmqpAuth, AmqpEndpoint, EndpointConfig};
+use picket_common::amqp::{AmqpAuth, AmqpEndpoint, EndpointConfig, QueueType};
 use picket_common::config::{KeyError, at_least_one};
 use serde::Deserialize;
 
@@ -13,10 +13,19 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
     /// `amqp://` or `amqps://host:port/vhost`, without credentials.
-    pub url: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Or the nodes of a RabbitMQ cluster: the consumer connects to the node that last
+    /// took it, else to the next that answers, in order. Set url or urls, not both.
+    #[serde(default)]
+    pub urls: Vec<String>,
     /// The queue consumed (declared durable).
     #[serde(default = "default_eventtask")]
     pub queue: String,
+    /// `classic` (MozDef's) or `quorum` (replicated over a cluster's nodes), for the
+    /// queue and the dead-letter queue. Must match the queues' type if they exist.
+    #[serde(default)]
+    pub queue_type: QueueType,
     /// The exchange the queue is bound to (declared direct and durable).
     #[serde(default = "default_eventtask")]
     pub exchange: String,
@@ -66,6 +75,7 @@ pub struct AmqpSettings {
     /// The broker, its login and TLS.
     pub endpoint: AmqpEndpoint,
     pub queue: String,
+    pub queue_type: QueueType,
     pub exchange: String,
     pub routing_key: String,
     pub dead_letter_queue: String,
@@ -80,6 +90,7 @@ impl AmqpConfig {
         let endpoint = AmqpEndpoint::build(EndpointConfig {
             table: "collector.amqp",
             url: &self.url,
+            urls: &self.urls,
             username: &self.username,
             password_file: &self.password_file,
             password_env: "PICKET_COLLECTOR_AMQP_PASSWORD_FILE",
@@ -102,6 +113,7 @@ impl AmqpConfig {
         Ok(AmqpSettings {
             endpoint,
             queue: self.queue.clone(),
+            queue_type: self.queue_type,
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),
             dead_letter_queue: self.dead_letter_queue.clone(),

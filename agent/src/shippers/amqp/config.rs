@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use picket_common::amqp::AmqpAuth;
-use picket_common::amqp::{AmqpEndpoint, EndpointConfig};
+use picket_common::amqp::{AmqpEndpoint, EndpointConfig, QueueType};
 use picket_common::config::KeyError;
 
 use crate::shippers::common::{
@@ -19,7 +19,12 @@ use crate::shippers::common::{
 #[serde(deny_unknown_fields)]
 pub struct AmqpShipperConfig {
     /// `amqp://` or `amqps://host:port/vhost` (no credentials in it: see below).
-    pub url: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Or the nodes of a RabbitMQ cluster: batches go to the node that last took them,
+    /// else to the next that answers, in order. Set url or urls, not both.
+    #[serde(default)]
+    pub urls: Vec<String>,
     /// Exchange events are published to (declared direct and durable).
     #[serde(default = "default_eventtask")]
     pub exchange: String,
@@ -30,6 +35,10 @@ pub struct AmqpShipperConfig {
     /// wait in the broker until a consumer takes them; empty: declare none.
     #[serde(default = "default_eventtask")]
     pub queue: String,
+    /// `classic` (MozDef's) or `quorum` (replicated over a cluster's nodes; what a
+    /// RabbitMQ cluster should run). Must match the queue's type if it exists.
+    #[serde(default)]
+    pub queue_type: QueueType,
     /// User name for PLAIN authentication.
     #[serde(default)]
     pub username: Option<String>,
@@ -92,6 +101,7 @@ pub struct AmqpSettings {
     pub exchange: String,
     pub routing_key: String,
     pub queue: String,
+    pub queue_type: QueueType,
     /// Events per message (1: MozDef's layout; more: NDJSON).
     pub events_per_message: usize,
 }
@@ -103,6 +113,7 @@ impl AmqpShipperConfig {
         let endpoint = AmqpEndpoint::build(EndpointConfig {
             table: "agent.shippers.amqp",
             url: &self.url,
+            urls: &self.urls,
             username: &self.username,
             password_file: &self.password_file,
             password_env: "PICKET_AGENT_AMQP_PASSWORD_FILE",
@@ -137,6 +148,7 @@ impl AmqpShipperConfig {
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),
             queue: self.queue.clone(),
+            queue_type: self.queue_type,
             events_per_message: self.events_per_message,
         };
         Ok((settings, batching))

@@ -79,7 +79,11 @@ impl WebhookConfig {
 #[serde(deny_unknown_fields)]
 pub struct AlertAmqpConfig {
     /// `amqp://` or `amqps://host:port/vhost`, without credentials.
-    pub url: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Or the nodes of a RabbitMQ cluster (set url or urls, not both).
+    #[serde(default)]
+    pub urls: Vec<String>,
     /// The topic exchange (declared durable).
     #[serde(default = "default_alerts_exchange")]
     pub exchange: String,
@@ -123,6 +127,7 @@ impl AlertAmqpConfig {
         let endpoint = AmqpEndpoint::build(EndpointConfig {
             table: "collector.alerts.amqp",
             url: &self.url,
+            urls: &self.urls,
             username: &self.username,
             password_file: &self.password_file,
             password_env: "PICKET_COLLECTOR_AMQP_PASSWORD_FILE",

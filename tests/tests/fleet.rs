@@ -1,0 +1,180 @@
+//! A collector fleet on real parts (issue 22): a three-node RabbitMQ cluster from
+//! Debian's `rabbitmq-server` (own node names, ports and data directories, a shared
+//! cookie, joined with `rabbitmqctl join_cluster`), MozDef's `eventtask` as a quorum
+//! queue, one real OpenSearch node as the shared store, two collectors consuming the
+//! same queue (each listing the three nodes, in another order) and two agents publishing
+//! to the cluster (each listing the nodes in another order). Mid-stream the node one
+//! agent and one collector are connected to is SIGKILLed, then a collector is
+//! SIGKILLed and started again: every line must be stored exactly once.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use picket_tests::opensearch::OpenSearch;
+use picket_tests::pki::Pki;
+use picket_tests::rabbitmq::RabbitMq;
+use picket_tests::stores::es_collector;
+use picket_tests::{Agent, Collector, append_lines, assert_exactly_once};
+
+/// Lines each agent writes.
+const LINES: usize = 3_000;
+
+fn path(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
+/// The cluster's AMQPS URLs, starting at node `first`.
+fn urls(nodes: &[RabbitMq], first: usize) -> String {
+    let urls: Vec<String> = (0..nodes.len())
+        .map(|i| format!("{:?}", nodes[(first + i) % nodes.len()].amqps_url()))
+        .collect();
+    format!("[{}]", urls.join(", "))
+}
+
+/// TLS with the client certificate, EXTERNAL login, the quorum queue.
+fn amqp_keys(nodes: &[RabbitMq], first: usize, pki: &Pki) -> String {
+    format!(
+        "urls = {}\nauth = \"external\"\nca_file = {}\nclient_cert_file = {}\nclient_key_file = {}\nqueue_type = \"quorum\"\n",
+        urls(nodes, first),
+        path(&pki.ca),
+        path(&pki.client_cert),
+        path(&pki.client_key)
+    )
+}
+
+fn collector(
+    dir: &Path,
+    search: &OpenSearch,
+    nodes: &[RabbitMq],
+    first: usize,
+    pki: &Pki,
+) -> Collector {
+    es_collector(
+        dir,
+        &search.urls(),
+        &format!(
+            "\n[collector.amqp]\n{}prefetch = 500\n",
+            amqp_keys(nodes, first, pki)
+        ),
+    )
+}
+
+fn agent(dir: &Path, log: &Path, nodes: &[RabbitMq], first: usize, pki: &Pki) -> Agent {
+    let shipper = format!(
+        "[agent.shippers.amqp]\n{}batch_max_events = 200\n",
+        amqp_keys(nodes, first, pki)
+    );
+    let config = Agent::write_config(dir, &[log], "", &shipper);
+    // Two agents: two hosts (their events' ids differ by host too).
+    let text = std::fs::read_to_string(&config).unwrap();
+    let host = dir.file_name().unwrap().to_string_lossy().to_string();
+    std::fs::write(
+        &config,
+        text.replace("host_id = \"test-host\"", &format!("host_id = {host:?}")),
+    )
+    .unwrap();
+    Agent::start_with_config(dir, config)
+}
+
+/// Waits until `collector` finds `want` sshd events; the last count.
+fn wait_stored(collector: &Collector, want: usize, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let (total, _) = collector.search("processname:sshd", 1);
+        if total as usize >= want || Instant::now() >= deadline {
+            return total as usize;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_fleet_on_a_rabbitmq_cluster_loses_a_node_and_a_collector_and_stores_every_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"));
+    let mut nodes = RabbitMq::cluster(&dir.path().join("rabbitmq"), &pki, 3);
+    let search = OpenSearch::start(&dir.path().join("opensearch"));
+    let collector_a_dir = dir.path().join("collector-a");
+    let mut collector_a = collector(&collector_a_dir, &search, &nodes, 1, &pki);
+    let collector_b = collector(&dir.path().join("collector-b"), &search, &nodes, 2, &pki);
+
+    // Agent A starts on node 1, agent B on node 2.
+    let log_a = dir.path().join("a.log");
+    let log_b = dir.path().join("b.log");
+    append_lines(&log_a, 0, LINES / 3);
+    append_lines(&log_b, LINES, LINES + LINES / 3);
+    let agent_a = agent(&dir.path().join("agent-a"), &log_a, &nodes, 1, &pki);
+    let _agent_b = agent(&dir.path().join("agent-b"), &log_b, &nodes, 2, &pki);
+    let stored = wait_stored(&collector_b, LINES / 3, Duration::from_secs(120));
+    assert!(
+        stored >= LINES / 3,
+        "first third: {stored}\n{}",
+        collector_b.service.log()
+    );
+    // The queue is replicated on every node.
+    let queues = nodes[0].ctl(&[
+        "list_queues",
+        "name",
+        "type",
+        "members",
+        "--formatter",
+        "json",
+    ]);
+    let queues: serde_json::Value = serde_json::from_str(&queues).unwrap();
+    let eventtask = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "eventtask")
+        .unwrap_or_else(|| panic!("no eventtask queue: {queues}"));
+    assert_eq!(eventtask["type"], "quorum", "{eventtask}");
+    assert_eq!(
+        eventtask["members"].as_array().map(Vec::len),
+        Some(3),
+        "{eventtask}"
+    );
+
+    // Node 1 dies mid-stream (agent A's and collector A's node): they move on.
+    nodes[1].kill();
+    append_lines(&log_a, LINES / 3, 2 * LINES / 3);
+    append_lines(&log_b, LINES + LINES / 3, LINES + 2 * LINES / 3);
+    let stored = wait_stored(&collector_b, 4 * LINES / 3, Duration::from_secs(120));
+    assert!(
+        stored >= 4 * LINES / 3,
+        "after the node's death: {stored}\n{}\n{}",
+        collector_a.service.log(),
+        nodes[0].log()
+    );
+    // Both went to the next node of their lists.
+    let passed_over = "A RabbitMQ node did not take the connection; trying the next.";
+    assert!(
+        agent_a.wait_for_log(passed_over, Duration::from_secs(30)),
+        "agent A did not move to another node:\n{}",
+        agent_a.service.log()
+    );
+    assert!(
+        collector_a
+            .service
+            .wait_for_log(passed_over, Duration::from_secs(30)),
+        "collector A did not move to another node:\n{}",
+        collector_a.service.log()
+    );
+
+    // A collector dies with messages unacknowledged; started again, it goes on.
+    collector_a.service.kill();
+    append_lines(&log_a, 2 * LINES / 3, LINES);
+    append_lines(&log_b, LINES + 2 * LINES / 3, 2 * LINES);
+    std::thread::sleep(Duration::from_secs(2));
+    collector_a = collector(&collector_a_dir, &search, &nodes, 1, &pki);
+
+    let stored = wait_stored(&collector_b, 2 * LINES, Duration::from_secs(180));
+    // Resends settle (a redelivered message is the same event, stored once).
+    std::thread::sleep(Duration::from_secs(3));
+    let events = collector_a.all("processname:sshd");
+    let context = format!(
+        "{stored} found by collector B\n--- collector A ---\n{}\n--- collector B ---\n{}",
+        collector_a.service.log(),
+        collector_b.service.log()
+    );
+    assert_exactly_once(&events, 2 * LINES, &context);
+}
