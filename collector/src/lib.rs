@@ -129,6 +129,12 @@ impl App {
                     Some(settings.data_dir.join("alerts").join("ledger")),
                 )?;
                 scheduler.metrics = Arc::clone(&metrics.alerts);
+                // Collectors sharing a cluster run the rules one at a time.
+                if let Store::Elasticsearch(es) = &*store {
+                    let lease =
+                        crate::alerts::lease::Lease::new(Arc::clone(es), settings.alerts.lease);
+                    scheduler = scheduler.with_lease(lease, Arc::clone(es));
+                }
                 (Some(scheduler), Some(alert_store))
             }
             None => (None, None),

@@ -187,6 +187,11 @@ pub fn secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error>
     deserializer.deserialize_any(UnitVisitor(Plain::Secs))
 }
 
+/// An optional `*_secs` key.
+pub fn secs_option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    secs(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -743,3 +743,120 @@ fn the_embedded_store_answers_as_opensearch_does() {
         unexpected.join("\n")
     );
 }
+
+/// The fleet's alert lease on the engine (issue 22): of two collectors' schedulers
+/// sharing the cluster, only the lease holder runs the rules; when it stops, the other
+/// takes the lease once it ran out and goes on from the shared ledgers, so nothing
+/// alerts twice; alerts a holder decided and wrote in its ledger but never stored (it
+/// died between the two) are stored by the next holder, once however often that
+/// happens.
+#[test]
+fn one_collector_at_a_time_runs_the_rules_and_the_next_resumes_from_the_shared_ledgers() {
+    use picket_collector::alerts::lease::{INDEX, Lease, ledger_id};
+    use picket_collector::stores::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let node = OpenSearch::start(&dir.path().join("opensearch"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut world = alert_world::World::elasticsearch(&node.urls(), true);
+        alert_world::scenarios(&mut world).await;
+        let Store::Elasticsearch(es) = &*world.store else {
+            unreachable!("an Elasticsearch world")
+        };
+        let es = std::sync::Arc::clone(es);
+        let ttl = Duration::from_secs(30);
+        let leased = |name: &str| {
+            world
+                .scheduler(None)
+                .with_lease(Lease::named(es.clone(), ttl, name), es.clone())
+        };
+        let mut first = leased("collector-1");
+        let mut second = leased("collector-2");
+        let now = alert_world::at("2026-11-25T10:05:00Z");
+        let by_first: usize = alert_world::fired(&first.tick(now).await).values().sum();
+        assert_eq!(by_first, 13, "the holder runs every rule");
+        assert!(
+            second.tick(now).await.is_empty(),
+            "the other runs nothing while the lease is held"
+        );
+        let lease = es.get_versioned(INDEX, "lease").await.unwrap().unwrap();
+        assert_eq!(lease.source["holder"], "collector-1");
+
+        // The first stops renewing (killed). Before the lease runs out the second
+        // still waits; after, it takes it and runs every rule over the same events:
+        // the shared ledgers say they alerted already.
+        drop(first);
+        let later = now + chrono::Duration::seconds(20);
+        assert!(
+            second.tick(later).await.is_empty(),
+            "the lease has not run out"
+        );
+        let after = now + chrono::Duration::seconds(31);
+        let reports = second.tick(after).await;
+        assert_eq!(reports.len(), 12, "every rule ran: {reports:?}");
+        let again: usize = alert_world::fired(&reports).values().sum();
+        assert_eq!(again, 0, "nothing alerts twice across holders: {reports:?}");
+
+        // A holder that died between writing its ledger and storing its alerts: the
+        // alert is in the ledger as pending. The next holder stores it, once.
+        let id = "feedfacefeedfacefeedfacefeedface";
+        let document = serde_json::json!({
+            "utctimestamp": "2026-11-25T10:05:40+00:00",
+            "severity": "WARNING",
+            "summary": "decided by a holder that died",
+            "category": "bruteforce",
+            "details": {"rule": "ssh-bruteforce"},
+        });
+        let ledger_doc = es
+            .get_versioned(INDEX, &ledger_id("ssh-bruteforce"))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut ledger: serde_json::Value =
+            serde_json::from_str(ledger_doc.source["ledger"].as_str().unwrap()).unwrap();
+        ledger["pending"] = serde_json::json!([{ "id": id, "document": document }]);
+        let mut written = ledger_doc.source.clone();
+        written["ledger"] = serde_json::json!(ledger.to_string());
+        for round in 0..2 {
+            es.put_document(INDEX, &ledger_id("ssh-bruteforce"), &written)
+                .await
+                .unwrap();
+            let mut next = leased(&format!("collector-{}", 3 + round));
+            let taken = after + chrono::Duration::seconds(31 * (round + 1));
+            next.tick(taken).await;
+            picket_tests::opensearch::refresh_async(&node.urls()[0]).await;
+            let copies = es
+                .search_alerts(&picket_collector::stores::SearchRequest {
+                    query: format!("id:{id}"),
+                    from: None,
+                    to: None,
+                    size: 10,
+                    time_field: Default::default(),
+                    aggs: None,
+                    max_bytes: 0,
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                copies.total, 1,
+                "round {round}: the pending alert stored once"
+            );
+        }
+        let stored = es
+            .get_versioned(INDEX, &ledger_id("ssh-bruteforce"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            !stored.source["ledger"].as_str().unwrap().contains(id),
+            "the pending alert is cleared once stored"
+        );
+        // The schedulers (and their clients) go with the runtime's context.
+        drop(second);
+    });
+    assert_eq!(
+        node.documents("alerts-*").len(),
+        14,
+        "13 alerts and the recovered one"
+    );
+}

@@ -31,6 +31,13 @@ pub struct AlertsConfig {
     /// `[collector.alerts.irc]`: say alerts in an IRC channel.
     #[serde(default)]
     pub irc: Option<IrcConfig>,
+    /// With the Elasticsearch store (a fleet of collectors sharing it), one collector
+    /// at a time runs the rules: the one holding a lease in the store, for this long
+    /// from its last renewal (every third of it), in seconds. A holder that dies is
+    /// replaced after at most this long. Unset: 30. (The embedded store has one
+    /// collector and no lease.)
+    #[serde(default, deserialize_with = "picket_common::units::secs_option")]
+    pub lease_secs: Option<u64>,
 }
 
 /// The checked `[collector.alerts]`.
@@ -41,6 +48,8 @@ pub struct AlertSettings {
     pub webhooks: Vec<WebhookSettings>,
     pub amqp: Option<AlertAmqpSettings>,
     pub irc: Option<IrcSettings>,
+    /// How long the fleet's alert lease lasts without renewal.
+    pub lease: std::time::Duration,
 }
 
 /// Where the package installs the shipped detections.
@@ -79,6 +88,18 @@ impl AlertsConfig {
                 .collect::<Result<_, _>>()?,
             amqp: self.amqp.as_ref().map(AlertAmqpConfig::build).transpose()?,
             irc: self.irc.as_ref().map(IrcConfig::build).transpose()?,
+            lease: {
+                let secs = self.lease_secs.unwrap_or(30);
+                if secs < 15 {
+                    return Err(KeyError::new(
+                        "collector.alerts.lease_secs",
+                        format!(
+                            "must be at least 15 (a third of it between renewals, 5 s of margin), not {secs}"
+                        ),
+                    ));
+                }
+                std::time::Duration::from_secs(secs)
+            },
         })
     }
 }

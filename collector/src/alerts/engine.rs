@@ -69,6 +69,18 @@ pub struct RuleLedger {
     pub events: HashMap<String, DateTime<Utc>>,
     /// deadman value ("" without a field) → when the silence was alerted.
     pub silent: HashMap<String, DateTime<Utc>>,
+    /// Alerts decided and written here before they are stored: a scheduler that stops
+    /// between the two (killed, or the store refused them) stores them at its next
+    /// run, or the next lease holder does. Stored twice they are one alert (same id).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingAlert>,
+}
+
+/// An alert decided and not yet stored: its id and document.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingAlert {
+    pub id: String,
+    pub document: Value,
 }
 
 impl RuleLedger {

@@ -14,6 +14,7 @@
 pub mod config;
 pub mod engine;
 pub mod irc;
+pub mod lease;
 pub mod notify;
 pub mod rules;
 
@@ -25,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
-use self::engine::{Alert, EventSource, RuleLedger};
+use self::engine::{Alert, EventSource, PendingAlert, RuleLedger};
 use self::notify::Notifier;
 use self::rules::Rule;
 use crate::stores::elasticsearch::ElasticStore;
@@ -268,6 +269,9 @@ pub struct Scheduler<S: EventSource> {
     next_run: HashMap<String, DateTime<Utc>>,
     ledgers: HashMap<String, RuleLedger>,
     ledger_dir: Option<PathBuf>,
+    /// With a fleet's shared store: the lease that lets this collector run the rules,
+    /// and the cluster the ledgers live in ([`lease`]).
+    lease: Option<(lease::Lease, Arc<ElasticStore>)>,
     source: S,
     alerts: Option<Arc<AlertStore>>,
     notifiers: Vec<Arc<Notifier>>,
@@ -305,6 +309,7 @@ impl<S: EventSource> Scheduler<S> {
             next_run: HashMap::new(),
             ledgers: HashMap::new(),
             ledger_dir,
+            lease: None,
             source,
             alerts,
             notifiers,
@@ -316,6 +321,143 @@ impl<S: EventSource> Scheduler<S> {
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Runs the rules only while holding `lease`, with the ledgers in `cluster`
+    /// (see [`lease`]): for collectors sharing an Elasticsearch store.
+    pub fn with_lease(mut self, lease: lease::Lease, cluster: Arc<ElasticStore>) -> Self {
+        self.lease = Some((lease, cluster));
+        self
+    }
+
+    /// How often the lease wants renewing, when there is one.
+    pub fn lease_renew_every(&self) -> Option<std::time::Duration> {
+        self.lease.as_ref().map(|(lease, _)| lease.renew_every())
+    }
+
+    /// What the scheduler's loop calls: runs the rules due at `now`, if this
+    /// collector holds the lease (taking or renewing it first; on taking it, the
+    /// ledgers are read from the cluster and alerts left pending there are stored).
+    pub async fn tick(&mut self, now: DateTime<Utc>) -> Vec<RunReport> {
+        if let Some((lease, _)) = &mut self.lease {
+            let had = lease.valid(now);
+            match lease.hold(now).await {
+                Ok(true) if !had => {
+                    if let Err(e) = self.reload_ledgers().await {
+                        error!(error = %e, "Cannot read the alert ledgers from the cluster; rules wait for the next try.");
+                        return Vec::new();
+                    }
+                    let names: Vec<String> = self.rules.iter().map(|r| r.name.clone()).collect();
+                    for name in names {
+                        if let Err(e) = self.flush_pending(&name).await {
+                            error!(rule = %name, error = %e, "Cannot store the alerts left pending; the rule's next run tries again.");
+                        }
+                    }
+                }
+                Ok(true) => {}
+                Ok(false) => return Vec::new(),
+                Err(e) => {
+                    warn!(error = %e, "Cannot reach the alert lease; rules wait for the next try.");
+                    return Vec::new();
+                }
+            }
+        }
+        self.run_due(now).await
+    }
+
+    /// Lets the lease go at a clean stop.
+    pub async fn release(&mut self) {
+        if let Some((lease, _)) = &mut self.lease {
+            lease.release(Utc::now()).await;
+        }
+    }
+
+    /// Reads every rule's ledger from the cluster (a rule with none there starts from
+    /// its local file, if any: a collector's ledgers from before the lease).
+    async fn reload_ledgers(&mut self) -> Result<(), StoreError> {
+        let Some((_, cluster)) = &self.lease else {
+            return Ok(());
+        };
+        let cluster = Arc::clone(cluster);
+        for rule in self.rules.clone() {
+            let stored = cluster
+                .get_versioned(lease::INDEX, &lease::ledger_id(&rule.name))
+                .await?;
+            let ledger = match stored
+                .as_ref()
+                .and_then(|d| d.source["ledger"].as_str())
+                .map(serde_json::from_str::<RuleLedger>)
+            {
+                Some(Ok(ledger)) => ledger,
+                Some(Err(e)) => {
+                    warn!(rule = %rule.name, error = %e, "The cluster's alert ledger is unreadable; starting it empty (events in the current window may alert again).");
+                    RuleLedger::default()
+                }
+                None => self.load_ledger(&rule.name),
+            };
+            self.ledgers.insert(rule.name.clone(), ledger);
+        }
+        Ok(())
+    }
+
+    /// Stores (and notifies) the alerts `rule`'s ledger holds as pending, then clears
+    /// them. Storing one already stored changes nothing (same id, same document).
+    async fn flush_pending(&mut self, rule: &str) -> Result<(), StoreError> {
+        let pending = self
+            .ledgers
+            .get(rule)
+            .map(|l| l.pending.clone())
+            .unwrap_or_default();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let alerts: Vec<Alert> = pending
+            .into_iter()
+            .map(|p| Alert {
+                id: p.id,
+                document: p.document,
+                contributing: Vec::new(),
+                documents: Vec::new(),
+                silent: None,
+            })
+            .collect();
+        if let Some(store) = &self.alerts {
+            store.save(&alerts).await?;
+        }
+        warn!(rule = %rule, alerts = alerts.len(), "Alerts decided by an earlier run but not stored then are stored now.");
+        self.announce(rule, &alerts);
+        if let Some(ledger) = self.ledgers.get_mut(rule) {
+            ledger.pending.clear();
+        }
+        if let Err(e) = self.save_ledger(rule).await {
+            error!(rule = %rule, error = %e, "Cannot save the alert ledger; its pending alerts may be stored (and announced) again.");
+        }
+        Ok(())
+    }
+
+    /// Counts, logs and hands to the notifiers (without waiting) alerts now stored.
+    fn announce(&self, rule: &str, alerts: &[Alert]) {
+        for alert in alerts {
+            self.metrics.fired.fetch_add(1, Ordering::Relaxed);
+            info!(
+                rule = %rule,
+                severity = alert.document["severity"].as_str().unwrap_or(""),
+                summary = alert.document["summary"].as_str().unwrap_or(""),
+                id = %alert.id,
+                "Alert."
+            );
+            for notifier in &self.notifiers {
+                let notifier = Arc::clone(notifier);
+                let metrics = Arc::clone(&self.metrics);
+                let alert = alert.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = notifier.send(&alert).await {
+                        metrics.notify_failures.fetch_add(1, Ordering::Relaxed);
+                        error!(notifier = %notifier.name(), alert = %alert.id, error = %e, "Notification failed after retries.");
+                    }
+                });
+            }
+        }
     }
 
     fn install(&mut self, rules: Vec<Rule>) {
@@ -358,7 +500,24 @@ impl<S: EventSource> Scheduler<S> {
         }
     }
 
-    fn save_ledger(&self, rule: &str) -> Result<(), LedgerError> {
+    /// Saves `rule`'s ledger: in the cluster with a lease, else in its file.
+    async fn save_ledger(&self, rule: &str) -> Result<(), LedgerError> {
+        if let (Some((lease, cluster)), Some(ledger)) = (&self.lease, self.ledgers.get(rule)) {
+            let text = serde_json::to_string(ledger).unwrap_or_default();
+            let document = serde_json::json!({
+                "rule": rule,
+                "ledger": text,
+                "holder": lease.holder(),
+                "updated": mozdef::time::format_utc(Utc::now()),
+            });
+            return cluster
+                .put_document(lease::INDEX, &lease::ledger_id(rule), &document)
+                .await
+                .map_err(|e| LedgerError {
+                    path: PathBuf::from(format!("{}/{}", lease::INDEX, lease::ledger_id(rule))),
+                    source: std::io::Error::other(e.to_string()),
+                });
+        }
         let (Some(path), Some(ledger)) = (self.ledger_path(rule), self.ledgers.get(rule)) else {
             return Ok(());
         };
@@ -413,6 +572,12 @@ impl<S: EventSource> Scheduler<S> {
     }
 
     /// Runs one rule now, whatever its schedule.
+    ///
+    /// The order makes each alert stored once whatever stops the scheduler: the
+    /// ledger is saved first with the new alerts in it as pending (and the events
+    /// they counted), then the alerts are stored, announced, and cleared from the
+    /// ledger. Stopped before the ledger is saved, the next run finds the alerts again;
+    /// after, the next run (or the next lease holder) stores the pending ones.
     pub async fn run_rule(&mut self, rule: &Rule, now: DateTime<Utc>) -> RunReport {
         self.metrics.runs.fetch_add(1, Ordering::Relaxed);
         let mut report = RunReport {
@@ -420,8 +585,14 @@ impl<S: EventSource> Scheduler<S> {
             fired: 0,
             error: None,
         };
-        let ledger = self.ledgers.entry(rule.name.clone()).or_default().clone();
-        let outcome = engine::evaluate_run(rule, &self.source, &ledger, now).await;
+        if let Err(e) = self.flush_pending(&rule.name).await {
+            self.metrics.failures.fetch_add(1, Ordering::Relaxed);
+            error!(rule = %rule.name, error = %e, "Cannot store the alerts left pending; the rule runs again at its next time.");
+            report.error = Some(e.to_string());
+            return report;
+        }
+        let before = self.ledgers.entry(rule.name.clone()).or_default().clone();
+        let outcome = engine::evaluate_run(rule, &self.source, &before, now).await;
         let engine::Evaluation { alerts, recovered } = match outcome {
             Ok(found) => found,
             Err(e) => {
@@ -431,14 +602,52 @@ impl<S: EventSource> Scheduler<S> {
                 return report;
             }
         };
+        if let Some((lease, _)) = &self.lease
+            && !lease.still_held()
+        {
+            // The lease ran out during the run: another collector may run it now.
+            report.error = Some("the alert lease ran out during the run".into());
+            return report;
+        }
+        let mut ledger = before.clone();
+        for value in recovered {
+            ledger.silent.remove(&value);
+        }
+        for alert in &alerts {
+            ledger.events.extend(alert.contributing.iter().cloned());
+            if let Some(value) = &alert.silent {
+                ledger.silent.insert(value.clone(), now);
+            }
+        }
+        ledger.prune(rule, now);
+        ledger.pending = alerts
+            .iter()
+            .map(|a| PendingAlert {
+                id: a.id.clone(),
+                document: a.document.clone(),
+            })
+            .collect();
+        self.ledgers.insert(rule.name.clone(), ledger);
+        if let Err(e) = self.save_ledger(&rule.name).await {
+            if self.lease.is_some() {
+                // The next holder would not know of these alerts and find them again:
+                // none is stored until the ledger is.
+                self.ledgers.insert(rule.name.clone(), before);
+                self.metrics.failures.fetch_add(1, Ordering::Relaxed);
+                error!(rule = %rule.name, error = %e, "Cannot save the alert ledger in the cluster; the rule finds its alerts again at its next run.");
+                report.error = Some(e.to_string());
+                return report;
+            }
+            error!(rule = %rule.name, error = %e, "Cannot save the alert ledger; after a restart these events may alert again.");
+        }
         if !alerts.is_empty()
             && let Some(store) = &self.alerts
             && let Err(e) = store.save(&alerts).await
         {
             let e = e.to_string();
-            // Not recorded in the ledger either: the next run finds them again.
+            // Pending in the ledger: the next run stores them.
             self.metrics.failures.fetch_add(1, Ordering::Relaxed);
-            error!(rule = %rule.name, error = %e, alerts = alerts.len(), "Cannot store alerts; the rule finds them again at its next run.");
+            error!(rule = %rule.name, error = %e, alerts = alerts.len(), "Cannot store alerts; the rule's next run stores them.");
             report.error = Some(e);
             return report;
         }
@@ -454,39 +663,13 @@ impl<S: EventSource> Scheduler<S> {
                 warn!(rule = %rule.name, error = %e, "Could not tag events with alert_names.");
             }
         }
-        let ledger = self.ledgers.entry(rule.name.clone()).or_default();
-        for value in recovered {
-            ledger.silent.remove(&value);
-        }
-        for alert in &alerts {
-            ledger.events.extend(alert.contributing.iter().cloned());
-            if let Some(value) = &alert.silent {
-                ledger.silent.insert(value.clone(), now);
+        self.announce(&rule.name, &alerts);
+        if !alerts.is_empty() {
+            if let Some(ledger) = self.ledgers.get_mut(&rule.name) {
+                ledger.pending.clear();
             }
-        }
-        ledger.prune(rule, now);
-        if let Err(e) = self.save_ledger(&rule.name) {
-            error!(rule = %rule.name, error = %e, "Cannot save the alert ledger; after a restart these events may alert again.");
-        }
-        for alert in &alerts {
-            self.metrics.fired.fetch_add(1, Ordering::Relaxed);
-            info!(
-                rule = %rule.name,
-                severity = alert.document["severity"].as_str().unwrap_or(""),
-                summary = alert.document["summary"].as_str().unwrap_or(""),
-                id = %alert.id,
-                "Alert."
-            );
-            for notifier in &self.notifiers {
-                let notifier = Arc::clone(notifier);
-                let metrics = Arc::clone(&self.metrics);
-                let alert = alert.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = notifier.send(&alert).await {
-                        metrics.notify_failures.fetch_add(1, Ordering::Relaxed);
-                        error!(notifier = %notifier.name(), alert = %alert.id, error = %e, "Notification failed after retries.");
-                    }
-                });
+            if let Err(e) = self.save_ledger(&rule.name).await {
+                error!(rule = %rule.name, error = %e, "Cannot save the alert ledger; its pending alerts may be stored (and announced) again.");
             }
         }
         report.fired = alerts.len();
@@ -505,13 +688,16 @@ pub async fn run(
     loop {
         let now = Utc::now();
         let due = scheduler.next_due(now);
-        let wait = (due - now)
+        let mut wait = (due - now)
             .to_std()
             .unwrap_or_default()
             .min(std::time::Duration::from_secs(60));
+        if let Some(every) = scheduler.lease_renew_every() {
+            wait = wait.min(every);
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {
-                scheduler.run_due(Utc::now()).await;
+                scheduler.tick(Utc::now()).await;
             }
             _ = reload.notified() => {
                 match scheduler.reload() {
@@ -519,7 +705,10 @@ pub async fn run(
                     Err(e) => error!(error = %e, "Alert rules not reloaded; the running rules stay."),
                 }
             }
-            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                scheduler.release().await;
+                return;
+            }
         }
     }
 }

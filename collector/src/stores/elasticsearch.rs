@@ -43,6 +43,7 @@ mod answers;
 pub mod config;
 mod indices;
 mod search;
+pub use self::search::{FoundAlert, Versioned};
 
 use self::answers::*;
 pub use self::config::{Credentials, ElasticSettings};

@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// A document read with its version (for writes over that version only).
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    pub source: Value,
+    pub seq_no: u64,
+    pub primary_term: u64,
+}
+
 /// An alert as read from the cluster: where it is, its version, its document.
 #[derive(Debug, Clone)]
 pub struct FoundAlert {
@@ -45,6 +53,35 @@ impl ElasticStore {
         let Some(index) = answer["hits"]["hits"][0]["_index"].as_str() else {
             return Ok(None);
         };
+        let Some(found) = self.get_versioned(index, id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(FoundAlert {
+            index: index.to_string(),
+            seq_no: found.seq_no,
+            primary_term: found.primary_term,
+            source: found.source,
+        }))
+    }
+
+    /// Writes `found.source` over the alert `id` where it was found, if it is still
+    /// the version read (false: it changed since; read it again).
+    pub async fn replace_alert(&self, id: &str, found: &FoundAlert) -> Result<bool, StoreError> {
+        self.put_versioned(
+            &found.index,
+            id,
+            &found.source,
+            Some((found.seq_no, found.primary_term)),
+        )
+        .await
+    }
+
+    /// The document `index/_doc/id` read in real time, with its version, or `None`.
+    pub async fn get_versioned(
+        &self,
+        index: &str,
+        id: &str,
+    ) -> Result<Option<Versioned>, StoreError> {
         let (status, answer) = self
             .request(Method::GET, &format!("/{index}/_doc/{id}"), None)
             .await
@@ -54,7 +91,7 @@ impl ElasticStore {
         }
         if !status.is_success() {
             return Err(StoreError::Unavailable(format!(
-                "alert read answered {status}: {}",
+                "reading {index}/{id} answered {status}: {}",
                 reason(&answer)
             )));
         }
@@ -65,26 +102,35 @@ impl ElasticStore {
         ) else {
             return Ok(None);
         };
-        Ok(Some(FoundAlert {
-            index: index.to_string(),
+        Ok(Some(Versioned {
+            source,
             seq_no,
             primary_term,
-            source,
         }))
     }
 
-    /// Writes `found.source` over the alert `id` where it was found, if it is still
-    /// the version read (false: it changed since; read it again).
-    pub async fn replace_alert(&self, id: &str, found: &FoundAlert) -> Result<bool, StoreError> {
-        let path = format!(
-            "/{}/_doc/{id}?if_seq_no={}&if_primary_term={}&refresh=wait_for",
-            found.index, found.seq_no, found.primary_term
-        );
+    /// Writes `source` as `index/_doc/id`: over the version `(seq_no, primary_term)`
+    /// only, or, with none, only if the document does not exist. False: another writer
+    /// was first (read it again). Visible to searches before it answers.
+    pub async fn put_versioned(
+        &self,
+        index: &str,
+        id: &str,
+        source: &Value,
+        version: Option<(u64, u64)>,
+    ) -> Result<bool, StoreError> {
+        let condition = match version {
+            Some((seq_no, primary_term)) => {
+                format!("if_seq_no={seq_no}&if_primary_term={primary_term}")
+            }
+            None => "op_type=create".to_string(),
+        };
+        let path = format!("/{index}/_doc/{id}?{condition}&refresh=wait_for");
         let (status, answer) = self
             .request(
                 Method::PUT,
                 &path,
-                Some(("application/json", found.source.to_string().into_bytes())),
+                Some(("application/json", source.to_string().into_bytes())),
             )
             .await
             .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
@@ -93,11 +139,36 @@ impl ElasticStore {
         }
         if !status.is_success() {
             return Err(StoreError::Unavailable(format!(
-                "alert write answered {status}: {}",
+                "writing {index}/{id} answered {status}: {}",
                 reason(&answer)
             )));
         }
         Ok(true)
+    }
+
+    /// Writes `source` as `index/_doc/id`, whatever was there; visible to searches
+    /// before it answers.
+    pub async fn put_document(
+        &self,
+        index: &str,
+        id: &str,
+        source: &Value,
+    ) -> Result<(), StoreError> {
+        let (status, answer) = self
+            .request(
+                Method::PUT,
+                &format!("/{index}/_doc/{id}?refresh=wait_for"),
+                Some(("application/json", source.to_string().into_bytes())),
+            )
+            .await
+            .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
+        if !status.is_success() {
+            return Err(StoreError::Unavailable(format!(
+                "writing {index}/{id} answered {status}: {}",
+                reason(&answer)
+            )));
+        }
+        Ok(())
     }
 
     pub(super) async fn search_in(
