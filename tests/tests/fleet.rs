@@ -5,7 +5,10 @@
 //! same queue (each listing the three nodes, in another order) and two agents publishing
 //! to the cluster (each listing the nodes in another order). Mid-stream the node one
 //! agent and one collector are connected to is SIGKILLed, then a collector is
-//! SIGKILLed and started again: every line must be stored exactly once.
+//! SIGKILLed and started again: every line must be stored exactly once. Then the
+//! alert rules: both collectors run the SSH brute-force rule, one at a time by the
+//! lease; a brute force alerts once, the lease holder is SIGKILLed, the other takes
+//! over, and the next brute force alerts once too.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -49,12 +52,26 @@ fn collector(
     first: usize,
     pki: &Pki,
 ) -> Collector {
+    let rules = dir.parent().unwrap().join("rules");
+    if !rules.exists() {
+        std::fs::create_dir_all(&rules).unwrap();
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/ssh-bruteforce.toml"),
+        )
+        .unwrap();
+        std::fs::write(
+            rules.join("ssh-bruteforce.toml"),
+            shipped.replace("every = \"1m\"", "every = \"2s\""),
+        )
+        .unwrap();
+    }
     es_collector(
         dir,
         &search.urls(),
         &format!(
-            "\n[collector.amqp]\n{}prefetch = 500\n",
-            amqp_keys(nodes, first, pki)
+            "\n[collector.amqp]\n{}prefetch = 500\n\n[collector.alerts]\nrules_dir = {}\nlease_secs = 15\n",
+            amqp_keys(nodes, first, pki),
+            path(&rules)
         ),
     )
 }
@@ -96,7 +113,7 @@ fn a_fleet_on_a_rabbitmq_cluster_loses_a_node_and_a_collector_and_stores_every_l
     let search = OpenSearch::start(&dir.path().join("opensearch"));
     let collector_a_dir = dir.path().join("collector-a");
     let mut collector_a = collector(&collector_a_dir, &search, &nodes, 1, &pki);
-    let collector_b = collector(&dir.path().join("collector-b"), &search, &nodes, 2, &pki);
+    let mut collector_b = collector(&dir.path().join("collector-b"), &search, &nodes, 2, &pki);
 
     // Agent A starts on node 1, agent B on node 2.
     let log_a = dir.path().join("a.log");
@@ -177,4 +194,89 @@ fn a_fleet_on_a_rabbitmq_cluster_loses_a_node_and_a_collector_and_stores_every_l
         collector_b.service.log()
     );
     assert_exactly_once(&events, 2 * LINES, &context);
+
+    // Alerts: a brute force (12 failures from one address, dated now) alerts once,
+    // whichever collector holds the lease.
+    let brute = |address: &str| {
+        use std::io::Write as _;
+        let now = chrono::Utc::now();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log_a)
+            .unwrap();
+        for i in 0..12 {
+            let at = (now - chrono::Duration::seconds(30 - i)).format("%b %e %H:%M:%S");
+            writeln!(
+                file,
+                "{at} bastion sshd[{}]: Failed password for root from {address} port {} ssh2",
+                7000 + i,
+                50000 + i
+            )
+            .unwrap();
+        }
+    };
+    let alerts_for = |address: &str| -> usize {
+        search.refresh();
+        search
+            .documents("alerts-*")
+            .iter()
+            .filter(|(.., a)| a["details"]["value"] == address)
+            .count()
+    };
+    let wait_alert = |address: &str, a: &Collector, b: &Collector| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while alerts_for(address) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "no alert for {address}\n--- collector A ---\n{}\n--- collector B ---\n{}",
+                a.service.log(),
+                b.service.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    brute("203.0.113.50");
+    wait_alert("203.0.113.50", &collector_a, &collector_b);
+    // The holder dies: the other waits the lease out, takes it and goes on.
+    let lease = search.get("/picket-scheduler/_doc/lease");
+    let holder = lease["_source"]["holder"].as_str().unwrap().to_string();
+    let pid_of = |c: &Collector| c.service.pid().unwrap().to_string();
+    let holder_is_a = holder.split('/').nth(1) == Some(pid_of(&collector_a).as_str());
+    let holder_is_b = holder.split('/').nth(1) == Some(pid_of(&collector_b).as_str());
+    assert!(
+        holder_is_a != holder_is_b,
+        "one collector holds the lease: {holder}"
+    );
+    if holder_is_a {
+        collector_a.service.kill();
+    } else {
+        collector_b.service.kill();
+    }
+    let survivor = if holder_is_a {
+        &collector_b
+    } else {
+        &collector_a
+    };
+    brute("203.0.113.51");
+    wait_alert("203.0.113.51", &collector_a, &collector_b);
+    assert!(
+        survivor.service.wait_for_log(
+            "This collector holds the alert lease",
+            Duration::from_secs(5)
+        ),
+        "the survivor took the lease:\n{}",
+        survivor.service.log()
+    );
+    // Rules run every 2 s: a few more runs, and still one alert each.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        alerts_for("203.0.113.50"),
+        1,
+        "the first brute force alerted once"
+    );
+    assert_eq!(
+        alerts_for("203.0.113.51"),
+        1,
+        "the second brute force alerted once"
+    );
 }
