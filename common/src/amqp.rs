@@ -356,32 +356,35 @@ mod tests {
         );
     }
 
+    /// An endpoint of `url` or `urls` with no login or TLS.
+    fn nodes(url: Option<&str>, urls: &[String]) -> Result<AmqpEndpoint, KeyError> {
+        AmqpEndpoint::build(EndpointConfig {
+            table: "agent.shippers.amqp",
+            url: &url.map(str::to_string),
+            urls,
+            username: &None,
+            password_file: &None,
+            password_env: "PICKET_TEST_UNSET_PASSWORD_FILE",
+            auth: AmqpAuth::Plain,
+            ca_file: &None,
+            client_cert_file: &None,
+            client_key_file: &None,
+            timeout: Duration::from_secs(5),
+        })
+    }
+
     #[test]
     fn a_cluster_is_its_nodes_in_order() {
-        let build = |url: Option<&str>, urls: &[&str]| {
-            AmqpEndpoint::build(EndpointConfig {
-                table: "agent.shippers.amqp",
-                url: &url.map(str::to_string),
-                urls: &urls.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
-                username: &None,
-                password_file: &None,
-                password_env: "PICKET_TEST_UNSET_PASSWORD_FILE",
-                auth: AmqpAuth::Plain,
-                ca_file: &None,
-                client_cert_file: &None,
-                client_key_file: &None,
-                timeout: Duration::from_secs(5),
-            })
-        };
-        let cluster = build(None, &["amqp://a:5672/%2f", "amqp://b:5672/%2f"]).unwrap();
+        let list = |urls: &[&str]| urls.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        let cluster = nodes(None, &list(&["amqp://a:5672/%2f", "amqp://b:5672/%2f"])).unwrap();
         assert_eq!(cluster.url.host_str(), Some("a"));
         assert_eq!(cluster.describe(), "amqp://a:5672/%2f, amqp://b:5672/%2f");
         assert_eq!(cluster.current_url().host_str(), Some("a"));
-        let both = build(Some("amqp://a/"), &["amqp://b/"]).unwrap_err();
+        let both = nodes(Some("amqp://a/"), &list(&["amqp://b/"])).unwrap_err();
         assert_eq!(both.key, "agent.shippers.amqp.urls");
-        let none = build(None, &[]).unwrap_err();
+        let none = nodes(None, &[]).unwrap_err();
         assert_eq!(none.key, "agent.shippers.amqp.url");
-        let bad = build(None, &["amqp://a/", "http://b/"]).unwrap_err();
+        let bad = nodes(None, &list(&["amqp://a/", "http://b/"])).unwrap_err();
         assert!(bad.message.contains("http://b/"), "{bad}");
     }
 
@@ -396,22 +399,13 @@ mod tests {
                 .port()
         };
         let (a, b) = (free(), free());
-        let endpoint = AmqpEndpoint::build(EndpointConfig {
-            table: "agent.shippers.amqp",
-            url: &None,
-            urls: &[
+        let endpoint = nodes(
+            None,
+            &[
                 format!("amqp://127.0.0.1:{a}/%2f"),
                 format!("amqp://127.0.0.1:{b}/%2f"),
             ],
-            username: &None,
-            password_file: &None,
-            password_env: "PICKET_TEST_UNSET_PASSWORD_FILE",
-            auth: AmqpAuth::Plain,
-            ca_file: &None,
-            client_cert_file: &None,
-            client_key_file: &None,
-            timeout: Duration::from_secs(5),
-        })
+        )
         .unwrap();
         let error = endpoint.connect("test").await.unwrap_err().to_string();
         assert!(

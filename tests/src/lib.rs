@@ -805,6 +805,25 @@ pub fn assert_exactly_once(events: &[Value], n: usize, context: &str) {
     );
 }
 
+/// A rules folder at `dir` holding the shipped rule `name` (from `rules/`), run every
+/// `every` (`"2s"`) instead of its own schedule, so a test need not wait a minute.
+pub fn shipped_rule_folder(dir: &Path, name: &str, every: &str) -> PathBuf {
+    fs::create_dir_all(dir).expect("rules folder");
+    let shipped = fs::read_to_string(workspace_root().join("rules").join(format!("{name}.toml")))
+        .expect("a shipped rule");
+    let mut text = String::new();
+    for line in shipped.lines() {
+        if line.starts_with("every = ") || line.starts_with("schedule = ") {
+            text.push_str(&format!("every = {every:?}\n"));
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    fs::write(dir.join(format!("{name}.toml")), text).expect("rule file");
+    dir.to_path_buf()
+}
+
 /// Whether an event is an agent heartbeat.
 pub fn is_heartbeat(event: &Value) -> bool {
     event["category"] == "heartbeat"

@@ -208,17 +208,8 @@ fn the_console_in_a_real_browser() {
     .unwrap();
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, format!("{SHIPPER_TOKEN} shipper\n")).unwrap();
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    let shipped = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/ssh-bruteforce.toml"),
-    )
-    .unwrap();
-    std::fs::write(
-        rules.join("ssh-bruteforce.toml"),
-        shipped.replace("every = \"1m\"", "every = \"2s\""),
-    )
-    .unwrap();
+    let rules =
+        picket_tests::shipped_rule_folder(&dir.path().join("rules"), "ssh-bruteforce", "2s");
     let collector = Collector::start_with(
         &dir.path().join("collector"),
         &CollectorOptions {

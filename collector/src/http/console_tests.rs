@@ -376,8 +376,19 @@ async fn triage_is_stored_in_the_alert_and_needs_an_analyst() {
     let rita = login(&h, json!({"user": "rita", "password": "rita-pass"}))
         .await
         .unwrap();
-    let status_uri = format!("/api/alerts/{id}/status");
-    let change = |status: &str| Some(json!({ "status": status }));
+    // A status change to `uri` by a session or a bearer token.
+    let triage =
+        |uri: String, bearer: Option<&'static str>, session: Option<&Login>, status: &str| {
+            let request = request(
+                Method::POST,
+                &uri,
+                bearer,
+                session,
+                Some(json!({ "status": status })),
+            );
+            status_of(&h, request)
+        };
+    let status_uri = || format!("/api/alerts/{id}/status");
 
     // A reader may look, not triage; without the CSRF token neither may an analyst.
     let (status, body) = status_of(
@@ -393,82 +404,29 @@ async fn triage_is_stored_in_the_alert_and_needs_an_analyst() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], json!("NEW"));
-    let (status, body) = status_of(
-        &h,
-        request(
-            Method::POST,
-            &status_uri,
-            None,
-            Some(&rita),
-            change("ACKNOWLEDGED"),
-        ),
-    )
-    .await;
+    let (status, body) = triage(status_uri(), None, Some(&rita), "ACKNOWLEDGED").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body["error"].as_str().unwrap().contains("analyst"));
-    let (status, _) = status_of(
-        &h,
-        request(
-            Method::POST,
-            &status_uri,
-            None,
-            Some(&alice.without_csrf()),
-            change("ACKNOWLEDGED"),
-        ),
+    let (status, _) = triage(
+        status_uri(),
+        None,
+        Some(&alice.without_csrf()),
+        "ACKNOWLEDGED",
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, body) = status_of(
-        &h,
-        request(
-            Method::POST,
-            &status_uri,
-            None,
-            Some(&alice),
-            change("maybe"),
-        ),
-    )
-    .await;
+    let (status, body) = triage(status_uri(), None, Some(&alice), "maybe").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, _) = status_of(
-        &h,
-        request(
-            Method::POST,
-            "/api/alerts/00000000000000000000000000000000/status",
-            None,
-            Some(&alice),
-            change("CLOSED"),
-        ),
-    )
-    .await;
+    let unknown = "/api/alerts/00000000000000000000000000000000/status".to_string();
+    let (status, _) = triage(unknown, None, Some(&alice), "CLOSED").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Two changes back to back (the second reads the first before it is committed).
-    let (status, body) = status_of(
-        &h,
-        request(
-            Method::POST,
-            &status_uri,
-            None,
-            Some(&alice),
-            change("acknowledged"),
-        ),
-    )
-    .await;
+    let (status, body) = triage(status_uri(), None, Some(&alice), "acknowledged").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], json!("ACKNOWLEDGED"));
     assert_eq!(body["statusby"], json!("alice"));
-    let (status, body) = status_of(
-        &h,
-        request(
-            Method::POST,
-            &status_uri,
-            Some(ANALYST_TOKEN),
-            None,
-            change("CLOSED"),
-        ),
-    )
-    .await;
+    let (status, body) = triage(status_uri(), Some(ANALYST_TOKEN), None, "CLOSED").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["statusby"], json!("token"));
     let history = body["statushistory"].as_array().unwrap();
