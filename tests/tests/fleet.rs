@@ -1,13 +1,13 @@
 //! A collector fleet on real parts (issue 22): a three-node RabbitMQ cluster from
 //! Debian's `rabbitmq-server` (own node names, ports and data directories, a shared
 //! cookie, joined with `rabbitmqctl join_cluster`), MozDef's `eventtask` as a quorum
-//! queue, one real OpenSearch node as the shared store, two collectors consuming the
-//! same queue (each listing the three nodes, in another order) and two agents publishing
+//! queue, a three-node OpenSearch cluster as the shared store, three collectors consuming
+//! the same queue (each listing the three nodes, in another order) and two agents publishing
 //! to the cluster (each listing the nodes in another order). Mid-stream the node one
 //! agent and one collector are connected to is SIGKILLed, then a collector is
 //! SIGKILLed and started again: every line must be stored exactly once. Then the
-//! alert rules: both collectors run the SSH brute-force rule, one at a time by the
-//! lease; a brute force alerts once, the lease holder is SIGKILLed, the other takes
+//! alert rules: every collector has the SSH brute-force rule, run by one at a time (the
+//! lease); a brute force alerts once, the lease holder is SIGKILLed, another takes
 //! over, and the next brute force alerts once too.
 
 use std::path::Path;
@@ -104,14 +104,15 @@ fn wait_stored(collector: &Collector, want: usize, within: Duration) -> usize {
 }
 
 #[test]
-fn a_fleet_on_a_rabbitmq_cluster_loses_a_node_and_a_collector_and_stores_every_line_once() {
+fn a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and_alerts_once() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::generate(&dir.path().join("pki"));
     let mut nodes = RabbitMq::cluster(&dir.path().join("rabbitmq"), &pki, 3);
-    let search = OpenSearch::start(&dir.path().join("opensearch"));
+    let search = OpenSearch::cluster(&dir.path().join("opensearch"), 3);
     let collector_a_dir = dir.path().join("collector-a");
     let mut collector_a = collector(&collector_a_dir, &search, &nodes, 1, &pki);
     let mut collector_b = collector(&dir.path().join("collector-b"), &search, &nodes, 2, &pki);
+    let mut collector_c = collector(&dir.path().join("collector-c"), &search, &nodes, 0, &pki);
 
     // Agent A starts on node 1, agent B on node 2.
     let log_a = dir.path().join("a.log");
@@ -229,50 +230,47 @@ fn a_fleet_on_a_rabbitmq_cluster_loses_a_node_and_a_collector_and_stores_every_l
             .filter(|(.., a)| a["details"]["value"] == address)
             .count()
     };
-    let wait_alert = |address: &str, a: &Collector, b: &Collector| {
+    let wait_alert = |address: &str, fleet: &[&Collector]| {
         let deadline = Instant::now() + Duration::from_secs(90);
         while alerts_for(address) == 0 {
             assert!(
                 Instant::now() < deadline,
-                "no alert for {address}\n--- collector A ---\n{}\n--- collector B ---\n{}",
-                a.service.log(),
-                b.service.log()
+                "no alert for {address}\n{}",
+                fleet
+                    .iter()
+                    .map(|c| c.service.log())
+                    .collect::<Vec<_>>()
+                    .join("\n--- next collector ---\n")
             );
             std::thread::sleep(Duration::from_millis(500));
         }
     };
     brute("203.0.113.50");
-    wait_alert("203.0.113.50", &collector_a, &collector_b);
+    wait_alert("203.0.113.50", &[&collector_a, &collector_b, &collector_c]);
     // The holder dies: the other waits the lease out, takes it and goes on.
     let lease = search.get("/picket-scheduler/_doc/lease");
     let holder = lease["_source"]["holder"].as_str().unwrap().to_string();
-    let pid_of = |c: &Collector| c.service.pid().unwrap().to_string();
-    let holder_is_a = holder.split('/').nth(1) == Some(pid_of(&collector_a).as_str());
-    let holder_is_b = holder.split('/').nth(1) == Some(pid_of(&collector_b).as_str());
-    assert!(
-        holder_is_a != holder_is_b,
-        "one collector holds the lease: {holder}"
-    );
-    if holder_is_a {
-        collector_a.service.kill();
-    } else {
-        collector_b.service.kill();
-    }
-    let survivor = if holder_is_a {
-        &collector_b
-    } else {
-        &collector_a
-    };
+    let pid = holder.split('/').nth(1).unwrap_or_default().to_string();
+    let fleet = [&mut collector_a, &mut collector_b, &mut collector_c];
+    let holders: Vec<usize> = (0..fleet.len())
+        .filter(|&i| fleet[i].service.pid().map(|p| p.to_string()) == Some(pid.clone()))
+        .collect();
+    assert_eq!(holders.len(), 1, "one collector holds the lease: {holder}");
+    fleet[holders[0]].service.kill();
     brute("203.0.113.51");
-    wait_alert("203.0.113.51", &collector_a, &collector_b);
-    assert!(
-        survivor.service.wait_for_log(
-            "This collector holds the alert lease",
-            Duration::from_secs(5)
-        ),
-        "the survivor took the lease:\n{}",
-        survivor.service.log()
-    );
+    let survivors: Vec<&Collector> = fleet
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != holders[0])
+        .map(|(_, c)| &**c)
+        .collect();
+    wait_alert("203.0.113.51", &survivors);
+    let took_over = survivors.iter().any(|c| {
+        c.service
+            .log()
+            .contains("This collector holds the alert lease")
+    });
+    assert!(took_over, "a survivor took the lease");
     // Rules run every 2 s: a few more runs, and still one alert each.
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(
