@@ -9,6 +9,16 @@
 //! alert rules: every collector has the SSH brute-force rule, run by one at a time (the
 //! lease); a brute force alerts once, the lease holder is SIGKILLed, another takes
 //! over, and the next brute force alerts once too.
+//!
+//! ```text
+//! cargo test -p picket-tests --test fleet                                # short form
+//! cargo test -p picket-tests --test fleet -- --minutes 30 [--seed N]     # soak
+//! ```
+//!
+//! The soak goes on after the short form: for `--minutes`, both agents write 100
+//! lines a second while, every 15-25 s, a fault picked at random (a RabbitMQ node, a
+//! collector, the lease holder SIGKILLed, each started again a few seconds later);
+//! then every line must be stored exactly once.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,6 +31,29 @@ use picket_tests::{Agent, Collector, append_lines, assert_exactly_once};
 
 /// Lines each agent writes.
 const LINES: usize = 3_000;
+
+/// `--minutes N` and `--seed N` from the test's arguments (0 minutes: no soak).
+fn soak_options() -> (f64, u64) {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let minutes = value("--minutes").map_or(0.0, |m| m.parse().expect("--minutes N"));
+    let seed = value("--seed").map_or_else(
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1
+        },
+        |s| s.parse().expect("--seed N"),
+    );
+    (minutes, seed)
+}
 
 fn path(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
@@ -103,7 +136,12 @@ fn wait_stored(collector: &Collector, want: usize, within: Duration) -> usize {
     }
 }
 
-#[test]
+/// The test's own main (`harness = false`, so that it takes `--minutes`): one test.
+fn main() {
+    a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and_alerts_once();
+    println!("fleet: ok");
+}
+
 fn a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and_alerts_once() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::generate(&dir.path().join("pki"));
@@ -282,5 +320,110 @@ fn a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and
         alerts_for("203.0.113.51"),
         1,
         "the second brute force alerted once"
+    );
+
+    let (minutes, seed) = soak_options();
+    if minutes <= 0.0 {
+        return;
+    }
+    // The soak: faults at random while both agents write.
+    eprintln!("fleet soak: {minutes} minutes, seed {seed}");
+    let dirs = [
+        collector_a_dir.clone(),
+        dir.path().join("collector-b"),
+        dir.path().join("collector-c"),
+    ];
+    let firsts = [1, 2, 0];
+    let mut fleet = vec![collector_a, collector_b, collector_c];
+    for c in 0..fleet.len() {
+        if !fleet[c].service.running() {
+            fleet[c] = collector(&dirs[c], &search, &nodes, firsts[c], &pki);
+        }
+    }
+    nodes[1].start_again();
+    let mut rng = seed;
+    let mut random = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n.max(1)
+    };
+    let mut written = 2 * LINES;
+    let mut restarts: Vec<(Instant, Option<usize>, Option<usize>)> = Vec::new();
+    let end = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
+    let mut next_fault = Instant::now() + Duration::from_secs(15);
+    let mut faults = Vec::new();
+    while Instant::now() < end {
+        let log = if written % 400 < 200 { &log_a } else { &log_b };
+        append_lines(log, written, written + 200);
+        written += 200;
+        let now = Instant::now();
+        restarts.retain(|(at, node, collector_index)| {
+            if *at > now {
+                return true;
+            }
+            if let Some(n) = node {
+                nodes[*n].start_again();
+            }
+            if let Some(c) = collector_index {
+                fleet[*c] = collector(&dirs[*c], &search, &nodes, firsts[*c], &pki);
+            }
+            false
+        });
+        if now >= next_fault && restarts.is_empty() {
+            let back = now + Duration::from_secs(3 + random(6));
+            match random(3) {
+                0 => {
+                    let n = random(3) as usize;
+                    nodes[n].kill();
+                    faults.push(format!("rabbitmq node {n}"));
+                    restarts.push((now + Duration::from_secs(10 + random(10)), Some(n), None));
+                }
+                1 => {
+                    let c = random(3) as usize;
+                    fleet[c].service.kill();
+                    faults.push(format!("collector {c}"));
+                    restarts.push((back, None, Some(c)));
+                }
+                _ => {
+                    let lease = search.get("/picket-scheduler/_doc/lease");
+                    let pid = lease["_source"]["holder"]
+                        .as_str()
+                        .and_then(|h| h.split('/').nth(1))
+                        .unwrap_or_default()
+                        .to_string();
+                    if let Some(c) = (0..fleet.len()).find(|&c| {
+                        fleet[c].service.pid().map(|p| p.to_string()) == Some(pid.clone())
+                    }) {
+                        fleet[c].service.kill();
+                        faults.push(format!("lease holder, collector {c}"));
+                        restarts.push((back, None, Some(c)));
+                    }
+                }
+            }
+            next_fault = now + Duration::from_secs(15 + random(10));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for (_, node, collector_index) in restarts.drain(..) {
+        if let Some(n) = node {
+            nodes[n].start_again();
+        }
+        if let Some(c) = collector_index {
+            fleet[c] = collector(&dirs[c], &search, &nodes, firsts[c], &pki);
+        }
+    }
+    eprintln!("fleet soak: {written} lines, faults: {}", faults.join(", "));
+    let stored = wait_stored(&fleet[0], written + 24, Duration::from_secs(600));
+    std::thread::sleep(Duration::from_secs(3));
+    let mut events = fleet[0].all("processname:sshd");
+    events.retain(|e| e["summary"].as_str().is_some_and(|s| s.contains(" seq-")));
+    assert_exactly_once(
+        &events,
+        written,
+        &format!(
+            "soak, seed {seed}, {stored} sshd events, faults: {}",
+            faults.join(", ")
+        ),
     );
 }
