@@ -334,7 +334,7 @@ fn a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and
         dir.path().join("collector-c"),
     ];
     let firsts = [1, 2, 0];
-    let mut fleet = vec![collector_a, collector_b, collector_c];
+    let mut fleet = [collector_a, collector_b, collector_c];
     for c in 0..fleet.len() {
         if !fleet[c].service.running() {
             fleet[c] = collector(&dirs[c], &search, &nodes, firsts[c], &pki);
