@@ -86,6 +86,8 @@ pub async fn run(
             Err(reason) => {
                 let delay = backoff::delay(FIRST_BACKOFF, MAX_BACKOFF, attempt);
                 attempt = attempt.saturating_add(1);
+                // The next session starts at another node of a cluster.
+                settings.endpoint.pass_over();
                 warn!(url = %settings.endpoint.describe(), reason = %reason, retry_in_ms = delay.as_millis() as u64, "AMQP ingest interrupted; reconnecting.");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}

@@ -163,6 +163,16 @@ impl AmqpEndpoint {
             .join(", ")
     }
 
+    /// After a session on the current node failed (a node that takes connections but
+    /// cannot serve them: a partitioned minority, a queue it cannot reach), the next
+    /// connection starts at the next node.
+    pub fn pass_over(&self) {
+        if self.urls.len() > 1 {
+            self.current
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// The node connected to last (or the first): safe to log.
     pub fn current_url(&self) -> &reqwest::Url {
         let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.urls.len();

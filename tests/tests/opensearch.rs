@@ -818,9 +818,22 @@ fn one_collector_at_a_time_runs_the_rules_and_the_next_resumes_from_the_shared_l
         let mut written = ledger_doc.source.clone();
         written["ledger"] = serde_json::json!(ledger.to_string());
         for round in 0..2 {
-            es.put_document(INDEX, &ledger_id("ssh-bruteforce"), &written)
+            // What the dead holder wrote last (over the version there, as it would).
+            let current = es
+                .get_versioned(INDEX, &ledger_id("ssh-bruteforce"))
                 .await
+                .unwrap()
                 .unwrap();
+            es.put_versioned(
+                INDEX,
+                &ledger_id("ssh-bruteforce"),
+                &written,
+                Some((current.seq_no, current.primary_term)),
+                false,
+            )
+            .await
+            .unwrap()
+            .expect("the ledger written");
             let mut next = leased(&format!("collector-{}", 3 + round));
             let taken = after + chrono::Duration::seconds(31 * (round + 1));
             next.tick(taken).await;
@@ -841,7 +854,35 @@ fn one_collector_at_a_time_runs_the_rules_and_the_next_resumes_from_the_shared_l
                 copies.total, 1,
                 "round {round}: the pending alert stored once"
             );
+            if round == 0 {
+                // Triaged between the two recoveries: storing it again keeps that.
+                world
+                    .alerts
+                    .clone()
+                    .unwrap()
+                    .set_status(
+                        id,
+                        picket_collector::alerts::Status::Acknowledged,
+                        "alice",
+                        taken,
+                    )
+                    .await
+                    .unwrap()
+                    .expect("the recovered alert");
+            }
         }
+        let alert = world
+            .alerts
+            .clone()
+            .unwrap()
+            .get(id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            alert["status"], "ACKNOWLEDGED",
+            "the triage survived: {alert}"
+        );
         let stored = es
             .get_versioned(INDEX, &ledger_id("ssh-bruteforce"))
             .await

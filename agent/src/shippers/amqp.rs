@@ -140,7 +140,11 @@ impl AmqpShipper {
     /// `validate --connect`: connects with the configured TLS and login, and declares
     /// the exchange (and queue) as a first batch would; the connection is closed after.
     pub async fn check(&self) -> Result<String, String> {
-        match tokio::time::timeout(self.settings.endpoint.timeout * 2, self.connect()).await {
+        // A connection may try every node of a cluster, each within the timeout.
+        let nodes = self.settings.endpoint.urls.len() as u32;
+        match tokio::time::timeout(self.settings.endpoint.timeout * (nodes + 1), self.connect())
+            .await
+        {
             Ok(Ok(session)) => {
                 close(&session, "connectivity check done").await;
                 Ok(format!(
@@ -206,13 +210,16 @@ impl AmqpShipper {
                 // Start over on a fresh connection: the channel may be in any state.
                 // Other batches in flight on it fail and retry too.
                 let mut current = self.session.lock().await;
+                let failed_on = self.settings.endpoint.current_url().to_string();
                 if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &session)) {
                     *current = None;
                     drop(current);
                     close(&session, "retrying").await;
+                    // The next session starts at another node of a cluster.
+                    self.settings.endpoint.pass_over();
                 }
                 Outcome::Retry {
-                    reason: format!("{}: {reason}", self.settings.endpoint.current_url()),
+                    reason: format!("{failed_on}: {reason}"),
                     after: None,
                 }
             }

@@ -53,6 +53,8 @@ pub struct Lease {
     /// When we last took or renewed it (the monotonic clock: a run checks by it that
     /// the lease did not run out meanwhile, whatever clock the caller's `now` is).
     renewed: Option<std::time::Instant>,
+    /// The index exists with its mappings (made at the first take).
+    index_ready: bool,
 }
 
 impl Lease {
@@ -76,6 +78,7 @@ impl Lease {
             ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(30)),
             held_until: None,
             renewed: None,
+            index_ready: false,
         }
     }
 
@@ -95,14 +98,33 @@ impl Lease {
     }
 
     /// Whether the lease taken or renewed last is still ours with at least [`MARGIN`]
-    /// left, by the time elapsed since.
+    /// left, by the time elapsed since (counted from before the request that took it).
     pub fn still_held(&self) -> bool {
         let ttl = self.ttl.to_std().unwrap_or_default();
         self.held_until.is_some() && self.renewed.is_some_and(|r| r.elapsed() + MARGIN < ttl)
     }
 
+    /// Whether we hold it with more than half of it left: no renewal needed before a
+    /// rule runs.
+    pub fn fresh(&self) -> bool {
+        let ttl = self.ttl.to_std().unwrap_or_default();
+        self.held_until.is_some() && self.renewed.is_some_and(|r| r.elapsed() < ttl / 2)
+    }
+
+    /// Whether we hold it (as of the last take or renewal).
+    pub fn held(&self) -> bool {
+        self.held_until.is_some()
+    }
+
     /// Takes or renews the lease at `now`: true when we hold it afterwards.
     pub async fn hold(&mut self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        // The lease is counted from before the requests: however long they take, we
+        // never trust it longer than the others see it written.
+        let asked = std::time::Instant::now();
+        if !self.index_ready {
+            self.store.ensure_index(INDEX, &mappings()).await?;
+            self.index_ready = true;
+        }
         let current = self.store.get_versioned(INDEX, LEASE).await?;
         let mine = json!({
             "holder": self.holder,
@@ -110,7 +132,11 @@ impl Lease {
             "taken": mozdef::time::format_utc(now),
         });
         let written = match &current {
-            None => self.store.put_versioned(INDEX, LEASE, &mine, None).await?,
+            None => self
+                .store
+                .put_versioned(INDEX, LEASE, &mine, None, false)
+                .await?
+                .is_some(),
             Some(lease) => {
                 let holder = lease.source["holder"].as_str().unwrap_or_default();
                 let until = lease.source["until"]
@@ -131,8 +157,10 @@ impl Lease {
                         LEASE,
                         &mine,
                         Some((lease.seq_no, lease.primary_term)),
+                        false,
                     )
                     .await?
+                    .is_some()
             }
         };
         if !written {
@@ -148,7 +176,7 @@ impl Lease {
             info!(holder = %self.holder, previous = %previous, "This collector holds the alert lease: it runs the alert rules.");
         }
         self.held_until = Some(now + self.ttl);
-        self.renewed = Some(std::time::Instant::now());
+        self.renewed = Some(asked);
         Ok(true)
     }
 
@@ -172,23 +200,55 @@ impl Lease {
                     LEASE,
                     &released,
                     Some((lease.seq_no, lease.primary_term)),
+                    false,
                 )
                 .await;
         }
     }
 }
 
-/// The ledger document of `rule`.
+/// The ledger document of `rule`: `ledger-<name>` for a name of letters, digits, `.`,
+/// `-` and `_`, else `ledger~<its bytes in hex>` (two rules never share one).
 pub fn ledger_id(rule: &str) -> String {
-    let safe: String = rule
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
+    let plain = !rule.is_empty()
+        && rule
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if plain {
+        format!("ledger-{rule}")
+    } else {
+        let hex: String = rule.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("ledger~{hex}")
+    }
+}
+
+/// The index's mappings: nothing is searched in it, and a ledger (a JSON text of
+/// event ids, large for a busy rule) is kept, not indexed.
+fn mappings() -> serde_json::Value {
+    json!({
+        "settings": { "number_of_shards": 1 },
+        "mappings": {
+            "dynamic": false,
+            "properties": {
+                "holder": { "type": "keyword" },
+                "until": { "type": "date" },
+                "rule": { "type": "keyword" },
+                "ledger": { "type": "text", "index": false },
             }
-        })
-        .collect();
-    format!("ledger-{safe}")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_ids_are_one_per_rule() {
+        assert_eq!(ledger_id("ssh-bruteforce"), "ledger-ssh-bruteforce");
+        assert_eq!(ledger_id("ssh.brute"), "ledger-ssh.brute");
+        assert_ne!(ledger_id("ssh.brute"), ledger_id("ssh_brute"));
+        assert_eq!(ledger_id("a b"), "ledger~612062");
+        assert_ne!(ledger_id("a b"), ledger_id("a_b"));
+    }
 }

@@ -272,6 +272,12 @@ pub struct Scheduler<S: EventSource> {
     /// With a fleet's shared store: the lease that lets this collector run the rules,
     /// and the cluster the ledgers live in ([`lease`]).
     lease: Option<(lease::Lease, Arc<ElasticStore>)>,
+    /// With a lease: the ledgers in memory are the cluster's (read since the lease was
+    /// taken, and not since lost or reloaded from files).
+    ledgers_fresh: bool,
+    /// With a lease: each ledger document's version, which our next write must match
+    /// (another holder's write in between makes ours fail, and us read again).
+    ledger_versions: HashMap<String, (u64, u64)>,
     source: S,
     alerts: Option<Arc<AlertStore>>,
     notifiers: Vec<Arc<Notifier>>,
@@ -310,6 +316,8 @@ impl<S: EventSource> Scheduler<S> {
             ledgers: HashMap::new(),
             ledger_dir,
             lease: None,
+            ledgers_fresh: false,
+            ledger_versions: HashMap::new(),
             source,
             alerts,
             notifiers,
@@ -335,34 +343,69 @@ impl<S: EventSource> Scheduler<S> {
         self.lease.as_ref().map(|(lease, _)| lease.renew_every())
     }
 
+    /// Whether this scheduler may run rules now: no lease, or the lease held.
+    pub fn holds_lease(&self) -> bool {
+        self.lease.as_ref().is_none_or(|(lease, _)| lease.held())
+    }
+
     /// What the scheduler's loop calls: runs the rules due at `now`, if this
-    /// collector holds the lease (taking or renewing it first; on taking it, the
-    /// ledgers are read from the cluster and alerts left pending there are stored).
+    /// collector holds the lease (taking or renewing it first; until the ledgers are
+    /// read from the cluster after taking it, and the alerts left pending there
+    /// stored, nothing runs).
     pub async fn tick(&mut self, now: DateTime<Utc>) -> Vec<RunReport> {
         if let Some((lease, _)) = &mut self.lease {
-            let had = lease.valid(now);
             match lease.hold(now).await {
-                Ok(true) if !had => {
-                    if let Err(e) = self.reload_ledgers().await {
-                        error!(error = %e, "Cannot read the alert ledgers from the cluster; rules wait for the next try.");
-                        return Vec::new();
-                    }
-                    let names: Vec<String> = self.rules.iter().map(|r| r.name.clone()).collect();
-                    for name in names {
-                        if let Err(e) = self.flush_pending(&name).await {
-                            error!(rule = %name, error = %e, "Cannot store the alerts left pending; the rule's next run tries again.");
-                        }
-                    }
-                }
                 Ok(true) => {}
-                Ok(false) => return Vec::new(),
+                Ok(false) => {
+                    self.ledgers_fresh = false;
+                    return Vec::new();
+                }
                 Err(e) => {
+                    self.ledgers_fresh = false;
                     warn!(error = %e, "Cannot reach the alert lease; rules wait for the next try.");
                     return Vec::new();
                 }
             }
+            if !self.ledgers_fresh {
+                if let Err(e) = self.reload_ledgers().await {
+                    error!(error = %e, "Cannot read the alert ledgers from the cluster; rules wait for the next try.");
+                    return Vec::new();
+                }
+                self.ledgers_fresh = true;
+                // Every rule is due at once: whatever the last holder did, the
+                // ledgers say what alerted already.
+                self.next_run.clear();
+                let names: Vec<String> = self.rules.iter().map(|r| r.name.clone()).collect();
+                for name in names {
+                    if let Err(e) = self.flush_pending(&name).await {
+                        error!(rule = %name, error = %e, "Cannot store the alerts left pending; the rule's next run tries again.");
+                    }
+                }
+            }
         }
         self.run_due(now).await
+    }
+
+    /// With a lease, before a rule runs: renews it when half of it is gone. False when
+    /// it is lost (or cannot be renewed): no rule may run.
+    async fn keep_lease(&mut self, now: DateTime<Utc>) -> bool {
+        let Some((lease, _)) = &mut self.lease else {
+            return true;
+        };
+        if lease.fresh() {
+            return true;
+        }
+        match lease.hold(now).await {
+            Ok(true) if self.ledgers_fresh => true,
+            Ok(_) => {
+                self.ledgers_fresh = false;
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "Cannot renew the alert lease; the remaining rules wait.");
+                false
+            }
+        }
     }
 
     /// Lets the lease go at a clean stop.
@@ -383,6 +426,15 @@ impl<S: EventSource> Scheduler<S> {
             let stored = cluster
                 .get_versioned(lease::INDEX, &lease::ledger_id(&rule.name))
                 .await?;
+            match &stored {
+                Some(d) => {
+                    self.ledger_versions
+                        .insert(rule.name.clone(), (d.seq_no, d.primary_term));
+                }
+                None => {
+                    self.ledger_versions.remove(&rule.name);
+                }
+            }
             let ledger = match stored
                 .as_ref()
                 .and_then(|d| d.source["ledger"].as_str())
@@ -478,6 +530,8 @@ impl<S: EventSource> Scheduler<S> {
         let rules = rules::load_dir(&self.rules_dir)?;
         let count = rules.len();
         self.install(rules);
+        // A rule added here may have a ledger in the cluster (another holder ran it).
+        self.ledgers_fresh = false;
         Ok(count)
     }
 
@@ -500,9 +554,16 @@ impl<S: EventSource> Scheduler<S> {
         }
     }
 
-    /// Saves `rule`'s ledger: in the cluster with a lease, else in its file.
-    async fn save_ledger(&self, rule: &str) -> Result<(), LedgerError> {
+    /// Saves `rule`'s ledger: in the cluster with a lease (over the version we read or
+    /// wrote last: a write of another holder in between makes this one fail, and the
+    /// ledgers be read again), else in its file.
+    async fn save_ledger(&mut self, rule: &str) -> Result<(), LedgerError> {
         if let (Some((lease, cluster)), Some(ledger)) = (&self.lease, self.ledgers.get(rule)) {
+            let id = lease::ledger_id(rule);
+            let failed = |message: String| LedgerError {
+                path: PathBuf::from(format!("{}/{id}", lease::INDEX)),
+                source: std::io::Error::other(message),
+            };
             let text = serde_json::to_string(ledger).unwrap_or_default();
             let document = serde_json::json!({
                 "rule": rule,
@@ -510,13 +571,24 @@ impl<S: EventSource> Scheduler<S> {
                 "holder": lease.holder(),
                 "updated": mozdef::time::format_utc(Utc::now()),
             });
-            return cluster
-                .put_document(lease::INDEX, &lease::ledger_id(rule), &document)
+            let version = self.ledger_versions.get(rule).copied();
+            let written = cluster
+                .put_versioned(lease::INDEX, &id, &document, version, false)
                 .await
-                .map_err(|e| LedgerError {
-                    path: PathBuf::from(format!("{}/{}", lease::INDEX, lease::ledger_id(rule))),
-                    source: std::io::Error::other(e.to_string()),
-                });
+                .map_err(|e| failed(e.to_string()))?;
+            return match written {
+                Some(version) => {
+                    self.ledger_versions.insert(rule.to_string(), version);
+                    Ok(())
+                }
+                None => {
+                    self.ledgers_fresh = false;
+                    Err(failed(
+                        "another collector wrote it since we read it; reading the ledgers again"
+                            .into(),
+                    ))
+                }
+            };
         }
         let (Some(path), Some(ledger)) = (self.ledger_path(rule), self.ledgers.get(rule)) else {
             return Ok(());
@@ -550,6 +622,11 @@ impl<S: EventSource> Scheduler<S> {
             let due = self.next_run.get(&rule.name).copied().unwrap_or(now);
             if due > now {
                 continue;
+            }
+            if !self.keep_lease(now).await {
+                // Not run, and still due: the next holder (or we, again) runs it.
+                warn!(rule = %rule.name, "The alert lease is lost or cannot be renewed; the remaining due rules wait.");
+                break;
             }
             // Runs the schedule wanted between the one due and now were not made: say so.
             let mut missed = 0u64;
@@ -606,6 +683,8 @@ impl<S: EventSource> Scheduler<S> {
             && !lease.still_held()
         {
             // The lease ran out during the run: another collector may run it now.
+            self.metrics.failures.fetch_add(1, Ordering::Relaxed);
+            warn!(rule = %rule.name, "The alert lease ran out during the rule's run; its findings are dropped (the next holder finds them again).");
             report.error = Some("the alert lease ran out during the run".into());
             return report;
         }
@@ -693,7 +772,12 @@ pub async fn run(
             .unwrap_or_default()
             .min(std::time::Duration::from_secs(60));
         if let Some(every) = scheduler.lease_renew_every() {
-            wait = wait.min(every);
+            // Without the lease, only look at it again (no rule is due for us).
+            wait = if scheduler.holds_lease() {
+                wait.min(every)
+            } else {
+                every
+            };
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {

@@ -402,7 +402,9 @@ impl ElasticStore {
                 .and_then(|t| t.get(..7))
                 .map(|m| m.replace('-', ""))
                 .unwrap_or_else(|| Utc::now().format("%Y%m").to_string());
-            let action = json!({ "index": { "_index": format!("alerts-{month}"), "_id": id } });
+            // `create`: an alert stored again (recovered from a ledger's pending ones)
+            // is left as it is, its triage kept; a 409 is `Exists`.
+            let action = json!({ "create": { "_index": format!("alerts-{month}"), "_id": id } });
             body.extend_from_slice(action.to_string().as_bytes());
             body.push(b'\n');
             body.extend_from_slice(document.to_string().as_bytes());

@@ -67,13 +67,17 @@ impl ElasticStore {
     /// Writes `found.source` over the alert `id` where it was found, if it is still
     /// the version read (false: it changed since; read it again).
     pub async fn replace_alert(&self, id: &str, found: &FoundAlert) -> Result<bool, StoreError> {
-        self.put_versioned(
-            &found.index,
-            id,
-            &found.source,
-            Some((found.seq_no, found.primary_term)),
-        )
-        .await
+        // Refreshed before it answers: the console's list shows the change at once.
+        Ok(self
+            .put_versioned(
+                &found.index,
+                id,
+                &found.source,
+                Some((found.seq_no, found.primary_term)),
+                true,
+            )
+            .await?
+            .is_some())
     }
 
     /// The document `index/_doc/id` read in real time, with its version, or `None`.
@@ -110,22 +114,25 @@ impl ElasticStore {
     }
 
     /// Writes `source` as `index/_doc/id`: over the version `(seq_no, primary_term)`
-    /// only, or, with none, only if the document does not exist. False: another writer
-    /// was first (read it again). Visible to searches before it answers.
+    /// only, or, with none, only if the document does not exist. The new version, or
+    /// `None`: another writer was first (read it again). `refresh`: visible to searches
+    /// before it answers (reads by id see it at once anyway).
     pub async fn put_versioned(
         &self,
         index: &str,
         id: &str,
         source: &Value,
         version: Option<(u64, u64)>,
-    ) -> Result<bool, StoreError> {
+        refresh: bool,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
         let condition = match version {
             Some((seq_no, primary_term)) => {
                 format!("if_seq_no={seq_no}&if_primary_term={primary_term}")
             }
             None => "op_type=create".to_string(),
         };
-        let path = format!("/{index}/_doc/{id}?{condition}&refresh=wait_for");
+        let refresh = if refresh { "&refresh=wait_for" } else { "" };
+        let path = format!("/{index}/_doc/{id}?{condition}{refresh}");
         let (status, answer) = self
             .request(
                 Method::PUT,
@@ -135,7 +142,7 @@ impl ElasticStore {
             .await
             .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
         if status == StatusCode::CONFLICT {
-            return Ok(false);
+            return Ok(None);
         }
         if !status.is_success() {
             return Err(StoreError::Unavailable(format!(
@@ -143,32 +150,32 @@ impl ElasticStore {
                 reason(&answer)
             )));
         }
-        Ok(true)
+        match (answer["_seq_no"].as_u64(), answer["_primary_term"].as_u64()) {
+            (Some(seq_no), Some(primary_term)) => Ok(Some((seq_no, primary_term))),
+            _ => Err(StoreError::Unavailable(format!(
+                "writing {index}/{id}: the answer has no version"
+            ))),
+        }
     }
 
-    /// Writes `source` as `index/_doc/id`, whatever was there; visible to searches
-    /// before it answers.
-    pub async fn put_document(
-        &self,
-        index: &str,
-        id: &str,
-        source: &Value,
-    ) -> Result<(), StoreError> {
+    /// Creates `index` with `body` (its mappings) unless it exists.
+    pub async fn ensure_index(&self, index: &str, body: &Value) -> Result<(), StoreError> {
         let (status, answer) = self
             .request(
                 Method::PUT,
-                &format!("/{index}/_doc/{id}?refresh=wait_for"),
-                Some(("application/json", source.to_string().into_bytes())),
+                &format!("/{index}"),
+                Some(("application/json", body.to_string().into_bytes())),
             )
             .await
             .map_err(|Unreachable(e)| StoreError::Unavailable(e))?;
-        if !status.is_success() {
-            return Err(StoreError::Unavailable(format!(
-                "writing {index}/{id} answered {status}: {}",
-                reason(&answer)
-            )));
+        let exists = answer["error"]["type"].as_str() == Some("resource_already_exists_exception");
+        if status.is_success() || exists {
+            return Ok(());
         }
-        Ok(())
+        Err(StoreError::Unavailable(format!(
+            "creating index {index} failed ({status}): {}",
+            reason(&answer)
+        )))
     }
 
     pub(super) async fn search_in(
