@@ -305,29 +305,11 @@ async fn hosts_answer(state: &AppState) -> Result<Value, StoreError> {
     let now = Utc::now();
     let store = &state.store;
     let mut hosts: BTreeMap<String, Host> = BTreeMap::new();
-    let bucket_keys = |answer: &Value, name: &str| -> Vec<Value> {
-        answer[name]["buckets"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    };
 
     // Heartbeats: every agent's last one time, a week back.
     let week = now - Duration::days(7);
-    let last = json!({ "hosts": {
-        "terms": { "field": "hostname", "size": MAX_HOSTS },
-        "aggs": { "last": { "max": { "field": "utctimestamp" } } }
-    }});
-    let found = store
-        .search(search("category:heartbeat", week, 0, Some(last)))
-        .await?;
-    let aggregations = found.aggregations.unwrap_or_default();
-    for bucket in bucket_keys(&aggregations, "hosts") {
-        let Some(name) = bucket["key"].as_str() else {
-            continue;
-        };
-        let host = hosts.entry(name.to_string()).or_default();
-        host.last_heartbeat = millis_to_time(&bucket["last"]["value"]);
+    for (name, last) in last_per_host(state, "category:heartbeat", week).await? {
+        hosts.entry(name).or_default().last_heartbeat = last;
     }
     // What the last heartbeats said: the newest heartbeats of the live hosts in one
     // search, the silent ones' one by one (few, in a healthy fleet).
@@ -376,17 +358,8 @@ async fn hosts_answer(state: &AppState) -> Result<Value, StoreError> {
 
     // Events: each host's last one in a day, and a minute at a time over the hour.
     let day = now - Duration::days(1);
-    let last = json!({ "hosts": {
-        "terms": { "field": "hostname", "size": MAX_HOSTS },
-        "aggs": { "last": { "max": { "field": "utctimestamp" } } }
-    }});
-    let found = store.search(search("*", day, 0, Some(last))).await?;
-    for bucket in bucket_keys(&found.aggregations.unwrap_or_default(), "hosts") {
-        let Some(name) = bucket["key"].as_str() else {
-            continue;
-        };
-        let host = hosts.entry(name.to_string()).or_default();
-        host.last_event = millis_to_time(&bucket["last"]["value"]);
+    for (name, last) in last_per_host(state, "*", day).await? {
+        hosts.entry(name).or_default().last_event = last;
     }
     let this_minute = now.timestamp() / 60 * 60;
     let hour_start = DateTime::<Utc>::from_timestamp(this_minute - 59 * 60, 0).unwrap_or(now);
@@ -397,7 +370,11 @@ async fn hosts_answer(state: &AppState) -> Result<Value, StoreError> {
     let found = store
         .search(search("*", hour_start, 0, Some(minutes)))
         .await?;
-    let busiest = bucket_keys(&found.aggregations.unwrap_or_default(), "hosts");
+    let aggregations = found.aggregations.unwrap_or_default();
+    let busiest = aggregations["hosts"]["buckets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let sparklines_full = busiest.len() >= MAX_SPARKLINES;
     for bucket in busiest {
         let Some(name) = bucket["key"].as_str() else {
@@ -460,6 +437,32 @@ async fn hosts_answer(state: &AppState) -> Result<Value, StoreError> {
         "silent_after_secs": state.console.silent_after.as_secs(),
         "hosts": listed,
     }))
+}
+
+/// Each host's newest `utctimestamp` among the events matching `query` since `from`.
+async fn last_per_host(
+    state: &AppState,
+    query: &str,
+    from: DateTime<Utc>,
+) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    let last = json!({ "hosts": {
+        "terms": { "field": "hostname", "size": MAX_HOSTS },
+        "aggs": { "last": { "max": { "field": "utctimestamp" } } }
+    }});
+    let found = state
+        .store
+        .search(search(query, from, 0, Some(last)))
+        .await?;
+    let aggregations = found.aggregations.unwrap_or_default();
+    Ok(aggregations["hosts"]["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|bucket| {
+            let name = bucket["key"].as_str()?;
+            Some((name.to_string(), millis_to_time(&bucket["last"]["value"])))
+        })
+        .collect())
 }
 
 /// A `max` aggregation's value over a date as RFC 3339: epoch milliseconds from

@@ -21,9 +21,10 @@
 //! Safety: a holder runs a rule only while its lease has more than [`MARGIN`] left by
 //! its own clock, and a lease is taken for `lease_secs` from the taker's clock: with
 //! clocks within [`MARGIN`] of each other (NTP), two holders never run at once. A holder
-//! paused longer than that (a stopped VM) may finish the run it was in: the alerts it
-//! stores then are the same the next holder would find (alert ids differ, the events
-//! are already in the shared ledger only if it saved it), which is the one overlap left.
+//! paused longer than that (a stopped VM) may finish the run it was in, but alerts are
+//! stored only after the ledger holding them as pending is written over the version
+//! read: once the next holder has written, the stalled one's write fails and it stores
+//! nothing; written before, the next holder finds its alerts pending (same ids).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,12 +90,6 @@ impl Lease {
     /// How often to renew it.
     pub fn renew_every(&self) -> Duration {
         (self.ttl / 3).to_std().unwrap_or(Duration::from_secs(10))
-    }
-
-    /// Whether we hold it at `now` with at least [`MARGIN`] left.
-    pub fn valid(&self, now: DateTime<Utc>) -> bool {
-        let margin = chrono::Duration::from_std(MARGIN).unwrap_or_default();
-        self.held_until.is_some_and(|until| until - margin > now)
     }
 
     /// Whether the lease taken or renewed last is still ours with at least [`MARGIN`]
