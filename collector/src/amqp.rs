@@ -126,7 +126,7 @@ async fn declare(channel: &Channel, settings: &AmqpSettings) -> lapin::Result<()
 enum SessionError {
     #[error(transparent)]
     Connect(#[from] AmqpError),
-    #[error("cannot set up the queues: {0}")]
+    #[error("cannot set up the queues: {0}{hint}", hint = picket_common::amqp::setup_hint(.0))]
     Setup(lapin::Error),
     #[error("consumer failed: {0}")]
     Consumer(lapin::Error),

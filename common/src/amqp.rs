@@ -285,6 +285,24 @@ pub enum QueueType {
     Quorum,
 }
 
+/// What an operator should know about a failed declaration, to follow its error:
+/// RabbitMQ refuses (`406 PRECONDITION_FAILED`, "inequivalent arg") a queue or
+/// exchange declared with other arguments than the existing one's, and a queue's type
+/// never changes. Empty for any other error.
+pub fn setup_hint(error: &lapin::Error) -> &'static str {
+    let text = error.to_string();
+    if text.contains("inequivalent arg 'x-queue-type'") {
+        "; the queue exists with another type (a queue's type is fixed when first declared: \
+         a classic queue never becomes quorum, nor the reverse). Drain it and delete it \
+         (`rabbitmqctl delete_queue NAME`), or set `queue_type` to its type, or use another queue name"
+    } else if text.contains("inequivalent arg") {
+        "; the queue or exchange exists with other settings than this configuration's. \
+         Delete it once drained, or use another name"
+    } else {
+        ""
+    }
+}
+
 /// Declares the durable queue `queue` of `kind`, bound to `exchange` with
 /// `routing_key` when a binding is given: messages wait in the broker until a consumer
 /// takes them.

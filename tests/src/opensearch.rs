@@ -318,7 +318,12 @@ impl OpenSearch {
     }
 
     /// One request to the first node that answers; `None` when none does.
-    fn try_request(&self, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Option<(u16, Value)> {
         for node in &self.nodes {
             if node.service.is_none() {
                 continue;

@@ -181,6 +181,28 @@ fn the_collector_takes_syslog_ng_json_and_dead_letters_what_is_not_an_event() {
         broker.drain("eventtask").is_empty(),
         "everything was acknowledged"
     );
+
+    // A second collector asks for a quorum `eventtask`: RabbitMQ refuses (406, the
+    // queue is classic and its type never changes) and the log says what to do.
+    let quorum = Collector::start_with(
+        &dir.path().join("collector-quorum"),
+        &CollectorOptions {
+            extra: format!("{}queue_type = \"quorum\"\n", collector_amqp(&broker, &pki)),
+            ..Default::default()
+        },
+    );
+    assert!(
+        quorum
+            .service
+            .wait_for_log("a queue's type is fixed when first declared", WAIT),
+        "{}",
+        quorum.service.log()
+    );
+    assert!(
+        quorum.service.log().contains("PRECONDITION_FAILED"),
+        "{}",
+        quorum.service.log()
+    );
 }
 
 #[test]

@@ -3,9 +3,11 @@
 //! cookie, joined with `rabbitmqctl join_cluster`), MozDef's `eventtask` as a quorum
 //! queue, a three-node OpenSearch cluster as the shared store, three collectors consuming
 //! the same queue (each listing the three nodes, in another order) and two agents publishing
-//! to the cluster (each listing the nodes in another order). Mid-stream the node one
-//! agent and one collector are connected to is SIGKILLed, then a collector is
-//! SIGKILLed and started again: every line must be stored exactly once. Then the
+//! to the cluster (each listing the nodes in another order), and a third agent shipping
+//! over HTTP to two of the collectors (its `urls`). Mid-stream the node one AMQP agent
+//! and one collector are connected to is SIGKILLed, then that collector (the one the
+//! HTTP agent sends to) is SIGKILLed and started again: every line must be stored
+//! exactly once, the HTTP agent's through the other collector. Then the
 //! alert rules: every collector has the SSH brute-force rule, run by one at a time (the
 //! lease); a brute force alerts once, the lease holder is SIGKILLed, another takes
 //! over, and the next brute force alerts once too.
@@ -29,8 +31,10 @@ use picket_tests::rabbitmq::RabbitMq;
 use picket_tests::stores::es_collector;
 use picket_tests::{Agent, Collector, append_lines, assert_exactly_once};
 
-/// Lines each agent writes.
+/// Lines each AMQP agent writes.
 const LINES: usize = 3_000;
+/// Lines the HTTP agent writes (numbered after the AMQP agents').
+const HTTP_LINES: usize = 1_500;
 
 /// `--minutes N` and `--seed N` from the test's arguments (0 minutes: no soak).
 fn soak_options() -> (f64, u64) {
@@ -106,7 +110,13 @@ fn agent(dir: &Path, log: &Path, nodes: &[RabbitMq], first: usize, pki: &Pki) ->
         "[agent.shippers.amqp]\n{}batch_max_events = 200\n",
         amqp_keys(nodes, first, pki)
     );
-    let config = Agent::write_config(dir, &[log], "", &shipper);
+    agent_shipping(dir, log, &shipper)
+}
+
+/// An agent of a host of its own (named after `dir`) following `log`, shipping as
+/// `shipper` (a `[agent.shippers.*]` table) says.
+fn agent_shipping(dir: &Path, log: &Path, shipper: &str) -> Agent {
+    let config = Agent::write_config(dir, &[log], "", shipper);
     // Two agents: two hosts (their events' ids differ by host too).
     let text = std::fs::read_to_string(&config).unwrap();
     let host = dir.file_name().unwrap().to_string_lossy().to_string();
@@ -159,9 +169,27 @@ fn a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and
     append_lines(&log_b, LINES, LINES + LINES / 3);
     let _agent_a = agent(&dir.path().join("agent-a"), &log_a, &nodes, 1, &pki);
     let _agent_b = agent(&dir.path().join("agent-b"), &log_b, &nodes, 2, &pki);
-    let stored = wait_stored(&collector_b, LINES / 3, Duration::from_secs(120));
+    // Agent C ships over HTTP to collector A, then B (its `urls`), straight into the
+    // store: collector A dies below, and C must go on to B.
+    let log_c = dir.path().join("c.log");
+    let (c_from, c_to) = (2 * LINES, 2 * LINES + HTTP_LINES);
+    append_lines(&log_c, c_from, c_from + HTTP_LINES / 3);
+    let agent_c = agent_shipping(
+        &dir.path().join("agent-c"),
+        &log_c,
+        &format!(
+            "[agent.shippers.http]\nurls = [{:?}, {:?}]\nbatch_max_events = 100\n",
+            collector_a.events_url(),
+            collector_b.events_url()
+        ),
+    );
+    let stored = wait_stored(
+        &collector_b,
+        LINES / 3 + HTTP_LINES / 3,
+        Duration::from_secs(120),
+    );
     assert!(
-        stored >= LINES / 3,
+        stored >= LINES / 3 + HTTP_LINES / 3,
         "first third: {stored}\n{}",
         collector_b.service.log()
     );
@@ -202,20 +230,22 @@ fn a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and
     // Agent A's middle third is in that count: it and collector A went on through
     // another node of their lists.
 
-    // A collector dies with messages unacknowledged; started again, it goes on.
+    // A collector dies with messages unacknowledged (and agent C's batches on the way
+    // to it); started again, it goes on.
     collector_a.service.kill();
     append_lines(&log_a, 2 * LINES / 3, LINES);
     append_lines(&log_b, LINES + 2 * LINES / 3, 2 * LINES);
+    append_lines(&log_c, c_from + HTTP_LINES / 3, c_to);
     std::thread::sleep(Duration::from_secs(2));
     collector_a = collector(&collector_a_dir, &search, &nodes, 1, &pki);
 
-    let stored = wait_stored(&collector_b, 2 * LINES, Duration::from_secs(180));
+    let stored = wait_stored(&collector_b, c_to, Duration::from_secs(180));
     // Resends settle (a redelivered message is the same event, stored once).
     std::thread::sleep(Duration::from_secs(3));
     // Read back through the restarted collector (again while the store is busy).
     let mut events = collector_a.all("processname:sshd");
     for _ in 0..10 {
-        if events.len() >= 2 * LINES {
+        if events.len() >= c_to {
             break;
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -226,7 +256,16 @@ fn a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and
         collector_a.service.log(),
         collector_b.service.log()
     );
-    assert_exactly_once(&events, 2 * LINES, &context);
+    assert_exactly_once(
+        &events,
+        c_to,
+        &format!("{context}\n--- agent C ---\n{}", agent_c.service.log()),
+    );
+    assert!(
+        agent_c.service.log().contains("Switching collector"),
+        "agent C moved to collector B:\n{}",
+        agent_c.service.log()
+    );
 
     // Alerts: a brute force (12 failures from one address, dated now) alerts once,
     // whichever collector holds the lease.
@@ -342,7 +381,7 @@ fn a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and
         rng ^= rng << 17;
         rng % n.max(1)
     };
-    let mut written = 2 * LINES;
+    let mut written = c_to;
     let mut restarts: Vec<(Instant, Option<usize>, Option<usize>)> = Vec::new();
     let end = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
     let mut next_fault = Instant::now() + Duration::from_secs(15);

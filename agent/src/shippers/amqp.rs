@@ -63,7 +63,7 @@ enum PublishError {
     Connect(#[from] AmqpError),
     #[error("the broker did not answer the channel setup in time")]
     SetupTimeout,
-    #[error("cannot set up the exchange and queue: {0}")]
+    #[error("cannot set up the exchange and queue: {0}{hint}", hint = picket_common::amqp::setup_hint(.0))]
     Setup(lapin::Error),
     #[error("publish failed: {0}")]
     Publish(lapin::Error),
