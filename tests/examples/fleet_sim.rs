@@ -66,7 +66,7 @@ use picket_tests::opensearch::OpenSearch;
 use picket_tests::pki::Pki;
 use picket_tests::rabbitmq::RabbitMq;
 use picket_tests::stores::es_collector;
-use picket_tests::{Collector, workspace_root};
+use picket_tests::{Collector, cpu_seconds, rss_mib, workspace_root};
 use serde_json::{Value, json};
 
 /// The command line, with its defaults.
@@ -121,33 +121,6 @@ impl Options {
             backlog: one("--backlog", 100_000),
         }
     }
-}
-
-/// CPU seconds (user+system) a process has used, from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
-
-/// A process's resident memory in MiB, from /proc/PID/status.
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 /// A small fast generator (xorshift), seeded: runs are repeatable.

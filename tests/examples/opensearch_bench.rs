@@ -23,25 +23,7 @@ use chrono::{DateTime, Utc};
 use picket_agent::host::HostIdentity;
 use picket_agent::parsers::{LineContext, LineParser, TimeZoneChoice};
 use picket_tests::opensearch::OpenSearch;
-use picket_tests::{Collector, CollectorOptions, http, workspace_root};
-
-/// CPU seconds (user+system) a process has used, from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
+use picket_tests::{Collector, CollectorOptions, cpu_seconds, http, workspace_root};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
