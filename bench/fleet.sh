@@ -14,9 +14,20 @@
 # Arguments go to the simulator (defaults: --hosts 1000,10000,50000 --collectors 1,2
 # --seconds 150 --rabbitmq 3 --opensearch 1 --connections 16 --pack 100 --backlog 100000).
 # Prints `RESULT …` lines; the raw output is kept in target/bench-results/fleet_sim.txt.
+# Interrupted (Ctrl-C), it leaves its brokers and nodes running: `pkill -f beam.smp;
+# pkill -f picket-opensearch`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --release -p picket-collector -p picket-agent
 cargo build --quiet --release -p picket-tests --example fleet_sim
 mkdir -p target/bench-results
-target/release/examples/fleet_sim "$@" 2>&1 | tee target/bench-results/fleet_sim.txt | grep --line-buffered '^RESULT\|^fleet_sim'
+# Progress (a line per run) and results as they come; everything in the file.
+set +e
+target/release/examples/fleet_sim "$@" 2>&1 | tee target/bench-results/fleet_sim.txt \
+  | grep -a --line-buffered '^RESULT\|^fleet_sim'
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+  grep -a -A20 'panicked' target/bench-results/fleet_sim.txt || tail -40 target/bench-results/fleet_sim.txt
+  exit "$status"
+fi

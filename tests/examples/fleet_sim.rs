@@ -34,12 +34,16 @@
 //!
 //! **What is measured**, for each number of collectors and each number of hosts, over
 //! `--seconds` of traffic: events/s offered and stored, the collectors' CPU µs per
-//! event (user+system from /proc, all collectors), the queue's depth (ready messages,
-//! sampled every 2 s: largest and at the end), the store lag (a probe event every 5 s,
-//! the time until a `_count` without refresh finds it: what an analyst waits), the
-//! alert latency (a fresh address guesses once a second on a bastion; the time from
-//! its tenth guess, the rule's threshold, until the alert is stored: the shipped rule
-//! runs every minute), and after the traffic, how long the backlog takes to drain.
+//! event (user+system from /proc, all collectors) and each tier's cores (collectors,
+//! RabbitMQ nodes, OpenSearch nodes), the queue's depth (ready messages, sampled every
+//! 2 s: largest and at the end), the store lag (a probe event every 5 s, the time until
+//! a `_count` without refresh finds it: what an analyst waits), the alert latency (from
+//! the 20th second and every 40 s after, a fresh address guesses once a second for 12 s
+//! on a bastion; the time from its tenth guess, the rule's threshold, until the alert is
+//! stored, found by a thread polling from then on: the shipped rule runs every minute;
+//! each must alert exactly once), and after the traffic, how long the backlog takes to
+//! drain. Also: what 500 idle AMQPS connections cost a RabbitMQ node, and, at the end,
+//! the store's primary bytes per event.
 //! Then, for each number of collectors, the fleet's capacity: `--backlog` events
 //! published as fast as the brokers take them and the time until all are stored.
 //! Every run checks that every event published is stored exactly once. The lines
@@ -48,6 +52,10 @@
 //! The shipped rules run as shipped (every minute, most of them), except `silent-host`:
 //! the simulation's hosts stop between runs, and 50,000 silent hosts would be a run of
 //! their own.
+//!
+//! A failed check stops every broker, node and collector it started; an interruption
+//! (Ctrl-C, SIGTERM) ends the process before it can, and `pkill -f beam.smp; pkill -f
+//! picket-opensearch` cleans up after one.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
