@@ -20,8 +20,10 @@
 //! - an *exposed* one (10%, sshd on the internet): the same, plus the background of
 //!   internet scanners, one password guess every 30 s on average (invalid user, PAM's
 //!   failure, `Failed password`, the close before authentication) from a pool of
-//!   scanner addresses as large as the exposed hosts (each address tries a few hosts
-//!   slowly, under the brute-force rule's threshold);
+//!   scanner addresses as large as the exposed hosts (each address tries about 4
+//!   guesses in 2 minutes across hosts: most stay under the brute-force rule's
+//!   threshold, about 1% cross it in a window, and many reach the password-spray
+//!   rule's 5 user names in its 10 minutes);
 //! - a *bastion under brute force* (one host in 1,000, at least one): the quiet
 //!   traffic plus 5 guesses a second from one address, a new address every 2 min.
 //!
@@ -41,7 +43,8 @@
 //! the 20th second and every 40 s after, a fresh address guesses once a second for 12 s
 //! on a bastion; the time from its tenth guess, the rule's threshold, until the alert is
 //! stored, found by a thread polling from then on: the shipped rule runs every minute;
-//! each must alert exactly once), and after the traffic, how long the backlog takes to
+//! each must alert at most once; one that has not alerted 4 minutes after its threshold
+//! shows as a 0 in `alerts`), and after the traffic, how long the backlog takes to
 //! drain. Also: what 500 idle AMQPS connections cost a RabbitMQ node, and, at the end,
 //! the store's primary bytes per event.
 //! Then, for each number of collectors, the fleet's capacity: `--backlog` events
@@ -426,8 +429,9 @@ impl Publisher {
         let channels = runtime.block_on(async {
             let mut channels = Vec::new();
             for i in 0..count {
-                // Spread over the nodes as agents listing them in different orders are.
-                for _ in 0..i {
+                // Spread over the nodes as agents listing them in different orders are:
+                // each connection starts at the node after the last one's.
+                if i > 0 {
                     endpoint.pass_over();
                 }
                 let connection = endpoint.connect("fleet-sim").await.expect("connect");
@@ -582,6 +586,12 @@ fn stored(search: &OpenSearch) -> u64 {
     search.count("events-*", &json!({ "match_all": {} }))
 }
 
+/// What a search finds in `events-*` now, without forcing a refresh (one a second
+/// happens anyway): for watching progress without adding to the store's work.
+fn stored_now(search: &OpenSearch) -> u64 {
+    count_now(search, "events-*", &json!({ "match_all": {} })).unwrap_or(0)
+}
+
 /// The simulated agents' AMQPS endpoint: the nodes at `urls`, the client certificate.
 fn amqps_endpoint(urls: &[String], pki: &Pki) -> AmqpEndpoint {
     AmqpEndpoint::build(EndpointConfig {
@@ -714,6 +724,8 @@ fn run(
     );
     let publisher = Publisher::connect(&setup.endpoint, options.connections.min(hosts));
     let cpu_start = tier_cpu(setup, fleet);
+    let pids: Vec<u32> = fleet.iter().filter_map(|c| c.service.pid()).collect();
+    let each_start: Vec<f64> = pids.iter().map(|&p| cpu_seconds(p)).collect();
     let stored_start = stored(&setup.search);
     assert_eq!(
         stored_start, before,
@@ -741,6 +753,8 @@ fn run(
     );
     let search_urls = setup.search.urls();
     let outcome = std::thread::scope(|threads| {
+        // However the traffic ends (a failed publish unwinds too), the threads stop.
+        let _stop = StopOnDrop(&stop);
         threads.spawn(|| watch_probes(&search_urls, &probes, &lags, &stop));
         threads.spawn(|| watch_alerts(setup, &attacks, &stop));
         threads.spawn(|| {
@@ -772,6 +786,7 @@ fn run(
             messages.clear();
             let mut events =
                 sim.second((second + 1) * 1000, now, options.pack, &mut messages) as u64;
+            let mut probe_id = None;
             if second % 5 == 0 {
                 let (id, mut body) = probe(*sequence, now);
                 *sequence += 1;
@@ -780,7 +795,7 @@ fn run(
                 }
                 messages.push(body);
                 events += 1;
-                probes.lock().unwrap().push((id, Instant::now()));
+                probe_id = Some(id);
             }
             let attacker = attacks
                 .lock()
@@ -821,6 +836,10 @@ fn run(
                 }
             }
             publisher.publish(&messages, options.pack);
+            // Lags count from the broker's confirm, as alert latencies do.
+            if let Some(id) = probe_id {
+                probes.lock().unwrap().push((id, Instant::now()));
+            }
             // The tenth guess reached the rule's threshold.
             for attack in attacks.lock().unwrap().iter_mut() {
                 if second == attack.from + 9 {
@@ -837,19 +856,30 @@ fn run(
         let want = before + published;
         let mut last = 0;
         while drain_start.elapsed() < Duration::from_secs(1800) {
-            last = stored(&setup.search);
+            last = stored_now(&setup.search);
             if last >= want {
                 break;
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+        // Exact, once everything is searchable.
+        if last >= want {
+            last = stored(&setup.search);
+        }
         let drain = drain_start.elapsed().as_secs_f64();
         let cpu_end = tier_cpu(setup, fleet);
         let cpu_used: Vec<f64> = (0..3).map(|i| cpu_end[i] - cpu_start[i]).collect();
+        let each_used: Vec<f64> = pids
+            .iter()
+            .zip(&each_start)
+            .map(|(&pid, start)| cpu_seconds(pid) - start)
+            .collect();
         stop.store(true, Ordering::Relaxed);
-        (published, elapsed, behind, drain, cpu_used, last, want)
+        (
+            published, elapsed, behind, drain, cpu_used, each_used, last, want,
+        )
     });
-    let (published, elapsed, behind, drain, cpu_used, last, want) = outcome;
+    let (published, elapsed, behind, drain, cpu_used, each_used, last, want) = outcome;
     assert_eq!(
         last, want,
         "stored {last} of {want} ({hosts} hosts, {collectors} collectors)"
@@ -873,20 +903,37 @@ fn run(
     let depths = depths.lock().unwrap().clone();
     let mut lags = lags.lock().unwrap().clone();
     let unseen = probes.lock().unwrap().len();
-    let offered = published as f64 / elapsed;
+    // The traffic's seconds (the clock's last tick is one second before their end).
+    let offered = published as f64 / options.seconds as f64;
     let rss = fleet
         .iter()
         .filter_map(|c| c.service.pid())
         .map(rss_mib)
         .fold(0.0, f64::max);
     let per_event = |i: usize| cpu_used[i] * 1e6 / published as f64;
+    // Each collector's cores, the lease holder's marked `*`.
+    let lease = setup.search.get("/picket-scheduler/_doc/lease");
+    let holder = lease["_source"]["holder"]
+        .as_str()
+        .and_then(|h| h.split('/').nth(1))
+        .unwrap_or_default()
+        .to_string();
+    let each: Vec<String> = pids
+        .iter()
+        .zip(&each_used)
+        .map(|(&pid, used)| {
+            let mark = if pid.to_string() == holder { "*" } else { "" };
+            format!("{:.3}{mark}", used / (elapsed + drain))
+        })
+        .collect();
     let line = format!(
         "RESULT hosts={hosts} collectors={collectors} events_per_s={offered:.0} collector_cpu_us={:.1} \
-         collector_cores={:.3} collector_rss_mib={rss:.0} rabbitmq_cores={:.3} opensearch_cores={:.3} \
+         collector_cores={:.3} each=[{}] collector_rss_mib={rss:.0} rabbitmq_cores={:.3} opensearch_cores={:.3} \
          queue_max={} queue_end={} store_lag_p50_s={:.1} store_lag_max_s={:.1} alert_latency_p50_s={:.1} alert_latency_max_s={:.1} alerts={alerts:?} \
          drain_s={drain:.1} behind_s={behind} events={published} probes_unseen={unseen}",
         per_event(0),
         cpu_used[0] / (elapsed + drain),
+        each.join(","),
         cpu_used[1] / (elapsed + drain),
         cpu_used[2] / (elapsed + drain),
         depths.iter().max().copied().unwrap_or(0),
@@ -897,11 +944,26 @@ fn run(
         percentile(&mut latencies, 1.0),
     );
     println!("{line}");
+    // Twice is a fault; never (within 4 minutes of the threshold) is a finding: a
+    // store too loaded to answer the rules' searches (the collector logs each failed
+    // run), reported in `alerts` as a 0.
     assert!(
-        alerts.iter().all(|&n| n == 1),
-        "each timed brute force alerted once: {line}"
+        alerts.iter().all(|&n| n <= 1),
+        "a timed brute force alerted more than once: {line}"
     );
+    if alerts.contains(&0) {
+        eprintln!("fleet_sim: a timed brute force did not alert within 4 minutes: {line}");
+    }
     published
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// A timed brute force: its address, its first second, when its tenth guess was
@@ -947,7 +1009,7 @@ fn watch_alerts(setup: &Setup, attacks: &Mutex<Vec<Attack>>, stop: &AtomicBool) 
             .filter(|a| a.latency.is_none())
             .any(|a| {
                 a.threshold
-                    .is_none_or(|t| t.elapsed() < Duration::from_secs(240))
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(240))
             });
         if stop.load(Ordering::Relaxed) && !open {
             return;
@@ -1062,9 +1124,10 @@ fn capacity(
     let published_in = begin.elapsed().as_secs_f64();
     let want = before + options.backlog as u64;
     loop {
-        let now = stored(&setup.search);
+        let now = stored_now(&setup.search);
         if now >= want {
-            assert_eq!(now, want, "stored exactly the backlog");
+            let exact = stored(&setup.search);
+            assert_eq!(exact, want, "stored exactly the backlog");
             break;
         }
         assert!(

@@ -220,9 +220,13 @@ fn a_fleet_loses_a_rabbitmq_node_a_collector_and_the_alert_leader_and_stores_and
     nodes[1].kill();
     append_lines(&log_a, LINES / 3, 2 * LINES / 3);
     append_lines(&log_b, LINES + LINES / 3, LINES + 2 * LINES / 3);
-    let stored = wait_stored(&collector_b, 4 * LINES / 3, Duration::from_secs(120));
+    let stored = wait_stored(
+        &collector_b,
+        4 * LINES / 3 + HTTP_LINES / 3,
+        Duration::from_secs(120),
+    );
     assert!(
-        stored >= 4 * LINES / 3,
+        stored >= 4 * LINES / 3 + HTTP_LINES / 3,
         "after the node's death: {stored}\n{}\n{}",
         collector_a.service.log(),
         nodes[0].log()
