@@ -751,11 +751,10 @@ fn run(
             })
             .collect(),
     );
-    let search_urls = setup.search.urls();
     let outcome = std::thread::scope(|threads| {
         // However the traffic ends (a failed publish unwinds too), the threads stop.
         let _stop = StopOnDrop(&stop);
-        threads.spawn(|| watch_probes(&search_urls, &probes, &lags, &stop));
+        threads.spawn(|| watch_probes(&setup.search, &probes, &lags, &stop));
         threads.spawn(|| watch_alerts(setup, &attacks, &stop));
         threads.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
@@ -771,7 +770,7 @@ fn run(
             LineParser::new(attack_host.clone(), TimeZoneChoice::parse("UTC").unwrap());
         let mut random = Random(0xa77ac4 ^ hosts as u64);
 
-        let published = AtomicU64::new(0);
+        let mut published = 0u64;
         let mut behind = 0u32;
         let begin = Instant::now();
         let mut messages = Vec::new();
@@ -846,10 +845,9 @@ fn run(
                     attack.threshold = Some(Instant::now());
                 }
             }
-            published.fetch_add(events, Ordering::Relaxed);
+            published += events;
         }
         let elapsed = begin.elapsed().as_secs_f64();
-        let published = published.load(Ordering::Relaxed);
 
         // The backlog drains: until everything published is stored.
         let drain_start = Instant::now();
@@ -1029,28 +1027,17 @@ fn bruteforce_alerts(address: &str) -> Value {
 
 /// Polls for each probe until a `_count` without refresh finds it; its lag.
 fn watch_probes(
-    urls: &[String],
+    search: &OpenSearch,
     probes: &Mutex<Vec<(String, Instant)>>,
     lags: &Mutex<Vec<f64>>,
     stop: &AtomicBool,
 ) {
-    let client = picket_tests::http();
     let mut quiet_after_stop = 0;
     loop {
         let pending: Vec<(String, Instant)> = probes.lock().unwrap().clone();
         for (id, at) in pending {
-            let body = json!({ "query": { "term": { "eventid": id } } });
-            let found = urls.iter().find_map(|u| {
-                let answer = client
-                    .post(format!(
-                        "{u}/events-*/_count?ignore_unavailable=true&allow_no_indices=true"
-                    ))
-                    .json(&body)
-                    .send()
-                    .ok()?;
-                answer.json::<Value>().ok()?["count"].as_u64()
-            });
-            if found.unwrap_or(0) > 0 {
+            let query = json!({ "term": { "eventid": id } });
+            if count_now(search, "events-*", &query).unwrap_or(0) > 0 {
                 lags.lock().unwrap().push(at.elapsed().as_secs_f64());
                 probes.lock().unwrap().retain(|(i, _)| *i != id);
             }
