@@ -23,7 +23,8 @@
 # otherwise); AGENT_CPUS=0 pins the agent to CPU 0 (taskset), for "on one core".
 # Heartbeats are turned off so counts are exact. AGENT_BIN and COLLECTOR_BIN run other
 # builds (an older commit's, for a before/after in one run; keys they do not know are
-# not set); SHIPPER_KEYS adds lines to the shipper's table (`gzip = true`).
+# not set); SHIPPER_KEYS adds lines to the shipper's table (`gzip = true`), STORE_KEYS to the
+# collector's `[collector.stores.embedded]`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-sink}
@@ -77,6 +78,7 @@ client_ca_file = "$work/ca.pem"
 tokens_file = "$work/token"
 [collector.stores.embedded]
 ${COMMIT_MS:+commit_interval_ms = $COMMIT_MS}
+${STORE_KEYS:-}
 TOML
     "$collector_bin" --config "$work/collector.toml" serve 2>"$work/collector.log" &
     pids+=($!); collector_pid=$!

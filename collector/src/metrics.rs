@@ -230,6 +230,7 @@ pub struct AlertMetrics {
     pub fired: AtomicU64,
     pub failures: AtomicU64,
     pub missed_runs: AtomicU64,
+    pub catch_up_runs: AtomicU64,
     pub notify_failures: AtomicU64,
 }
 
@@ -251,6 +252,11 @@ impl AlertMetrics {
                 "picket_alert_runs_missed_total",
                 "Scheduled alert rule runs skipped because an earlier one ran late.",
                 &self.missed_runs,
+            ),
+            (
+                "picket_alert_catch_up_runs_total",
+                "Alert rule runs over windows missed by failed or late runs, made when the rule runs again.",
+                &self.catch_up_runs,
             ),
             (
                 "picket_alert_notifications_failed_total",

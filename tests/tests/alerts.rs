@@ -499,3 +499,50 @@ async fn a_failing_rule_is_logged_counted_and_run_again_and_late_runs_are_counte
     assert_eq!(metrics.runs.load(Relaxed), 2);
     assert_eq!(metrics.missed_runs.load(Relaxed), 9);
 }
+
+/// A rule that did not run for longer than its window (its runs failed while the store
+/// refused searches, or were late) evaluates the windows in between when it runs
+/// again: a brute force inside the gap alerts once, and not again.
+#[tokio::test]
+async fn a_brute_force_inside_a_gap_longer_than_the_window_alerts_when_the_rule_runs_again() {
+    let world = World::new();
+    let start = at("2026-11-25T10:00:00Z");
+    let mut scheduler = world.scheduler(None);
+    let brute_forces =
+        |fired: &std::collections::BTreeMap<String, usize>| fired.get("ssh-bruteforce").copied();
+    let quiet = fired(&scheduler.run_due(start).await);
+    assert_eq!(brute_forces(&quiet), Some(0), "{quiet:?}");
+    let failure = |t: DateTime<Utc>| {
+        json!({"utctimestamp": t.to_rfc3339(), "hostname": "web1", "processname": "sshd",
+               "category": "authentication", "summary": "Failed password",
+               "details": {"success": false, "sourceipaddress": "203.0.113.44", "username": "root"}})
+    };
+    // Twelve guesses, 5 s apart from 10:06:40.
+    let attack = at("2026-11-25T10:06:40Z");
+    let events = (0..12)
+        .map(|i| failure(attack + chrono::Duration::seconds(i * 5)))
+        .collect();
+    world.events(events, attack).await;
+    // The next run is 30 minutes later: its own window (10:28-10:30) holds nothing.
+    let late = scheduler
+        .run_due(start + chrono::Duration::minutes(30))
+        .await;
+    let fired_late = fired(&late);
+    assert_eq!(brute_forces(&fired_late), Some(1), "{late:?}");
+    let metrics = &scheduler.metrics;
+    assert!(
+        metrics
+            .catch_up_runs
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    // Caught up: the next runs evaluate their own windows only, and alert nothing again.
+    for minutes in [31, 45] {
+        let again = fired(
+            &scheduler
+                .run_due(start + chrono::Duration::minutes(minutes))
+                .await,
+        );
+        assert_eq!(brute_forces(&again), Some(0), "{again:?}");
+    }
+}

@@ -28,7 +28,7 @@ use tracing::{error, info, warn};
 
 use self::engine::{Alert, EventSource, PendingAlert, RuleLedger};
 use self::notify::Notifier;
-use self::rules::Rule;
+use self::rules::{Rule, RuleKind};
 use crate::stores::elasticsearch::ElasticStore;
 use crate::stores::embedded::EmbeddedStore;
 use crate::stores::{Store, StoreError, Stored};
@@ -261,6 +261,13 @@ pub struct LedgerError {
     path: PathBuf,
     source: std::io::Error,
 }
+
+/// How far back a rule's missed windows are evaluated when it runs again.
+const CATCH_UP_HORIZON: chrono::Duration = chrono::Duration::hours(24);
+/// A gap between two evaluated windows this short is not caught up.
+const CATCH_UP_SLACK: chrono::Duration = chrono::Duration::seconds(10);
+/// Most missed windows one run evaluates (a 2-minute window over 24 hours is 1,440).
+const MAX_CATCH_UP_WINDOWS: usize = 1_440;
 
 /// Runs the rules.
 pub struct Scheduler<S: EventSource> {
@@ -639,13 +646,74 @@ impl<S: EventSource> Scheduler<S> {
                 self.metrics
                     .missed_runs
                     .fetch_add(missed, Ordering::Relaxed);
-                warn!(rule = %rule.name, missed, due = %due, "Rule ran late; scheduled runs were skipped (this run's window covers them only if it is longer than the gap).");
+                warn!(rule = %rule.name, missed, due = %due, "Rule ran late; scheduled runs were skipped (the windows they would have covered are evaluated now).");
             }
             self.next_run
                 .insert(rule.name.clone(), rule.schedule.next_after(now));
-            reports.push(self.run_rule(&rule, now).await);
+            // The windows the rule did not evaluate since its last run that did,
+            // oldest first (else an attack inside a gap longer than the window is
+            // never seen). A failure stops the catch-up; the next run resumes it.
+            let missed_windows = self.missed_windows(&rule, now);
+            if !missed_windows.is_empty() {
+                warn!(rule = %rule.name, windows = missed_windows.len(), since = %missed_windows[0], "Rule evaluates the windows it missed (failed or late runs), oldest first.");
+            }
+            let mut caught_up = true;
+            for instant in missed_windows {
+                self.metrics.catch_up_runs.fetch_add(1, Ordering::Relaxed);
+                let report = self.run_rule(&rule, instant).await;
+                caught_up = report.error.is_none();
+                reports.push(report);
+                if !caught_up {
+                    break;
+                }
+            }
+            if caught_up {
+                reports.push(self.run_rule(&rule, now).await);
+            }
         }
         reports
+    }
+
+    /// The ends of the windows `rule` missed before `now`: after its last evaluated
+    /// window, every half window (an attack across two windows falls whole in the one
+    /// between), up to the one `now`'s run covers; at most [`CATCH_UP_HORIZON`] back
+    /// and [`MAX_CATCH_UP_WINDOWS`] of them. None for deadman rules: a silence in the
+    /// past, with events that arrived since, is not one to report now.
+    fn missed_windows(&self, rule: &Rule, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        if matches!(rule.kind, RuleKind::Deadman { .. }) {
+            return Vec::new();
+        }
+        let Some(last) = self.ledgers.get(&rule.name).and_then(|l| l.evaluated) else {
+            return Vec::new();
+        };
+        let window = chrono::Duration::from_std(rule.window).unwrap_or_default();
+        // `now`'s own window reaches back to the last one (a run a few seconds late,
+        // as ticks are, is not a gap: a rule run as often as its window is long would
+        // otherwise evaluate twice a run).
+        if now - last <= window + CATCH_UP_SLACK {
+            return Vec::new();
+        }
+        let step = (window / 2).max(chrono::Duration::seconds(1));
+        let oldest = now - CATCH_UP_HORIZON;
+        if last < oldest {
+            warn!(rule = %rule.name, last = %last, "Rule's last evaluated window is older than the catch-up horizon; windows before it are not evaluated.");
+        }
+        let mut instants = Vec::new();
+        let mut at = last.max(oldest) + step;
+        while at + step <= now && instants.len() < MAX_CATCH_UP_WINDOWS {
+            instants.push(at);
+            at += step;
+        }
+        // Over the cap: the newest windows, nearest the run's own.
+        if at + step <= now {
+            let skipped = ((now - at).num_seconds() / step.num_seconds().max(1)).max(0);
+            warn!(rule = %rule.name, skipped, "More missed windows than one run catches up; the oldest are not evaluated.");
+            let shift = now - step - *instants.last().unwrap_or(&now);
+            for instant in &mut instants {
+                *instant += shift;
+            }
+        }
+        instants
     }
 
     /// Runs one rule now, whatever its schedule.
@@ -699,6 +767,7 @@ impl<S: EventSource> Scheduler<S> {
             }
         }
         ledger.prune(rule, now);
+        ledger.evaluated = Some(ledger.evaluated.map_or(now, |at| at.max(now)));
         ledger.pending = alerts
             .iter()
             .map(|a| PendingAlert {

@@ -137,11 +137,15 @@ impl World {
     }
 }
 
+/// Alerts fired per rule (a rule catching up missed windows runs more than once),
+/// every run required to succeed.
 pub fn fired(reports: &[picket_collector::alerts::RunReport]) -> BTreeMap<String, usize> {
+    let mut fired = BTreeMap::new();
     for report in reports {
         assert_eq!(report.error, None, "{}", report.rule);
+        *fired.entry(report.rule.clone()).or_default() += report.fired;
     }
-    reports.iter().map(|r| (r.rule.clone(), r.fired)).collect()
+    fired
 }
 
 /// Every scenario and its near misses, all in one store at 10:00–10:04 UTC.
