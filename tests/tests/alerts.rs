@@ -505,7 +505,14 @@ async fn a_failing_rule_is_logged_counted_and_run_again_and_late_runs_are_counte
 /// again: a brute force inside the gap alerts once, and not again.
 #[tokio::test]
 async fn a_brute_force_inside_a_gap_longer_than_the_window_alerts_when_the_rule_runs_again() {
-    let world = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = picket_collector::stores::embedded::EmbeddedStore::open(
+        dir.path(),
+        Duration::from_millis(10),
+        15_000_000,
+    )
+    .unwrap();
+    let world = World::with(dir, picket_collector::stores::Store::Embedded(store), true);
     let start = at("2026-11-25T10:00:00Z");
     let mut scheduler = world.scheduler(None);
     let brute_forces =
@@ -529,6 +536,37 @@ async fn a_brute_force_inside_a_gap_longer_than_the_window_alerts_when_the_rule_
         .await;
     let fired_late = fired(&late);
     assert_eq!(brute_forces(&fired_late), Some(1), "{late:?}");
+    // Dated when it was decided (among the newest alerts), with the run it belongs to.
+    let stored = world
+        .alerts
+        .as_ref()
+        .unwrap()
+        .search(picket_collector::stores::SearchRequest {
+            query: "details.rule:ssh-bruteforce".into(),
+            from: None,
+            to: None,
+            size: 10,
+            time_field: Default::default(),
+            aggs: None,
+            max_bytes: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.total, 1, "{stored:?}");
+    let alert = &stored.hits[0];
+    assert_eq!(
+        alert["utctimestamp"], "2026-11-25T10:30:00+00:00",
+        "{alert}"
+    );
+    let run_at: DateTime<Utc> = alert["details"]["run_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        run_at > attack && run_at <= attack + chrono::Duration::minutes(3),
+        "{alert}"
+    );
     let metrics = &scheduler.metrics;
     assert!(
         metrics
@@ -536,7 +574,8 @@ async fn a_brute_force_inside_a_gap_longer_than_the_window_alerts_when_the_rule_
             .load(std::sync::atomic::Ordering::Relaxed)
             > 0
     );
-    // Caught up: the next runs evaluate their own windows only, and alert nothing again.
+    // On time at 10:31 (its own window only), late again at 10:45 (caught up again):
+    // nothing alerts twice.
     for minutes in [31, 45] {
         let again = fired(
             &scheduler
@@ -545,4 +584,107 @@ async fn a_brute_force_inside_a_gap_longer_than_the_window_alerts_when_the_rule_
         );
         assert_eq!(brute_forces(&again), Some(0), "{again:?}");
     }
+}
+
+/// Three hours of missed runs are more than one tick catches up (60 runs a tick): the
+/// catch-up resumes where it stopped, the rule's own window runs meanwhile, and each
+/// attack alerts once, including one at the seam between two ticks' catch-ups.
+#[tokio::test]
+async fn a_catch_up_longer_than_a_tick_resumes_at_the_next_and_alerts_each_attack_once() {
+    let world = World::new();
+    let start = at("2026-11-25T10:00:00Z");
+    let mut scheduler = world.scheduler(None);
+    fired(&scheduler.run_due(start).await);
+    let guesses = |ip: &str, from: DateTime<Utc>| -> Vec<Value> {
+        (0..12)
+            .map(|i| {
+                json!({"utctimestamp": (from + chrono::Duration::seconds(i * 5)).to_rfc3339(),
+                       "hostname": "web1", "processname": "sshd",
+                       "category": "authentication", "summary": "Failed password",
+                       "details": {"success": false, "sourceipaddress": ip, "username": "root"}})
+            })
+            .collect()
+    };
+    // 10:59: inside the first tick's last window (ending 11:00) and the second tick's
+    // first (ending 11:01). 12:30: the third tick's.
+    let seam = at("2026-11-25T10:59:00Z");
+    world.events(guesses("198.51.100.7", seam), seam).await;
+    let later = at("2026-11-25T12:30:00Z");
+    world.events(guesses("198.51.100.8", later), later).await;
+    let mut alerts = std::collections::BTreeMap::new();
+    for minutes in 180..186 {
+        let reports = scheduler
+            .run_due(start + chrono::Duration::minutes(minutes))
+            .await;
+        assert!(
+            reports.len() <= 12 + 12 * 61,
+            "a tick's catch-up is bounded"
+        );
+        let got = fired(&reports)["ssh-bruteforce"];
+        alerts.insert(minutes, got);
+    }
+    assert_eq!(alerts.values().sum::<usize>(), 2, "{alerts:?}");
+    assert_eq!(
+        alerts[&180], 1,
+        "the first tick catches up 10:01-11:00: {alerts:?}"
+    );
+    let caught_up = scheduler
+        .metrics
+        .catch_up_runs
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // Each rule but the deadman one evaluated the runs from 10:01 to about 13:02 once.
+    let rules = scheduler
+        .rules()
+        .iter()
+        .filter(|r| r.kind.name() != "deadman")
+        .count() as u64;
+    assert!(
+        (179 * rules..=186 * rules).contains(&caught_up),
+        "{caught_up} for {rules} rules"
+    );
+}
+
+/// A rule run less often than its window is long (or on a cron with gaps) skips time by
+/// design: its runs on schedule, a few seconds late as ticks are, catch nothing up;
+/// runs missed for real are made.
+#[tokio::test]
+async fn runs_on_schedule_catch_nothing_up_whatever_the_window() {
+    let world = World::new();
+    let scheduler_of = |name: &str, schedule: &str, window: &str| {
+        let rules = tempfile::tempdir().unwrap();
+        std::fs::write(
+            rules.path().join(format!("{name}.toml")),
+            format!("name = \"{name}\"\n{schedule}\nwindow = \"{window}\"\nquery = \"processname:sshd\"\ntype = \"simple\"\ncategory = \"c\"\nsummary = \"s\"\n"),
+        )
+        .unwrap();
+        let scheduler = Scheduler::new(
+            rules.path(),
+            Arc::clone(&world.store),
+            None,
+            Vec::new(),
+            None,
+        )
+        .unwrap();
+        (rules, scheduler)
+    };
+    let caught_up = |scheduler: &Scheduler<Arc<picket_collector::stores::Store>>| {
+        scheduler
+            .metrics
+            .catch_up_runs
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let (_sparse_rules, mut sparse) = scheduler_of("sparse", "every = \"10m\"", "5m");
+    for t in ["17:00:00", "17:10:03", "17:20:05", "17:30:06"] {
+        fired(&sparse.run_due(at(&format!("2026-11-25T{t}Z"))).await);
+    }
+    assert_eq!(caught_up(&sparse), 0);
+    fired(&sparse.run_due(at("2026-11-25T18:00:00Z")).await);
+    assert_eq!(caught_up(&sparse), 2, "17:40 and 17:50 were missed");
+
+    let (_office_rules, mut office) = scheduler_of("office", "schedule = \"0 9-17 * * *\"", "1h");
+    fired(&office.run_due(at("2026-11-25T17:00:00Z")).await);
+    fired(&office.run_due(at("2026-11-26T09:00:04Z")).await);
+    assert_eq!(caught_up(&office), 0, "the night is not a gap");
+    fired(&office.run_due(at("2026-11-26T11:00:01Z")).await);
+    assert_eq!(caught_up(&office), 1, "10:00 was missed");
 }

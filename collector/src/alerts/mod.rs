@@ -264,10 +264,12 @@ pub struct LedgerError {
 
 /// How far back a rule's missed windows are evaluated when it runs again.
 const CATCH_UP_HORIZON: chrono::Duration = chrono::Duration::hours(24);
-/// A gap between two evaluated windows this short is not caught up.
+/// A scheduled run made this late is that run, not a missed one.
 const CATCH_UP_SLACK: chrono::Duration = chrono::Duration::seconds(10);
-/// Most missed windows one run evaluates (a 2-minute window over 24 hours is 1,440).
-const MAX_CATCH_UP_WINDOWS: usize = 1_440;
+/// Most missed runs of a rule evaluated in one tick (the rest at the next ticks)...
+const CATCH_UP_RUNS: usize = 60;
+/// ...and the longest a rule's catch-up takes in one tick (the other rules wait).
+const CATCH_UP_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs the rules.
 pub struct Scheduler<S: EventSource> {
@@ -650,70 +652,71 @@ impl<S: EventSource> Scheduler<S> {
             }
             self.next_run
                 .insert(rule.name.clone(), rule.schedule.next_after(now));
-            // The windows the rule did not evaluate since its last run that did,
-            // oldest first (else an attack inside a gap longer than the window is
-            // never seen). A failure stops the catch-up; the next run resumes it.
-            let missed_windows = self.missed_windows(&rule, now);
-            if !missed_windows.is_empty() {
-                warn!(rule = %rule.name, windows = missed_windows.len(), since = %missed_windows[0], "Rule evaluates the windows it missed (failed or late runs), oldest first.");
+            // The scheduled runs the rule did not make since the last one it made
+            // (failed or late), oldest first, a bounded number a tick; then its own.
+            // A failure stops the catch-up, and the next tick resumes it where it
+            // stopped: `evaluated` stays there until the catch-up is done.
+            let (missed_runs, left) = self.missed_runs(&rule, now);
+            if !missed_runs.is_empty() {
+                warn!(rule = %rule.name, runs = missed_runs.len(), left, since = %missed_runs[0], "Rule evaluates the scheduled runs it missed (failed or late), oldest first.");
             }
-            let mut caught_up = true;
-            for instant in missed_windows {
+            let started = std::time::Instant::now();
+            let mut caught_up = left == 0;
+            for instant in missed_runs {
+                // The lease is renewed by the clock: a long catch-up must not outlive it.
+                let elapsed = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+                if started.elapsed() > CATCH_UP_TIME || !self.keep_lease(now + elapsed).await {
+                    caught_up = false;
+                    break;
+                }
                 self.metrics.catch_up_runs.fetch_add(1, Ordering::Relaxed);
-                let report = self.run_rule(&rule, instant).await;
-                caught_up = report.error.is_none();
+                let report = self.run_rule_at(&rule, instant, now, true).await;
+                let failed = report.error.is_some();
                 reports.push(report);
-                if !caught_up {
+                if failed {
+                    caught_up = false;
                     break;
                 }
             }
-            if caught_up {
-                reports.push(self.run_rule(&rule, now).await);
+            let elapsed = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+            if !self.keep_lease(now + elapsed).await {
+                warn!(rule = %rule.name, "The alert lease is lost or cannot be renewed; the remaining due rules wait.");
+                break;
             }
+            reports.push(self.run_rule_at(&rule, now, now, caught_up).await);
         }
         reports
     }
 
-    /// The ends of the windows `rule` missed before `now`: after its last evaluated
-    /// window, every half window (an attack across two windows falls whole in the one
-    /// between), up to the one `now`'s run covers; at most [`CATCH_UP_HORIZON`] back
-    /// and [`MAX_CATCH_UP_WINDOWS`] of them. None for deadman rules: a silence in the
-    /// past, with events that arrived since, is not one to report now.
-    fn missed_windows(&self, rule: &Rule, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    /// The scheduled runs `rule` missed between the last one it evaluated and `now`
+    /// (oldest first, at most [`CATCH_UP_RUNS`] of them; none further back than
+    /// [`CATCH_UP_HORIZON`]), and how many are left for the next ticks. None for a
+    /// rule that never ran (nothing to catch up from), and none for deadman rules: a
+    /// silence in the past, with events that arrived since, is not one to report now.
+    fn missed_runs(&self, rule: &Rule, now: DateTime<Utc>) -> (Vec<DateTime<Utc>>, usize) {
         if matches!(rule.kind, RuleKind::Deadman { .. }) {
-            return Vec::new();
+            return (Vec::new(), 0);
         }
         let Some(last) = self.ledgers.get(&rule.name).and_then(|l| l.evaluated) else {
-            return Vec::new();
+            return (Vec::new(), 0);
         };
-        let window = chrono::Duration::from_std(rule.window).unwrap_or_default();
-        // `now`'s own window reaches back to the last one (a run a few seconds late,
-        // as ticks are, is not a gap: a rule run as often as its window is long would
-        // otherwise evaluate twice a run).
-        if now - last <= window + CATCH_UP_SLACK {
-            return Vec::new();
-        }
-        let step = (window / 2).max(chrono::Duration::seconds(1));
         let oldest = now - CATCH_UP_HORIZON;
         if last < oldest {
-            warn!(rule = %rule.name, last = %last, "Rule's last evaluated window is older than the catch-up horizon; windows before it are not evaluated.");
+            warn!(rule = %rule.name, last = %last, "Rule's last evaluated run is older than the catch-up horizon (24 h); runs before that are not evaluated.");
         }
-        let mut instants = Vec::new();
-        let mut at = last.max(oldest) + step;
-        while at + step <= now && instants.len() < MAX_CATCH_UP_WINDOWS {
-            instants.push(at);
-            at += step;
-        }
-        // Over the cap: the newest windows, nearest the run's own.
-        if at + step <= now {
-            let skipped = ((now - at).num_seconds() / step.num_seconds().max(1)).max(0);
-            warn!(rule = %rule.name, skipped, "More missed windows than one run catches up; the oldest are not evaluated.");
-            let shift = now - step - *instants.last().unwrap_or(&now);
-            for instant in &mut instants {
-                *instant += shift;
+        let mut runs = Vec::new();
+        let mut left = 0;
+        // A run a few seconds late, as ticks are, is the run itself, not a missed one.
+        let mut at = rule.schedule.next_after(last.max(oldest));
+        while at + CATCH_UP_SLACK < now {
+            if runs.len() < CATCH_UP_RUNS {
+                runs.push(at);
+            } else {
+                left += 1;
             }
+            at = rule.schedule.next_after(at);
         }
-        instants
+        (runs, left)
     }
 
     /// Runs one rule now, whatever its schedule.
@@ -724,6 +727,21 @@ impl<S: EventSource> Scheduler<S> {
     /// ledger. Stopped before the ledger is saved, the next run finds the alerts again;
     /// after, the next run (or the next lease holder) stores the pending ones.
     pub async fn run_rule(&mut self, rule: &Rule, now: DateTime<Utc>) -> RunReport {
+        self.run_rule_at(rule, now, now, true).await
+    }
+
+    /// [`Scheduler::run_rule`] for the run due at `now`, made at `clock` (later, for a
+    /// missed run caught up: its alerts are dated `clock`, so they are among the newest
+    /// where analysts look, with `details.run_at` the run they belong to). `advance`:
+    /// the run moves the ledger's `evaluated` to `now` (every run does but one made
+    /// while missed runs are still to be caught up).
+    async fn run_rule_at(
+        &mut self,
+        rule: &Rule,
+        now: DateTime<Utc>,
+        clock: DateTime<Utc>,
+        advance: bool,
+    ) -> RunReport {
         self.metrics.runs.fetch_add(1, Ordering::Relaxed);
         let mut report = RunReport {
             rule: rule.name.clone(),
@@ -738,7 +756,10 @@ impl<S: EventSource> Scheduler<S> {
         }
         let before = self.ledgers.entry(rule.name.clone()).or_default().clone();
         let outcome = engine::evaluate_run(rule, &self.source, &before, now).await;
-        let engine::Evaluation { alerts, recovered } = match outcome {
+        let engine::Evaluation {
+            mut alerts,
+            recovered,
+        } = match outcome {
             Ok(found) => found,
             Err(e) => {
                 self.metrics.failures.fetch_add(1, Ordering::Relaxed);
@@ -756,6 +777,13 @@ impl<S: EventSource> Scheduler<S> {
             report.error = Some("the alert lease ran out during the run".into());
             return report;
         }
+        if clock != now {
+            for alert in &mut alerts {
+                alert.document["utctimestamp"] = serde_json::json!(mozdef::time::format_utc(clock));
+                alert.document["details"]["run_at"] =
+                    serde_json::json!(mozdef::time::format_utc(now));
+            }
+        }
         let mut ledger = before.clone();
         for value in recovered {
             ledger.silent.remove(&value);
@@ -766,8 +794,12 @@ impl<S: EventSource> Scheduler<S> {
                 ledger.silent.insert(value.clone(), now);
             }
         }
-        ledger.prune(rule, now);
-        ledger.evaluated = Some(ledger.evaluated.map_or(now, |at| at.max(now)));
+        if advance || ledger.evaluated.is_none() {
+            ledger.evaluated = Some(ledger.evaluated.map_or(now, |at| at.max(now)));
+        }
+        // Events of runs still to be caught up stay remembered (else a catch-up window
+        // would find them again).
+        ledger.prune(rule, ledger.evaluated.map_or(now, |at| at.min(now)));
         ledger.pending = alerts
             .iter()
             .map(|a| PendingAlert {
