@@ -687,4 +687,10 @@ async fn runs_on_schedule_catch_nothing_up_whatever_the_window() {
     assert_eq!(caught_up(&office), 0, "the night is not a gap");
     fired(&office.run_due(at("2026-11-26T11:00:01Z")).await);
     assert_eq!(caught_up(&office), 1, "10:00 was missed");
+
+    // A daily rule's missed run is 24 hours back, at the catch-up's horizon: made.
+    let (_daily_rules, mut daily) = scheduler_of("daily", "schedule = \"0 9 * * *\"", "1d");
+    fired(&daily.run_due(at("2026-11-25T09:00:00Z")).await);
+    fired(&daily.run_due(at("2026-11-27T09:00:04Z")).await);
+    assert_eq!(caught_up(&daily), 1, "the 26th's run was missed");
 }

@@ -268,14 +268,18 @@ const CATCH_UP_HORIZON: chrono::Duration = chrono::Duration::hours(24);
 const CATCH_UP_SLACK: chrono::Duration = chrono::Duration::seconds(10);
 /// Most missed runs of a rule evaluated in one tick (the rest at the next ticks)...
 const CATCH_UP_RUNS: usize = 60;
-/// ...and the longest a rule's catch-up takes in one tick (the other rules wait).
+/// ...and the longest the rules' catch-ups take in one tick (after their own runs).
 const CATCH_UP_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+/// Failures in a row after which a missed run is given up.
+const CATCH_UP_TRIES: u32 = 5;
 
 /// Runs the rules.
 pub struct Scheduler<S: EventSource> {
     rules: Vec<Rule>,
     rules_dir: PathBuf,
     next_run: HashMap<String, DateTime<Utc>>,
+    /// Per rule: the missed run its catch-up is stuck at, and how often it failed.
+    catch_up_tries: HashMap<String, (DateTime<Utc>, u32)>,
     ledgers: HashMap<String, RuleLedger>,
     ledger_dir: Option<PathBuf>,
     /// With a fleet's shared store: the lease that lets this collector run the rules,
@@ -322,6 +326,7 @@ impl<S: EventSource> Scheduler<S> {
             rules: Vec::new(),
             rules_dir: rules_dir.to_path_buf(),
             next_run: HashMap::new(),
+            catch_up_tries: HashMap::new(),
             ledgers: HashMap::new(),
             ledger_dir,
             lease: None,
@@ -626,13 +631,20 @@ impl<S: EventSource> Scheduler<S> {
     /// Runs every rule due at `now` (the clock is the caller's: tests inject it).
     pub async fn run_due(&mut self, now: DateTime<Utc>) -> Vec<RunReport> {
         let mut reports = Vec::new();
+        // The lease is renewed by the clock as it moves during the tick (a long tick
+        // must not write a lease that ran out while it ran).
+        let tick_start = std::time::Instant::now();
+        let clock = |now: DateTime<Utc>| {
+            now + chrono::Duration::from_std(tick_start.elapsed()).unwrap_or_default()
+        };
+        let mut catch_ups = Vec::new();
         for i in 0..self.rules.len() {
             let rule = self.rules[i].clone();
             let due = self.next_run.get(&rule.name).copied().unwrap_or(now);
             if due > now {
                 continue;
             }
-            if !self.keep_lease(now).await {
+            if !self.keep_lease(clock(now)).await {
                 // Not run, and still due: the next holder (or we, again) runs it.
                 warn!(rule = %rule.name, "The alert lease is lost or cannot be renewed; the remaining due rules wait.");
                 break;
@@ -648,25 +660,30 @@ impl<S: EventSource> Scheduler<S> {
                 self.metrics
                     .missed_runs
                     .fetch_add(missed, Ordering::Relaxed);
-                warn!(rule = %rule.name, missed, due = %due, "Rule ran late; scheduled runs were skipped (the windows they would have covered are evaluated now).");
+                warn!(rule = %rule.name, missed, due = %due, "Rule ran late; scheduled runs were skipped (they are caught up after the rules' own runs).");
             }
             self.next_run
                 .insert(rule.name.clone(), rule.schedule.next_after(now));
-            // The scheduled runs the rule did not make since the last one it made
-            // (failed or late), oldest first, a bounded number a tick; then its own.
-            // A failure stops the catch-up, and the next tick resumes it where it
-            // stopped: `evaluated` stays there until the catch-up is done.
+            // The rule's own run first (live detection waits for no catch-up); it
+            // leaves `evaluated` where it is while missed runs remain.
             let (missed_runs, left) = self.missed_runs(&rule, now);
-            if !missed_runs.is_empty() {
-                warn!(rule = %rule.name, runs = missed_runs.len(), left, since = %missed_runs[0], "Rule evaluates the scheduled runs it missed (failed or late), oldest first.");
+            let pending = !missed_runs.is_empty() || left > 0;
+            reports.push(self.run_rule_at(&rule, now, now, !pending).await);
+            if pending {
+                catch_ups.push((rule, missed_runs, left));
             }
-            let started = std::time::Instant::now();
-            let mut caught_up = left == 0;
+        }
+        // Then the scheduled runs the rules did not make since the last ones they made
+        // (failed or late), oldest first, within one budget a tick. A failure stops a
+        // rule's catch-up; it resumes a minute later where it stopped.
+        for (rule, missed_runs, left) in catch_ups {
+            if let Some(first) = missed_runs.first() {
+                warn!(rule = %rule.name, runs = missed_runs.len(), left, since = %first, "Rule evaluates the scheduled runs it missed (failed or late), oldest first.");
+            }
+            let mut done = left == 0;
             for instant in missed_runs {
-                // The lease is renewed by the clock: a long catch-up must not outlive it.
-                let elapsed = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
-                if started.elapsed() > CATCH_UP_TIME || !self.keep_lease(now + elapsed).await {
-                    caught_up = false;
+                if tick_start.elapsed() > CATCH_UP_TIME || !self.keep_lease(clock(now)).await {
+                    done = false;
                     break;
                 }
                 self.metrics.catch_up_runs.fetch_add(1, Ordering::Relaxed);
@@ -674,18 +691,56 @@ impl<S: EventSource> Scheduler<S> {
                 let failed = report.error.is_some();
                 reports.push(report);
                 if failed {
-                    caught_up = false;
+                    self.catch_up_failed(&rule, instant).await;
+                    done = false;
                     break;
                 }
             }
-            let elapsed = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
-            if !self.keep_lease(now + elapsed).await {
-                warn!(rule = %rule.name, "The alert lease is lost or cannot be renewed; the remaining due rules wait.");
-                break;
+            if done {
+                // Caught up to the rule's own run of this tick.
+                self.catch_up_tries.remove(&rule.name);
+                self.set_evaluated(&rule.name, now).await;
+            } else {
+                let soon = now + chrono::Duration::minutes(1);
+                let next = self.next_run.entry(rule.name.clone()).or_insert(soon);
+                *next = (*next).min(soon);
             }
-            reports.push(self.run_rule_at(&rule, now, now, caught_up).await);
         }
         reports
+    }
+
+    /// A missed run that failed: after [`CATCH_UP_TRIES`] failures in a row it is
+    /// given up (logged), so one run that cannot succeed does not hold the rule's
+    /// catch-up back for the whole horizon.
+    async fn catch_up_failed(&mut self, rule: &Rule, instant: DateTime<Utc>) {
+        let tries = self
+            .catch_up_tries
+            .entry(rule.name.clone())
+            .or_insert((instant, 0));
+        if tries.0 != instant {
+            *tries = (instant, 0);
+        }
+        tries.1 += 1;
+        if tries.1 >= CATCH_UP_TRIES {
+            self.catch_up_tries.remove(&rule.name);
+            error!(rule = %rule.name, run = %instant, tries = CATCH_UP_TRIES, "A missed run of the rule keeps failing; it is given up and the catch-up goes on after it.");
+            self.set_evaluated(&rule.name, instant).await;
+        }
+    }
+
+    /// Moves the rule's `evaluated` forward to `at` and saves its ledger (a save that
+    /// fails costs the runs since the last saved `evaluated` being made again).
+    async fn set_evaluated(&mut self, rule: &str, at: DateTime<Utc>) {
+        let Some(ledger) = self.ledgers.get_mut(rule) else {
+            return;
+        };
+        if ledger.evaluated.is_some_and(|e| e >= at) {
+            return;
+        }
+        ledger.evaluated = Some(at);
+        if let Err(e) = self.save_ledger(rule).await {
+            warn!(rule, error = %e, "Cannot save the alert ledger; runs since its last save may be evaluated again.");
+        }
     }
 
     /// The scheduled runs `rule` missed between the last one it evaluated and `now`
@@ -706,8 +761,19 @@ impl<S: EventSource> Scheduler<S> {
         }
         let mut runs = Vec::new();
         let mut left = 0;
+        // From the newest run at or before the horizon (a daily rule's run of
+        // yesterday is 24 hours back, and not lost to it).
+        let mut at = rule.schedule.next_after(last);
+        let mut skipped = 0u32;
+        while skipped < 1_000_000 {
+            let next = rule.schedule.next_after(at);
+            if next > oldest {
+                break;
+            }
+            at = next;
+            skipped += 1;
+        }
         // A run a few seconds late, as ticks are, is the run itself, not a missed one.
-        let mut at = rule.schedule.next_after(last.max(oldest));
         while at + CATCH_UP_SLACK < now {
             if runs.len() < CATCH_UP_RUNS {
                 runs.push(at);
