@@ -471,14 +471,7 @@ async fn a_failing_rule_is_logged_counted_and_run_again_and_late_runs_are_counte
         "name = \"broken\"\nevery = \"1m\"\nwindow = \"5m\"\nquery = \"details.username:(\"\ntype = \"simple\"\ncategory = \"c\"\nsummary = \"s\"\n",
     )
     .unwrap();
-    let mut scheduler = Scheduler::new(
-        rules.path(),
-        Arc::clone(&world.store),
-        None,
-        Vec::new(),
-        None,
-    )
-    .unwrap();
+    let mut scheduler = world.scheduler_of(rules.path());
     let now = at("2026-11-25T10:00:00Z");
     let first = scheduler.run_due(now).await;
     assert!(
@@ -657,14 +650,7 @@ async fn runs_on_schedule_catch_nothing_up_whatever_the_window() {
             format!("name = \"{name}\"\n{schedule}\nwindow = \"{window}\"\nquery = \"processname:sshd\"\ntype = \"simple\"\ncategory = \"c\"\nsummary = \"s\"\n"),
         )
         .unwrap();
-        let scheduler = Scheduler::new(
-            rules.path(),
-            Arc::clone(&world.store),
-            None,
-            Vec::new(),
-            None,
-        )
-        .unwrap();
+        let scheduler = world.scheduler_of(rules.path());
         (rules, scheduler)
     };
     let caught_up = |scheduler: &Scheduler<Arc<picket_collector::stores::Store>>| {

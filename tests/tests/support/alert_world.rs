@@ -124,6 +124,12 @@ impl World {
         }
     }
 
+    /// A scheduler of the rule files in `rules`, on this world's events, with no
+    /// ledger files and no alert store.
+    pub fn scheduler_of(&self, rules: &Path) -> Scheduler<Arc<Store>> {
+        Scheduler::new(rules, Arc::clone(&self.store), None, Vec::new(), None).unwrap()
+    }
+
     pub fn scheduler(&self, ledger: Option<&Path>) -> Scheduler<Arc<Store>> {
         let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
         Scheduler::new(
