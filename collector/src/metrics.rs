@@ -255,7 +255,7 @@ impl AlertMetrics {
             ),
             (
                 "picket_alert_catch_up_runs_total",
-                "Alert rule runs over windows missed by failed or late runs, made when the rule runs again.",
+                "Scheduled alert rule runs missed (failed or late) and made when the rule ran again.",
                 &self.catch_up_runs,
             ),
             (

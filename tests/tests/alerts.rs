@@ -494,18 +494,11 @@ async fn a_failing_rule_is_logged_counted_and_run_again_and_late_runs_are_counte
 }
 
 /// A rule that did not run for longer than its window (its runs failed while the store
-/// refused searches, or were late) evaluates the windows in between when it runs
-/// again: a brute force inside the gap alerts once, and not again.
+/// refused searches, or were late) makes the runs it missed when it runs again: a
+/// brute force inside the gap alerts once, and not again.
 #[tokio::test]
 async fn a_brute_force_inside_a_gap_longer_than_the_window_alerts_when_the_rule_runs_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = picket_collector::stores::embedded::EmbeddedStore::open(
-        dir.path(),
-        Duration::from_millis(10),
-        15_000_000,
-    )
-    .unwrap();
-    let world = World::with(dir, picket_collector::stores::Store::Embedded(store), true);
+    let world = World::embedded(true);
     let start = at("2026-11-25T10:00:00Z");
     let mut scheduler = world.scheduler(None);
     let brute_forces =
@@ -534,15 +527,7 @@ async fn a_brute_force_inside_a_gap_longer_than_the_window_alerts_when_the_rule_
         .alerts
         .as_ref()
         .unwrap()
-        .search(picket_collector::stores::SearchRequest {
-            query: "details.rule:ssh-bruteforce".into(),
-            from: None,
-            to: None,
-            size: 10,
-            time_field: Default::default(),
-            aggs: None,
-            max_bytes: 0,
-        })
+        .search(alert_world::newest_alerts("details.rule:ssh-bruteforce"))
         .await
         .unwrap();
     assert_eq!(stored.total, 1, "{stored:?}");
@@ -560,13 +545,7 @@ async fn a_brute_force_inside_a_gap_longer_than_the_window_alerts_when_the_rule_
         run_at > attack && run_at <= attack + chrono::Duration::minutes(3),
         "{alert}"
     );
-    let metrics = &scheduler.metrics;
-    assert!(
-        metrics
-            .catch_up_runs
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-    );
+    assert!(catch_up_runs(&scheduler) > 0);
     // On time at 10:31 (its own window only), late again at 10:45 (caught up again):
     // nothing alerts twice.
     for minutes in [31, 45] {
@@ -621,10 +600,7 @@ async fn a_catch_up_longer_than_a_tick_resumes_at_the_next_and_alerts_each_attac
         alerts[&180], 1,
         "the first tick catches up 10:01-11:00: {alerts:?}"
     );
-    let caught_up = scheduler
-        .metrics
-        .catch_up_runs
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let caught_up = catch_up_runs(&scheduler);
     // Each rule but the deadman one evaluated the runs from 10:01 to about 13:02 once.
     let rules = scheduler
         .rules()
@@ -653,30 +629,32 @@ async fn runs_on_schedule_catch_nothing_up_whatever_the_window() {
         let scheduler = world.scheduler_of(rules.path());
         (rules, scheduler)
     };
-    let caught_up = |scheduler: &Scheduler<Arc<picket_collector::stores::Store>>| {
-        scheduler
-            .metrics
-            .catch_up_runs
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
     let (_sparse_rules, mut sparse) = scheduler_of("sparse", "every = \"10m\"", "5m");
     for t in ["17:00:00", "17:10:03", "17:20:05", "17:30:06"] {
         fired(&sparse.run_due(at(&format!("2026-11-25T{t}Z"))).await);
     }
-    assert_eq!(caught_up(&sparse), 0);
+    assert_eq!(catch_up_runs(&sparse), 0);
     fired(&sparse.run_due(at("2026-11-25T18:00:00Z")).await);
-    assert_eq!(caught_up(&sparse), 2, "17:40 and 17:50 were missed");
+    assert_eq!(catch_up_runs(&sparse), 2, "17:40 and 17:50 were missed");
 
     let (_office_rules, mut office) = scheduler_of("office", "schedule = \"0 9-17 * * *\"", "1h");
     fired(&office.run_due(at("2026-11-25T17:00:00Z")).await);
     fired(&office.run_due(at("2026-11-26T09:00:04Z")).await);
-    assert_eq!(caught_up(&office), 0, "the night is not a gap");
+    assert_eq!(catch_up_runs(&office), 0, "the night is not a gap");
     fired(&office.run_due(at("2026-11-26T11:00:01Z")).await);
-    assert_eq!(caught_up(&office), 1, "10:00 was missed");
+    assert_eq!(catch_up_runs(&office), 1, "10:00 was missed");
 
     // A daily rule's missed run is 24 hours back, at the catch-up's horizon: made.
     let (_daily_rules, mut daily) = scheduler_of("daily", "schedule = \"0 9 * * *\"", "1d");
     fired(&daily.run_due(at("2026-11-25T09:00:00Z")).await);
     fired(&daily.run_due(at("2026-11-27T09:00:04Z")).await);
-    assert_eq!(caught_up(&daily), 1, "the 26th's run was missed");
+    assert_eq!(catch_up_runs(&daily), 1, "the 26th's run was missed");
+}
+
+/// Missed runs the scheduler has made (all its rules).
+fn catch_up_runs(scheduler: &Scheduler<Arc<picket_collector::stores::Store>>) -> u64 {
+    scheduler
+        .metrics
+        .catch_up_runs
+        .load(std::sync::atomic::Ordering::Relaxed)
 }

@@ -839,15 +839,7 @@ fn one_collector_at_a_time_runs_the_rules_and_the_next_resumes_from_the_shared_l
             next.tick(taken).await;
             picket_tests::opensearch::refresh_async(&node.urls()[0]).await;
             let copies = es
-                .search_alerts(&picket_collector::stores::SearchRequest {
-                    query: format!("id:{id}"),
-                    from: None,
-                    to: None,
-                    size: 10,
-                    time_field: Default::default(),
-                    aggs: None,
-                    max_bytes: 0,
-                })
+                .search_alerts(&alert_world::newest_alerts(format!("id:{id}")))
                 .await
                 .unwrap();
             assert_eq!(

@@ -74,9 +74,9 @@ pub struct RuleLedger {
     /// run, or the next lease holder does. Stored twice they are one alert (same id).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingAlert>,
-    /// The end of the last window the rule evaluated: a run after a gap longer than
-    /// the window (runs failed or late, the collector down with its ledger kept, the
-    /// lease elsewhere) first evaluates the windows in between.
+    /// The last scheduled run the rule made (the end of its window): the runs missed
+    /// since (failed or late, the collector down with its ledger kept, the lease
+    /// elsewhere) are made when it runs again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluated: Option<DateTime<Utc>>,
 }

@@ -262,7 +262,7 @@ pub struct LedgerError {
     source: std::io::Error,
 }
 
-/// How far back a rule's missed windows are evaluated when it runs again.
+/// How far back a rule's missed runs are made when it runs again.
 const CATCH_UP_HORIZON: chrono::Duration = chrono::Duration::hours(24);
 /// A scheduled run made this late is that run, not a missed one.
 const CATCH_UP_SLACK: chrono::Duration = chrono::Duration::seconds(10);
@@ -634,9 +634,7 @@ impl<S: EventSource> Scheduler<S> {
         // During the catch-up the lease is renewed by the clock as it moves (a long
         // catch-up must not write a lease that ran out while it ran).
         let tick_start = std::time::Instant::now();
-        let clock = |now: DateTime<Utc>| {
-            now + chrono::Duration::from_std(tick_start.elapsed()).unwrap_or_default()
-        };
+        let clock = || now + chrono::Duration::from_std(tick_start.elapsed()).unwrap_or_default();
         let mut catch_ups = Vec::new();
         for i in 0..self.rules.len() {
             let rule = self.rules[i].clone();
@@ -644,8 +642,8 @@ impl<S: EventSource> Scheduler<S> {
             if due > now {
                 continue;
             }
-            // (The tick's own clock here, as before the catch-up existed: tests that
-            // inject it expect a lease renewed in the own runs to end `ttl` after it.)
+            // The own runs renew the lease as of the tick's time (a lease they renew
+            // ends `ttl` after the tick, as it did before the catch-up).
             if !self.keep_lease(now).await {
                 // Not run, and still due: the next holder (or we, again) runs it.
                 warn!(rule = %rule.name, "The alert lease is lost or cannot be renewed; the remaining due rules wait.");
@@ -684,7 +682,7 @@ impl<S: EventSource> Scheduler<S> {
             }
             let mut done = left == 0;
             for instant in missed_runs {
-                if tick_start.elapsed() > CATCH_UP_TIME || !self.keep_lease(clock(now)).await {
+                if tick_start.elapsed() > CATCH_UP_TIME || !self.keep_lease(clock()).await {
                     done = false;
                     break;
                 }

@@ -39,9 +39,15 @@ pub struct World {
 
 impl World {
     pub fn new() -> World {
+        World::embedded(false)
+    }
+
+    /// A world on the embedded store; `store_alerts`: its alerts kept in the embedded
+    /// alert store, to be read back.
+    pub fn embedded(store_alerts: bool) -> World {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path(), Duration::from_millis(10), 15_000_000).unwrap();
-        World::with(dir, Store::Embedded(store), false)
+        World::with(dir, Store::Embedded(store), store_alerts)
     }
 
     /// The same world on the Elasticsearch store (the cluster at `urls`), alerts
@@ -143,7 +149,7 @@ impl World {
     }
 }
 
-/// Alerts fired per rule (a rule catching up missed windows runs more than once),
+/// Alerts fired per rule (a rule catching up missed runs runs more than once),
 /// every run required to succeed.
 pub fn fired(reports: &[picket_collector::alerts::RunReport]) -> BTreeMap<String, usize> {
     let mut fired = BTreeMap::new();
@@ -152,6 +158,19 @@ pub fn fired(reports: &[picket_collector::alerts::RunReport]) -> BTreeMap<String
         *fired.entry(report.rule.clone()).or_default() += report.fired;
     }
     fired
+}
+
+/// The newest 10 stored alerts `query` finds.
+pub fn newest_alerts(query: impl Into<String>) -> picket_collector::stores::SearchRequest {
+    picket_collector::stores::SearchRequest {
+        query: query.into(),
+        from: None,
+        to: None,
+        size: 10,
+        time_field: Default::default(),
+        aggs: None,
+        max_bytes: 0,
+    }
 }
 
 /// Every scenario and its near misses, all in one store at 10:00–10:04 UTC.
