@@ -8,7 +8,8 @@
 //!
 //! | field | kind |
 //! |---|---|
-//! | `eventid`, `hostname`, `processname`, `severity`, `category`, `source`, `tags` | exact keyword (raw), fast |
+//! | `eventid` | exact: a keyed digest of the id, 14 bytes ([`ids::IdTerms`]; days written before 2026-12-08 keep the id itself) |
+//! | `hostname`, `processname`, `severity`, `category`, `source`, `tags` | exact keyword (raw), fast |
 //! | `summary` | full text (lower-cased words) |
 //! | `processid` | i64, fast |
 //! | `utctimestamp`, `receivedtimestamp` | date (µs), fast only (ranges and sorting; days written before 2026-12 have them indexed too) |
@@ -55,6 +56,7 @@ mod search;
 mod writer;
 
 use self::config::{Acknowledge, EmbeddedSettings};
+use self::ids::{IdKey, IdTerms};
 use self::log::{Log, PendingIds, log_loop};
 use self::writer::{index_loop, stored_source};
 
@@ -101,7 +103,11 @@ pub struct EmbeddedStore {
 
 struct Shared {
     root: PathBuf,
+    /// The schema of days this run creates: their ids are digests under `id_key`.
     schema: Schema,
+    /// The digest key of days this run creates (each day keeps its own in its schema);
+    /// a write for a day not yet created is decided with it.
+    id_key: IdKey,
     fields: Fields,
     days: RwLock<BTreeMap<u32, Arc<Day>>>,
     /// The most index writers that were ever open at once (each holds threads and
@@ -114,6 +120,8 @@ struct Shared {
 struct Day {
     index: Index,
     reader: IndexReader,
+    /// How its index keeps ids.
+    ids: IdTerms,
 }
 
 #[derive(Clone, Copy)]
@@ -192,10 +200,12 @@ impl EmbeddedStore {
             );
         }
         let wal = Arc::new(Mutex::new(wal));
-        let (schema, fields) = schema();
+        let id_key = IdKey::random()?;
+        let (schema, fields) = schema(&id_key.tokenizer_name());
         let shared = Arc::new(Shared {
             root,
             schema,
+            id_key,
             fields,
             days: RwLock::new(BTreeMap::new()),
             peak_writers: AtomicUsize::new(0),
@@ -376,8 +386,15 @@ impl EmbeddedStore {
     }
 }
 
-fn schema() -> (Schema, Fields) {
+/// The schema of a new day, its `eventid` indexed by the tokenizer named
+/// `id_tokenizer` (a digest's: [`IdKey::tokenizer_name`]).
+fn schema(id_tokenizer: &str) -> (Schema, Fields) {
     let mut builder = Schema::builder();
+    let id = tantivy::schema::TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(id_tokenizer)
+            .set_index_option(IndexRecordOption::Basic),
+    );
     let keyword = STRING | FAST;
     // Times are fast fields only, not in the term index: at µs nearly every event has
     // a value of its own, and a term per document was ~10-15% of the indexing cost.
@@ -396,7 +413,7 @@ fn schema() -> (Schema, Fields) {
         .set_expand_dots_enabled()
         .set_fast("raw");
     let fields = Fields {
-        eventid: builder.add_text_field("eventid", STRING),
+        eventid: builder.add_text_field("eventid", id),
         utctimestamp: builder.add_date_field("utctimestamp", date.clone()),
         receivedtimestamp: builder.add_date_field("receivedtimestamp", date),
         hostname: builder.add_text_field("hostname", keyword.clone()),
@@ -461,8 +478,9 @@ impl Shared {
         let directory =
             MmapDirectory::open(&path).map_err(|e| open_err(tantivy::TantivyError::from(e)))?;
         // An existing day keeps the schema it was created with (one written before the
-        // times left the term index has them there too): the fields are the same, in
-        // the same order, so `Fields` holds for both.
+        // times left the term index has them there too, one written before the id
+        // digests has the ids raw): the fields are the same, in the same order, so
+        // `Fields` holds for all.
         let index = if Index::exists(&directory).map_err(|e| open_err(e.into()))? {
             Index::open(directory)
         } else {
@@ -473,12 +491,19 @@ impl Shared {
             )
         }
         .map_err(open_err)?;
+        let ids = IdTerms::of(&index.schema());
+        if let IdTerms::Digest(key) = ids {
+            // Before any writer: a segment writer takes its tokenizers when made.
+            index
+                .tokenizers()
+                .register(&key.tokenizer_name(), key.tokenizer());
+        }
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(open_err)?;
-        let day = Arc::new(Day { index, reader });
+        let day = Arc::new(Day { index, reader, ids });
         let mut days = self.days.write().map_err(|_| StoreError::Closed)?;
         Ok(Some(Arc::clone(days.entry(key).or_insert(day))))
     }
@@ -580,17 +605,17 @@ impl Shared {
         &self,
         id: &str,
     ) -> Result<Option<(DateTime<Utc>, serde_json::Value)>, StoreError> {
-        let term = Term::from_field_text(self.fields.eventid, id);
         let days = self.days_between(None, None)?;
         // Under this lock the indexer neither reloads a reader nor forgets a pending
         // id (as for `decide`): the newest version is pending or in the searcher.
         let pending = self.pending.lock().map_err(|_| StoreError::Closed)?;
         for day in days {
+            let term = day.ids.term(self.fields.eventid, id);
             let searcher = day.reader.searcher();
             if searcher.doc_freq(&term).map_err(StoreError::Search)? == 0 {
                 continue;
             }
-            let query = tantivy::query::TermQuery::new(term.clone(), IndexRecordOption::Basic);
+            let query = tantivy::query::TermQuery::new(term, IndexRecordOption::Basic);
             let found = searcher
                 .search(&query, &tantivy::collector::DocSetCollector)
                 .map_err(StoreError::Search)?;

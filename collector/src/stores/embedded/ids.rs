@@ -19,14 +19,179 @@
 //! without. Filling a filter reads the day's id dictionaries under the pending-ids lock
 //! (writes wait): ~1 s per ten million ids, once per day after a start or an idle spell.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tantivy::schema::Field;
+use siphasher::sip128::SipHasher13;
+use tantivy::Term;
+use tantivy::schema::{Field, FieldType, Schema};
+use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 use super::{StoreError, day_key};
+
+/// How a day's index keeps event ids in its `eventid` term dictionary.
+///
+/// Building term dictionaries was the largest single cost of indexing (tantivy's FST
+/// registry, ~18% of the collector's CPU on the HTTPS path): an id is 32 random hex
+/// characters, nearly all of them nodes of its own, built once per segment and again
+/// at every merge. A digest of 14 bytes carrying 7 bits each has less than half the
+/// nodes. It is keyed (a random key per day, in the day's schema as the name of its
+/// `eventid` tokenizer), so nobody sending events can make two ids meet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum IdTerms {
+    /// The id itself: days created before the digest (2026-12-08).
+    Raw,
+    /// The id's keyed digest ([`IdKey::digest`]).
+    Digest(IdKey),
+}
+
+/// The name of a digest tokenizer starts so; the key follows, as 32 hex digits.
+const DIGEST_TOKENIZER: &str = "picket_id_v1_";
+/// Bytes of a digest term: 98 bits of SipHash-1-3-128, 7 to a byte (each byte a
+/// one-byte UTF-8 character, as a text term must be). Two ids of a day share a digest
+/// with odds of about n²/2⁹⁹ (1 in 10¹² at a billion events a day); such a pair is one
+/// event refused as a conflict, counted as every conflict is.
+pub(super) const DIGEST_BYTES: usize = 14;
+
+/// A day's digest key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct IdKey {
+    k0: u64,
+    k1: u64,
+}
+
+impl IdKey {
+    /// A fresh key, from the system's random source.
+    pub(super) fn random() -> Result<IdKey, StoreError> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| StoreError::Log(format!("no random key for event id digests: {e}")))?;
+        let (k0, k1) = bytes.split_at(8);
+        Ok(IdKey {
+            k0: u64::from_le_bytes(k0.try_into().unwrap_or_default()),
+            k1: u64::from_le_bytes(k1.try_into().unwrap_or_default()),
+        })
+    }
+
+    /// The tokenizer name that carries this key in a day's schema.
+    pub(super) fn tokenizer_name(&self) -> String {
+        format!("{DIGEST_TOKENIZER}{:016x}{:016x}", self.k0, self.k1)
+    }
+
+    fn from_tokenizer_name(name: &str) -> Option<IdKey> {
+        let hex = name.strip_prefix(DIGEST_TOKENIZER)?;
+        if hex.len() != 32 {
+            return None;
+        }
+        Some(IdKey {
+            k0: u64::from_str_radix(hex.get(..16)?, 16).ok()?,
+            k1: u64::from_str_radix(hex.get(16..)?, 16).ok()?,
+        })
+    }
+
+    /// Appends `id`'s digest term to `out`.
+    pub(super) fn digest(&self, id: &str, out: &mut String) {
+        let hash = SipHasher13::new_with_keys(self.k0, self.k1)
+            .hash(id.as_bytes())
+            .as_u128();
+        for i in 0..DIGEST_BYTES {
+            let shift = 121 - 7 * i;
+            out.push(char::from(((hash >> shift) & 0x7f) as u8));
+        }
+    }
+
+    /// The tokenizer a day with this key indexes `eventid` with: one token, the
+    /// digest (the key itself is in the tokenizer's name, so the day's schema says it).
+    pub(super) fn tokenizer(&self) -> IdTokenizer {
+        IdTokenizer {
+            key: *self,
+            token: Token::default(),
+        }
+    }
+}
+
+impl IdTerms {
+    /// How the index of `schema` keeps ids: by the name of its `eventid` tokenizer.
+    pub(super) fn of(schema: &Schema) -> IdTerms {
+        let tokenizer = schema.get_field("eventid").ok().and_then(|field| {
+            match schema.get_field_entry(field).field_type() {
+                FieldType::Str(options) => options
+                    .get_indexing_options()
+                    .map(|indexing| indexing.tokenizer().to_string()),
+                _ => None,
+            }
+        });
+        match tokenizer.as_deref().and_then(IdKey::from_tokenizer_name) {
+            Some(key) => IdTerms::Digest(key),
+            None => IdTerms::Raw,
+        }
+    }
+
+    /// The term text `id` has in such an index.
+    pub(super) fn text<'a>(&self, id: &'a str) -> Cow<'a, str> {
+        match self {
+            IdTerms::Raw => Cow::Borrowed(id),
+            IdTerms::Digest(key) => {
+                let mut text = String::with_capacity(DIGEST_BYTES);
+                key.digest(id, &mut text);
+                Cow::Owned(text)
+            }
+        }
+    }
+
+    /// The term of `id` in `field` (the `eventid` field) of such an index.
+    pub(super) fn term(&self, field: Field, id: &str) -> Term {
+        Term::from_field_text(field, &self.text(id))
+    }
+}
+
+/// `eventid`'s tokenizer on days with digests: the whole id becomes one token, its
+/// digest.
+#[derive(Clone)]
+pub(super) struct IdTokenizer {
+    key: IdKey,
+    token: Token,
+}
+
+pub(super) struct IdTokenStream<'a> {
+    token: &'a mut Token,
+    has_token: bool,
+}
+
+impl Tokenizer for IdTokenizer {
+    type TokenStream<'a> = IdTokenStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> IdTokenStream<'a> {
+        self.token.reset();
+        self.token.position = 0;
+        self.token.position_length = 1;
+        self.token.offset_from = 0;
+        self.token.offset_to = text.len();
+        self.token.text.clear();
+        self.key.digest(text, &mut self.token.text);
+        IdTokenStream {
+            token: &mut self.token,
+            has_token: true,
+        }
+    }
+}
+
+impl TokenStream for IdTokenStream<'_> {
+    fn advance(&mut self) -> bool {
+        std::mem::take(&mut self.has_token)
+    }
+
+    fn token(&self) -> &Token {
+        self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.token
+    }
+}
 
 /// Days with a filter at once (yesterday, today and one more: a backfill, or tomorrow
 /// around midnight).
@@ -135,13 +300,14 @@ fn near_today(key: u32) -> bool {
 }
 
 impl IdFilters {
-    /// Whether `id` may be taken on day `key`: `None` when the day has no filter (look
+    /// Whether the id of term text `term` (see [`IdTerms::text`]) may be taken on day
+    /// `key`: `None` when the day has no filter (look
     /// it up), `Some(false)` when it is surely free. `fill` makes the day's filter (see
     /// [`day_filter`]) when the day gets one.
     pub(super) fn may_hold(
         &mut self,
         key: u32,
-        id: &str,
+        term: &str,
         now: Instant,
         fill: impl FnOnce() -> Result<Option<DayFilter>, StoreError>,
     ) -> Result<Option<bool>, StoreError> {
@@ -171,28 +337,30 @@ impl IdFilters {
         }
         Ok(self.days.get_mut(&key).map(|filter| {
             filter.used = now;
-            filter.may_hold(hash(id.as_bytes()))
+            filter.may_hold(hash(term.as_bytes()))
         }))
     }
 
-    /// `id` is now taken on day `key` (a no-op for a day without a filter).
-    pub(super) fn insert(&mut self, key: u32, id: &str) {
+    /// The id of term text `term` (see [`IdTerms::text`]) is now taken on day `key` (a
+    /// no-op for a day without a filter).
+    pub(super) fn insert(&mut self, key: u32, term: &str) {
         if let Some(filter) = self.days.get_mut(&key) {
-            filter.insert(hash(id.as_bytes()));
+            filter.insert(hash(term.as_bytes()));
         }
     }
 }
 
-/// A day's filter over the ids in the eventid term dictionaries of `searcher`'s
+/// A day's filter over the id terms in the eventid term dictionaries of `searcher`'s
 /// segments (ids of deleted documents included: the filter may hold more than the
-/// index, never less) and `pending`, hashed as the dictionaries are read (no copy of
-/// the ids). `None` for a day already holding more than [`MAX_FILTERED_IDS`]: it is
+/// index, never less) and `pending` (the pending ids' term texts, as the day keeps
+/// them: [`IdTerms::text`]), hashed as the dictionaries are read (no copy of the
+/// terms). `None` for a day already holding more than [`MAX_FILTERED_IDS`]: it is
 /// looked up as before (its filter would take tens of MiB, and reading its ids holds
 /// writes back).
-pub(super) fn day_filter<'a>(
+pub(super) fn day_filter<T: AsRef<str>>(
     searcher: Option<&tantivy::Searcher>,
     field: Field,
-    pending: impl ExactSizeIterator<Item = &'a [u8]>,
+    pending: impl ExactSizeIterator<Item = T>,
     now: Instant,
 ) -> Result<Option<DayFilter>, StoreError> {
     let mut dictionaries = Vec::new();
@@ -217,8 +385,8 @@ pub(super) fn day_filter<'a>(
             filter.insert(hash(terms.key()));
         }
     }
-    for id in pending {
-        filter.insert(hash(id));
+    for term in pending {
+        filter.insert(hash(term.as_ref().as_bytes()));
     }
     Ok(Some(filter))
 }
@@ -253,12 +421,7 @@ mod tests {
         let fills = std::cell::Cell::new(0);
         let fill = || {
             fills.set(fills.get() + 1);
-            day_filter(
-                None,
-                Field::from_field_id(0),
-                [&b"stored"[..]].into_iter(),
-                start,
-            )
+            day_filter(None, Field::from_field_id(0), ["stored"].into_iter(), start)
         };
         // Days long past: none is near today.
         let day = 20_000_306;

@@ -67,13 +67,15 @@ pub(super) struct PendingIds {
 }
 
 impl PendingIds {
-    /// Whether `id` is surely not taken on day `key` (its filter says so; a day's
-    /// filter is made from its searcher and these pending ids when it gets one).
+    /// Whether the id of term text `term` is surely not taken on day `key`, whose
+    /// index keeps ids as `ids` says (its filter says so; a day's filter is made from
+    /// its searcher and these pending ids when it gets one).
     fn surely_new(
         &mut self,
         shared: &Shared,
         key: u32,
-        id: &str,
+        ids: IdTerms,
+        term: &str,
         now: std::time::Instant,
     ) -> Result<bool, StoreError> {
         let Self { by_day, filters } = self;
@@ -84,11 +86,11 @@ impl PendingIds {
             day_filter(
                 day.map(|day| day.reader.searcher()).as_ref(),
                 shared.fields.eventid,
-                pending.keys().map(|id| id.as_bytes()),
+                pending.keys().map(|id| ids.text(id)),
                 now,
             )
         };
-        Ok(filters.may_hold(key, id, now, fill)? == Some(false))
+        Ok(filters.may_hold(key, term, now, fill)? == Some(false))
     }
 
     /// The JSON of `id` logged on day `key` and not yet committed.
@@ -369,6 +371,9 @@ fn decide(
     let mut guard = shared.pending.lock().map_err(|_| StoreError::Closed)?;
     let pending = &mut *guard;
     let mut searchers: HashMap<u32, Option<tantivy::Searcher>> = HashMap::new();
+    // How each day keeps ids: as its index says, or (a day not yet made) as the days
+    // this run makes do, which is how the indexer will make it.
+    let mut id_terms: HashMap<u32, IdTerms> = HashMap::new();
     let now = std::time::Instant::now();
     for (r, documents) in requests.enumerate() {
         for (d, document) in documents.into_iter().enumerate() {
@@ -378,6 +383,15 @@ fn decide(
                 None => Shared::event_day(&document),
             };
             let id = document.id();
+            let ids = match id_terms.entry(key) {
+                Entry::Occupied(e) => *e.get(),
+                Entry::Vacant(e) => *e.insert(
+                    shared
+                        .day(key, false)?
+                        .map_or(IdTerms::Digest(shared.id_key), |day| day.ids),
+                ),
+            };
+            let term = ids.text(id);
             let replaces = matches!(document, Document::Custom { replaces: true, .. });
             let is_pending = pending.by_day.get(&key).is_some_and(|d| d.contains_key(id));
             let earlier: Option<Cow<str>> = if replaces {
@@ -386,7 +400,7 @@ fn decide(
                 pending.by_day[&key]
                     .get(id)
                     .map(|source| Cow::Borrowed(&**source))
-            } else if pending.surely_new(shared, key, id, now)? {
+            } else if pending.surely_new(shared, key, ids, &term, now)? {
                 None
             } else {
                 let searcher = match searchers.entry(key) {
@@ -396,7 +410,10 @@ fn decide(
                     }
                 };
                 match searcher {
-                    Some(searcher) => stored_source(shared, searcher, id)?.map(Cow::Owned),
+                    Some(searcher) => {
+                        let term = Term::from_field_text(shared.fields.eventid, &term);
+                        stored_source(shared, searcher, term)?.map(Cow::Owned)
+                    }
                     None => None,
                 }
             };
@@ -410,7 +427,7 @@ fn decide(
             }
             let source = source_of(&document);
             pending.insert(key, id, Arc::clone(&source));
-            pending.filters.insert(key, id);
+            pending.filters.insert(key, &term);
             logged.push(Logged {
                 document,
                 key,

@@ -146,6 +146,30 @@ impl Shared {
                 {
                     self.wildcard_query(literal.field_name.as_deref(), &literal.phrase)
                 }
+                // An id is found by the term its day keeps for it (see `IdQuery`).
+                UserInputLeaf::Literal(literal) if literal.field_name.as_deref() == Some("eventid") => {
+                    Ok(Box::new(IdQuery::new(self.fields.eventid, literal.phrase)))
+                }
+                UserInputLeaf::Set {
+                    field: Some(field),
+                    elements,
+                } if field == "eventid" => Ok(Box::new(BooleanQuery::new(
+                    elements
+                        .into_iter()
+                        .map(|id| {
+                            let query: Box<dyn Query> = Box::new(IdQuery::new(self.fields.eventid, id));
+                            (Occur::Should, query)
+                        })
+                        .collect(),
+                ))),
+                UserInputLeaf::Range {
+                    field: Some(field), ..
+                }
+                | UserInputLeaf::Regex {
+                    field: Some(field), ..
+                } if field == "eventid" => Err(StoreError::BadQuery(
+                    "eventid is matched whole: eventid:<id>, eventid:(<id> OR <id>) or eventid:IN [<id> <id>] (the store indexes a digest of each id, which has no order and no parts)".into(),
+                )),
                 UserInputLeaf::Range {
                     field: Some(field),
                     lower,
@@ -286,7 +310,13 @@ impl Shared {
             "category" => f.category,
             "source" => f.source,
             "tags" => f.tags,
-            "eventid" => f.eventid,
+            // Every document has an id: `eventid:*` is all of them, as `_exists_`.
+            "eventid" if pattern.chars().all(|c| c == '*') => return Ok(Box::new(AllQuery)),
+            "eventid" => {
+                return Err(StoreError::BadQuery(format!(
+                    "eventid is matched whole, not by wildcards ({pattern:?}): the store indexes a digest of each id"
+                )));
+            }
             "summary" => return regex_query(regex(&pattern.to_lowercase()), f.summary),
             other => {
                 return Err(StoreError::BadQuery(format!(
@@ -295,6 +325,30 @@ impl Shared {
             }
         };
         regex_query(regex(pattern), field)
+    }
+}
+
+/// `eventid:<id>`: the term the searched day keeps for the id, by its own schema (a
+/// digest under the day's key, or the id itself on days written before the digests).
+#[derive(Clone, Debug)]
+pub(super) struct IdQuery {
+    field: Field,
+    id: String,
+}
+
+impl IdQuery {
+    pub(super) fn new(field: Field, id: String) -> IdQuery {
+        IdQuery { field, id }
+    }
+}
+
+impl Query for IdQuery {
+    fn weight(
+        &self,
+        scoring: tantivy::query::EnableScoring<'_>,
+    ) -> tantivy::Result<Box<dyn tantivy::query::Weight>> {
+        let term = super::ids::IdTerms::of(scoring.schema()).term(self.field, &self.id);
+        tantivy::query::TermQuery::new(term, IndexRecordOption::Basic).weight(scoring)
     }
 }
 

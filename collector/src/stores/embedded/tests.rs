@@ -192,8 +192,8 @@ async fn time_range_limits_results() {
 async fn a_day_written_with_times_in_the_term_index_is_still_read_and_written() {
     use tantivy::schema::FieldType;
     let dir = tempfile::tempdir().unwrap();
-    // The schema of days written before times left the term index.
-    let (current, _) = schema();
+    // The schema of days written before times left the term index (ids raw, too).
+    let (current, _) = schema("raw");
     let mut builder = Schema::builder();
     for (_, entry) in current.fields() {
         match entry.field_type() {
@@ -241,6 +241,156 @@ async fn a_day_written_with_times_in_the_term_index_is_still_read_and_written() 
     };
     assert!(indexed("20261122"));
     assert!(!indexed("20261123"));
+}
+
+/// The `eventid` terms of a day's index, as its dictionaries hold them.
+fn id_terms(dir: &Path, day: &str) -> Vec<Vec<u8>> {
+    let index = Index::open_in_dir(dir.join("events").join(day)).unwrap();
+    let field = index.schema().get_field("eventid").unwrap();
+    let searcher = index.reader().unwrap().searcher();
+    let mut terms = Vec::new();
+    for segment in searcher.segment_readers() {
+        let dictionary = segment.inverted_index(field).unwrap();
+        let mut stream = dictionary.terms().stream().unwrap();
+        while stream.advance() {
+            terms.push(stream.key().to_vec());
+        }
+    }
+    terms
+}
+
+#[tokio::test]
+async fn ids_are_digests_on_new_days_and_themselves_on_days_written_before() {
+    let dir = tempfile::tempdir().unwrap();
+    // A day created before the digests: its ids are kept raw.
+    let old_day = dir.path().join("events/20261122");
+    std::fs::create_dir_all(&old_day).unwrap();
+    let old = Index::create_in_dir(&old_day, schema("raw").0).unwrap();
+    let mut writer: IndexWriter = old.writer_with_num_threads(1, 15_000_000).unwrap();
+    writer.commit().unwrap();
+    drop((writer, old));
+
+    let store = open(dir.path());
+    let on = |n: u32, day: &str| event(&id(n), &format!("{day}T08:00:00Z"), "a", "x", "s");
+    let old_events: Vec<Event> = (0..300).map(|n| on(n, "2026-11-22")).collect();
+    let new_events: Vec<Event> = (300..600).map(|n| on(n, "2026-11-23")).collect();
+    assert_eq!(store.store(old_events).await.unwrap().stored, 300);
+    assert_eq!(store.store(new_events).await.unwrap().stored, 300);
+    // Every id is found by itself on either kind of day (600 digests: some have a
+    // byte 0, which a text term holds like any other).
+    for n in 0..600 {
+        assert_eq!(
+            ids(&search(&store, &format!("eventid:{}", id(n)))),
+            vec![id(n)]
+        );
+    }
+    let (a, b) = (id(1), id(401));
+    assert_eq!(search(&store, &format!("eventid:IN [{a} {b}]")).total, 2);
+    assert_eq!(search(&store, &format!("eventid:({a} OR {b})")).total, 2);
+    assert_eq!(search(&store, &format!("eventid:\"{b}\"")).total, 1);
+    assert_eq!(search(&store, &format!("NOT eventid:{b}")).total, 599);
+    assert_eq!(search(&store, "eventid:*").total, 600);
+    assert_eq!(search(&store, "eventid:nosuchid").total, 0);
+    // A digest has no order and no parts: refused, saying so.
+    for query in [
+        format!("eventid:{}*", &a[..8]),
+        "eventid:[0 TO 1]".into(),
+        "eventid:/0+1/".into(),
+    ] {
+        let request = SearchRequest {
+            query: query.clone(),
+            size: 10,
+            ..Default::default()
+        };
+        let error = store.search_blocking(&request).unwrap_err();
+        assert!(
+            error.is_bad_request() && error.to_string().contains("eventid"),
+            "{query}: {error}"
+        );
+    }
+    store.close();
+    let old_terms = id_terms(dir.path(), "20261122");
+    assert_eq!(old_terms.len(), 300);
+    assert!(
+        old_terms.iter().all(|t| t.len() == 32),
+        "the old day keeps ids raw"
+    );
+    let new_terms = id_terms(dir.path(), "20261123");
+    assert_eq!(new_terms.len(), 300);
+    assert!(
+        new_terms
+            .iter()
+            .all(|t| t.len() == ids::DIGEST_BYTES && t.is_ascii())
+    );
+
+    // Reopened (this run draws another key for days it makes): a resend is stored once
+    // and another body refused on both kinds of day, and the day made by the first run
+    // keeps its own key for the ids it takes now.
+    let store = open(dir.path());
+    let mut changed = on(401, "2026-11-23");
+    changed.summary = "another body".into();
+    let mut changed_old = on(1, "2026-11-22");
+    changed_old.summary = "another body".into();
+    let outcome = store
+        .store(vec![
+            on(1, "2026-11-22"),
+            on(401, "2026-11-23"),
+            changed,
+            changed_old,
+            on(700, "2026-11-23"),
+            on(701, "2026-11-24"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcome.stored, 4);
+    assert_eq!(outcome.conflicts, vec![2, 3]);
+    assert_eq!(outcome.existing, vec![0, 1]);
+    assert_eq!(search(&store, "*").total, 602);
+    for n in [700, 701, 401, 1] {
+        assert_eq!(
+            ids(&search(&store, &format!("eventid:{}", id(n)))),
+            vec![id(n)]
+        );
+    }
+    store.close();
+    assert_eq!(id_terms(dir.path(), "20261123").len(), 301);
+    let keys = |day: &str| {
+        let index = Index::open_in_dir(dir.path().join("events").join(day)).unwrap();
+        ids::IdTerms::of(&index.schema())
+    };
+    assert!(matches!(keys("20261123"), ids::IdTerms::Digest(_)));
+    assert_ne!(
+        keys("20261123"),
+        keys("20261124"),
+        "each run draws its own key"
+    );
+    assert_eq!(keys("20261122"), ids::IdTerms::Raw);
+}
+
+#[tokio::test]
+async fn a_custom_document_is_found_and_replaced_by_id_on_a_day_of_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let alert = |n: u64| {
+        (
+            "alert-1".to_string(),
+            json!({"summary": format!("{n} attempts"), "category": "bruteforce", "details": {"count": n}}),
+        )
+    };
+    store.store_alerts(&[alert(5)]).await.unwrap();
+    let (filed, found) = store.find_custom("alert-1").await.unwrap().unwrap();
+    assert_eq!(found["details"]["count"], json!(5));
+    assert!(store.find_custom("alert-2").await.unwrap().is_none());
+    let source = alert(9).1.as_object().cloned().unwrap();
+    store
+        .replace_custom("alert-1", filed, source)
+        .await
+        .unwrap();
+    let result = search(&store, "category:bruteforce");
+    assert_eq!(result.total, 1, "the replacement deleted the first version");
+    assert_eq!(result.hits[0]["details"]["count"], json!(9));
+    assert_eq!(search(&store, "eventid:alert-1").total, 1);
+    store.close();
 }
 
 #[tokio::test]

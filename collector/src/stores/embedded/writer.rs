@@ -243,8 +243,9 @@ impl Indexer<'_> {
         } = &document
         {
             // Deletes what was added before it (in this batch too), not after.
+            let day = self.shared.day(key, false)?.ok_or(StoreError::Closed)?;
             made.push(tantivy::indexer::UserOperation::Delete(
-                Term::from_field_text(self.shared.fields.eventid, id),
+                day.ids.term(self.shared.fields.eventid, id),
             ));
         }
         made.push(tantivy::indexer::UserOperation::Add(
@@ -494,13 +495,13 @@ pub(super) fn close_old_writers(
     }
 }
 
-/// The stored JSON of the document with this id in a day, if any.
+/// The stored JSON of the document with this id term (as the day keeps it:
+/// [`super::ids::IdTerms::term`]) in a day, if any.
 pub(super) fn stored_source(
     shared: &Shared,
     searcher: &tantivy::Searcher,
-    id: &str,
+    term: Term,
 ) -> Result<Option<String>, StoreError> {
-    let term = Term::from_field_text(shared.fields.eventid, id);
     // A term dictionary lookup per segment: the common case (a new id) ends here.
     if searcher.doc_freq(&term).map_err(StoreError::Search)? == 0 {
         return Ok(None);
