@@ -8,7 +8,7 @@
 //!
 //! | field | kind |
 //! |---|---|
-//! | `eventid` | exact: a keyed digest of the id, 14 bytes ([`ids::IdTerms`]; days written before 2026-12-08 keep the id itself) |
+//! | `eventid` | exact, by a bucket of its digest; with `eventid_digest` (u64, fast) ([`id_terms`]: days written before 2026-12-08 keep the id itself as the term) |
 //! | `hostname`, `processname`, `severity`, `category`, `source`, `tags` | exact keyword (raw), fast |
 //! | `summary` | full text (lower-cased words) |
 //! | `processid` | i64, fast |
@@ -50,13 +50,14 @@
 //! cleaned up by tantivy itself.
 
 pub mod config;
+mod id_terms;
 mod ids;
 mod log;
 mod search;
 mod writer;
 
 use self::config::{Acknowledge, EmbeddedSettings};
-use self::ids::{IdKey, IdTerms};
+use self::id_terms::{IdKey, IdQuery, IdTerms};
 use self::log::{Log, PendingIds, log_loop};
 use self::writer::{index_loop, stored_source};
 
@@ -139,6 +140,8 @@ struct Fields {
     tags: Field,
     details: Field,
     source_json: Field,
+    /// Only in days of digests ([`IdTerms::Bucketed`]).
+    id_digest: Field,
 }
 
 enum WriteRequest {
@@ -429,6 +432,7 @@ fn schema(id_tokenizer: &str) -> (Schema, Fields) {
         tags: builder.add_text_field("tags", keyword),
         details: builder.add_json_field("details", json),
         source_json: builder.add_text_field("_source", STORED),
+        id_digest: builder.add_u64_field(id_terms::DIGEST_FIELD, FAST),
     };
     (builder.build(), fields)
 }
@@ -478,9 +482,10 @@ impl Shared {
         let directory =
             MmapDirectory::open(&path).map_err(|e| open_err(tantivy::TantivyError::from(e)))?;
         // An existing day keeps the schema it was created with (one written before the
-        // times left the term index has them there too, one written before the id
-        // digests has the ids raw): the fields are the same, in the same order, so
-        // `Fields` holds for all.
+        // times left the term index has them there too; one written before the id
+        // digests has the ids raw, and lacks the last field, `eventid_digest`): the
+        // fields are the same, in the same order, so `Fields` holds for all (and a day
+        // of raw ids is never given a digest).
         let index = if Index::exists(&directory).map_err(|e| open_err(e.into()))? {
             Index::open(directory)
         } else {
@@ -492,7 +497,7 @@ impl Shared {
         }
         .map_err(open_err)?;
         let ids = IdTerms::of(&index.schema());
-        if let IdTerms::Digest(key) = ids {
+        if let IdTerms::Bucketed(key) = ids {
             // Before any writer: a segment writer takes its tokenizers when made.
             index
                 .tokenizers()
@@ -509,8 +514,20 @@ impl Shared {
     }
 
     /// The index's document for `document`, filed at `at`, keeping `json` (its JSON)
-    /// as `_source`.
-    fn document(&self, document: Document, at: DateTime<Utc>, json: &str) -> TantivyDocument {
+    /// as `_source`, for a day that keeps ids as `ids` says.
+    fn document(
+        &self,
+        document: Document,
+        at: DateTime<Utc>,
+        json: &str,
+        ids: IdTerms,
+    ) -> TantivyDocument {
+        if let IdTerms::Bucketed(key) = ids {
+            let value = key.digest(document.id()).value;
+            let mut doc = self.document(document, at, json, IdTerms::Raw);
+            doc.add_u64(self.fields.id_digest, value);
+            return doc;
+        }
         let mut doc = match document {
             Document::Event(event) => self.event_document(event, at),
             Document::Custom { id, source, .. } => self.custom_document(&id, &source, at),
@@ -609,13 +626,9 @@ impl Shared {
         // Under this lock the indexer neither reloads a reader nor forgets a pending
         // id (as for `decide`): the newest version is pending or in the searcher.
         let pending = self.pending.lock().map_err(|_| StoreError::Closed)?;
+        let query = IdQuery::new(self.fields.eventid, id);
         for day in days {
-            let term = day.ids.term(self.fields.eventid, id);
             let searcher = day.reader.searcher();
-            if searcher.doc_freq(&term).map_err(StoreError::Search)? == 0 {
-                continue;
-            }
-            let query = tantivy::query::TermQuery::new(term, IndexRecordOption::Basic);
             let found = searcher
                 .search(&query, &tantivy::collector::DocSetCollector)
                 .map_err(StoreError::Search)?;

@@ -19,179 +19,15 @@
 //! without. Filling a filter reads the day's id dictionaries under the pending-ids lock
 //! (writes wait): ~1 s per ten million ids, once per day after a start or an idle spell.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use siphasher::sip128::SipHasher13;
-use tantivy::Term;
-use tantivy::schema::{Field, FieldType, Schema};
-use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
+use tantivy::schema::Field;
 
+use super::id_terms::IdTerms;
 use super::{StoreError, day_key};
-
-/// How a day's index keeps event ids in its `eventid` term dictionary.
-///
-/// Building term dictionaries was the largest single cost of indexing (tantivy's FST
-/// registry, ~18% of the collector's CPU on the HTTPS path): an id is 32 random hex
-/// characters, nearly all of them nodes of its own, built once per segment and again
-/// at every merge. A digest of 14 bytes carrying 7 bits each has less than half the
-/// nodes. It is keyed (a random key per day, in the day's schema as the name of its
-/// `eventid` tokenizer), so nobody sending events can make two ids meet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum IdTerms {
-    /// The id itself: days created before the digest (2026-12-08).
-    Raw,
-    /// The id's keyed digest ([`IdKey::digest`]).
-    Digest(IdKey),
-}
-
-/// The name of a digest tokenizer starts so; the key follows, as 32 hex digits.
-const DIGEST_TOKENIZER: &str = "picket_id_v1_";
-/// Bytes of a digest term: 98 bits of SipHash-1-3-128, 7 to a byte (each byte a
-/// one-byte UTF-8 character, as a text term must be). Two ids of a day share a digest
-/// with odds of about n²/2⁹⁹ (1 in 10¹² at a billion events a day); such a pair is one
-/// event refused as a conflict, counted as every conflict is.
-pub(super) const DIGEST_BYTES: usize = 14;
-
-/// A day's digest key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct IdKey {
-    k0: u64,
-    k1: u64,
-}
-
-impl IdKey {
-    /// A fresh key, from the system's random source.
-    pub(super) fn random() -> Result<IdKey, StoreError> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| StoreError::Log(format!("no random key for event id digests: {e}")))?;
-        let (k0, k1) = bytes.split_at(8);
-        Ok(IdKey {
-            k0: u64::from_le_bytes(k0.try_into().unwrap_or_default()),
-            k1: u64::from_le_bytes(k1.try_into().unwrap_or_default()),
-        })
-    }
-
-    /// The tokenizer name that carries this key in a day's schema.
-    pub(super) fn tokenizer_name(&self) -> String {
-        format!("{DIGEST_TOKENIZER}{:016x}{:016x}", self.k0, self.k1)
-    }
-
-    fn from_tokenizer_name(name: &str) -> Option<IdKey> {
-        let hex = name.strip_prefix(DIGEST_TOKENIZER)?;
-        if hex.len() != 32 {
-            return None;
-        }
-        Some(IdKey {
-            k0: u64::from_str_radix(hex.get(..16)?, 16).ok()?,
-            k1: u64::from_str_radix(hex.get(16..)?, 16).ok()?,
-        })
-    }
-
-    /// Appends `id`'s digest term to `out`.
-    pub(super) fn digest(&self, id: &str, out: &mut String) {
-        let hash = SipHasher13::new_with_keys(self.k0, self.k1)
-            .hash(id.as_bytes())
-            .as_u128();
-        for i in 0..DIGEST_BYTES {
-            let shift = 121 - 7 * i;
-            out.push(char::from(((hash >> shift) & 0x7f) as u8));
-        }
-    }
-
-    /// The tokenizer a day with this key indexes `eventid` with: one token, the
-    /// digest (the key itself is in the tokenizer's name, so the day's schema says it).
-    pub(super) fn tokenizer(&self) -> IdTokenizer {
-        IdTokenizer {
-            key: *self,
-            token: Token::default(),
-        }
-    }
-}
-
-impl IdTerms {
-    /// How the index of `schema` keeps ids: by the name of its `eventid` tokenizer.
-    pub(super) fn of(schema: &Schema) -> IdTerms {
-        let tokenizer = schema.get_field("eventid").ok().and_then(|field| {
-            match schema.get_field_entry(field).field_type() {
-                FieldType::Str(options) => options
-                    .get_indexing_options()
-                    .map(|indexing| indexing.tokenizer().to_string()),
-                _ => None,
-            }
-        });
-        match tokenizer.as_deref().and_then(IdKey::from_tokenizer_name) {
-            Some(key) => IdTerms::Digest(key),
-            None => IdTerms::Raw,
-        }
-    }
-
-    /// The term text `id` has in such an index.
-    pub(super) fn text<'a>(&self, id: &'a str) -> Cow<'a, str> {
-        match self {
-            IdTerms::Raw => Cow::Borrowed(id),
-            IdTerms::Digest(key) => {
-                let mut text = String::with_capacity(DIGEST_BYTES);
-                key.digest(id, &mut text);
-                Cow::Owned(text)
-            }
-        }
-    }
-
-    /// The term of `id` in `field` (the `eventid` field) of such an index.
-    pub(super) fn term(&self, field: Field, id: &str) -> Term {
-        Term::from_field_text(field, &self.text(id))
-    }
-}
-
-/// `eventid`'s tokenizer on days with digests: the whole id becomes one token, its
-/// digest.
-#[derive(Clone)]
-pub(super) struct IdTokenizer {
-    key: IdKey,
-    token: Token,
-}
-
-pub(super) struct IdTokenStream<'a> {
-    token: &'a mut Token,
-    has_token: bool,
-}
-
-impl Tokenizer for IdTokenizer {
-    type TokenStream<'a> = IdTokenStream<'a>;
-
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> IdTokenStream<'a> {
-        self.token.reset();
-        self.token.position = 0;
-        self.token.position_length = 1;
-        self.token.offset_from = 0;
-        self.token.offset_to = text.len();
-        self.token.text.clear();
-        self.key.digest(text, &mut self.token.text);
-        IdTokenStream {
-            token: &mut self.token,
-            has_token: true,
-        }
-    }
-}
-
-impl TokenStream for IdTokenStream<'_> {
-    fn advance(&mut self) -> bool {
-        std::mem::take(&mut self.has_token)
-    }
-
-    fn token(&self) -> &Token {
-        self.token
-    }
-
-    fn token_mut(&mut self) -> &mut Token {
-        self.token
-    }
-}
 
 /// Days with a filter at once (yesterday, today and one more: a backfill, or tomorrow
 /// around midnight).
@@ -282,6 +118,15 @@ pub(super) struct IdFilters {
     days: HashMap<u32, DayFilter>,
 }
 
+/// What a day's filter holds for `id`, on a day that keeps ids as `ids` says: its
+/// digest's value there (a keyed hash already), else a hash of the id.
+pub(super) fn id_hash(ids: IdTerms, id: &str) -> u64 {
+    match ids {
+        IdTerms::Raw => hash(id.as_bytes()),
+        IdTerms::Bucketed(key) => key.digest(id).value,
+    }
+}
+
 fn hash(id: &[u8]) -> u64 {
     // Fixed keys: the same id always hashes alike within a run, which is all a filter
     // needs; a crafted collision only costs its sender an index lookup. foldhash's
@@ -300,14 +145,13 @@ fn near_today(key: u32) -> bool {
 }
 
 impl IdFilters {
-    /// Whether the id of term text `term` (see [`IdTerms::text`]) may be taken on day
-    /// `key`: `None` when the day has no filter (look
-    /// it up), `Some(false)` when it is surely free. `fill` makes the day's filter (see
+    /// Whether the id of hash `id` ([`id_hash`]) may be taken on day `key`: `None` when
+    /// the day has no filter (look it up), `Some(false)` when it is surely free. `fill` makes the day's filter (see
     /// [`day_filter`]) when the day gets one.
     pub(super) fn may_hold(
         &mut self,
         key: u32,
-        term: &str,
+        id: u64,
         now: Instant,
         fill: impl FnOnce() -> Result<Option<DayFilter>, StoreError>,
     ) -> Result<Option<bool>, StoreError> {
@@ -337,41 +181,48 @@ impl IdFilters {
         }
         Ok(self.days.get_mut(&key).map(|filter| {
             filter.used = now;
-            filter.may_hold(hash(term.as_bytes()))
+            filter.may_hold(id)
         }))
     }
 
-    /// The id of term text `term` (see [`IdTerms::text`]) is now taken on day `key` (a
-    /// no-op for a day without a filter).
-    pub(super) fn insert(&mut self, key: u32, term: &str) {
+    /// The id of hash `id` ([`id_hash`]) is now taken on day `key` (a no-op for a day
+    /// without a filter).
+    pub(super) fn insert(&mut self, key: u32, id: u64) {
         if let Some(filter) = self.days.get_mut(&key) {
-            filter.insert(hash(term.as_bytes()));
+            filter.insert(id);
         }
     }
 }
 
-/// A day's filter over the id terms in the eventid term dictionaries of `searcher`'s
-/// segments (ids of deleted documents included: the filter may hold more than the
-/// index, never less) and `pending` (the pending ids' term texts, as the day keeps
-/// them: [`IdTerms::text`]), hashed as the dictionaries are read (no copy of the
-/// terms). `None` for a day already holding more than [`MAX_FILTERED_IDS`]: it is
+/// A day's filter over the ids of `searcher`'s segments (ids of deleted documents
+/// included: the filter may hold more than the index, never less) and `pending`,
+/// hashed as [`id_hash`] does as they are read (no copy of them): a day of raw ids
+/// from its `eventid` term dictionaries (`field`), a day of digests from its digest
+/// column. `None` for a day already holding more than [`MAX_FILTERED_IDS`]: it is
 /// looked up as before (its filter would take tens of MiB, and reading its ids holds
 /// writes back).
-pub(super) fn day_filter<T: AsRef<str>>(
+pub(super) fn day_filter<'a>(
     searcher: Option<&tantivy::Searcher>,
+    ids: IdTerms,
     field: Field,
-    pending: impl ExactSizeIterator<Item = T>,
+    pending: impl ExactSizeIterator<Item = &'a str>,
     now: Instant,
 ) -> Result<Option<DayFilter>, StoreError> {
+    let segments = searcher.map(|s| s.segment_readers()).unwrap_or_default();
+    let mut count = pending.len();
     let mut dictionaries = Vec::new();
-    for segment in searcher.map(|s| s.segment_readers()).unwrap_or_default() {
-        dictionaries.push(segment.inverted_index(field).map_err(StoreError::Search)?);
+    match ids {
+        IdTerms::Raw => {
+            for segment in segments {
+                let dictionary = segment.inverted_index(field).map_err(StoreError::Search)?;
+                count += dictionary.terms().num_terms();
+                dictionaries.push(dictionary);
+            }
+        }
+        IdTerms::Bucketed(_) => {
+            count += segments.iter().map(|s| s.max_doc() as usize).sum::<usize>();
+        }
     }
-    let count = pending.len()
-        + dictionaries
-            .iter()
-            .map(|d| d.terms().num_terms())
-            .sum::<usize>();
     if count > MAX_FILTERED_IDS {
         return Ok(None);
     }
@@ -385,8 +236,21 @@ pub(super) fn day_filter<T: AsRef<str>>(
             filter.insert(hash(terms.key()));
         }
     }
-    for term in pending {
-        filter.insert(hash(term.as_ref().as_bytes()));
+    if let IdTerms::Bucketed(_) = ids {
+        for segment in segments {
+            let column = segment
+                .fast_fields()
+                .u64(super::id_terms::DIGEST_FIELD)
+                .map_err(StoreError::Search)?;
+            for doc in 0..segment.max_doc() {
+                for value in column.values_for_doc(doc) {
+                    filter.insert(value);
+                }
+            }
+        }
+    }
+    for id in pending {
+        filter.insert(id_hash(ids, id));
     }
     Ok(Some(filter))
 }
@@ -419,23 +283,30 @@ mod tests {
         let mut filters = IdFilters::default();
         let start = Instant::now();
         let fills = std::cell::Cell::new(0);
+        let h = |id: &str| id_hash(IdTerms::Raw, id);
         let fill = || {
             fills.set(fills.get() + 1);
-            day_filter(None, Field::from_field_id(0), ["stored"].into_iter(), start)
+            day_filter(
+                None,
+                IdTerms::Raw,
+                Field::from_field_id(0),
+                ["stored"].into_iter(),
+                start,
+            )
         };
         // Days long past: none is near today.
         let day = 20_000_306;
         assert_eq!(
-            filters.may_hold(day, "stored", start, fill).unwrap(),
+            filters.may_hold(day, h("stored"), start, fill).unwrap(),
             Some(true)
         );
         assert_eq!(
-            filters.may_hold(day, "new", start, fill).unwrap(),
+            filters.may_hold(day, h("new"), start, fill).unwrap(),
             Some(false)
         );
-        filters.insert(day, "new");
+        filters.insert(day, h("new"));
         assert_eq!(
-            filters.may_hold(day, "new", start, fill).unwrap(),
+            filters.may_hold(day, h("new"), start, fill).unwrap(),
             Some(true)
         );
         assert_eq!(fills.get(), 1);
@@ -443,29 +314,32 @@ mod tests {
         // often it is asked about while the three are in use.
         for other in [day - 1, day - 2] {
             assert_eq!(
-                filters.may_hold(other, "stored", start, fill).unwrap(),
+                filters.may_hold(other, h("stored"), start, fill).unwrap(),
                 Some(true)
             );
             assert_eq!(
-                filters.may_hold(other, "x", start, fill).unwrap(),
+                filters.may_hold(other, h("x"), start, fill).unwrap(),
                 Some(false)
             );
         }
         for _ in 0..3 {
-            assert_eq!(filters.may_hold(day - 3, "x", start, fill).unwrap(), None);
+            assert_eq!(
+                filters.may_hold(day - 3, h("x"), start, fill).unwrap(),
+                None
+            );
         }
-        filters.insert(day - 3, "x");
+        filters.insert(day - 3, h("x"));
         assert_eq!(fills.get(), 3);
         // The three idle out (the first is used again just before): room for one.
         let later = start + IDLE - Duration::from_secs(1);
         assert_eq!(
-            filters.may_hold(day, "new", later, fill).unwrap(),
+            filters.may_hold(day, h("new"), later, fill).unwrap(),
             Some(true)
         );
         let much_later = start + IDLE + Duration::from_secs(1);
         assert_eq!(
             filters
-                .may_hold(day - 3, "stored", much_later, fill)
+                .may_hold(day - 3, h("stored"), much_later, fill)
                 .unwrap(),
             Some(true)
         );
@@ -474,17 +348,22 @@ mod tests {
         assert!(!filters.days.contains_key(&(day - 1)));
         // Three older days in use: today still takes one of theirs (the least recently
         // used), and keeps it against the older days.
-        filters.may_hold(day - 1, "x", much_later, fill).unwrap();
-        filters.may_hold(day - 2, "x", much_later, fill).unwrap();
+        filters.may_hold(day - 1, h("x"), much_later, fill).unwrap();
+        filters.may_hold(day - 2, h("x"), much_later, fill).unwrap();
         assert_eq!(filters.days.len(), 3);
         let today = day_key(Utc::now().date_naive());
         assert_eq!(
-            filters.may_hold(today, "stored", much_later, fill).unwrap(),
+            filters
+                .may_hold(today, h("stored"), much_later, fill)
+                .unwrap(),
             Some(true)
         );
         assert!(filters.days.contains_key(&today));
         assert!(!filters.days.contains_key(&day));
-        assert_eq!(filters.may_hold(day, "x", much_later, fill).unwrap(), None);
+        assert_eq!(
+            filters.may_hold(day, h("x"), much_later, fill).unwrap(),
+            None
+        );
         assert!(filters.days.contains_key(&today));
     }
 }

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use picket_common::wal::{Batch as WalBatch, DiskBuffer, Position};
 
-use super::ids::{IdFilters, day_filter};
+use super::ids::{IdFilters, day_filter, id_hash};
 
 use super::*;
 
@@ -67,15 +67,15 @@ pub(super) struct PendingIds {
 }
 
 impl PendingIds {
-    /// Whether the id of term text `term` is surely not taken on day `key`, whose
-    /// index keeps ids as `ids` says (its filter says so; a day's filter is made from
-    /// its searcher and these pending ids when it gets one).
+    /// Whether the id of hash `id` ([`id_hash`]) is surely not taken on day `key`,
+    /// whose index keeps ids as `ids` says (its filter says so; a day's filter is made
+    /// from its searcher and these pending ids when it gets one).
     fn surely_new(
         &mut self,
         shared: &Shared,
         key: u32,
         ids: IdTerms,
-        term: &str,
+        id: u64,
         now: std::time::Instant,
     ) -> Result<bool, StoreError> {
         let Self { by_day, filters } = self;
@@ -85,12 +85,13 @@ impl PendingIds {
             let day = shared.day(key, false)?;
             day_filter(
                 day.map(|day| day.reader.searcher()).as_ref(),
+                ids,
                 shared.fields.eventid,
-                pending.keys().map(|id| ids.text(id)),
+                pending.keys().map(|id| &**id),
                 now,
             )
         };
-        Ok(filters.may_hold(key, term, now, fill)? == Some(false))
+        Ok(filters.may_hold(key, id, now, fill)? == Some(false))
     }
 
     /// The JSON of `id` logged on day `key` and not yet committed.
@@ -388,10 +389,10 @@ fn decide(
                 Entry::Vacant(e) => *e.insert(
                     shared
                         .day(key, false)?
-                        .map_or(IdTerms::Digest(shared.id_key), |day| day.ids),
+                        .map_or(IdTerms::Bucketed(shared.id_key), |day| day.ids),
                 ),
             };
-            let term = ids.text(id);
+            let hash = id_hash(ids, id);
             let replaces = matches!(document, Document::Custom { replaces: true, .. });
             let is_pending = pending.by_day.get(&key).is_some_and(|d| d.contains_key(id));
             let earlier: Option<Cow<str>> = if replaces {
@@ -400,7 +401,7 @@ fn decide(
                 pending.by_day[&key]
                     .get(id)
                     .map(|source| Cow::Borrowed(&**source))
-            } else if pending.surely_new(shared, key, ids, &term, now)? {
+            } else if pending.surely_new(shared, key, ids, hash, now)? {
                 None
             } else {
                 let searcher = match searchers.entry(key) {
@@ -410,10 +411,7 @@ fn decide(
                     }
                 };
                 match searcher {
-                    Some(searcher) => {
-                        let term = Term::from_field_text(shared.fields.eventid, &term);
-                        stored_source(shared, searcher, term)?.map(Cow::Owned)
-                    }
+                    Some(searcher) => stored_source(shared, searcher, id)?.map(Cow::Owned),
                     None => None,
                 }
             };
@@ -427,7 +425,7 @@ fn decide(
             }
             let source = source_of(&document);
             pending.insert(key, id, Arc::clone(&source));
-            pending.filters.insert(key, &term);
+            pending.filters.insert(key, hash);
             logged.push(Logged {
                 document,
                 key,

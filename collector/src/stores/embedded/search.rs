@@ -328,30 +328,6 @@ impl Shared {
     }
 }
 
-/// `eventid:<id>`: the term the searched day keeps for the id, by its own schema (a
-/// digest under the day's key, or the id itself on days written before the digests).
-#[derive(Clone, Debug)]
-pub(super) struct IdQuery {
-    field: Field,
-    id: String,
-}
-
-impl IdQuery {
-    pub(super) fn new(field: Field, id: String) -> IdQuery {
-        IdQuery { field, id }
-    }
-}
-
-impl Query for IdQuery {
-    fn weight(
-        &self,
-        scoring: tantivy::query::EnableScoring<'_>,
-    ) -> tantivy::Result<Box<dyn tantivy::query::Weight>> {
-        let term = super::ids::IdTerms::of(scoring.schema()).term(self.field, &self.id);
-        tantivy::query::TermQuery::new(term, IndexRecordOption::Basic).weight(scoring)
-    }
-}
-
 /// Runs Elasticsearch-style aggregations over every day's matches and merges them
 /// (tantivy's distributed collector: per-index intermediate results, merged, then
 /// finished once, so a `terms` count spans days exactly).

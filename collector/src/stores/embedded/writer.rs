@@ -237,19 +237,24 @@ impl Indexer<'_> {
         self.recent.retain(|k| *k != key);
         self.recent.push_front(key);
         self.dirty.insert(key);
+        let day = self.shared.day(key, false)?.ok_or(StoreError::Closed)?;
         let made = self.made.entry(key).or_default();
         if let Document::Custom {
             id, replaces: true, ..
         } = &document
         {
-            // Deletes what was added before it (in this batch too), not after.
-            let day = self.shared.day(key, false)?.ok_or(StoreError::Closed)?;
-            made.push(tantivy::indexer::UserOperation::Delete(
-                day.ids.term(self.shared.fields.eventid, id),
-            ));
+            // Deletes what was added before it (in this batch too: handed to the writer
+            // first), not after. By query: a day of digests has no term of the id alone.
+            let writer = self.writers.get(&key).ok_or(StoreError::Closed)?;
+            writer
+                .run(std::mem::take(made))
+                .map_err(StoreError::Write)?;
+            writer
+                .delete_query(Box::new(IdQuery::new(self.shared.fields.eventid, id)))
+                .map_err(StoreError::Write)?;
         }
         made.push(tantivy::indexer::UserOperation::Add(
-            self.shared.document(document, at, source),
+            self.shared.document(document, at, source, day.ids),
         ));
         if made.len() >= HAND_OFF_DOCUMENTS {
             let made = std::mem::take(made);
@@ -495,18 +500,13 @@ pub(super) fn close_old_writers(
     }
 }
 
-/// The stored JSON of the document with this id term (as the day keeps it:
-/// [`super::ids::IdTerms::term`]) in a day, if any.
+/// The stored JSON of the document with this id in a day, if any.
 pub(super) fn stored_source(
     shared: &Shared,
     searcher: &tantivy::Searcher,
-    term: Term,
+    id: &str,
 ) -> Result<Option<String>, StoreError> {
-    // A term dictionary lookup per segment: the common case (a new id) ends here.
-    if searcher.doc_freq(&term).map_err(StoreError::Search)? == 0 {
-        return Ok(None);
-    }
-    let query = tantivy::query::TermQuery::new(term, IndexRecordOption::Basic);
+    let query = IdQuery::new(shared.fields.eventid, id);
     let found = searcher
         .search(&query, &tantivy::collector::DocSetCollector)
         .map_err(StoreError::Search)?;
