@@ -63,6 +63,10 @@ pub const KNOWN: &[(&str, &str)] = &[
         "an address range is numeric on Elasticsearch, text order in the embedded store (10.31.x sorts after 10.255.x)",
     ),
     (
+        "eventid:0*",
+        "the embedded store indexes a digest of each id (a third of its indexing cost was the ids' own terms): it matches ids whole and refuses a wildcard on them by name; Elasticsearch's keyword takes a prefix",
+    ),
+    (
         "* aggs {\"a\":{\"date_histogram\":{\"calendar_interval\":\"week\",\"field\":\"utctimestamp\"}}}",
         "weeks (and months, quarters, years) are not fixed lengths: the embedded store refuses them by name; Elasticsearch buckets by calendar",
     ),
@@ -477,6 +481,8 @@ pub fn queries(stores: &Stores) -> Vec<Query> {
         "utctimestamp:<=2026-11-23",
         "_exists_:timestamp",
         "_exists_:eventid",
+        "eventid:*",
+        "eventid:0*",
         "_exists_:summary",
         "utctimestamp:[2026-11-23T06:00:00Z TO 2026-11-23T07:00:00Z]",
         "details.sourceipaddress:\"10.0.0.1\"",
