@@ -496,12 +496,12 @@ impl Shared {
             )
         }
         .map_err(open_err)?;
-        let ids = IdTerms::of(&index.schema());
-        if let IdTerms::Bucketed(key) = ids {
-            // Before any writer: a segment writer takes its tokenizers when made.
-            index
-                .tokenizers()
-                .register(&key.tokenizer_name(), key.tokenizer());
+        let schema = index.schema();
+        let ids = IdTerms::of(&schema);
+        if let (IdTerms::Bucketed(key), Some(name)) = (ids, id_terms::eventid_tokenizer(&schema)) {
+            // Before any writer: a segment writer takes its tokenizers when made. Under
+            // the name the schema gives, as it gives it.
+            index.tokenizers().register(name, key.tokenizer());
         }
         let reader = index
             .reader_builder()

@@ -15,8 +15,9 @@
 //! created with, kept in its schema as the name of `eventid`'s tokenizer), so nobody
 //! sending events can make two ids meet. An id is found by its bucket's postings,
 //! filtered by the digest column: the 76 bits together make a false match within a day
-//! about n²/2⁷⁷ likely (one in ten million at a billion events a day), and such a
-//! match is one event refused as a conflict, counted as every conflict is.
+//! about n²/2⁷⁷ likely (one in ten million at a billion events a day). Such a match
+//! would take one id for the other: a new event refused as a conflict (counted as
+//! every conflict is), or, for an alert document replaced, the other deleted with it.
 //!
 //! Days created before keep the id itself as the term ([`IdTerms::Raw`]).
 
@@ -121,18 +122,21 @@ impl IdKey {
     }
 }
 
+/// The name of `eventid`'s tokenizer in `schema`.
+pub(super) fn eventid_tokenizer(schema: &Schema) -> Option<&str> {
+    let field = schema.get_field("eventid").ok()?;
+    match schema.get_field_entry(field).field_type() {
+        FieldType::Str(options) => options
+            .get_indexing_options()
+            .map(|indexing| indexing.tokenizer()),
+        _ => None,
+    }
+}
+
 impl IdTerms {
     /// How the index of `schema` keeps ids: by the name of its `eventid` tokenizer.
     pub(super) fn of(schema: &Schema) -> IdTerms {
-        let key = schema.get_field("eventid").ok().and_then(|field| {
-            match schema.get_field_entry(field).field_type() {
-                FieldType::Str(options) => options
-                    .get_indexing_options()
-                    .and_then(|indexing| IdKey::from_tokenizer_name(indexing.tokenizer())),
-                _ => None,
-            }
-        });
-        match key {
+        match eventid_tokenizer(schema).and_then(IdKey::from_tokenizer_name) {
             Some(key) if schema.get_field(DIGEST_FIELD).is_ok() => IdTerms::Bucketed(key),
             _ => IdTerms::Raw,
         }

@@ -85,13 +85,17 @@ impl Bloom {
 pub(super) struct DayFilter {
     blooms: Vec<Bloom>,
     used: Instant,
+    /// How the day kept ids when the filter was made: its hashes are of that kind (a
+    /// day pruned and made again keeps them otherwise, and gets a new filter).
+    ids: IdTerms,
 }
 
 impl DayFilter {
-    fn with_capacity(ids: usize, now: Instant) -> DayFilter {
+    fn with_capacity(count: usize, ids: IdTerms, now: Instant) -> DayFilter {
         DayFilter {
-            blooms: vec![Bloom::new((ids * 2).max(MIN_CAPACITY))],
+            blooms: vec![Bloom::new((count * 2).max(MIN_CAPACITY))],
             used: now,
+            ids,
         }
     }
 
@@ -145,16 +149,22 @@ fn near_today(key: u32) -> bool {
 }
 
 impl IdFilters {
-    /// Whether the id of hash `id` ([`id_hash`]) may be taken on day `key`: `None` when
-    /// the day has no filter (look it up), `Some(false)` when it is surely free. `fill` makes the day's filter (see
+    /// Whether the id of hash `id` ([`id_hash`] as `ids` says the day keeps ids) may be
+    /// taken on day `key`: `None` when the day has no filter (look it up), `Some(false)`
+    /// when it is surely free. A filter made when the day kept ids otherwise (it was
+    /// pruned and made again since) is dropped and made again. `fill` makes the day's filter (see
     /// [`day_filter`]) when the day gets one.
     pub(super) fn may_hold(
         &mut self,
         key: u32,
+        ids: IdTerms,
         id: u64,
         now: Instant,
         fill: impl FnOnce() -> Result<Option<DayFilter>, StoreError>,
     ) -> Result<Option<bool>, StoreError> {
+        if self.days.get(&key).is_some_and(|filter| filter.ids != ids) {
+            self.days.remove(&key);
+        }
         if !self.days.contains_key(&key) {
             self.days
                 .retain(|_, filter| now.saturating_duration_since(filter.used) < IDLE);
@@ -185,11 +195,16 @@ impl IdFilters {
         }))
     }
 
-    /// The id of hash `id` ([`id_hash`]) is now taken on day `key` (a no-op for a day
-    /// without a filter).
-    pub(super) fn insert(&mut self, key: u32, id: u64) {
-        if let Some(filter) = self.days.get_mut(&key) {
-            filter.insert(id);
+    /// The id of hash `id` ([`id_hash`] as `ids` says) is now taken on day `key` (a
+    /// no-op for a day without a filter, or with one of another kind: that one is
+    /// dropped, to be made again when next asked).
+    pub(super) fn insert(&mut self, key: u32, ids: IdTerms, id: u64) {
+        match self.days.get_mut(&key) {
+            Some(filter) if filter.ids == ids => filter.insert(id),
+            Some(_) => {
+                self.days.remove(&key);
+            }
+            None => {}
         }
     }
 }
@@ -226,7 +241,7 @@ pub(super) fn day_filter<'a>(
     if count > MAX_FILTERED_IDS {
         return Ok(None);
     }
-    let mut filter = DayFilter::with_capacity(count, now);
+    let mut filter = DayFilter::with_capacity(count, ids, now);
     for dictionary in &dictionaries {
         let mut terms = dictionary
             .terms()
@@ -261,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_filter_never_forgets_and_rarely_imagines() {
-        let mut filter = DayFilter::with_capacity(0, Instant::now());
+        let mut filter = DayFilter::with_capacity(0, IdTerms::Raw, Instant::now());
         // Three times the first Bloom's capacity: it grows.
         let n = MIN_CAPACITY * 3;
         for i in 0..n {
@@ -276,6 +291,48 @@ mod tests {
             .count();
         // ~1% per Bloom, two or three Blooms: well under 5%.
         assert!(imagined < 5_000, "{imagined} false positives in 100,000");
+    }
+
+    #[test]
+    fn a_day_made_again_with_another_kind_of_ids_gets_a_new_filter() {
+        // A day pruned and made again (raw ids before, a digest key now): a resend
+        // hashed the new way must not be missed by the filter made the old way.
+        let mut filters = IdFilters::default();
+        let now = Instant::now();
+        let key = super::super::id_terms::IdKey::random().unwrap();
+        let digests = IdTerms::Bucketed(key);
+        let fills = std::cell::Cell::new(0);
+        let fill = |ids: IdTerms, stored: &'static str| {
+            fills.set(fills.get() + 1);
+            day_filter(
+                None,
+                ids,
+                Field::from_field_id(0),
+                [stored].into_iter(),
+                now,
+            )
+        };
+        let day = 20_000_306;
+        let raw = id_hash(IdTerms::Raw, "x");
+        assert_eq!(
+            filters
+                .may_hold(day, IdTerms::Raw, raw, now, || fill(IdTerms::Raw, "a"))
+                .unwrap(),
+            Some(false)
+        );
+        filters.insert(day, IdTerms::Raw, raw);
+        // Asked the new way: the old filter goes, a new one is made from the day.
+        let x = id_hash(digests, "x");
+        assert_eq!(
+            filters
+                .may_hold(day, digests, x, now, || fill(digests, "x"))
+                .unwrap(),
+            Some(true)
+        );
+        assert_eq!(fills.get(), 2);
+        // An insert of the old kind drops the filter rather than fill it wrongly.
+        filters.insert(day, IdTerms::Raw, id_hash(IdTerms::Raw, "y"));
+        assert!(!filters.days.contains_key(&day));
     }
 
     #[test]
@@ -297,16 +354,22 @@ mod tests {
         // Days long past: none is near today.
         let day = 20_000_306;
         assert_eq!(
-            filters.may_hold(day, h("stored"), start, fill).unwrap(),
+            filters
+                .may_hold(day, IdTerms::Raw, h("stored"), start, fill)
+                .unwrap(),
             Some(true)
         );
         assert_eq!(
-            filters.may_hold(day, h("new"), start, fill).unwrap(),
+            filters
+                .may_hold(day, IdTerms::Raw, h("new"), start, fill)
+                .unwrap(),
             Some(false)
         );
-        filters.insert(day, h("new"));
+        filters.insert(day, IdTerms::Raw, h("new"));
         assert_eq!(
-            filters.may_hold(day, h("new"), start, fill).unwrap(),
+            filters
+                .may_hold(day, IdTerms::Raw, h("new"), start, fill)
+                .unwrap(),
             Some(true)
         );
         assert_eq!(fills.get(), 1);
@@ -314,32 +377,40 @@ mod tests {
         // often it is asked about while the three are in use.
         for other in [day - 1, day - 2] {
             assert_eq!(
-                filters.may_hold(other, h("stored"), start, fill).unwrap(),
+                filters
+                    .may_hold(other, IdTerms::Raw, h("stored"), start, fill)
+                    .unwrap(),
                 Some(true)
             );
             assert_eq!(
-                filters.may_hold(other, h("x"), start, fill).unwrap(),
+                filters
+                    .may_hold(other, IdTerms::Raw, h("x"), start, fill)
+                    .unwrap(),
                 Some(false)
             );
         }
         for _ in 0..3 {
             assert_eq!(
-                filters.may_hold(day - 3, h("x"), start, fill).unwrap(),
+                filters
+                    .may_hold(day - 3, IdTerms::Raw, h("x"), start, fill)
+                    .unwrap(),
                 None
             );
         }
-        filters.insert(day - 3, h("x"));
+        filters.insert(day - 3, IdTerms::Raw, h("x"));
         assert_eq!(fills.get(), 3);
         // The three idle out (the first is used again just before): room for one.
         let later = start + IDLE - Duration::from_secs(1);
         assert_eq!(
-            filters.may_hold(day, h("new"), later, fill).unwrap(),
+            filters
+                .may_hold(day, IdTerms::Raw, h("new"), later, fill)
+                .unwrap(),
             Some(true)
         );
         let much_later = start + IDLE + Duration::from_secs(1);
         assert_eq!(
             filters
-                .may_hold(day - 3, h("stored"), much_later, fill)
+                .may_hold(day - 3, IdTerms::Raw, h("stored"), much_later, fill)
                 .unwrap(),
             Some(true)
         );
@@ -348,20 +419,26 @@ mod tests {
         assert!(!filters.days.contains_key(&(day - 1)));
         // Three older days in use: today still takes one of theirs (the least recently
         // used), and keeps it against the older days.
-        filters.may_hold(day - 1, h("x"), much_later, fill).unwrap();
-        filters.may_hold(day - 2, h("x"), much_later, fill).unwrap();
+        filters
+            .may_hold(day - 1, IdTerms::Raw, h("x"), much_later, fill)
+            .unwrap();
+        filters
+            .may_hold(day - 2, IdTerms::Raw, h("x"), much_later, fill)
+            .unwrap();
         assert_eq!(filters.days.len(), 3);
         let today = day_key(Utc::now().date_naive());
         assert_eq!(
             filters
-                .may_hold(today, h("stored"), much_later, fill)
+                .may_hold(today, IdTerms::Raw, h("stored"), much_later, fill)
                 .unwrap(),
             Some(true)
         );
         assert!(filters.days.contains_key(&today));
         assert!(!filters.days.contains_key(&day));
         assert_eq!(
-            filters.may_hold(day, h("x"), much_later, fill).unwrap(),
+            filters
+                .may_hold(day, IdTerms::Raw, h("x"), much_later, fill)
+                .unwrap(),
             None
         );
         assert!(filters.days.contains_key(&today));

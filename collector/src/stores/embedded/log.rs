@@ -91,7 +91,7 @@ impl PendingIds {
                 now,
             )
         };
-        Ok(filters.may_hold(key, id, now, fill)? == Some(false))
+        Ok(filters.may_hold(key, ids, id, now, fill)? == Some(false))
     }
 
     /// The JSON of `id` logged on day `key` and not yet committed.
@@ -425,7 +425,7 @@ fn decide(
             }
             let source = source_of(&document);
             pending.insert(key, id, Arc::clone(&source));
-            pending.filters.insert(key, hash);
+            pending.filters.insert(key, ids, hash);
             logged.push(Logged {
                 document,
                 key,

@@ -132,6 +132,10 @@ impl Shared {
                 self.build_query(parser, *child)?,
                 boost.into_inner() as f32,
             ))),
+            // The id digests' column is the store's own, not a field of events.
+            UserInputAst::Leaf(leaf) if leaf_field(&leaf) == Some(id_terms::DIGEST_FIELD) => Err(
+                StoreError::BadQuery(format!("no field {:?}", id_terms::DIGEST_FIELD)),
+            ),
             UserInputAst::Leaf(leaf) => match *leaf {
                 // Lucene's `_exists_:field`, and tantivy's `field:*`.
                 UserInputLeaf::Literal(literal)
@@ -148,6 +152,12 @@ impl Shared {
                 }
                 // An id is found by the term its day keeps for it (see `IdQuery`).
                 UserInputLeaf::Literal(literal) if literal.field_name.as_deref() == Some("eventid") => {
+                    if literal.prefix {
+                        return Err(StoreError::BadQuery(format!(
+                            "eventid is matched whole, not by prefix ({:?}*): the store indexes a digest of each id",
+                            literal.phrase
+                        )));
+                    }
                     Ok(Box::new(IdQuery::new(self.fields.eventid, literal.phrase)))
                 }
                 UserInputLeaf::Set {
@@ -325,6 +335,18 @@ impl Shared {
             }
         };
         regex_query(regex(pattern), field)
+    }
+}
+
+/// The field a leaf names, if any.
+fn leaf_field(leaf: &UserInputLeaf) -> Option<&str> {
+    match leaf {
+        UserInputLeaf::Literal(literal) => literal.field_name.as_deref(),
+        UserInputLeaf::Range { field, .. }
+        | UserInputLeaf::Set { field, .. }
+        | UserInputLeaf::Regex { field, .. } => field.as_deref(),
+        UserInputLeaf::Exists { field } => Some(field),
+        UserInputLeaf::All => None,
     }
 }
 

@@ -293,6 +293,10 @@ async fn ids_are_digests_on_new_days_and_themselves_on_days_written_before() {
     assert_eq!(search(&store, "eventid:nosuchid").total, 0);
     // A digest has no order and no parts: refused, saying so.
     for query in [
+        format!("eventid:\"{}\"*", &a[..8]),
+        "eventid_digest:[0 TO 9]".into(),
+        "eventid_digest:5".into(),
+        "_exists_:eventid_digest".into(),
         format!("eventid:{}*", &a[..8]),
         "eventid:[0 TO 1]".into(),
         "eventid:/0+1/".into(),
