@@ -522,17 +522,18 @@ impl Shared {
         json: &str,
         ids: IdTerms,
     ) -> TantivyDocument {
-        if let IdTerms::Bucketed(key) = ids {
-            let value = key.digest(document.id()).value;
-            let mut doc = self.document(document, at, json, IdTerms::Raw);
-            doc.add_u64(self.fields.id_digest, value);
-            return doc;
-        }
+        let digest = match ids {
+            IdTerms::Bucketed(key) => Some(key.digest(document.id()).value),
+            IdTerms::Raw => None,
+        };
         let mut doc = match document {
             Document::Event(event) => self.event_document(event, at),
             Document::Custom { id, source, .. } => self.custom_document(&id, &source, at),
         };
         doc.add_text(self.fields.source_json, json);
+        if let Some(value) = digest {
+            doc.add_u64(self.fields.id_digest, value);
+        }
         doc
     }
 

@@ -151,9 +151,9 @@ fn near_today(key: u32) -> bool {
 impl IdFilters {
     /// Whether the id of hash `id` ([`id_hash`] as `ids` says the day keeps ids) may be
     /// taken on day `key`: `None` when the day has no filter (look it up), `Some(false)`
-    /// when it is surely free. A filter made when the day kept ids otherwise (it was
-    /// pruned and made again since) is dropped and made again. `fill` makes the day's filter (see
-    /// [`day_filter`]) when the day gets one.
+    /// when it is surely free. `fill` makes the day's filter (see [`day_filter`]) when
+    /// the day gets one; a filter made when the day kept ids otherwise (it was pruned
+    /// and made again since) is dropped and made again.
     pub(super) fn may_hold(
         &mut self,
         key: u32,

@@ -151,10 +151,12 @@ impl Shared {
                     self.wildcard_query(literal.field_name.as_deref(), &literal.phrase)
                 }
                 // An id is found by the term its day keeps for it (see `IdQuery`).
-                UserInputLeaf::Literal(literal) if literal.field_name.as_deref() == Some("eventid") => {
+                UserInputLeaf::Literal(literal)
+                    if literal.field_name.as_deref() == Some("eventid") =>
+                {
                     if literal.prefix {
-                        return Err(StoreError::BadQuery(format!(
-                            "eventid is matched whole, not by prefix ({:?}*): the store indexes a digest of each id",
+                        return Err(eventid_not_whole(&format!(
+                            "the prefix {:?}*",
                             literal.phrase
                         )));
                     }
@@ -167,7 +169,8 @@ impl Shared {
                     elements
                         .into_iter()
                         .map(|id| {
-                            let query: Box<dyn Query> = Box::new(IdQuery::new(self.fields.eventid, id));
+                            let query: Box<dyn Query> =
+                                Box::new(IdQuery::new(self.fields.eventid, id));
                             (Occur::Should, query)
                         })
                         .collect(),
@@ -177,9 +180,9 @@ impl Shared {
                 }
                 | UserInputLeaf::Regex {
                     field: Some(field), ..
-                } if field == "eventid" => Err(StoreError::BadQuery(
-                    "eventid is matched whole: eventid:<id>, eventid:(<id> OR <id>) or eventid:IN [<id> <id>] (the store indexes a digest of each id, which has no order and no parts)".into(),
-                )),
+                } if field == "eventid" => {
+                    Err(eventid_not_whole("a range or a regular expression"))
+                }
                 UserInputLeaf::Range {
                     field: Some(field),
                     lower,
@@ -322,11 +325,7 @@ impl Shared {
             "tags" => f.tags,
             // Every document has an id: `eventid:*` is all of them, as `_exists_`.
             "eventid" if pattern.chars().all(|c| c == '*') => return Ok(Box::new(AllQuery)),
-            "eventid" => {
-                return Err(StoreError::BadQuery(format!(
-                    "eventid is matched whole, not by wildcards ({pattern:?}): the store indexes a digest of each id"
-                )));
-            }
+            "eventid" => return Err(eventid_not_whole(&format!("the wildcard {pattern:?}"))),
             "summary" => return regex_query(regex(&pattern.to_lowercase()), f.summary),
             other => {
                 return Err(StoreError::BadQuery(format!(
@@ -336,6 +335,13 @@ impl Shared {
         };
         regex_query(regex(pattern), field)
     }
+}
+
+/// A query on part of an id, refused: `what` is what it asked.
+fn eventid_not_whole(what: &str) -> StoreError {
+    StoreError::BadQuery(format!(
+        "eventid is matched whole, not by {what}: the store indexes a digest of each id (eventid:<id>, eventid:(<id> OR <id>) or eventid:IN [<id> <id>])"
+    ))
 }
 
 /// The field a leaf names, if any.

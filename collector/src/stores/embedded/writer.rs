@@ -220,8 +220,8 @@ impl Indexer<'_> {
         at: DateTime<Utc>,
         source: &str,
     ) -> Result<(), StoreError> {
+        let day = self.shared.day(key, true)?.ok_or(StoreError::Closed)?;
         if !self.writers.contains_key(&key) {
-            let day = self.shared.day(key, true)?.ok_or(StoreError::Closed)?;
             let writer = day
                 .index
                 .writer_with_num_threads(1, self.writer_memory_bytes)
@@ -237,7 +237,6 @@ impl Indexer<'_> {
         self.recent.retain(|k| *k != key);
         self.recent.push_front(key);
         self.dirty.insert(key);
-        let day = self.shared.day(key, false)?.ok_or(StoreError::Closed)?;
         let made = self.made.entry(key).or_default();
         if let Document::Custom {
             id, replaces: true, ..
