@@ -22,7 +22,7 @@ use picket_tests::opensearch::OpenSearch;
 use picket_tests::stores::{
     assert_one_dead_letter, day_index, es_collector, post, sample_events, wait_until,
 };
-use picket_tests::{Agent, append_lines, assert_exactly_once, http};
+use picket_tests::{Agent, append_lines, assert_exactly_once, http, marker_counts};
 use serde_json::{Value, json};
 
 #[test]
@@ -577,12 +577,29 @@ fn a_three_node_cluster_loses_a_node_under_load_and_loses_nothing() {
     assert_eq!(health["number_of_nodes"], 2, "{health}");
 
     // Exactly once, by marker (and `_id` = eventid makes an id unique per index).
-    let stored: Vec<Value> = cluster
-        .documents_with("events-*", &["summary", "processname"])
-        .into_iter()
-        .map(|(.., doc)| doc)
-        .filter(|doc| doc["processname"] == "sshd")
-        .collect();
+    // While the lost node's replicas are rebuilt, a listing can be served by a copy
+    // that has every write but has not yet made the last ones searchable (seen once
+    // in CI: 26 of the last 1,000 missing right after a count said 200,000). A copy's
+    // staleness passes within a refresh interval; a lost or doubled event does not, so
+    // the listing is taken again for up to 30 s and the last one must be exact.
+    let sshd = |cluster: &OpenSearch| -> Vec<Value> {
+        cluster
+            .documents_with("events-*", &["summary", "processname"])
+            .into_iter()
+            .map(|(.., doc)| doc)
+            .filter(|doc| doc["processname"] == "sshd")
+            .collect()
+    };
+    let listed_by = Instant::now() + Duration::from_secs(30);
+    let mut stored = sshd(&cluster);
+    while marker_counts(&stored).len() != LINES || stored.len() != LINES {
+        if Instant::now() > listed_by {
+            break;
+        }
+        eprintln!("listed {} events; listing again", stored.len());
+        std::thread::sleep(Duration::from_secs(2));
+        stored = sshd(&cluster);
+    }
     assert_exactly_once(&stored, LINES, "after a node was killed");
 
     cluster.restart(0);
