@@ -333,6 +333,7 @@ impl Indexer<'_> {
 
     fn try_commit(&mut self) -> Result<(), StoreError> {
         let events = self.uncommitted.len();
+        let started = Instant::now();
         self.reload_unseen();
         // Day by day: once a day's commit holds its documents they are done with,
         // whatever happens to the next day's, so a retry never writes them twice.
@@ -349,6 +350,7 @@ impl Indexer<'_> {
             self.uncommitted = rest;
             self.unseen.extend(done);
         }
+        let committed = started.elapsed();
         self.reload_unseen();
         if !self.uncommitted.is_empty() {
             // Added but in no commit (written before a failure and not yet again):
@@ -366,7 +368,12 @@ impl Indexer<'_> {
             }
         }
         if events > 0 {
-            debug!(events, "Committed.");
+            debug!(
+                events,
+                commit_ms = committed.as_millis() as u64,
+                with_reload_ms = started.elapsed().as_millis() as u64,
+                "Committed."
+            );
         }
         for (stored, done) in self.waiting.drain(..) {
             // A sender that gave up waiting is not an error here.
