@@ -527,6 +527,57 @@ if $programname == "sshd" then action(type="omfwd" target="127.0.0.1" port="{tcp
     );
 }
 
+/// A sender that never reads does not see the agent close its side on a stop, and
+/// goes on sending: the agent reads it while it waits for the close, cuts it after 2 s
+/// of waiting (with a warning), delivers what it read once each, and stops in time.
+#[test]
+fn a_sender_that_ignores_the_close_is_cut_and_the_agent_still_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = CountingSink::start();
+    let mut agent = relay(dir.path(), &sink, &["tcp://127.0.0.1:0".into()], "");
+    let tcp = bound(&agent, "tcp");
+    let mut stream = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::clone(&sent);
+    let sender = std::thread::spawn(move || {
+        // A message every 50 ms until a write fails (the agent closed for good).
+        for n in 0..2_000 {
+            let line = format!("<38>Dec  7 10:00:00 fw1 sshd[9]: {}\n", failure(n));
+            if stream.write_all(line.as_bytes()).is_err() {
+                break;
+            }
+            progress.store(n + 1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    delivered(&sink, 10, &agent);
+    let before_stop = sent.load(Ordering::Relaxed);
+    let stopping = Instant::now();
+    let status = agent.service.stop().expect("the agent stops");
+    let took = stopping.elapsed();
+    let log = agent.service.log();
+    assert!(status.success(), "{log}");
+    // 2 s of waiting for the sender, not the 10 s cap on reading a sender that floods.
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "stopped in {took:?}\n{log}"
+    );
+    assert!(
+        log.contains("neither stopped sending nor closed"),
+        "no warning of the cut\n{log}"
+    );
+    sender.join().expect("the sender");
+    let events = sink.events();
+    let counts = marker_counts(&events);
+    assert!(counts.values().all(|c| *c == 1), "a message twice: {counts:?}");
+    // Everything sent before the stop, and what was read while waiting for the close.
+    assert!(
+        (0..before_stop).all(|n| counts.contains_key(&n)) && events.len() > before_stop,
+        "{} events for {before_stop} sent before the stop\n{log}",
+        events.len()
+    );
+}
+
 #[test]
 fn a_reload_keeps_the_sockets_and_a_listen_address_it_cannot_bind_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,9 +14,12 @@
 //!   pipeline's bounded channel: while the disk buffer is full the connection is not
 //!   read, so the sender's own queue holds them (with `when_full = "drop_newest"` the
 //!   buffer stage drops instead, counted). A stop closes each connection's sending side
-//!   and reads what the sender wrote until it closes too (at most [`DRAIN`]; what a
-//!   sender still writes after that is logged as cut): a sender that stops sending and
-//!   closes when the receiver closes, then reconnects, loses and repeats nothing. On the
+//!   and reads what the sender wrote until it closes too: the sender gets [`DRAIN`] of
+//!   the listener's waiting for it, and the reading [`DRAIN_MAX`] in all, so what
+//!   the sender wrote before it saw the close is read however slow the agent's own
+//!   buffer is then (what a sender still writes after that is logged as cut): a
+//!   sender that stops sending and closes when the receiver closes, then reconnects,
+//!   loses and repeats nothing. On the
 //!   agent's exit the listener first takes the connections the kernel queued and stops
 //!   listening, so reconnects are refused until the next agent listens.
 //! - UDP: each datagram is a message. While the buffer is full the socket is not read
@@ -67,8 +70,14 @@ use crate::host::HostIdentity;
 use crate::metrics::Metrics;
 use crate::parsers::{LineContext, LineParser, TimeZoneChoice};
 
-/// Longest a stopping listener reads a connection after closing its side.
+/// Longest a stopping listener waits, in all, for a connection's sender to send more
+/// or close after closing its side. Time spent handing what it read to the buffer
+/// stage does not count: under load that can be longer than the sender's own close.
 pub const DRAIN: Duration = Duration::from_secs(2);
+/// Longest a stopping listener reads a connection after closing its side, waiting or
+/// not (a sender that never stops sending is cut then; with the ship stage's
+/// `DRAIN_TIMEOUT` after it, within the unit's 30 s to stop).
+pub const DRAIN_MAX: Duration = Duration::from_secs(10);
 /// Longest a TLS sender may take over its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages (or UDP datagrams, whatever became of them) taken into one chunk at most
@@ -943,9 +952,16 @@ fn handshake_failed(shared: &Shared, listen: &Listen, peer: SocketAddr, error: &
     }
 }
 
+/// A stopping connection's budgets: how much longer it may wait for its sender
+/// ([`DRAIN`], spent only while a read waits) and when it is cut whatever ([`DRAIN_MAX`]).
+struct Draining {
+    wait_left: Duration,
+    end: tokio::time::Instant,
+}
+
 /// One TCP or TLS connection: reads, frames and parses its messages until the sender
 /// closes it, it breaks its framing, or the listener stops (then it closes its side
-/// and reads to the sender's close, at most [`DRAIN`]).
+/// and reads to the sender's close, within [`Draining`]'s budgets).
 async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     source: &str,
@@ -962,23 +978,32 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     let source_identity = format!("{source}|{peer}|{:016x}-{number}", shared.run);
     let mut framer = Framer::new(shared.settings.max_message_bytes);
     let mut sequence = 0u64;
-    let mut drain_until = None;
+    let mut draining: Option<Draining> = None;
     debug!(source, sender = %peer, "Syslog connection opened.");
     loop {
-        if drain_until.is_none() && *stop.borrow_and_update() != Phase::Running {
-            drain_until = Some(tokio::time::Instant::now() + DRAIN);
+        if draining.is_none() && *stop.borrow_and_update() != Phase::Running {
+            let began = tokio::time::Instant::now();
             // The sender sees the close and stops sending here; what it sent before is
             // read below.
             let _ = tokio::time::timeout(DRAIN, stream.shutdown()).await;
+            draining = Some(Draining {
+                wait_left: DRAIN.saturating_sub(began.elapsed()),
+                end: began + DRAIN_MAX,
+            });
         }
         let mut cut = false;
-        let read = match drain_until {
+        let read = match &mut draining {
             None => tokio::select! {
                 read = stream.read_buf(framer.spare()) => read,
                 _ = stop.changed() => continue,
             },
-            Some(deadline) => {
-                match tokio::time::timeout_at(deadline, stream.read_buf(framer.spare())).await {
+            Some(draining) => {
+                let began = tokio::time::Instant::now();
+                let limit = (began + draining.wait_left).min(draining.end);
+                let read =
+                    tokio::time::timeout_at(limit, stream.read_buf(framer.spare())).await;
+                draining.wait_left = draining.wait_left.saturating_sub(began.elapsed());
+                match read {
                     Ok(read) => read,
                     Err(_) => {
                         cut = true;
@@ -1061,7 +1086,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 warn!(
                     source,
                     sender = %peer,
-                    "Syslog sender went on sending for 2 s after the agent closed the connection while stopping; closed it (what it sent after that is the sender's to send again)."
+                    "Syslog sender neither stopped sending nor closed after the agent closed the connection while stopping (2 s of waiting for it, 10 s in all); closed it (what it sent after that is the sender's to send again)."
                 );
             }
             shared.send(chunk, source).await;
