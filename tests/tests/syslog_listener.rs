@@ -569,7 +569,10 @@ fn a_sender_that_ignores_the_close_is_cut_and_the_agent_still_stops() {
     sender.join().expect("the sender");
     let events = sink.events();
     let counts = marker_counts(&events);
-    assert!(counts.values().all(|c| *c == 1), "a message twice: {counts:?}");
+    assert!(
+        counts.values().all(|c| *c == 1),
+        "a message twice: {counts:?}"
+    );
     // Everything sent before the stop, and what was read while waiting for the close.
     assert!(
         (0..before_stop).all(|n| counts.contains_key(&n)) && events.len() > before_stop,

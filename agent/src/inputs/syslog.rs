@@ -1000,8 +1000,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             Some(draining) => {
                 let began = tokio::time::Instant::now();
                 let limit = (began + draining.wait_left).min(draining.end);
-                let read =
-                    tokio::time::timeout_at(limit, stream.read_buf(framer.spare())).await;
+                let read = tokio::time::timeout_at(limit, stream.read_buf(framer.spare())).await;
                 draining.wait_left = draining.wait_left.saturating_sub(began.elapsed());
                 match read {
                     Ok(read) => read,
